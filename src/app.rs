@@ -1,0 +1,120 @@
+//! Assembles the running server: configuration → master key → database (migrated) → first-start
+//! bootstrap → HTTP router on a bound listener. Tests build the same [`Application`] on port 0.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::domain::org::Email;
+use crate::http::{self, AppState};
+use crate::storage::secrets::{Cipher, write_private_file};
+use crate::storage::{Db, orgs};
+
+/// The e-mail of the owner a first start creates.
+pub const FIRST_OWNER_EMAIL: &str = "admin@switchboard.local";
+
+/// A server ready to serve: database migrated, listener bound.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    db: Db,
+}
+
+/// The master key: from `secret_key`, else from `{data_dir}/master.key` (created when missing).
+pub fn master_cipher(config: &Config) -> anyhow::Result<Cipher> {
+    match &config.secret_key {
+        Some(key) => Cipher::from_base64(key),
+        None => Cipher::from_key_file(&config.data_dir.join("master.key")),
+    }
+}
+
+/// Connects to the configured database and applies pending migrations.
+pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
+    let db = Db::connect(&config.database_url, master_cipher(config)?).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = open_database(&config).await?;
+        bootstrap_first_start(&db, &config).await?;
+        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+        let state = AppState { db: db.clone(), config: Arc::new(config), metrics: Default::default() };
+        Ok(Self { listener, router: http::router(state), db })
+    }
+
+    /// The address actually bound (differs from the configuration when it asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests and closes the database.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        tracing::info!(address = %self.local_addr(), "serving");
+        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
+        self.db.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// On an empty database: creates the `default` organisation, an owner and an admin API token,
+/// and writes the token and the owner's password to files only the server's user can read.
+async fn bootstrap_first_start(db: &Db, config: &Config) -> anyhow::Result<()> {
+    if orgs::count(db).await? > 0 {
+        return Ok(());
+    }
+    let password = crate::cli::generate_password();
+    let email = Email::parse(FIRST_OWNER_EMAIL).expect("the first owner's address is valid");
+    let created = orgs::bootstrap(db, "default", &email, &password).await?;
+    let token_file = replace_private_file(config.data_dir.join("admin-token"), created.token.as_bytes())?;
+    let password_file = replace_private_file(config.data_dir.join("admin-password"), password.as_bytes())?;
+    tracing::info!(
+        org = %created.org.id,
+        owner = created.owner.email.as_str(),
+        token_file = %token_file.display(),
+        password_file = %password_file.display(),
+        "first start: created organisation `default`; its admin API token and owner password are in these files"
+    );
+    Ok(())
+}
+
+fn replace_private_file(path: PathBuf, contents: &[u8]) -> anyhow::Result<PathBuf> {
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("replacing {}", path.display())),
+    }
+    write_private_file(&path, contents)
+        .context("writing first-start credentials; run `switchboard admin create-token` to make a new token")?;
+    Ok(path)
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,165 @@
+//! The `switchboard` command line: `serve`, `migrate`, `admin …` and `config`.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use base64::Engine;
+use clap::{Parser, Subcommand};
+
+use crate::app::{self, Application};
+use crate::config::{Config, Overrides};
+use crate::domain::audit::Actor;
+use crate::domain::ids::OrgId;
+use crate::domain::org::{self, Email, Role};
+use crate::storage::{orgs, tokens, users};
+
+#[derive(Parser)]
+#[command(name = "switchboard", version, about = "Conversational AI agents on phone numbers")]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "SWITCHBOARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Database URL: sqlite://path or postgres://user:pass@host/db.
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    /// Folder for the master key and first-start credentials.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (HTTP API and webhooks); migrates the database first.
+    Serve {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// The URL carriers reach this server at.
+        #[arg(long)]
+        public_base_url: Option<String>,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage organisations, users and tokens directly in the database.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Print the effective configuration, secrets redacted.
+    Config,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an organisation; prints its id.
+    CreateOrg { name: String },
+    /// Create a user in an organisation. Asks for a password on a terminal; otherwise generates
+    /// one and prints it once.
+    CreateUser {
+        #[arg(long)]
+        org: OrgId,
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "admin")]
+        role: Role,
+    },
+    /// Create an API token for an organisation; prints the token once.
+    CreateToken {
+        #[arg(long)]
+        org: OrgId,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+/// Parses the command line and runs the command.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("the Tokio runtime starts");
+    match runtime.block_on(execute(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(cli: Cli) -> anyhow::Result<()> {
+    let mut overrides = Overrides { database_url: cli.database_url, data_dir: cli.data_dir, ..Default::default() };
+    if let Command::Serve { listen, public_base_url } = &cli.command {
+        overrides.listen = *listen;
+        overrides.public_base_url = public_base_url.clone();
+    }
+    let (config, warnings) = Config::load(cli.config.as_deref(), &overrides)?;
+    crate::telemetry::init(&config.log);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    match cli.command {
+        Command::Serve { .. } => Application::build(config).await?.run(app::shutdown_signal()).await,
+        Command::Migrate => {
+            app::open_database(&config).await?.close().await;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::Config => {
+            print!("{}", config.redacted_toml());
+            Ok(())
+        }
+        Command::Admin(command) => admin(command, &config).await,
+    }
+}
+
+async fn admin(command: AdminCommand, config: &Config) -> anyhow::Result<()> {
+    let db = app::open_database(config).await?;
+    match command {
+        AdminCommand::CreateOrg { name } => {
+            let name = org::org_name(&name)?;
+            let created = orgs::create(&db, &name, Actor::System).await?;
+            println!("{}", created.id);
+        }
+        AdminCommand::CreateUser { org, email, role } => {
+            let email = Email::parse(&email)?;
+            orgs::get(&db, org).await.with_context(|| format!("no organisation {org}"))?;
+            let password = match std::io::stdin().is_terminal() {
+                true => ask_password()?,
+                false => {
+                    let password = generate_password();
+                    println!("{password}");
+                    eprintln!("generated a password for {}; it is not shown again", email.as_str());
+                    password
+                }
+            };
+            let user = users::create(&db, org, &email, &password, role, Actor::System).await?;
+            eprintln!("created user {} ({})", user.email.as_str(), user.id);
+        }
+        AdminCommand::CreateToken { org, name } => {
+            let name = org::token_name(&name)?;
+            orgs::get(&db, org).await.with_context(|| format!("no organisation {org}"))?;
+            let (_, token) = tokens::create(&db, org, &name, Actor::System).await?;
+            println!("{}", token.as_str());
+        }
+    }
+    db.close().await;
+    Ok(())
+}
+
+const MIN_PASSWORD_LEN: usize = 12;
+
+fn ask_password() -> anyhow::Result<String> {
+    let password = rpassword::prompt_password("Password: ")?;
+    anyhow::ensure!(password.chars().count() >= MIN_PASSWORD_LEN, "the password must have at least {MIN_PASSWORD_LEN} characters");
+    anyhow::ensure!(rpassword::prompt_password("Again: ")? == password, "the passwords differ");
+    Ok(password)
+}
+
+/// A random password of 24 base64url characters (144 bits).
+pub fn generate_password() -> String {
+    let mut bytes = [0u8; 18];
+    getrandom::getrandom(&mut bytes).expect("the operating system provides randomness");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}

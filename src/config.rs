@@ -1,0 +1,178 @@
+//! Configuration: built-in defaults < TOML file (`--config`) < `SWITCHBOARD_*` environment
+//! variables < command-line flags. Unknown keys in the file are errors; unknown `SWITCHBOARD_*`
+//! variables are warned about (with the closest known name), since a typo there would otherwise
+//! be silently ignored.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Every configuration key, as written in TOML (and, upper-cased after `SWITCHBOARD_`, in the
+/// environment).
+pub const KEYS: &[&str] = &["listen", "database_url", "data_dir", "public_base_url", "secret_key", "log"];
+/// Variables with the prefix that are not configuration keys but are still ours.
+const OTHER_VARIABLES: &[&str] = &["config"];
+const ENV_PREFIX: &str = "SWITCHBOARD_";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// `sqlite://path` (created with its folder) or `postgres://user:pass@host/db`.
+    pub database_url: String,
+    /// Folder for the master key file and first-start credentials.
+    pub data_dir: PathBuf,
+    /// The URL Twilio reaches this server at; defaults to `http://{listen}`.
+    pub public_base_url: Option<String>,
+    /// Base64 of the 32-byte master key; when absent, `{data_dir}/master.key` is used (created
+    /// with mode 0600 on first start).
+    pub secret_key: Option<String>,
+    /// Log filter, e.g. `info` or `switchboard=debug,info`.
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite://./data/switchboard.db".into(),
+            data_dir: PathBuf::from("./data"),
+            public_base_url: None,
+            secret_key: None,
+            log: "info".into(),
+        }
+    }
+}
+
+/// Values given as command-line flags; they win over everything else.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_base_url: Option<String>,
+}
+
+impl Config {
+    /// Loads the effective configuration. Returns it with warnings about the environment.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<(Self, Vec<String>)> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            anyhow::ensure!(path.exists(), "the configuration file {} does not exist", path.display());
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let config: Config = figment
+            .merge(Env::prefixed(ENV_PREFIX).only(KEYS))
+            .merge(Serialized::globals(overrides))
+            .extract()
+            .context("reading the configuration")?;
+        config.check()?;
+        Ok((config, unknown_variable_warnings(std::env::vars().map(|(k, _)| k))))
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if let Some(url) = &self.public_base_url {
+            crate::domain::validation::http_url("public_base_url", url).map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The base URL carriers use to reach us, without a trailing slash.
+    pub fn public_base_url(&self) -> String {
+        match &self.public_base_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
+    /// The configuration as TOML with secrets replaced by `<redacted>`.
+    pub fn redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.secret_key = shown.secret_key.map(|_| "<redacted>".into());
+        shown.database_url = redact_url_password(&shown.database_url);
+        toml::to_string_pretty(&shown).expect("the configuration serialises to TOML")
+    }
+}
+
+fn redact_url_password(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("<redacted>"));
+            url.to_string()
+        }
+        _ => raw.to_owned(),
+    }
+}
+
+fn unknown_variable_warnings(names: impl Iterator<Item = String>) -> Vec<String> {
+    names
+        .filter_map(|name| {
+            let key = name.strip_prefix(ENV_PREFIX)?.to_lowercase();
+            if KEYS.contains(&key.as_str()) || OTHER_VARIABLES.contains(&key.as_str()) {
+                return None;
+            }
+            let closest = KEYS.iter().max_by(|a, b| strsim::jaro_winkler(&key, a).total_cmp(&strsim::jaro_winkler(&key, b)))?;
+            Some(format!(
+                "ignoring unknown environment variable {name}; did you mean {ENV_PREFIX}{}?",
+                closest.to_uppercase()
+            ))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn misspelled_variables_get_a_suggestion() {
+        let warnings = unknown_variable_warnings(
+            ["SWITCHBOARD_DATABSE_URL", "SWITCHBOARD_LISTEN", "SWITCHBOARD_CONFIG", "PATH"].map(String::from).into_iter(),
+        );
+        assert_eq!(warnings, ["ignoring unknown environment variable SWITCHBOARD_DATABSE_URL; did you mean SWITCHBOARD_DATABASE_URL?"]);
+    }
+
+    #[test]
+    fn layers_apply_in_order_and_unknown_file_keys_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("switchboard.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\nlog = \"debug\"\n").unwrap();
+        let flags = Overrides { listen: Some("127.0.0.1:9100".parse().unwrap()), ..Default::default() };
+        let (config, _) = Config::load(Some(&file), &flags).unwrap();
+        assert_eq!(config.listen.port(), 9100);
+        assert_eq!(config.log, "debug");
+        assert_eq!(config.database_url, Config::default().database_url);
+
+        std::fs::write(&file, "lisen = \"127.0.0.1:9000\"\n").unwrap();
+        let err = format!("{:#}", Config::load(Some(&file), &Overrides::default()).unwrap_err());
+        assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let config = Config {
+            secret_key: Some("c2VjcmV0".into()),
+            database_url: "postgres://sb:hunter2@127.0.0.1:5432/sb".into(),
+            ..Config::default()
+        };
+        let shown = config.redacted_toml();
+        assert!(!shown.contains("c2VjcmV0") && !shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+    }
+
+    #[test]
+    fn public_base_url_defaults_to_listen_address() {
+        assert_eq!(Config::default().public_base_url(), "http://127.0.0.1:8080");
+        let config = Config { public_base_url: Some("https://sb.example.com/".into()), ..Config::default() };
+        assert_eq!(config.public_base_url(), "https://sb.example.com");
+    }
+}

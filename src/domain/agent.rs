@@ -1,0 +1,159 @@
+//! Agents: what a conversational agent is told, how it sounds, which model thinks for it and
+//! which tools it may use. Every change makes a new version; calls remember the version they ran.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::ids::{AgentId, AppId, LlmProviderId, OrgId};
+use super::phone_number::E164;
+use super::text_enum;
+use super::validation::{Invalid, bounded_text, in_range, required_text};
+
+text_enum!(
+    /// Built-in tools an agent may call during a phone conversation.
+    AgentTool {
+        EndConversation => "endConversation",
+        TransferCall => "transferCall",
+        SwitchLanguage => "switchLanguage",
+    }
+);
+
+/// Default seconds of caller silence before the agent checks whether they are still there.
+pub const DEFAULT_CONVERSATION_TIMEOUT_SECS: i64 = 30;
+/// Default longest call, in seconds.
+pub const DEFAULT_MAX_CALL_DURATION_SECS: i64 = 1800;
+
+/// Everything about an agent a user edits. `validate` is the only way to trust one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AgentSpec {
+    pub name: String,
+    pub description: String,
+    /// Training instructions: who the agent is and what it knows.
+    pub instructions: String,
+    /// Extra instructions that apply on the phone only.
+    pub phone_instructions: String,
+    /// What the agent says when it picks up; empty means none (or a generated one).
+    pub first_message: String,
+    pub conversation_timeout_secs: i64,
+    pub max_call_duration_secs: i64,
+    /// When and how the agent should end a call.
+    pub end_call_instructions: String,
+    pub llm_provider_id: Option<LlmProviderId>,
+    /// Overrides the provider's default model.
+    pub model: Option<String>,
+    pub temperature: Option<f64>,
+    pub voice: Option<String>,
+    /// Tools besides `endConversation`, which every phone agent has.
+    pub tools: Vec<AgentTool>,
+    /// Where `transferCall` sends the caller.
+    pub transfer_number: Option<E164>,
+}
+
+impl AgentSpec {
+    /// A spec with the platform defaults and the given name.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            description: String::new(),
+            instructions: String::new(),
+            phone_instructions: String::new(),
+            first_message: String::new(),
+            conversation_timeout_secs: DEFAULT_CONVERSATION_TIMEOUT_SECS,
+            max_call_duration_secs: DEFAULT_MAX_CALL_DURATION_SECS,
+            end_call_instructions: String::new(),
+            llm_provider_id: None,
+            model: None,
+            temperature: None,
+            voice: None,
+            tools: vec![AgentTool::EndConversation],
+            transfer_number: None,
+        }
+    }
+
+    /// Checks every rule and normalises text; returns the first problem found.
+    pub fn validate(mut self) -> Result<Self, Invalid> {
+        self.name = required_text("name", &self.name, 100)?;
+        self.description = bounded_text("description", &self.description, 2_000)?;
+        self.instructions = bounded_text("instructions", &self.instructions, 50_000)?;
+        self.phone_instructions = bounded_text("phone_instructions", &self.phone_instructions, 20_000)?;
+        self.first_message = bounded_text("first_message", self.first_message.trim(), 1_000)?;
+        self.end_call_instructions = bounded_text("end_call_instructions", &self.end_call_instructions, 5_000)?;
+        in_range("conversation_timeout_secs", self.conversation_timeout_secs, 5, 600, "seconds")?;
+        in_range("max_call_duration_secs", self.max_call_duration_secs, 30, 14_400, "seconds")?;
+        if let Some(model) = &self.model {
+            self.model = Some(super::provider::model_name("model", model)?);
+        }
+        if let Some(t) = self.temperature
+            && !(0.0..=2.0).contains(&t)
+        {
+            return Err(Invalid::new("temperature", format!("must be between 0 and 2, got {t}")));
+        }
+        if let Some(voice) = &self.voice {
+            self.voice = Some(required_text("voice", voice, 200)?);
+        }
+        if !self.tools.contains(&AgentTool::EndConversation) {
+            self.tools.insert(0, AgentTool::EndConversation);
+        }
+        let mut seen = Vec::with_capacity(self.tools.len());
+        self.tools.retain(|tool| if seen.contains(tool) { false } else { seen.push(*tool); true });
+        if self.tools.contains(&AgentTool::TransferCall) && self.transfer_number.is_none() {
+            return Err(Invalid::new("transfer_number", "is required when the transferCall tool is enabled"));
+        }
+        Ok(self)
+    }
+}
+
+/// A stored agent: its current spec and version.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct Agent {
+    pub id: AgentId,
+    #[serde(skip)]
+    pub org_id: OrgId,
+    pub app_id: AppId,
+    #[serde(flatten)]
+    pub spec: AgentSpec,
+    /// Bumped on every change; calls record the version that answered them.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A past (or the current) version of an agent.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct AgentVersion {
+    pub version: i64,
+    pub spec: AgentSpec,
+    pub created_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_conversation_is_always_enabled_once() {
+        let mut spec = AgentSpec::named("Ava");
+        spec.tools = vec![AgentTool::SwitchLanguage, AgentTool::SwitchLanguage];
+        let spec = spec.validate().unwrap();
+        assert_eq!(spec.tools, vec![AgentTool::EndConversation, AgentTool::SwitchLanguage]);
+    }
+
+    #[test]
+    fn transfer_needs_a_number() {
+        let mut spec = AgentSpec::named("Ava");
+        spec.tools = vec![AgentTool::TransferCall];
+        assert_eq!(spec.clone().validate().unwrap_err().field, "transfer_number");
+        spec.transfer_number = Some(E164::parse("transfer_number", "+14155550199").unwrap());
+        assert!(spec.validate().is_ok());
+    }
+
+    #[test]
+    fn ranges_are_enforced() {
+        let mut spec = AgentSpec::named("Ava");
+        spec.conversation_timeout_secs = 1;
+        assert_eq!(spec.validate().unwrap_err().field, "conversation_timeout_secs");
+        let mut spec = AgentSpec::named("Ava");
+        spec.temperature = Some(3.5);
+        assert_eq!(spec.validate().unwrap_err().field, "temperature");
+    }
+}

@@ -1,0 +1,97 @@
+//! Organisations (tenants), their people and their roles.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::ids::{OrgId, UserId};
+use super::text_enum;
+use super::validation::{Invalid, required_text};
+
+text_enum!(
+    /// What a member may do in an organisation.
+    Role { Owner => "owner", Admin => "admin", Member => "member" }
+);
+
+/// A tenant. Every tenant-owned row carries its id.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct Organization {
+    pub id: OrgId,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A person who belongs to an organisation.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct User {
+    pub id: UserId,
+    pub email: Email,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A validated organisation name.
+pub fn org_name(value: &str) -> Result<String, Invalid> {
+    required_text("name", value, 100)
+}
+
+/// An e-mail address, lower-cased, with one `@` and a dotted domain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = String, format = "email")]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(value: &str) -> Result<Self, Invalid> {
+        let value = value.trim().to_lowercase();
+        let valid = value.len() <= 254
+            && !value.chars().any(char::is_whitespace)
+            && matches!(value.split_once('@'), Some((local, domain))
+                if !local.is_empty() && domain.contains('.') && !domain.contains('@')
+                    && !domain.starts_with('.') && !domain.ends_with('.'));
+        if valid {
+            Ok(Self(value))
+        } else {
+            Err(Invalid::new("email", format!("`{value}` is not an e-mail address like name@example.com")))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalised_and_checked() {
+        assert_eq!(Email::parse(" Ann@Example.COM ").unwrap().as_str(), "ann@example.com");
+        for bad in ["", "ann", "ann@", "@example.com", "ann@example", "a b@example.com", "a@b@c.com"] {
+            assert!(Email::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn roles_round_trip() {
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>().unwrap(), *role);
+        }
+        assert!("root".parse::<Role>().unwrap_err().contains("owner, admin, member"));
+    }
+}
+
+/// An API token as shown: never the token itself, which is shown once at creation.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct ApiToken {
+    pub id: super::ids::TokenId,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A validated token name.
+pub fn token_name(value: &str) -> Result<String, Invalid> {
+    required_text("name", value, 100)
+}

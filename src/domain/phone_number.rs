@@ -1,0 +1,124 @@
+//! Phone numbers and the phone service that binds each one to a provider and an agent, plus the
+//! value types for E.164 numbers and area codes.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::ids::{AgentId, AppId, OrgId, PhoneNumberId, PhoneProviderId};
+use super::text_enum;
+use super::validation::Invalid;
+
+/// A phone number in E.164 form: `+`, a country code not starting with 0, 8 to 15 digits in all.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(into = "String", try_from = "String")]
+#[schema(value_type = String, example = "+14155550100")]
+pub struct E164(String);
+
+impl E164 {
+    pub fn parse(field: &str, value: &str) -> Result<Self, Invalid> {
+        let value = value.trim();
+        let digits = value.strip_prefix('+').unwrap_or("");
+        let valid = (8..=15).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0');
+        if valid {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(Invalid::new(field, format!("`{value}` is not an E.164 number: write `+`, the country code and the number, digits only, e.g. +14155550100")))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for E164 {
+    type Error = Invalid;
+    fn try_from(value: String) -> Result<Self, Invalid> {
+        Self::parse("phone_number", &value)
+    }
+}
+
+impl From<E164> for String {
+    fn from(value: E164) -> String {
+        value.0
+    }
+}
+
+/// A three-digit area code, as Twilio searches by (`AreaCode=415`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = String, example = "415")]
+pub struct AreaCode(String);
+
+impl AreaCode {
+    pub fn parse(value: &str) -> Result<Self, Invalid> {
+        let value = value.trim();
+        if value.len() == 3 && value.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(Invalid::new("area_code", format!("`{value}` is not an area code: give exactly three digits, e.g. 415")))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+text_enum!(
+    /// How a call's audio reaches the agent: Twilio does speech (ConversationRelay) or we do
+    /// (Media Streams).
+    ServiceMode { ConversationRelay => "conversation_relay", MediaStream => "media_stream" }
+);
+
+text_enum!(
+    /// Whether a phone service answers calls.
+    ServiceStatus { Active => "active", Disabled => "disabled", Error => "error" }
+);
+
+/// A number bound to an agent through a provider: the phone service.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct PhoneNumber {
+    pub id: PhoneNumberId,
+    #[serde(skip)]
+    pub org_id: OrgId,
+    pub app_id: AppId,
+    pub provider_id: PhoneProviderId,
+    pub agent_id: AgentId,
+    pub number: E164,
+    /// The carrier's id for the number (`PN…` on Twilio).
+    pub twilio_sid: Option<String>,
+    pub area_code: Option<AreaCode>,
+    pub expand_languages: bool,
+    /// Language ids or locales from `/api/v1/languages` offered besides English.
+    pub languages: Vec<String>,
+    pub generate_first_message: bool,
+    pub generated_first_message: Option<String>,
+    pub mode: ServiceMode,
+    pub status: ServiceStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn e164_accepts_only_plus_and_digits() {
+        assert_eq!(E164::parse("to", " +14155550100 ").unwrap().as_str(), "+14155550100");
+        for bad in ["14155550100", "+1 415 555 0100", "+0123456789", "+1234567", "+1234567890123456", "+"] {
+            assert!(E164::parse("to", bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn area_codes_are_three_digits() {
+        assert!(AreaCode::parse("415").is_ok());
+        for bad in ["41", "4155", "4a5", ""] {
+            assert!(AreaCode::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! `/apps/{app_id}/agents` and `/agents/{id}`: agents, with every change kept as a version.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+use super::nullable;
+use crate::domain::agent::{Agent, AgentSpec, AgentTool, AgentVersion};
+use crate::domain::ids::{AgentId, AppId, LlmProviderId};
+use crate::domain::phone_number::E164;
+use crate::domain::validation::Invalid;
+use crate::http::AppState;
+use crate::http::auth::Caller;
+use crate::http::error::{ApiError, Problem};
+use crate::http::input::{ApiJson, ApiPath, ApiQuery};
+use crate::http::pagination::{ListResponse, PageParams};
+use crate::storage::agents;
+
+/// Agent settings in a request. On create, absent fields take the defaults; on update, absent
+/// fields stay as they are and `null` clears an optional one.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentFields {
+    name: Option<String>,
+    description: Option<String>,
+    instructions: Option<String>,
+    phone_instructions: Option<String>,
+    first_message: Option<String>,
+    /// Seconds of caller silence before the agent checks in (5–600, default 30).
+    conversation_timeout_secs: Option<i64>,
+    /// Longest call in seconds (30–14400, default 1800).
+    max_call_duration_secs: Option<i64>,
+    end_call_instructions: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, format = Uuid)]
+    llm_provider_id: Option<Option<LlmProviderId>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    model: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<f64>)]
+    temperature: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    voice: Option<Option<String>>,
+    /// Tools besides `endConversation`, which is always on.
+    tools: Option<Vec<AgentTool>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    transfer_number: Option<Option<String>>,
+}
+
+impl AgentFields {
+    /// Applies the given fields onto `spec` and validates the result.
+    fn apply(self, mut spec: AgentSpec) -> Result<AgentSpec, Invalid> {
+        macro_rules! set {
+            ($($field:ident),*) => { $(if let Some(v) = self.$field { spec.$field = v; })* };
+        }
+        set!(name, description, instructions, phone_instructions, first_message, conversation_timeout_secs,
+             max_call_duration_secs, end_call_instructions, llm_provider_id, model, temperature, voice, tools);
+        if let Some(number) = self.transfer_number {
+            spec.transfer_number = number.as_deref().map(|n| E164::parse("transfer_number", n)).transpose()?;
+        }
+        spec.validate()
+    }
+}
+
+fn storage_error(e: crate::storage::StorageError) -> ApiError {
+    ApiError::from_storage(e, "agent")
+}
+
+/// List an app's agents, newest first.
+#[utoipa::path(get, path = "/apps/{app_id}/agents", tag = "agents", params(("app_id" = AppId, Path), PageParams), responses(
+    (status = 200, body = ListResponse<Agent>), (status = 404, body = Problem)))]
+pub async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(app): ApiPath<AppId>,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<ListResponse<Agent>>, ApiError> {
+    let page = agents::list(&s.db, caller.org, app, page.to_request()?).await.map_err(|e| ApiError::from_storage(e, "app"))?;
+    Ok(Json(page.into()))
+}
+
+/// Create an agent in an app. `name` is required.
+#[utoipa::path(post, path = "/apps/{app_id}/agents", tag = "agents", params(("app_id" = AppId, Path)), request_body = AgentFields, responses(
+    (status = 201, body = Agent), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn create(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(app): ApiPath<AppId>,
+    ApiJson(body): ApiJson<AgentFields>,
+) -> Result<(StatusCode, Json<Agent>), ApiError> {
+    let name = body.name.clone().ok_or_else(|| Invalid::new("name", "is required"))?;
+    let spec = body.apply(AgentSpec::named(name))?;
+    let agent = agents::create(&s.db, caller.org, app, spec, caller.actor).await.map_err(|e| ApiError::from_storage(e, "app"))?;
+    Ok((StatusCode::CREATED, Json(agent)))
+}
+
+/// Read an agent's current version.
+#[utoipa::path(get, path = "/agents/{id}", tag = "agents", params(("id" = AgentId, Path)), responses(
+    (status = 200, body = Agent), (status = 404, body = Problem)))]
+pub async fn get(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<AgentId>) -> Result<Json<Agent>, ApiError> {
+    Ok(Json(agents::get(&s.db, caller.org, id).await.map_err(storage_error)?))
+}
+
+/// Change an agent; a real change makes a new version, used from the next call on.
+#[utoipa::path(patch, path = "/agents/{id}", tag = "agents", params(("id" = AgentId, Path)), request_body = AgentFields, responses(
+    (status = 200, body = Agent), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn update(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<AgentId>,
+    ApiJson(body): ApiJson<AgentFields>,
+) -> Result<Json<Agent>, ApiError> {
+    let current = agents::get(&s.db, caller.org, id).await.map_err(storage_error)?;
+    let spec = body.apply(current.spec.clone())?;
+    Ok(Json(agents::update(&s.db, caller.org, &current, spec, caller.actor).await.map_err(storage_error)?))
+}
+
+/// Delete an agent no phone number routes to. Its calls keep their records.
+#[utoipa::path(delete, path = "/agents/{id}", tag = "agents", params(("id" = AgentId, Path)), responses(
+    (status = 204), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn delete(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<AgentId>) -> Result<StatusCode, ApiError> {
+    agents::delete(&s.db, caller.org, id, caller.actor).await.map_err(storage_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Every version of an agent, newest first.
+#[utoipa::path(get, path = "/agents/{id}/versions", tag = "agents", params(("id" = AgentId, Path)), responses(
+    (status = 200, body = ListResponse<AgentVersion>), (status = 404, body = Problem)))]
+pub async fn versions(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<AgentId>) -> Result<Json<ListResponse<AgentVersion>>, ApiError> {
+    let versions = agents::versions(&s.db, caller.org, id).await.map_err(storage_error)?;
+    Ok(Json(ListResponse { data: versions, next_cursor: None }))
+}

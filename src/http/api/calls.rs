@@ -1,0 +1,74 @@
+//! `/calls`: call records, newest first, and one call with its transcript.
+
+use axum::Json;
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::call::{Call, CallStatus, Turn};
+use crate::domain::ids::{AgentId, AppId, CallId, PhoneNumberId};
+use crate::http::AppState;
+use crate::http::auth::Caller;
+use crate::http::error::{ApiError, Problem};
+use crate::http::input::{ApiPath, ApiQuery};
+use crate::http::pagination::{ListResponse, PageParams};
+use crate::storage::calls::{self as store, CallFilter};
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CallQuery {
+    app_id: Option<AppId>,
+    agent_id: Option<AgentId>,
+    phone_number_id: Option<PhoneNumberId>,
+    status: Option<CallStatus>,
+    /// Calls that started at or after this time (RFC 3339).
+    from: Option<DateTime<Utc>>,
+    /// Calls that started before this time (RFC 3339).
+    to: Option<DateTime<Utc>>,
+    /// How many calls to return, 1 to 200 (default 50).
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// A call record with its transcript.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CallDetail {
+    #[serde(flatten)]
+    call: Call,
+    /// The voice transcript, turn by turn, with timestamps.
+    transcript: Vec<Turn>,
+}
+
+/// List calls, newest first, optionally filtered.
+#[utoipa::path(get, path = "/calls", tag = "calls", params(CallQuery), responses(
+    (status = 200, body = ListResponse<Call>), (status = 400, body = Problem)))]
+pub async fn list(State(s): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<CallQuery>) -> Result<Json<ListResponse<Call>>, ApiError> {
+    if let (Some(from), Some(to)) = (q.from, q.to)
+        && from >= to
+    {
+        return Err(ApiError::BadRequest("`from` must be earlier than `to`".into()));
+    }
+    let page = PageParams { limit: q.limit, cursor: q.cursor }.to_request()?;
+    let filter = CallFilter {
+        app_id: q.app_id,
+        agent_id: q.agent_id,
+        phone_number_id: q.phone_number_id,
+        status: q.status,
+        started_from: q.from,
+        started_to: q.to,
+    };
+    let page = store::list(&s.db, caller.org, &filter, page).await.map_err(|e| ApiError::from_storage(e, "call"))?;
+    Ok(Json(page.into()))
+}
+
+/// Read a call record with its transcript.
+#[utoipa::path(get, path = "/calls/{id}", tag = "calls", params(("id" = CallId, Path)), responses(
+    (status = 200, body = CallDetail), (status = 404, body = Problem)))]
+pub async fn get(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<CallId>) -> Result<Json<CallDetail>, ApiError> {
+    let not_found = |e| ApiError::from_storage(e, "call");
+    let call = store::get(&s.db, caller.org, id).await.map_err(not_found)?;
+    let transcript = store::transcript(&s.db, caller.org, id).await.map_err(not_found)?;
+    Ok(Json(CallDetail { call, transcript }))
+}

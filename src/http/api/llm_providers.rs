@@ -1,0 +1,101 @@
+//! `/llm-providers`: OpenAI-compatible endpoints. The API key is write-only.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+use super::nullable;
+use crate::domain::ids::LlmProviderId;
+use crate::domain::provider::{self, LlmProvider};
+use crate::domain::validation::Invalid;
+use crate::http::AppState;
+use crate::http::auth::Caller;
+use crate::http::error::{ApiError, Problem};
+use crate::http::input::{ApiJson, ApiPath, ApiQuery};
+use crate::http::pagination::{ListResponse, PageParams};
+use crate::storage::llm_providers::{self as store, LlmProviderChanges, NewLlmProvider};
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLlmProvider {
+    name: String,
+    /// e.g. `https://api.openai.com/v1` or `http://127.0.0.1:8000/v1`.
+    base_url: String,
+    default_model: String,
+    /// Sent as `Authorization: Bearer`; optional for local servers. Never returned.
+    api_key: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateLlmProvider {
+    name: Option<String>,
+    base_url: Option<String>,
+    default_model: Option<String>,
+    /// A new key, or `null` to remove the key.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    api_key: Option<Option<String>>,
+}
+
+fn api_key(value: &str) -> Result<String, Invalid> {
+    provider::credential("api_key", value)
+}
+
+fn storage_error(e: crate::storage::StorageError) -> ApiError {
+    ApiError::from_storage(e, "LLM provider")
+}
+
+/// List LLM providers, newest first.
+#[utoipa::path(get, path = "/llm-providers", tag = "llm-providers", params(PageParams), responses((status = 200, body = ListResponse<LlmProvider>)))]
+pub async fn list(State(s): State<AppState>, caller: Caller, ApiQuery(page): ApiQuery<PageParams>) -> Result<Json<ListResponse<LlmProvider>>, ApiError> {
+    Ok(Json(store::list(&s.db, caller.org, page.to_request()?).await.map_err(storage_error)?.into()))
+}
+
+/// Add an OpenAI-compatible LLM endpoint.
+#[utoipa::path(post, path = "/llm-providers", tag = "llm-providers", request_body = CreateLlmProvider, responses(
+    (status = 201, body = LlmProvider), (status = 422, body = Problem)))]
+pub async fn create(State(s): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreateLlmProvider>) -> Result<(StatusCode, Json<LlmProvider>), ApiError> {
+    let new = NewLlmProvider {
+        name: provider::provider_name(&body.name)?,
+        base_url: provider::llm_base_url(&body.base_url)?,
+        default_model: provider::model_name("default_model", &body.default_model)?,
+        api_key: body.api_key.as_deref().map(api_key).transpose()?,
+    };
+    let created = store::create(&s.db, caller.org, new, caller.actor).await.map_err(storage_error)?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Read an LLM provider (never its key).
+#[utoipa::path(get, path = "/llm-providers/{id}", tag = "llm-providers", params(("id" = LlmProviderId, Path)), responses(
+    (status = 200, body = LlmProvider), (status = 404, body = Problem)))]
+pub async fn get(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<LlmProviderId>) -> Result<Json<LlmProvider>, ApiError> {
+    Ok(Json(store::get(&s.db, caller.org, id).await.map_err(storage_error)?))
+}
+
+/// Change an LLM provider.
+#[utoipa::path(patch, path = "/llm-providers/{id}", tag = "llm-providers", params(("id" = LlmProviderId, Path)), request_body = UpdateLlmProvider, responses(
+    (status = 200, body = LlmProvider), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn update(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<LlmProviderId>,
+    ApiJson(body): ApiJson<UpdateLlmProvider>,
+) -> Result<Json<LlmProvider>, ApiError> {
+    let changes = LlmProviderChanges {
+        name: body.name.as_deref().map(provider::provider_name).transpose()?,
+        base_url: body.base_url.as_deref().map(provider::llm_base_url).transpose()?,
+        default_model: body.default_model.as_deref().map(|m| provider::model_name("default_model", m)).transpose()?,
+        api_key: body.api_key.map(|key| key.as_deref().map(api_key).transpose()).transpose()?,
+    };
+    Ok(Json(store::update(&s.db, caller.org, id, changes, caller.actor).await.map_err(storage_error)?))
+}
+
+/// Delete an LLM provider no agent uses.
+#[utoipa::path(delete, path = "/llm-providers/{id}", tag = "llm-providers", params(("id" = LlmProviderId, Path)), responses(
+    (status = 204), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn delete(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<LlmProviderId>) -> Result<StatusCode, ApiError> {
+    store::delete(&s.db, caller.org, id, caller.actor).await.map_err(storage_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}

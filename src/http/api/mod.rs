@@ -1,0 +1,20 @@
+//! REST handlers under `/api/v1`, one module per resource. Handlers validate input into domain
+//! types, call storage, and map failures to problem+json; they hold no SQL and no pool.
+
+pub mod agents;
+pub mod api_tokens;
+pub mod apps;
+pub mod audit_log;
+pub mod calls;
+pub mod languages;
+pub mod llm_providers;
+pub mod phone_numbers;
+pub mod phone_providers;
+
+use serde::{Deserialize, Deserializer};
+
+/// For PATCH bodies: tells an absent field (`None`, leave as is) from an explicit `null`
+/// (`Some(None)`, clear it). Use with `#[serde(default, deserialize_with = "nullable")]`.
+pub(crate) fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}

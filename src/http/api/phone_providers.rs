@@ -1,0 +1,119 @@
+//! `/phone-providers`: carrier accounts (Twilio). Credentials are write-only.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+use super::nullable;
+use crate::domain::ids::PhoneProviderId;
+use crate::domain::provider::{self, PhoneProvider, PhoneProviderKind};
+use crate::domain::validation::Invalid;
+use crate::http::AppState;
+use crate::http::auth::Caller;
+use crate::http::error::{ApiError, Problem};
+use crate::http::input::{ApiJson, ApiPath, ApiQuery};
+use crate::http::pagination::{ListResponse, PageParams};
+use crate::storage::phone_providers::{self as store, ApiKey, NewPhoneProvider, PhoneProviderChanges};
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePhoneProvider {
+    name: String,
+    #[serde(default = "twilio")]
+    kind: PhoneProviderKind,
+    /// `AC` followed by 32 hex digits.
+    account_sid: String,
+    /// The account's primary auth token; verifies webhook signatures. Never returned.
+    auth_token: String,
+    /// Optional API key (`SK…`) for REST calls, with its secret.
+    api_key_sid: Option<String>,
+    api_key_secret: Option<String>,
+}
+
+fn twilio() -> PhoneProviderKind {
+    PhoneProviderKind::Twilio
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePhoneProvider {
+    name: Option<String>,
+    auth_token: Option<String>,
+    /// A new API key SID (with `api_key_secret`), or `null` to stop using an API key.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    api_key_sid: Option<Option<String>>,
+    api_key_secret: Option<String>,
+}
+
+fn api_key(sid: &str, secret: Option<&str>) -> Result<ApiKey, Invalid> {
+    let secret = secret.ok_or_else(|| Invalid::new("api_key_secret", "is required with api_key_sid"))?;
+    Ok(ApiKey { sid: provider::twilio_sid("api_key_sid", "SK", sid)?, secret: provider::credential("api_key_secret", secret)? })
+}
+
+fn storage_error(e: crate::storage::StorageError) -> ApiError {
+    ApiError::from_storage(e, "phone provider")
+}
+
+/// List phone providers, newest first.
+#[utoipa::path(get, path = "/phone-providers", tag = "phone-providers", params(PageParams), responses((status = 200, body = ListResponse<PhoneProvider>)))]
+pub async fn list(State(s): State<AppState>, caller: Caller, ApiQuery(page): ApiQuery<PageParams>) -> Result<Json<ListResponse<PhoneProvider>>, ApiError> {
+    Ok(Json(store::list(&s.db, caller.org, page.to_request()?).await.map_err(storage_error)?.into()))
+}
+
+/// Connect a Twilio account.
+#[utoipa::path(post, path = "/phone-providers", tag = "phone-providers", request_body = CreatePhoneProvider, responses(
+    (status = 201, body = PhoneProvider), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn create(State(s): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreatePhoneProvider>) -> Result<(StatusCode, Json<PhoneProvider>), ApiError> {
+    if body.api_key_secret.is_some() && body.api_key_sid.is_none() {
+        return Err(Invalid::new("api_key_sid", "is required with api_key_secret").into());
+    }
+    let new = NewPhoneProvider {
+        name: provider::provider_name(&body.name)?,
+        kind: body.kind,
+        account_sid: provider::twilio_sid("account_sid", "AC", &body.account_sid)?,
+        auth_token: provider::credential("auth_token", &body.auth_token)?,
+        api_key: body.api_key_sid.as_deref().map(|sid| api_key(sid, body.api_key_secret.as_deref())).transpose()?,
+    };
+    let created = store::create(&s.db, caller.org, new, caller.actor).await.map_err(storage_error)?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Read a phone provider (never its credentials).
+#[utoipa::path(get, path = "/phone-providers/{id}", tag = "phone-providers", params(("id" = PhoneProviderId, Path)), responses(
+    (status = 200, body = PhoneProvider), (status = 404, body = Problem)))]
+pub async fn get(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<PhoneProviderId>) -> Result<Json<PhoneProvider>, ApiError> {
+    Ok(Json(store::get(&s.db, caller.org, id).await.map_err(storage_error)?))
+}
+
+/// Rename a provider or change its credentials (which makes it `unverified` until checked).
+#[utoipa::path(patch, path = "/phone-providers/{id}", tag = "phone-providers", params(("id" = PhoneProviderId, Path)), request_body = UpdatePhoneProvider, responses(
+    (status = 200, body = PhoneProvider), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn update(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<PhoneProviderId>,
+    ApiJson(body): ApiJson<UpdatePhoneProvider>,
+) -> Result<Json<PhoneProvider>, ApiError> {
+    let api_key = match (&body.api_key_sid, &body.api_key_secret) {
+        (None, Some(_)) => return Err(Invalid::new("api_key_sid", "is required with api_key_secret").into()),
+        (None, None) => None,
+        (Some(None), _) => Some(None),
+        (Some(Some(sid)), secret) => Some(Some(api_key(sid, secret.as_deref())?)),
+    };
+    let changes = PhoneProviderChanges {
+        name: body.name.as_deref().map(provider::provider_name).transpose()?,
+        auth_token: body.auth_token.as_deref().map(|t| provider::credential("auth_token", t)).transpose()?,
+        api_key,
+    };
+    Ok(Json(store::update(&s.db, caller.org, id, changes, caller.actor).await.map_err(storage_error)?))
+}
+
+/// Remove a provider that serves no phone numbers.
+#[utoipa::path(delete, path = "/phone-providers/{id}", tag = "phone-providers", params(("id" = PhoneProviderId, Path)), responses(
+    (status = 204), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn delete(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<PhoneProviderId>) -> Result<StatusCode, ApiError> {
+    store::delete(&s.db, caller.org, id, caller.actor).await.map_err(storage_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}

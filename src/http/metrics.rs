@@ -1,0 +1,104 @@
+//! Prometheus metrics for HTTP: request counts by method, route and status, and latency
+//! histograms by method and route. Routes are the router's patterns (`/api/v1/apps/{app_id}`),
+//! never raw paths, so the number of series stays bounded.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::AppState;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    sum_secs: f64,
+    count: u64,
+}
+
+#[derive(Default)]
+struct Series {
+    requests: BTreeMap<(String, String, u16), u64>,
+    latency: BTreeMap<(String, String), Histogram>,
+}
+
+#[derive(Default)]
+pub struct HttpMetrics {
+    series: Mutex<Series>,
+}
+
+impl HttpMetrics {
+    fn observe(&self, method: &str, route: &str, status: u16, secs: f64) {
+        let mut series = self.series.lock().expect("metrics lock is never poisoned");
+        *series.requests.entry((method.to_owned(), route.to_owned(), status)).or_default() += 1;
+        let histogram = series.latency.entry((method.to_owned(), route.to_owned())).or_default();
+        if let Some(i) = BUCKETS.iter().position(|bound| secs <= *bound) {
+            histogram.counts[i] += 1;
+        }
+        histogram.sum_secs += secs;
+        histogram.count += 1;
+    }
+
+    /// The Prometheus text exposition of every series.
+    pub fn render(&self) -> String {
+        let series = self.series.lock().expect("metrics lock is never poisoned");
+        let mut out = String::new();
+        out.push_str("# HELP switchboard_http_requests_total HTTP requests served.\n");
+        out.push_str("# TYPE switchboard_http_requests_total counter\n");
+        for ((method, route, status), count) in &series.requests {
+            let _ = writeln!(out, "switchboard_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {count}");
+        }
+        out.push_str("# HELP switchboard_http_request_duration_seconds Time to produce a response.\n");
+        out.push_str("# TYPE switchboard_http_request_duration_seconds histogram\n");
+        for ((method, route), h) in &series.latency {
+            let labels = format!("method=\"{method}\",route=\"{route}\"");
+            let mut cumulative = 0;
+            for (bound, count) in BUCKETS.iter().zip(h.counts) {
+                cumulative += count;
+                let _ = writeln!(out, "switchboard_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+            }
+            let _ = writeln!(out, "switchboard_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(out, "switchboard_http_request_duration_seconds_sum{{{labels}}} {}", h.sum_secs);
+            let _ = writeln!(out, "switchboard_http_request_duration_seconds_count{{{labels}}} {}", h.count);
+        }
+        out
+    }
+}
+
+/// Middleware that records every request.
+pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+    let response = next.run(request).await;
+    state.metrics.observe(&method, &route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_cumulative_buckets() {
+        let metrics = HttpMetrics::default();
+        metrics.observe("GET", "/healthz", 200, 0.0005);
+        metrics.observe("GET", "/healthz", 200, 0.2);
+        metrics.observe("GET", "/healthz", 503, 20.0);
+        let text = metrics.render();
+        assert!(text.contains("switchboard_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 2"));
+        assert!(text.contains("switchboard_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"503\"} 1"));
+        assert!(text.contains("_bucket{method=\"GET\",route=\"/healthz\",le=\"0.001\"} 1"));
+        assert!(text.contains("_bucket{method=\"GET\",route=\"/healthz\",le=\"0.25\"} 2"));
+        assert!(text.contains("_bucket{method=\"GET\",route=\"/healthz\",le=\"10\"} 2"));
+        assert!(text.contains("_bucket{method=\"GET\",route=\"/healthz\",le=\"+Inf\"} 3"));
+        assert!(text.contains("switchboard_http_request_duration_seconds_count{method=\"GET\",route=\"/healthz\"} 3"));
+    }
+}

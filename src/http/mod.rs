@@ -1,0 +1,120 @@
+//! The HTTP surface: REST API under `/api/v1` (bearer-token auth, JSON, problem+json errors),
+//! health and metrics. Every route is listed in [`router`]; the OpenAPI document is generated
+//! from the same list, so the two cannot drift apart.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod input;
+pub mod metrics;
+pub mod pagination;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::config::Config;
+use crate::storage::Db;
+
+/// Largest accepted request body.
+pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub config: Arc<Config>,
+    pub metrics: Arc<metrics::HttpMetrics>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Switchboard API", description = "Put conversational AI agents on phone numbers."),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    components(schemas(error::Problem))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+/// Every route the server serves, and the OpenAPI document describing them.
+pub fn router(state: AppState) -> Router {
+    let api = OpenApiRouter::new()
+        .routes(routes!(api::phone_providers::list, api::phone_providers::create))
+        .routes(routes!(api::phone_providers::get, api::phone_providers::update, api::phone_providers::delete))
+        .routes(routes!(api::llm_providers::list, api::llm_providers::create))
+        .routes(routes!(api::llm_providers::get, api::llm_providers::update, api::llm_providers::delete))
+        .routes(routes!(api::apps::list, api::apps::create))
+        .routes(routes!(api::apps::get, api::apps::update, api::apps::delete))
+        .routes(routes!(api::agents::list, api::agents::create))
+        .routes(routes!(api::agents::get, api::agents::update, api::agents::delete))
+        .routes(routes!(api::agents::versions))
+        .routes(routes!(api::phone_numbers::list))
+        .routes(routes!(api::phone_numbers::get, api::phone_numbers::update, api::phone_numbers::delete))
+        .routes(routes!(api::calls::list))
+        .routes(routes!(api::calls::get))
+        .routes(routes!(api::languages::list))
+        .routes(routes!(api::audit_log::list))
+        .routes(routes!(api::api_tokens::list, api::api_tokens::create))
+        .routes(routes!(api::api_tokens::revoke))
+        .routes(routes!(openapi_json));
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", api)
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(prometheus_metrics))
+        .split_for_parts();
+    let doc = Arc::new(doc);
+    router
+        .layer(axum::Extension(doc))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::record))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
+        .with_state(state)
+}
+
+/// The OpenAPI 3.1 document of this API.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta", security(()), responses((status = 200, description = "The OpenAPI document")))]
+async fn openapi_json(axum::Extension(doc): axum::Extension<Arc<utoipa::openapi::OpenApi>>) -> impl IntoResponse {
+    axum::Json(doc.as_ref().clone())
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "meta", security(()), responses((status = 200, description = "Up")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// The process can reach its database.
+#[utoipa::path(get, path = "/readyz", tag = "meta", security(()), responses(
+    (status = 200, description = "Ready"),
+    (status = 503, description = "The database does not answer"),
+))]
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    if state.db.ping().await {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
+    }
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "meta", security(()), responses((status = 200, description = "Metrics", content_type = "text/plain")))]
+async fn prometheus_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}

@@ -1,0 +1,75 @@
+//! Audit log storage: entries are appended inside the transaction of the change they record.
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::{Db, Page, PageRequest, Result, Tx, on_pool, on_tx};
+use crate::domain::audit::{Actor, AuditEntry};
+use crate::domain::ids::{AuditEntryId, OrgId};
+use crate::domain::time;
+
+/// A change about to be recorded.
+pub struct Change<'a> {
+    pub actor: Actor,
+    pub action: &'a str,
+    pub resource_type: &'a str,
+    pub resource_id: Option<String>,
+    pub details: serde_json::Value,
+}
+
+pub(crate) async fn record(tx: &mut Tx, org: OrgId, change: Change<'_>) -> Result<()> {
+    let sql = "INSERT INTO audit_log (id, org_id, actor, action, resource_type, resource_id, details, created_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    on_tx!(tx, |conn| {
+        sqlx::query(sql)
+            .bind(AuditEntryId::generate().0)
+            .bind(org.0)
+            .bind(change.actor.label())
+            .bind(change.action)
+            .bind(change.resource_type)
+            .bind(&change.resource_id)
+            .bind(Json(&change.details))
+            .bind(time::now())
+            .execute(conn)
+            .await
+            .map(|_| ())
+    })?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    id: Uuid,
+    org_id: Uuid,
+    actor: String,
+    action: String,
+    resource_type: String,
+    resource_id: Option<String>,
+    details: Json<serde_json::Value>,
+    created_at: DateTime<Utc>,
+}
+
+/// The organisation's audit log, newest first.
+pub async fn list(db: &Db, org: OrgId, page: PageRequest) -> Result<Page<AuditEntry>> {
+    let sql = "SELECT id, org_id, actor, action, resource_type, resource_id, details, created_at
+               FROM audit_log WHERE org_id = $1 AND ($2 IS NULL OR id < $2)
+               ORDER BY id DESC LIMIT $3";
+    let rows: Vec<AuditRow> = on_pool!(db, |pool| {
+        sqlx::query_as(sql).bind(org.0).bind(page.before).bind(page.fetch_limit()).fetch_all(pool).await
+    })?;
+    let entries = rows
+        .into_iter()
+        .map(|r| AuditEntry {
+            id: AuditEntryId(r.id),
+            org_id: OrgId(r.org_id),
+            actor: r.actor,
+            action: r.action,
+            resource_type: r.resource_type,
+            resource_id: r.resource_id,
+            details: r.details.0,
+            created_at: r.created_at,
+        })
+        .collect();
+    Ok(Page::from_overfetch(entries, page, |e| e.id.0))
+}

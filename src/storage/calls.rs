@@ -1,0 +1,193 @@
+//! Call records and transcripts.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{Db, Page, PageRequest, Result, StorageError, on_pool, parse_stored};
+use crate::domain::call::{Call, CallDirection, CallStatus, Turn};
+use crate::domain::ids::{AgentId, AppId, CallId, OrgId, PhoneNumberId};
+
+/// The columns every query of this module reads back.
+macro_rules! columns {
+    () => {
+        "id, org_id, app_id, phone_number_id, agent_id, agent_version, call_sid, from_number, to_number, direction,
+         status, started_at, answered_at, ended_at, duration_secs, ended_by, ended_reason, outcome, language"
+    };
+}
+
+/// A call record to open when a call first reaches us.
+pub struct NewCall {
+    pub app_id: Option<AppId>,
+    pub phone_number_id: Option<PhoneNumberId>,
+    pub agent_id: Option<AgentId>,
+    pub agent_version: Option<i64>,
+    pub call_sid: String,
+    pub from: String,
+    pub to: String,
+    pub direction: CallDirection,
+    pub status: CallStatus,
+    pub started_at: DateTime<Utc>,
+}
+
+/// Narrows a call listing; every field is optional.
+#[derive(Default, Clone)]
+pub struct CallFilter {
+    pub app_id: Option<AppId>,
+    pub agent_id: Option<AgentId>,
+    pub phone_number_id: Option<PhoneNumberId>,
+    pub status: Option<CallStatus>,
+    pub started_from: Option<DateTime<Utc>>,
+    pub started_to: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct CallRow {
+    id: Uuid,
+    org_id: Uuid,
+    app_id: Option<Uuid>,
+    phone_number_id: Option<Uuid>,
+    agent_id: Option<Uuid>,
+    agent_version: Option<i64>,
+    call_sid: String,
+    from_number: String,
+    to_number: String,
+    direction: String,
+    status: String,
+    started_at: DateTime<Utc>,
+    answered_at: Option<DateTime<Utc>>,
+    ended_at: Option<DateTime<Utc>>,
+    duration_secs: Option<i64>,
+    ended_by: Option<String>,
+    ended_reason: Option<String>,
+    outcome: Option<String>,
+    language: Option<String>,
+}
+
+impl CallRow {
+    fn into_domain(self) -> Result<Call> {
+        Ok(Call {
+            id: CallId(self.id),
+            org_id: OrgId(self.org_id),
+            app_id: self.app_id.map(AppId),
+            phone_number_id: self.phone_number_id.map(PhoneNumberId),
+            agent_id: self.agent_id.map(AgentId),
+            agent_version: self.agent_version,
+            call_sid: self.call_sid,
+            from: self.from_number,
+            to: self.to_number,
+            direction: parse_stored("direction", &self.direction)?,
+            status: parse_stored("status", &self.status)?,
+            started_at: self.started_at,
+            answered_at: self.answered_at,
+            ended_at: self.ended_at,
+            duration_secs: self.duration_secs,
+            ended_by: self.ended_by,
+            ended_reason: self.ended_reason,
+            outcome: self.outcome,
+            language: self.language,
+        })
+    }
+}
+
+/// Opens the record of a call, or returns the existing one when the carrier retries the same
+/// call (idempotent on the call SID).
+pub async fn open(db: &Db, org: OrgId, new: NewCall) -> Result<Call> {
+    let sql = "INSERT INTO calls (id, org_id, app_id, phone_number_id, agent_id, agent_version, call_sid, from_number,
+                   to_number, direction, status, started_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (call_sid) DO NOTHING";
+    on_pool!(db, |pool| {
+        sqlx::query(sql)
+            .bind(CallId::generate().0)
+            .bind(org.0)
+            .bind(new.app_id.map(|a| a.0))
+            .bind(new.phone_number_id.map(|p| p.0))
+            .bind(new.agent_id.map(|a| a.0))
+            .bind(new.agent_version)
+            .bind(&new.call_sid)
+            .bind(&new.from)
+            .bind(&new.to)
+            .bind(new.direction.as_str())
+            .bind(new.status.as_str())
+            .bind(new.started_at)
+            .execute(pool)
+            .await
+            .map(|_| ())
+    })?;
+    let sql = concat!("SELECT ", columns!(), " FROM calls WHERE call_sid = $1 AND org_id = $2");
+    let row: Option<CallRow> = on_pool!(db, |pool| sqlx::query_as(sql).bind(&new.call_sid).bind(org.0).fetch_optional(pool).await)?;
+    // Another organisation holding the same SID would be a carrier bug; refuse rather than mix.
+    row.ok_or_else(|| StorageError::Conflict(format!("call {} belongs to another organisation", new.call_sid)))?.into_domain()
+}
+
+pub async fn get(db: &Db, org: OrgId, id: CallId) -> Result<Call> {
+    let sql = concat!("SELECT ", columns!(), " FROM calls WHERE id = $1 AND org_id = $2");
+    let row: Option<CallRow> = on_pool!(db, |pool| sqlx::query_as(sql).bind(id.0).bind(org.0).fetch_optional(pool).await)?;
+    row.ok_or(StorageError::NotFound)?.into_domain()
+}
+
+/// Calls matching `filter`, newest first.
+pub async fn list(db: &Db, org: OrgId, filter: &CallFilter, page: PageRequest) -> Result<Page<Call>> {
+    let sql = concat!(
+        "SELECT ", columns!(), " FROM calls
+         WHERE org_id = $1 AND ($2 IS NULL OR id < $2)
+           AND ($3 IS NULL OR app_id = $3) AND ($4 IS NULL OR agent_id = $4) AND ($5 IS NULL OR phone_number_id = $5)
+           AND ($6 IS NULL OR status = $6) AND ($7 IS NULL OR started_at >= $7) AND ($8 IS NULL OR started_at < $8)
+         ORDER BY id DESC LIMIT $9"
+    );
+    let rows: Vec<CallRow> = on_pool!(db, |pool| {
+        sqlx::query_as(sql)
+            .bind(org.0)
+            .bind(page.before)
+            .bind(filter.app_id.map(|a| a.0))
+            .bind(filter.agent_id.map(|a| a.0))
+            .bind(filter.phone_number_id.map(|p| p.0))
+            .bind(filter.status.map(CallStatus::as_str))
+            .bind(filter.started_from)
+            .bind(filter.started_to)
+            .bind(page.fetch_limit())
+            .fetch_all(pool)
+            .await
+    })?;
+    let calls = rows.into_iter().map(CallRow::into_domain).collect::<Result<Vec<_>>>()?;
+    Ok(Page::from_overfetch(calls, page, |c| c.id.0))
+}
+
+#[derive(sqlx::FromRow)]
+struct TurnRow {
+    sequence: i64,
+    role: String,
+    text: String,
+    language: Option<String>,
+    started_at: DateTime<Utc>,
+    ended_at: Option<DateTime<Utc>>,
+    interrupted: bool,
+    latency_ms: Option<i64>,
+}
+
+/// The call's transcript in spoken order.
+pub async fn transcript(db: &Db, org: OrgId, call: CallId) -> Result<Vec<Turn>> {
+    let rows: Vec<TurnRow> = on_pool!(db, |pool| {
+        sqlx::query_as(
+            "SELECT sequence, role, text, language, started_at, ended_at, interrupted, latency_ms
+             FROM conversation_turns WHERE call_id = $1 AND org_id = $2 ORDER BY sequence",
+        )
+        .bind(call.0)
+        .bind(org.0)
+        .fetch_all(pool)
+        .await
+    })?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(Turn {
+                sequence: r.sequence,
+                role: parse_stored("role", &r.role)?,
+                text: r.text,
+                language: r.language,
+                started_at: r.started_at,
+                ended_at: r.ended_at,
+                interrupted: r.interrupted,
+                latency_ms: r.latency_ms,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,235 @@
+//! Phone numbers (phone services): which agent answers a number, through which provider.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::audit::{self, Change};
+use super::{Db, Page, PageRequest, Result, StorageError, Tx, apps, on_pool, on_tx, parse_stored};
+use crate::domain::audit::Actor;
+use crate::domain::ids::{AgentId, AppId, OrgId, PhoneNumberId, PhoneProviderId};
+use crate::domain::phone_number::{AreaCode, E164, PhoneNumber, ServiceMode, ServiceStatus};
+use crate::domain::time;
+use crate::domain::validation::Invalid;
+
+/// The columns every query of this module reads back.
+macro_rules! columns {
+    () => {
+        "id, org_id, app_id, provider_id, agent_id, number, twilio_sid, area_code, expand_languages, languages,
+         generate_first_message, generated_first_message, mode, status, created_at, updated_at"
+    };
+}
+
+/// A validated phone service to store.
+pub struct NewPhoneNumber {
+    pub app_id: AppId,
+    pub provider_id: PhoneProviderId,
+    pub agent_id: AgentId,
+    pub number: E164,
+    pub twilio_sid: Option<String>,
+    pub area_code: Option<AreaCode>,
+    pub expand_languages: bool,
+    pub languages: Vec<String>,
+    pub generate_first_message: bool,
+    pub mode: ServiceMode,
+    /// The number's voice settings before we attached it, restored when it is detached.
+    pub previous_voice_settings: Option<serde_json::Value>,
+}
+
+/// Validated changes; `None` leaves a field as it is.
+#[derive(Default)]
+pub struct PhoneNumberChanges {
+    pub agent_id: Option<AgentId>,
+    pub expand_languages: Option<bool>,
+    pub languages: Option<Vec<String>>,
+    pub generate_first_message: Option<bool>,
+    pub mode: Option<ServiceMode>,
+    pub status: Option<ServiceStatus>,
+}
+
+#[derive(sqlx::FromRow)]
+struct NumberRow {
+    id: Uuid,
+    org_id: Uuid,
+    app_id: Uuid,
+    provider_id: Uuid,
+    agent_id: Uuid,
+    number: String,
+    twilio_sid: Option<String>,
+    area_code: Option<String>,
+    expand_languages: bool,
+    languages: Json<Vec<String>>,
+    generate_first_message: bool,
+    generated_first_message: Option<String>,
+    mode: String,
+    status: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl NumberRow {
+    fn into_domain(self) -> Result<PhoneNumber> {
+        let corrupt = |e: Invalid| StorageError::Corrupt(e.to_string());
+        Ok(PhoneNumber {
+            id: PhoneNumberId(self.id),
+            org_id: OrgId(self.org_id),
+            app_id: AppId(self.app_id),
+            provider_id: PhoneProviderId(self.provider_id),
+            agent_id: AgentId(self.agent_id),
+            number: E164::parse("number", &self.number).map_err(corrupt)?,
+            twilio_sid: self.twilio_sid,
+            area_code: self.area_code.as_deref().map(AreaCode::parse).transpose().map_err(corrupt)?,
+            expand_languages: self.expand_languages,
+            languages: self.languages.0,
+            generate_first_message: self.generate_first_message,
+            generated_first_message: self.generated_first_message,
+            mode: parse_stored("mode", &self.mode)?,
+            status: parse_stored("status", &self.status)?,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// Refuses an agent that is not in `app` of the organisation, with a field error.
+async fn check_agent_in_app(tx: &mut Tx, org: OrgId, app: AppId, agent: AgentId) -> Result<()> {
+    let found: Option<i64> = on_tx!(tx, |conn| {
+        sqlx::query_scalar("SELECT 1 FROM agents WHERE id = $1 AND app_id = $2 AND org_id = $3")
+            .bind(agent.0)
+            .bind(app.0)
+            .bind(org.0)
+            .fetch_optional(conn)
+            .await
+    })?;
+    found.map(|_| ()).ok_or_else(|| Invalid::new("agent_id", format!("no agent {agent} in this app")).into())
+}
+
+pub async fn create(db: &Db, org: OrgId, new: NewPhoneNumber, actor: Actor) -> Result<PhoneNumber> {
+    let id = PhoneNumberId::generate();
+    let mut tx = db.begin().await?;
+    apps::ensure_exists(&mut tx, org, new.app_id).await?;
+    check_agent_in_app(&mut tx, org, new.app_id, new.agent_id).await?;
+    let provider: Option<i64> = on_tx!(&mut tx, |conn| {
+        sqlx::query_scalar("SELECT 1 FROM phone_providers WHERE id = $1 AND org_id = $2")
+            .bind(new.provider_id.0)
+            .bind(org.0)
+            .fetch_optional(conn)
+            .await
+    })?;
+    if provider.is_none() {
+        return Err(Invalid::new("provider_id", format!("no phone provider {} in this organisation", new.provider_id)).into());
+    }
+    let sql = concat!(
+        "INSERT INTO phone_numbers (id, org_id, app_id, provider_id, agent_id, number, twilio_sid, area_code,
+             expand_languages, languages, generate_first_message, mode, status, previous_voice_settings, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15) RETURNING ",
+        columns!()
+    );
+    let row: NumberRow = on_tx!(&mut tx, |conn| {
+        sqlx::query_as(sql)
+            .bind(id.0)
+            .bind(org.0)
+            .bind(new.app_id.0)
+            .bind(new.provider_id.0)
+            .bind(new.agent_id.0)
+            .bind(new.number.as_str())
+            .bind(&new.twilio_sid)
+            .bind(new.area_code.as_ref().map(AreaCode::as_str))
+            .bind(new.expand_languages)
+            .bind(Json(&new.languages))
+            .bind(new.generate_first_message)
+            .bind(new.mode.as_str())
+            .bind(ServiceStatus::Active.as_str())
+            .bind(new.previous_voice_settings.as_ref().map(Json))
+            .bind(time::now())
+            .fetch_one(conn)
+            .await
+    })
+    .map_err(|e| StorageError::conflict_on_unique(e, "this number already serves a phone service; remove that one first"))?;
+    let number = row.into_domain()?;
+    let change = Change {
+        actor,
+        action: "phone_number.created",
+        resource_type: "phone_number",
+        resource_id: Some(id.to_string()),
+        details: json!({ "number": number.number, "agent_id": number.agent_id, "app_id": number.app_id }),
+    };
+    audit::record(&mut tx, org, change).await?;
+    tx.commit().await?;
+    Ok(number)
+}
+
+pub async fn get(db: &Db, org: OrgId, id: PhoneNumberId) -> Result<PhoneNumber> {
+    let sql = concat!("SELECT ", columns!(), " FROM phone_numbers WHERE id = $1 AND org_id = $2");
+    let row: Option<NumberRow> = on_pool!(db, |pool| sqlx::query_as(sql).bind(id.0).bind(org.0).fetch_optional(pool).await)?;
+    row.ok_or(StorageError::NotFound)?.into_domain()
+}
+
+/// The app's numbers, newest first. An app of another organisation is `NotFound`.
+pub async fn list(db: &Db, org: OrgId, app: AppId, page: PageRequest) -> Result<Page<PhoneNumber>> {
+    apps::get(db, org, app).await?;
+    let sql = concat!(
+        "SELECT ", columns!(), " FROM phone_numbers
+         WHERE org_id = $1 AND app_id = $2 AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
+    );
+    let rows: Vec<NumberRow> = on_pool!(db, |pool| {
+        sqlx::query_as(sql).bind(org.0).bind(app.0).bind(page.before).bind(page.fetch_limit()).fetch_all(pool).await
+    })?;
+    let numbers = rows.into_iter().map(NumberRow::into_domain).collect::<Result<Vec<_>>>()?;
+    Ok(Page::from_overfetch(numbers, page, |n| n.id.0))
+}
+
+/// Applies changes; they take effect from the next call.
+pub async fn update(db: &Db, org: OrgId, id: PhoneNumberId, changes: PhoneNumberChanges, actor: Actor) -> Result<PhoneNumber> {
+    let current = get(db, org, id).await?;
+    let mut tx = db.begin().await?;
+    if let Some(agent) = changes.agent_id {
+        check_agent_in_app(&mut tx, org, current.app_id, agent).await?;
+    }
+    // A new agent or new toggles make a cached generated first message stale.
+    let stale_greeting = changes.agent_id.is_some() || changes.generate_first_message.is_some() || changes.languages.is_some();
+    let sql = concat!(
+        "UPDATE phone_numbers SET agent_id = COALESCE($1, agent_id), expand_languages = COALESCE($2, expand_languages),
+             languages = COALESCE($3, languages), generate_first_message = COALESCE($4, generate_first_message),
+             mode = COALESCE($5, mode), status = COALESCE($6, status),
+             generated_first_message = CASE WHEN $7 THEN NULL ELSE generated_first_message END, updated_at = $8
+         WHERE id = $9 AND org_id = $10 RETURNING ",
+        columns!()
+    );
+    let row: Option<NumberRow> = on_tx!(&mut tx, |conn| {
+        sqlx::query_as(sql)
+            .bind(changes.agent_id.map(|a| a.0))
+            .bind(changes.expand_languages)
+            .bind(changes.languages.as_ref().map(Json))
+            .bind(changes.generate_first_message)
+            .bind(changes.mode.map(ServiceMode::as_str))
+            .bind(changes.status.map(ServiceStatus::as_str))
+            .bind(stale_greeting)
+            .bind(time::now())
+            .bind(id.0)
+            .bind(org.0)
+            .fetch_optional(conn)
+            .await
+    })?;
+    let number = row.ok_or(StorageError::NotFound)?.into_domain()?;
+    let change = Change {
+        actor,
+        action: "phone_number.updated",
+        resource_type: "phone_number",
+        resource_id: Some(id.to_string()),
+        details: json!({
+            "agent_id": changes.agent_id, "expand_languages": changes.expand_languages, "languages": changes.languages,
+            "generate_first_message": changes.generate_first_message, "mode": changes.mode, "status": changes.status,
+        }),
+    };
+    audit::record(&mut tx, org, change).await?;
+    tx.commit().await?;
+    Ok(number)
+}
+
+/// Removes the phone service from the platform (the carrier side is the caller's business).
+pub async fn delete(db: &Db, org: OrgId, id: PhoneNumberId, actor: Actor) -> Result<()> {
+    let change = Change { actor, action: "phone_number.deleted", resource_type: "phone_number", resource_id: Some(id.to_string()), details: json!({}) };
+    super::delete_owned(db, org, "phone_numbers", id.0, "the phone number is still referenced", change).await
+}

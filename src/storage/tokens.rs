@@ -1,0 +1,165 @@
+//! API tokens. A token is `sbt_` plus 43 base64url characters (32 random bytes); only its SHA-256
+//! digest is stored, so a database leak does not leak usable tokens.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::audit::{self, Change};
+use super::{Db, Page, PageRequest, Result, StorageError, Tx, on_pool, on_tx};
+use crate::domain::audit::Actor;
+use crate::domain::ids::{OrgId, TokenId};
+use crate::domain::org::ApiToken;
+use crate::domain::time;
+
+const PREFIX: &str = "sbt_";
+/// `last_used_at` is refreshed at most this often, so reads do not turn into writes.
+const LAST_USED_GRANULARITY: Duration = Duration::seconds(60);
+
+/// Who a valid token speaks for.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenOwner {
+    pub token_id: TokenId,
+    pub org_id: OrgId,
+}
+
+fn digest(token: &str) -> String {
+    let hash = Sha256::digest(token.as_bytes());
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn generate_token() -> Zeroizing<String> {
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    getrandom::getrandom(bytes.as_mut()).expect("the operating system provides randomness");
+    Zeroizing::new(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes.as_ref())))
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    id: Uuid,
+    name: String,
+    created_at: DateTime<Utc>,
+    last_used_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<TokenRow> for ApiToken {
+    fn from(r: TokenRow) -> Self {
+        ApiToken { id: TokenId(r.id), name: r.name, created_at: r.created_at, last_used_at: r.last_used_at, revoked_at: r.revoked_at }
+    }
+}
+
+/// Creates a token; returns its record and the token itself, which is never retrievable again.
+pub async fn create(db: &Db, org: OrgId, name: &str, actor: Actor) -> Result<(ApiToken, Zeroizing<String>)> {
+    let mut tx = db.begin().await?;
+    let created = insert(&mut tx, org, name, actor).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+pub(crate) async fn insert(tx: &mut Tx, org: OrgId, name: &str, actor: Actor) -> Result<(ApiToken, Zeroizing<String>)> {
+    let secret = generate_token();
+    let token = ApiToken { id: TokenId::generate(), name: name.to_owned(), created_at: time::now(), last_used_at: None, revoked_at: None };
+    on_tx!(tx, |conn| {
+        sqlx::query("INSERT INTO api_tokens (id, org_id, name, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(token.id.0)
+            .bind(org.0)
+            .bind(&token.name)
+            .bind(digest(&secret))
+            .bind(token.created_at)
+            .execute(conn)
+            .await
+            .map(|_| ())
+    })?;
+    let change = Change {
+        actor,
+        action: "api_token.created",
+        resource_type: "api_token",
+        resource_id: Some(token.id.to_string()),
+        details: json!({ "name": token.name }),
+    };
+    audit::record(tx, org, change).await?;
+    Ok((token, secret))
+}
+
+/// Finds the live token matching `presented` and notes its use; `None` for unknown or revoked.
+pub async fn authenticate(db: &Db, presented: &str) -> Result<Option<TokenOwner>> {
+    if !presented.starts_with(PREFIX) {
+        return Ok(None);
+    }
+    let hash = digest(presented);
+    let found: Option<(Uuid, Uuid)> = on_pool!(db, |pool| {
+        sqlx::query_as("SELECT id, org_id FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
+            .bind(&hash)
+            .fetch_optional(pool)
+            .await
+    })?;
+    let Some((id, org)) = found else { return Ok(None) };
+    let now = time::now();
+    on_pool!(db, |pool| {
+        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)")
+            .bind(now)
+            .bind(id)
+            .bind(now - LAST_USED_GRANULARITY)
+            .execute(pool)
+            .await
+            .map(|_| ())
+    })?;
+    Ok(Some(TokenOwner { token_id: TokenId(id), org_id: OrgId(org) }))
+}
+
+/// The organisation's tokens, newest first, revoked ones included.
+pub async fn list(db: &Db, org: OrgId, page: PageRequest) -> Result<Page<ApiToken>> {
+    let sql = "SELECT id, name, created_at, last_used_at, revoked_at FROM api_tokens
+               WHERE org_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3";
+    let rows: Vec<TokenRow> = on_pool!(db, |pool| {
+        sqlx::query_as(sql).bind(org.0).bind(page.before).bind(page.fetch_limit()).fetch_all(pool).await
+    })?;
+    Ok(Page::from_overfetch(rows.into_iter().map(ApiToken::from).collect(), page, |t| t.id.0))
+}
+
+/// Revokes a token; it stops working at once. Revoking twice is harmless.
+pub async fn revoke(db: &Db, org: OrgId, id: TokenId, actor: Actor) -> Result<ApiToken> {
+    let mut tx = db.begin().await?;
+    let row: Option<TokenRow> = on_tx!(&mut tx, |conn| {
+        sqlx::query_as(
+            "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 AND org_id = $3
+             RETURNING id, name, created_at, last_used_at, revoked_at",
+        )
+        .bind(time::now())
+        .bind(id.0)
+        .bind(org.0)
+        .fetch_optional(conn)
+        .await
+    })?;
+    let token = ApiToken::from(row.ok_or(StorageError::NotFound)?);
+    let change = Change {
+        actor,
+        action: "api_token.revoked",
+        resource_type: "api_token",
+        resource_id: Some(id.to_string()),
+        details: json!({ "name": token.name }),
+    };
+    audit::record(&mut tx, org, change).await?;
+    tx.commit().await?;
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_prefixed_random_and_hashed() {
+        let a = generate_token();
+        let b = generate_token();
+        assert!(a.starts_with(PREFIX) && a.len() == PREFIX.len() + 43);
+        assert_ne!(*a, *b);
+        assert_eq!(digest(&a).len(), 64);
+        assert_ne!(digest(&a), digest(&b));
+    }
+}
