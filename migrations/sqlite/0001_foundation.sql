@@ -74,14 +74,15 @@ CREATE TABLE apps (
 );
 CREATE INDEX apps_org ON apps (org_id, id);
 
+-- A foreign key without ON DELETE refuses to delete a row still referenced (NO ACTION).
 -- An agent's editable settings are one JSON document (the AgentSpec); name and LLM provider are
 -- also columns, for listing and for the foreign key.
 CREATE TABLE agents (
     id              BLOB PRIMARY KEY,
     org_id          BLOB NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
-    app_id          BLOB NOT NULL REFERENCES apps(id) ON DELETE RESTRICT,
+    app_id          BLOB NOT NULL REFERENCES apps(id),
     name            TEXT NOT NULL,
-    llm_provider_id BLOB REFERENCES llm_providers(id) ON DELETE RESTRICT,
+    llm_provider_id BLOB REFERENCES llm_providers(id),
     spec            TEXT NOT NULL,
     version         INTEGER NOT NULL,
     created_at      TEXT NOT NULL,
@@ -101,9 +102,9 @@ CREATE TABLE agent_versions (
 CREATE TABLE phone_numbers (
     id                      BLOB PRIMARY KEY,
     org_id                  BLOB NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
-    app_id                  BLOB NOT NULL REFERENCES apps(id) ON DELETE RESTRICT,
-    provider_id             BLOB NOT NULL REFERENCES phone_providers(id) ON DELETE RESTRICT,
-    agent_id                BLOB NOT NULL REFERENCES agents(id) ON DELETE RESTRICT,
+    app_id                  BLOB NOT NULL REFERENCES apps(id),
+    provider_id             BLOB NOT NULL REFERENCES phone_providers(id),
+    agent_id                BLOB NOT NULL REFERENCES agents(id),
     number                  TEXT NOT NULL UNIQUE,
     twilio_sid              TEXT,
     area_code               TEXT,

@@ -84,7 +84,6 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::Extension(doc))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::record))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
         .with_state(state)
 }
 

@@ -41,7 +41,7 @@ impl From<AgentRow> for Agent {
 /// Refuses an LLM provider of another organisation (or none at all) with a field error.
 async fn check_llm_provider(tx: &mut Tx, org: OrgId, spec: &AgentSpec) -> Result<()> {
     let Some(provider) = spec.llm_provider_id else { return Ok(()) };
-    let found: Option<i64> = on_tx!(tx, |conn| {
+    let found: Option<i32> = on_tx!(tx, |conn| {
         sqlx::query_scalar("SELECT 1 FROM llm_providers WHERE id = $1 AND org_id = $2").bind(provider.0).bind(org.0).fetch_optional(conn).await
     })?;
     found

@@ -62,7 +62,7 @@ pub async fn get(db: &Db, org: OrgId, id: AppId) -> Result<App> {
 /// Fails with `NotFound` unless the app exists in the organisation; used inside a change's
 /// transaction so the check and the change see the same state.
 pub(crate) async fn ensure_exists(tx: &mut Tx, org: OrgId, id: AppId) -> Result<()> {
-    let found: Option<i64> = on_tx!(tx, |conn| {
+    let found: Option<i32> = on_tx!(tx, |conn| {
         sqlx::query_scalar("SELECT 1 FROM apps WHERE id = $1 AND org_id = $2").bind(id.0).bind(org.0).fetch_optional(conn).await
     })?;
     found.map(|_| ()).ok_or(StorageError::NotFound)

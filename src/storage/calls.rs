@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Db, Page, PageRequest, Result, StorageError, on_pool, parse_stored};
-use crate::domain::call::{Call, CallDirection, CallStatus, Turn};
+use crate::domain::call::{Call, CallDirection, CallStatus, Turn, TurnRole};
 use crate::domain::ids::{AgentId, AppId, CallId, OrgId, PhoneNumberId};
 
 /// The columns every query of this module reads back.
@@ -190,4 +190,40 @@ pub async fn transcript(db: &Db, org: OrgId, call: CallId) -> Result<Vec<Turn>> 
             })
         })
         .collect()
+}
+
+/// A finished turn of the conversation, to append to the transcript.
+pub struct NewTurn {
+    pub role: TurnRole,
+    pub text: String,
+    pub language: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub interrupted: bool,
+    pub latency_ms: Option<i64>,
+}
+
+/// Appends a turn to a call's transcript as soon as it is spoken; returns its sequence number.
+/// Turns of one call are appended by one session, in order.
+pub async fn append_turn(db: &Db, org: OrgId, call: CallId, turn: &NewTurn) -> Result<i64> {
+    let sql = "INSERT INTO conversation_turns (call_id, org_id, sequence, role, text, language, started_at, ended_at, interrupted, latency_ms)
+               SELECT c.id, c.org_id, (SELECT COALESCE(MAX(t.sequence), 0) + 1 FROM conversation_turns t WHERE t.call_id = c.id),
+                      $3, $4, $5, $6, $7, $8, $9
+               FROM calls c WHERE c.id = $1 AND c.org_id = $2
+               RETURNING sequence";
+    let sequence: Option<i64> = on_pool!(db, |pool| {
+        sqlx::query_scalar(sql)
+            .bind(call.0)
+            .bind(org.0)
+            .bind(turn.role.as_str())
+            .bind(&turn.text)
+            .bind(&turn.language)
+            .bind(turn.started_at)
+            .bind(turn.ended_at)
+            .bind(turn.interrupted)
+            .bind(turn.latency_ms)
+            .fetch_optional(pool)
+            .await
+    })?;
+    sequence.ok_or(StorageError::NotFound)
 }

@@ -94,7 +94,7 @@ impl NumberRow {
 
 /// Refuses an agent that is not in `app` of the organisation, with a field error.
 async fn check_agent_in_app(tx: &mut Tx, org: OrgId, app: AppId, agent: AgentId) -> Result<()> {
-    let found: Option<i64> = on_tx!(tx, |conn| {
+    let found: Option<i32> = on_tx!(tx, |conn| {
         sqlx::query_scalar("SELECT 1 FROM agents WHERE id = $1 AND app_id = $2 AND org_id = $3")
             .bind(agent.0)
             .bind(app.0)
@@ -110,7 +110,7 @@ pub async fn create(db: &Db, org: OrgId, new: NewPhoneNumber, actor: Actor) -> R
     let mut tx = db.begin().await?;
     apps::ensure_exists(&mut tx, org, new.app_id).await?;
     check_agent_in_app(&mut tx, org, new.app_id, new.agent_id).await?;
-    let provider: Option<i64> = on_tx!(&mut tx, |conn| {
+    let provider: Option<i32> = on_tx!(&mut tx, |conn| {
         sqlx::query_scalar("SELECT 1 FROM phone_providers WHERE id = $1 AND org_id = $2")
             .bind(new.provider_id.0)
             .bind(org.0)

@@ -28,6 +28,12 @@ pub struct Cipher {
     aead: XChaCha20Poly1305,
 }
 
+impl std::fmt::Debug for Cipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Cipher(<master key redacted>)")
+    }
+}
+
 /// Where a secret lives; it becomes the associated data of its ciphertext.
 pub struct SecretSlot<'a> {
     pub org: uuid::Uuid,

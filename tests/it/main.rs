@@ -1,1 +1,13 @@
+//! The one integration-test binary. Every test drives the real server through its HTTP API;
+//! most run twice, on SQLite and on PostgreSQL (see `support::on_both_backends!`).
 
+mod support;
+
+mod agents;
+mod api_basics;
+mod apps;
+mod calls;
+mod cli;
+mod phone_numbers;
+mod providers;
+mod tenancy;

@@ -1,0 +1,112 @@
+//! Cross-cutting API behaviour: authentication, body limits, malformed input, health, metrics,
+//! the OpenAPI document, languages and API tokens.
+
+use std::collections::BTreeSet;
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::support::{TestApp, on_both_backends, read_reply};
+
+on_both_backends!(requests_need_a_valid_token, bad_requests_get_problem_documents, health_metrics_and_languages, api_tokens_work_until_revoked);
+
+async fn requests_need_a_valid_token(app: TestApp) {
+    for token in [None, Some("sbt_not-a-real-token"), Some("garbage")] {
+        let reply = app.send(Method::GET, "/api/v1/apps", token, None).await;
+        reply.problem(401);
+    }
+    let reply = reqwest::Client::new().get(app.url("/api/v1/apps")).header("Authorization", format!("Basic {}", app.token)).send().await.unwrap();
+    assert_eq!(reply.status(), 401);
+    assert_eq!(reply.headers()["www-authenticate"], "Bearer");
+}
+
+async fn bad_requests_get_problem_documents(app: TestApp) {
+    let client = reqwest::Client::new();
+    let big = format!("{{\"name\":\"{}\"}}", "x".repeat(1024 * 1024 + 10));
+    let reply = client.post(app.url("/api/v1/apps")).bearer_auth(&app.token).header("content-type", "application/json").body(big).send().await.unwrap();
+    read_reply(reply).await.problem(413);
+
+    let reply = client.post(app.url("/api/v1/apps")).bearer_auth(&app.token).header("content-type", "application/json").body("{\"name\": ").send().await.unwrap();
+    let detail = read_reply(reply).await.problem(400);
+    assert!(detail.contains("not valid JSON"), "{detail}");
+
+    let reply = client.post(app.url("/api/v1/apps")).bearer_auth(&app.token).body("{\"name\":\"x\"}").send().await.unwrap();
+    let detail = read_reply(reply).await.problem(400);
+    assert!(detail.contains("Content-Type"), "{detail}");
+
+    let detail = app.get("/api/v1/apps/123").await.problem(400);
+    assert!(detail.contains("UUID"), "{detail}");
+    assert_eq!(app.get("/api/v1/apps").await.expect(200)["data"], json!([]), "nothing was written");
+}
+
+async fn health_metrics_and_languages(app: TestApp) {
+    let client = reqwest::Client::new();
+    assert_eq!(client.get(app.url("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(client.get(app.url("/readyz")).send().await.unwrap().status(), 200);
+
+    let languages = app.get("/api/v1/languages").await.expect(200);
+    let languages = languages["data"].as_array().unwrap();
+    assert_eq!(languages.len(), 30);
+    assert_eq!(languages[0]["id"], "en");
+    assert_eq!(languages[0]["always_on"], true);
+
+    app.get("/api/v1/apps").await.expect(200);
+    let metrics = client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"switchboard_http_requests_total{method="GET",route="/api/v1/apps",status="200"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"switchboard_http_request_duration_seconds_count{method="GET",route="/api/v1/languages"} 1"#), "{metrics}");
+
+    // The OpenAPI document describes exactly the routes the router serves.
+    let doc: serde_json::Value = client.get(app.url("/api/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let documented: BTreeSet<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| item.as_object().unwrap().keys().map(move |m| format!("{} {path}", m.to_uppercase())))
+        .collect();
+    let expected: BTreeSet<String> = [
+        "GET /healthz", "GET /readyz", "GET /metrics", "GET /api/v1/openapi.json",
+        "GET /api/v1/phone-providers", "POST /api/v1/phone-providers",
+        "GET /api/v1/phone-providers/{id}", "PATCH /api/v1/phone-providers/{id}", "DELETE /api/v1/phone-providers/{id}",
+        "GET /api/v1/llm-providers", "POST /api/v1/llm-providers",
+        "GET /api/v1/llm-providers/{id}", "PATCH /api/v1/llm-providers/{id}", "DELETE /api/v1/llm-providers/{id}",
+        "GET /api/v1/apps", "POST /api/v1/apps",
+        "GET /api/v1/apps/{app_id}", "PATCH /api/v1/apps/{app_id}", "DELETE /api/v1/apps/{app_id}",
+        "GET /api/v1/apps/{app_id}/agents", "POST /api/v1/apps/{app_id}/agents",
+        "GET /api/v1/agents/{id}", "PATCH /api/v1/agents/{id}", "DELETE /api/v1/agents/{id}", "GET /api/v1/agents/{id}/versions",
+        "GET /api/v1/apps/{app_id}/phone-numbers",
+        "GET /api/v1/phone-numbers/{id}", "PATCH /api/v1/phone-numbers/{id}", "DELETE /api/v1/phone-numbers/{id}",
+        "GET /api/v1/calls", "GET /api/v1/calls/{id}",
+        "GET /api/v1/languages", "GET /api/v1/audit-log",
+        "GET /api/v1/api-tokens", "POST /api/v1/api-tokens", "DELETE /api/v1/api-tokens/{id}",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(documented, expected);
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let concrete = path.replace("{app_id}", "01900000-0000-7000-8000-000000000000").replace("{id}", "01900000-0000-7000-8000-000000000000");
+        for method in item.as_object().unwrap().keys() {
+            let reply = app.send(method.to_uppercase().parse().unwrap(), &concrete, Some(&app.token), None).await;
+            assert!(![404, 405].contains(&reply.status.as_u16()) || reply.content_type == "application/problem+json", "{method} {path} is documented but not routed");
+        }
+    }
+}
+
+async fn api_tokens_work_until_revoked(app: TestApp) {
+    let created = app.post("/api/v1/api-tokens", json!({ "name": "ci" })).await.expect(201);
+    let token = created["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("sbt_"));
+    let id = created["id"].as_str().unwrap();
+    app.send(Method::GET, "/api/v1/apps", Some(&token), None).await.expect(200);
+
+    let listed = app.get("/api/v1/api-tokens").await.expect(200);
+    assert!(!listed.to_string().contains(&token), "a listed token shows its secret");
+    let ci = listed["data"].as_array().unwrap().iter().find(|t| t["id"] == id).unwrap();
+    assert!(ci["last_used_at"].is_string(), "use is recorded: {ci}");
+
+    let revoked = app.delete(&format!("/api/v1/api-tokens/{id}")).await.expect(200);
+    assert!(revoked["revoked_at"].is_string());
+    app.send(Method::GET, "/api/v1/apps", Some(&token), None).await.problem(401);
+    app.post("/api/v1/api-tokens", json!({ "name": "" })).await.problem(422);
+}

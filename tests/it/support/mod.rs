@@ -1,0 +1,205 @@
+//! Test harness: `spawn_app` builds the real application from real configuration, randomised for
+//! isolation (fresh SQLite file or fresh PostgreSQL database, port 0, temporary data folder), and
+//! returns a `TestApp` with request helpers. Logs stay silent unless `TEST_LOG` is set.
+
+use std::net::SocketAddr;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use switchboard::app::Application;
+use switchboard::config::Config;
+use switchboard::domain::audit::Actor;
+use switchboard::domain::ids::OrgId;
+use switchboard::storage::{Db, orgs, tokens};
+use tempfile::TempDir;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub token: String,
+    pub org: OrgId,
+    pub db: Db,
+    pub backend: Backend,
+    pub database_url: String,
+    pub data_dir: TempDir,
+    client: reqwest::Client,
+}
+
+/// A response: status, content type and JSON body (`Value::Null` when empty or not JSON).
+pub struct Reply {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub body: Value,
+}
+
+impl Reply {
+    /// Asserts the status, printing the body on failure, and returns the body.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.body);
+        self.body
+    }
+
+    /// Asserts a problem+json error with this status and returns its `detail`.
+    #[track_caller]
+    pub fn problem(self, status: u16) -> String {
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.body);
+        assert_eq!(self.content_type, "application/problem+json", "body: {}", self.body);
+        assert_eq!(self.body["status"], status);
+        self.body["detail"].as_str().expect("a problem has a detail").to_owned()
+    }
+}
+
+/// Creates an empty database for one test: a file in `dir`, or a new PostgreSQL database in the
+/// cluster named by `TEST_POSTGRES_URL` (scripts/test.sh starts one).
+pub async fn fresh_database_url(backend: Backend, dir: &std::path::Path) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.join("switchboard.db").display()),
+        Backend::Postgres => {
+            use sqlx::Connection;
+            let admin_url = std::env::var("TEST_POSTGRES_URL")
+                .expect("TEST_POSTGRES_URL is not set: run the suite with scripts/test.sh, which starts PostgreSQL");
+            let name = format!("sb_test_{}", uuid::Uuid::now_v7().simple());
+            let mut conn = sqlx::PgConnection::connect(&admin_url).await.expect("connecting to the test cluster");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("creating a test database");
+            let mut url = url::Url::parse(&admin_url).unwrap();
+            url.set_path(&name);
+            url.to_string()
+        }
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        switchboard::telemetry::init("debug");
+    }
+    let data_dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database_url(backend, data_dir.path()).await;
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: database_url.clone(),
+        data_dir: data_dir.path().to_owned(),
+        ..Config::default()
+    };
+    let app = Application::build(config.clone()).await.expect("the application starts");
+    let addr = app.local_addr();
+    tokio::spawn(app.run(std::future::pending()));
+    let token = std::fs::read_to_string(data_dir.path().join("admin-token")).expect("first start wrote the admin token");
+    let db = switchboard::app::open_database(&config).await.unwrap();
+    let org = tokens::authenticate(&db, &token).await.unwrap().expect("the admin token is valid").org_id;
+    TestApp { addr, token, org, db, backend, database_url, data_dir, client: reqwest::Client::new() }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// A second organisation with its own token, for isolation tests.
+    pub async fn other_org(&self) -> (OrgId, String) {
+        let org = orgs::create(&self.db, "other", Actor::System).await.unwrap();
+        let (_, token) = tokens::create(&self.db, org.id, "other-admin", Actor::System).await.unwrap();
+        (org.id, token.to_string())
+    }
+
+    pub async fn send(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<&Value>) -> Reply {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("the server answers");
+        read_reply(response).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(reqwest::Method::GET, path, Some(&self.token), None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.send(reqwest::Method::POST, path, Some(&self.token), Some(&body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        self.send(reqwest::Method::PATCH, path, Some(&self.token), Some(&body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(reqwest::Method::DELETE, path, Some(&self.token), None).await
+    }
+
+    /// Follows `next_cursor` through every page of a list endpoint with `limit` per page.
+    pub async fn collect_pages(&self, path: &str, limit: u32) -> (Vec<Value>, usize) {
+        let mut items = Vec::new();
+        let mut pages = 0;
+        let mut cursor: Option<String> = None;
+        loop {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let mut url = format!("{path}{sep}limit={limit}");
+            if let Some(c) = &cursor {
+                url.push_str(&format!("&cursor={c}"));
+            }
+            let body = self.get(&url).await.expect(200);
+            pages += 1;
+            items.extend(body["data"].as_array().unwrap().iter().cloned());
+            match body["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return (items, pages),
+            }
+        }
+    }
+
+    /// Creates an app and returns its id.
+    pub async fn create_app(&self, name: &str) -> String {
+        self.post("/api/v1/apps", serde_json::json!({ "name": name })).await.expect(201)["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates an agent in an app and returns its id.
+    pub async fn create_agent(&self, app: &str, name: &str) -> String {
+        let body = serde_json::json!({ "name": name, "instructions": "Help callers." });
+        self.post(&format!("/api/v1/apps/{app}/agents"), body).await.expect(201)["id"].as_str().unwrap().to_owned()
+    }
+}
+
+pub async fn read_reply(response: reqwest::Response) -> Reply {
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = response.text().await.unwrap_or_default();
+    Reply { status, content_type, body: serde_json::from_str(&text).unwrap_or(Value::Null) }
+}
+
+/// A Twilio-shaped account SID / API key SID for tests.
+pub fn sid(prefix: &str, fill: char) -> String {
+    format!("{prefix}{}", fill.to_string().repeat(32))
+}
+
+/// Declares each named `async fn(TestApp)` as two tests: `<name>::sqlite` and `<name>::postgres`.
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$name($crate::support::spawn_app($crate::support::Backend::Sqlite).await).await
+                }
+                #[tokio::test]
+                async fn postgres() {
+                    super::$name($crate::support::spawn_app($crate::support::Backend::Postgres).await).await
+                }
+            }
+        )+
+    };
+}
+pub(crate) use on_both_backends;
