@@ -41,10 +41,12 @@ pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
 }
 
 impl Application {
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
+    pub async fn build(mut config: Config) -> anyhow::Result<Self> {
         let db = open_database(&config).await?;
         bootstrap_first_start(&db, &config).await?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+        // Without a configured public URL, carriers are told the address actually bound.
+        config.listen = listener.local_addr()?;
         let state = AppState { db: db.clone(), config: Arc::new(config), metrics: Default::default() };
         Ok(Self { listener, router: http::router(state), db })
     }

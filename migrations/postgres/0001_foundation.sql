@@ -126,6 +126,7 @@ CREATE TABLE calls (
     org_id          UUID NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
     app_id          UUID REFERENCES apps(id) ON DELETE SET NULL,
     phone_number_id UUID REFERENCES phone_numbers(id) ON DELETE SET NULL,
+    provider_id     UUID REFERENCES phone_providers(id) ON DELETE SET NULL,
     agent_id        UUID REFERENCES agents(id) ON DELETE SET NULL,
     agent_version   BIGINT,
     call_sid        TEXT NOT NULL UNIQUE,
@@ -133,6 +134,8 @@ CREATE TABLE calls (
     to_number       TEXT NOT NULL,
     direction       TEXT NOT NULL,
     status          TEXT NOT NULL,
+    -- SequenceNumber of the status callback that set `status` (callbacks may arrive out of order).
+    status_sequence BIGINT,
     started_at      TIMESTAMPTZ NOT NULL,
     answered_at     TIMESTAMPTZ,
     ended_at        TIMESTAMPTZ,
@@ -140,7 +143,9 @@ CREATE TABLE calls (
     ended_by        TEXT,
     ended_reason    TEXT,
     outcome         TEXT,
-    language        TEXT
+    language        TEXT,
+    -- Twilio's ErrorCode when the call reached our fallback URL.
+    error_code      TEXT
 );
 CREATE INDEX calls_org_started ON calls (org_id, started_at DESC, id DESC);
 CREATE INDEX calls_agent ON calls (org_id, agent_id, started_at);

@@ -126,6 +126,7 @@ CREATE TABLE calls (
     org_id          BLOB NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
     app_id          BLOB REFERENCES apps(id) ON DELETE SET NULL,
     phone_number_id BLOB REFERENCES phone_numbers(id) ON DELETE SET NULL,
+    provider_id     BLOB REFERENCES phone_providers(id) ON DELETE SET NULL,
     agent_id        BLOB REFERENCES agents(id) ON DELETE SET NULL,
     agent_version   INTEGER,
     call_sid        TEXT NOT NULL UNIQUE,
@@ -133,6 +134,8 @@ CREATE TABLE calls (
     to_number       TEXT NOT NULL,
     direction       TEXT NOT NULL,
     status          TEXT NOT NULL,
+    -- SequenceNumber of the status callback that set `status` (callbacks may arrive out of order).
+    status_sequence INTEGER,
     started_at      TEXT NOT NULL,
     answered_at     TEXT,
     ended_at        TEXT,
@@ -140,7 +143,9 @@ CREATE TABLE calls (
     ended_by        TEXT,
     ended_reason    TEXT,
     outcome         TEXT,
-    language        TEXT
+    language        TEXT,
+    -- Twilio's ErrorCode when the call reached our fallback URL.
+    error_code      TEXT
 );
 CREATE INDEX calls_org_started ON calls (org_id, started_at, id);
 CREATE INDEX calls_agent ON calls (org_id, agent_id, started_at);

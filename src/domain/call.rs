@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::ids::{AgentId, AppId, CallId, OrgId, PhoneNumberId};
+use super::ids::{AgentId, AppId, CallId, OrgId, PhoneNumberId, PhoneProviderId};
 use super::text_enum;
 
 text_enum!(
@@ -46,6 +46,7 @@ pub struct Call {
     pub org_id: OrgId,
     pub app_id: Option<AppId>,
     pub phone_number_id: Option<PhoneNumberId>,
+    pub provider_id: Option<PhoneProviderId>,
     pub agent_id: Option<AgentId>,
     pub agent_version: Option<i64>,
     /// The carrier's id for the call (`CA…` on Twilio).
@@ -54,6 +55,9 @@ pub struct Call {
     pub to: String,
     pub direction: CallDirection,
     pub status: CallStatus,
+    /// Sequence number of the carrier event that set `status`.
+    #[serde(skip)]
+    pub status_sequence: Option<i64>,
     pub started_at: DateTime<Utc>,
     pub answered_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
@@ -62,6 +66,61 @@ pub struct Call {
     pub ended_reason: Option<String>,
     pub outcome: Option<String>,
     pub language: Option<String>,
+    /// The carrier's error code when the call could not be served normally.
+    pub error_code: Option<String>,
+}
+
+/// A call-progress event from the carrier (Twilio status callback).
+#[derive(Clone, Debug)]
+pub struct StatusEvent {
+    pub status: CallStatus,
+    /// Twilio's `SequenceNumber`: events are separate requests and may arrive out of order.
+    pub sequence: Option<i64>,
+    pub at: DateTime<Utc>,
+    /// `CallDuration`, on final events.
+    pub duration_secs: Option<i64>,
+}
+
+impl Call {
+    /// The record after `event`. Duplicates and stale events (lower sequence) leave the status
+    /// alone, and a final status is never replaced by a live one; times only fill in. A final
+    /// event ends a call that nothing else ended, with the carrier's reason.
+    pub fn with_status_event(&self, event: &StatusEvent) -> Call {
+        let mut call = self.clone();
+        let newer = match (self.status_sequence, event.sequence) {
+            (Some(current), Some(incoming)) => incoming > current,
+            _ => true,
+        };
+        let reopens = self.status.is_final() && !event.status.is_final();
+        if newer && !reopens {
+            call.status = event.status;
+            call.status_sequence = event.sequence.or(self.status_sequence);
+        }
+        if event.status == CallStatus::InProgress {
+            call.answered_at = call.answered_at.or(Some(event.at));
+        }
+        if event.status.is_final() {
+            let ended_at = *call.ended_at.get_or_insert(event.at);
+            if let Some(duration) = event.duration_secs {
+                call.duration_secs = Some(duration);
+                if call.answered_at.is_none() && duration > 0 {
+                    call.answered_at = Some(ended_at - chrono::Duration::seconds(duration));
+                }
+            }
+            if call.ended_reason.is_none() {
+                let (by, reason) = match event.status {
+                    CallStatus::Busy => ("carrier", "busy"),
+                    CallStatus::NoAnswer => ("carrier", "no_answer"),
+                    CallStatus::Failed => ("carrier", "failed"),
+                    CallStatus::Canceled => ("caller", "canceled"),
+                    _ => ("caller", "caller_hangup"),
+                };
+                call.ended_by = Some(by.to_owned());
+                call.ended_reason = Some(reason.to_owned());
+            }
+        }
+        call
+    }
 }
 
 /// One turn of a call's transcript.
@@ -77,4 +136,76 @@ pub struct Turn {
     pub interrupted: bool,
     /// Milliseconds from the caller's prompt to the agent's first token.
     pub latency_ms: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn ringing() -> Call {
+        Call {
+            id: CallId::generate(),
+            org_id: OrgId::generate(),
+            app_id: None,
+            phone_number_id: None,
+            provider_id: None,
+            agent_id: None,
+            agent_version: None,
+            call_sid: "CA1".into(),
+            from: "+14155550123".into(),
+            to: "+14155550100".into(),
+            direction: CallDirection::Inbound,
+            status: CallStatus::Ringing,
+            status_sequence: None,
+            started_at: Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap(),
+            answered_at: None,
+            ended_at: None,
+            duration_secs: None,
+            ended_by: None,
+            ended_reason: None,
+            outcome: None,
+            language: None,
+            error_code: None,
+        }
+    }
+
+    fn event(status: CallStatus, sequence: i64, secs: i64, duration: Option<i64>) -> StatusEvent {
+        StatusEvent { status, sequence: Some(sequence), at: Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap() + chrono::Duration::seconds(secs), duration_secs: duration }
+    }
+
+    #[test]
+    fn in_order_events_answer_and_complete() {
+        let call = ringing()
+            .with_status_event(&event(CallStatus::InProgress, 1, 3, None))
+            .with_status_event(&event(CallStatus::Completed, 2, 63, Some(60)));
+        assert_eq!(call.status, CallStatus::Completed);
+        assert_eq!(call.answered_at.unwrap().timestamp() - call.started_at.timestamp(), 3);
+        assert_eq!(call.duration_secs, Some(60));
+        assert_eq!(call.ended_reason.as_deref(), Some("caller_hangup"));
+    }
+
+    #[test]
+    fn late_and_duplicate_events_do_not_regress() {
+        let done = ringing().with_status_event(&event(CallStatus::Completed, 2, 63, Some(60)));
+        let late = done.with_status_event(&event(CallStatus::InProgress, 1, 3, None));
+        assert_eq!(late.status, CallStatus::Completed);
+        assert_eq!(late.answered_at, done.answered_at, "derived from the duration, not overwritten");
+        let again = late.with_status_event(&event(CallStatus::Completed, 2, 99, Some(60)));
+        assert_eq!(again.ended_at, late.ended_at);
+        assert_eq!(again.status_sequence, Some(2));
+    }
+
+    #[test]
+    fn an_earlier_ending_is_kept() {
+        let mut call = ringing();
+        call.ended_by = Some("agent".into());
+        call.ended_reason = Some("agent_ended".into());
+        let done = call.with_status_event(&event(CallStatus::Completed, 3, 30, Some(27)));
+        assert_eq!(done.ended_reason.as_deref(), Some("agent_ended"));
+        let busy = ringing().with_status_event(&event(CallStatus::Busy, 1, 5, Some(0)));
+        assert_eq!((busy.ended_by.as_deref(), busy.ended_reason.as_deref()), (Some("carrier"), Some("busy")));
+        assert_eq!(busy.answered_at, None);
+    }
 }

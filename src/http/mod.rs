@@ -1,5 +1,5 @@
 //! The HTTP surface: REST API under `/api/v1` (bearer-token auth, JSON, problem+json errors),
-//! health and metrics. Every route is listed in [`router`]; the OpenAPI document is generated
+//! Twilio's webhooks, health and metrics. Every route is listed in [`router`]; the OpenAPI document is generated
 //! from the same list, so the two cannot drift apart.
 
 pub mod api;
@@ -20,6 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::config::Config;
+use crate::telephony::twilio::routes as twilio;
 use crate::storage::Db;
 
 /// Largest accepted request body.
@@ -78,6 +79,10 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(prometheus_metrics))
+        .routes(routes!(twilio::voice))
+        .routes(routes!(twilio::status))
+        .routes(routes!(twilio::fallback))
+        .routes(routes!(twilio::connect_action))
         .split_for_parts();
     let doc = Arc::new(doc);
     router

@@ -5,13 +5,15 @@ use uuid::Uuid;
 
 use super::{Db, Page, PageRequest, Result, StorageError, on_pool, parse_stored};
 use crate::domain::call::{Call, CallDirection, CallStatus, Turn, TurnRole};
-use crate::domain::ids::{AgentId, AppId, CallId, OrgId, PhoneNumberId};
+use crate::domain::call::StatusEvent;
+use crate::domain::ids::{AgentId, AppId, CallId, OrgId, PhoneNumberId, PhoneProviderId};
 
 /// The columns every query of this module reads back.
 macro_rules! columns {
     () => {
-        "id, org_id, app_id, phone_number_id, agent_id, agent_version, call_sid, from_number, to_number, direction,
-         status, started_at, answered_at, ended_at, duration_secs, ended_by, ended_reason, outcome, language"
+        "id, org_id, app_id, phone_number_id, provider_id, agent_id, agent_version, call_sid, from_number, to_number,
+         direction, status, status_sequence, started_at, answered_at, ended_at, duration_secs, ended_by, ended_reason,
+         outcome, language, error_code"
     };
 }
 
@@ -19,6 +21,7 @@ macro_rules! columns {
 pub struct NewCall {
     pub app_id: Option<AppId>,
     pub phone_number_id: Option<PhoneNumberId>,
+    pub provider_id: Option<PhoneProviderId>,
     pub agent_id: Option<AgentId>,
     pub agent_version: Option<i64>,
     pub call_sid: String,
@@ -27,6 +30,8 @@ pub struct NewCall {
     pub direction: CallDirection,
     pub status: CallStatus,
     pub started_at: DateTime<Utc>,
+    /// Set when the call is refused at once (unknown number, disabled service…).
+    pub refused_reason: Option<&'static str>,
 }
 
 /// Narrows a call listing; every field is optional.
@@ -46,6 +51,7 @@ struct CallRow {
     org_id: Uuid,
     app_id: Option<Uuid>,
     phone_number_id: Option<Uuid>,
+    provider_id: Option<Uuid>,
     agent_id: Option<Uuid>,
     agent_version: Option<i64>,
     call_sid: String,
@@ -53,6 +59,7 @@ struct CallRow {
     to_number: String,
     direction: String,
     status: String,
+    status_sequence: Option<i64>,
     started_at: DateTime<Utc>,
     answered_at: Option<DateTime<Utc>>,
     ended_at: Option<DateTime<Utc>>,
@@ -61,6 +68,7 @@ struct CallRow {
     ended_reason: Option<String>,
     outcome: Option<String>,
     language: Option<String>,
+    error_code: Option<String>,
 }
 
 impl CallRow {
@@ -70,6 +78,7 @@ impl CallRow {
             org_id: OrgId(self.org_id),
             app_id: self.app_id.map(AppId),
             phone_number_id: self.phone_number_id.map(PhoneNumberId),
+            provider_id: self.provider_id.map(PhoneProviderId),
             agent_id: self.agent_id.map(AgentId),
             agent_version: self.agent_version,
             call_sid: self.call_sid,
@@ -77,6 +86,7 @@ impl CallRow {
             to: self.to_number,
             direction: parse_stored("direction", &self.direction)?,
             status: parse_stored("status", &self.status)?,
+            status_sequence: self.status_sequence,
             started_at: self.started_at,
             answered_at: self.answered_at,
             ended_at: self.ended_at,
@@ -85,6 +95,7 @@ impl CallRow {
             ended_reason: self.ended_reason,
             outcome: self.outcome,
             language: self.language,
+            error_code: self.error_code,
         })
     }
 }
@@ -92,15 +103,17 @@ impl CallRow {
 /// Opens the record of a call, or returns the existing one when the carrier retries the same
 /// call (idempotent on the call SID).
 pub async fn open(db: &Db, org: OrgId, new: NewCall) -> Result<Call> {
-    let sql = "INSERT INTO calls (id, org_id, app_id, phone_number_id, agent_id, agent_version, call_sid, from_number,
-                   to_number, direction, status, started_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (call_sid) DO NOTHING";
+    let refused = new.refused_reason.is_some();
+    let sql = "INSERT INTO calls (id, org_id, app_id, phone_number_id, provider_id, agent_id, agent_version, call_sid,
+                   from_number, to_number, direction, status, started_at, ended_by, ended_reason)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (call_sid) DO NOTHING";
     on_pool!(db, |pool| {
         sqlx::query(sql)
             .bind(CallId::generate().0)
             .bind(org.0)
             .bind(new.app_id.map(|a| a.0))
             .bind(new.phone_number_id.map(|p| p.0))
+            .bind(new.provider_id.map(|p| p.0))
             .bind(new.agent_id.map(|a| a.0))
             .bind(new.agent_version)
             .bind(&new.call_sid)
@@ -109,6 +122,8 @@ pub async fn open(db: &Db, org: OrgId, new: NewCall) -> Result<Call> {
             .bind(new.direction.as_str())
             .bind(new.status.as_str())
             .bind(new.started_at)
+            .bind(refused.then_some("system"))
+            .bind(new.refused_reason)
             .execute(pool)
             .await
             .map(|_| ())
@@ -117,6 +132,66 @@ pub async fn open(db: &Db, org: OrgId, new: NewCall) -> Result<Call> {
     let row: Option<CallRow> = on_pool!(db, |pool| sqlx::query_as(sql).bind(&new.call_sid).bind(org.0).fetch_optional(pool).await)?;
     // Another organisation holding the same SID would be a carrier bug; refuse rather than mix.
     row.ok_or_else(|| StorageError::Conflict(format!("call {} belongs to another organisation", new.call_sid)))?.into_domain()
+}
+
+/// Finds a call by the carrier's call SID, whatever its organisation: carrier webhooks name the
+/// call, and the record says whose it is.
+pub async fn find_by_sid(db: &Db, call_sid: &str) -> Result<Option<Call>> {
+    let sql = concat!("SELECT ", columns!(), " FROM calls WHERE call_sid = $1");
+    let row: Option<CallRow> = on_pool!(db, |pool| sqlx::query_as(sql).bind(call_sid).fetch_optional(pool).await)?;
+    row.map(CallRow::into_domain).transpose()
+}
+
+/// Applies a carrier status event (see `Call::with_status_event`). Concurrent events are
+/// serialised by re-reading and retrying when another one got in first.
+pub async fn apply_status_event(db: &Db, org: OrgId, id: CallId, event: &StatusEvent) -> Result<Call> {
+    for _ in 0..5 {
+        let current = get(db, org, id).await?;
+        let next = current.with_status_event(event);
+        let sql = concat!(
+            "UPDATE calls SET status = $1, status_sequence = $2, answered_at = $3, ended_at = $4, duration_secs = $5,
+                 ended_by = $6, ended_reason = $7
+             WHERE id = $8 AND org_id = $9 AND status = $10 AND status_sequence IS NOT DISTINCT FROM $11
+               AND ended_at IS NOT DISTINCT FROM $12
+             RETURNING ",
+            columns!()
+        );
+        let row: Option<CallRow> = on_pool!(db, |pool| {
+            sqlx::query_as(sql)
+                .bind(next.status.as_str())
+                .bind(next.status_sequence)
+                .bind(next.answered_at)
+                .bind(next.ended_at)
+                .bind(next.duration_secs)
+                .bind(&next.ended_by)
+                .bind(&next.ended_reason)
+                .bind(id.0)
+                .bind(org.0)
+                .bind(current.status.as_str())
+                .bind(current.status_sequence)
+                .bind(current.ended_at)
+                .fetch_optional(pool)
+                .await
+        })?;
+        if let Some(row) = row {
+            return row.into_domain();
+        }
+    }
+    Err(StorageError::Conflict(format!("call {id} changed too often to apply a status event")))
+}
+
+/// Notes the carrier's error code for a call (from the fallback webhook).
+pub async fn record_error_code(db: &Db, org: OrgId, id: CallId, code: &str) -> Result<()> {
+    on_pool!(db, |pool| {
+        sqlx::query("UPDATE calls SET error_code = $1 WHERE id = $2 AND org_id = $3")
+            .bind(code)
+            .bind(id.0)
+            .bind(org.0)
+            .execute(pool)
+            .await
+            .map(|_| ())
+    })?;
+    Ok(())
 }
 
 pub async fn get(db: &Db, org: OrgId, id: CallId) -> Result<Call> {

@@ -166,6 +166,14 @@ pub async fn get(db: &Db, org: OrgId, id: PhoneNumberId) -> Result<PhoneNumber> 
     row.ok_or(StorageError::NotFound)?.into_domain()
 }
 
+/// Finds the phone service of a number, whatever its organisation: an incoming call names only
+/// the number dialled, and numbers are unique across the platform.
+pub async fn find_by_number(db: &Db, number: &str) -> Result<Option<PhoneNumber>> {
+    let sql = concat!("SELECT ", columns!(), " FROM phone_numbers WHERE number = $1");
+    let row: Option<NumberRow> = on_pool!(db, |pool| sqlx::query_as(sql).bind(number).fetch_optional(pool).await)?;
+    row.map(NumberRow::into_domain).transpose()
+}
+
 /// The app's numbers, newest first. An app of another organisation is `NotFound`.
 pub async fn list(db: &Db, org: OrgId, app: AppId, page: PageRequest) -> Result<Page<PhoneNumber>> {
     apps::get(db, org, app).await?;

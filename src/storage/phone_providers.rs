@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
 use super::audit::{self, Change};
 use super::secrets::SecretSlot;
@@ -139,6 +140,40 @@ pub async fn list(db: &Db, org: OrgId, page: PageRequest) -> Result<Page<PhonePr
     })?;
     let providers = rows.into_iter().map(ProviderRow::into_domain).collect::<Result<Vec<_>>>()?;
     Ok(Page::from_overfetch(providers, page, |p| p.id.0))
+}
+
+/// The providers holding a Twilio account, in every organisation: a webhook for a number we do
+/// not serve names only its account, whose auth token then tells whether the request is genuine.
+pub async fn find_by_account_sid(db: &Db, account_sid: &str) -> Result<Vec<PhoneProvider>> {
+    let sql = concat!("SELECT ", columns!(), " FROM phone_providers WHERE account_sid = $1 ORDER BY id");
+    let rows: Vec<ProviderRow> = on_pool!(db, |pool| sqlx::query_as(sql).bind(account_sid).fetch_all(pool).await)?;
+    rows.into_iter().map(ProviderRow::into_domain).collect()
+}
+
+/// The provider's auth token, decrypted, for checking webhook signatures and calling the carrier.
+pub async fn auth_token(db: &Db, org: OrgId, id: PhoneProviderId) -> Result<Zeroizing<String>> {
+    let sealed: Option<Vec<u8>> = on_pool!(db, |pool| {
+        sqlx::query_scalar("SELECT auth_token_enc FROM phone_providers WHERE id = $1 AND org_id = $2")
+            .bind(id.0)
+            .bind(org.0)
+            .fetch_optional(pool)
+            .await
+    })?;
+    Ok(db.cipher().decrypt(&slot(org, id, "auth_token"), &sealed.ok_or(StorageError::NotFound)?)?)
+}
+
+/// Stores the outcome of checking the credentials with the carrier.
+pub async fn record_verification(db: &Db, org: OrgId, id: PhoneProviderId, status: PhoneProviderStatus, error: Option<&str>) -> Result<PhoneProvider> {
+    let now = time::now();
+    let sql = concat!(
+        "UPDATE phone_providers SET status = $1, last_error = $2, last_verified_at = $3, updated_at = $3
+         WHERE id = $4 AND org_id = $5 RETURNING ",
+        columns!()
+    );
+    let row: Option<ProviderRow> = on_pool!(db, |pool| {
+        sqlx::query_as(sql).bind(status.as_str()).bind(error).bind(now).bind(id.0).bind(org.0).fetch_optional(pool).await
+    })?;
+    row.ok_or(StorageError::NotFound)?.into_domain()
 }
 
 /// Applies changes. New credentials make the provider `unverified` until checked again.

@@ -14,6 +14,7 @@ fn new_call(sid: &str, app: &str, agent: &str, status: CallStatus, minutes_ago: 
     NewCall {
         app_id: Some(AppId(app.parse().unwrap())),
         phone_number_id: None,
+        provider_id: None,
         agent_id: Some(AgentId(agent.parse().unwrap())),
         agent_version: Some(1),
         call_sid: sid.to_owned(),
@@ -22,6 +23,7 @@ fn new_call(sid: &str, app: &str, agent: &str, status: CallStatus, minutes_ago: 
         direction: CallDirection::Inbound,
         status,
         started_at: switchboard::domain::time::now() - Duration::minutes(minutes_ago),
+        refused_reason: None,
     }
 }
 

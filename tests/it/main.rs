@@ -11,3 +11,4 @@ mod cli;
 mod phone_numbers;
 mod providers;
 mod tenancy;
+mod twilio_webhooks;

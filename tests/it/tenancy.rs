@@ -45,6 +45,7 @@ async fn organisations_see_only_their_own_rows(app: TestApp) {
         NewCall {
             app_id: None,
             phone_number_id: Some(number.id),
+            provider_id: None,
             agent_id: None,
             agent_version: None,
             call_sid: "CA-tenancy".into(),
@@ -53,6 +54,7 @@ async fn organisations_see_only_their_own_rows(app: TestApp) {
             direction: CallDirection::Inbound,
             status: CallStatus::Ringing,
             started_at: switchboard::domain::time::now(),
+            refused_reason: None,
         },
     )
     .await

@@ -35,6 +35,7 @@ pub struct Reply {
     pub status: StatusCode,
     pub content_type: String,
     pub body: Value,
+    pub text: String,
 }
 
 impl Reply {
@@ -156,6 +157,18 @@ impl TestApp {
         }
     }
 
+    /// Posts a form to a Twilio webhook of ours, signed with `auth_token` as Twilio signs it
+    /// (over the public URL and the sorted parameters); unsigned when `auth_token` is `None`.
+    pub async fn twilio_post(&self, path: &str, params: &[(&str, &str)], auth_token: Option<&str>) -> Reply {
+        let owned: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut request = self.client.post(self.url(path)).form(&owned);
+        if let Some(token) = auth_token {
+            let public_url = format!("http://{}{}", self.addr, path);
+            request = request.header("X-Twilio-Signature", switchboard::telephony::twilio::signature::sign(token, &public_url, &owned));
+        }
+        read_reply(request.send().await.expect("the server answers")).await
+    }
+
     /// Creates an app and returns its id.
     pub async fn create_app(&self, name: &str) -> String {
         self.post("/api/v1/apps", serde_json::json!({ "name": name })).await.expect(201)["id"].as_str().unwrap().to_owned()
@@ -177,7 +190,7 @@ pub async fn read_reply(response: reqwest::Response) -> Reply {
         .unwrap_or_default()
         .to_owned();
     let text = response.text().await.unwrap_or_default();
-    Reply { status, content_type, body: serde_json::from_str(&text).unwrap_or(Value::Null) }
+    Reply { status, content_type, body: serde_json::from_str(&text).unwrap_or(Value::Null), text }
 }
 
 /// A Twilio-shaped account SID / API key SID for tests.

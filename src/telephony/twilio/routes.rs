@@ -1,0 +1,319 @@
+//! Twilio's webhooks: where a call enters. Every request is checked against the owning
+//! provider's auth token (403 and no side effect otherwise), then:
+//!
+//! - `POST /twilio/voice`: opens the call record at once and answers TwiML that connects the
+//!   caller to the agent (ConversationRelay or Media Streams), or a polite refusal that is still
+//!   recorded (unknown number, disabled service, provider not active).
+//! - `POST /twilio/status`: call-progress events, tolerant of duplicates and reordering.
+//! - `POST /twilio/fallback`: Twilio could not use our voice answer; apologise, note the error.
+//! - `POST /twilio/connect-action`: the `<Connect>` session ended; hang up.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, OriginalUri, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+
+use super::{signature, twiml};
+use crate::domain::agent::Agent;
+use crate::domain::call::{Call, CallDirection, CallStatus, StatusEvent};
+use crate::domain::ids::OrgId;
+use crate::domain::languages;
+use crate::domain::phone_number::{PhoneNumber, ServiceMode, ServiceStatus};
+use crate::domain::provider::{PhoneProvider, PhoneProviderStatus};
+use crate::domain::time;
+use crate::http::AppState;
+use crate::storage::calls::{self, NewCall};
+use crate::storage::{StorageError, agents, phone_numbers, phone_providers};
+
+const SORRY_UNAVAILABLE: &str = "Sorry, this number is not taking calls right now. Please try again later. Goodbye.";
+const SORRY_UNKNOWN: &str = "Sorry, this number is not in service. Goodbye.";
+const SORRY_FAILURE: &str = "We are sorry, something went wrong on our side. Please call again later. Goodbye.";
+
+/// A form-encoded Twilio request: the path it was sent to, its parameters (repeats kept, in
+/// order) and its signature header.
+pub struct TwilioRequest {
+    path_and_query: String,
+    params: Vec<(String, String)>,
+    signature: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequest<S> for TwilioRequest {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        let uri = req.extensions().get::<OriginalUri>().map_or_else(|| req.uri().clone(), |o| o.0.clone());
+        let signature = req.headers().get("x-twilio-signature").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let body = Bytes::from_request(req, state).await.map_err(IntoResponse::into_response)?;
+        let params = url::form_urlencoded::parse(&body).into_owned().collect();
+        let path_and_query = uri.path_and_query().map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());
+        Ok(Self { path_and_query, params, signature })
+    }
+}
+
+impl TwilioRequest {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    fn is_signed_by(&self, public_base_url: &str, auth_token: &str) -> bool {
+        let url = format!("{public_base_url}{}", self.path_and_query);
+        self.signature.as_deref().is_some_and(|sig| signature::verify(auth_token, &url, &self.params, sig))
+    }
+}
+
+/// A request proven to come from Twilio on behalf of one of our providers.
+struct Verified {
+    org: OrgId,
+    provider: PhoneProvider,
+    /// The call record, when the call is already known.
+    call: Option<Call>,
+    /// The phone service of the dialled number, when we serve it.
+    number: Option<PhoneNumber>,
+}
+
+/// Why a webhook got no TwiML.
+enum Rejection {
+    Forbidden,
+    Malformed(&'static str),
+    Storage(StorageError),
+}
+
+impl From<StorageError> for Rejection {
+    fn from(e: StorageError) -> Self {
+        Rejection::Storage(e)
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        match self {
+            Rejection::Forbidden => (StatusCode::FORBIDDEN, "signature does not verify").into_response(),
+            Rejection::Malformed(what) => (StatusCode::BAD_REQUEST, what).into_response(),
+            Rejection::Storage(e) => {
+                tracing::error!(error = ?e, "Twilio webhook failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+            }
+        }
+    }
+}
+
+fn twiml_response(document: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], document).into_response()
+}
+
+/// Finds whose request this is and checks its signature with that provider's auth token. The
+/// candidates, most specific first: the call's provider, the dialled number's provider, then
+/// every provider holding the request's account SID.
+async fn verify(state: &AppState, req: &TwilioRequest) -> Result<Verified, Rejection> {
+    let call = match req.param("CallSid") {
+        Some(sid) => calls::find_by_sid(&state.db, sid).await?,
+        None => None,
+    };
+    let number = match req.param("To") {
+        Some(to) => phone_numbers::find_by_number(&state.db, to).await?,
+        None => None,
+    };
+    let mut candidates: Vec<(OrgId, crate::domain::ids::PhoneProviderId)> = Vec::new();
+    if let Some(call) = &call
+        && let Some(provider) = call.provider_id
+    {
+        candidates.push((call.org_id, provider));
+    }
+    if let Some(number) = &number {
+        candidates.push((number.org_id, number.provider_id));
+    }
+    if candidates.is_empty()
+        && let Some(account) = req.param("AccountSid")
+    {
+        for provider in phone_providers::find_by_account_sid(&state.db, account).await? {
+            candidates.push((provider.org_id, provider.id));
+        }
+    }
+    let base = state.config.public_base_url();
+    for (org, provider_id) in candidates {
+        let token = match phone_providers::auth_token(&state.db, org, provider_id).await {
+            Ok(token) => token,
+            Err(StorageError::NotFound) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if req.is_signed_by(&base, &token) {
+            let provider = phone_providers::get(&state.db, org, provider_id).await?;
+            let call = call.filter(|c| c.org_id == org);
+            let number = number.filter(|n| n.org_id == org);
+            return Ok(Verified { org, provider, call, number });
+        }
+    }
+    tracing::warn!(path = %req.path_and_query, "rejected a Twilio webhook whose signature does not verify");
+    Err(Rejection::Forbidden)
+}
+
+/// The WebSocket base URL (`wss://…` for an https public URL).
+fn websocket_base(public_base_url: &str) -> String {
+    if let Some(rest) = public_base_url.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = public_base_url.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        public_base_url.to_owned()
+    }
+}
+
+/// Why a call to a served number is refused, if it is.
+fn refusal(number: &PhoneNumber, provider: &PhoneProvider) -> Option<&'static str> {
+    if number.status != ServiceStatus::Active {
+        Some("service_disabled")
+    } else if provider.status != PhoneProviderStatus::Active {
+        Some("provider_inactive")
+    } else {
+        None
+    }
+}
+
+/// Incoming call: open the record, answer with TwiML.
+#[utoipa::path(post, path = "/twilio/voice", tag = "twilio", security(()), responses(
+    (status = 200, description = "TwiML", content_type = "text/xml"), (status = 403, description = "Bad signature")))]
+pub async fn voice(State(state): State<AppState>, req: TwilioRequest) -> Response {
+    match answer_call(&state, &req).await {
+        Ok(document) => twiml_response(document),
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+async fn answer_call(state: &AppState, req: &TwilioRequest) -> Result<String, Rejection> {
+    let call_sid = req.param("CallSid").ok_or(Rejection::Malformed("CallSid is missing"))?;
+    let verified = verify(state, req).await?;
+    let agent = match &verified.number {
+        Some(number) => Some(agents::get(&state.db, verified.org, number.agent_id).await?),
+        None => None,
+    };
+    let refused = match &verified.number {
+        Some(number) => refusal(number, &verified.provider),
+        None => Some("unknown_number"),
+    };
+    let call = match verified.call {
+        Some(call) => call,
+        None => {
+            let new = NewCall {
+                app_id: verified.number.as_ref().map(|n| n.app_id),
+                phone_number_id: verified.number.as_ref().map(|n| n.id),
+                provider_id: Some(verified.provider.id),
+                agent_id: agent.as_ref().map(|a| a.id),
+                agent_version: agent.as_ref().map(|a| a.version),
+                call_sid: call_sid.to_owned(),
+                from: req.param("From").unwrap_or("unknown").to_owned(),
+                to: req.param("To").unwrap_or("unknown").to_owned(),
+                direction: if req.param("Direction").is_some_and(|d| d.starts_with("outbound")) { CallDirection::Outbound } else { CallDirection::Inbound },
+                status: req.param("CallStatus").and_then(|s| s.parse().ok()).unwrap_or(CallStatus::Ringing),
+                started_at: time::now(),
+                refused_reason: refused,
+            };
+            calls::open(&state.db, verified.org, new).await?
+        }
+    };
+    let (Some(number), Some(agent), None) = (&verified.number, &agent, refused) else {
+        tracing::info!(call = %call.id, reason = refused, "refused an incoming call");
+        let apology = if verified.number.is_some() { SORRY_UNAVAILABLE } else { SORRY_UNKNOWN };
+        return Ok(twiml::say_and_hang_up(apology));
+    };
+    tracing::info!(call = %call.id, agent = %agent.id, "incoming call");
+    Ok(connect_to_agent(state, &call, number, agent))
+}
+
+/// The TwiML that hands the call to the agent, in the service's mode.
+fn connect_to_agent(state: &AppState, call: &Call, number: &PhoneNumber, agent: &Agent) -> String {
+    let base = state.config.public_base_url();
+    let ws = websocket_base(&base);
+    let action = format!("{base}/twilio/connect-action");
+    let parameters = [("call_id", call.id.to_string())];
+    match number.mode {
+        ServiceMode::ConversationRelay => {
+            let other_languages: Vec<String> = if number.expand_languages {
+                number
+                    .languages
+                    .iter()
+                    .filter_map(|code| languages::find(code).map(|l| if l.locales.contains(code) { code.clone() } else { l.default_locale.clone() }))
+                    .filter(|locale| locale != "en-US")
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let greeting = match (number.generate_first_message, &number.generated_first_message) {
+                (true, Some(generated)) => generated.as_str(),
+                _ => agent.spec.first_message.as_str(),
+            };
+            twiml::connect_conversation_relay(&twiml::RelaySession {
+                url: &format!("{ws}/twilio/relay/{}", call.id),
+                action: &action,
+                welcome_greeting: Some(greeting),
+                language: "en-US",
+                other_languages: &other_languages,
+                parameters: &parameters,
+            })
+        }
+        ServiceMode::MediaStream => twiml::connect_stream(&format!("{ws}/twilio/media/{}", call.id), &action, &parameters),
+    }
+}
+
+/// Call-progress events.
+#[utoipa::path(post, path = "/twilio/status", tag = "twilio", security(()), responses(
+    (status = 204, description = "Recorded"), (status = 403, description = "Bad signature")))]
+pub async fn status(State(state): State<AppState>, req: TwilioRequest) -> Response {
+    match record_status(&state, &req).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+async fn record_status(state: &AppState, req: &TwilioRequest) -> Result<(), Rejection> {
+    let verified = verify(state, req).await?;
+    let status: CallStatus = req
+        .param("CallStatus")
+        .and_then(|s| s.parse().ok())
+        .ok_or(Rejection::Malformed("CallStatus is missing or unknown"))?;
+    let Some(call) = verified.call else {
+        tracing::info!(call_sid = req.param("CallSid"), "status callback for a call we have no record of");
+        return Ok(());
+    };
+    let event = StatusEvent {
+        status,
+        sequence: req.param("SequenceNumber").and_then(|s| s.parse().ok()),
+        at: req.param("Timestamp").and_then(parse_rfc2822).unwrap_or_else(time::now),
+        duration_secs: req.param("CallDuration").and_then(|s| s.parse().ok()),
+    };
+    calls::apply_status_event(&state.db, verified.org, call.id, &event).await?;
+    Ok(())
+}
+
+fn parse_rfc2822(value: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc2822(value).ok().map(|t| t.with_timezone(&Utc))
+}
+
+/// Twilio could not use our voice answer: apologise and hang up, noting the error code.
+#[utoipa::path(post, path = "/twilio/fallback", tag = "twilio", security(()), responses(
+    (status = 200, description = "TwiML", content_type = "text/xml"), (status = 403, description = "Bad signature")))]
+pub async fn fallback(State(state): State<AppState>, req: TwilioRequest) -> Response {
+    let verified = match verify(&state, &req).await {
+        Ok(verified) => verified,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let code = req.param("ErrorCode").unwrap_or("unknown");
+    tracing::warn!(call_sid = req.param("CallSid"), error_code = code, error_url = req.param("ErrorUrl"), "Twilio used the fallback URL");
+    if let Some(call) = verified.call
+        && let Err(e) = calls::record_error_code(&state.db, verified.org, call.id, code).await
+    {
+        tracing::error!(error = ?e, "could not record the fallback error code");
+    }
+    twiml_response(twiml::say_and_hang_up(SORRY_FAILURE))
+}
+
+/// The `<Connect>` session ended: hang up.
+#[utoipa::path(post, path = "/twilio/connect-action", tag = "twilio", security(()), responses(
+    (status = 200, description = "TwiML", content_type = "text/xml"), (status = 403, description = "Bad signature")))]
+pub async fn connect_action(State(state): State<AppState>, req: TwilioRequest) -> Response {
+    if let Err(rejection) = verify(&state, &req).await {
+        return rejection.into_response();
+    }
+    tracing::info!(call_sid = req.param("CallSid"), session_status = req.param("SessionStatus"), "connect session ended");
+    twiml_response(twiml::hang_up())
+}
