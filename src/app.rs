@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -14,6 +15,8 @@ use crate::domain::org::Email;
 use crate::http::{self, AppState};
 use crate::storage::secrets::{Cipher, write_private_file};
 use crate::storage::{Db, orgs};
+use crate::telephony::twilio::provisioning;
+use crate::telephony::twilio::rest::TwilioClient;
 
 /// The e-mail of the owner a first start creates.
 pub const FIRST_OWNER_EMAIL: &str = "admin@switchboard.local";
@@ -23,6 +26,9 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     db: Db,
+    twilio: TwilioClient,
+    /// Period of the background credential check; zero turns it off.
+    verify_every: Duration,
 }
 
 /// The master key: from `secret_key`, else from `{data_dir}/master.key` (created when missing).
@@ -47,8 +53,10 @@ impl Application {
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
         // Without a configured public URL, carriers are told the address actually bound.
         config.listen = listener.local_addr()?;
-        let state = AppState { db: db.clone(), config: Arc::new(config), metrics: Default::default() };
-        Ok(Self { listener, router: http::router(state), db })
+        let twilio = TwilioClient::new(&config.twilio_api_base);
+        let verify_every = Duration::from_secs(config.provider_verify_interval_secs);
+        let state = AppState { db: db.clone(), config: Arc::new(config), metrics: Default::default(), twilio: twilio.clone() };
+        Ok(Self { listener, router: http::router(state), db, twilio, verify_every })
     }
 
     /// The address actually bound (differs from the configuration when it asked for port 0).
@@ -59,10 +67,24 @@ impl Application {
     /// Serves until `shutdown` resolves, then finishes in-flight requests and closes the database.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(address = %self.local_addr(), "serving");
+        let verifier = (!self.verify_every.is_zero()).then(|| tokio::spawn(verify_providers_periodically(self.db.clone(), self.twilio.clone(), self.verify_every)));
         axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
+        if let Some(task) = verifier {
+            task.abort();
+        }
         self.db.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Checks every phone provider's credentials once per `period`, starting one period after start.
+async fn verify_providers_periodically(db: Db, twilio: TwilioClient, period: Duration) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        provisioning::verify_all(&db, &twilio).await;
     }
 }
 

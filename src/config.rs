@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 /// Every configuration key, as written in TOML (and, upper-cased after `SWITCHBOARD_`, in the
 /// environment).
-pub const KEYS: &[&str] = &["listen", "database_url", "data_dir", "public_base_url", "secret_key", "log"];
+pub const KEYS: &[&str] =
+    &["listen", "database_url", "data_dir", "public_base_url", "secret_key", "log", "twilio_api_base", "provider_verify_interval_secs"];
 /// Variables with the prefix that are not configuration keys but are still ours.
 const OTHER_VARIABLES: &[&str] = &["config"];
 const ENV_PREFIX: &str = "SWITCHBOARD_";
@@ -34,6 +35,10 @@ pub struct Config {
     pub secret_key: Option<String>,
     /// Log filter, e.g. `info` or `switchboard=debug,info`.
     pub log: String,
+    /// Base URL of Twilio's REST API.
+    pub twilio_api_base: String,
+    /// How often every phone provider's credentials are checked again (0 = never).
+    pub provider_verify_interval_secs: u64,
 }
 
 impl Default for Config {
@@ -45,6 +50,8 @@ impl Default for Config {
             public_base_url: None,
             secret_key: None,
             log: "info".into(),
+            twilio_api_base: "https://api.twilio.com".into(),
+            provider_verify_interval_secs: 6 * 3600,
         }
     }
 }
@@ -83,6 +90,7 @@ impl Config {
         if let Some(url) = &self.public_base_url {
             crate::domain::validation::http_url("public_base_url", url).map_err(|e| anyhow::anyhow!("{e}"))?;
         }
+        crate::domain::validation::http_url("twilio_api_base", &self.twilio_api_base).map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(())
     }
 

@@ -8,6 +8,8 @@ use serde::Serialize;
 
 use crate::domain::validation::Invalid;
 use crate::storage::StorageError;
+use crate::telephony::twilio::provisioning::ProvisioningError;
+use crate::telephony::twilio::rest::TwilioError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -26,6 +28,12 @@ pub enum ApiError {
     /// Well-formed input that breaks a rule.
     #[error("{0}")]
     Invalid(Invalid),
+    /// The request is understood but cannot be carried out (e.g. the carrier refused it).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// A service we depend on (the carrier) could not be reached.
+    #[error("{0}")]
+    Upstream(String),
     #[error("the database is unavailable")]
     Unavailable,
     #[error(transparent)]
@@ -60,7 +68,8 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Invalid(_) | ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -74,6 +83,8 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge => "payload-too-large",
             ApiError::Invalid(_) => "validation",
+            ApiError::Unprocessable(_) => "unprocessable",
+            ApiError::Upstream(_) => "upstream",
             ApiError::Unavailable => "unavailable",
             ApiError::Unexpected(_) => "internal",
         }
@@ -87,6 +98,21 @@ impl ApiError {
             StorageError::Invalid(invalid) => ApiError::Invalid(invalid),
             StorageError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => ApiError::Unavailable,
             other => ApiError::Unexpected(other.into()),
+        }
+    }
+}
+
+impl ApiError {
+    /// Maps a provisioning failure; `what` names the resource for a 404.
+    pub fn from_provisioning(err: ProvisioningError, what: &'static str) -> Self {
+        match err {
+            ProvisioningError::Storage(e) => ApiError::from_storage(e, what),
+            ProvisioningError::Refused(message) => ApiError::Unprocessable(message),
+            ProvisioningError::Twilio(e @ TwilioError::Unreachable(_)) => ApiError::Upstream(e.to_string()),
+            ProvisioningError::Twilio(e) if e.is_bad_credentials() => {
+                ApiError::Unprocessable(format!("{e}; the provider is now marked invalid_credentials: update its auth token"))
+            }
+            ProvisioningError::Twilio(e) => ApiError::Unprocessable(e.to_string()),
         }
     }
 }

@@ -20,6 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::config::Config;
+use crate::telephony::twilio::rest::TwilioClient;
 use crate::telephony::twilio::routes as twilio;
 use crate::storage::Db;
 
@@ -32,6 +33,7 @@ pub struct AppState {
     pub db: Db,
     pub config: Arc<Config>,
     pub metrics: Arc<metrics::HttpMetrics>,
+    pub twilio: TwilioClient,
 }
 
 #[derive(OpenApi)]
@@ -58,6 +60,9 @@ pub fn router(state: AppState) -> Router {
     let api = OpenApiRouter::new()
         .routes(routes!(api::phone_providers::list, api::phone_providers::create))
         .routes(routes!(api::phone_providers::get, api::phone_providers::update, api::phone_providers::delete))
+        .routes(routes!(api::phone_providers::verify))
+        .routes(routes!(api::phone_providers::available_numbers))
+        .routes(routes!(api::phone_providers::incoming_numbers))
         .routes(routes!(api::llm_providers::list, api::llm_providers::create))
         .routes(routes!(api::llm_providers::get, api::llm_providers::update, api::llm_providers::delete))
         .routes(routes!(api::apps::list, api::apps::create))
@@ -65,7 +70,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(api::agents::list, api::agents::create))
         .routes(routes!(api::agents::get, api::agents::update, api::agents::delete))
         .routes(routes!(api::agents::versions))
-        .routes(routes!(api::phone_numbers::list))
+        .routes(routes!(api::phone_numbers::list, api::phone_numbers::create))
         .routes(routes!(api::phone_numbers::get, api::phone_numbers::update, api::phone_numbers::delete))
         .routes(routes!(api::calls::list))
         .routes(routes!(api::calls::get))

@@ -188,6 +188,51 @@ pub async fn list(db: &Db, org: OrgId, app: AppId, page: PageRequest) -> Result<
     Ok(Page::from_overfetch(numbers, page, |n| n.id.0))
 }
 
+/// The voice settings the number had before we attached it, if we attached it.
+pub async fn previous_voice_settings(db: &Db, org: OrgId, id: PhoneNumberId) -> Result<Option<serde_json::Value>> {
+    let row: Option<Option<Json<serde_json::Value>>> = on_pool!(db, |pool| {
+        sqlx::query_scalar("SELECT previous_voice_settings FROM phone_numbers WHERE id = $1 AND org_id = $2")
+            .bind(id.0)
+            .bind(org.0)
+            .fetch_optional(pool)
+            .await
+    })?;
+    Ok(row.ok_or(StorageError::NotFound)?.map(|json| json.0))
+}
+
+/// Call counts of one number.
+#[derive(Clone, Debug, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct CallActivity {
+    /// Calls since midnight UTC.
+    pub calls_today: i64,
+    pub calls_last_7_days: i64,
+    pub last_call_at: Option<DateTime<Utc>>,
+}
+
+/// Call activity of the given numbers of the organisation, keyed by number id.
+pub async fn call_activity(db: &Db, org: OrgId, ids: &[PhoneNumberId]) -> Result<std::collections::HashMap<PhoneNumberId, CallActivity>> {
+    let now = time::now();
+    let midnight = now.date_naive().and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
+    let week_ago = now - chrono::Duration::days(7);
+    let mut activity = std::collections::HashMap::new();
+    for id in ids {
+        let (today, week, last): (i64, i64, Option<DateTime<Utc>>) = on_pool!(db, |pool| {
+            sqlx::query_as(
+                "SELECT COUNT(*) FILTER (WHERE started_at >= $3), COUNT(*) FILTER (WHERE started_at >= $4), MAX(started_at)
+                 FROM calls WHERE org_id = $1 AND phone_number_id = $2",
+            )
+            .bind(org.0)
+            .bind(id.0)
+            .bind(midnight)
+            .bind(week_ago)
+            .fetch_one(pool)
+            .await
+        })?;
+        activity.insert(*id, CallActivity { calls_today: today, calls_last_7_days: week, last_call_at: last });
+    }
+    Ok(activity)
+}
+
 /// Applies changes; they take effect from the next call.
 pub async fn update(db: &Db, org: OrgId, id: PhoneNumberId, changes: PhoneNumberChanges, actor: Actor) -> Result<PhoneNumber> {
     let current = get(db, org, id).await?;
@@ -236,8 +281,15 @@ pub async fn update(db: &Db, org: OrgId, id: PhoneNumberId, changes: PhoneNumber
     Ok(number)
 }
 
-/// Removes the phone service from the platform (the carrier side is the caller's business).
-pub async fn delete(db: &Db, org: OrgId, id: PhoneNumberId, actor: Actor) -> Result<()> {
-    let change = Change { actor, action: "phone_number.deleted", resource_type: "phone_number", resource_id: Some(id.to_string()), details: json!({}) };
+/// Removes the phone service from the platform (the carrier side is the caller's business);
+/// `released` records whether the number was also given back to the carrier.
+pub async fn delete(db: &Db, org: OrgId, id: PhoneNumberId, actor: Actor, released: bool) -> Result<()> {
+    let change = Change {
+        actor,
+        action: "phone_number.deleted",
+        resource_type: "phone_number",
+        resource_id: Some(id.to_string()),
+        details: json!({ "released": released }),
+    };
     super::delete_owned(db, org, "phone_numbers", id.0, "the phone number is still referenced", change).await
 }

@@ -150,16 +150,37 @@ pub async fn find_by_account_sid(db: &Db, account_sid: &str) -> Result<Vec<Phone
     rows.into_iter().map(ProviderRow::into_domain).collect()
 }
 
-/// The provider's auth token, decrypted, for checking webhook signatures and calling the carrier.
-pub async fn auth_token(db: &Db, org: OrgId, id: PhoneProviderId) -> Result<Zeroizing<String>> {
-    let sealed: Option<Vec<u8>> = on_pool!(db, |pool| {
-        sqlx::query_scalar("SELECT auth_token_enc FROM phone_providers WHERE id = $1 AND org_id = $2")
+/// A provider's credentials, decrypted: for checking webhook signatures (`auth_token`) and
+/// calling the carrier (the API key when set, else the auth token).
+pub struct ProviderSecrets {
+    pub account_sid: String,
+    pub auth_token: Zeroizing<String>,
+    pub api_key: Option<(String, Zeroizing<String>)>,
+}
+
+pub async fn secrets(db: &Db, org: OrgId, id: PhoneProviderId) -> Result<ProviderSecrets> {
+    type SecretsRow = (String, Vec<u8>, Option<String>, Option<Vec<u8>>);
+    let row: Option<SecretsRow> = on_pool!(db, |pool| {
+        sqlx::query_as("SELECT account_sid, auth_token_enc, api_key_sid, api_key_secret_enc FROM phone_providers WHERE id = $1 AND org_id = $2")
             .bind(id.0)
             .bind(org.0)
             .fetch_optional(pool)
             .await
     })?;
-    Ok(db.cipher().decrypt(&slot(org, id, "auth_token"), &sealed.ok_or(StorageError::NotFound)?)?)
+    let (account_sid, token_enc, key_sid, key_enc) = row.ok_or(StorageError::NotFound)?;
+    let auth_token = db.cipher().decrypt(&slot(org, id, "auth_token"), &token_enc)?;
+    let api_key = match (key_sid, key_enc) {
+        (Some(sid), Some(enc)) => Some((sid, db.cipher().decrypt(&slot(org, id, "api_key_secret"), &enc)?)),
+        _ => None,
+    };
+    Ok(ProviderSecrets { account_sid, auth_token, api_key })
+}
+
+/// Every provider of every organisation, for the periodic credential check.
+pub async fn list_all(db: &Db) -> Result<Vec<PhoneProvider>> {
+    let sql = concat!("SELECT ", columns!(), " FROM phone_providers ORDER BY id");
+    let rows: Vec<ProviderRow> = on_pool!(db, |pool| sqlx::query_as(sql).fetch_all(pool).await)?;
+    rows.into_iter().map(ProviderRow::into_domain).collect()
 }
 
 /// Stores the outcome of checking the credentials with the carrier.

@@ -68,6 +68,8 @@ async fn health_metrics_and_languages(app: TestApp) {
         "GET /healthz", "GET /readyz", "GET /metrics", "GET /api/v1/openapi.json",
         "GET /api/v1/phone-providers", "POST /api/v1/phone-providers",
         "GET /api/v1/phone-providers/{id}", "PATCH /api/v1/phone-providers/{id}", "DELETE /api/v1/phone-providers/{id}",
+        "POST /api/v1/phone-providers/{id}/verify", "GET /api/v1/phone-providers/{id}/available-numbers",
+        "GET /api/v1/phone-providers/{id}/incoming-numbers", "POST /api/v1/apps/{app_id}/phone-numbers",
         "GET /api/v1/llm-providers", "POST /api/v1/llm-providers",
         "GET /api/v1/llm-providers/{id}", "PATCH /api/v1/llm-providers/{id}", "DELETE /api/v1/llm-providers/{id}",
         "GET /api/v1/apps", "POST /api/v1/apps",

@@ -11,4 +11,5 @@ mod cli;
 mod phone_numbers;
 mod providers;
 mod tenancy;
+mod twilio_provisioning;
 mod twilio_webhooks;

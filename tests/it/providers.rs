@@ -49,8 +49,11 @@ async fn phone_provider_secrets_never_leave(app: TestApp) {
         "api_key_sid": sid("SK", 'b'),
         "api_key_secret": KEY_SECRET,
     });
+    app.twilio.add_account(&sid("AC", 'a'), "another-token-the-api-key-replaces");
+    app.twilio.add_api_key(&sid("AC", 'a'), &sid("SK", 'b'), KEY_SECRET);
     let created = app.post("/api/v1/phone-providers", body.clone()).await.expect(201);
-    assert_eq!(created["status"], "unverified");
+    assert_eq!(created["status"], "active", "verified with the API key: {created}");
+    assert!(created["last_verified_at"].is_string());
     assert_eq!(created["kind"], "twilio");
     assert_eq!(created["api_key_sid"], sid("SK", 'b'));
     let id = created["id"].as_str().unwrap();
@@ -71,8 +74,10 @@ async fn phone_provider_secrets_never_leave(app: TestApp) {
     assert!(!contains(&stored, AUTH_TOKEN) && !contains(&stored, KEY_SECRET), "plaintext secret in the database");
     assert!(contains(&stored, &sid("AC", 'a')), "the search would find plaintext if it were there");
 
+    // New credentials are checked at once: without the API key, this auth token is refused.
     let rotated = app.patch(&format!("/api/v1/phone-providers/{id}"), json!({ "auth_token": "0123456789abcdef0123456789abcdef", "api_key_sid": null })).await.expect(200);
-    assert_eq!(rotated["status"], "unverified");
+    assert_eq!(rotated["status"], "invalid_credentials");
+    assert!(rotated["last_error"].as_str().unwrap().contains("20003"), "{rotated}");
     assert_eq!(rotated["api_key_sid"], Value::Null);
 
     app.delete(&format!("/api/v1/phone-providers/{id}")).await.expect(204);

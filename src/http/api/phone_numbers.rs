@@ -1,20 +1,26 @@
-//! `/apps/{app_id}/phone-numbers` and `/phone-numbers/{id}`: phone services.
+//! `/apps/{app_id}/phone-numbers` and `/phone-numbers/{id}`: phone services. Creating one buys
+//! or attaches the number at Twilio; removing one restores or releases it.
+
+use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::domain::ids::{AgentId, AppId, PhoneNumberId};
+use crate::domain::ids::{AgentId, AppId, PhoneNumberId, PhoneProviderId};
 use crate::domain::languages;
-use crate::domain::phone_number::{PhoneNumber, ServiceMode, ServiceStatus};
+use crate::domain::phone_number::{AreaCode, E164, PhoneNumber, ServiceMode, ServiceStatus};
+use crate::domain::provider;
 use crate::domain::validation::Invalid;
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, Problem};
 use crate::http::input::{ApiJson, ApiPath, ApiQuery};
 use crate::http::pagination::{ListResponse, PageParams};
-use crate::storage::phone_numbers::{self as store, PhoneNumberChanges};
+use crate::storage::phone_numbers::{self as store, CallActivity, PhoneNumberChanges};
+use crate::storage::{agents, apps, phone_providers};
+use crate::telephony::twilio::provisioning::{self, NumberSource, ServiceRequest};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -32,17 +38,115 @@ fn storage_error(e: crate::storage::StorageError) -> ApiError {
     ApiError::from_storage(e, "phone number")
 }
 
-/// List an app's phone numbers with their agents and status, newest first.
+/// A new phone service. Give exactly one of `area_code` (buy any number there), `phone_number`
+/// (attach it if the account owns it, else buy it) or `twilio_sid` (attach that number).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePhoneNumber {
+    #[schema(value_type = String, format = Uuid)]
+    provider_id: PhoneProviderId,
+    agent_id: AgentId,
+    area_code: Option<String>,
+    phone_number: Option<String>,
+    twilio_sid: Option<String>,
+    #[serde(default)]
+    expand_languages: bool,
+    #[serde(default)]
+    languages: Vec<String>,
+    #[serde(default)]
+    generate_first_message: bool,
+    #[serde(default = "default_mode")]
+    mode: ServiceMode,
+}
+
+fn default_mode() -> ServiceMode {
+    ServiceMode::ConversationRelay
+}
+
+impl CreatePhoneNumber {
+    fn source(&self) -> Result<NumberSource, Invalid> {
+        match (&self.area_code, &self.phone_number, &self.twilio_sid) {
+            (Some(code), None, None) => Ok(NumberSource::Buy(AreaCode::parse(code)?)),
+            (None, Some(number), None) => Ok(NumberSource::Number(E164::parse("phone_number", number)?)),
+            (None, None, Some(sid)) => Ok(NumberSource::Sid(provider::twilio_sid("twilio_sid", "PN", sid)?)),
+            _ => Err(Invalid::new("area_code", "give exactly one of area_code, phone_number or twilio_sid")),
+        }
+    }
+}
+
+/// A phone service with its agent's name and its recent calls.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PhoneNumberListing {
+    #[serde(flatten)]
+    number: PhoneNumber,
+    agent_name: Option<String>,
+    #[serde(flatten)]
+    activity: CallActivity,
+}
+
+/// List an app's phone numbers with their agents, status and call activity, newest first.
 #[utoipa::path(get, path = "/apps/{app_id}/phone-numbers", tag = "phone-numbers", params(("app_id" = AppId, Path), PageParams), responses(
-    (status = 200, body = ListResponse<PhoneNumber>), (status = 404, body = Problem)))]
+    (status = 200, body = ListResponse<PhoneNumberListing>), (status = 404, body = Problem)))]
 pub async fn list(
     State(s): State<AppState>,
     caller: Caller,
     ApiPath(app): ApiPath<AppId>,
     ApiQuery(page): ApiQuery<PageParams>,
-) -> Result<Json<ListResponse<PhoneNumber>>, ApiError> {
+) -> Result<Json<ListResponse<PhoneNumberListing>>, ApiError> {
     let page = store::list(&s.db, caller.org, app, page.to_request()?).await.map_err(|e| ApiError::from_storage(e, "app"))?;
-    Ok(Json(page.into()))
+    let ids: Vec<_> = page.items.iter().map(|n| n.id).collect();
+    let mut activity = store::call_activity(&s.db, caller.org, &ids).await.map_err(storage_error)?;
+    let mut agent_names: HashMap<AgentId, String> = HashMap::new();
+    for number in &page.items {
+        if !agent_names.contains_key(&number.agent_id) {
+            let agent = agents::get(&s.db, caller.org, number.agent_id).await.map_err(storage_error)?;
+            agent_names.insert(agent.id, agent.spec.name);
+        }
+    }
+    Ok(Json(
+        page.map(|number| PhoneNumberListing {
+            agent_name: agent_names.get(&number.agent_id).cloned(),
+            activity: activity.remove(&number.id).unwrap_or_default(),
+            number,
+        })
+        .into(),
+    ))
+}
+
+/// Give an agent a phone number: buy one by area code, buy or attach a given number, or attach
+/// one of the account's numbers by SID. Its calls then come to the agent.
+#[utoipa::path(post, path = "/apps/{app_id}/phone-numbers", tag = "phone-numbers", params(("app_id" = AppId, Path)), request_body = CreatePhoneNumber, responses(
+    (status = 201, body = PhoneNumber), (status = 404, body = Problem), (status = 409, body = Problem),
+    (status = 422, body = Problem), (status = 502, body = Problem)))]
+pub async fn create(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(app): ApiPath<AppId>,
+    ApiJson(body): ApiJson<CreatePhoneNumber>,
+) -> Result<(StatusCode, Json<PhoneNumber>), ApiError> {
+    let request = ServiceRequest {
+        app_id: app,
+        provider_id: body.provider_id,
+        agent_id: body.agent_id,
+        expand_languages: body.expand_languages,
+        languages: languages::validate_codes(&body.languages)?,
+        generate_first_message: body.generate_first_message,
+        mode: body.mode,
+        source: body.source()?,
+    };
+    // Check the app, agent and provider before spending money at Twilio.
+    apps::get(&s.db, caller.org, app).await.map_err(|e| ApiError::from_storage(e, "app"))?;
+    let agent = agents::get(&s.db, caller.org, body.agent_id).await.map_err(|_| Invalid::new("agent_id", format!("no agent {} in this app", body.agent_id)))?;
+    if agent.app_id != app {
+        return Err(Invalid::new("agent_id", format!("no agent {} in this app", body.agent_id)).into());
+    }
+    phone_providers::get(&s.db, caller.org, body.provider_id)
+        .await
+        .map_err(|_| Invalid::new("provider_id", format!("no phone provider {} in this organisation", body.provider_id)))?;
+    let created = provisioning::create_service(&s.db, &s.twilio, &s.config.public_base_url(), caller.org, request, caller.actor)
+        .await
+        .map_err(|e| ApiError::from_provisioning(e, "phone number"))?;
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 /// Read a phone number.
@@ -76,10 +180,27 @@ pub async fn update(
     Ok(Json(store::update(&s.db, caller.org, id, changes, caller.actor).await.map_err(storage_error)?))
 }
 
-/// Remove a phone number from the platform. The number stays in the carrier account.
-#[utoipa::path(delete, path = "/phone-numbers/{id}", tag = "phone-numbers", params(("id" = PhoneNumberId, Path)), responses(
-    (status = 204), (status = 404, body = Problem)))]
-pub async fn delete(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<PhoneNumberId>) -> Result<StatusCode, ApiError> {
-    store::delete(&s.db, caller.org, id, caller.actor).await.map_err(storage_error)?;
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RemoveOptions {
+    /// Also release the number from the Twilio account (it stops being yours).
+    #[serde(default)]
+    release: bool,
+}
+
+/// Remove a phone number from the platform. The number stays in the Twilio account with the
+/// voice settings it had before it was attached, unless `release=true`.
+#[utoipa::path(delete, path = "/phone-numbers/{id}", tag = "phone-numbers", params(("id" = PhoneNumberId, Path), RemoveOptions), responses(
+    (status = 204), (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem)))]
+pub async fn delete(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<PhoneNumberId>,
+    ApiQuery(options): ApiQuery<RemoveOptions>,
+) -> Result<StatusCode, ApiError> {
+    provisioning::remove_service(&s.db, &s.twilio, caller.org, id, options.release, caller.actor)
+        .await
+        .map_err(|e| ApiError::from_provisioning(e, "phone number"))?;
     Ok(StatusCode::NO_CONTENT)
 }

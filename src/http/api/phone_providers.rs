@@ -1,12 +1,16 @@
-//! `/phone-providers`: carrier accounts (Twilio). Credentials are write-only.
+//! `/phone-providers`: carrier accounts (Twilio), verified with Twilio, with number search and
+//! the account's own numbers. Credentials are write-only.
 
 use axum::Json;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::nullable;
 use crate::domain::ids::PhoneProviderId;
+use crate::domain::phone_number::AreaCode;
 use crate::domain::provider::{self, PhoneProvider, PhoneProviderKind};
 use crate::domain::validation::Invalid;
 use crate::http::AppState;
@@ -15,6 +19,8 @@ use crate::http::error::{ApiError, Problem};
 use crate::http::input::{ApiJson, ApiPath, ApiQuery};
 use crate::http::pagination::{ListResponse, PageParams};
 use crate::storage::phone_providers::{self as store, ApiKey, NewPhoneProvider, PhoneProviderChanges};
+use crate::telephony::twilio::provisioning::{self, ProvisioningError};
+use crate::telephony::twilio::rest::{AvailableNumber, Credentials, IncomingNumber, TwilioError};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -62,7 +68,8 @@ pub async fn list(State(s): State<AppState>, caller: Caller, ApiQuery(page): Api
     Ok(Json(store::list(&s.db, caller.org, page.to_request()?).await.map_err(storage_error)?.into()))
 }
 
-/// Connect a Twilio account.
+/// Connect a Twilio account. The credentials are checked with Twilio at once: the answer's
+/// `status` is `active` when they work.
 #[utoipa::path(post, path = "/phone-providers", tag = "phone-providers", request_body = CreatePhoneProvider, responses(
     (status = 201, body = PhoneProvider), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create(State(s): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreatePhoneProvider>) -> Result<(StatusCode, Json<PhoneProvider>), ApiError> {
@@ -77,7 +84,8 @@ pub async fn create(State(s): State<AppState>, caller: Caller, ApiJson(body): Ap
         api_key: body.api_key_sid.as_deref().map(|sid| api_key(sid, body.api_key_secret.as_deref())).transpose()?,
     };
     let created = store::create(&s.db, caller.org, new, caller.actor).await.map_err(storage_error)?;
-    Ok((StatusCode::CREATED, Json(created)))
+    let verified = provisioning::verify_provider(&s.db, &s.twilio, caller.org, created.id).await.map_err(storage_error)?;
+    Ok((StatusCode::CREATED, Json(verified)))
 }
 
 /// Read a phone provider (never its credentials).
@@ -87,7 +95,7 @@ pub async fn get(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath
     Ok(Json(store::get(&s.db, caller.org, id).await.map_err(storage_error)?))
 }
 
-/// Rename a provider or change its credentials (which makes it `unverified` until checked).
+/// Rename a provider or change its credentials (which are checked with Twilio at once).
 #[utoipa::path(patch, path = "/phone-providers/{id}", tag = "phone-providers", params(("id" = PhoneProviderId, Path)), request_body = UpdatePhoneProvider, responses(
     (status = 200, body = PhoneProvider), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn update(
@@ -107,7 +115,12 @@ pub async fn update(
         auth_token: body.auth_token.as_deref().map(|t| provider::credential("auth_token", t)).transpose()?,
         api_key,
     };
-    Ok(Json(store::update(&s.db, caller.org, id, changes, caller.actor).await.map_err(storage_error)?))
+    let new_credentials = changes.auth_token.is_some() || changes.api_key.is_some();
+    let updated = store::update(&s.db, caller.org, id, changes, caller.actor).await.map_err(storage_error)?;
+    if new_credentials {
+        return Ok(Json(provisioning::verify_provider(&s.db, &s.twilio, caller.org, id).await.map_err(storage_error)?));
+    }
+    Ok(Json(updated))
 }
 
 /// Remove a provider that serves no phone numbers.
@@ -116,4 +129,95 @@ pub async fn update(
 pub async fn delete(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<PhoneProviderId>) -> Result<StatusCode, ApiError> {
     store::delete(&s.db, caller.org, id, caller.actor).await.map_err(storage_error)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Check the provider's credentials with Twilio now and record the result.
+#[utoipa::path(post, path = "/phone-providers/{id}/verify", tag = "phone-providers", params(("id" = PhoneProviderId, Path)), responses(
+    (status = 200, body = PhoneProvider), (status = 404, body = Problem)))]
+pub async fn verify(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<PhoneProviderId>) -> Result<Json<PhoneProvider>, ApiError> {
+    Ok(Json(provisioning::verify_provider(&s.db, &s.twilio, caller.org, id).await.map_err(storage_error)?))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct NumberSearch {
+    /// Three-digit area code, e.g. 415.
+    area_code: Option<String>,
+    /// ISO 3166 country code (default US).
+    country: Option<String>,
+}
+
+fn country_code(value: Option<&str>) -> Result<String, Invalid> {
+    let country = value.unwrap_or("US").trim().to_uppercase();
+    if country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(country)
+    } else {
+        Err(Invalid::new("country", format!("`{country}` is not a two-letter ISO country code like US or GB")))
+    }
+}
+
+async fn active_credentials(s: &AppState, caller: &Caller, id: PhoneProviderId) -> Result<Credentials, ApiError> {
+    store::get(&s.db, caller.org, id).await.map_err(storage_error)?;
+    provisioning::credentials(&s.db, caller.org, id).await.map_err(storage_error)
+}
+
+async fn twilio_error(s: &AppState, caller: &Caller, id: PhoneProviderId, e: TwilioError) -> ApiError {
+    let error = ProvisioningError::Twilio(e);
+    provisioning::note_twilio_failure(&s.db, caller.org, id, &error).await;
+    ApiError::from_provisioning(error, "phone provider")
+}
+
+/// Numbers for sale through this provider, by area code.
+#[utoipa::path(get, path = "/phone-providers/{id}/available-numbers", tag = "phone-providers", params(("id" = PhoneProviderId, Path), NumberSearch), responses(
+    (status = 200, body = ListResponse<AvailableNumber>), (status = 422, body = Problem), (status = 502, body = Problem)))]
+pub async fn available_numbers(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<PhoneProviderId>,
+    ApiQuery(q): ApiQuery<NumberSearch>,
+) -> Result<Json<ListResponse<AvailableNumber>>, ApiError> {
+    let area_code = q.area_code.as_deref().map(AreaCode::parse).transpose()?;
+    let country = country_code(q.country.as_deref())?;
+    let creds = active_credentials(&s, &caller, id).await?;
+    match s.twilio.search_local_numbers(&creds, &country, area_code.as_ref().map(AreaCode::as_str)).await {
+        Ok(numbers) => Ok(Json(ListResponse { data: numbers, next_cursor: None })),
+        Err(e) => Err(twilio_error(&s, &caller, id, e).await),
+    }
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct IncomingQuery {
+    /// How many numbers per page, 1 to 200 (default 50).
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// The numbers the Twilio account already owns, to attach one to an agent.
+#[utoipa::path(get, path = "/phone-providers/{id}/incoming-numbers", tag = "phone-providers", params(("id" = PhoneProviderId, Path), IncomingQuery), responses(
+    (status = 200, body = ListResponse<IncomingNumber>), (status = 422, body = Problem), (status = 502, body = Problem)))]
+pub async fn incoming_numbers(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<PhoneProviderId>,
+    ApiQuery(q): ApiQuery<IncomingQuery>,
+) -> Result<Json<ListResponse<IncomingNumber>>, ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::BadRequest(format!("limit must be between 1 and 200, got {limit}")));
+    }
+    let page = q
+        .cursor
+        .as_deref()
+        .map(|c| URL_SAFE_NO_PAD.decode(c).ok().and_then(|b| String::from_utf8(b).ok()))
+        .map(|decoded| decoded.ok_or_else(|| ApiError::BadRequest("cursor is not one this API issued; pass next_cursor back unchanged".into())))
+        .transpose()?;
+    let creds = active_credentials(&s, &caller, id).await?;
+    match s.twilio.list_incoming_numbers(&creds, page.as_deref(), limit).await {
+        Ok(page) => Ok(Json(ListResponse { data: page.numbers, next_cursor: page.next_page.map(|p| URL_SAFE_NO_PAD.encode(p)) })),
+        Err(e) => Err(twilio_error(&s, &caller, id, e).await),
+    }
 }

@@ -132,8 +132,8 @@ async fn verify(state: &AppState, req: &TwilioRequest) -> Result<Verified, Rejec
     }
     let base = state.config.public_base_url();
     for (org, provider_id) in candidates {
-        let token = match phone_providers::auth_token(&state.db, org, provider_id).await {
-            Ok(token) => token,
+        let token = match phone_providers::secrets(&state.db, org, provider_id).await {
+            Ok(secrets) => secrets.auth_token,
             Err(StorageError::NotFound) => continue,
             Err(e) => return Err(e.into()),
         };

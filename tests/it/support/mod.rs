@@ -2,6 +2,8 @@
 //! isolation (fresh SQLite file or fresh PostgreSQL database, port 0, temporary data folder), and
 //! returns a `TestApp` with request helpers. Logs stay silent unless `TEST_LOG` is set.
 
+pub mod fake_twilio;
+
 use std::net::SocketAddr;
 
 use reqwest::StatusCode;
@@ -27,6 +29,8 @@ pub struct TestApp {
     pub backend: Backend,
     pub database_url: String,
     pub data_dir: TempDir,
+    /// The fake Twilio REST API this server talks to.
+    pub twilio: fake_twilio::FakeTwilio,
     client: reqwest::Client,
 }
 
@@ -81,10 +85,13 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     }
     let data_dir = tempfile::tempdir().unwrap();
     let database_url = fresh_database_url(backend, data_dir.path()).await;
+    let twilio = fake_twilio::FakeTwilio::start().await;
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: database_url.clone(),
         data_dir: data_dir.path().to_owned(),
+        twilio_api_base: twilio.base_url(),
+        provider_verify_interval_secs: 0,
         ..Config::default()
     };
     let app = Application::build(config.clone()).await.expect("the application starts");
@@ -93,7 +100,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     let token = std::fs::read_to_string(data_dir.path().join("admin-token")).expect("first start wrote the admin token");
     let db = switchboard::app::open_database(&config).await.unwrap();
     let org = tokens::authenticate(&db, &token).await.unwrap().expect("the admin token is valid").org_id;
-    TestApp { addr, token, org, db, backend, database_url, data_dir, client: reqwest::Client::new() }
+    TestApp { addr, token, org, db, backend, database_url, data_dir, twilio, client: reqwest::Client::new() }
 }
 
 impl TestApp {

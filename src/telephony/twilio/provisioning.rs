@@ -1,0 +1,246 @@
+//! Provider verification and the lifecycle of numbers at Twilio: buy or attach a number and
+//! point it at us, then restore or release it when its phone service is removed. Storage keeps
+//! what we did; this module keeps Twilio and storage in step.
+
+use serde_json::json;
+
+use super::rest::{Credentials, IncomingNumber, Purchase, TwilioClient, TwilioError, VoiceSettings};
+use crate::domain::audit::Actor;
+use crate::domain::ids::{AgentId, AppId, OrgId, PhoneNumberId, PhoneProviderId};
+use crate::domain::phone_number::{AreaCode, E164, PhoneNumber, ServiceMode};
+use crate::domain::provider::{PhoneProvider, PhoneProviderStatus};
+use crate::storage::phone_numbers::{self, NewPhoneNumber};
+use crate::storage::{Db, StorageError, phone_providers};
+
+/// Failures of provisioning, for the API to explain.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisioningError {
+    #[error(transparent)]
+    Twilio(#[from] TwilioError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The request cannot be carried out as asked (the message says why).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// How to get the number of a new phone service.
+pub enum NumberSource {
+    /// Buy any number in this area code.
+    Buy(AreaCode),
+    /// Use this number: attach it if the account owns it, else buy it.
+    Number(E164),
+    /// Attach the account's number with this SID.
+    Sid(String),
+}
+
+/// The credentials for REST calls: the API key when the provider has one, else the auth token.
+pub async fn credentials(db: &Db, org: OrgId, provider: PhoneProviderId) -> Result<Credentials, StorageError> {
+    let secrets = phone_providers::secrets(db, org, provider).await?;
+    let (username, password) = match secrets.api_key {
+        Some((sid, secret)) => (sid, secret),
+        None => (secrets.account_sid.clone(), secrets.auth_token),
+    };
+    Ok(Credentials { account_sid: secrets.account_sid, username, password })
+}
+
+/// Asks Twilio about the account and records what it says: `active`/`suspended`/`closed`,
+/// `invalid_credentials` when Twilio refuses them, `unreachable` when it cannot be asked.
+pub async fn verify_provider(db: &Db, twilio: &TwilioClient, org: OrgId, id: PhoneProviderId) -> Result<PhoneProvider, StorageError> {
+    let creds = credentials(db, org, id).await?;
+    let (status, error) = match twilio.fetch_account(&creds).await {
+        Ok(account) => match account.status.as_str() {
+            "active" => (PhoneProviderStatus::Active, None),
+            "suspended" => (PhoneProviderStatus::Suspended, Some("Twilio reports the account as suspended".to_owned())),
+            "closed" => (PhoneProviderStatus::Closed, Some("Twilio reports the account as closed".to_owned())),
+            other => (PhoneProviderStatus::Unreachable, Some(format!("Twilio reported an unknown account status `{other}`"))),
+        },
+        Err(e) if e.is_bad_credentials() => (PhoneProviderStatus::InvalidCredentials, Some(e.to_string())),
+        Err(e) => (PhoneProviderStatus::Unreachable, Some(e.to_string())),
+    };
+    phone_providers::record_verification(db, org, id, status, error.as_deref()).await
+}
+
+/// When Twilio refused the provider's credentials, marks the provider `invalid_credentials`
+/// so the problem shows where users look.
+pub async fn note_twilio_failure(db: &Db, org: OrgId, provider: PhoneProviderId, error: &ProvisioningError) {
+    if let ProvisioningError::Twilio(e) = error
+        && e.is_bad_credentials()
+        && let Err(storage) = phone_providers::record_verification(db, org, provider, PhoneProviderStatus::InvalidCredentials, Some(&e.to_string())).await
+    {
+        tracing::error!(error = ?storage, "could not mark a provider's credentials invalid");
+    }
+}
+
+/// Checks every provider's credentials again; run periodically in the background.
+pub async fn verify_all(db: &Db, twilio: &TwilioClient) {
+    let providers = match phone_providers::list_all(db).await {
+        Ok(providers) => providers,
+        Err(e) => return tracing::error!(error = ?e, "could not list providers to verify"),
+    };
+    for provider in providers {
+        match verify_provider(db, twilio, provider.org_id, provider.id).await {
+            Ok(checked) if checked.status != provider.status => {
+                tracing::info!(provider = %provider.id, from = %provider.status, to = %checked.status, "provider status changed");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(provider = %provider.id, error = ?e, "could not verify a provider"),
+        }
+    }
+}
+
+/// A phone service to create, before its number is known.
+pub struct ServiceRequest {
+    pub app_id: AppId,
+    pub provider_id: PhoneProviderId,
+    pub agent_id: AgentId,
+    pub expand_languages: bool,
+    pub languages: Vec<String>,
+    pub generate_first_message: bool,
+    pub mode: ServiceMode,
+    pub source: NumberSource,
+}
+
+/// Gets the number from Twilio (bought or attached, pointed at `public_base_url`) and stores the
+/// phone service. If storing fails, Twilio is put back as it was: a bought number is released,
+/// an attached one gets its old voice settings.
+pub async fn create_service(
+    db: &Db,
+    twilio: &TwilioClient,
+    public_base_url: &str,
+    org: OrgId,
+    request: ServiceRequest,
+    actor: Actor,
+) -> Result<PhoneNumber, ProvisioningError> {
+    let provider_id = request.provider_id;
+    let result = create_service_unchecked(db, twilio, public_base_url, org, request, actor).await;
+    if let Err(e) = &result {
+        note_twilio_failure(db, org, provider_id, e).await;
+    }
+    result
+}
+
+async fn create_service_unchecked(
+    db: &Db,
+    twilio: &TwilioClient,
+    public_base_url: &str,
+    org: OrgId,
+    request: ServiceRequest,
+    actor: Actor,
+) -> Result<PhoneNumber, ProvisioningError> {
+    let provider = phone_providers::get(db, org, request.provider_id).await?;
+    if provider.status != PhoneProviderStatus::Active {
+        return Err(ProvisioningError::Refused(format!(
+            "the phone provider is `{}`, not `active`; fix its credentials or verify it again first",
+            provider.status
+        )));
+    }
+    let creds = credentials(db, org, provider.id).await?;
+    let ours = VoiceSettings::pointing_at(public_base_url);
+    let existing = match &request.source {
+        NumberSource::Buy(_) => None,
+        NumberSource::Number(number) => twilio.find_incoming_number(&creds, number.as_str()).await?,
+        NumberSource::Sid(sid) => Some(twilio.fetch_incoming_number(&creds, sid).await.map_err(|e| {
+            if e.is_not_found() { ProvisioningError::Refused(format!("the Twilio account has no number {sid}")) } else { e.into() }
+        })?),
+    };
+    if let Some(number) = &existing
+        && phone_numbers::find_by_number(db, &number.phone_number).await?.is_some()
+    {
+        return Err(StorageError::Conflict(format!("{} already serves a phone service; remove that one first", number.phone_number)).into());
+    }
+    let (incoming, previous) = match existing {
+        Some(number) => {
+            let previous = number.voice.clone();
+            (twilio.update_voice_settings(&creds, &number.sid, &ours).await?, Some(previous))
+        }
+        None => {
+            let purchase = match &request.source {
+                NumberSource::Buy(code) => Purchase::AnyInAreaCode(code.as_str()),
+                NumberSource::Number(number) => Purchase::Exactly(number.as_str()),
+                NumberSource::Sid(_) => unreachable!("a SID always names an existing number"),
+            };
+            (twilio.buy_number(&creds, purchase, &ours).await?, None)
+        }
+    };
+    let stored = store(db, org, request, &incoming, previous.as_ref(), actor).await;
+    if stored.is_err() {
+        undo(twilio, &creds, &incoming, previous.as_ref()).await;
+    }
+    stored
+}
+
+async fn store(
+    db: &Db,
+    org: OrgId,
+    request: ServiceRequest,
+    incoming: &IncomingNumber,
+    previous: Option<&VoiceSettings>,
+    actor: Actor,
+) -> Result<PhoneNumber, ProvisioningError> {
+    let number = E164::parse("phone_number", &incoming.phone_number)
+        .map_err(|_| ProvisioningError::Refused(format!("Twilio returned `{}`, which is not an E.164 number", incoming.phone_number)))?;
+    let area_code = match &request.source {
+        NumberSource::Buy(code) => Some(code.clone()),
+        _ => None,
+    };
+    let new = NewPhoneNumber {
+        app_id: request.app_id,
+        provider_id: request.provider_id,
+        agent_id: request.agent_id,
+        number,
+        twilio_sid: Some(incoming.sid.clone()),
+        area_code,
+        expand_languages: request.expand_languages,
+        languages: request.languages,
+        generate_first_message: request.generate_first_message,
+        mode: request.mode,
+        previous_voice_settings: previous.map(|p| json!(p)),
+    };
+    Ok(phone_numbers::create(db, org, new, actor).await?)
+}
+
+async fn undo(twilio: &TwilioClient, creds: &Credentials, incoming: &IncomingNumber, previous: Option<&VoiceSettings>) {
+    let result = match previous {
+        Some(settings) => twilio.update_voice_settings(creds, &incoming.sid, settings).await.map(|_| ()),
+        None => twilio.release_number(creds, &incoming.sid).await,
+    };
+    if let Err(e) = result {
+        tracing::error!(number = %incoming.phone_number, error = %e, "could not undo a Twilio change after a failed store");
+    }
+}
+
+/// Removes a phone service. Its number stays in the Twilio account with the voice settings it
+/// had before we attached it (none, for a number we bought), unless `release` is asked, which
+/// gives the number back to Twilio. A number Twilio no longer has is simply forgotten.
+pub async fn remove_service(db: &Db, twilio: &TwilioClient, org: OrgId, id: PhoneNumberId, release: bool, actor: Actor) -> Result<(), ProvisioningError> {
+    let number = phone_numbers::get(db, org, id).await?;
+    let result = remove_service_unchecked(db, twilio, org, &number, release, actor).await;
+    if let Err(e) = &result {
+        note_twilio_failure(db, org, number.provider_id, e).await;
+    }
+    result
+}
+
+async fn remove_service_unchecked(db: &Db, twilio: &TwilioClient, org: OrgId, number: &PhoneNumber, release: bool, actor: Actor) -> Result<(), ProvisioningError> {
+    let id = number.id;
+    if let Some(sid) = &number.twilio_sid {
+        let creds = credentials(db, org, number.provider_id).await?;
+        let outcome = if release {
+            twilio.release_number(&creds, sid).await
+        } else {
+            let previous: VoiceSettings = phone_numbers::previous_voice_settings(db, org, id)
+                .await?
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default();
+            twilio.update_voice_settings(&creds, sid, &previous).await.map(|_| ())
+        };
+        match outcome {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => tracing::info!(number = %number.number.as_str(), "Twilio no longer has the number; forgetting it"),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    phone_numbers::delete(db, org, id, actor, release).await?;
+    Ok(())
+}
