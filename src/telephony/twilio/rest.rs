@@ -115,17 +115,20 @@ impl VoiceSettings {
         }
     }
 
+    /// The form fields that set these settings. URLs are always sent (empty clears one, so a
+    /// restored number stops calling us); methods and the application SID only when known,
+    /// since Twilio accepts only GET/POST as a method.
     fn form(&self) -> Vec<(&'static str, String)> {
-        let fields = [
-            ("VoiceUrl", &self.voice_url),
+        let urls = [("VoiceUrl", &self.voice_url), ("VoiceFallbackUrl", &self.voice_fallback_url), ("StatusCallback", &self.status_callback)];
+        let optional = [
             ("VoiceMethod", &self.voice_method),
-            ("VoiceFallbackUrl", &self.voice_fallback_url),
             ("VoiceFallbackMethod", &self.voice_fallback_method),
-            ("StatusCallback", &self.status_callback),
             ("StatusCallbackMethod", &self.status_callback_method),
             ("VoiceApplicationSid", &self.voice_application_sid),
         ];
-        fields.into_iter().map(|(name, value)| (name, value.clone().unwrap_or_default())).collect()
+        let mut form: Vec<(&'static str, String)> = urls.into_iter().map(|(name, value)| (name, value.clone().unwrap_or_default())).collect();
+        form.extend(optional.into_iter().filter_map(|(name, value)| value.clone().map(|v| (name, v))));
+        form
     }
 }
 
@@ -265,7 +268,7 @@ impl TwilioClient {
     pub async fn buy_number(&self, credentials: &Credentials, which: Purchase<'_>, voice: &VoiceSettings) -> Result<IncomingNumber, TwilioError> {
         let url = self.url(credentials, "/IncomingPhoneNumbers.json");
         let mut form = voice.form();
-        form.retain(|(name, value)| !(name == &"VoiceApplicationSid" && value.is_empty()));
+        form.retain(|(_, value)| !value.is_empty());
         match which {
             Purchase::AnyInAreaCode(code) => form.push(("AreaCode", code.to_owned())),
             Purchase::Exactly(number) => form.push(("PhoneNumber", number.to_owned())),
@@ -338,4 +341,22 @@ async fn refusal(response: reqwest::Response) -> TwilioError {
         .unwrap_or("no message")
         .to_owned();
     TwilioError::Refused { status, code, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restoring_clears_our_urls_but_sends_only_known_methods() {
+        let previous = VoiceSettings { voice_url: Some("https://old.example.com/voice".into()), voice_method: Some("GET".into()), ..Default::default() };
+        let form = previous.form();
+        assert!(form.contains(&("VoiceUrl", "https://old.example.com/voice".into())));
+        assert!(form.contains(&("VoiceFallbackUrl", String::new())));
+        assert!(form.contains(&("StatusCallback", String::new())));
+        assert!(form.contains(&("VoiceMethod", "GET".into())));
+        assert!(!form.iter().any(|(name, _)| *name == "StatusCallbackMethod" || *name == "VoiceApplicationSid"));
+        let ours = VoiceSettings::pointing_at("https://sb.example.com").form();
+        assert!(ours.contains(&("VoiceApplicationSid", String::new())), "attaching clears an application that would override VoiceUrl");
+    }
 }
