@@ -193,3 +193,22 @@ async fn calls_can_be_hung_up_and_redirected() {
     let err = client.hang_up(&wrong, &call).await.unwrap_err();
     assert!(err.is_bad_credentials(), "{err}");
 }
+
+/// Providers are checked again in the background, so a suspension shows without anyone asking.
+#[tokio::test]
+async fn providers_are_checked_again_periodically() {
+    let app = crate::support::spawn_app_with(crate::support::Backend::Sqlite, |c| c.provider_verify_interval_secs = 1).await;
+    let (_, _, provider, account) = ready(&app).await;
+    app.twilio.set_account_status(&account, "suspended");
+    let path = format!("/api/v1/phone-providers/{provider}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let current = app.get(&path).await.expect(200);
+        if current["status"] == "suspended" {
+            assert!(current["last_error"].as_str().unwrap().contains("suspended"));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the background check never ran: {current}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

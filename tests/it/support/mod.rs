@@ -80,13 +80,18 @@ pub async fn fresh_database_url(backend: Backend, dir: &std::path::Path) -> Stri
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Like `spawn_app`, with a chance to change the configuration first.
+pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         switchboard::telemetry::init("debug");
     }
     let data_dir = tempfile::tempdir().unwrap();
     let database_url = fresh_database_url(backend, data_dir.path()).await;
     let twilio = fake_twilio::FakeTwilio::start().await;
-    let config = Config {
+    let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: database_url.clone(),
         data_dir: data_dir.path().to_owned(),
@@ -94,6 +99,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         provider_verify_interval_secs: 0,
         ..Config::default()
     };
+    adjust(&mut config);
     let app = Application::build(config.clone()).await.expect("the application starts");
     let addr = app.local_addr();
     tokio::spawn(app.run(std::future::pending()));
