@@ -1,11 +1,13 @@
 //! Switchboard: a self-hosted platform that puts conversational AI agents on phone numbers.
 //! See ARCHITECTURE.md for the map of this crate.
 
+pub mod agent;
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod providers;
 pub mod storage;
 pub mod telemetry;
 pub mod telephony;

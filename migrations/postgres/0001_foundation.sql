@@ -143,6 +143,7 @@ CREATE TABLE calls (
     ended_by        TEXT,
     ended_reason    TEXT,
     outcome         TEXT,
+    summary         TEXT,
     language        TEXT,
     -- Twilio's ErrorCode when the call reached our fallback URL.
     error_code      TEXT

@@ -65,6 +65,8 @@ pub struct Call {
     pub ended_by: Option<String>,
     pub ended_reason: Option<String>,
     pub outcome: Option<String>,
+    /// What the call was about, from the agent (or later, from classification).
+    pub summary: Option<String>,
     pub language: Option<String>,
     /// The carrier's error code when the call could not be served normally.
     pub error_code: Option<String>,
@@ -166,6 +168,7 @@ mod tests {
             ended_by: None,
             ended_reason: None,
             outcome: None,
+            summary: None,
             language: None,
             error_code: None,
         }

@@ -88,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(twilio::status))
         .routes(routes!(twilio::fallback))
         .routes(routes!(twilio::connect_action))
+        .routes(routes!(crate::telephony::twilio::relay::relay))
         .split_for_parts();
     let doc = Arc::new(doc);
     router

@@ -174,6 +174,19 @@ pub async fn versions(db: &Db, org: OrgId, id: AgentId) -> Result<Vec<AgentVersi
     Ok(rows.into_iter().map(|(version, spec, created_at)| AgentVersion { version, spec: spec.0, created_at }).collect())
 }
 
+/// The spec of one version of an agent.
+pub async fn version(db: &Db, org: OrgId, id: AgentId, version: i64) -> Result<AgentSpec> {
+    let spec: Option<Json<AgentSpec>> = on_pool!(db, |pool| {
+        sqlx::query_scalar("SELECT spec FROM agent_versions WHERE agent_id = $1 AND org_id = $2 AND version = $3")
+            .bind(id.0)
+            .bind(org.0)
+            .bind(version)
+            .fetch_optional(pool)
+            .await
+    })?;
+    spec.map(|s| s.0).ok_or(StorageError::NotFound)
+}
+
 pub async fn delete(db: &Db, org: OrgId, id: AgentId, actor: Actor) -> Result<()> {
     let change = Change { actor, action: "agent.deleted", resource_type: "agent", resource_id: Some(id.to_string()), details: json!({}) };
     delete_owned(db, org, "agents", id.0, "phone numbers still route to this agent; give them another agent first", change).await

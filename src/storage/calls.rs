@@ -13,7 +13,7 @@ macro_rules! columns {
     () => {
         "id, org_id, app_id, phone_number_id, provider_id, agent_id, agent_version, call_sid, from_number, to_number,
          direction, status, status_sequence, started_at, answered_at, ended_at, duration_secs, ended_by, ended_reason,
-         outcome, language, error_code"
+         outcome, summary, language, error_code"
     };
 }
 
@@ -67,6 +67,7 @@ struct CallRow {
     ended_by: Option<String>,
     ended_reason: Option<String>,
     outcome: Option<String>,
+    summary: Option<String>,
     language: Option<String>,
     error_code: Option<String>,
 }
@@ -94,6 +95,7 @@ impl CallRow {
             ended_by: self.ended_by,
             ended_reason: self.ended_reason,
             outcome: self.outcome,
+            summary: self.summary,
             language: self.language,
             error_code: self.error_code,
         })
@@ -142,6 +144,14 @@ pub async fn find_by_sid(db: &Db, call_sid: &str) -> Result<Option<Call>> {
     row.map(CallRow::into_domain).transpose()
 }
 
+/// Finds a call by id, whatever its organisation: a carrier's WebSocket names only the call,
+/// and its signature is checked against the call's own provider.
+pub async fn find_by_id(db: &Db, id: CallId) -> Result<Option<Call>> {
+    let sql = concat!("SELECT ", columns!(), " FROM calls WHERE id = $1");
+    let row: Option<CallRow> = on_pool!(db, |pool| sqlx::query_as(sql).bind(id.0).fetch_optional(pool).await)?;
+    row.map(CallRow::into_domain).transpose()
+}
+
 /// Applies a carrier status event (see `Call::with_status_event`). Concurrent events are
 /// serialised by re-reading and retrying when another one got in first.
 pub async fn apply_status_event(db: &Db, org: OrgId, id: CallId, event: &StatusEvent) -> Result<Call> {
@@ -178,6 +188,38 @@ pub async fn apply_status_event(db: &Db, org: OrgId, id: CallId, event: &StatusE
         }
     }
     Err(StorageError::Conflict(format!("call {id} changed too often to apply a status event")))
+}
+
+/// How a conversation ended, as the agent runtime saw it.
+pub struct CallEnding<'a> {
+    pub ended_by: &'a str,
+    pub reason: &'a str,
+    pub summary: Option<&'a str>,
+    pub outcome: Option<&'a str>,
+    pub language: Option<&'a str>,
+}
+
+/// Records how a call ended. The first recorded ending wins: a later one (say, the carrier's
+/// `completed` after the agent hung up) does not overwrite it.
+pub async fn record_ending(db: &Db, org: OrgId, id: CallId, ending: &CallEnding<'_>) -> Result<()> {
+    on_pool!(db, |pool| {
+        sqlx::query(
+            "UPDATE calls SET ended_by = COALESCE(ended_by, $1), ended_reason = COALESCE(ended_reason, $2),
+                 summary = COALESCE(summary, $3), outcome = COALESCE(outcome, $4), language = COALESCE($5, language)
+             WHERE id = $6 AND org_id = $7",
+        )
+        .bind(ending.ended_by)
+        .bind(ending.reason)
+        .bind(ending.summary)
+        .bind(ending.outcome)
+        .bind(ending.language)
+        .bind(id.0)
+        .bind(org.0)
+        .execute(pool)
+        .await
+        .map(|_| ())
+    })?;
+    Ok(())
 }
 
 /// Notes the carrier's error code for a call (from the fallback webhook).

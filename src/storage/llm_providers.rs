@@ -114,6 +114,17 @@ pub async fn list(db: &Db, org: OrgId, page: PageRequest) -> Result<Page<LlmProv
     Ok(Page::from_overfetch(rows.into_iter().map(LlmProvider::from).collect(), page, |p| p.id.0))
 }
 
+/// The provider's API key, decrypted, for calling the model.
+pub async fn api_key(db: &Db, org: OrgId, id: LlmProviderId) -> Result<Option<zeroize::Zeroizing<String>>> {
+    let sealed: Option<Option<Vec<u8>>> = on_pool!(db, |pool| {
+        sqlx::query_scalar("SELECT api_key_enc FROM llm_providers WHERE id = $1 AND org_id = $2").bind(id.0).bind(org.0).fetch_optional(pool).await
+    })?;
+    match sealed.ok_or(StorageError::NotFound)? {
+        Some(sealed) => Ok(Some(db.cipher().decrypt(&slot(org, id), &sealed)?)),
+        None => Ok(None),
+    }
+}
+
 pub async fn update(db: &Db, org: OrgId, id: LlmProviderId, changes: LlmProviderChanges, actor: Actor) -> Result<LlmProvider> {
     let (set_key, key_enc) = match &changes.api_key {
         None => (false, None),

@@ -81,7 +81,7 @@ async fn health_metrics_and_languages(app: TestApp) {
         "GET /api/v1/calls", "GET /api/v1/calls/{id}",
         "GET /api/v1/languages", "GET /api/v1/audit-log",
         "GET /api/v1/api-tokens", "POST /api/v1/api-tokens", "DELETE /api/v1/api-tokens/{id}",
-        "POST /twilio/voice", "POST /twilio/status", "POST /twilio/fallback", "POST /twilio/connect-action",
+        "POST /twilio/voice", "POST /twilio/status", "POST /twilio/fallback", "POST /twilio/connect-action", "GET /twilio/relay/{call_id}",
     ]
     .into_iter()
     .map(String::from)

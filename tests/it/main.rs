@@ -8,6 +8,7 @@ mod api_basics;
 mod apps;
 mod calls;
 mod cli;
+mod conversations;
 mod phone_numbers;
 mod providers;
 mod tenancy;

@@ -2,13 +2,11 @@
 //! refusals, status callbacks (duplicates, reordering), fallback and the connect action.
 
 use serde_json::json;
-use switchboard::domain::audit::Actor;
-use switchboard::domain::ids::{AgentId, AppId, PhoneProviderId};
-use switchboard::domain::phone_number::{E164, ServiceMode};
+use switchboard::domain::ids::PhoneProviderId;
 use switchboard::domain::provider::PhoneProviderStatus;
-use switchboard::storage::{phone_numbers, phone_providers};
+use switchboard::storage::phone_providers;
 
-use crate::support::{TestApp, on_both_backends, sid};
+use crate::support::{LINE_NUMBER as NUMBER, LINE_TOKEN as TOKEN, PhoneLine, TestApp, on_both_backends, sid};
 
 on_both_backends!(
     signed_incoming_call_opens_a_record_and_connects_the_agent,
@@ -18,55 +16,11 @@ on_both_backends!(
     fallback_and_connect_action_answer_twiml,
 );
 
-const TOKEN: &str = "0123456789abcdef0123456789abcdef";
-const NUMBER: &str = "+14155550100";
 const CALLER: &str = "+14155550123";
 
-struct Line {
-    provider: String,
-    agent: String,
-    number_id: String,
-    account: String,
-}
-
-/// An app with an agent whose greeting needs escaping, an active provider and a number.
-async fn set_up(app: &TestApp) -> Line {
-    let app_id = app.create_app("Support").await;
-    let agent = app
-        .post(&format!("/api/v1/apps/{app_id}/agents"), json!({ "name": "Ava", "first_message": r#"Hi <there> & "welcome" to Bob's"# }))
-        .await
-        .expect(201)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let account = sid("AC", '1');
-    let provider = app.post("/api/v1/phone-providers", json!({ "name": "T", "account_sid": account, "auth_token": TOKEN })).await.expect(201)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let provider_id = PhoneProviderId(provider.parse().unwrap());
-    phone_providers::record_verification(&app.db, app.org, provider_id, PhoneProviderStatus::Active, None).await.unwrap();
-    let number = phone_numbers::create(
-        &app.db,
-        app.org,
-        phone_numbers::NewPhoneNumber {
-            app_id: AppId(app_id.parse().unwrap()),
-            provider_id,
-            agent_id: AgentId(agent.parse().unwrap()),
-            number: E164::parse("number", NUMBER).unwrap(),
-            twilio_sid: Some(sid("PN", '2')),
-            area_code: None,
-            expand_languages: false,
-            languages: vec![],
-            generate_first_message: false,
-            mode: ServiceMode::ConversationRelay,
-            previous_voice_settings: None,
-        },
-        Actor::System,
-    )
-    .await
-    .unwrap();
-    Line { provider, agent, number_id: number.id.to_string(), account }
+/// An agent whose greeting needs escaping, on an active line.
+async fn set_up(app: &TestApp) -> PhoneLine {
+    app.phone_line(json!({ "name": "Ava", "first_message": r#"Hi <there> & "welcome" to Bob's"# })).await
 }
 
 fn incoming<'a>(call_sid: &'a str, account: &'a str, to: &'a str) -> Vec<(&'a str, &'a str)> {

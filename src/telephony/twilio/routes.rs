@@ -6,7 +6,7 @@
 //!   recorded (unknown number, disabled service, provider not active).
 //! - `POST /twilio/status`: call-progress events, tolerant of duplicates and reordering.
 //! - `POST /twilio/fallback`: Twilio could not use our voice answer; apologise, note the error.
-//! - `POST /twilio/connect-action`: the `<Connect>` session ended; hang up.
+//! - `POST /twilio/connect-action`: the `<Connect>` session ended; transfer or hang up.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, OriginalUri, Request, State};
@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 
 use super::{signature, twiml};
-use crate::domain::agent::Agent;
+use crate::domain::agent::{Agent, AgentSpec};
 use crate::domain::call::{Call, CallDirection, CallStatus, StatusEvent};
 use crate::domain::ids::OrgId;
 use crate::domain::languages;
@@ -149,7 +149,7 @@ async fn verify(state: &AppState, req: &TwilioRequest) -> Result<Verified, Rejec
 }
 
 /// The WebSocket base URL (`wss://…` for an https public URL).
-fn websocket_base(public_base_url: &str) -> String {
+pub(crate) fn websocket_base(public_base_url: &str) -> String {
     if let Some(rest) = public_base_url.strip_prefix("https://") {
         format!("wss://{rest}")
     } else if let Some(rest) = public_base_url.strip_prefix("http://") {
@@ -228,24 +228,11 @@ fn connect_to_agent(state: &AppState, call: &Call, number: &PhoneNumber, agent: 
     let parameters = [("call_id", call.id.to_string())];
     match number.mode {
         ServiceMode::ConversationRelay => {
-            let other_languages: Vec<String> = if number.expand_languages {
-                number
-                    .languages
-                    .iter()
-                    .filter_map(|code| languages::find(code).map(|l| if l.locales.contains(code) { code.clone() } else { l.default_locale.clone() }))
-                    .filter(|locale| locale != "en-US")
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            let greeting = match (number.generate_first_message, &number.generated_first_message) {
-                (true, Some(generated)) => generated.as_str(),
-                _ => agent.spec.first_message.as_str(),
-            };
+            let other_languages = other_languages(number);
             twiml::connect_conversation_relay(&twiml::RelaySession {
                 url: &format!("{ws}/twilio/relay/{}", call.id),
                 action: &action,
-                welcome_greeting: Some(greeting),
+                welcome_greeting: Some(greeting(number, &agent.spec)),
                 language: "en-US",
                 other_languages: &other_languages,
                 parameters: &parameters,
@@ -253,6 +240,28 @@ fn connect_to_agent(state: &AppState, call: &Call, number: &PhoneNumber, agent: 
         }
         ServiceMode::MediaStream => twiml::connect_stream(&format!("{ws}/twilio/media/{}", call.id), &action, &parameters),
     }
+}
+
+/// What the agent says first: the cached generated greeting when the service asks for one,
+/// else the agent's own first message.
+pub(crate) fn greeting<'a>(number: &'a PhoneNumber, agent: &'a AgentSpec) -> &'a str {
+    match (number.generate_first_message, &number.generated_first_message) {
+        (true, Some(generated)) => generated,
+        _ => &agent.first_message,
+    }
+}
+
+/// The locales besides English a service offers (none unless languages are expanded).
+pub(crate) fn other_languages(number: &PhoneNumber) -> Vec<String> {
+    if !number.expand_languages {
+        return Vec::new();
+    }
+    number
+        .languages
+        .iter()
+        .filter_map(|code| languages::find(code).map(|l| if l.locales.contains(code) { code.clone() } else { l.default_locale.clone() }))
+        .filter(|locale| locale != "en-US")
+        .collect()
 }
 
 /// Call-progress events.
@@ -307,7 +316,7 @@ pub async fn fallback(State(state): State<AppState>, req: TwilioRequest) -> Resp
     twiml_response(twiml::say_and_hang_up(SORRY_FAILURE))
 }
 
-/// The `<Connect>` session ended: hang up.
+/// The `<Connect>` session ended: dial the transfer target the agent chose, else hang up.
 #[utoipa::path(post, path = "/twilio/connect-action", tag = "twilio", security(()), responses(
     (status = 200, description = "TwiML", content_type = "text/xml"), (status = 403, description = "Bad signature")))]
 pub async fn connect_action(State(state): State<AppState>, req: TwilioRequest) -> Response {
@@ -315,5 +324,13 @@ pub async fn connect_action(State(state): State<AppState>, req: TwilioRequest) -
         return rejection.into_response();
     }
     tracing::info!(call_sid = req.param("CallSid"), session_status = req.param("SessionStatus"), "connect session ended");
-    twiml_response(twiml::hang_up())
+    let transfer_to = req
+        .param("HandoffData")
+        .and_then(|data| serde_json::from_str::<serde_json::Value>(data).ok())
+        .filter(|handoff| handoff["action"] == "transfer")
+        .and_then(|handoff| handoff["to"].as_str().map(str::to_owned));
+    match transfer_to {
+        Some(number) => twiml_response(twiml::dial(&number)),
+        None => twiml_response(twiml::hang_up()),
+    }
 }

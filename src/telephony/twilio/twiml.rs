@@ -134,6 +134,11 @@ pub fn say_and_hang_up(text: &str) -> String {
     response([Element::new("Say").text(text), Element::new("Hangup")])
 }
 
+/// Connects the caller to `number`.
+pub fn dial(number: &str) -> String {
+    response([Element::new("Dial").text(number)])
+}
+
 /// Ends the call.
 pub fn hang_up() -> String {
     response([Element::new("Hangup")])

@@ -2,7 +2,9 @@
 //! isolation (fresh SQLite file or fresh PostgreSQL database, port 0, temporary data folder), and
 //! returns a `TestApp` with request helpers. Logs stay silent unless `TEST_LOG` is set.
 
+pub mod fake_llm;
 pub mod fake_twilio;
+pub mod relay_client;
 
 use std::net::SocketAddr;
 
@@ -204,6 +206,61 @@ pub async fn read_reply(response: reqwest::Response) -> Reply {
         .to_owned();
     let text = response.text().await.unwrap_or_default();
     Reply { status, content_type, body: serde_json::from_str(&text).unwrap_or(Value::Null), text }
+}
+
+/// A number served by an agent through an active Twilio provider.
+pub struct PhoneLine {
+    pub agent: String,
+    pub provider: String,
+    pub number_id: String,
+    pub account: String,
+}
+
+/// The auth token of the providers `phone_line` creates.
+pub const LINE_TOKEN: &str = "0123456789abcdef0123456789abcdef";
+/// The number `phone_line` serves.
+pub const LINE_NUMBER: &str = "+14155550100";
+
+impl TestApp {
+    /// An app, an agent made from `agent` (JSON fields), an active provider and a number routed
+    /// to the agent, stored directly (provisioning has its own tests).
+    pub async fn phone_line(&self, agent: Value) -> PhoneLine {
+        use switchboard::domain::ids::{AgentId, AppId, PhoneProviderId};
+        use switchboard::domain::phone_number::{E164, ServiceMode};
+        use switchboard::domain::provider::PhoneProviderStatus;
+        use switchboard::storage::{phone_numbers, phone_providers};
+        let app = self.create_app("Support").await;
+        let agent = self.post(&format!("/api/v1/apps/{app}/agents"), agent).await.expect(201)["id"].as_str().unwrap().to_owned();
+        let account = sid("AC", '1');
+        let body = serde_json::json!({ "name": "T", "account_sid": account, "auth_token": LINE_TOKEN });
+        let provider = self.post("/api/v1/phone-providers", body).await.expect(201)["id"].as_str().unwrap().to_owned();
+        let provider_id = PhoneProviderId(provider.parse().unwrap());
+        phone_providers::record_verification(&self.db, self.org, provider_id, PhoneProviderStatus::Active, None).await.unwrap();
+        let new = phone_numbers::NewPhoneNumber {
+            app_id: AppId(app.parse().unwrap()),
+            provider_id,
+            agent_id: AgentId(agent.parse().unwrap()),
+            number: E164::parse("number", LINE_NUMBER).unwrap(),
+            twilio_sid: Some(sid("PN", '2')),
+            area_code: None,
+            expand_languages: false,
+            languages: vec![],
+            generate_first_message: false,
+            mode: ServiceMode::ConversationRelay,
+            previous_voice_settings: None,
+        };
+        let number = phone_numbers::create(&self.db, self.org, new, Actor::System).await.unwrap();
+        PhoneLine { agent, provider, number_id: number.id.to_string(), account }
+    }
+
+    /// Twilio's incoming-call webhook for `call_sid` to the line; returns the TwiML.
+    pub async fn ring(&self, line: &PhoneLine, call_sid: &str) -> Reply {
+        let params = [
+            ("AccountSid", line.account.as_str()), ("ApiVersion", "2010-04-01"), ("CallSid", call_sid), ("CallStatus", "ringing"),
+            ("Called", LINE_NUMBER), ("Caller", "+14155550123"), ("Direction", "inbound"), ("From", "+14155550123"), ("To", LINE_NUMBER),
+        ];
+        self.twilio_post("/twilio/voice", &params, Some(LINE_TOKEN)).await
+    }
 }
 
 /// A Twilio-shaped account SID / API key SID for tests.

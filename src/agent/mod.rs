@@ -1,0 +1,8 @@
+//! The agent runtime, transport-neutral (DESIGN invariant 3): it hears caller events (speech as
+//! text, interruptions, digits, hang-up) and answers with commands (speak, switch language, end).
+//! `session` runs one conversation; `prompt` builds what the model is told; `tools` are the
+//! built-in phone tools. Adapters in `telephony/` translate a carrier's protocol to and from it.
+
+pub mod prompt;
+pub mod session;
+pub mod tools;

@@ -1,0 +1,293 @@
+//! ConversationRelay: Twilio turns the caller's speech into text and our text into speech, over
+//! a WebSocket per call (`GET /twilio/relay/{call_id}`). This adapter checks the handshake's
+//! signature, then translates Twilio's messages into [`CallerEvent`]s for an agent session and
+//! the session's [`AgentCommand`]s into Twilio's messages (shared/specs/twilio.md §6).
+//!
+//! When the session ends the call itself, Twilio closes the socket and asks
+//! `/twilio/connect-action` what next. If Twilio has not ended a hang-up within
+//! `HANG_UP_GRACE`, we end it through the REST API.
+
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::{provisioning, signature};
+use crate::agent::session::{AgentCommand, CallerEvent, Ending, Session, SessionSetup};
+use crate::domain::call::Call;
+use crate::domain::ids::CallId;
+use crate::http::AppState;
+use crate::providers::llm::LlmClient;
+use crate::storage::{StorageError, agents, calls, llm_providers, phone_numbers, phone_providers};
+
+const HANG_UP_GRACE: Duration = Duration::from_secs(5);
+
+/// The relay WebSocket of one call.
+#[utoipa::path(get, path = "/twilio/relay/{call_id}", tag = "twilio", security(()), params(("call_id" = CallId, Path)), responses(
+    (status = 101, description = "WebSocket (ConversationRelay protocol)"), (status = 403, description = "Bad signature"),
+    (status = 404, description = "No such call"), (status = 409, description = "The call is over")))]
+pub async fn relay(State(state): State<AppState>, Path(call_id): Path<CallId>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+    let call = match calls::find_by_id(&state.db, call_id).await {
+        Ok(Some(call)) => call,
+        Ok(None) => return (StatusCode::NOT_FOUND, "no such call").into_response(),
+        Err(e) => return internal(e),
+    };
+    let Some(provider) = call.provider_id else { return (StatusCode::NOT_FOUND, "no such call").into_response() };
+    let token = match phone_providers::secrets(&state.db, call.org_id, provider).await {
+        Ok(secrets) => secrets.auth_token,
+        Err(e) => return internal(e),
+    };
+    let url = format!("{}/twilio/relay/{call_id}", super::routes::websocket_base(&state.config.public_base_url()));
+    let signed = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).is_some_and(|sig| signature::verify_websocket(&token, &url, sig));
+    if !signed {
+        tracing::warn!(call = %call_id, "rejected a relay handshake whose signature does not verify");
+        return (StatusCode::FORBIDDEN, "signature does not verify").into_response();
+    }
+    if call.status.is_final() || call.ended_reason.is_some() {
+        return (StatusCode::CONFLICT, "the call is over").into_response();
+    }
+    let setup = match session_setup(&state, &call).await {
+        Ok(setup) => setup,
+        Err(e) => return internal(e),
+    };
+    upgrade.on_upgrade(move |socket| converse(state, call, setup, socket))
+}
+
+fn internal(e: StorageError) -> Response {
+    tracing::error!(error = ?e, "relay handshake failed");
+    (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+}
+
+/// The agent, model, greeting and languages for this call, as its phone service says.
+async fn session_setup(state: &AppState, call: &Call) -> Result<SessionSetup, StorageError> {
+    let (Some(agent_id), Some(number_id)) = (call.agent_id, call.phone_number_id) else { return Err(StorageError::NotFound) };
+    let org = call.org_id;
+    let agent = match call.agent_version {
+        Some(version) => agents::version(&state.db, org, agent_id, version).await?,
+        None => agents::get(&state.db, org, agent_id).await?.spec,
+    };
+    let number = phone_numbers::get(&state.db, org, number_id).await?;
+    let provider = match agent.llm_provider_id {
+        Some(id) => Some(llm_providers::get(&state.db, org, id).await?),
+        None => llm_providers::list(&state.db, org, crate::storage::PageRequest { before: None, limit: 1 }).await?.items.pop(),
+    };
+    let llm = match provider {
+        Some(provider) => {
+            let key = llm_providers::api_key(&state.db, org, provider.id).await?;
+            let model = agent.model.clone().unwrap_or(provider.default_model.clone());
+            Some((LlmClient::new(&provider.base_url, key.map(|k| k.to_string())), model))
+        }
+        None => None,
+    };
+    Ok(SessionSetup {
+        db: state.db.clone(),
+        org,
+        call: call.id,
+        caller: call.from.clone(),
+        greeting: Some(super::routes::greeting(&number, &agent).to_owned()),
+        other_languages: super::routes::other_languages(&number),
+        agent,
+        llm,
+    })
+}
+
+/// A message from Twilio. Unknown types and fields are tolerated.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+enum RelayMessage {
+    Setup {
+        #[serde(default, rename = "callSid")]
+        call_sid: String,
+    },
+    Prompt {
+        #[serde(default, rename = "voicePrompt")]
+        voice_prompt: String,
+        #[serde(default)]
+        lang: Option<String>,
+        #[serde(default = "yes")]
+        last: bool,
+    },
+    Interrupt {
+        #[serde(default, rename = "utteranceUntilInterrupt")]
+        utterance_until_interrupt: String,
+    },
+    Dtmf {
+        #[serde(default)]
+        digit: String,
+    },
+    Error {
+        #[serde(default)]
+        description: String,
+    },
+    #[serde(other)]
+    Other,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What a Twilio message means for the session, if anything.
+fn caller_event(text: &str, call: &Call) -> Option<CallerEvent> {
+    match serde_json::from_str::<RelayMessage>(text) {
+        Ok(RelayMessage::Setup { call_sid }) => {
+            if call_sid != call.call_sid {
+                tracing::warn!(call = %call.id, %call_sid, "relay setup names another call SID");
+            }
+            None
+        }
+        Ok(RelayMessage::Prompt { voice_prompt, lang, last: true }) if !voice_prompt.trim().is_empty() => Some(CallerEvent::Said { text: voice_prompt, language: lang }),
+        Ok(RelayMessage::Interrupt { utterance_until_interrupt }) => Some(CallerEvent::Interrupted { heard: utterance_until_interrupt }),
+        Ok(RelayMessage::Dtmf { digit }) if !digit.is_empty() => Some(CallerEvent::Digits(digit)),
+        Ok(RelayMessage::Error { description }) => {
+            tracing::warn!(call = %call.id, %description, "ConversationRelay reported an error");
+            None
+        }
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(call = %call.id, error = %e, "unreadable ConversationRelay message");
+            None
+        }
+    }
+}
+
+/// Twilio's message for a session command.
+fn relay_message(command: &AgentCommand) -> String {
+    match command {
+        AgentCommand::Speak { token, last } => json!({ "type": "text", "token": token, "last": last }),
+        AgentCommand::SwitchLanguage { locale } => json!({ "type": "language", "ttsLanguage": locale, "transcriptionLanguage": locale }),
+        AgentCommand::End { handoff } => json!({ "type": "end", "handoffData": handoff.to_string() }),
+    }
+    .to_string()
+}
+
+async fn converse(state: AppState, call: Call, setup: SessionSetup, socket: WebSocket) {
+    let (mut outgoing, mut incoming) = socket.split();
+    let (event_tx, event_rx) = mpsc::channel(32);
+    let (command_tx, mut command_rx) = mpsc::channel(64);
+    let session = tokio::spawn(Session::new(setup, command_tx).run(event_rx));
+    tracing::info!(call = %call.id, "relay session started");
+    let mut socket_open = true;
+    loop {
+        tokio::select! {
+            message = incoming.next(), if socket_open => match message {
+                Some(Ok(Message::Text(text))) => {
+                    if let Some(event) = caller_event(&text, &call) {
+                        let _ = event_tx.send(event).await;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                    socket_open = false;
+                    let _ = event_tx.send(CallerEvent::HungUp).await;
+                }
+                Some(Ok(_)) => {}
+            },
+            command = command_rx.recv() => match command {
+                Some(command) => {
+                    if socket_open && outgoing.send(Message::Text(relay_message(&command).into())).await.is_err() {
+                        socket_open = false;
+                        let _ = event_tx.send(CallerEvent::HungUp).await;
+                    }
+                }
+                None => break,
+            },
+        }
+    }
+    let ending = session.await.unwrap_or_else(|e| {
+        tracing::error!(call = %call.id, error = %e, "the agent session crashed");
+        Ending { ended_by: "system", reason: "error", summary: None, outcome: None, transfer_to: None }
+    });
+    tracing::info!(call = %call.id, reason = ending.reason, "relay session ended");
+    if ending.ended_by != "caller" && ending.transfer_to.is_none() {
+        tokio::spawn(hang_up_if_still_live(state, call));
+    }
+}
+
+/// The REST fallback: end a call that Twilio has not ended shortly after the session did.
+async fn hang_up_if_still_live(state: AppState, call: Call) {
+    tokio::time::sleep(HANG_UP_GRACE).await;
+    match calls::get(&state.db, call.org_id, call.id).await {
+        Ok(current) if current.status.is_final() => {}
+        Ok(_) => {
+            let Some(provider) = call.provider_id else { return };
+            let result = match provisioning::credentials(&state.db, call.org_id, provider).await {
+                Ok(creds) => state.twilio.hang_up(&creds, &call.call_sid).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match result {
+                Ok(()) => tracing::info!(call = %call.id, "hung up through the REST API after the session ended"),
+                Err(e) => tracing::warn!(call = %call.id, error = %e, "could not hang up through the REST API"),
+            }
+        }
+        Err(e) => tracing::warn!(call = %call.id, error = ?e, "could not check whether the call ended"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::call::{CallDirection, CallStatus};
+    use crate::domain::ids::OrgId;
+
+    fn call() -> Call {
+        Call {
+            id: CallId::generate(),
+            org_id: OrgId::generate(),
+            app_id: None,
+            phone_number_id: None,
+            provider_id: None,
+            agent_id: None,
+            agent_version: None,
+            call_sid: "CA1".into(),
+            from: "+1".into(),
+            to: "+2".into(),
+            direction: CallDirection::Inbound,
+            status: CallStatus::InProgress,
+            status_sequence: None,
+            started_at: chrono::Utc::now(),
+            answered_at: None,
+            ended_at: None,
+            duration_secs: None,
+            ended_by: None,
+            ended_reason: None,
+            outcome: None,
+            summary: None,
+            language: None,
+            error_code: None,
+        }
+    }
+
+    #[test]
+    fn twilio_messages_become_caller_events_leniently() {
+        let c = call();
+        assert_eq!(
+            caller_event(r#"{"type":"prompt","voicePrompt":"Hello there","lang":"en-US","last":true,"extra":1}"#, &c),
+            Some(CallerEvent::Said { text: "Hello there".into(), language: Some("en-US".into()) })
+        );
+        assert_eq!(caller_event(r#"{"type":"prompt","voicePrompt":"Hel","last":false}"#, &c), None);
+        assert_eq!(
+            caller_event(r#"{"type":"interrupt","utteranceUntilInterrupt":"Life is","durationUntilInterruptMs":"460"}"#, &c),
+            Some(CallerEvent::Interrupted { heard: "Life is".into() })
+        );
+        assert_eq!(caller_event(r#"{"type":"dtmf","digit":"5"}"#, &c), Some(CallerEvent::Digits("5".into())));
+        for ignored in [r#"{"type":"setup","callSid":"CA1","customParameters":{}}"#, r#"{"type":"info","name":"x","value":"1"}"#, r#"{"type":"brandNew"}"#, "not json", r#"{"type":"error","description":"bad"}"#] {
+            assert_eq!(caller_event(ignored, &c), None, "{ignored}");
+        }
+    }
+
+    #[test]
+    fn commands_become_twilio_messages() {
+        assert_eq!(relay_message(&AgentCommand::Speak { token: "Hi ".into(), last: false }), r#"{"last":false,"token":"Hi ","type":"text"}"#);
+        let end: serde_json::Value = serde_json::from_str(&relay_message(&AgentCommand::End { handoff: json!({ "action": "hangup" }) })).unwrap();
+        assert_eq!(end["type"], "end");
+        assert_eq!(end["handoffData"], r#"{"action":"hangup"}"#);
+        let lang: serde_json::Value = serde_json::from_str(&relay_message(&AgentCommand::SwitchLanguage { locale: "fr-FR".into() })).unwrap();
+        assert_eq!((lang["ttsLanguage"].as_str(), lang["transcriptionLanguage"].as_str()), (Some("fr-FR"), Some("fr-FR")));
+    }
+}

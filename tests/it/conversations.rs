@@ -1,0 +1,224 @@
+//! Whole conversations through the ConversationRelay WebSocket against a fake OpenAI-compatible
+//! model: greeting, multi-turn, streaming, interruption, endConversation, transfer, DTMF, LLM
+//! failure, caller hang-up, silence, and the handshake's signature.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::fake_llm::{FakeLlm, Reply};
+use crate::support::relay_client::RelayClient;
+use crate::support::{Backend, LINE_TOKEN, PhoneLine, TestApp, on_both_backends, sid};
+
+on_both_backends!(
+    a_conversation_ends_with_end_conversation,
+    interruptions_keep_only_what_was_heard,
+    transfers_dial_the_configured_number,
+    llm_failures_apologise_and_end,
+    caller_hang_up_ends_the_session,
+    relay_handshakes_must_be_signed,
+);
+
+struct Call {
+    llm: FakeLlm,
+    line: PhoneLine,
+    id: String,
+    sid: String,
+}
+
+/// A line whose agent uses a fresh fake model, and a call ringing on it.
+async fn ring_agent(app: &TestApp, agent: Value) -> Call {
+    let llm = FakeLlm::start().await;
+    let provider = app.post("/api/v1/llm-providers", json!({ "name": "fake", "base_url": llm.base_url, "default_model": "fake-model", "api_key": "sk-test" })).await.expect(201);
+    let mut agent = agent;
+    agent["llm_provider_id"] = provider["id"].clone();
+    let line = app.phone_line(agent).await;
+    let call_sid = sid("CA", 'c');
+    let twiml = app.ring(&line, &call_sid).await;
+    assert_eq!(twiml.status, 200, "{}", twiml.text);
+    let id = app.get("/api/v1/calls").await.expect(200)["data"][0]["id"].as_str().unwrap().to_owned();
+    Call { llm, line, id, sid: call_sid }
+}
+
+async fn connect(app: &TestApp, call: &Call) -> RelayClient {
+    let mut relay = RelayClient::connect(app.addr, &call.id, Some(LINE_TOKEN)).await.expect("the signed handshake is accepted");
+    relay.setup(&call.sid).await;
+    relay
+}
+
+/// The call record with its transcript, once `condition` holds (turns are written as spoken).
+async fn record_when(app: &TestApp, call: &Call, condition: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..100 {
+        let detail = app.get(&format!("/api/v1/calls/{}", call.id)).await.expect(200);
+        if condition(&detail) {
+            return detail;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the call record never reached the expected state: {}", app.get(&format!("/api/v1/calls/{}", call.id)).await.body);
+}
+
+fn roles(detail: &Value) -> Vec<&str> {
+    detail["transcript"].as_array().unwrap().iter().map(|t| t["role"].as_str().unwrap()).collect()
+}
+
+async fn a_conversation_ends_with_end_conversation(app: TestApp) {
+    let call = ring_agent(&app, json!({ "name": "Ava", "instructions": "You help Acme customers with billing.", "first_message": "Hi, this is Ava from Acme." })).await;
+    call.llm.script([
+        Reply::says("Sure, what is your account number?").slowly(Duration::from_millis(20)),
+        Reply::calls("endConversation", json!({ "summary": "Caller asked about a bill for account 42.", "next_steps": "Send a corrected invoice.", "closing_message": "Thanks for calling, goodbye!" })),
+    ]);
+    let mut relay = connect(&app, &call).await;
+    relay.say("Hi, I have a question about my bill.").await;
+    let answer = relay.utterance().await;
+    assert_eq!(answer.text, "Sure, what is your account number?");
+    assert!(answer.tokens >= 6, "streamed token by token, not buffered: {} messages", answer.tokens);
+
+    relay.say("It's 42. That's all, thanks.").await;
+    let goodbye = relay.utterance().await;
+    assert_eq!(goodbye.text.trim(), "Thanks for calling, goodbye!");
+    let end = relay.next().await.expect("an end message after the goodbye");
+    assert_eq!(end["type"], "end");
+    let handoff: Value = serde_json::from_str(end["handoffData"].as_str().unwrap()).unwrap();
+    assert_eq!(handoff, json!({ "action": "hangup", "reason": "agent_ended" }));
+    relay.close().await;
+
+    let detail = record_when(&app, &call, |d| d["ended_reason"] == "agent_ended").await;
+    assert_eq!(detail["ended_by"], "agent");
+    assert_eq!(detail["outcome"], "completed");
+    assert_eq!(detail["summary"], "Caller asked about a bill for account 42. Next steps: Send a corrected invoice.");
+    assert_eq!(roles(&detail), ["agent", "caller", "agent", "caller", "tool", "agent"]);
+    let transcript = detail["transcript"].as_array().unwrap();
+    assert_eq!(transcript[0]["text"], "Hi, this is Ava from Acme.");
+    assert_eq!(transcript[2]["text"], "Sure, what is your account number?");
+    assert!(transcript[2]["latency_ms"].as_i64().unwrap() >= 0);
+    assert_eq!(transcript[5]["text"], "Thanks for calling, goodbye!");
+    let tool: Value = serde_json::from_str(transcript[4]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(tool["tool"], "endConversation");
+    for turn in transcript {
+        assert!(turn["started_at"].is_string() && turn["language"] == "en-US", "{turn}");
+    }
+
+    // What the model was given: the system prompt, the greeting, the conversation, the tools.
+    let requests = call.llm.requests();
+    assert_eq!(requests.len(), 2);
+    let first = &requests[0];
+    assert_eq!(first["model"], "fake-model");
+    let system = first["messages"][0]["content"].as_str().unwrap();
+    assert!(system.contains("You help Acme customers with billing.") && system.contains("+14155550123"), "{system}");
+    assert_eq!(first["messages"][1], json!({ "role": "assistant", "content": "Hi, this is Ava from Acme." }));
+    assert_eq!(first["messages"][2], json!({ "role": "user", "content": "Hi, I have a question about my bill." }));
+    let tools: Vec<&str> = first["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
+    assert_eq!(tools, ["endConversation"]);
+    assert_eq!(requests[1]["messages"].as_array().unwrap().len(), 5);
+}
+
+async fn interruptions_keep_only_what_was_heard(app: TestApp) {
+    let call = ring_agent(&app, json!({ "name": "Ava" })).await;
+    call.llm.script([
+        Reply::says("Let me tell you everything about our many plans and prices in great detail now").slowly(Duration::from_millis(100)),
+        Reply::says("Of course, the basic plan."),
+    ]);
+    let mut relay = connect(&app, &call).await;
+    relay.say("What plans do you have?").await;
+    let first = relay.next().await.unwrap();
+    assert_eq!(first["token"], "Let ");
+    relay.send(json!({ "type": "interrupt", "utteranceUntilInterrupt": "Let me", "durationUntilInterruptMs": "460" })).await;
+    relay.say("Just the cheapest one.").await;
+    // Tokens already in flight may arrive; the next utterance is the answer to the new question.
+    let answer = loop {
+        let u = relay.utterance().await;
+        if u.text.contains("basic plan") {
+            break u;
+        }
+    };
+    assert!(answer.text.ends_with("Of course, the basic plan."), "{}", answer.text);
+    let requests = call.llm.requests();
+    let history = requests[1]["messages"].as_array().unwrap();
+    assert_eq!(history[history.len() - 2], json!({ "role": "assistant", "content": "Let me" }), "the model only knows what was heard");
+    let detail = record_when(&app, &call, |d| d["transcript"].as_array().unwrap().len() >= 4).await;
+    let interrupted = &detail["transcript"][1];
+    assert_eq!((interrupted["text"].as_str(), interrupted["interrupted"].as_bool()), (Some("Let me"), Some(true)));
+    relay.close().await;
+}
+
+async fn transfers_dial_the_configured_number(app: TestApp) {
+    let call = ring_agent(&app, json!({ "name": "Ava", "tools": ["transferCall"], "transfer_number": "+14155550199" })).await;
+    call.llm.script([Reply::calls("transferCall", json!({ "reason": "caller asked for a person", "closing_message": "Connecting you to a colleague." }))]);
+    let mut relay = connect(&app, &call).await;
+    relay.say("I want to talk to a human.").await;
+    assert_eq!(relay.utterance().await.text, "Connecting you to a colleague.");
+    let end = relay.next().await.unwrap();
+    let handoff = end["handoffData"].as_str().unwrap().to_owned();
+    relay.close().await;
+    assert_eq!(serde_json::from_str::<Value>(&handoff).unwrap()["to"], "+14155550199");
+
+    let params = [("AccountSid", call.line.account.as_str()), ("CallSid", call.sid.as_str()), ("SessionStatus", "ended"), ("HandoffData", handoff.as_str()), ("CallStatus", "in-progress")];
+    let twiml = app.twilio_post("/twilio/connect-action", &params, Some(LINE_TOKEN)).await;
+    assert_eq!(twiml.text, r#"<?xml version="1.0" encoding="UTF-8"?><Response><Dial>+14155550199</Dial></Response>"#);
+    let detail = record_when(&app, &call, |d| d["ended_reason"] == "transferred").await;
+    assert_eq!((detail["ended_by"].as_str(), detail["outcome"].as_str()), (Some("agent"), Some("transferred")));
+    let requests = call.llm.requests();
+    let offered: Vec<&str> = requests[0]["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
+    assert_eq!(offered, ["endConversation", "transferCall"]);
+}
+
+async fn llm_failures_apologise_and_end(app: TestApp) {
+    let call = ring_agent(&app, json!({ "name": "Ava" })).await;
+    call.llm.script([Reply::fails(500), Reply::fails(503)]);
+    let mut relay = connect(&app, &call).await;
+    relay.send(json!({ "type": "dtmf", "digit": "5" })).await;
+    let apology = relay.utterance().await;
+    assert!(apology.text.contains("I'm sorry"), "{}", apology.text);
+    assert_eq!(relay.next().await.unwrap()["type"], "end");
+    assert_eq!(call.llm.requests().len(), 2, "one retry before giving up");
+    let digits = call.llm.requests()[0]["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap().to_owned();
+    assert!(digits.contains("pressed 5"), "{digits}");
+    let detail = record_when(&app, &call, |d| d["ended_reason"] == "llm_error").await;
+    assert_eq!(detail["ended_by"], "system");
+    relay.close().await;
+}
+
+async fn caller_hang_up_ends_the_session(app: TestApp) {
+    let call = ring_agent(&app, json!({ "name": "Ava" })).await;
+    call.llm.script([Reply::says("One moment while I look that up for you").slowly(Duration::from_millis(200))]);
+    let mut relay = connect(&app, &call).await;
+    relay.say("Where is my order?").await;
+    relay.next().await.unwrap();
+    relay.close().await;
+    let detail = record_when(&app, &call, |d| d["ended_reason"] == "caller_hangup").await;
+    assert_eq!(detail["ended_by"], "caller");
+    assert_eq!(roles(&detail), ["caller", "agent"]);
+    assert_eq!(detail["transcript"][1]["interrupted"], true);
+
+    // The call is over: the socket cannot be opened again.
+    assert!(RelayClient::connect(app.addr, &call.id, Some(LINE_TOKEN)).await.is_err());
+}
+
+async fn relay_handshakes_must_be_signed(app: TestApp) {
+    let call = ring_agent(&app, json!({ "name": "Ava" })).await;
+    for token in [None, Some("ffffffffffffffffffffffffffffffff")] {
+        let err = RelayClient::connect(app.addr, &call.id, token).await.err().expect("refused");
+        assert!(err.to_string().contains("403"), "{err}");
+    }
+    let err = RelayClient::connect(app.addr, "01900000-0000-7000-8000-000000000000", Some(LINE_TOKEN)).await.err().unwrap();
+    assert!(err.to_string().contains("404"), "{err}");
+    assert!(call.llm.requests().is_empty());
+}
+
+/// Silence: the agent checks in once, then ends the call (takes about 12 s: the minimum
+/// timeout is 5 s).
+#[tokio::test]
+async fn silence_gets_a_check_in_then_ends_the_call() {
+    let app = crate::support::spawn_app(Backend::Sqlite).await;
+    let call = ring_agent(&app, json!({ "name": "Ava", "conversation_timeout_secs": 5 })).await;
+    let mut relay = connect(&app, &call).await;
+    let check_in = relay.utterance().await;
+    assert_eq!(check_in.text, "Are you still there?");
+    let goodbye = relay.utterance().await;
+    assert!(goodbye.text.contains("Goodbye"), "{}", goodbye.text);
+    assert_eq!(relay.next().await.unwrap()["type"], "end");
+    let detail = record_when(&app, &call, |d| d["ended_reason"] == "inactivity_timeout").await;
+    assert_eq!(detail["ended_by"], "agent");
+    assert!(call.llm.requests().is_empty(), "nothing was said, so the model was never asked");
+}
