@@ -1,4 +1,4 @@
-//! The `switchboard` command line: `serve`, `migrate`, `admin …` and `config`.
+//! The `switchboard` command line: `serve`, `migrate`, `admin …`, `config` and `dial`.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -14,7 +14,9 @@ use crate::config::{Config, Overrides};
 use crate::domain::audit::Actor;
 use crate::domain::ids::OrgId;
 use crate::domain::org::{self, Email, Role};
-use crate::storage::{orgs, tokens, users};
+use crate::domain::phone_number::E164;
+use crate::storage::{orgs, phone_numbers, phone_providers, tokens, users};
+use crate::telephony::twilio::dev_phone;
 
 #[derive(Parser)]
 #[command(name = "switchboard", version, about = "Conversational AI agents on phone numbers")]
@@ -50,6 +52,21 @@ enum Command {
     Admin(AdminCommand),
     /// Print the effective configuration, secrets redacted.
     Config,
+    /// Call an agent without a carrier: plays Twilio against a running server. Type what the
+    /// caller says (or give a script); `/dtmf 12`, `/interrupt`, `/wait 3` and `/hangup` act.
+    Dial {
+        /// The number to call: one of your phone numbers.
+        to: String,
+        /// The caller's number.
+        #[arg(long, default_value = "+15555550123")]
+        from: String,
+        /// The running server (default: http://{listen}).
+        #[arg(long)]
+        server: Option<String>,
+        /// A file with one caller line per line, sent one after each agent reply.
+        #[arg(long)]
+        script: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -111,6 +128,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin(command) => admin(command, &config).await,
+        Command::Dial { to, from, server, script } => dial(&config, to, from, server, script).await,
     }
 }
 
@@ -145,6 +163,34 @@ async fn admin(command: AdminCommand, config: &Config) -> anyhow::Result<()> {
         }
     }
     db.close().await;
+    Ok(())
+}
+
+async fn dial(config: &Config, to: String, from: String, server: Option<String>, script: Option<PathBuf>) -> anyhow::Result<()> {
+    let to = E164::parse("to", &to)?;
+    let from = E164::parse("from", &from)?;
+    let script = match script {
+        Some(path) => Some(std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?.lines().map(str::to_owned).collect()),
+        None => None,
+    };
+    let db = app::open_database(config).await?;
+    let number = phone_numbers::find_by_number(&db, to.as_str()).await?.with_context(|| format!("{} is not one of your phone numbers", to.as_str()))?;
+    let secrets = phone_providers::secrets(&db, number.org_id, number.provider_id).await?;
+    db.close().await;
+    let server = server.unwrap_or_else(|| format!("http://{}", config.listen)).trim_end_matches('/').to_owned();
+    let public_base_url = config.public_base_url.clone().map(|u| u.trim_end_matches('/').to_owned()).unwrap_or_else(|| server.clone());
+    let dial = dev_phone::Dial {
+        to: to.as_str().to_owned(),
+        from: from.as_str().to_owned(),
+        server,
+        public_base_url,
+        account_sid: secrets.account_sid,
+        auth_token: secrets.auth_token.to_string(),
+        script,
+    };
+    let outcome = dev_phone::call(dial).await?;
+    println!("{}", outcome.summary);
+    anyhow::ensure!(outcome.ok, "the call did not go through");
     Ok(())
 }
 

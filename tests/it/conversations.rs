@@ -11,6 +11,7 @@ use crate::support::relay_client::RelayClient;
 use crate::support::{Backend, LINE_TOKEN, PhoneLine, TestApp, on_both_backends, sid};
 
 on_both_backends!(
+    the_dev_phone_holds_a_scripted_call,
     a_conversation_ends_with_end_conversation,
     interruptions_keep_only_what_was_heard,
     transfers_dial_the_configured_number,
@@ -26,13 +27,18 @@ struct Call {
     sid: String,
 }
 
-/// A line whose agent uses a fresh fake model, and a call ringing on it.
-async fn ring_agent(app: &TestApp, agent: Value) -> Call {
+/// A line whose agent uses a fresh fake model.
+async fn line_with_model(app: &TestApp, mut agent: Value) -> (FakeLlm, PhoneLine) {
     let llm = FakeLlm::start().await;
     let provider = app.post("/api/v1/llm-providers", json!({ "name": "fake", "base_url": llm.base_url, "default_model": "fake-model", "api_key": "sk-test" })).await.expect(201);
-    let mut agent = agent;
     agent["llm_provider_id"] = provider["id"].clone();
     let line = app.phone_line(agent).await;
+    (llm, line)
+}
+
+/// A line whose agent uses a fresh fake model, and a call ringing on it.
+async fn ring_agent(app: &TestApp, agent: Value) -> Call {
+    let (llm, line) = line_with_model(app, agent).await;
     let call_sid = sid("CA", 'c');
     let twiml = app.ring(&line, &call_sid).await;
     assert_eq!(twiml.status, 200, "{}", twiml.text);
@@ -221,4 +227,30 @@ async fn silence_gets_a_check_in_then_ends_the_call() {
     let detail = record_when(&app, &call, |d| d["ended_reason"] == "inactivity_timeout").await;
     assert_eq!(detail["ended_by"], "agent");
     assert!(call.llm.requests().is_empty(), "nothing was said, so the model was never asked");
+}
+
+async fn the_dev_phone_holds_a_scripted_call(app: TestApp) {
+    let (llm, _line) = line_with_model(&app, json!({ "name": "Ava", "first_message": "Hi, this is Ava." })).await;
+    llm.script([
+        Reply::says("We open at nine."),
+        Reply::calls("endConversation", json!({ "summary": "Opening hours.", "closing_message": "Goodbye!" })),
+    ]);
+    let script = app.data_dir.path().join("script.txt");
+    std::fs::write(&script, "When do you open?\nThanks, bye.\n").unwrap();
+    let mut dial = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    dial.arg("--data-dir").arg(app.data_dir.path()).arg("--database-url").arg(&app.database_url);
+    dial.args(["dial", crate::support::LINE_NUMBER, "--from", "+14155550123", "--server", &format!("http://{}", app.addr), "--script"]).arg(&script);
+    dial.env_remove("RUST_LOG").env("SWITCHBOARD_LOG", "warn");
+    let output = tokio::task::spawn_blocking(move || dial.output().unwrap()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    for line in ["agent: Hi, this is Ava.", "you: When do you open?", "agent: We open at nine.", "agent: Goodbye!", "call ended by the agent (agent_ended)"] {
+        assert!(stdout.contains(line), "`{line}` missing from:\n{stdout}");
+    }
+    let calls = app.get("/api/v1/calls").await.expect(200);
+    let id = calls["data"][0]["id"].as_str().unwrap();
+    let detail = app.get(&format!("/api/v1/calls/{id}")).await.expect(200);
+    assert_eq!((detail["status"].as_str(), detail["ended_reason"].as_str()), (Some("completed"), Some("agent_ended")));
+    assert!(detail["duration_secs"].is_i64() && detail["answered_at"].is_string(), "{detail}");
+    assert_eq!(roles(&detail), ["agent", "caller", "agent", "caller", "tool", "agent"]);
 }

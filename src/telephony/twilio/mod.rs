@@ -1,7 +1,9 @@
 //! Twilio: signed webhooks (`routes`), the ConversationRelay WebSocket (`relay`), request
-//! signatures (`signature`), TwiML (`twiml`), the REST client (`rest`) and number provisioning.
+//! signatures (`signature`), TwiML (`twiml`), the REST client (`rest`), number provisioning, and
+//! `dev_phone`, which plays Twilio for `switchboard dial`.
 //! Wire details follow shared/specs/twilio.md.
 
+pub mod dev_phone;
 pub mod provisioning;
 pub mod relay;
 pub mod rest;
