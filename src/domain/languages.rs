@@ -58,6 +58,20 @@ pub fn validate_codes(codes: &[String]) -> Result<Vec<String>, Invalid> {
     Ok(out)
 }
 
+/// The locales to offer for the given codes besides US English: a locale stays itself, a
+/// language id becomes its default locale.
+pub fn other_locales(codes: &[String]) -> Vec<String> {
+    let mut locales: Vec<String> = Vec::new();
+    for code in codes {
+        let Some(language) = find(code) else { continue };
+        let locale = if language.locales.contains(code) { code.clone() } else { language.default_locale.clone() };
+        if locale != "en-US" && !locales.contains(&locale) {
+            locales.push(locale);
+        }
+    }
+    locales
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +89,12 @@ mod tests {
         assert_eq!(find("fr-CA").unwrap().id, "fr");
         assert_eq!(validate_codes(&["fr".into(), "fr".into(), "de-DE".into()]).unwrap(), ["fr", "de-DE"]);
         assert!(validate_codes(&["klingon".into()]).unwrap_err().message.contains("klingon"));
+    }
+
+    #[test]
+    fn ids_become_default_locales() {
+        let codes = ["fr", "es-MX", "en", "fr-FR", "tlh"].map(String::from);
+        assert_eq!(other_locales(&codes), ["fr-FR", "es-MX"]);
     }
 
     #[test]

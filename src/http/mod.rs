@@ -70,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(api::agents::list, api::agents::create))
         .routes(routes!(api::agents::get, api::agents::update, api::agents::delete))
         .routes(routes!(api::agents::versions))
+        .routes(routes!(api::agents::prompt_preview))
         .routes(routes!(api::phone_numbers::list, api::phone_numbers::create))
         .routes(routes!(api::phone_numbers::get, api::phone_numbers::update, api::phone_numbers::delete))
         .routes(routes!(api::calls::list))

@@ -51,6 +51,13 @@ pub struct ToolSpec {
     pub parameters: Value,
 }
 
+impl ToolSpec {
+    /// The tool as the Chat Completions API takes it.
+    pub fn to_json(&self) -> Value {
+        json!({ "type": "function", "function": { "name": self.name, "description": self.description, "parameters": self.parameters } })
+    }
+}
+
 /// What to ask.
 #[derive(Clone, Debug)]
 pub struct ChatRequest {
@@ -121,11 +128,7 @@ impl LlmClient {
             body["temperature"] = json!(t);
         }
         if !request.tools.is_empty() {
-            body["tools"] = request
-                .tools
-                .iter()
-                .map(|t| json!({ "type": "function", "function": { "name": t.name, "description": t.description, "parameters": t.parameters } }))
-                .collect();
+            body["tools"] = request.tools.iter().map(ToolSpec::to_json).collect();
         }
         body
     }

@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::support::{TestApp, on_both_backends};
 
-on_both_backends!(agents_are_versioned, agent_input_is_validated, agents_in_use_cannot_be_deleted);
+on_both_backends!(agents_are_versioned, agent_input_is_validated, agents_in_use_cannot_be_deleted, prompt_preview_shows_what_the_model_gets);
 
 async fn agents_are_versioned(app: TestApp) {
     let app_id = app.create_app("Support").await;
@@ -85,4 +85,21 @@ async fn agents_in_use_cannot_be_deleted(app: TestApp) {
     app.delete(&format!("/api/v1/agents/{agent}")).await.expect(204);
     app.get(&format!("/api/v1/agents/{agent}")).await.problem(404);
     app.delete(&format!("/api/v1/apps/{app_id}")).await.expect(204);
+}
+
+async fn prompt_preview_shows_what_the_model_gets(app: TestApp) {
+    let app_id = app.create_app("Support").await;
+    let body = json!({ "name": "Ava", "instructions": "You sell tickets.", "phone_instructions": "Spell out prices.", "end_call_instructions": "Confirm the booking first.", "tools": ["switchLanguage"] });
+    let agent = app.post(&format!("/api/v1/apps/{app_id}/agents"), body).await.expect(201)["id"].as_str().unwrap().to_owned();
+    let preview = app.get(&format!("/api/v1/agents/{agent}/prompt-preview?caller=%2B14155550123&languages=fr,es-MX")).await.expect(200);
+    let prompt = preview["system_prompt"].as_str().unwrap();
+    for part in ["You are Ava", "You sell tickets.", "Spell out prices.", "Confirm the booking first.", "fr-FR, es-MX", "+14155550123"] {
+        assert!(prompt.contains(part), "`{part}` missing:\n{prompt}");
+    }
+    let tools: Vec<&str> = preview["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
+    assert_eq!(tools, ["endConversation", "switchLanguage"]);
+    let english_only = app.get(&format!("/api/v1/agents/{agent}/prompt-preview")).await.expect(200);
+    assert!(english_only["system_prompt"].as_str().unwrap().contains("Speak English."));
+    app.get(&format!("/api/v1/agents/{agent}/prompt-preview?languages=tlh")).await.problem(422);
+    app.get(&format!("/api/v1/agents/{agent}/prompt-preview?caller=555")).await.problem(422);
 }

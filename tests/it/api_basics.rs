@@ -75,7 +75,7 @@ async fn health_metrics_and_languages(app: TestApp) {
         "GET /api/v1/apps", "POST /api/v1/apps",
         "GET /api/v1/apps/{app_id}", "PATCH /api/v1/apps/{app_id}", "DELETE /api/v1/apps/{app_id}",
         "GET /api/v1/apps/{app_id}/agents", "POST /api/v1/apps/{app_id}/agents",
-        "GET /api/v1/agents/{id}", "PATCH /api/v1/agents/{id}", "DELETE /api/v1/agents/{id}", "GET /api/v1/agents/{id}/versions",
+        "GET /api/v1/agents/{id}", "PATCH /api/v1/agents/{id}", "DELETE /api/v1/agents/{id}", "GET /api/v1/agents/{id}/versions", "GET /api/v1/agents/{id}/prompt-preview",
         "GET /api/v1/apps/{app_id}/phone-numbers",
         "GET /api/v1/phone-numbers/{id}", "PATCH /api/v1/phone-numbers/{id}", "DELETE /api/v1/phone-numbers/{id}",
         "GET /api/v1/calls", "GET /api/v1/calls/{id}",

@@ -3,10 +3,13 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::nullable;
+use crate::agent::prompt::{self, CallContext};
+use crate::agent::tools;
 use crate::domain::agent::{Agent, AgentSpec, AgentTool, AgentVersion};
+use crate::providers::llm::ToolSpec;
 use crate::domain::ids::{AgentId, AppId, LlmProviderId};
 use crate::domain::phone_number::E164;
 use crate::domain::validation::Invalid;
@@ -133,4 +136,43 @@ pub async fn delete(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiP
 pub async fn versions(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<AgentId>) -> Result<Json<ListResponse<AgentVersion>>, ApiError> {
     let versions = agents::versions(&s.db, caller.org, id).await.map_err(storage_error)?;
     Ok(Json(ListResponse { data: versions, next_cursor: None }))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PreviewQuery {
+    /// The caller number to show in the call facts (default +15555550123).
+    caller: Option<String>,
+    /// Locales offered besides English, comma-separated (as a service with expand languages).
+    languages: Option<String>,
+}
+
+/// What the model receives on a call: the system prompt and the tools offered.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PromptPreview {
+    system_prompt: String,
+    /// The tools offered, with their JSON Schemas, as sent to the model.
+    #[schema(value_type = Vec<Object>)]
+    tools: Vec<serde_json::Value>,
+}
+
+/// Show exactly what the model receives for this agent on a call.
+#[utoipa::path(get, path = "/agents/{id}/prompt-preview", tag = "agents", params(("id" = AgentId, Path), PreviewQuery), responses(
+    (status = 200, body = PromptPreview), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn prompt_preview(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<AgentId>,
+    ApiQuery(q): ApiQuery<PreviewQuery>,
+) -> Result<Json<PromptPreview>, ApiError> {
+    let agent = agents::get(&s.db, caller.org, id).await.map_err(storage_error)?;
+    let caller_number = E164::parse("caller", q.caller.as_deref().unwrap_or("+15555550123"))?;
+    let codes: Vec<String> = q.languages.as_deref().map(|l| l.split(',').map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()).collect()).unwrap_or_default();
+    let other_languages = crate::domain::languages::other_locales(&crate::domain::languages::validate_codes(&codes)?);
+    let context = CallContext { caller: caller_number.as_str(), now: crate::domain::time::now(), other_languages: &other_languages };
+    Ok(Json(PromptPreview {
+        system_prompt: prompt::system_prompt(&agent.spec, &context),
+        tools: tools::offered(&agent.spec, &other_languages).iter().map(ToolSpec::to_json).collect(),
+    }))
 }

@@ -253,15 +253,7 @@ pub(crate) fn greeting<'a>(number: &'a PhoneNumber, agent: &'a AgentSpec) -> &'a
 
 /// The locales besides English a service offers (none unless languages are expanded).
 pub(crate) fn other_languages(number: &PhoneNumber) -> Vec<String> {
-    if !number.expand_languages {
-        return Vec::new();
-    }
-    number
-        .languages
-        .iter()
-        .filter_map(|code| languages::find(code).map(|l| if l.locales.contains(code) { code.clone() } else { l.default_locale.clone() }))
-        .filter(|locale| locale != "en-US")
-        .collect()
+    if number.expand_languages { languages::other_locales(&number.languages) } else { Vec::new() }
 }
 
 /// Call-progress events.
