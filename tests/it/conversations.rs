@@ -18,6 +18,7 @@ on_both_backends!(
     llm_failures_apologise_and_end,
     caller_hang_up_ends_the_session,
     relay_handshakes_must_be_signed,
+    the_agent_switches_language,
 );
 
 struct Call {
@@ -253,4 +254,29 @@ async fn the_dev_phone_holds_a_scripted_call(app: TestApp) {
     assert_eq!((detail["status"].as_str(), detail["ended_reason"].as_str()), (Some("completed"), Some("agent_ended")));
     assert!(detail["duration_secs"].is_i64() && detail["answered_at"].is_string(), "{detail}");
     assert_eq!(roles(&detail), ["agent", "caller", "agent", "caller", "tool", "agent"]);
+}
+
+async fn the_agent_switches_language(app: TestApp) {
+    let (llm, line) = line_with_model(&app, json!({ "name": "Ava", "tools": ["switchLanguage"] })).await;
+    app.patch(&format!("/api/v1/phone-numbers/{}", line.number_id), json!({ "expand_languages": true, "languages": ["fr"] })).await.expect(200);
+    let call_sid = sid("CA", 'f');
+    let twiml = app.ring(&line, &call_sid).await;
+    assert!(twiml.text.contains(r#"<Language code="fr-FR"/>"#), "{}", twiml.text);
+    let id = app.get("/api/v1/calls").await.expect(200)["data"][0]["id"].as_str().unwrap().to_owned();
+    let call = Call { llm, line, id, sid: call_sid };
+    call.llm.script([Reply::calls("switchLanguage", json!({ "language": "fr-FR" })), Reply::says("Bonjour, comment puis-je vous aider ?")]);
+    let mut relay = connect(&app, &call).await;
+    relay.send(json!({ "type": "prompt", "voicePrompt": "Bonjour, je parle français.", "lang": "fr-FR", "last": true })).await;
+    let switch = relay.next().await.unwrap();
+    assert_eq!(switch, json!({ "type": "language", "ttsLanguage": "fr-FR", "transcriptionLanguage": "fr-FR" }));
+    assert_eq!(relay.utterance().await.text, "Bonjour, comment puis-je vous aider ?");
+    let requests = call.llm.requests();
+    let offered: Vec<&str> = requests[0]["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
+    assert_eq!(offered, ["endConversation", "switchLanguage"]);
+    let tool_result = requests[1]["messages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!((tool_result["role"].as_str(), tool_result["tool_call_id"].as_str()), (Some("tool"), Some("call_0")));
+    let detail = record_when(&app, &call, |d| d["transcript"].as_array().unwrap().len() >= 3).await;
+    let last = detail["transcript"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!((last["role"].as_str(), last["language"].as_str()), (Some("agent"), Some("fr-FR")));
+    relay.close().await;
 }
