@@ -200,6 +200,39 @@ pub async fn previous_voice_settings(db: &Db, org: OrgId, id: PhoneNumberId) -> 
     Ok(row.ok_or(StorageError::NotFound)?.map(|json| json.0))
 }
 
+/// Caches a generated first message, unless the service's agent changed meanwhile (the
+/// greeting would be for the wrong agent).
+pub async fn set_generated_first_message(db: &Db, org: OrgId, id: PhoneNumberId, agent: AgentId, greeting: &str) -> Result<()> {
+    on_pool!(db, |pool| {
+        sqlx::query("UPDATE phone_numbers SET generated_first_message = $1 WHERE id = $2 AND org_id = $3 AND agent_id = $4")
+            .bind(greeting)
+            .bind(id.0)
+            .bind(org.0)
+            .bind(agent.0)
+            .execute(pool)
+            .await
+            .map(|_| ())
+    })?;
+    Ok(())
+}
+
+/// Forgets the generated greetings of the agent's services (the agent changed); returns the
+/// services that generate one, to write them again.
+pub async fn forget_generated_greetings(db: &Db, org: OrgId, agent: AgentId) -> Result<Vec<PhoneNumberId>> {
+    let ids: Vec<Uuid> = on_pool!(db, |pool| {
+        sqlx::query_scalar(
+            "UPDATE phone_numbers SET generated_first_message = NULL
+             WHERE org_id = $1 AND agent_id = $2 AND generate_first_message = $3 RETURNING id",
+        )
+        .bind(org.0)
+        .bind(agent.0)
+        .bind(true)
+        .fetch_all(pool)
+        .await
+    })?;
+    Ok(ids.into_iter().map(PhoneNumberId).collect())
+}
+
 /// Call counts of one number.
 #[derive(Clone, Debug, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct CallActivity {

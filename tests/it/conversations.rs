@@ -19,6 +19,7 @@ on_both_backends!(
     caller_hang_up_ends_the_session,
     relay_handshakes_must_be_signed,
     the_agent_switches_language,
+    generated_first_messages_are_cached_and_refreshed,
 );
 
 struct Call {
@@ -279,4 +280,33 @@ async fn the_agent_switches_language(app: TestApp) {
     let last = detail["transcript"].as_array().unwrap().last().unwrap().clone();
     assert_eq!((last["role"].as_str(), last["language"].as_str()), (Some("agent"), Some("fr-FR")));
     relay.close().await;
+}
+
+async fn generated_first_messages_are_cached_and_refreshed(app: TestApp) {
+    let (llm, line) = line_with_model(&app, json!({ "name": "Ava", "first_message": "Own greeting.", "instructions": "You work at Acme." })).await;
+    llm.script([Reply::says("Hello, Acme here, how can I help?"), Reply::says("Hi again from the new Ava.")]);
+    let path = format!("/api/v1/phone-numbers/{}", line.number_id);
+    app.patch(&path, json!({ "generate_first_message": true })).await.expect(200);
+    generated(&app, &path, "Hello, Acme here, how can I help?").await;
+    let system = llm.requests()[0]["messages"][0]["content"].as_str().unwrap().to_owned();
+    assert!(system.contains("You work at Acme."), "{system}");
+
+    let twiml = app.ring(&line, &sid("CA", 'g')).await;
+    assert!(twiml.text.contains(r#"welcomeGreeting="Hello, Acme here, how can I help?""#), "{}", twiml.text);
+
+    // The agent changes: the cached greeting is stale and written again.
+    app.patch(&format!("/api/v1/agents/{}", line.agent), json!({ "instructions": "You work at Acme, now with more joy." })).await.expect(200);
+    generated(&app, &path, "Hi again from the new Ava.").await;
+    assert_eq!(llm.requests().len(), 2);
+}
+
+/// Waits until the phone number at `path` has cached `expected` as its greeting.
+async fn generated(app: &TestApp, path: &str, expected: &str) {
+    for _ in 0..100 {
+        if app.get(path).await.expect(200)["generated_first_message"] == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never generated `{expected}`: {}", app.get(path).await.body);
 }

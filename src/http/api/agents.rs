@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::nullable;
 use crate::agent::prompt::{self, CallContext};
-use crate::agent::tools;
+use crate::agent::{greeting, tools};
 use crate::domain::agent::{Agent, AgentSpec, AgentTool, AgentVersion};
 use crate::providers::llm::ToolSpec;
 use crate::domain::ids::{AgentId, AppId, LlmProviderId};
@@ -18,7 +18,7 @@ use crate::http::auth::Caller;
 use crate::http::error::{ApiError, Problem};
 use crate::http::input::{ApiJson, ApiPath, ApiQuery};
 use crate::http::pagination::{ListResponse, PageParams};
-use crate::storage::agents;
+use crate::storage::{agents, phone_numbers};
 
 /// Agent settings in a request. On create, absent fields take the defaults; on update, absent
 /// fields stay as they are and `null` clears an optional one.
@@ -119,7 +119,12 @@ pub async fn update(
 ) -> Result<Json<Agent>, ApiError> {
     let current = agents::get(&s.db, caller.org, id).await.map_err(storage_error)?;
     let spec = body.apply(current.spec.clone())?;
-    Ok(Json(agents::update(&s.db, caller.org, &current, spec, caller.actor).await.map_err(storage_error)?))
+    let updated = agents::update(&s.db, caller.org, &current, spec, caller.actor).await.map_err(storage_error)?;
+    if updated.version != current.version {
+        let stale = phone_numbers::forget_generated_greetings(&s.db, caller.org, id).await.map_err(storage_error)?;
+        greeting::refresh_in_background(s.db.clone(), caller.org, stale);
+    }
+    Ok(Json(updated))
 }
 
 /// Delete an agent no phone number routes to. Its calls keep their records.

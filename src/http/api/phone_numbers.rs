@@ -19,6 +19,7 @@ use crate::http::error::{ApiError, Problem};
 use crate::http::input::{ApiJson, ApiPath, ApiQuery};
 use crate::http::pagination::{ListResponse, PageParams};
 use crate::storage::phone_numbers::{self as store, CallActivity, PhoneNumberChanges};
+use crate::agent::greeting;
 use crate::storage::{agents, apps, phone_providers};
 use crate::telephony::twilio::provisioning::{self, NumberSource, ServiceRequest};
 
@@ -146,6 +147,9 @@ pub async fn create(
     let created = provisioning::create_service(&s.db, &s.twilio, &s.config.public_base_url(), caller.org, request, caller.actor)
         .await
         .map_err(|e| ApiError::from_provisioning(e, "phone number"))?;
+    if created.generate_first_message {
+        greeting::refresh_in_background(s.db.clone(), caller.org, vec![created.id]);
+    }
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -177,7 +181,11 @@ pub async fn update(
         mode: body.mode,
         status: body.status,
     };
-    Ok(Json(store::update(&s.db, caller.org, id, changes, caller.actor).await.map_err(storage_error)?))
+    let updated = store::update(&s.db, caller.org, id, changes, caller.actor).await.map_err(storage_error)?;
+    if updated.generate_first_message && updated.generated_first_message.is_none() {
+        greeting::refresh_in_background(s.db.clone(), caller.org, vec![updated.id]);
+    }
+    Ok(Json(updated))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

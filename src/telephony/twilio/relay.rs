@@ -19,12 +19,12 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::{provisioning, signature};
+use crate::agent::model;
 use crate::agent::session::{AgentCommand, CallerEvent, Ending, Session, SessionSetup};
 use crate::domain::call::Call;
 use crate::domain::ids::CallId;
 use crate::http::AppState;
-use crate::providers::llm::LlmClient;
-use crate::storage::{StorageError, agents, calls, llm_providers, phone_numbers, phone_providers};
+use crate::storage::{StorageError, agents, calls, phone_numbers, phone_providers};
 
 const HANG_UP_GRACE: Duration = Duration::from_secs(5);
 
@@ -73,18 +73,7 @@ async fn session_setup(state: &AppState, call: &Call) -> Result<SessionSetup, St
         None => agents::get(&state.db, org, agent_id).await?.spec,
     };
     let number = phone_numbers::get(&state.db, org, number_id).await?;
-    let provider = match agent.llm_provider_id {
-        Some(id) => Some(llm_providers::get(&state.db, org, id).await?),
-        None => llm_providers::list(&state.db, org, crate::storage::PageRequest { before: None, limit: 1 }).await?.items.pop(),
-    };
-    let llm = match provider {
-        Some(provider) => {
-            let key = llm_providers::api_key(&state.db, org, provider.id).await?;
-            let model = agent.model.clone().unwrap_or(provider.default_model.clone());
-            Some((LlmClient::new(&provider.base_url, key.map(|k| k.to_string())), model))
-        }
-        None => None,
-    };
+    let llm = model::for_agent(&state.db, org, &agent).await?;
     Ok(SessionSetup {
         db: state.db.clone(),
         org,

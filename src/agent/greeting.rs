@@ -1,0 +1,71 @@
+//! Generated first messages. A phone service with `generate_first_message` greets callers with
+//! words the model wrote from the agent's instructions. They are written in the background
+//! whenever the service or its agent changes and cached on the service, so answering a call
+//! never waits for the model; until they exist, the agent's own first message is used.
+
+use crate::domain::ids::{OrgId, PhoneNumberId};
+use crate::providers::llm::{ChatMessage, ChatRequest, LlmEvent};
+use crate::storage::{Db, Result, agents, phone_numbers};
+
+use super::model;
+
+const INSTRUCTION: &str = "Write the first thing you say when you answer a phone call: one or two short, \
+friendly spoken sentences that say who you are and invite the caller to say what they need. \
+Answer with those words only, without quotes.";
+
+/// Writes the greeting of each service in the background.
+pub fn refresh_in_background(db: Db, org: OrgId, numbers: Vec<PhoneNumberId>) {
+    if numbers.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        for number in numbers {
+            if let Err(e) = generate(&db, org, number).await {
+                tracing::warn!(number = %number, error = ?e, "could not generate a first message");
+            }
+        }
+    });
+}
+
+/// Asks the agent's model for a greeting and caches it on the service.
+pub async fn generate(db: &Db, org: OrgId, number: PhoneNumberId) -> Result<()> {
+    let service = phone_numbers::get(db, org, number).await?;
+    if !service.generate_first_message {
+        return Ok(());
+    }
+    let agent = agents::get(db, org, service.agent_id).await?;
+    let Some((llm, model)) = model::for_agent(db, org, &agent.spec).await? else {
+        tracing::warn!(number = %number, "no LLM provider to generate a first message with");
+        return Ok(());
+    };
+    let mut system = format!("You are {}, a voice agent answering the phone.", agent.spec.name);
+    for part in [&agent.spec.instructions, &agent.spec.phone_instructions] {
+        if !part.trim().is_empty() {
+            system = format!("{system}\n\n{}", part.trim());
+        }
+    }
+    let request = ChatRequest {
+        model,
+        temperature: agent.spec.temperature,
+        messages: vec![ChatMessage::System { content: system }, ChatMessage::User { content: INSTRUCTION.into() }],
+        tools: vec![],
+    };
+    let mut stream = llm.stream(request);
+    let mut greeting = String::new();
+    while let Some(event) = stream.recv().await {
+        match event {
+            LlmEvent::Token(token) => greeting.push_str(&token),
+            LlmEvent::Failed(error) => {
+                tracing::warn!(number = %number, %error, "the model could not write a first message");
+                return Ok(());
+            }
+            LlmEvent::ToolCalls(_) | LlmEvent::Done => {}
+        }
+    }
+    let greeting = greeting.trim().trim_matches('"').trim();
+    if greeting.is_empty() {
+        return Ok(());
+    }
+    let greeting: String = greeting.chars().take(1000).collect();
+    phone_numbers::set_generated_first_message(db, org, number, service.agent_id, &greeting).await
+}
