@@ -20,6 +20,7 @@ on_both_backends!(
     relay_handshakes_must_be_signed,
     the_agent_switches_language,
     generated_first_messages_are_cached_and_refreshed,
+    hanging_up_during_the_goodbye_is_clean,
 );
 
 struct Call {
@@ -309,4 +310,54 @@ async fn generated(app: &TestApp, path: &str, expected: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("never generated `{expected}`: {}", app.get(path).await.body);
+}
+
+async fn hanging_up_during_the_goodbye_is_clean(app: TestApp) {
+    let call = ring_agent(&app, json!({ "name": "Ava" })).await;
+    call.llm.script([Reply::calls("endConversation", json!({ "summary": "Quick question answered.", "closing_message": "Thank you so much for calling us today, have a wonderful evening, goodbye!" }))]);
+    let mut relay = connect(&app, &call).await;
+    relay.say("That's all, bye.").await;
+    relay.utterance().await;
+    relay.close().await; // the caller hangs up while the goodbye plays
+    let detail = record_when(&app, &call, |d| d["ended_reason"] == "agent_ended").await;
+    assert_eq!(detail["ended_by"], "agent", "the agent's ending, recorded before the goodbye, stands");
+    // The server is fine and takes the next call.
+    let next = app.ring(&call.line, &sid("CA", 'h')).await;
+    assert_eq!(next.status, 200);
+}
+
+/// The session needs no carrier: driven through its channels, it ends a call that reaches its
+/// maximum duration with a polite goodbye.
+#[tokio::test]
+async fn the_session_runs_without_a_transport_and_ends_at_max_duration() {
+    use switchboard::agent::session::{AgentCommand, Session, SessionSetup};
+    use switchboard::domain::agent::AgentSpec;
+    use switchboard::domain::ids::CallId;
+    use switchboard::providers::llm::LlmClient;
+
+    let app = crate::support::spawn_app(Backend::Sqlite).await;
+    let call = ring_agent(&app, json!({ "name": "Ava" })).await;
+    let mut agent = AgentSpec::named("Ava");
+    agent.max_call_duration_secs = 1;
+    let setup = SessionSetup {
+        db: app.db.clone(),
+        org: app.org,
+        call: CallId(call.id.parse().unwrap()),
+        caller: "+14155550123".into(),
+        agent,
+        llm: Some((LlmClient::new(&call.llm.base_url, None), "fake-model".into())),
+        greeting: None,
+        other_languages: vec![],
+    };
+    let (commands_tx, mut commands) = tokio::sync::mpsc::channel(16);
+    let (events, events_rx) = tokio::sync::mpsc::channel(16);
+    let session = tokio::spawn(Session::new(setup, commands_tx).run(events_rx));
+    let Some(AgentCommand::Speak { token, last: true }) = commands.recv().await else { panic!("a goodbye first") };
+    assert!(token.contains("time limit"), "{token}");
+    let Some(AgentCommand::End { handoff }) = commands.recv().await else { panic!("then the end") };
+    assert_eq!(handoff["reason"], "max_duration");
+    assert_eq!(session.await.unwrap().reason, "max_duration");
+    drop(events);
+    let detail = record_when(&app, &call, |d| d["ended_reason"] == "max_duration").await;
+    assert_eq!(detail["ended_by"], "agent");
 }
