@@ -101,6 +101,13 @@ fn speaking_time(text: &str) -> Duration {
     Duration::from_millis((text.chars().count() as u64 * 65).clamp(400, 15_000))
 }
 
+/// A caller utterance on its way to the model.
+struct Heard {
+    at: Instant,
+    time: DateTime<Utc>,
+    text: String,
+}
+
 enum Reply {
     /// The agent finished speaking this text; the conversation goes on.
     Spoke(String),
@@ -163,23 +170,25 @@ impl Session {
                 Some(CallerEvent::Digits(digits)) => (format!("(The caller pressed {digits} on the keypad.)"), None),
             };
             checked_in = false;
-            let heard_at = Instant::now();
-            let now = time::now();
-            self.store_turn(TurnRole::Caller, &text, now, Some(now), false, None).await;
+            let heard = Heard { at: Instant::now(), time: time::now(), text: text.clone() };
             if let Some(language) = language {
                 self.language = language;
             }
             self.history.push(ChatMessage::User { content: text });
-            match self.respond(&mut events, heard_at).await {
+            match self.respond(&mut events, heard).await {
                 Reply::Spoke(spoken) => quiet_until = Instant::now() + speaking_time(&spoken) + silence,
                 Reply::Ended(ending) => return ending,
             }
         }
     }
 
-    /// Streams the model's answer to the caller and carries out its tool calls.
-    async fn respond(&mut self, events: &mut mpsc::Receiver<CallerEvent>, heard_at: Instant) -> Reply {
+    /// Streams the model's answer to the caller and carries out its tool calls. The caller's
+    /// turn is stored while the model thinks, so storage adds nothing to the response time.
+    async fn respond(&mut self, events: &mut mpsc::Receiver<CallerEvent>, heard: Heard) -> Reply {
+        let heard_at = heard.at;
+        let mut unsaved = Some(heard);
         let Some((llm, model)) = self.setup.llm.clone() else {
+            self.store_caller_turn(unsaved.take()).await;
             tracing::warn!(call = %self.setup.call, "the agent has no LLM provider");
             return Reply::Ended(self.end_with_words(events, APOLOGY, Ending::new("system", "llm_error")).await);
         };
@@ -188,6 +197,7 @@ impl Session {
             messages.extend(self.history.iter().cloned());
             let request = ChatRequest { model: model.clone(), temperature: self.setup.agent.temperature, messages, tools: self.tools.clone() };
             let mut stream = llm.stream(request);
+            self.store_caller_turn(unsaved.take()).await;
             let started = time::now();
             let mut spoken = String::new();
             let mut latency_ms = None;
@@ -304,6 +314,12 @@ impl Session {
             return Some(ending);
         }
         None
+    }
+
+    async fn store_caller_turn(&self, heard: Option<Heard>) {
+        if let Some(heard) = heard {
+            self.store_turn(TurnRole::Caller, &heard.text, heard.time, Some(heard.time), false, None).await;
+        }
     }
 
     /// Says `words` as a whole utterance.
