@@ -361,3 +361,26 @@ async fn the_session_runs_without_a_transport_and_ends_at_max_duration() {
     let detail = record_when(&app, &call, |d| d["ended_reason"] == "max_duration").await;
     assert_eq!(detail["ended_by"], "agent");
 }
+
+/// If Twilio has not ended the call a few seconds after the agent ended the session, the call is
+/// hung up through the REST API (takes about 6 s).
+#[tokio::test]
+async fn a_call_twilio_leaves_up_is_hung_up_through_the_api() {
+    let app = crate::support::spawn_app(Backend::Sqlite).await;
+    let call = ring_agent(&app, json!({ "name": "Ava" })).await;
+    call.llm.script([Reply::calls("endConversation", json!({ "summary": "Done.", "closing_message": "Bye!" }))]);
+    let mut relay = connect(&app, &call).await;
+    relay.say("Bye.").await;
+    relay.utterance().await;
+    assert_eq!(relay.next().await.unwrap()["type"], "end");
+    relay.close().await;
+    for _ in 0..100 {
+        if let Some((sid, form)) = app.twilio.call_updates().first() {
+            assert_eq!(sid, &call.sid);
+            assert_eq!(form, &vec![("Status".to_owned(), "completed".to_owned())]);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the call was never hung up through the REST API");
+}

@@ -227,15 +227,16 @@ impl TestApp {
     pub async fn phone_line(&self, agent: Value) -> PhoneLine {
         use switchboard::domain::ids::{AgentId, AppId, PhoneProviderId};
         use switchboard::domain::phone_number::{E164, ServiceMode};
-        use switchboard::domain::provider::PhoneProviderStatus;
-        use switchboard::storage::{phone_numbers, phone_providers};
+        use switchboard::storage::phone_numbers;
         let app = self.create_app("Support").await;
         let agent = self.post(&format!("/api/v1/apps/{app}/agents"), agent).await.expect(201)["id"].as_str().unwrap().to_owned();
         let account = sid("AC", '1');
+        self.twilio.add_account(&account, LINE_TOKEN);
         let body = serde_json::json!({ "name": "T", "account_sid": account, "auth_token": LINE_TOKEN });
-        let provider = self.post("/api/v1/phone-providers", body).await.expect(201)["id"].as_str().unwrap().to_owned();
+        let provider = self.post("/api/v1/phone-providers", body).await.expect(201);
+        assert_eq!(provider["status"], "active");
+        let provider = provider["id"].as_str().unwrap().to_owned();
         let provider_id = PhoneProviderId(provider.parse().unwrap());
-        phone_providers::record_verification(&self.db, self.org, provider_id, PhoneProviderStatus::Active, None).await.unwrap();
         let new = phone_numbers::NewPhoneNumber {
             app_id: AppId(app.parse().unwrap()),
             provider_id,
