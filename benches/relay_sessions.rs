@@ -9,24 +9,18 @@
 
 use std::time::{Duration, Instant};
 
+mod support;
+
 use axum::body::Body;
 use axum::response::IntoResponse;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use switchboard::app::Application;
-use switchboard::config::Config;
-use switchboard::domain::agent::AgentSpec;
-use switchboard::domain::app::AppSpec;
-use switchboard::domain::audit::Actor;
-use switchboard::domain::phone_number::{E164, ServiceMode};
-use switchboard::domain::provider::{PhoneProviderKind, PhoneProviderStatus};
-use switchboard::storage::{agents, apps, llm_providers, orgs, phone_numbers, phone_providers};
 use switchboard::telephony::twilio::signature;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-const TOKEN: &str = "0123456789abcdef0123456789abcdef";
-const NUMBER: &str = "+14155550100";
+use support::{TOKEN, incoming_call};
+
 /// The stub model's time to first token.
 const MODEL_DELAY: Duration = Duration::from_millis(200);
 
@@ -58,55 +52,9 @@ fn rss_kib() -> u64 {
 #[tokio::main]
 async fn main() {
     let sizes: Vec<usize> = std::env::var("SESSIONS").unwrap_or_else(|_| "100,1000".into()).split(',').filter_map(|n| n.trim().parse().ok()).collect();
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: format!("sqlite://{}/bench.db", dir.path().display()),
-        data_dir: dir.path().to_owned(),
-        provider_verify_interval_secs: 0,
-        log: "error".into(),
-        ..Config::default()
-    };
-    let app = Application::build(config.clone()).await.unwrap();
-    let base = format!("http://{}", app.local_addr());
+    let bench = support::serve(Some(stub_model().await)).await;
+    let (base, account) = (bench.base.clone(), bench.account.clone());
     let ws_base = base.replacen("http", "ws", 1);
-    tokio::spawn(app.run(std::future::pending()));
-
-    let db = switchboard::app::open_database(&config).await.unwrap();
-    let org = orgs::create(&db, "bench", Actor::System).await.unwrap().id;
-    let app_row = apps::create(&db, org, AppSpec::new("Bench", "").unwrap(), Actor::System).await.unwrap();
-    let llm = llm_providers::create(&db, org, llm_providers::NewLlmProvider { name: "stub".into(), base_url: stub_model().await, default_model: "stub".into(), api_key: None }, Actor::System)
-        .await
-        .unwrap();
-    let mut spec = AgentSpec::named("Ava");
-    spec.llm_provider_id = Some(llm.id);
-    spec.conversation_timeout_secs = 600;
-    let agent = agents::create(&db, org, app_row.id, spec.validate().unwrap(), Actor::System).await.unwrap();
-    let account = format!("AC{}", "1".repeat(32));
-    let provider = phone_providers::create(
-        &db,
-        org,
-        phone_providers::NewPhoneProvider { name: "T".into(), kind: PhoneProviderKind::Twilio, account_sid: account.clone(), auth_token: TOKEN.into(), api_key: None },
-        Actor::System,
-    )
-    .await
-    .unwrap();
-    phone_providers::record_verification(&db, org, provider.id, PhoneProviderStatus::Active, None).await.unwrap();
-    let number = phone_numbers::NewPhoneNumber {
-        app_id: app_row.id,
-        provider_id: provider.id,
-        agent_id: agent.id,
-        number: E164::parse("number", NUMBER).unwrap(),
-        twilio_sid: None,
-        area_code: None,
-        expand_languages: false,
-        languages: vec![],
-        generate_first_message: false,
-        mode: ServiceMode::ConversationRelay,
-        previous_voice_settings: None,
-    };
-    phone_numbers::create(&db, org, number, Actor::System).await.unwrap();
-
     let http = reqwest::Client::new();
     let mut call_counter = 0u64;
     for sessions in sizes {
@@ -114,10 +62,7 @@ async fn main() {
         let mut sockets = Vec::with_capacity(sessions);
         for _ in 0..sessions {
             call_counter += 1;
-            let params: Vec<(String, String)> = [("AccountSid", account.clone()), ("CallSid", format!("CA{call_counter:032x}")), ("CallStatus", "ringing".into()), ("From", "+14155550123".into()), ("To", NUMBER.into())]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .collect();
+            let params = incoming_call(&account, call_counter);
             let url = format!("{base}/twilio/voice");
             let twiml = http.post(&url).header("X-Twilio-Signature", signature::sign(TOKEN, &url, &params)).form(&params).send().await.unwrap().text().await.unwrap();
             let call_id = twiml.split("/twilio/relay/").nth(1).unwrap().split('"').next().unwrap().to_owned();

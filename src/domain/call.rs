@@ -140,13 +140,10 @@ pub struct Turn {
     pub latency_ms: Option<i64>,
 }
 
-#[cfg(test)]
-mod tests {
-    use chrono::TimeZone;
-
-    use super::*;
-
-    fn ringing() -> Call {
+impl Call {
+    /// A ringing inbound call with no service, for tests.
+    #[cfg(test)]
+    pub(crate) fn example() -> Call {
         Call {
             id: CallId::generate(),
             org_id: OrgId::generate(),
@@ -161,7 +158,7 @@ mod tests {
             direction: CallDirection::Inbound,
             status: CallStatus::Ringing,
             status_sequence: None,
-            started_at: Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap(),
+            started_at: chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 1, 1, 12, 0, 0).unwrap(),
             answered_at: None,
             ended_at: None,
             duration_secs: None,
@@ -172,6 +169,17 @@ mod tests {
             language: None,
             error_code: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn ringing() -> Call {
+        Call::example()
     }
 
     fn event(status: CallStatus, sequence: i64, secs: i64, duration: Option<i64>) -> StatusEvent {

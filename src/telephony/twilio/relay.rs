@@ -221,35 +221,9 @@ async fn hang_up_if_still_live(state: AppState, call: Call) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::call::{CallDirection, CallStatus};
-    use crate::domain::ids::OrgId;
 
     fn call() -> Call {
-        Call {
-            id: CallId::generate(),
-            org_id: OrgId::generate(),
-            app_id: None,
-            phone_number_id: None,
-            provider_id: None,
-            agent_id: None,
-            agent_version: None,
-            call_sid: "CA1".into(),
-            from: "+1".into(),
-            to: "+2".into(),
-            direction: CallDirection::Inbound,
-            status: CallStatus::InProgress,
-            status_sequence: None,
-            started_at: chrono::Utc::now(),
-            answered_at: None,
-            ended_at: None,
-            duration_secs: None,
-            ended_by: None,
-            ended_reason: None,
-            outcome: None,
-            summary: None,
-            language: None,
-            error_code: None,
-        }
+        Call::example()
     }
 
     #[test]

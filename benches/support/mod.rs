@@ -1,0 +1,76 @@
+//! What both benchmarks need: the real server on 127.0.0.1 with a SQLite file, serving one
+//! number whose agent may use a given LLM endpoint.
+
+use switchboard::app::Application;
+use switchboard::config::Config;
+use switchboard::domain::agent::AgentSpec;
+use switchboard::domain::app::AppSpec;
+use switchboard::domain::audit::Actor;
+use switchboard::domain::phone_number::{E164, ServiceMode};
+use switchboard::domain::provider::{PhoneProviderKind, PhoneProviderStatus};
+use switchboard::storage::{agents, apps, llm_providers, orgs, phone_numbers, phone_providers};
+
+pub const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+pub const NUMBER: &str = "+14155550100";
+
+/// A running server and the Twilio account that owns its number.
+pub struct Bench {
+    pub base: String,
+    pub account: String,
+    _data: tempfile::TempDir,
+}
+
+/// Starts the server with one active number; its agent uses `llm_base_url` when given.
+pub async fn serve(llm_base_url: Option<String>) -> Bench {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: format!("sqlite://{}/bench.db", dir.path().display()),
+        data_dir: dir.path().to_owned(),
+        provider_verify_interval_secs: 0,
+        log: "error".into(),
+        ..Config::default()
+    };
+    let app = Application::build(config.clone()).await.unwrap();
+    let base = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run(std::future::pending()));
+
+    let db = switchboard::app::open_database(&config).await.unwrap();
+    let org = orgs::create(&db, "bench", Actor::System).await.unwrap().id;
+    let app_row = apps::create(&db, org, AppSpec::new("Bench", "").unwrap(), Actor::System).await.unwrap();
+    let mut spec = AgentSpec::named("Ava");
+    spec.first_message = "Hi, this is Ava. How can I help?".into();
+    spec.conversation_timeout_secs = 600;
+    if let Some(base_url) = llm_base_url {
+        let llm = llm_providers::NewLlmProvider { name: "stub".into(), base_url, default_model: "stub".into(), api_key: None };
+        spec.llm_provider_id = Some(llm_providers::create(&db, org, llm, Actor::System).await.unwrap().id);
+    }
+    let agent = agents::create(&db, org, app_row.id, spec.validate().unwrap(), Actor::System).await.unwrap();
+    let account = format!("AC{}", "1".repeat(32));
+    let provider = phone_providers::NewPhoneProvider { name: "T".into(), kind: PhoneProviderKind::Twilio, account_sid: account.clone(), auth_token: TOKEN.into(), api_key: None };
+    let provider = phone_providers::create(&db, org, provider, Actor::System).await.unwrap();
+    phone_providers::record_verification(&db, org, provider.id, PhoneProviderStatus::Active, None).await.unwrap();
+    let number = phone_numbers::NewPhoneNumber {
+        app_id: app_row.id,
+        provider_id: provider.id,
+        agent_id: agent.id,
+        number: E164::parse("number", NUMBER).unwrap(),
+        twilio_sid: None,
+        area_code: None,
+        expand_languages: false,
+        languages: vec![],
+        generate_first_message: false,
+        mode: ServiceMode::ConversationRelay,
+        previous_voice_settings: None,
+    };
+    phone_numbers::create(&db, org, number, Actor::System).await.unwrap();
+    Bench { base, account, _data: dir }
+}
+
+/// The signed incoming-call webhook form for a new call.
+pub fn incoming_call(account: &str, call: u64) -> Vec<(String, String)> {
+    [("AccountSid", account.to_owned()), ("CallSid", format!("CA{call:032x}")), ("CallStatus", "ringing".into()), ("Direction", "inbound".into()), ("From", "+14155550123".into()), ("To", NUMBER.into())]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+}
