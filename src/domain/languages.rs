@@ -1,5 +1,5 @@
 //! The languages a phone service can offer: English always, the rest behind "expand languages".
-//! The list ships in `data/languages.json` (a copy of `shared/languages.json`) and is compiled in.
+//! The list ships in `assets/languages.json` (a copy of `shared/languages.json`) and is compiled in.
 
 use std::sync::OnceLock;
 
@@ -29,8 +29,8 @@ struct LanguageFile {
 pub fn all() -> &'static [Language] {
     static LANGUAGES: OnceLock<Vec<Language>> = OnceLock::new();
     LANGUAGES.get_or_init(|| {
-        serde_json::from_str::<LanguageFile>(include_str!("../../data/languages.json"))
-            .expect("data/languages.json is valid (checked by a unit test)")
+        serde_json::from_str::<LanguageFile>(include_str!("../../assets/languages.json"))
+            .expect("assets/languages.json is valid (checked by a unit test)")
             .languages
     })
 }
@@ -101,7 +101,7 @@ mod tests {
     fn shipped_copy_matches_shared_list_when_present() {
         let shared = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/languages.json");
         if let Ok(text) = std::fs::read_to_string(shared) {
-            assert_eq!(text, include_str!("../../data/languages.json"), "data/languages.json drifted from shared/");
+            assert_eq!(text, include_str!("../../assets/languages.json"), "assets/languages.json drifted from shared/");
         }
     }
 }
