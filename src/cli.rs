@@ -69,6 +69,8 @@ enum Command {
     },
 }
 
+// The variant names are the subcommands (`create-org`, `create-user`, `create-token`).
+#[allow(clippy::enum_variant_names)]
 #[derive(Subcommand)]
 enum AdminCommand {
     /// Create an organisation; prints its id.
