@@ -27,7 +27,11 @@ const MODEL_DELAY: Duration = Duration::from_millis(200);
 /// A stand-in model: waits `MODEL_DELAY`, then streams a two-token answer.
 async fn stub_model() -> String {
     async fn complete() -> impl IntoResponse {
-        let frames = ["data: {\"choices\":[{\"delta\":{\"content\":\"Sure, \"}}]}\n\n", "data: {\"choices\":[{\"delta\":{\"content\":\"done.\"}}]}\n\n", "data: [DONE]\n\n"];
+        let frames = [
+            "data: {\"choices\":[{\"delta\":{\"content\":\"Sure, \"}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"done.\"}}]}\n\n",
+            "data: [DONE]\n\n",
+        ];
         let stream = futures_util::stream::unfold(0usize, move |i| async move {
             if i == 0 {
                 tokio::time::sleep(MODEL_DELAY).await;
@@ -38,7 +42,9 @@ async fn stub_model() -> String {
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, axum::Router::new().route("/v1/chat/completions", axum::routing::post(complete))).await.unwrap() });
+    tokio::spawn(async move {
+        axum::serve(listener, axum::Router::new().route("/v1/chat/completions", axum::routing::post(complete))).await.unwrap()
+    });
     url
 }
 
@@ -51,7 +57,8 @@ fn rss_kib() -> u64 {
 
 #[tokio::main]
 async fn main() {
-    let sizes: Vec<usize> = std::env::var("SESSIONS").unwrap_or_else(|_| "100,1000".into()).split(',').filter_map(|n| n.trim().parse().ok()).collect();
+    let sizes: Vec<usize> =
+        std::env::var("SESSIONS").unwrap_or_else(|_| "100,1000".into()).split(',').filter_map(|n| n.trim().parse().ok()).collect();
     let bench = support::serve(Some(stub_model().await)).await;
     let (base, account) = (bench.base.clone(), bench.account.clone());
     let ws_base = base.replacen("http", "ws", 1);
@@ -64,13 +71,25 @@ async fn main() {
             call_counter += 1;
             let params = incoming_call(&account, call_counter);
             let url = format!("{base}/twilio/voice");
-            let twiml = http.post(&url).header("X-Twilio-Signature", signature::sign(TOKEN, &url, &params)).form(&params).send().await.unwrap().text().await.unwrap();
+            let twiml = http
+                .post(&url)
+                .header("X-Twilio-Signature", signature::sign(TOKEN, &url, &params))
+                .form(&params)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
             let call_id = twiml.split("/twilio/relay/").nth(1).unwrap().split('"').next().unwrap().to_owned();
             let relay_url = format!("{ws_base}/twilio/relay/{call_id}");
             let mut request = relay_url.as_str().into_client_request().unwrap();
             request.headers_mut().insert("X-Twilio-Signature", signature::sign(TOKEN, &relay_url, &[]).parse().unwrap());
             let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-            socket.send(Message::Text(json!({ "type": "setup", "callSid": format!("CA{call_counter:032x}") }).to_string().into())).await.unwrap();
+            socket
+                .send(Message::Text(json!({ "type": "setup", "callSid": format!("CA{call_counter:032x}") }).to_string().into()))
+                .await
+                .unwrap();
             sockets.push(socket);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

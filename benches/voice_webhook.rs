@@ -21,7 +21,8 @@ async fn main() {
     let mut latencies = Vec::with_capacity(calls);
     for i in 0..calls + 50 {
         let params = incoming_call(&bench.account, i as u64);
-        let signed = signature::sign(TOKEN, &url, &params);        let started = Instant::now();
+        let signed = signature::sign(TOKEN, &url, &params);
+        let started = Instant::now();
         let response = client.post(&url).header("X-Twilio-Signature", signed).form(&params).send().await.unwrap();
         assert_eq!(response.status(), 200);
         let body = response.text().await.unwrap();

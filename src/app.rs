@@ -67,7 +67,8 @@ impl Application {
     /// Serves until `shutdown` resolves, then finishes in-flight requests and closes the database.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(address = %self.local_addr(), "serving");
-        let verifier = (!self.verify_every.is_zero()).then(|| tokio::spawn(verify_providers_periodically(self.db.clone(), self.twilio.clone(), self.verify_every)));
+        let verifier = (!self.verify_every.is_zero())
+            .then(|| tokio::spawn(verify_providers_periodically(self.db.clone(), self.twilio.clone(), self.verify_every)));
         axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
         if let Some(task) = verifier {
             task.abort();

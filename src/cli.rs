@@ -172,11 +172,15 @@ async fn dial(config: &Config, to: String, from: String, server: Option<String>,
     let to = E164::parse("to", &to)?;
     let from = E164::parse("from", &from)?;
     let script = match script {
-        Some(path) => Some(std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?.lines().map(str::to_owned).collect()),
+        Some(path) => Some(
+            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?.lines().map(str::to_owned).collect(),
+        ),
         None => None,
     };
     let db = app::open_database(config).await?;
-    let number = phone_numbers::find_by_number(&db, to.as_str()).await?.with_context(|| format!("{} is not one of your phone numbers", to.as_str()))?;
+    let number = phone_numbers::find_by_number(&db, to.as_str())
+        .await?
+        .with_context(|| format!("{} is not one of your phone numbers", to.as_str()))?;
     let secrets = phone_providers::secrets(&db, number.org_id, number.provider_id).await?;
     db.close().await;
     let server = server.unwrap_or_else(|| format!("http://{}", config.listen)).trim_end_matches('/').to_owned();

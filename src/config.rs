@@ -129,10 +129,7 @@ fn unknown_variable_warnings(names: impl Iterator<Item = String>) -> Vec<String>
                 return None;
             }
             let closest = KEYS.iter().max_by(|a, b| strsim::jaro_winkler(&key, a).total_cmp(&strsim::jaro_winkler(&key, b)))?;
-            Some(format!(
-                "ignoring unknown environment variable {name}; did you mean {ENV_PREFIX}{}?",
-                closest.to_uppercase()
-            ))
+            Some(format!("ignoring unknown environment variable {name}; did you mean {ENV_PREFIX}{}?", closest.to_uppercase()))
         })
         .collect()
 }

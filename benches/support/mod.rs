@@ -47,7 +47,13 @@ pub async fn serve(llm_base_url: Option<String>) -> Bench {
     }
     let agent = agents::create(&db, org, app_row.id, spec.validate().unwrap(), Actor::System).await.unwrap();
     let account = format!("AC{}", "1".repeat(32));
-    let provider = phone_providers::NewPhoneProvider { name: "T".into(), kind: PhoneProviderKind::Twilio, account_sid: account.clone(), auth_token: TOKEN.into(), api_key: None };
+    let provider = phone_providers::NewPhoneProvider {
+        name: "T".into(),
+        kind: PhoneProviderKind::Twilio,
+        account_sid: account.clone(),
+        auth_token: TOKEN.into(),
+        api_key: None,
+    };
     let provider = phone_providers::create(&db, org, provider, Actor::System).await.unwrap();
     phone_providers::record_verification(&db, org, provider.id, PhoneProviderStatus::Active, None).await.unwrap();
     let number = phone_numbers::NewPhoneNumber {
@@ -69,8 +75,15 @@ pub async fn serve(llm_base_url: Option<String>) -> Bench {
 
 /// The signed incoming-call webhook form for a new call.
 pub fn incoming_call(account: &str, call: u64) -> Vec<(String, String)> {
-    [("AccountSid", account.to_owned()), ("CallSid", format!("CA{call:032x}")), ("CallStatus", "ringing".into()), ("Direction", "inbound".into()), ("From", "+14155550123".into()), ("To", NUMBER.into())]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+    [
+        ("AccountSid", account.to_owned()),
+        ("CallSid", format!("CA{call:032x}")),
+        ("CallStatus", "ringing".into()),
+        ("Direction", "inbound".into()),
+        ("From", "+14155550123".into()),
+        ("To", NUMBER.into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
 }

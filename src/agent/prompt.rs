@@ -41,11 +41,7 @@ make it a brief, friendly goodbye.",
     }
     sections.push(format!("# Ending the call\n{ending}"));
     sections.push(format!("# Language\n{}", language_policy(spec, call.other_languages)));
-    sections.push(format!(
-        "# This call\nCaller's number: {}\nCurrent time (UTC): {}",
-        call.caller,
-        call.now.format("%A %-d %B %Y, %H:%M")
-    ));
+    sections.push(format!("# This call\nCaller's number: {}\nCurrent time (UTC): {}", call.caller, call.now.format("%A %-d %B %Y, %H:%M")));
     sections.join("\n\n")
 }
 
@@ -53,12 +49,12 @@ fn language_policy(spec: &AgentSpec, other_languages: &[String]) -> String {
     if other_languages.is_empty() {
         return "Speak English.".to_owned();
     }
-    let mut policy = format!(
-        "Start in English. If the caller speaks one of these languages, answer in it: {}.",
-        other_languages.join(", ")
-    );
+    let mut policy =
+        format!("Start in English. If the caller speaks one of these languages, answer in it: {}.", other_languages.join(", "));
     if spec.tools.contains(&AgentTool::SwitchLanguage) {
-        policy.push_str(" Before you change language, call the switchLanguage tool with the locale, so the caller is heard and answered in it.");
+        policy.push_str(
+            " Before you change language, call the switchLanguage tool with the locale, so the caller is heard and answered in it.",
+        );
     }
     policy
 }
@@ -77,8 +73,26 @@ mod tests {
         spec.end_call_instructions = "Offer a follow-up e-mail.".into();
         spec.tools.push(AgentTool::SwitchLanguage);
         let langs = vec!["fr-FR".to_owned()];
-        let prompt = system_prompt(&spec, &CallContext { caller: "+14155550123", now: Utc.with_ymd_and_hms(2026, 11, 23, 9, 5, 0).unwrap(), other_languages: &langs });
-        let order = ["You are Ava", "# Instructions", "billing", "# On the phone", "Confirm the account", "# Ending the call", "endConversation", "follow-up", "# Language", "fr-FR", "switchLanguage", "# This call", "+14155550123", "Monday 23 November 2026, 09:05"];
+        let prompt = system_prompt(
+            &spec,
+            &CallContext { caller: "+14155550123", now: Utc.with_ymd_and_hms(2026, 11, 23, 9, 5, 0).unwrap(), other_languages: &langs },
+        );
+        let order = [
+            "You are Ava",
+            "# Instructions",
+            "billing",
+            "# On the phone",
+            "Confirm the account",
+            "# Ending the call",
+            "endConversation",
+            "follow-up",
+            "# Language",
+            "fr-FR",
+            "switchLanguage",
+            "# This call",
+            "+14155550123",
+            "Monday 23 November 2026, 09:05",
+        ];
         let mut at = 0;
         for part in order {
             let found = prompt[at..].find(part).unwrap_or_else(|| panic!("`{part}` missing or out of order in:\n{prompt}"));

@@ -38,9 +38,14 @@ use crate::storage::calls::{self, CallEnding, NewTurn};
 #[derive(Clone, Debug, PartialEq)]
 pub enum CallerEvent {
     /// A finished utterance, as text.
-    Said { text: String, language: Option<String> },
+    Said {
+        text: String,
+        language: Option<String>,
+    },
     /// The caller spoke over the agent; `heard` is the part of the reply they heard.
-    Interrupted { heard: String },
+    Interrupted {
+        heard: String,
+    },
     /// A key pressed on the keypad.
     Digits(String),
     HungUp,
@@ -50,10 +55,17 @@ pub enum CallerEvent {
 #[derive(Clone, Debug, PartialEq)]
 pub enum AgentCommand {
     /// Part of what the agent says; `last` closes the utterance.
-    Speak { token: String, last: bool },
-    SwitchLanguage { locale: String },
+    Speak {
+        token: String,
+        last: bool,
+    },
+    SwitchLanguage {
+        locale: String,
+    },
     /// Ends the session; the handoff tells the transport what follows (hang up, transfer).
-    End { handoff: Value },
+    End {
+        handoff: Value,
+    },
 }
 
 /// How a conversation ended.
@@ -195,7 +207,8 @@ impl Session {
         for _ in 0..MAX_TOOL_ROUNDS {
             let mut messages = vec![ChatMessage::System { content: self.system_prompt() }];
             messages.extend(self.history.iter().cloned());
-            let request = ChatRequest { model: model.clone(), temperature: self.setup.agent.temperature, messages, tools: self.tools.clone() };
+            let request =
+                ChatRequest { model: model.clone(), temperature: self.setup.agent.temperature, messages, tools: self.tools.clone() };
             let mut stream = llm.stream(request);
             self.store_caller_turn(unsaved.take()).await;
             let started = time::now();
@@ -370,8 +383,17 @@ impl Session {
         let _ = self.commands.send(command).await;
     }
 
-    async fn store_turn(&self, role: TurnRole, text: &str, started_at: DateTime<Utc>, ended_at: Option<DateTime<Utc>>, interrupted: bool, latency_ms: Option<i64>) {
-        let turn = NewTurn { role, text: text.to_owned(), language: Some(self.language.clone()), started_at, ended_at, interrupted, latency_ms };
+    async fn store_turn(
+        &self,
+        role: TurnRole,
+        text: &str,
+        started_at: DateTime<Utc>,
+        ended_at: Option<DateTime<Utc>>,
+        interrupted: bool,
+        latency_ms: Option<i64>,
+    ) {
+        let turn =
+            NewTurn { role, text: text.to_owned(), language: Some(self.language.clone()), started_at, ended_at, interrupted, latency_ms };
         if let Err(e) = calls::append_turn(&self.setup.db, self.setup.org, self.setup.call, &turn).await {
             tracing::error!(call = %self.setup.call, error = ?e, "could not store a transcript turn");
         }

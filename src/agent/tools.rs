@@ -110,7 +110,10 @@ mod tests {
             parse(&call("endConversation", r#"{"summary":"Paid","closing_message":"Bye!","extra":1}"#)).unwrap(),
             ToolAction::End { summary: "Paid".into(), next_steps: String::new(), closing: "Bye!".into() }
         );
-        assert_eq!(parse(&call("endConversation", "")).unwrap(), ToolAction::End { summary: String::new(), next_steps: String::new(), closing: String::new() });
+        assert_eq!(
+            parse(&call("endConversation", "")).unwrap(),
+            ToolAction::End { summary: String::new(), next_steps: String::new(), closing: String::new() }
+        );
         assert!(parse(&call("endConversation", "{oops")).is_err());
         assert!(parse(&call("launchRocket", "{}")).is_err());
         assert!(parse(&call("switchLanguage", "{}")).is_err());

@@ -95,7 +95,14 @@ impl AgentSpec {
             self.tools.insert(0, AgentTool::EndConversation);
         }
         let mut seen = Vec::with_capacity(self.tools.len());
-        self.tools.retain(|tool| if seen.contains(tool) { false } else { seen.push(*tool); true });
+        self.tools.retain(|tool| {
+            if seen.contains(tool) {
+                false
+            } else {
+                seen.push(*tool);
+                true
+            }
+        });
         if self.tools.contains(&AgentTool::TransferCall) && self.transfer_number.is_none() {
             return Err(Invalid::new("transfer_number", "is required when the transferCall tool is enabled"));
         }

@@ -26,9 +26,6 @@ pub struct AppSpec {
 
 impl AppSpec {
     pub fn new(name: &str, description: &str) -> Result<Self, Invalid> {
-        Ok(Self {
-            name: required_text("name", name, 100)?,
-            description: bounded_text("description", description, 2000)?,
-        })
+        Ok(Self { name: required_text("name", name, 100)?, description: bounded_text("description", description, 2000)? })
     }
 }

@@ -183,14 +183,22 @@ mod tests {
     }
 
     fn event(status: CallStatus, sequence: i64, secs: i64, duration: Option<i64>) -> StatusEvent {
-        StatusEvent { status, sequence: Some(sequence), at: Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap() + chrono::Duration::seconds(secs), duration_secs: duration }
+        StatusEvent {
+            status,
+            sequence: Some(sequence),
+            at: Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap() + chrono::Duration::seconds(secs),
+            duration_secs: duration,
+        }
     }
 
     #[test]
     fn in_order_events_answer_and_complete() {
-        let call = ringing()
-            .with_status_event(&event(CallStatus::InProgress, 1, 3, None))
-            .with_status_event(&event(CallStatus::Completed, 2, 63, Some(60)));
+        let call = ringing().with_status_event(&event(CallStatus::InProgress, 1, 3, None)).with_status_event(&event(
+            CallStatus::Completed,
+            2,
+            63,
+            Some(60),
+        ));
         assert_eq!(call.status, CallStatus::Completed);
         assert_eq!(call.answered_at.unwrap().timestamp() - call.started_at.timestamp(), 3);
         assert_eq!(call.duration_secs, Some(60));

@@ -18,13 +18,14 @@ impl E164 {
     pub fn parse(field: &str, value: &str) -> Result<Self, Invalid> {
         let value = value.trim();
         let digits = value.strip_prefix('+').unwrap_or("");
-        let valid = (8..=15).contains(&digits.len())
-            && digits.bytes().all(|b| b.is_ascii_digit())
-            && !digits.starts_with('0');
+        let valid = (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
         if valid {
             Ok(Self(value.to_owned()))
         } else {
-            Err(Invalid::new(field, format!("`{value}` is not an E.164 number: write `+`, the country code and the number, digits only, e.g. +14155550100")))
+            Err(Invalid::new(
+                field,
+                format!("`{value}` is not an E.164 number: write `+`, the country code and the number, digits only, e.g. +14155550100"),
+            ))
         }
     }
 

@@ -46,9 +46,7 @@ pub struct PhoneProvider {
 /// A Twilio SID: two upper-case letters of the given prefix and 32 lower-case hex digits.
 pub fn twilio_sid(field: &str, prefix: &str, value: &str) -> Result<String, Invalid> {
     let value = value.trim();
-    let well_formed = value.len() == 34
-        && value.starts_with(prefix)
-        && value[2..].bytes().all(|b| b.is_ascii_hexdigit());
+    let well_formed = value.len() == 34 && value.starts_with(prefix) && value[2..].bytes().all(|b| b.is_ascii_hexdigit());
     if well_formed {
         Ok(value.to_owned())
     } else {

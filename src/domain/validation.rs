@@ -51,8 +51,7 @@ pub fn in_range(field: &str, value: i64, min: i64, max: i64, unit: &str) -> Resu
 
 /// Checks that a URL is absolute and uses http or https.
 pub fn http_url(field: &str, value: &str) -> Result<url::Url, Invalid> {
-    let url = url::Url::parse(value.trim())
-        .map_err(|e| Invalid::new(field, format!("is not a valid absolute URL ({e})")))?;
+    let url = url::Url::parse(value.trim()).map_err(|e| Invalid::new(field, format!("is not a valid absolute URL ({e})")))?;
     match url.scheme() {
         "http" | "https" if url.host().is_some() => Ok(url),
         "http" | "https" => Err(Invalid::new(field, "must name a host")),

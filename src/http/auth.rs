@@ -23,15 +23,10 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or(ApiError::Unauthorized)?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .map(str::trim)
-            .ok_or(ApiError::Unauthorized)?;
-        let owner = tokens::authenticate(&state.db, token)
-            .await
-            .map_err(|e| ApiError::from_storage(e, "token"))?
-            .ok_or(ApiError::Unauthorized)?;
+        let token =
+            header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).map(str::trim).ok_or(ApiError::Unauthorized)?;
+        let owner =
+            tokens::authenticate(&state.db, token).await.map_err(|e| ApiError::from_storage(e, "token"))?.ok_or(ApiError::Unauthorized)?;
         Ok(Caller { org: owner.org_id, actor: Actor::Token(owner.token_id) })
     }
 }

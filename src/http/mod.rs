@@ -20,9 +20,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::config::Config;
+use crate::storage::Db;
 use crate::telephony::twilio::rest::TwilioClient;
 use crate::telephony::twilio::routes as twilio;
-use crate::storage::Db;
 
 /// Largest accepted request body.
 pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
@@ -117,11 +117,7 @@ async fn healthz() -> &'static str {
     (status = 503, description = "The database does not answer"),
 ))]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if state.db.ping().await {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
-    }
+    if state.db.ping().await { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "database unreachable") }
 }
 
 /// Prometheus metrics in the text exposition format.

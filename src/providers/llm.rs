@@ -18,14 +18,21 @@ use tokio::sync::mpsc;
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "role", rename_all = "lowercase")]
 pub enum ChatMessage {
-    System { content: String },
-    User { content: String },
+    System {
+        content: String,
+    },
+    User {
+        content: String,
+    },
     Assistant {
         content: String,
         #[serde(skip_serializing_if = "Vec::is_empty")]
         tool_calls: Vec<ToolCall>,
     },
-    Tool { tool_call_id: String, content: String },
+    Tool {
+        tool_call_id: String,
+        content: String,
+    },
 }
 
 /// A function the model asked to call.
@@ -89,7 +96,10 @@ pub struct LlmClient {
 
 impl LlmClient {
     pub fn new(base_url: &str, api_key: Option<String>) -> Self {
-        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().expect("the HTTP client builds with static settings");
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .expect("the HTTP client builds with static settings");
         Self {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),

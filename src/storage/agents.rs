@@ -34,7 +34,15 @@ struct AgentRow {
 
 impl From<AgentRow> for Agent {
     fn from(r: AgentRow) -> Self {
-        Agent { id: AgentId(r.id), org_id: OrgId(r.org_id), app_id: AppId(r.app_id), spec: r.spec.0, version: r.version, created_at: r.created_at, updated_at: r.updated_at }
+        Agent {
+            id: AgentId(r.id),
+            org_id: OrgId(r.org_id),
+            app_id: AppId(r.app_id),
+            spec: r.spec.0,
+            version: r.version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
     }
 }
 
@@ -42,11 +50,13 @@ impl From<AgentRow> for Agent {
 async fn check_llm_provider(tx: &mut Tx, org: OrgId, spec: &AgentSpec) -> Result<()> {
     let Some(provider) = spec.llm_provider_id else { return Ok(()) };
     let found: Option<i32> = on_tx!(tx, |conn| {
-        sqlx::query_scalar("SELECT 1 FROM llm_providers WHERE id = $1 AND org_id = $2").bind(provider.0).bind(org.0).fetch_optional(conn).await
+        sqlx::query_scalar("SELECT 1 FROM llm_providers WHERE id = $1 AND org_id = $2")
+            .bind(provider.0)
+            .bind(org.0)
+            .fetch_optional(conn)
+            .await
     })?;
-    found
-        .map(|_| ())
-        .ok_or_else(|| Invalid::new("llm_provider_id", format!("no LLM provider {provider} in this organisation")).into())
+    found.map(|_| ()).ok_or_else(|| Invalid::new("llm_provider_id", format!("no LLM provider {provider} in this organisation")).into())
 }
 
 async fn insert_version(tx: &mut Tx, org: OrgId, agent: &Agent) -> Result<()> {
@@ -89,7 +99,7 @@ pub async fn create(db: &Db, org: OrgId, app: AppId, spec: AgentSpec, actor: Act
         .map(|_| ())
     })?;
     insert_version(&mut tx, org, &agent).await?;
-    let change = Change { actor, action: "agent.created", resource_type: "agent", resource_id: Some(agent.id.to_string()), details: json!({ "name": agent.spec.name, "app_id": app }) };
+    let change = Change::new(actor, "agent.created", agent.id, json!({ "name": agent.spec.name, "app_id": app }));
     audit::record(&mut tx, org, change).await?;
     tx.commit().await?;
     Ok(agent)
@@ -105,10 +115,12 @@ pub async fn get(db: &Db, org: OrgId, id: AgentId) -> Result<Agent> {
 pub async fn list(db: &Db, org: OrgId, app: AppId, page: PageRequest) -> Result<Page<Agent>> {
     apps::get(db, org, app).await?;
     let rows: Vec<AgentRow> = on_pool!(db, |pool| {
-        sqlx::query_as(
-            concat!("SELECT ", columns!(), " FROM agents
-             WHERE org_id = $1 AND app_id = $2 AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"),
-        )
+        sqlx::query_as(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM agents
+             WHERE org_id = $1 AND app_id = $2 AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
+        ))
         .bind(org.0)
         .bind(app.0)
         .bind(page.before)
@@ -130,11 +142,12 @@ pub async fn update(db: &Db, org: OrgId, current: &Agent, spec: AgentSpec, actor
     let mut tx = db.begin().await?;
     check_llm_provider(&mut tx, org, &spec).await?;
     let row: Option<AgentRow> = on_tx!(&mut tx, |conn| {
-        sqlx::query_as(
-            concat!("UPDATE agents SET name = $1, llm_provider_id = $2, spec = $3, version = version + 1, updated_at = $4
+        sqlx::query_as(concat!(
+            "UPDATE agents SET name = $1, llm_provider_id = $2, spec = $3, version = version + 1, updated_at = $4
              WHERE id = $5 AND org_id = $6 AND version = $7
-             RETURNING ", columns!()),
-        )
+             RETURNING ",
+            columns!()
+        ))
         .bind(&spec.name)
         .bind(spec.llm_provider_id.map(|p| p.0))
         .bind(Json(&spec))
@@ -145,17 +158,11 @@ pub async fn update(db: &Db, org: OrgId, current: &Agent, spec: AgentSpec, actor
         .fetch_optional(conn)
         .await
     })?;
-    let agent = Agent::from(row.ok_or_else(|| {
-        StorageError::Conflict("the agent was changed by someone else meanwhile; read it again and retry".into())
-    })?);
+    let agent = Agent::from(
+        row.ok_or_else(|| StorageError::Conflict("the agent was changed by someone else meanwhile; read it again and retry".into()))?,
+    );
     insert_version(&mut tx, org, &agent).await?;
-    let change = Change {
-        actor,
-        action: "agent.updated",
-        resource_type: "agent",
-        resource_id: Some(agent.id.to_string()),
-        details: json!({ "version": agent.version }),
-    };
+    let change = Change::new(actor, "agent.updated", agent.id, json!({ "version": agent.version }));
     audit::record(&mut tx, org, change).await?;
     tx.commit().await?;
     Ok(agent)
@@ -188,6 +195,6 @@ pub async fn version(db: &Db, org: OrgId, id: AgentId, version: i64) -> Result<A
 }
 
 pub async fn delete(db: &Db, org: OrgId, id: AgentId, actor: Actor) -> Result<()> {
-    let change = Change { actor, action: "agent.deleted", resource_type: "agent", resource_id: Some(id.to_string()), details: json!({}) };
+    let change = Change::new(actor, "agent.deleted", id, json!({}));
     delete_owned(db, org, "agents", id.0, "phone numbers still route to this agent; give them another agent first", change).await
 }

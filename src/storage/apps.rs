@@ -23,7 +23,14 @@ struct AppRow {
 
 impl From<AppRow> for App {
     fn from(r: AppRow) -> Self {
-        App { id: AppId(r.id), org_id: OrgId(r.org_id), name: r.name, description: r.description, created_at: r.created_at, updated_at: r.updated_at }
+        App {
+            id: AppId(r.id),
+            org_id: OrgId(r.org_id),
+            name: r.name,
+            description: r.description,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
     }
 }
 
@@ -42,7 +49,7 @@ pub async fn create(db: &Db, org: OrgId, spec: AppSpec, actor: Actor) -> Result<
             .await
             .map(|_| ())
     })?;
-    let change = Change { actor, action: "app.created", resource_type: "app", resource_id: Some(app.id.to_string()), details: json!({ "name": app.name }) };
+    let change = Change::new(actor, "app.created", app.id, json!({ "name": app.name }));
     audit::record(&mut tx, org, change).await?;
     tx.commit().await?;
     Ok(app)
@@ -99,13 +106,13 @@ pub async fn update(db: &Db, org: OrgId, id: AppId, spec: AppSpec, actor: Actor)
         .await
     })?;
     let app = App::from(row.ok_or(StorageError::NotFound)?);
-    let change = Change { actor, action: "app.updated", resource_type: "app", resource_id: Some(id.to_string()), details: json!({ "name": app.name }) };
+    let change = Change::new(actor, "app.updated", id, json!({ "name": app.name }));
     audit::record(&mut tx, org, change).await?;
     tx.commit().await?;
     Ok(app)
 }
 
 pub async fn delete(db: &Db, org: OrgId, id: AppId, actor: Actor) -> Result<()> {
-    let change = Change { actor, action: "app.deleted", resource_type: "app", resource_id: Some(id.to_string()), details: json!({}) };
+    let change = Change::new(actor, "app.deleted", id, json!({}));
     delete_owned(db, org, "apps", id.0, "the app still has agents or phone numbers; remove them first", change).await
 }

@@ -12,10 +12,21 @@ use crate::domain::time;
 /// A change about to be recorded.
 pub struct Change<'a> {
     pub actor: Actor,
+    /// `<resource type>.<verb>`, e.g. `agent.updated`.
     pub action: &'a str,
-    pub resource_type: &'a str,
-    pub resource_id: Option<String>,
+    pub resource_id: String,
     pub details: serde_json::Value,
+}
+
+impl<'a> Change<'a> {
+    pub fn new(actor: Actor, action: &'a str, resource_id: impl std::fmt::Display, details: serde_json::Value) -> Self {
+        Self { actor, action, resource_id: resource_id.to_string(), details }
+    }
+
+    /// The kind of resource, named by the action's prefix.
+    fn resource_type(&self) -> &'a str {
+        self.action.split_once('.').map_or(self.action, |(kind, _)| kind)
+    }
 }
 
 pub(crate) async fn record(tx: &mut Tx, org: OrgId, change: Change<'_>) -> Result<()> {
@@ -27,7 +38,7 @@ pub(crate) async fn record(tx: &mut Tx, org: OrgId, change: Change<'_>) -> Resul
             .bind(org.0)
             .bind(change.actor.label())
             .bind(change.action)
-            .bind(change.resource_type)
+            .bind(change.resource_type())
             .bind(&change.resource_id)
             .bind(Json(&change.details))
             .bind(time::now())
@@ -55,9 +66,8 @@ pub async fn list(db: &Db, org: OrgId, page: PageRequest) -> Result<Page<AuditEn
     let sql = "SELECT id, org_id, actor, action, resource_type, resource_id, details, created_at
                FROM audit_log WHERE org_id = $1 AND ($2 IS NULL OR id < $2)
                ORDER BY id DESC LIMIT $3";
-    let rows: Vec<AuditRow> = on_pool!(db, |pool| {
-        sqlx::query_as(sql).bind(org.0).bind(page.before).bind(page.fetch_limit()).fetch_all(pool).await
-    })?;
+    let rows: Vec<AuditRow> =
+        on_pool!(db, |pool| { sqlx::query_as(sql).bind(org.0).bind(page.before).bind(page.fetch_limit()).fetch_all(pool).await })?;
     let entries = rows
         .into_iter()
         .map(|r| AuditEntry {

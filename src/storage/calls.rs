@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Db, Page, PageRequest, Result, StorageError, on_pool, parse_stored};
-use crate::domain::call::{Call, CallDirection, CallStatus, Turn, TurnRole};
 use crate::domain::call::StatusEvent;
+use crate::domain::call::{Call, CallDirection, CallStatus, Turn, TurnRole};
 use crate::domain::ids::{AgentId, AppId, CallId, OrgId, PhoneNumberId, PhoneProviderId};
 
 /// The columns every query of this module reads back.
@@ -245,7 +245,9 @@ pub async fn get(db: &Db, org: OrgId, id: CallId) -> Result<Call> {
 /// Calls matching `filter`, newest first.
 pub async fn list(db: &Db, org: OrgId, filter: &CallFilter, page: PageRequest) -> Result<Page<Call>> {
     let sql = concat!(
-        "SELECT ", columns!(), " FROM calls
+        "SELECT ",
+        columns!(),
+        " FROM calls
          WHERE org_id = $1 AND ($2 IS NULL OR id < $2)
            AND ($3 IS NULL OR app_id = $3) AND ($4 IS NULL OR agent_id = $4) AND ($5 IS NULL OR phone_number_id = $5)
            AND ($6 IS NULL OR status = $6) AND ($7 IS NULL OR started_at >= $7) AND ($8 IS NULL OR started_at < $8)
@@ -323,7 +325,8 @@ pub struct NewTurn {
 /// Appends a turn to a call's transcript as soon as it is spoken; returns its sequence number.
 /// Turns of one call are appended by one session, in order.
 pub async fn append_turn(db: &Db, org: OrgId, call: CallId, turn: &NewTurn) -> Result<i64> {
-    let sql = "INSERT INTO conversation_turns (call_id, org_id, sequence, role, text, language, started_at, ended_at, interrupted, latency_ms)
+    let sql =
+        "INSERT INTO conversation_turns (call_id, org_id, sequence, role, text, language, started_at, ended_at, interrupted, latency_ms)
                SELECT c.id, c.org_id, (SELECT COALESCE(MAX(t.sequence), 0) + 1 FROM conversation_turns t WHERE t.call_id = c.id),
                       $3, $4, $5, $6, $7, $8, $9
                FROM calls c WHERE c.id = $1 AND c.org_id = $2

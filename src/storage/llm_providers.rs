@@ -71,8 +71,12 @@ fn slot(org: OrgId, id: LlmProviderId) -> SecretSlot<'static> {
 pub async fn create(db: &Db, org: OrgId, new: NewLlmProvider, actor: Actor) -> Result<LlmProvider> {
     let id = LlmProviderId::generate();
     let key_enc = new.api_key.as_ref().map(|k| db.cipher().encrypt(&slot(org, id), k));
-    let sql = concat!("INSERT INTO llm_providers (id, org_id, name, base_url, api_key_enc, default_model, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING ", columns!(), "");
+    let sql = concat!(
+        "INSERT INTO llm_providers (id, org_id, name, base_url, api_key_enc, default_model, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING ",
+        columns!(),
+        ""
+    );
     let mut tx = db.begin().await?;
     let row: LlmRow = on_tx!(&mut tx, |conn| {
         sqlx::query_as(sql)
@@ -86,13 +90,12 @@ pub async fn create(db: &Db, org: OrgId, new: NewLlmProvider, actor: Actor) -> R
             .fetch_one(conn)
             .await
     })?;
-    let change = Change {
+    let change = Change::new(
         actor,
-        action: "llm_provider.created",
-        resource_type: "llm_provider",
-        resource_id: Some(id.to_string()),
-        details: json!({ "name": new.name, "base_url": new.base_url, "default_model": new.default_model }),
-    };
+        "llm_provider.created",
+        id,
+        json!({ "name": new.name, "base_url": new.base_url, "default_model": new.default_model }),
+    );
     audit::record(&mut tx, org, change).await?;
     tx.commit().await?;
     Ok(row.into())
@@ -100,24 +103,25 @@ pub async fn create(db: &Db, org: OrgId, new: NewLlmProvider, actor: Actor) -> R
 
 pub async fn get(db: &Db, org: OrgId, id: LlmProviderId) -> Result<LlmProvider> {
     let sql = concat!("SELECT ", columns!(), " FROM llm_providers WHERE id = $1 AND org_id = $2");
-    let row: Option<LlmRow> = on_pool!(db, |pool| {
-        sqlx::query_as(sql).bind(id.0).bind(org.0).fetch_optional(pool).await
-    })?;
+    let row: Option<LlmRow> = on_pool!(db, |pool| { sqlx::query_as(sql).bind(id.0).bind(org.0).fetch_optional(pool).await })?;
     row.map(LlmProvider::from).ok_or(StorageError::NotFound)
 }
 
 pub async fn list(db: &Db, org: OrgId, page: PageRequest) -> Result<Page<LlmProvider>> {
     let sql = concat!("SELECT ", columns!(), " FROM llm_providers WHERE org_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3");
-    let rows: Vec<LlmRow> = on_pool!(db, |pool| {
-        sqlx::query_as(sql).bind(org.0).bind(page.before).bind(page.fetch_limit()).fetch_all(pool).await
-    })?;
+    let rows: Vec<LlmRow> =
+        on_pool!(db, |pool| { sqlx::query_as(sql).bind(org.0).bind(page.before).bind(page.fetch_limit()).fetch_all(pool).await })?;
     Ok(Page::from_overfetch(rows.into_iter().map(LlmProvider::from).collect(), page, |p| p.id.0))
 }
 
 /// The provider's API key, decrypted, for calling the model.
 pub async fn api_key(db: &Db, org: OrgId, id: LlmProviderId) -> Result<Option<zeroize::Zeroizing<String>>> {
     let sealed: Option<Option<Vec<u8>>> = on_pool!(db, |pool| {
-        sqlx::query_scalar("SELECT api_key_enc FROM llm_providers WHERE id = $1 AND org_id = $2").bind(id.0).bind(org.0).fetch_optional(pool).await
+        sqlx::query_scalar("SELECT api_key_enc FROM llm_providers WHERE id = $1 AND org_id = $2")
+            .bind(id.0)
+            .bind(org.0)
+            .fetch_optional(pool)
+            .await
     })?;
     match sealed.ok_or(StorageError::NotFound)? {
         Some(sealed) => Ok(Some(db.cipher().decrypt(&slot(org, id), &sealed)?)),
@@ -131,10 +135,14 @@ pub async fn update(db: &Db, org: OrgId, id: LlmProviderId, changes: LlmProvider
         Some(None) => (true, None),
         Some(Some(key)) => (true, Some(db.cipher().encrypt(&slot(org, id), key))),
     };
-    let sql = concat!("UPDATE llm_providers SET name = COALESCE($1, name), base_url = COALESCE($2, base_url),
+    let sql = concat!(
+        "UPDATE llm_providers SET name = COALESCE($1, name), base_url = COALESCE($2, base_url),
              default_model = COALESCE($3, default_model),
              api_key_enc = CASE WHEN $4 THEN $5 ELSE api_key_enc END, updated_at = $6
-         WHERE id = $7 AND org_id = $8 RETURNING ", columns!(), "");
+         WHERE id = $7 AND org_id = $8 RETURNING ",
+        columns!(),
+        ""
+    );
     let mut tx = db.begin().await?;
     let row: Option<LlmRow> = on_tx!(&mut tx, |conn| {
         sqlx::query_as(sql)
@@ -150,22 +158,21 @@ pub async fn update(db: &Db, org: OrgId, id: LlmProviderId, changes: LlmProvider
             .await
     })?;
     let provider = LlmProvider::from(row.ok_or(StorageError::NotFound)?);
-    let change = Change {
+    let change = Change::new(
         actor,
-        action: "llm_provider.updated",
-        resource_type: "llm_provider",
-        resource_id: Some(id.to_string()),
-        details: json!({
+        "llm_provider.updated",
+        id,
+        json!({
             "name": changes.name, "base_url": changes.base_url, "default_model": changes.default_model,
             "api_key_changed": changes.api_key.is_some(),
         }),
-    };
+    );
     audit::record(&mut tx, org, change).await?;
     tx.commit().await?;
     Ok(provider)
 }
 
 pub async fn delete(db: &Db, org: OrgId, id: LlmProviderId, actor: Actor) -> Result<()> {
-    let change = Change { actor, action: "llm_provider.deleted", resource_type: "llm_provider", resource_id: Some(id.to_string()), details: json!({}) };
+    let change = Change::new(actor, "llm_provider.deleted", id, json!({}));
     delete_owned(db, org, TABLE, id.0, "agents still use this LLM provider; point them elsewhere first", change).await
 }

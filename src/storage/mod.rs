@@ -152,14 +152,9 @@ impl Db {
             if let Some(folder) = Path::new(options.get_filename()).parent()
                 && !folder.as_os_str().is_empty()
             {
-                std::fs::create_dir_all(folder)
-                    .with_context(|| format!("creating the database folder {}", folder.display()))?;
+                std::fs::create_dir_all(folder).with_context(|| format!("creating the database folder {}", folder.display()))?;
             }
-            let pool = SqlitePoolOptions::new()
-                .max_connections(8)
-                .connect_with(options)
-                .await
-                .context("opening the SQLite database")?;
+            let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.context("opening the SQLite database")?;
             Pool::Sqlite(pool)
         } else {
             anyhow::bail!("database_url must start with sqlite:// or postgres://");

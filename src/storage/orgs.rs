@@ -43,32 +43,21 @@ pub(crate) async fn insert(tx: &mut Tx, name: &str, actor: Actor) -> Result<Orga
             .await
             .map(|_| ())
     })?;
-    let change = Change {
-        actor,
-        action: "organization.created",
-        resource_type: "organization",
-        resource_id: Some(org.id.to_string()),
-        details: json!({ "name": org.name }),
-    };
+    let change = Change::new(actor, "organization.created", org.id, json!({ "name": org.name }));
     audit::record(tx, org.id, change).await?;
     Ok(org)
 }
 
 pub async fn get(db: &Db, id: OrgId) -> Result<Organization> {
     let row: Option<OrgRow> = on_pool!(db, |pool| {
-        sqlx::query_as("SELECT id, name, created_at FROM organizations WHERE id = $1")
-            .bind(id.0)
-            .fetch_optional(pool)
-            .await
+        sqlx::query_as("SELECT id, name, created_at FROM organizations WHERE id = $1").bind(id.0).fetch_optional(pool).await
     })?;
     row.map(Organization::from).ok_or(StorageError::NotFound)
 }
 
 /// How many organisations exist: zero means a first start.
 pub async fn count(db: &Db) -> Result<i64> {
-    Ok(on_pool!(db, |pool| {
-        sqlx::query_scalar("SELECT COUNT(*) FROM organizations").fetch_one(pool).await
-    })?)
+    Ok(on_pool!(db, |pool| { sqlx::query_scalar("SELECT COUNT(*) FROM organizations").fetch_one(pool).await })?)
 }
 
 /// What a first start creates: an organisation, its owner and an admin API token.

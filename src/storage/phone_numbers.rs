@@ -148,13 +148,12 @@ pub async fn create(db: &Db, org: OrgId, new: NewPhoneNumber, actor: Actor) -> R
     })
     .map_err(|e| StorageError::conflict_on_unique(e, "this number already serves a phone service; remove that one first"))?;
     let number = row.into_domain()?;
-    let change = Change {
+    let change = Change::new(
         actor,
-        action: "phone_number.created",
-        resource_type: "phone_number",
-        resource_id: Some(id.to_string()),
-        details: json!({ "number": number.number, "agent_id": number.agent_id, "app_id": number.app_id }),
-    };
+        "phone_number.created",
+        id,
+        json!({ "number": number.number, "agent_id": number.agent_id, "app_id": number.app_id }),
+    );
     audit::record(&mut tx, org, change).await?;
     tx.commit().await?;
     Ok(number)
@@ -178,7 +177,9 @@ pub async fn find_by_number(db: &Db, number: &str) -> Result<Option<PhoneNumber>
 pub async fn list(db: &Db, org: OrgId, app: AppId, page: PageRequest) -> Result<Page<PhoneNumber>> {
     apps::get(db, org, app).await?;
     let sql = concat!(
-        "SELECT ", columns!(), " FROM phone_numbers
+        "SELECT ",
+        columns!(),
+        " FROM phone_numbers
          WHERE org_id = $1 AND app_id = $2 AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
     );
     let rows: Vec<NumberRow> = on_pool!(db, |pool| {
@@ -299,16 +300,15 @@ pub async fn update(db: &Db, org: OrgId, id: PhoneNumberId, changes: PhoneNumber
             .await
     })?;
     let number = row.ok_or(StorageError::NotFound)?.into_domain()?;
-    let change = Change {
+    let change = Change::new(
         actor,
-        action: "phone_number.updated",
-        resource_type: "phone_number",
-        resource_id: Some(id.to_string()),
-        details: json!({
+        "phone_number.updated",
+        id,
+        json!({
             "agent_id": changes.agent_id, "expand_languages": changes.expand_languages, "languages": changes.languages,
             "generate_first_message": changes.generate_first_message, "mode": changes.mode, "status": changes.status,
         }),
-    };
+    );
     audit::record(&mut tx, org, change).await?;
     tx.commit().await?;
     Ok(number)
@@ -317,12 +317,6 @@ pub async fn update(db: &Db, org: OrgId, id: PhoneNumberId, changes: PhoneNumber
 /// Removes the phone service from the platform (the carrier side is the caller's business);
 /// `released` records whether the number was also given back to the carrier.
 pub async fn delete(db: &Db, org: OrgId, id: PhoneNumberId, actor: Actor, released: bool) -> Result<()> {
-    let change = Change {
-        actor,
-        action: "phone_number.deleted",
-        resource_type: "phone_number",
-        resource_id: Some(id.to_string()),
-        details: json!({ "released": released }),
-    };
+    let change = Change::new(actor, "phone_number.deleted", id, json!({ "released": released }));
     super::delete_owned(db, org, "phone_numbers", id.0, "the phone number is still referenced", change).await
 }

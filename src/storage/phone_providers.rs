@@ -113,13 +113,7 @@ pub async fn create(db: &Db, org: OrgId, new: NewPhoneProvider, actor: Actor) ->
     })
     .map_err(|e| StorageError::conflict_on_unique(e, "a phone provider with this account SID already exists"))?;
     let provider = row.into_domain()?;
-    let change = Change {
-        actor,
-        action: "phone_provider.created",
-        resource_type: "phone_provider",
-        resource_id: Some(id.to_string()),
-        details: json!({ "name": provider.name, "account_sid": provider.account_sid }),
-    };
+    let change = Change::new(actor, "phone_provider.created", id, json!({ "name": provider.name, "account_sid": provider.account_sid }));
     audit::record(&mut tx, org, change).await?;
     tx.commit().await?;
     Ok(provider)
@@ -127,17 +121,15 @@ pub async fn create(db: &Db, org: OrgId, new: NewPhoneProvider, actor: Actor) ->
 
 pub async fn get(db: &Db, org: OrgId, id: PhoneProviderId) -> Result<PhoneProvider> {
     let sql = concat!("SELECT ", columns!(), " FROM phone_providers WHERE id = $1 AND org_id = $2");
-    let row: Option<ProviderRow> = on_pool!(db, |pool| {
-        sqlx::query_as(sql).bind(id.0).bind(org.0).fetch_optional(pool).await
-    })?;
+    let row: Option<ProviderRow> = on_pool!(db, |pool| { sqlx::query_as(sql).bind(id.0).bind(org.0).fetch_optional(pool).await })?;
     row.ok_or(StorageError::NotFound)?.into_domain()
 }
 
 pub async fn list(db: &Db, org: OrgId, page: PageRequest) -> Result<Page<PhoneProvider>> {
-    let sql = concat!("SELECT ", columns!(), " FROM phone_providers WHERE org_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3");
-    let rows: Vec<ProviderRow> = on_pool!(db, |pool| {
-        sqlx::query_as(sql).bind(org.0).bind(page.before).bind(page.fetch_limit()).fetch_all(pool).await
-    })?;
+    let sql =
+        concat!("SELECT ", columns!(), " FROM phone_providers WHERE org_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3");
+    let rows: Vec<ProviderRow> =
+        on_pool!(db, |pool| { sqlx::query_as(sql).bind(org.0).bind(page.before).bind(page.fetch_limit()).fetch_all(pool).await })?;
     let providers = rows.into_iter().map(ProviderRow::into_domain).collect::<Result<Vec<_>>>()?;
     Ok(Page::from_overfetch(providers, page, |p| p.id.0))
 }
@@ -161,11 +153,13 @@ pub struct ProviderSecrets {
 pub async fn secrets(db: &Db, org: OrgId, id: PhoneProviderId) -> Result<ProviderSecrets> {
     type SecretsRow = (String, Vec<u8>, Option<String>, Option<Vec<u8>>);
     let row: Option<SecretsRow> = on_pool!(db, |pool| {
-        sqlx::query_as("SELECT account_sid, auth_token_enc, api_key_sid, api_key_secret_enc FROM phone_providers WHERE id = $1 AND org_id = $2")
-            .bind(id.0)
-            .bind(org.0)
-            .fetch_optional(pool)
-            .await
+        sqlx::query_as(
+            "SELECT account_sid, auth_token_enc, api_key_sid, api_key_secret_enc FROM phone_providers WHERE id = $1 AND org_id = $2",
+        )
+        .bind(id.0)
+        .bind(org.0)
+        .fetch_optional(pool)
+        .await
     })?;
     let (account_sid, token_enc, key_sid, key_enc) = row.ok_or(StorageError::NotFound)?;
     let auth_token = db.cipher().decrypt(&slot(org, id, "auth_token"), &token_enc)?;
@@ -184,7 +178,13 @@ pub async fn list_all(db: &Db) -> Result<Vec<PhoneProvider>> {
 }
 
 /// Stores the outcome of checking the credentials with the carrier.
-pub async fn record_verification(db: &Db, org: OrgId, id: PhoneProviderId, status: PhoneProviderStatus, error: Option<&str>) -> Result<PhoneProvider> {
+pub async fn record_verification(
+    db: &Db,
+    org: OrgId,
+    id: PhoneProviderId,
+    status: PhoneProviderStatus,
+    error: Option<&str>,
+) -> Result<PhoneProvider> {
     let now = time::now();
     let sql = concat!(
         "UPDATE phone_providers SET status = $1, last_error = $2, last_verified_at = $3, updated_at = $3
@@ -208,13 +208,17 @@ pub async fn update(db: &Db, org: OrgId, id: PhoneProviderId, changes: PhoneProv
         Some(None) => (true, None, None),
         Some(Some(key)) => (true, Some(key.sid.clone()), Some(db.cipher().encrypt(&slot(org, id, "api_key_secret"), &key.secret))),
     };
-    let sql = concat!("UPDATE phone_providers SET name = $1, status = $2,
+    let sql = concat!(
+        "UPDATE phone_providers SET name = $1, status = $2,
              auth_token_enc = COALESCE($3, auth_token_enc),
              api_key_sid = CASE WHEN $4 THEN $5 ELSE api_key_sid END,
              api_key_secret_enc = CASE WHEN $4 THEN $6 ELSE api_key_secret_enc END,
              last_error = CASE WHEN $7 THEN NULL ELSE last_error END,
              updated_at = $8
-         WHERE id = $9 AND org_id = $10 RETURNING ", columns!(), "");
+         WHERE id = $9 AND org_id = $10 RETURNING ",
+        columns!(),
+        ""
+    );
     let mut tx = db.begin().await?;
     let row: Option<ProviderRow> = on_tx!(&mut tx, |conn| {
         sqlx::query_as(sql)
@@ -232,23 +236,22 @@ pub async fn update(db: &Db, org: OrgId, id: PhoneProviderId, changes: PhoneProv
             .await
     })?;
     let provider = row.ok_or(StorageError::NotFound)?.into_domain()?;
-    let change = Change {
+    let change = Change::new(
         actor,
-        action: "phone_provider.updated",
-        resource_type: "phone_provider",
-        resource_id: Some(id.to_string()),
-        details: json!({
+        "phone_provider.updated",
+        id,
+        json!({
             "name_changed": changes.name.is_some(),
             "auth_token_changed": changes.auth_token.is_some(),
             "api_key_changed": changes.api_key.is_some(),
         }),
-    };
+    );
     audit::record(&mut tx, org, change).await?;
     tx.commit().await?;
     Ok(provider)
 }
 
 pub async fn delete(db: &Db, org: OrgId, id: PhoneProviderId, actor: Actor) -> Result<()> {
-    let change = Change { actor, action: "phone_provider.deleted", resource_type: "phone_provider", resource_id: Some(id.to_string()), details: json!({}) };
+    let change = Change::new(actor, "phone_provider.deleted", id, json!({}));
     delete_owned(db, org, TABLE, id.0, "the phone provider still serves phone numbers; remove them first", change).await
 }

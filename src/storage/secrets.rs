@@ -56,10 +56,8 @@ impl Cipher {
     /// Parses a base64 master key, which must decode to exactly 32 bytes.
     pub fn from_base64(key: &str) -> anyhow::Result<Self> {
         let bytes = Zeroizing::new(BASE64.decode(key.trim()).context("secret_key is not valid base64")?);
-        let key: &[u8; 32] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| anyhow::anyhow!("secret_key must decode to 32 bytes, got {}", bytes.len()))?;
+        let key: &[u8; 32] =
+            bytes.as_slice().try_into().map_err(|_| anyhow::anyhow!("secret_key must decode to 32 bytes, got {}", bytes.len()))?;
         Ok(Self::new(key))
     }
 
@@ -100,10 +98,7 @@ impl Cipher {
         }
         let nonce = XNonce::from_slice(&stored[1..1 + NONCE_LEN]);
         let aad = slot.associated_data();
-        let plain = self
-            .aead
-            .decrypt(nonce, Payload { msg: &stored[1 + NONCE_LEN..], aad: &aad })
-            .map_err(|_| CryptoError::Decrypt)?;
+        let plain = self.aead.decrypt(nonce, Payload { msg: &stored[1 + NONCE_LEN..], aad: &aad }).map_err(|_| CryptoError::Decrypt)?;
         String::from_utf8(plain).map(Zeroizing::new).map_err(|_| CryptoError::Decrypt)
     }
 }

@@ -75,13 +75,7 @@ pub(crate) async fn insert(tx: &mut Tx, org: OrgId, name: &str, actor: Actor) ->
             .await
             .map(|_| ())
     })?;
-    let change = Change {
-        actor,
-        action: "api_token.created",
-        resource_type: "api_token",
-        resource_id: Some(token.id.to_string()),
-        details: json!({ "name": token.name }),
-    };
+    let change = Change::new(actor, "api_token.created", token.id, json!({ "name": token.name }));
     audit::record(tx, org, change).await?;
     Ok((token, secret))
 }
@@ -116,9 +110,8 @@ pub async fn authenticate(db: &Db, presented: &str) -> Result<Option<TokenOwner>
 pub async fn list(db: &Db, org: OrgId, page: PageRequest) -> Result<Page<ApiToken>> {
     let sql = "SELECT id, name, created_at, last_used_at, revoked_at FROM api_tokens
                WHERE org_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3";
-    let rows: Vec<TokenRow> = on_pool!(db, |pool| {
-        sqlx::query_as(sql).bind(org.0).bind(page.before).bind(page.fetch_limit()).fetch_all(pool).await
-    })?;
+    let rows: Vec<TokenRow> =
+        on_pool!(db, |pool| { sqlx::query_as(sql).bind(org.0).bind(page.before).bind(page.fetch_limit()).fetch_all(pool).await })?;
     Ok(Page::from_overfetch(rows.into_iter().map(ApiToken::from).collect(), page, |t| t.id.0))
 }
 
@@ -137,13 +130,7 @@ pub async fn revoke(db: &Db, org: OrgId, id: TokenId, actor: Actor) -> Result<Ap
         .await
     })?;
     let token = ApiToken::from(row.ok_or(StorageError::NotFound)?);
-    let change = Change {
-        actor,
-        action: "api_token.revoked",
-        resource_type: "api_token",
-        resource_id: Some(id.to_string()),
-        details: json!({ "name": token.name }),
-    };
+    let change = Change::new(actor, "api_token.revoked", id, json!({ "name": token.name }));
     audit::record(&mut tx, org, change).await?;
     tx.commit().await?;
     Ok(token)

@@ -1,7 +1,7 @@
 //! Users and their memberships. Passwords are stored only as Argon2id hashes.
 
-use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, SaltString};
 use serde_json::json;
 
 use super::audit::{self, Change};
@@ -16,10 +16,7 @@ pub fn hash_password(password: &str) -> String {
     let mut salt = [0u8; 16];
     getrandom::getrandom(&mut salt).expect("the operating system provides randomness");
     let salt = SaltString::encode_b64(&salt).expect("16 bytes is a valid salt length");
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .expect("Argon2id with default parameters accepts any password")
-        .to_string()
+    Argon2::default().hash_password(password.as_bytes(), &salt).expect("Argon2id with default parameters accepts any password").to_string()
 }
 
 /// Creates a user with a password and makes them a member of `org` with `role`.
@@ -52,13 +49,7 @@ pub(crate) async fn insert(tx: &mut Tx, org: OrgId, email: &Email, password: &st
             .map(|_| ())
             .map_err(StorageError::from)
     })?;
-    let change = Change {
-        actor,
-        action: "user.created",
-        resource_type: "user",
-        resource_id: Some(user.id.to_string()),
-        details: json!({ "email": user.email.as_str(), "role": role }),
-    };
+    let change = Change::new(actor, "user.created", user.id, json!({ "email": user.email.as_str(), "role": role }));
     audit::record(tx, org, change).await?;
     Ok(user)
 }

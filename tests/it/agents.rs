@@ -4,7 +4,12 @@ use serde_json::json;
 
 use crate::support::{TestApp, on_both_backends};
 
-on_both_backends!(agents_are_versioned, agent_input_is_validated, agents_in_use_cannot_be_deleted, prompt_preview_shows_what_the_model_gets);
+on_both_backends!(
+    agents_are_versioned,
+    agent_input_is_validated,
+    agents_in_use_cannot_be_deleted,
+    prompt_preview_shows_what_the_model_gets
+);
 
 async fn agents_are_versioned(app: TestApp) {
     let app_id = app.create_app("Support").await;
@@ -29,7 +34,8 @@ async fn agents_are_versioned(app: TestApp) {
     assert_eq!(agent["app_id"], app_id.as_str());
     let id = agent["id"].as_str().unwrap();
 
-    let changed = app.patch(&format!("/api/v1/agents/{id}"), json!({ "conversation_timeout_secs": 45, "temperature": null })).await.expect(200);
+    let changed =
+        app.patch(&format!("/api/v1/agents/{id}"), json!({ "conversation_timeout_secs": 45, "temperature": null })).await.expect(200);
     assert_eq!(changed["version"], 2);
     assert_eq!(changed["conversation_timeout_secs"], 45);
     assert_eq!(changed["temperature"], serde_json::Value::Null);

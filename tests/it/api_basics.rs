@@ -8,14 +8,20 @@ use serde_json::json;
 
 use crate::support::{TestApp, on_both_backends, read_reply};
 
-on_both_backends!(requests_need_a_valid_token, bad_requests_get_problem_documents, health_metrics_and_languages, api_tokens_work_until_revoked);
+on_both_backends!(
+    requests_need_a_valid_token,
+    bad_requests_get_problem_documents,
+    health_metrics_and_languages,
+    api_tokens_work_until_revoked
+);
 
 async fn requests_need_a_valid_token(app: TestApp) {
     for token in [None, Some("sbt_not-a-real-token"), Some("garbage")] {
         let reply = app.send(Method::GET, "/api/v1/apps", token, None).await;
         reply.problem(401);
     }
-    let reply = reqwest::Client::new().get(app.url("/api/v1/apps")).header("Authorization", format!("Basic {}", app.token)).send().await.unwrap();
+    let reply =
+        reqwest::Client::new().get(app.url("/api/v1/apps")).header("Authorization", format!("Basic {}", app.token)).send().await.unwrap();
     assert_eq!(reply.status(), 401);
     assert_eq!(reply.headers()["www-authenticate"], "Bearer");
 }
@@ -23,10 +29,24 @@ async fn requests_need_a_valid_token(app: TestApp) {
 async fn bad_requests_get_problem_documents(app: TestApp) {
     let client = reqwest::Client::new();
     let big = format!("{{\"name\":\"{}\"}}", "x".repeat(1024 * 1024 + 10));
-    let reply = client.post(app.url("/api/v1/apps")).bearer_auth(&app.token).header("content-type", "application/json").body(big).send().await.unwrap();
+    let reply = client
+        .post(app.url("/api/v1/apps"))
+        .bearer_auth(&app.token)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
     read_reply(reply).await.problem(413);
 
-    let reply = client.post(app.url("/api/v1/apps")).bearer_auth(&app.token).header("content-type", "application/json").body("{\"name\": ").send().await.unwrap();
+    let reply = client
+        .post(app.url("/api/v1/apps"))
+        .bearer_auth(&app.token)
+        .header("content-type", "application/json")
+        .body("{\"name\": ")
+        .send()
+        .await
+        .unwrap();
     let detail = read_reply(reply).await.problem(400);
     assert!(detail.contains("not valid JSON"), "{detail}");
 
@@ -65,33 +85,66 @@ async fn health_metrics_and_languages(app: TestApp) {
         .flat_map(|(path, item)| item.as_object().unwrap().keys().map(move |m| format!("{} {path}", m.to_uppercase())))
         .collect();
     let expected: BTreeSet<String> = [
-        "GET /healthz", "GET /readyz", "GET /metrics", "GET /api/v1/openapi.json",
-        "GET /api/v1/phone-providers", "POST /api/v1/phone-providers",
-        "GET /api/v1/phone-providers/{id}", "PATCH /api/v1/phone-providers/{id}", "DELETE /api/v1/phone-providers/{id}",
-        "POST /api/v1/phone-providers/{id}/verify", "GET /api/v1/phone-providers/{id}/available-numbers",
-        "GET /api/v1/phone-providers/{id}/incoming-numbers", "POST /api/v1/apps/{app_id}/phone-numbers",
-        "GET /api/v1/llm-providers", "POST /api/v1/llm-providers",
-        "GET /api/v1/llm-providers/{id}", "PATCH /api/v1/llm-providers/{id}", "DELETE /api/v1/llm-providers/{id}",
-        "GET /api/v1/apps", "POST /api/v1/apps",
-        "GET /api/v1/apps/{app_id}", "PATCH /api/v1/apps/{app_id}", "DELETE /api/v1/apps/{app_id}",
-        "GET /api/v1/apps/{app_id}/agents", "POST /api/v1/apps/{app_id}/agents",
-        "GET /api/v1/agents/{id}", "PATCH /api/v1/agents/{id}", "DELETE /api/v1/agents/{id}", "GET /api/v1/agents/{id}/versions", "GET /api/v1/agents/{id}/prompt-preview",
+        "GET /healthz",
+        "GET /readyz",
+        "GET /metrics",
+        "GET /api/v1/openapi.json",
+        "GET /api/v1/phone-providers",
+        "POST /api/v1/phone-providers",
+        "GET /api/v1/phone-providers/{id}",
+        "PATCH /api/v1/phone-providers/{id}",
+        "DELETE /api/v1/phone-providers/{id}",
+        "POST /api/v1/phone-providers/{id}/verify",
+        "GET /api/v1/phone-providers/{id}/available-numbers",
+        "GET /api/v1/phone-providers/{id}/incoming-numbers",
+        "POST /api/v1/apps/{app_id}/phone-numbers",
+        "GET /api/v1/llm-providers",
+        "POST /api/v1/llm-providers",
+        "GET /api/v1/llm-providers/{id}",
+        "PATCH /api/v1/llm-providers/{id}",
+        "DELETE /api/v1/llm-providers/{id}",
+        "GET /api/v1/apps",
+        "POST /api/v1/apps",
+        "GET /api/v1/apps/{app_id}",
+        "PATCH /api/v1/apps/{app_id}",
+        "DELETE /api/v1/apps/{app_id}",
+        "GET /api/v1/apps/{app_id}/agents",
+        "POST /api/v1/apps/{app_id}/agents",
+        "GET /api/v1/agents/{id}",
+        "PATCH /api/v1/agents/{id}",
+        "DELETE /api/v1/agents/{id}",
+        "GET /api/v1/agents/{id}/versions",
+        "GET /api/v1/agents/{id}/prompt-preview",
         "GET /api/v1/apps/{app_id}/phone-numbers",
-        "GET /api/v1/phone-numbers/{id}", "PATCH /api/v1/phone-numbers/{id}", "DELETE /api/v1/phone-numbers/{id}",
-        "GET /api/v1/calls", "GET /api/v1/calls/{id}",
-        "GET /api/v1/languages", "GET /api/v1/audit-log",
-        "GET /api/v1/api-tokens", "POST /api/v1/api-tokens", "DELETE /api/v1/api-tokens/{id}",
-        "POST /twilio/voice", "POST /twilio/status", "POST /twilio/fallback", "POST /twilio/connect-action", "GET /twilio/relay/{call_id}",
+        "GET /api/v1/phone-numbers/{id}",
+        "PATCH /api/v1/phone-numbers/{id}",
+        "DELETE /api/v1/phone-numbers/{id}",
+        "GET /api/v1/calls",
+        "GET /api/v1/calls/{id}",
+        "GET /api/v1/languages",
+        "GET /api/v1/audit-log",
+        "GET /api/v1/api-tokens",
+        "POST /api/v1/api-tokens",
+        "DELETE /api/v1/api-tokens/{id}",
+        "POST /twilio/voice",
+        "POST /twilio/status",
+        "POST /twilio/fallback",
+        "POST /twilio/connect-action",
+        "GET /twilio/relay/{call_id}",
     ]
     .into_iter()
     .map(String::from)
     .collect();
     assert_eq!(documented, expected);
     for (path, item) in doc["paths"].as_object().unwrap() {
-        let concrete = path.replace("{app_id}", "01900000-0000-7000-8000-000000000000").replace("{id}", "01900000-0000-7000-8000-000000000000");
+        let concrete =
+            path.replace("{app_id}", "01900000-0000-7000-8000-000000000000").replace("{id}", "01900000-0000-7000-8000-000000000000");
         for method in item.as_object().unwrap().keys() {
             let reply = app.send(method.to_uppercase().parse().unwrap(), &concrete, Some(&app.token), None).await;
-            assert!(![404, 405].contains(&reply.status.as_u16()) || reply.content_type == "application/problem+json", "{method} {path} is documented but not routed");
+            assert!(
+                ![404, 405].contains(&reply.status.as_u16()) || reply.content_type == "application/problem+json",
+                "{method} {path} is documented but not routed"
+            );
         }
     }
 }

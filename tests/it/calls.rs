@@ -35,9 +35,10 @@ async fn calls_filter_and_paginate(app: TestApp) {
     let app_id = app.create_app("Support").await;
     let ava = app.create_agent(&app_id, "Ava").await;
     let ben = app.create_agent(&app_id, "Ben").await;
-    for (i, (agent, status)) in [(&ava, CallStatus::Completed), (&ben, CallStatus::InProgress), (&ava, CallStatus::Completed), (&ben, CallStatus::Failed)]
-        .into_iter()
-        .enumerate()
+    for (i, (agent, status)) in
+        [(&ava, CallStatus::Completed), (&ben, CallStatus::InProgress), (&ava, CallStatus::Completed), (&ben, CallStatus::Failed)]
+            .into_iter()
+            .enumerate()
     {
         calls::open(&app.db, app.org, new_call(&format!("CA{i}"), &app_id, agent, status, 40 - 10 * i as i64)).await.unwrap();
     }
@@ -70,9 +71,10 @@ async fn a_call_shows_its_transcript(app: TestApp) {
     let ava = app.create_agent(&app_id, "Ava").await;
     let call = calls::open(&app.db, app.org, new_call("CA42", &app_id, &ava, CallStatus::InProgress, 1)).await.unwrap();
     let start = switchboard::domain::time::now();
-    for (i, (role, text)) in [(TurnRole::Agent, "Hi, this is Ava."), (TurnRole::Caller, "My bill is wrong."), (TurnRole::Agent, "Let me check that.")]
-        .into_iter()
-        .enumerate()
+    for (i, (role, text)) in
+        [(TurnRole::Agent, "Hi, this is Ava."), (TurnRole::Caller, "My bill is wrong."), (TurnRole::Agent, "Let me check that.")]
+            .into_iter()
+            .enumerate()
     {
         let turn = NewTurn {
             role,
@@ -92,11 +94,14 @@ async fn a_call_shows_its_transcript(app: TestApp) {
     assert_eq!(detail["status"], "in-progress");
     let transcript = detail["transcript"].as_array().unwrap();
     assert_eq!(transcript.len(), 3);
-    assert_eq!(transcript[1], json!({
-        "sequence": 2, "role": "caller", "text": "My bill is wrong.", "language": "en-US",
-        "started_at": transcript[1]["started_at"], "ended_at": transcript[1]["ended_at"],
-        "interrupted": false, "latency_ms": null,
-    }));
+    assert_eq!(
+        transcript[1],
+        json!({
+            "sequence": 2, "role": "caller", "text": "My bill is wrong.", "language": "en-US",
+            "started_at": transcript[1]["started_at"], "ended_at": transcript[1]["ended_at"],
+            "interrupted": false, "latency_ms": null,
+        })
+    );
     let t0 = chrono::DateTime::parse_from_rfc3339(transcript[0]["started_at"].as_str().unwrap()).unwrap();
     assert_eq!(t0, start);
 

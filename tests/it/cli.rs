@@ -87,7 +87,8 @@ async fn operator_commands_and_a_served_api() {
         .await
         .unwrap();
     assert_eq!(created.status(), 201);
-    let listed = client.get(format!("http://{addr}/api/v1/phone-providers")).bearer_auth(&token).send().await.unwrap().text().await.unwrap();
+    let listed =
+        client.get(format!("http://{addr}/api/v1/phone-providers")).bearer_auth(&token).send().await.unwrap().text().await.unwrap();
     assert!(listed.contains("Main") && !listed.contains(AUTH_TOKEN));
 
     assert!(Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap().success());

@@ -33,7 +33,13 @@ struct Call {
 /// A line whose agent uses a fresh fake model.
 async fn line_with_model(app: &TestApp, mut agent: Value) -> (FakeLlm, PhoneLine) {
     let llm = FakeLlm::start().await;
-    let provider = app.post("/api/v1/llm-providers", json!({ "name": "fake", "base_url": llm.base_url, "default_model": "fake-model", "api_key": "sk-test" })).await.expect(201);
+    let provider = app
+        .post(
+            "/api/v1/llm-providers",
+            json!({ "name": "fake", "base_url": llm.base_url, "default_model": "fake-model", "api_key": "sk-test" }),
+        )
+        .await
+        .expect(201);
     agent["llm_provider_id"] = provider["id"].clone();
     let line = app.phone_line(agent).await;
     (llm, line)
@@ -72,7 +78,11 @@ fn roles(detail: &Value) -> Vec<&str> {
 }
 
 async fn a_conversation_ends_with_end_conversation(app: TestApp) {
-    let call = ring_agent(&app, json!({ "name": "Ava", "instructions": "You help Acme customers with billing.", "first_message": "Hi, this is Ava from Acme." })).await;
+    let call = ring_agent(
+        &app,
+        json!({ "name": "Ava", "instructions": "You help Acme customers with billing.", "first_message": "Hi, this is Ava from Acme." }),
+    )
+    .await;
     call.llm.script([
         Reply::says("Sure, what is your account number?").slowly(Duration::from_millis(20)),
         Reply::calls("endConversation", json!({ "summary": "Caller asked about a bill for account 42.", "next_steps": "Send a corrected invoice.", "closing_message": "Thanks for calling, goodbye!" })),
@@ -153,7 +163,10 @@ async fn interruptions_keep_only_what_was_heard(app: TestApp) {
 
 async fn transfers_dial_the_configured_number(app: TestApp) {
     let call = ring_agent(&app, json!({ "name": "Ava", "tools": ["transferCall"], "transfer_number": "+14155550199" })).await;
-    call.llm.script([Reply::calls("transferCall", json!({ "reason": "caller asked for a person", "closing_message": "Connecting you to a colleague." }))]);
+    call.llm.script([Reply::calls(
+        "transferCall",
+        json!({ "reason": "caller asked for a person", "closing_message": "Connecting you to a colleague." }),
+    )]);
     let mut relay = connect(&app, &call).await;
     relay.say("I want to talk to a human.").await;
     assert_eq!(relay.utterance().await.text, "Connecting you to a colleague.");
@@ -162,7 +175,13 @@ async fn transfers_dial_the_configured_number(app: TestApp) {
     relay.close().await;
     assert_eq!(serde_json::from_str::<Value>(&handoff).unwrap()["to"], "+14155550199");
 
-    let params = [("AccountSid", call.line.account.as_str()), ("CallSid", call.sid.as_str()), ("SessionStatus", "ended"), ("HandoffData", handoff.as_str()), ("CallStatus", "in-progress")];
+    let params = [
+        ("AccountSid", call.line.account.as_str()),
+        ("CallSid", call.sid.as_str()),
+        ("SessionStatus", "ended"),
+        ("HandoffData", handoff.as_str()),
+        ("CallStatus", "in-progress"),
+    ];
     let twiml = app.twilio_post("/twilio/connect-action", &params, Some(LINE_TOKEN)).await;
     assert_eq!(twiml.text, r#"<?xml version="1.0" encoding="UTF-8"?><Response><Dial>+14155550199</Dial></Response>"#);
     let detail = record_when(&app, &call, |d| d["ended_reason"] == "transferred").await;
@@ -242,12 +261,19 @@ async fn the_dev_phone_holds_a_scripted_call(app: TestApp) {
     std::fs::write(&script, "When do you open?\nThanks, bye.\n").unwrap();
     let mut dial = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
     dial.arg("--data-dir").arg(app.data_dir.path()).arg("--database-url").arg(&app.database_url);
-    dial.args(["dial", crate::support::LINE_NUMBER, "--from", "+14155550123", "--server", &format!("http://{}", app.addr), "--script"]).arg(&script);
+    dial.args(["dial", crate::support::LINE_NUMBER, "--from", "+14155550123", "--server", &format!("http://{}", app.addr), "--script"])
+        .arg(&script);
     dial.env_remove("RUST_LOG").env("SWITCHBOARD_LOG", "warn");
     let output = tokio::task::spawn_blocking(move || dial.output().unwrap()).await.unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    for line in ["agent: Hi, this is Ava.", "you: When do you open?", "agent: We open at nine.", "agent: Goodbye!", "call ended by the agent (agent_ended)"] {
+    for line in [
+        "agent: Hi, this is Ava.",
+        "you: When do you open?",
+        "agent: We open at nine.",
+        "agent: Goodbye!",
+        "call ended by the agent (agent_ended)",
+    ] {
         assert!(stdout.contains(line), "`{line}` missing from:\n{stdout}");
     }
     let calls = app.get("/api/v1/calls").await.expect(200);
@@ -260,7 +286,9 @@ async fn the_dev_phone_holds_a_scripted_call(app: TestApp) {
 
 async fn the_agent_switches_language(app: TestApp) {
     let (llm, line) = line_with_model(&app, json!({ "name": "Ava", "tools": ["switchLanguage"] })).await;
-    app.patch(&format!("/api/v1/phone-numbers/{}", line.number_id), json!({ "expand_languages": true, "languages": ["fr"] })).await.expect(200);
+    app.patch(&format!("/api/v1/phone-numbers/{}", line.number_id), json!({ "expand_languages": true, "languages": ["fr"] }))
+        .await
+        .expect(200);
     let call_sid = sid("CA", 'f');
     let twiml = app.ring(&line, &call_sid).await;
     assert!(twiml.text.contains(r#"<Language code="fr-FR"/>"#), "{}", twiml.text);
@@ -284,7 +312,8 @@ async fn the_agent_switches_language(app: TestApp) {
 }
 
 async fn generated_first_messages_are_cached_and_refreshed(app: TestApp) {
-    let (llm, line) = line_with_model(&app, json!({ "name": "Ava", "first_message": "Own greeting.", "instructions": "You work at Acme." })).await;
+    let (llm, line) =
+        line_with_model(&app, json!({ "name": "Ava", "first_message": "Own greeting.", "instructions": "You work at Acme." })).await;
     llm.script([Reply::says("Hello, Acme here, how can I help?"), Reply::says("Hi again from the new Ava.")]);
     let path = format!("/api/v1/phone-numbers/{}", line.number_id);
     app.patch(&path, json!({ "generate_first_message": true })).await.expect(200);
@@ -296,7 +325,9 @@ async fn generated_first_messages_are_cached_and_refreshed(app: TestApp) {
     assert!(twiml.text.contains(r#"welcomeGreeting="Hello, Acme here, how can I help?""#), "{}", twiml.text);
 
     // The agent changes: the cached greeting is stale and written again.
-    app.patch(&format!("/api/v1/agents/{}", line.agent), json!({ "instructions": "You work at Acme, now with more joy." })).await.expect(200);
+    app.patch(&format!("/api/v1/agents/{}", line.agent), json!({ "instructions": "You work at Acme, now with more joy." }))
+        .await
+        .expect(200);
     generated(&app, &path, "Hi again from the new Ava.").await;
     assert_eq!(llm.requests().len(), 2);
 }

@@ -36,14 +36,18 @@ async fn phone_numbers_are_listed_edited_and_removed(app: TestApp) {
     let ben = app.create_agent(&app_id, "Ben").await;
     let stranger = app.create_agent(&other_app, "Cy").await;
     let provider = app
-        .post("/api/v1/phone-providers", json!({ "name": "T", "account_sid": sid("AC", 'a'), "auth_token": "0123456789abcdef0123456789abcdef" }))
+        .post(
+            "/api/v1/phone-providers",
+            json!({ "name": "T", "account_sid": sid("AC", 'a'), "auth_token": "0123456789abcdef0123456789abcdef" }),
+        )
         .await
         .expect(201)["id"]
         .as_str()
         .unwrap()
         .to_owned();
 
-    let number = phone_numbers::create(&app.db, app.org, new_number(&app_id, &provider, &ava, "+14155550100"), Actor::System).await.unwrap();
+    let number =
+        phone_numbers::create(&app.db, app.org, new_number(&app_id, &provider, &ava, "+14155550100"), Actor::System).await.unwrap();
     let duplicate = phone_numbers::create(&app.db, app.org, new_number(&app_id, &provider, &ben, "+14155550100"), Actor::System).await;
     assert!(matches!(duplicate, Err(StorageError::Conflict(_))), "one number, one service");
     let wrong_app = phone_numbers::create(&app.db, app.org, new_number(&app_id, &provider, &stranger, "+14155550101"), Actor::System).await;

@@ -75,7 +75,10 @@ async fn phone_provider_secrets_never_leave(app: TestApp) {
     assert!(contains(&stored, &sid("AC", 'a')), "the search would find plaintext if it were there");
 
     // New credentials are checked at once: without the API key, this auth token is refused.
-    let rotated = app.patch(&format!("/api/v1/phone-providers/{id}"), json!({ "auth_token": "0123456789abcdef0123456789abcdef", "api_key_sid": null })).await.expect(200);
+    let rotated = app
+        .patch(&format!("/api/v1/phone-providers/{id}"), json!({ "auth_token": "0123456789abcdef0123456789abcdef", "api_key_sid": null }))
+        .await
+        .expect(200);
     assert_eq!(rotated["status"], "invalid_credentials");
     assert!(rotated["last_error"].as_str().unwrap().contains("20003"), "{rotated}");
     assert_eq!(rotated["api_key_sid"], Value::Null);
@@ -112,7 +115,10 @@ async fn phone_provider_input_is_validated(app: TestApp) {
 
 async fn llm_provider_keys_are_write_only(app: TestApp) {
     let created = app
-        .post("/api/v1/llm-providers", json!({ "name": "OpenAI", "base_url": "https://api.openai.com/v1/", "default_model": "gpt-4o-mini", "api_key": KEY_SECRET }))
+        .post(
+            "/api/v1/llm-providers",
+            json!({ "name": "OpenAI", "base_url": "https://api.openai.com/v1/", "default_model": "gpt-4o-mini", "api_key": KEY_SECRET }),
+        )
         .await
         .expect(201);
     assert_eq!(created["base_url"], "https://api.openai.com/v1");
@@ -122,7 +128,8 @@ async fn llm_provider_keys_are_write_only(app: TestApp) {
     let stored = stored_bytes(&app).await;
     assert!(!contains(&stored, KEY_SECRET), "plaintext API key in the database");
 
-    let changed = app.patch(&format!("/api/v1/llm-providers/{id}"), json!({ "api_key": null, "default_model": "gpt-4.1" })).await.expect(200);
+    let changed =
+        app.patch(&format!("/api/v1/llm-providers/{id}"), json!({ "api_key": null, "default_model": "gpt-4.1" })).await.expect(200);
     assert_eq!(changed["has_api_key"], false);
     assert_eq!(changed["default_model"], "gpt-4.1");
 

@@ -14,9 +14,15 @@ on_both_backends!(organisations_see_only_their_own_rows);
 async fn organisations_see_only_their_own_rows(app: TestApp) {
     let app_id = app.create_app("Support").await;
     let agent = app.create_agent(&app_id, "Ava").await;
-    let llm = app.post("/api/v1/llm-providers", json!({ "name": "L", "base_url": "http://127.0.0.1:9/v1", "default_model": "m" })).await.expect(201);
+    let llm = app
+        .post("/api/v1/llm-providers", json!({ "name": "L", "base_url": "http://127.0.0.1:9/v1", "default_model": "m" }))
+        .await
+        .expect(201);
     let phone = app
-        .post("/api/v1/phone-providers", json!({ "name": "T", "account_sid": sid("AC", 'd'), "auth_token": "0123456789abcdef0123456789abcdef" }))
+        .post(
+            "/api/v1/phone-providers",
+            json!({ "name": "T", "account_sid": sid("AC", 'd'), "auth_token": "0123456789abcdef0123456789abcdef" }),
+        )
         .await
         .expect(201);
     let number = switchboard::storage::phone_numbers::create(
@@ -104,7 +110,12 @@ async fn organisations_see_only_their_own_rows(app: TestApp) {
     // Referencing another organisation's LLM provider from one's own agent is refused.
     let theirs = app.send(Method::POST, "/api/v1/apps", Some(&other), Some(&json!({ "name": "Theirs" }))).await.expect(201);
     let reply = app
-        .send(Method::POST, &format!("/api/v1/apps/{}/agents", theirs["id"].as_str().unwrap()), Some(&other), Some(&json!({ "name": "X", "llm_provider_id": llm["id"] })))
+        .send(
+            Method::POST,
+            &format!("/api/v1/apps/{}/agents", theirs["id"].as_str().unwrap()),
+            Some(&other),
+            Some(&json!({ "name": "X", "llm_provider_id": llm["id"] })),
+        )
         .await;
     assert_eq!(reply.body["errors"][0]["field"], "llm_provider_id");
     reply.problem(422);

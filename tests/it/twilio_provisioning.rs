@@ -21,7 +21,8 @@ async fn ready(app: &TestApp) -> (String, String, String, String) {
     app.twilio.add_account(&account, TOKEN);
     let app_id = app.create_app("Support").await;
     let agent = app.create_agent(&app_id, "Ava").await;
-    let provider = app.post("/api/v1/phone-providers", json!({ "name": "Main", "account_sid": account, "auth_token": TOKEN })).await.expect(201);
+    let provider =
+        app.post("/api/v1/phone-providers", json!({ "name": "Main", "account_sid": account, "auth_token": TOKEN })).await.expect(201);
     assert_eq!(provider["status"], "active");
     (app_id, agent, provider["id"].as_str().unwrap().to_owned(), account)
 }
@@ -42,7 +43,10 @@ async fn providers_are_verified_with_twilio(app: TestApp) {
     assert!(unreachable["last_error"].as_str().unwrap().contains("503"), "{unreachable}");
     app.twilio.set_down(false);
 
-    let wrong = app.post("/api/v1/phone-providers", json!({ "name": "Typo", "account_sid": sid("AC", '6'), "auth_token": "wrong" })).await.expect(201);
+    let wrong = app
+        .post("/api/v1/phone-providers", json!({ "name": "Typo", "account_sid": sid("AC", '6'), "auth_token": "wrong" }))
+        .await
+        .expect(201);
     assert_eq!(wrong["status"], "invalid_credentials");
     app.post(&format!("/api/v1/phone-providers/{}/verify", wrong["id"].as_str().unwrap()), json!({})).await.expect(200);
     app.post("/api/v1/phone-providers/01900000-0000-7000-8000-000000000000/verify", json!({})).await.problem(404);
@@ -73,7 +77,10 @@ async fn numbers_are_bought_by_area_code_and_released(app: TestApp) {
 
     let listed = app.get(&format!("/api/v1/apps/{app_id}/phone-numbers")).await.expect(200);
     let row = &listed["data"][0];
-    assert_eq!((row["agent_name"].as_str(), row["calls_today"].as_i64(), row["calls_last_7_days"].as_i64()), (Some("Ava"), Some(0), Some(0)));
+    assert_eq!(
+        (row["agent_name"].as_str(), row["calls_today"].as_i64(), row["calls_last_7_days"].as_i64()),
+        (Some("Ava"), Some(0), Some(0))
+    );
     assert_eq!(row["last_call_at"], Value::Null);
 
     // Removing without release keeps the number in the account, no longer pointing at us.
@@ -83,7 +90,10 @@ async fn numbers_are_bought_by_area_code_and_released(app: TestApp) {
     assert_eq!(kept.voice["voice_url"], "");
 
     // Buy it again by number, then remove with release.
-    let again = app.post(&format!("/api/v1/apps/{app_id}/phone-numbers"), json!({ "provider_id": provider, "agent_id": agent, "area_code": "415" })).await.expect(201);
+    let again = app
+        .post(&format!("/api/v1/apps/{app_id}/phone-numbers"), json!({ "provider_id": provider, "agent_id": agent, "area_code": "415" }))
+        .await
+        .expect(201);
     assert_eq!(again["number"], "+14155550143");
     app.delete(&format!("/api/v1/phone-numbers/{}?release=true", again["id"].as_str().unwrap())).await.expect(204);
     assert!(app.twilio.number("+14155550143").is_none(), "released at Twilio");
@@ -94,7 +104,8 @@ async fn numbers_are_bought_by_area_code_and_released(app: TestApp) {
 
 async fn existing_numbers_are_attached_and_restored(app: TestApp) {
     let (app_id, agent, provider, account) = ready(&app).await;
-    let old = [("voice_url", "https://old.example.com/voice"), ("voice_method", "GET"), ("status_callback", "https://old.example.com/status")];
+    let old =
+        [("voice_url", "https://old.example.com/voice"), ("voice_method", "GET"), ("status_callback", "https://old.example.com/status")];
     let first_sid = app.twilio.own(&account, "+13125550100", &old);
     app.twilio.own(&account, "+13125550101", &[]);
 
@@ -103,12 +114,24 @@ async fn existing_numbers_are_attached_and_restored(app: TestApp) {
     assert_eq!(owned.iter().map(|n| n["phone_number"].as_str().unwrap()).collect::<Vec<_>>(), ["+13125550100", "+13125550101"]);
     assert_eq!(owned[0]["voice_url"], "https://old.example.com/voice");
 
-    let attached = app.post(&format!("/api/v1/apps/{app_id}/phone-numbers"), json!({ "provider_id": provider, "agent_id": agent, "phone_number": "+13125550100" })).await.expect(201);
+    let attached = app
+        .post(
+            &format!("/api/v1/apps/{app_id}/phone-numbers"),
+            json!({ "provider_id": provider, "agent_id": agent, "phone_number": "+13125550100" }),
+        )
+        .await
+        .expect(201);
     assert_eq!(attached["twilio_sid"], first_sid.as_str());
     assert_eq!(attached["area_code"], Value::Null);
     assert_eq!(app.twilio.number("+13125550100").unwrap().voice["voice_url"], format!("http://{}/twilio/voice", app.addr));
 
-    let detail = app.post(&format!("/api/v1/apps/{app_id}/phone-numbers"), json!({ "provider_id": provider, "agent_id": agent, "twilio_sid": first_sid })).await.problem(409);
+    let detail = app
+        .post(
+            &format!("/api/v1/apps/{app_id}/phone-numbers"),
+            json!({ "provider_id": provider, "agent_id": agent, "twilio_sid": first_sid }),
+        )
+        .await
+        .problem(409);
     assert!(detail.contains("already serves"), "{detail}");
 
     // Editing applies to the record; removing restores what the number had before.
@@ -120,10 +143,19 @@ async fn existing_numbers_are_attached_and_restored(app: TestApp) {
     assert_eq!(restored.voice["voice_method"], "GET");
     assert_eq!(restored.voice["status_callback"], "https://old.example.com/status");
 
-    let by_sid = app.post(&format!("/api/v1/apps/{app_id}/phone-numbers"), json!({ "provider_id": provider, "agent_id": agent, "twilio_sid": first_sid, "mode": "media_stream" })).await.expect(201);
+    let by_sid = app
+        .post(
+            &format!("/api/v1/apps/{app_id}/phone-numbers"),
+            json!({ "provider_id": provider, "agent_id": agent, "twilio_sid": first_sid, "mode": "media_stream" }),
+        )
+        .await
+        .expect(201);
     assert_eq!((by_sid["number"].as_str(), by_sid["mode"].as_str()), (Some("+13125550100"), Some("media_stream")));
     let missing = sid("PN", 'f');
-    let detail = app.post(&format!("/api/v1/apps/{app_id}/phone-numbers"), json!({ "provider_id": provider, "agent_id": agent, "twilio_sid": missing })).await.problem(422);
+    let detail = app
+        .post(&format!("/api/v1/apps/{app_id}/phone-numbers"), json!({ "provider_id": provider, "agent_id": agent, "twilio_sid": missing }))
+        .await
+        .problem(422);
     assert!(detail.contains("no number"), "{detail}");
 }
 
@@ -132,7 +164,8 @@ async fn twilio_errors_reach_the_user(app: TestApp) {
     let numbers = format!("/api/v1/apps/{app_id}/phone-numbers");
     let detail = app.post(&numbers, json!({ "provider_id": provider, "agent_id": agent, "area_code": "999" })).await.problem(422);
     assert!(detail.contains("No phone numbers found in area code 999") && detail.contains("21452"), "{detail}");
-    let detail = app.post(&numbers, json!({ "provider_id": provider, "agent_id": agent, "phone_number": "+14155550999" })).await.problem(422);
+    let detail =
+        app.post(&numbers, json!({ "provider_id": provider, "agent_id": agent, "phone_number": "+14155550999" })).await.problem(422);
     assert!(detail.contains("not available"), "{detail}");
 
     for (body, field) in [

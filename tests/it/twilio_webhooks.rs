@@ -51,7 +51,10 @@ async fn signed_incoming_call_opens_a_record_and_connects_the_agent(app: TestApp
     let calls = calls_of(&app).await;
     assert_eq!(calls.len(), 1);
     let call = &calls[0];
-    assert_eq!((call["call_sid"].as_str(), call["from"].as_str(), call["to"].as_str()), (Some(call_sid.as_str()), Some(CALLER), Some(NUMBER)));
+    assert_eq!(
+        (call["call_sid"].as_str(), call["from"].as_str(), call["to"].as_str()),
+        (Some(call_sid.as_str()), Some(CALLER), Some(NUMBER))
+    );
     assert_eq!(call["agent_id"], line.agent.as_str());
     assert_eq!(call["agent_version"], 1);
     assert_eq!(call["phone_number_id"], line.number_id.as_str());
@@ -133,7 +136,9 @@ async fn refused_calls_are_still_recorded(app: TestApp) {
 
     app.patch(&number_path, json!({ "status": "active" })).await.expect(200);
     let provider = PhoneProviderId(line.provider.parse().unwrap());
-    phone_providers::record_verification(&app.db, app.org, provider, PhoneProviderStatus::Suspended, Some("account suspended")).await.unwrap();
+    phone_providers::record_verification(&app.db, app.org, provider, PhoneProviderStatus::Suspended, Some("account suspended"))
+        .await
+        .unwrap();
     let reply = app.twilio_post("/twilio/voice", &incoming(&sid("CA", 'f'), &line.account, NUMBER), Some(TOKEN)).await;
     assert!(reply.text.contains("<Say>") && reply.text.contains("<Hangup/>"));
     assert_eq!(calls_of(&app).await[0]["ended_reason"], "provider_inactive");
@@ -151,13 +156,21 @@ async fn status_callbacks_complete_the_record(app: TestApp) {
     let call_sid = sid("CA", '3');
     app.twilio_post("/twilio/voice", &incoming(&call_sid, &line.account, NUMBER), Some(TOKEN)).await;
     let event = |status: &'static str, seq: &'static str, extra: Vec<(&'static str, &'static str)>| {
-        let mut params = vec![("AccountSid", line.account.as_str()), ("CallSid", call_sid.as_str()), ("CallStatus", status), ("SequenceNumber", seq),
-            ("CallbackSource", "call-progress-events"), ("From", CALLER), ("To", NUMBER)];
+        let mut params = vec![
+            ("AccountSid", line.account.as_str()),
+            ("CallSid", call_sid.as_str()),
+            ("CallStatus", status),
+            ("SequenceNumber", seq),
+            ("CallbackSource", "call-progress-events"),
+            ("From", CALLER),
+            ("To", NUMBER),
+        ];
         params.extend(extra);
         params
     };
     let answered = event("in-progress", "1", vec![("Timestamp", "Mon, 23 Nov 2026 10:00:05 +0000")]);
-    let completed = event("completed", "2", vec![("Timestamp", "Mon, 23 Nov 2026 10:01:05 +0000"), ("CallDuration", "60"), ("Duration", "1")]);
+    let completed =
+        event("completed", "2", vec![("Timestamp", "Mon, 23 Nov 2026 10:01:05 +0000"), ("CallDuration", "60"), ("Duration", "1")]);
     // Out of order and duplicated: completed first, twice, then the late answer.
     for params in [&completed, &completed, &answered] {
         assert_eq!(app.twilio_post("/twilio/status", params, Some(TOKEN)).await.status, 204);

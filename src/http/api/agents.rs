@@ -9,7 +9,6 @@ use super::nullable;
 use crate::agent::prompt::{self, CallContext};
 use crate::agent::{greeting, tools};
 use crate::domain::agent::{Agent, AgentSpec, AgentTool, AgentVersion};
-use crate::providers::llm::ToolSpec;
 use crate::domain::ids::{AgentId, AppId, LlmProviderId};
 use crate::domain::phone_number::E164;
 use crate::domain::validation::Invalid;
@@ -18,6 +17,7 @@ use crate::http::auth::Caller;
 use crate::http::error::{ApiError, Problem};
 use crate::http::input::{ApiJson, ApiPath, ApiQuery};
 use crate::http::pagination::{ListResponse, PageParams};
+use crate::providers::llm::ToolSpec;
 use crate::storage::{agents, phone_numbers};
 
 /// Agent settings in a request. On create, absent fields take the defaults; on update, absent
@@ -60,8 +60,21 @@ impl AgentFields {
         macro_rules! set {
             ($($field:ident),*) => { $(if let Some(v) = self.$field { spec.$field = v; })* };
         }
-        set!(name, description, instructions, phone_instructions, first_message, conversation_timeout_secs,
-             max_call_duration_secs, end_call_instructions, llm_provider_id, model, temperature, voice, tools);
+        set!(
+            name,
+            description,
+            instructions,
+            phone_instructions,
+            first_message,
+            conversation_timeout_secs,
+            max_call_duration_secs,
+            end_call_instructions,
+            llm_provider_id,
+            model,
+            temperature,
+            voice,
+            tools
+        );
         if let Some(number) = self.transfer_number {
             spec.transfer_number = number.as_deref().map(|n| E164::parse("transfer_number", n)).transpose()?;
         }
@@ -138,7 +151,11 @@ pub async fn delete(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiP
 /// Every version of an agent, newest first.
 #[utoipa::path(get, path = "/agents/{id}/versions", tag = "agents", params(("id" = AgentId, Path)), responses(
     (status = 200, body = ListResponse<AgentVersion>), (status = 404, body = Problem)))]
-pub async fn versions(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<AgentId>) -> Result<Json<ListResponse<AgentVersion>>, ApiError> {
+pub async fn versions(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<AgentId>,
+) -> Result<Json<ListResponse<AgentVersion>>, ApiError> {
     let versions = agents::versions(&s.db, caller.org, id).await.map_err(storage_error)?;
     Ok(Json(ListResponse { data: versions, next_cursor: None }))
 }
@@ -173,7 +190,8 @@ pub async fn prompt_preview(
 ) -> Result<Json<PromptPreview>, ApiError> {
     let agent = agents::get(&s.db, caller.org, id).await.map_err(storage_error)?;
     let caller_number = E164::parse("caller", q.caller.as_deref().unwrap_or("+15555550123"))?;
-    let codes: Vec<String> = q.languages.as_deref().map(|l| l.split(',').map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()).collect()).unwrap_or_default();
+    let codes: Vec<String> =
+        q.languages.as_deref().map(|l| l.split(',').map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()).collect()).unwrap_or_default();
     let other_languages = crate::domain::languages::other_locales(&crate::domain::languages::validate_codes(&codes)?);
     let context = CallContext { caller: caller_number.as_str(), now: crate::domain::time::now(), other_languages: &other_languages };
     Ok(Json(PromptPreview {

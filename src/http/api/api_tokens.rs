@@ -35,14 +35,22 @@ fn storage_error(e: crate::storage::StorageError) -> ApiError {
 
 /// List API tokens (never the tokens themselves), newest first.
 #[utoipa::path(get, path = "/api-tokens", tag = "api-tokens", params(PageParams), responses((status = 200, body = ListResponse<ApiToken>)))]
-pub async fn list(State(s): State<AppState>, caller: Caller, ApiQuery(page): ApiQuery<PageParams>) -> Result<Json<ListResponse<ApiToken>>, ApiError> {
+pub async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<ListResponse<ApiToken>>, ApiError> {
     Ok(Json(tokens::list(&s.db, caller.org, page.to_request()?).await.map_err(storage_error)?.into()))
 }
 
 /// Create an API token for the organisation.
 #[utoipa::path(post, path = "/api-tokens", tag = "api-tokens", request_body = CreateApiToken, responses(
     (status = 201, body = CreatedApiToken), (status = 422, body = Problem)))]
-pub async fn create(State(s): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreateApiToken>) -> Result<(StatusCode, Json<CreatedApiToken>), ApiError> {
+pub async fn create(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateApiToken>,
+) -> Result<(StatusCode, Json<CreatedApiToken>), ApiError> {
     let name = org::token_name(&body.name)?;
     let (record, token) = tokens::create(&s.db, caller.org, &name, caller.actor).await.map_err(storage_error)?;
     Ok((StatusCode::CREATED, Json(CreatedApiToken { record, token: token.to_string() })))

@@ -36,7 +36,11 @@ fn storage_error(e: crate::storage::StorageError) -> ApiError {
 /// List apps, newest first.
 #[utoipa::path(get, path = "/apps", tag = "apps", params(PageParams), responses(
     (status = 200, body = ListResponse<App>), (status = 401, body = Problem)))]
-pub async fn list(State(s): State<AppState>, caller: Caller, ApiQuery(page): ApiQuery<PageParams>) -> Result<Json<ListResponse<App>>, ApiError> {
+pub async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<ListResponse<App>>, ApiError> {
     let page = apps::list(&s.db, caller.org, page.to_request()?).await.map_err(storage_error)?;
     Ok(Json(page.into()))
 }
@@ -44,7 +48,11 @@ pub async fn list(State(s): State<AppState>, caller: Caller, ApiQuery(page): Api
 /// Create an app.
 #[utoipa::path(post, path = "/apps", tag = "apps", request_body = CreateApp, responses(
     (status = 201, body = App), (status = 422, body = Problem)))]
-pub async fn create(State(s): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreateApp>) -> Result<(StatusCode, Json<App>), ApiError> {
+pub async fn create(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateApp>,
+) -> Result<(StatusCode, Json<App>), ApiError> {
     let spec = AppSpec::new(&body.name, &body.description)?;
     let app = apps::create(&s.db, caller.org, spec, caller.actor).await.map_err(storage_error)?;
     Ok((StatusCode::CREATED, Json(app)))
@@ -60,12 +68,14 @@ pub async fn get(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath
 /// Change an app's name or description.
 #[utoipa::path(patch, path = "/apps/{app_id}", tag = "apps", params(("app_id" = AppId, Path)), request_body = UpdateApp, responses(
     (status = 200, body = App), (status = 404, body = Problem), (status = 422, body = Problem)))]
-pub async fn update(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<AppId>, ApiJson(body): ApiJson<UpdateApp>) -> Result<Json<App>, ApiError> {
+pub async fn update(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<AppId>,
+    ApiJson(body): ApiJson<UpdateApp>,
+) -> Result<Json<App>, ApiError> {
     let current = apps::get(&s.db, caller.org, id).await.map_err(storage_error)?;
-    let spec = AppSpec::new(
-        body.name.as_deref().unwrap_or(&current.name),
-        body.description.as_deref().unwrap_or(&current.description),
-    )?;
+    let spec = AppSpec::new(body.name.as_deref().unwrap_or(&current.name), body.description.as_deref().unwrap_or(&current.description))?;
     Ok(Json(apps::update(&s.db, caller.org, id, spec, caller.actor).await.map_err(storage_error)?))
 }
 

@@ -44,7 +44,11 @@ pub struct CallDetail {
 /// List calls, newest first, optionally filtered.
 #[utoipa::path(get, path = "/calls", tag = "calls", params(CallQuery), responses(
     (status = 200, body = ListResponse<Call>), (status = 400, body = Problem)))]
-pub async fn list(State(s): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<CallQuery>) -> Result<Json<ListResponse<Call>>, ApiError> {
+pub async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<CallQuery>,
+) -> Result<Json<ListResponse<Call>>, ApiError> {
     if let (Some(from), Some(to)) = (q.from, q.to)
         && from >= to
     {

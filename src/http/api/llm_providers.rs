@@ -49,14 +49,22 @@ fn storage_error(e: crate::storage::StorageError) -> ApiError {
 
 /// List LLM providers, newest first.
 #[utoipa::path(get, path = "/llm-providers", tag = "llm-providers", params(PageParams), responses((status = 200, body = ListResponse<LlmProvider>)))]
-pub async fn list(State(s): State<AppState>, caller: Caller, ApiQuery(page): ApiQuery<PageParams>) -> Result<Json<ListResponse<LlmProvider>>, ApiError> {
+pub async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<ListResponse<LlmProvider>>, ApiError> {
     Ok(Json(store::list(&s.db, caller.org, page.to_request()?).await.map_err(storage_error)?.into()))
 }
 
 /// Add an OpenAI-compatible LLM endpoint.
 #[utoipa::path(post, path = "/llm-providers", tag = "llm-providers", request_body = CreateLlmProvider, responses(
     (status = 201, body = LlmProvider), (status = 422, body = Problem)))]
-pub async fn create(State(s): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreateLlmProvider>) -> Result<(StatusCode, Json<LlmProvider>), ApiError> {
+pub async fn create(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateLlmProvider>,
+) -> Result<(StatusCode, Json<LlmProvider>), ApiError> {
     let new = NewLlmProvider {
         name: provider::provider_name(&body.name)?,
         base_url: provider::llm_base_url(&body.base_url)?,

@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
+use crate::agent::greeting;
 use crate::domain::ids::{AgentId, AppId, PhoneNumberId, PhoneProviderId};
 use crate::domain::languages;
 use crate::domain::phone_number::{AreaCode, E164, PhoneNumber, ServiceMode, ServiceStatus};
@@ -19,7 +20,6 @@ use crate::http::error::{ApiError, Problem};
 use crate::http::input::{ApiJson, ApiPath, ApiQuery};
 use crate::http::pagination::{ListResponse, PageParams};
 use crate::storage::phone_numbers::{self as store, CallActivity, PhoneNumberChanges};
-use crate::agent::greeting;
 use crate::storage::{agents, apps, phone_providers};
 use crate::telephony::twilio::provisioning::{self, NumberSource, ServiceRequest};
 
@@ -137,7 +137,9 @@ pub async fn create(
     };
     // Check the app, agent and provider before spending money at Twilio.
     apps::get(&s.db, caller.org, app).await.map_err(|e| ApiError::from_storage(e, "app"))?;
-    let agent = agents::get(&s.db, caller.org, body.agent_id).await.map_err(|_| Invalid::new("agent_id", format!("no agent {} in this app", body.agent_id)))?;
+    let agent = agents::get(&s.db, caller.org, body.agent_id)
+        .await
+        .map_err(|_| Invalid::new("agent_id", format!("no agent {} in this app", body.agent_id)))?;
     if agent.app_id != app {
         return Err(Invalid::new("agent_id", format!("no agent {} in this app", body.agent_id)).into());
     }

@@ -2,10 +2,10 @@
 //! the account's own numbers. Credentials are write-only.
 
 use axum::Json;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use axum::extract::State;
 use axum::http::StatusCode;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
 use super::nullable;
@@ -64,7 +64,11 @@ fn storage_error(e: crate::storage::StorageError) -> ApiError {
 
 /// List phone providers, newest first.
 #[utoipa::path(get, path = "/phone-providers", tag = "phone-providers", params(PageParams), responses((status = 200, body = ListResponse<PhoneProvider>)))]
-pub async fn list(State(s): State<AppState>, caller: Caller, ApiQuery(page): ApiQuery<PageParams>) -> Result<Json<ListResponse<PhoneProvider>>, ApiError> {
+pub async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<ListResponse<PhoneProvider>>, ApiError> {
     Ok(Json(store::list(&s.db, caller.org, page.to_request()?).await.map_err(storage_error)?.into()))
 }
 
@@ -72,7 +76,11 @@ pub async fn list(State(s): State<AppState>, caller: Caller, ApiQuery(page): Api
 /// `status` is `active` when they work.
 #[utoipa::path(post, path = "/phone-providers", tag = "phone-providers", request_body = CreatePhoneProvider, responses(
     (status = 201, body = PhoneProvider), (status = 409, body = Problem), (status = 422, body = Problem)))]
-pub async fn create(State(s): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreatePhoneProvider>) -> Result<(StatusCode, Json<PhoneProvider>), ApiError> {
+pub async fn create(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreatePhoneProvider>,
+) -> Result<(StatusCode, Json<PhoneProvider>), ApiError> {
     if body.api_key_secret.is_some() && body.api_key_sid.is_none() {
         return Err(Invalid::new("api_key_sid", "is required with api_key_secret").into());
     }
@@ -91,7 +99,11 @@ pub async fn create(State(s): State<AppState>, caller: Caller, ApiJson(body): Ap
 /// Read a phone provider (never its credentials).
 #[utoipa::path(get, path = "/phone-providers/{id}", tag = "phone-providers", params(("id" = PhoneProviderId, Path)), responses(
     (status = 200, body = PhoneProvider), (status = 404, body = Problem)))]
-pub async fn get(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<PhoneProviderId>) -> Result<Json<PhoneProvider>, ApiError> {
+pub async fn get(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<PhoneProviderId>,
+) -> Result<Json<PhoneProvider>, ApiError> {
     Ok(Json(store::get(&s.db, caller.org, id).await.map_err(storage_error)?))
 }
 
@@ -134,7 +146,11 @@ pub async fn delete(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiP
 /// Check the provider's credentials with Twilio now and record the result.
 #[utoipa::path(post, path = "/phone-providers/{id}/verify", tag = "phone-providers", params(("id" = PhoneProviderId, Path)), responses(
     (status = 200, body = PhoneProvider), (status = 404, body = Problem)))]
-pub async fn verify(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<PhoneProviderId>) -> Result<Json<PhoneProvider>, ApiError> {
+pub async fn verify(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<PhoneProviderId>,
+) -> Result<Json<PhoneProvider>, ApiError> {
     Ok(Json(provisioning::verify_provider(&s.db, &s.twilio, caller.org, id).await.map_err(storage_error)?))
 }
 
@@ -213,7 +229,9 @@ pub async fn incoming_numbers(
         .cursor
         .as_deref()
         .map(|c| URL_SAFE_NO_PAD.decode(c).ok().and_then(|b| String::from_utf8(b).ok()))
-        .map(|decoded| decoded.ok_or_else(|| ApiError::BadRequest("cursor is not one this API issued; pass next_cursor back unchanged".into())))
+        .map(|decoded| {
+            decoded.ok_or_else(|| ApiError::BadRequest("cursor is not one this API issued; pass next_cursor back unchanged".into()))
+        })
         .transpose()?;
     let creds = active_credentials(&s, &caller, id).await?;
     match s.twilio.list_incoming_numbers(&creds, page.as_deref(), limit).await {

@@ -134,7 +134,8 @@ pub async fn call(dial: Dial) -> anyhow::Result<Outcome> {
     }
 
     // Twilio signs the URL written in the TwiML; we reach it through `server`.
-    let path = relay_url.split_once("://").and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_owned())).context("relay URL has no path")?;
+    let path =
+        relay_url.split_once("://").and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_owned())).context("relay URL has no path")?;
     let socket_url = format!("{}{path}", dial.server.replacen("http", "ws", 1));
     let mut request = socket_url.as_str().into_client_request()?;
     request.headers_mut().insert("X-Twilio-Signature", signature::sign(&dial.auth_token, &relay_url, &[]).parse()?);
@@ -251,7 +252,12 @@ pub async fn call(dial: Dial) -> anyhow::Result<Outcome> {
     let outcome = match handoff {
         Some(data) => {
             let mut params = twilio.base_params("in-progress");
-            params.extend([("SessionId".into(), "VXdevphone".into()), ("SessionStatus".into(), "ended".into()), ("SessionDuration".into(), duration.clone()), ("HandoffData".into(), data.clone())]);
+            params.extend([
+                ("SessionId".into(), "VXdevphone".into()),
+                ("SessionStatus".into(), "ended".into()),
+                ("SessionDuration".into(), duration.clone()),
+                ("HandoffData".into(), data.clone()),
+            ]);
             let next = twilio.post("/twilio/connect-action", &params).await?;
             let handoff: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
             let reason = handoff["reason"].as_str().unwrap_or("ended").to_owned();

@@ -66,7 +66,8 @@ pub async fn verify_provider(db: &Db, twilio: &TwilioClient, org: OrgId, id: Pho
 pub async fn note_twilio_failure(db: &Db, org: OrgId, provider: PhoneProviderId, error: &ProvisioningError) {
     if let ProvisioningError::Twilio(e) = error
         && e.is_bad_credentials()
-        && let Err(storage) = phone_providers::record_verification(db, org, provider, PhoneProviderStatus::InvalidCredentials, Some(&e.to_string())).await
+        && let Err(storage) =
+            phone_providers::record_verification(db, org, provider, PhoneProviderStatus::InvalidCredentials, Some(&e.to_string())).await
     {
         tracing::error!(error = ?storage, "could not mark a provider's credentials invalid");
     }
@@ -213,7 +214,14 @@ async fn undo(twilio: &TwilioClient, creds: &Credentials, incoming: &IncomingNum
 /// Removes a phone service. Its number stays in the Twilio account with the voice settings it
 /// had before we attached it (none, for a number we bought), unless `release` is asked, which
 /// gives the number back to Twilio. A number Twilio no longer has is simply forgotten.
-pub async fn remove_service(db: &Db, twilio: &TwilioClient, org: OrgId, id: PhoneNumberId, release: bool, actor: Actor) -> Result<(), ProvisioningError> {
+pub async fn remove_service(
+    db: &Db,
+    twilio: &TwilioClient,
+    org: OrgId,
+    id: PhoneNumberId,
+    release: bool,
+    actor: Actor,
+) -> Result<(), ProvisioningError> {
     let number = phone_numbers::get(db, org, id).await?;
     let result = remove_service_unchecked(db, twilio, org, &number, release, actor).await;
     if let Err(e) = &result {
@@ -222,22 +230,29 @@ pub async fn remove_service(db: &Db, twilio: &TwilioClient, org: OrgId, id: Phon
     result
 }
 
-async fn remove_service_unchecked(db: &Db, twilio: &TwilioClient, org: OrgId, number: &PhoneNumber, release: bool, actor: Actor) -> Result<(), ProvisioningError> {
+async fn remove_service_unchecked(
+    db: &Db,
+    twilio: &TwilioClient,
+    org: OrgId,
+    number: &PhoneNumber,
+    release: bool,
+    actor: Actor,
+) -> Result<(), ProvisioningError> {
     let id = number.id;
     if let Some(sid) = &number.twilio_sid {
         let creds = credentials(db, org, number.provider_id).await?;
         let outcome = if release {
             twilio.release_number(&creds, sid).await
         } else {
-            let previous: VoiceSettings = phone_numbers::previous_voice_settings(db, org, id)
-                .await?
-                .and_then(|v| serde_json::from_value(v).ok())
-                .unwrap_or_default();
+            let previous: VoiceSettings =
+                phone_numbers::previous_voice_settings(db, org, id).await?.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
             twilio.update_voice_settings(&creds, sid, &previous).await.map(|_| ())
         };
         match outcome {
             Ok(()) => {}
-            Err(e) if e.is_not_found() => tracing::info!(number = %number.number.as_str(), "Twilio no longer has the number; forgetting it"),
+            Err(e) if e.is_not_found() => {
+                tracing::info!(number = %number.number.as_str(), "Twilio no longer has the number; forgetting it")
+            }
             Err(e) => return Err(e.into()),
         }
     }

@@ -44,7 +44,8 @@ pub async fn relay(State(state): State<AppState>, Path(call_id): Path<CallId>, h
         Err(e) => return internal(e),
     };
     let url = format!("{}/twilio/relay/{call_id}", super::routes::websocket_base(&state.config.public_base_url()));
-    let signed = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).is_some_and(|sig| signature::verify_websocket(&token, &url, sig));
+    let signed =
+        headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).is_some_and(|sig| signature::verify_websocket(&token, &url, sig));
     if !signed {
         tracing::warn!(call = %call_id, "rejected a relay handshake whose signature does not verify");
         return (StatusCode::FORBIDDEN, "signature does not verify").into_response();
@@ -131,7 +132,9 @@ fn caller_event(text: &str, call: &Call) -> Option<CallerEvent> {
             }
             None
         }
-        Ok(RelayMessage::Prompt { voice_prompt, lang, last: true }) if !voice_prompt.trim().is_empty() => Some(CallerEvent::Said { text: voice_prompt, language: lang }),
+        Ok(RelayMessage::Prompt { voice_prompt, lang, last: true }) if !voice_prompt.trim().is_empty() => {
+            Some(CallerEvent::Said { text: voice_prompt, language: lang })
+        }
         Ok(RelayMessage::Interrupt { utterance_until_interrupt }) => Some(CallerEvent::Interrupted { heard: utterance_until_interrupt }),
         Ok(RelayMessage::Dtmf { digit }) if !digit.is_empty() => Some(CallerEvent::Digits(digit)),
         Ok(RelayMessage::Error { description }) => {
@@ -239,18 +242,29 @@ mod tests {
             Some(CallerEvent::Interrupted { heard: "Life is".into() })
         );
         assert_eq!(caller_event(r#"{"type":"dtmf","digit":"5"}"#, &c), Some(CallerEvent::Digits("5".into())));
-        for ignored in [r#"{"type":"setup","callSid":"CA1","customParameters":{}}"#, r#"{"type":"info","name":"x","value":"1"}"#, r#"{"type":"brandNew"}"#, "not json", r#"{"type":"error","description":"bad"}"#] {
+        for ignored in [
+            r#"{"type":"setup","callSid":"CA1","customParameters":{}}"#,
+            r#"{"type":"info","name":"x","value":"1"}"#,
+            r#"{"type":"brandNew"}"#,
+            "not json",
+            r#"{"type":"error","description":"bad"}"#,
+        ] {
             assert_eq!(caller_event(ignored, &c), None, "{ignored}");
         }
     }
 
     #[test]
     fn commands_become_twilio_messages() {
-        assert_eq!(relay_message(&AgentCommand::Speak { token: "Hi ".into(), last: false }), r#"{"last":false,"token":"Hi ","type":"text"}"#);
-        let end: serde_json::Value = serde_json::from_str(&relay_message(&AgentCommand::End { handoff: json!({ "action": "hangup" }) })).unwrap();
+        assert_eq!(
+            relay_message(&AgentCommand::Speak { token: "Hi ".into(), last: false }),
+            r#"{"last":false,"token":"Hi ","type":"text"}"#
+        );
+        let end: serde_json::Value =
+            serde_json::from_str(&relay_message(&AgentCommand::End { handoff: json!({ "action": "hangup" }) })).unwrap();
         assert_eq!(end["type"], "end");
         assert_eq!(end["handoffData"], r#"{"action":"hangup"}"#);
-        let lang: serde_json::Value = serde_json::from_str(&relay_message(&AgentCommand::SwitchLanguage { locale: "fr-FR".into() })).unwrap();
+        let lang: serde_json::Value =
+            serde_json::from_str(&relay_message(&AgentCommand::SwitchLanguage { locale: "fr-FR".into() })).unwrap();
         assert_eq!((lang["ttsLanguage"].as_str(), lang["transcriptionLanguage"].as_str()), (Some("fr-FR"), Some("fr-FR")));
     }
 }

@@ -119,14 +119,16 @@ impl VoiceSettings {
     /// restored number stops calling us); methods and the application SID only when known,
     /// since Twilio accepts only GET/POST as a method.
     fn form(&self) -> Vec<(&'static str, String)> {
-        let urls = [("VoiceUrl", &self.voice_url), ("VoiceFallbackUrl", &self.voice_fallback_url), ("StatusCallback", &self.status_callback)];
+        let urls =
+            [("VoiceUrl", &self.voice_url), ("VoiceFallbackUrl", &self.voice_fallback_url), ("StatusCallback", &self.status_callback)];
         let optional = [
             ("VoiceMethod", &self.voice_method),
             ("VoiceFallbackMethod", &self.voice_fallback_method),
             ("StatusCallbackMethod", &self.status_callback_method),
             ("VoiceApplicationSid", &self.voice_application_sid),
         ];
-        let mut form: Vec<(&'static str, String)> = urls.into_iter().map(|(name, value)| (name, value.clone().unwrap_or_default())).collect();
+        let mut form: Vec<(&'static str, String)> =
+            urls.into_iter().map(|(name, value)| (name, value.clone().unwrap_or_default())).collect();
         form.extend(optional.into_iter().filter_map(|(name, value)| value.clone().map(|v| (name, v))));
         form
     }
@@ -175,11 +177,8 @@ impl TwilioClient {
     ) -> Result<Option<T>, TwilioError> {
         let mut backoff = FIRST_BACKOFF;
         for attempt in 1..=ATTEMPTS {
-            let mut request = self
-                .http
-                .request(method.clone(), url)
-                .basic_auth(&credentials.username, Some(credentials.password.as_str()))
-                .query(query);
+            let mut request =
+                self.http.request(method.clone(), url).basic_auth(&credentials.username, Some(credentials.password.as_str())).query(query);
             if !form.is_empty() {
                 request = request.form(form);
             }
@@ -217,7 +216,12 @@ impl TwilioClient {
     }
 
     /// Local numbers for sale in `country`, optionally in an area code.
-    pub async fn search_local_numbers(&self, credentials: &Credentials, country: &str, area_code: Option<&str>) -> Result<Vec<AvailableNumber>, TwilioError> {
+    pub async fn search_local_numbers(
+        &self,
+        credentials: &Credentials,
+        country: &str,
+        area_code: Option<&str>,
+    ) -> Result<Vec<AvailableNumber>, TwilioError> {
         #[derive(Deserialize)]
         struct Page {
             #[serde(default)]
@@ -233,7 +237,12 @@ impl TwilioClient {
     }
 
     /// One page of the account's own numbers. `page` is a previous `next_page`, or `None`.
-    pub async fn list_incoming_numbers(&self, credentials: &Credentials, page: Option<&str>, page_size: u32) -> Result<IncomingNumberPage, TwilioError> {
+    pub async fn list_incoming_numbers(
+        &self,
+        credentials: &Credentials,
+        page: Option<&str>,
+        page_size: u32,
+    ) -> Result<IncomingNumberPage, TwilioError> {
         let url = self.url(credentials, "/IncomingPhoneNumbers.json");
         let mut query: Vec<(&str, String)> = match page {
             Some(token) => url::form_urlencoded::parse(token.as_bytes())
@@ -265,7 +274,12 @@ impl TwilioClient {
     }
 
     /// Buys a number and points its voice settings in one request.
-    pub async fn buy_number(&self, credentials: &Credentials, which: Purchase<'_>, voice: &VoiceSettings) -> Result<IncomingNumber, TwilioError> {
+    pub async fn buy_number(
+        &self,
+        credentials: &Credentials,
+        which: Purchase<'_>,
+        voice: &VoiceSettings,
+    ) -> Result<IncomingNumber, TwilioError> {
         let url = self.url(credentials, "/IncomingPhoneNumbers.json");
         let mut form = voice.form();
         form.retain(|(_, value)| !value.is_empty());
@@ -293,7 +307,12 @@ impl TwilioClient {
     }
 
     /// Replaces a number's voice settings.
-    pub async fn update_voice_settings(&self, credentials: &Credentials, sid: &str, voice: &VoiceSettings) -> Result<IncomingNumber, TwilioError> {
+    pub async fn update_voice_settings(
+        &self,
+        credentials: &Credentials,
+        sid: &str,
+        voice: &VoiceSettings,
+    ) -> Result<IncomingNumber, TwilioError> {
         let url = self.url(credentials, &format!("/IncomingPhoneNumbers/{sid}.json"));
         required(self.send(credentials, reqwest::Method::POST, &url, &[], &voice.form()).await?)
     }
@@ -334,12 +353,7 @@ async fn refusal(response: reqwest::Response) -> TwilioError {
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     let code = body.get("code").and_then(Value::as_i64);
-    let message = body
-        .get("message")
-        .or_else(|| body.get("detail"))
-        .and_then(Value::as_str)
-        .unwrap_or("no message")
-        .to_owned();
+    let message = body.get("message").or_else(|| body.get("detail")).and_then(Value::as_str).unwrap_or("no message").to_owned();
     TwilioError::Refused { status, code, message }
 }
 
@@ -349,7 +363,11 @@ mod tests {
 
     #[test]
     fn restoring_clears_our_urls_but_sends_only_known_methods() {
-        let previous = VoiceSettings { voice_url: Some("https://old.example.com/voice".into()), voice_method: Some("GET".into()), ..Default::default() };
+        let previous = VoiceSettings {
+            voice_url: Some("https://old.example.com/voice".into()),
+            voice_method: Some("GET".into()),
+            ..Default::default()
+        };
         let form = previous.form();
         assert!(form.contains(&("VoiceUrl", "https://old.example.com/voice".into())));
         assert!(form.contains(&("VoiceFallbackUrl", String::new())));

@@ -203,7 +203,11 @@ async fn answer_call(state: &AppState, req: &TwilioRequest) -> Result<String, Re
                 call_sid: call_sid.to_owned(),
                 from: req.param("From").unwrap_or("unknown").to_owned(),
                 to: req.param("To").unwrap_or("unknown").to_owned(),
-                direction: if req.param("Direction").is_some_and(|d| d.starts_with("outbound")) { CallDirection::Outbound } else { CallDirection::Inbound },
+                direction: if req.param("Direction").is_some_and(|d| d.starts_with("outbound")) {
+                    CallDirection::Outbound
+                } else {
+                    CallDirection::Inbound
+                },
                 status: req.param("CallStatus").and_then(|s| s.parse().ok()).unwrap_or(CallStatus::Ringing),
                 started_at: time::now(),
                 refused_reason: refused,
@@ -268,10 +272,8 @@ pub async fn status(State(state): State<AppState>, req: TwilioRequest) -> Respon
 
 async fn record_status(state: &AppState, req: &TwilioRequest) -> Result<(), Rejection> {
     let verified = verify(state, req).await?;
-    let status: CallStatus = req
-        .param("CallStatus")
-        .and_then(|s| s.parse().ok())
-        .ok_or(Rejection::Malformed("CallStatus is missing or unknown"))?;
+    let status: CallStatus =
+        req.param("CallStatus").and_then(|s| s.parse().ok()).ok_or(Rejection::Malformed("CallStatus is missing or unknown"))?;
     let Some(call) = verified.call else {
         tracing::info!(call_sid = req.param("CallSid"), "status callback for a call we have no record of");
         return Ok(());

@@ -79,12 +79,24 @@ mod tests {
     }
 
     fn v2_params() -> Vec<(String, String)> {
-        params(&[("CallSid", "CA1234567890ABCDE"), ("Digits", "1234"), ("From", "+14158675309"), ("To", "+18005551212"), ("Caller", "+14158675309")])
+        params(&[
+            ("CallSid", "CA1234567890ABCDE"),
+            ("Digits", "1234"),
+            ("From", "+14158675309"),
+            ("To", "+18005551212"),
+            ("Caller", "+14158675309"),
+        ])
     }
 
     #[test]
     fn v1_documented_example() {
-        let p = params(&[("CallSid", "CA1234567890ABCDE"), ("Caller", "+14158675310"), ("Digits", "1234"), ("From", "+14158675310"), ("To", "+18005551212")]);
+        let p = params(&[
+            ("CallSid", "CA1234567890ABCDE"),
+            ("Caller", "+14158675310"),
+            ("Digits", "1234"),
+            ("From", "+14158675310"),
+            ("To", "+18005551212"),
+        ]);
         assert_eq!(sign("12345", "https://example.com/myapp.php?foo=1&bar=2", &p), "L/OH5YylLD5NRKLltdqwSvS0BnU=");
     }
 

@@ -179,7 +179,10 @@ mod tests {
             doc,
             r#"<?xml version="1.0" encoding="UTF-8"?><Response><Connect action="https://h/twilio/connect-action"><Stream url="wss://h/twilio/media/1"><Parameter name="call_id" value="1"/></Stream></Connect></Response>"#
         );
-        assert_eq!(say_and_hang_up("Sorry & bye\u{7}"), r#"<?xml version="1.0" encoding="UTF-8"?><Response><Say>Sorry &amp; bye</Say><Hangup/></Response>"#);
+        assert_eq!(
+            say_and_hang_up("Sorry & bye\u{7}"),
+            r#"<?xml version="1.0" encoding="UTF-8"?><Response><Say>Sorry &amp; bye</Say><Hangup/></Response>"#
+        );
         assert_eq!(hang_up(), r#"<?xml version="1.0" encoding="UTF-8"?><Response><Hangup/></Response>"#);
     }
 

@@ -83,7 +83,8 @@ async fn complete(State(fake): State<FakeLlm>, axum::Json(request): axum::Json<V
     if let Some(status) = reply.fail_with {
         return (StatusCode::from_u16(status).unwrap(), axum::Json(json!({ "error": { "message": "scripted failure" } }))).into_response();
     }
-    let mut frames: Vec<(Duration, Bytes)> = vec![(Duration::ZERO, Bytes::from(": ping\n\n")), (Duration::ZERO, chunk(json!({ "role": "assistant" })))];
+    let mut frames: Vec<(Duration, Bytes)> =
+        vec![(Duration::ZERO, Bytes::from(": ping\n\n")), (Duration::ZERO, chunk(json!({ "role": "assistant" })))];
     for token in &reply.tokens {
         frames.push((reply.delay_per_token, chunk(json!({ "content": token }))));
     }

@@ -79,7 +79,9 @@ impl FakeTwilio {
     }
 
     pub fn add_account(&self, sid: &str, auth_token: &str) {
-        self.with(|s| s.accounts.insert(sid.into(), FakeAccount { auth_token: auth_token.into(), status: "active".into(), api_keys: HashMap::new() }));
+        self.with(|s| {
+            s.accounts.insert(sid.into(), FakeAccount { auth_token: auth_token.into(), status: "active".into(), api_keys: HashMap::new() })
+        });
     }
 
     pub fn add_api_key(&self, account: &str, key_sid: &str, secret: &str) {
@@ -140,7 +142,9 @@ fn number_json(n: &FakeNumber) -> Value {
 
 /// The account a request authenticates as, if its Basic credentials are valid for `account`.
 fn authenticated(state: &FakeState, headers: &HeaderMap, account: &str) -> bool {
-    let Some(encoded) = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic ")) else { return false };
+    let Some(encoded) = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic ")) else {
+        return false;
+    };
     let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded) else { return false };
     let decoded = String::from_utf8_lossy(&decoded).into_owned();
     let Some((user, password)) = decoded.split_once(':') else { return false };
@@ -159,7 +163,9 @@ async fn handle(State(state): State<Arc<Mutex<FakeState>>>, request: Request) ->
         return error(StatusCode::SERVICE_UNAVAILABLE, 20500, "Service unavailable");
     }
     let path = parts.uri.path().to_owned();
-    let Some(rest) = path.strip_prefix("/2010-04-01/Accounts/") else { return error(StatusCode::NOT_FOUND, 20404, "The requested resource was not found") };
+    let Some(rest) = path.strip_prefix("/2010-04-01/Accounts/") else {
+        return error(StatusCode::NOT_FOUND, 20404, "The requested resource was not found");
+    };
     let segments: Vec<&str> = rest.split('/').collect();
     let account = segments[0].trim_end_matches(".json").to_owned();
     if !authenticated(&s, &parts.headers, &account) {
@@ -192,9 +198,16 @@ async fn handle(State(state): State<Arc<Mutex<FakeState>>>, request: Request) ->
             let size: usize = param(&query, "PageSize").and_then(|v| v.parse().ok()).unwrap_or(50);
             let page: usize = param(&query, "Page").and_then(|v| v.parse().ok()).unwrap_or(0);
             let filter = param(&query, "PhoneNumber");
-            let mine: Vec<&FakeNumber> = s.numbers.iter().filter(|n| n.account == account && filter.as_ref().is_none_or(|f| &n.phone_number == f)).collect();
+            let mine: Vec<&FakeNumber> =
+                s.numbers.iter().filter(|n| n.account == account && filter.as_ref().is_none_or(|f| &n.phone_number == f)).collect();
             let items: Vec<Value> = mine.iter().skip(page * size).take(size).map(|n| number_json(n)).collect();
-            let next = (mine.len() > (page + 1) * size).then(|| format!("/2010-04-01/Accounts/{account}/IncomingPhoneNumbers.json?PageSize={size}&Page={}&PageToken=PT{}", page + 1, page + 1));
+            let next = (mine.len() > (page + 1) * size).then(|| {
+                format!(
+                    "/2010-04-01/Accounts/{account}/IncomingPhoneNumbers.json?PageSize={size}&Page={}&PageToken=PT{}",
+                    page + 1,
+                    page + 1
+                )
+            });
             axum::Json(json!({ "incoming_phone_numbers": items, "page": page, "page_size": size, "next_page_uri": next })).into_response()
         }
         (&Method::POST, ["IncomingPhoneNumbers.json"]) => {
@@ -209,7 +222,8 @@ async fn handle(State(state): State<Arc<Mutex<FakeState>>>, request: Request) ->
                 _ => return error(StatusCode::BAD_REQUEST, 21450, "Either AreaCode or PhoneNumber is required"),
             };
             s.next_sid += 1;
-            let voice = VOICE_FIELDS.iter().filter_map(|(form_name, field)| param(&form, form_name).map(|v| (field.to_string(), v))).collect();
+            let voice =
+                VOICE_FIELDS.iter().filter_map(|(form_name, field)| param(&form, form_name).map(|v| (field.to_string(), v))).collect();
             let number = FakeNumber { sid: format!("PN{:032x}", s.next_sid), account: account.clone(), phone_number: wanted, voice };
             let body = number_json(&number);
             s.numbers.push(number);
@@ -238,7 +252,8 @@ async fn handle(State(state): State<Arc<Mutex<FakeState>>>, request: Request) ->
         (&Method::POST, ["Calls", file]) => {
             let call = file.trim_end_matches(".json").to_owned();
             s.call_updates.push((call.clone(), form.clone()));
-            axum::Json(json!({ "sid": call, "account_sid": account, "status": param(&form, "Status").unwrap_or("in-progress".into()) })).into_response()
+            axum::Json(json!({ "sid": call, "account_sid": account, "status": param(&form, "Status").unwrap_or("in-progress".into()) }))
+                .into_response()
         }
         _ => not_found(),
     }

@@ -198,12 +198,7 @@ impl TestApp {
 
 pub async fn read_reply(response: reqwest::Response) -> Reply {
     let status = response.status();
-    let content_type = response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let content_type = response.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let text = response.text().await.unwrap_or_default();
     Reply { status, content_type, body: serde_json::from_str(&text).unwrap_or(Value::Null), text }
 }
@@ -257,8 +252,15 @@ impl TestApp {
     /// Twilio's incoming-call webhook for `call_sid` to the line; returns the TwiML.
     pub async fn ring(&self, line: &PhoneLine, call_sid: &str) -> Reply {
         let params = [
-            ("AccountSid", line.account.as_str()), ("ApiVersion", "2010-04-01"), ("CallSid", call_sid), ("CallStatus", "ringing"),
-            ("Called", LINE_NUMBER), ("Caller", "+14155550123"), ("Direction", "inbound"), ("From", "+14155550123"), ("To", LINE_NUMBER),
+            ("AccountSid", line.account.as_str()),
+            ("ApiVersion", "2010-04-01"),
+            ("CallSid", call_sid),
+            ("CallStatus", "ringing"),
+            ("Called", LINE_NUMBER),
+            ("Caller", "+14155550123"),
+            ("Direction", "inbound"),
+            ("From", "+14155550123"),
+            ("To", LINE_NUMBER),
         ];
         self.twilio_post("/twilio/voice", &params, Some(LINE_TOKEN)).await
     }

@@ -21,7 +21,11 @@ pub struct Utterance {
 
 impl RelayClient {
     /// Opens the relay socket of `call_id`, signed with `auth_token` (or unsigned).
-    pub async fn connect(addr: std::net::SocketAddr, call_id: &str, auth_token: Option<&str>) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
+    pub async fn connect(
+        addr: std::net::SocketAddr,
+        call_id: &str,
+        auth_token: Option<&str>,
+    ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
         let url = format!("ws://{addr}/twilio/relay/{call_id}");
         let mut request = url.as_str().into_client_request().unwrap();
         if let Some(token) = auth_token {
@@ -48,7 +52,8 @@ impl RelayClient {
     /// The next JSON message from the agent (fails after 10 s).
     pub async fn next(&mut self) -> Option<Value> {
         loop {
-            let message = tokio::time::timeout(Duration::from_secs(10), self.socket.next()).await.expect("the agent answers within 10 s")?;
+            let message =
+                tokio::time::timeout(Duration::from_secs(10), self.socket.next()).await.expect("the agent answers within 10 s")?;
             match message.ok()? {
                 Message::Text(text) => return Some(serde_json::from_str(&text).unwrap()),
                 Message::Close(_) => return None,
