@@ -243,28 +243,30 @@ pub struct CallActivity {
     pub last_call_at: Option<DateTime<Utc>>,
 }
 
-/// Call activity of the given numbers of the organisation, keyed by number id.
-pub async fn call_activity(db: &Db, org: OrgId, ids: &[PhoneNumberId]) -> Result<std::collections::HashMap<PhoneNumberId, CallActivity>> {
+/// Call activity of every number of the app that has had calls, keyed by number id, in one
+/// query (calls carry the app of the number that took them).
+pub async fn call_activity(db: &Db, org: OrgId, app: AppId) -> Result<std::collections::HashMap<PhoneNumberId, CallActivity>> {
     let now = time::now();
     let midnight = now.date_naive().and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
     let week_ago = now - chrono::Duration::days(7);
-    let mut activity = std::collections::HashMap::new();
-    for id in ids {
-        let (today, week, last): (i64, i64, Option<DateTime<Utc>>) = on_pool!(db, |pool| {
-            sqlx::query_as(
-                "SELECT COUNT(*) FILTER (WHERE started_at >= $3), COUNT(*) FILTER (WHERE started_at >= $4), MAX(started_at)
-                 FROM calls WHERE org_id = $1 AND phone_number_id = $2",
-            )
-            .bind(org.0)
-            .bind(id.0)
-            .bind(midnight)
-            .bind(week_ago)
-            .fetch_one(pool)
-            .await
-        })?;
-        activity.insert(*id, CallActivity { calls_today: today, calls_last_7_days: week, last_call_at: last });
-    }
-    Ok(activity)
+    let rows: Vec<(Uuid, i64, i64, Option<DateTime<Utc>>)> = on_pool!(db, |pool| {
+        sqlx::query_as(
+            "SELECT phone_number_id, COUNT(*) FILTER (WHERE started_at >= $3), COUNT(*) FILTER (WHERE started_at >= $4), MAX(started_at)
+             FROM calls WHERE org_id = $1 AND app_id = $2 AND phone_number_id IS NOT NULL GROUP BY phone_number_id",
+        )
+        .bind(org.0)
+        .bind(app.0)
+        .bind(midnight)
+        .bind(week_ago)
+        .fetch_all(pool)
+        .await
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, today, week, last)| {
+            (PhoneNumberId(id), CallActivity { calls_today: today, calls_last_7_days: week, last_call_at: last })
+        })
+        .collect())
 }
 
 /// Applies changes; they take effect from the next call.

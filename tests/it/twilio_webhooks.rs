@@ -85,6 +85,10 @@ async fn signed_incoming_call_opens_a_record_and_connects_the_agent(app: TestApp
     app.patch(&number_path, json!({ "mode": "media_stream" })).await.expect(200);
     let reply = app.twilio_post("/twilio/voice", &incoming(&sid("CA", 'c'), &line.account, NUMBER), Some(TOKEN)).await;
     let media_call = calls_of(&app).await[0]["id"].as_str().unwrap().to_owned();
+    let app_id = app.get(&number_path).await.expect(200)["app_id"].as_str().unwrap().to_owned();
+    let listed = app.get(&format!("/api/v1/apps/{app_id}/phone-numbers")).await.expect(200);
+    assert_eq!(listed["data"][0]["calls_last_7_days"], 3, "{listed}");
+    assert!(listed["data"][0]["last_call_at"].is_string());
     assert_eq!(
         reply.text,
         format!(

@@ -95,8 +95,7 @@ pub async fn list(
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<ListResponse<PhoneNumberListing>>, ApiError> {
     let page = store::list(&s.db, caller.org, app, page.to_request()?).await.map_err(|e| ApiError::from_storage(e, "app"))?;
-    let ids: Vec<_> = page.items.iter().map(|n| n.id).collect();
-    let mut activity = store::call_activity(&s.db, caller.org, &ids).await.map_err(storage_error)?;
+    let mut activity = store::call_activity(&s.db, caller.org, app).await.map_err(storage_error)?;
     let mut agent_names: HashMap<AgentId, String> = HashMap::new();
     for number in &page.items {
         if !agent_names.contains_key(&number.agent_id) {
