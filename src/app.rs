@@ -15,7 +15,7 @@ use crate::domain::org::Email;
 use crate::http::{self, AppState};
 use crate::storage::secrets::{Cipher, write_private_file};
 use crate::storage::{Db, orgs};
-use crate::telephony::twilio::provisioning;
+use crate::telephony::twilio::{provisioning, recovery};
 use crate::telephony::twilio::rest::TwilioClient;
 
 /// The e-mail of the owner a first start creates.
@@ -50,10 +50,14 @@ impl Application {
     pub async fn build(mut config: Config) -> anyhow::Result<Self> {
         let db = open_database(&config).await?;
         bootstrap_first_start(&db, &config).await?;
+        let twilio = TwilioClient::new(&config.twilio_api_base);
+        let recovered = recovery::recover_open_calls(&db, &twilio, &config.node_id).await.context("finalising calls left open")?;
+        if recovered > 0 {
+            tracing::warn!(calls = recovered, "finalised calls that a previous run left open");
+        }
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
         // Without a configured public URL, carriers are told the address actually bound.
         config.listen = listener.local_addr()?;
-        let twilio = TwilioClient::new(&config.twilio_api_base);
         let verify_every = Duration::from_secs(config.provider_verify_interval_secs);
         let state = AppState { db: db.clone(), config: Arc::new(config), metrics: Default::default(), twilio: twilio.clone() };
         Ok(Self { listener, router: http::router(state), db, twilio, verify_every })

@@ -13,8 +13,22 @@ use serde::{Deserialize, Serialize};
 
 /// Every configuration key, as written in TOML (and, upper-cased after `SWITCHBOARD_`, in the
 /// environment).
-pub const KEYS: &[&str] =
-    &["listen", "database_url", "data_dir", "public_base_url", "secret_key", "log", "twilio_api_base", "provider_verify_interval_secs"];
+pub const KEYS: &[&str] = &[
+    "listen",
+    "database_url",
+    "data_dir",
+    "public_base_url",
+    "secret_key",
+    "log",
+    "twilio_api_base",
+    "provider_verify_interval_secs",
+    "node_id",
+    "smtp_url",
+    "smtp_from",
+    "allow_private_webhook_targets",
+    "automation_retry_base_secs",
+    "retention_interval_secs",
+];
 /// Variables with the prefix that are not configuration keys but are still ours.
 const OTHER_VARIABLES: &[&str] = &["config"];
 const ENV_PREFIX: &str = "SWITCHBOARD_";
@@ -39,6 +53,20 @@ pub struct Config {
     pub twilio_api_base: String,
     /// How often every phone provider's credentials are checked again (0 = never).
     pub provider_verify_interval_secs: u64,
+    /// This server's name among several sharing one database; restart recovery finishes only
+    /// the calls whose sessions this node held. Defaults to the host name.
+    pub node_id: String,
+    /// The SMTP server of e-mail actions: `smtp://host:port` (plain), `smtp://…?tls=required`
+    /// (STARTTLS) or `smtps://host:port` (TLS), with `user:password@` for authentication.
+    pub smtp_url: Option<String>,
+    /// The sender of e-mail actions.
+    pub smtp_from: String,
+    /// Let webhook actions reach private, loopback and link-local addresses.
+    pub allow_private_webhook_targets: bool,
+    /// The first wait before a failed automation action is tried again (doubling after that).
+    pub automation_retry_base_secs: u64,
+    /// How often expired transcripts and call records are purged (0 = never).
+    pub retention_interval_secs: u64,
 }
 
 impl Default for Config {
@@ -52,8 +80,23 @@ impl Default for Config {
             log: "info".into(),
             twilio_api_base: "https://api.twilio.com".into(),
             provider_verify_interval_secs: 6 * 3600,
+            node_id: default_node_id(),
+            smtp_url: None,
+            smtp_from: "Switchboard <switchboard@localhost>".into(),
+            allow_private_webhook_targets: false,
+            automation_retry_base_secs: 10,
+            retention_interval_secs: 3600,
         }
     }
+}
+
+/// The host name, or `switchboard` when the system does not say.
+fn default_node_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "switchboard".to_owned())
 }
 
 /// Values given as command-line flags; they win over everything else.
@@ -91,6 +134,11 @@ impl Config {
             crate::domain::validation::http_url("public_base_url", url).map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         crate::domain::validation::http_url("twilio_api_base", &self.twilio_api_base).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(smtp) = &self.smtp_url {
+            let url = url::Url::parse(smtp).map_err(|e| anyhow::anyhow!("smtp_url: is not a URL ({e})"))?;
+            anyhow::ensure!(matches!(url.scheme(), "smtp" | "smtps"), "smtp_url: must start with smtp:// or smtps://");
+        }
+        anyhow::ensure!(self.automation_retry_base_secs > 0, "automation_retry_base_secs: must be at least 1");
         Ok(())
     }
 
@@ -107,6 +155,7 @@ impl Config {
         let mut shown = self.clone();
         shown.secret_key = shown.secret_key.map(|_| "<redacted>".into());
         shown.database_url = redact_url_password(&shown.database_url);
+        shown.smtp_url = shown.smtp_url.map(|url| redact_url_password(&url));
         toml::to_string_pretty(&shown).expect("the configuration serialises to TOML")
     }
 }

@@ -27,12 +27,12 @@ use tokio::time::{Instant, sleep_until};
 use super::prompt::{self, CallContext};
 use super::tools::{self, ToolAction};
 use crate::domain::agent::AgentSpec;
-use crate::domain::call::TurnRole;
+use crate::domain::call::{CallEnding, TurnRole};
 use crate::domain::ids::{CallId, OrgId};
 use crate::domain::time;
 use crate::providers::llm::{ChatMessage, ChatRequest, LlmClient, LlmEvent, ToolCall, ToolSpec};
 use crate::storage::Db;
-use crate::storage::calls::{self, CallEnding, NewTurn};
+use crate::storage::calls::{self, NewTurn};
 
 /// What the caller did.
 #[derive(Clone, Debug, PartialEq)]
@@ -363,7 +363,8 @@ impl Session {
         }
     }
 
-    /// Stores how the call ended (the first recorded ending wins) and returns it.
+    /// Stores how the call ended (the first recorded ending wins), which finalises the call and
+    /// emits its `call.ended` event, and returns it.
     async fn record(&self, ending: Ending) -> Ending {
         let stored = CallEnding {
             ended_by: ending.ended_by,
@@ -372,7 +373,7 @@ impl Session {
             outcome: ending.outcome.as_deref(),
             language: Some(&self.language),
         };
-        if let Err(e) = calls::record_ending(&self.setup.db, self.setup.org, self.setup.call, &stored).await {
+        if let Err(e) = calls::finish_conversation(&self.setup.db, self.setup.org, self.setup.call, &stored).await {
             tracing::error!(call = %self.setup.call, error = ?e, "could not record how the call ended");
         }
         ending

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::ids::{AgentId, AppId, CallId, OrgId, PhoneNumberId, PhoneProviderId};
+use super::event::Analysis;
 use super::text_enum;
 
 text_enum!(
@@ -70,7 +71,23 @@ pub struct Call {
     pub language: Option<String>,
     /// The carrier's error code when the call could not be served normally.
     pub error_code: Option<String>,
+    /// The AI classification, once an automation has made one.
+    pub analysis: Option<Analysis>,
 }
+
+/// How a conversation ended, as the agent runtime (or restart recovery) saw it.
+#[derive(Clone, Debug, Default)]
+pub struct CallEnding<'a> {
+    /// `caller`, `agent` or `system`.
+    pub ended_by: &'a str,
+    pub reason: &'a str,
+    pub summary: Option<&'a str>,
+    pub outcome: Option<&'a str>,
+    pub language: Option<&'a str>,
+}
+
+/// The reason a call ends when the agent hands it to a person: the call goes on without us.
+pub const REASON_TRANSFERRED: &str = "transferred";
 
 /// A call-progress event from the carrier (Twilio status callback).
 #[derive(Clone, Debug)]
@@ -125,6 +142,31 @@ impl Call {
     }
 }
 
+impl Call {
+    /// The record after its conversation ended at `at`. The first recorded ending wins (a later
+    /// one, say the carrier's `completed` after the agent hung up, adds nothing). A call that is
+    /// not already final is `completed`, unless it was transferred (it goes on with a person);
+    /// its duration runs from the answer (or the start) to the end.
+    pub fn with_ending(&self, ending: &CallEnding<'_>, at: DateTime<Utc>) -> Call {
+        let mut call = self.clone();
+        if call.ended_reason.is_none() {
+            call.ended_by = Some(ending.ended_by.to_owned());
+            call.ended_reason = Some(ending.reason.to_owned());
+        }
+        call.summary = call.summary.or(ending.summary.map(str::to_owned));
+        call.outcome = call.outcome.or(ending.outcome.map(str::to_owned));
+        call.language = ending.language.map(str::to_owned).or(call.language);
+        let ended_at = *call.ended_at.get_or_insert(at);
+        if !call.status.is_final() && call.ended_reason.as_deref() != Some(REASON_TRANSFERRED) {
+            call.status = CallStatus::Completed;
+        }
+        if call.duration_secs.is_none() {
+            call.duration_secs = Some((ended_at - call.answered_at.unwrap_or(call.started_at)).num_seconds().max(0));
+        }
+        call
+    }
+}
+
 /// One turn of a call's transcript.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Turn {
@@ -168,6 +210,7 @@ impl Call {
             summary: None,
             language: None,
             error_code: None,
+            analysis: None,
         }
     }
 }
@@ -214,6 +257,19 @@ mod tests {
         let again = late.with_status_event(&event(CallStatus::Completed, 2, 99, Some(60)));
         assert_eq!(again.ended_at, late.ended_at);
         assert_eq!(again.status_sequence, Some(2));
+    }
+
+    #[test]
+    fn an_ending_completes_the_call_once() {
+        let answered = ringing().with_status_event(&event(CallStatus::InProgress, 1, 2, None));
+        let at = answered.started_at + chrono::Duration::seconds(32);
+        let agent = CallEnding { ended_by: "agent", reason: "agent_ended", summary: Some("Booked"), ..Default::default() };
+        let ended = answered.with_ending(&agent, at);
+        assert_eq!((ended.status, ended.duration_secs, ended.ended_at), (CallStatus::Completed, Some(30), Some(at)));
+        let later = ended.with_ending(&CallEnding { ended_by: "caller", reason: "caller_hangup", ..Default::default() }, at + chrono::Duration::seconds(5));
+        assert_eq!((later.ended_reason.as_deref(), later.summary.as_deref(), later.ended_at), (Some("agent_ended"), Some("Booked"), Some(at)));
+        let transfer = CallEnding { ended_by: "agent", reason: REASON_TRANSFERRED, ..Default::default() };
+        assert_eq!(answered.with_ending(&transfer, at).status, CallStatus::InProgress, "the call goes on with a person");
     }
 
     #[test]

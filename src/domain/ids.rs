@@ -57,3 +57,9 @@ id_type!(/// A call record.
     CallId);
 id_type!(/// An entry of the audit log.
     AuditEntryId);
+id_type!(/// An automation of an app.
+    AutomationId);
+id_type!(/// One run of an automation for one event.
+    AutomationRunId);
+id_type!(/// A ticket an automation created.
+    TicketId);

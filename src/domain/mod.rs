@@ -7,12 +7,16 @@
 pub mod agent;
 pub mod app;
 pub mod audit;
+pub mod automation;
 pub mod call;
+pub mod event;
 pub mod ids;
 pub mod languages;
 pub mod org;
 pub mod phone_number;
 pub mod provider;
+pub mod template;
+pub mod ticket;
 pub mod time;
 pub mod validation;
 

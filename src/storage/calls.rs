@@ -1,19 +1,26 @@
-//! Call records and transcripts.
+//! Call records and transcripts: where the call is stored. `open` on the first webhook,
+//! `append_turn` as each turn is spoken, then the end: `finish_conversation` (the agent runtime)
+//! or `apply_status_event` (the carrier), whichever comes first, finalises the record and writes
+//! its `call.ended` event in the same transaction (see `finalize`), exactly once per call.
 
 use chrono::{DateTime, Utc};
+use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::{Db, Page, PageRequest, Result, StorageError, on_pool, parse_stored};
-use crate::domain::call::StatusEvent;
-use crate::domain::call::{Call, CallDirection, CallStatus, Turn, TurnRole};
+use super::audit::Change;
+use super::{Db, Page, PageRequest, Result, StorageError, Tx, events, on_pool, on_tx, parse_stored};
+use crate::domain::audit::Actor;
+use crate::domain::call::{Call, CallDirection, CallEnding, CallStatus, StatusEvent, Turn, TurnRole};
+use crate::domain::event::{Analysis, EventType};
 use crate::domain::ids::{AgentId, AppId, CallId, OrgId, PhoneNumberId, PhoneProviderId};
+use crate::domain::time;
 
 /// The columns every query of this module reads back.
 macro_rules! columns {
     () => {
         "id, org_id, app_id, phone_number_id, provider_id, agent_id, agent_version, call_sid, from_number, to_number,
          direction, status, status_sequence, started_at, answered_at, ended_at, duration_secs, ended_by, ended_reason,
-         outcome, summary, language, error_code"
+         outcome, summary, language, error_code, analysis"
     };
 }
 
@@ -70,6 +77,7 @@ struct CallRow {
     summary: Option<String>,
     language: Option<String>,
     error_code: Option<String>,
+    analysis: Option<Json<Analysis>>,
 }
 
 impl CallRow {
@@ -98,6 +106,7 @@ impl CallRow {
             summary: self.summary,
             language: self.language,
             error_code: self.error_code,
+            analysis: self.analysis.map(|a| a.0),
         })
     }
 }
@@ -152,74 +161,124 @@ pub async fn find_by_id(db: &Db, id: CallId) -> Result<Option<Call>> {
     row.map(CallRow::into_domain).transpose()
 }
 
-/// Applies a carrier status event (see `Call::with_status_event`). Concurrent events are
-/// serialised by re-reading and retrying when another one got in first.
-pub async fn apply_status_event(db: &Db, org: OrgId, id: CallId, event: &StatusEvent) -> Result<Call> {
-    for _ in 0..5 {
-        let current = get(db, org, id).await?;
-        let next = current.with_status_event(event);
-        let sql = concat!(
-            "UPDATE calls SET status = $1, status_sequence = $2, answered_at = $3, ended_at = $4, duration_secs = $5,
-                 ended_by = $6, ended_reason = $7
-             WHERE id = $8 AND org_id = $9 AND status = $10 AND status_sequence IS NOT DISTINCT FROM $11
-               AND ended_at IS NOT DISTINCT FROM $12
-             RETURNING ",
-            columns!()
-        );
-        let row: Option<CallRow> = on_pool!(db, |pool| {
-            sqlx::query_as(sql)
-                .bind(next.status.as_str())
-                .bind(next.status_sequence)
-                .bind(next.answered_at)
-                .bind(next.ended_at)
-                .bind(next.duration_secs)
-                .bind(&next.ended_by)
-                .bind(&next.ended_reason)
-                .bind(id.0)
-                .bind(org.0)
-                .bind(current.status.as_str())
-                .bind(current.status_sequence)
-                .bind(current.ended_at)
-                .fetch_optional(pool)
-                .await
-        })?;
-        if let Some(row) = row {
-            return row.into_domain();
-        }
-    }
-    Err(StorageError::Conflict(format!("call {id} changed too often to apply a status event")))
+/// Reads a call inside a transaction that will update it (locked on PostgreSQL).
+async fn lock(tx: &mut Tx, org: OrgId, id: CallId) -> Result<Call> {
+    let sql = format!(concat!("SELECT ", columns!(), " FROM calls WHERE id = $1 AND org_id = $2{}"), tx.row_lock());
+    let row: Option<CallRow> =
+        on_tx!(tx, |conn| sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(id.0).bind(org.0).fetch_optional(conn).await)?;
+    row.ok_or(StorageError::NotFound)?.into_domain()
 }
 
-/// How a conversation ended, as the agent runtime saw it.
-pub struct CallEnding<'a> {
-    pub ended_by: &'a str,
-    pub reason: &'a str,
-    pub summary: Option<&'a str>,
-    pub outcome: Option<&'a str>,
-    pub language: Option<&'a str>,
-}
-
-/// Records how a call ended. The first recorded ending wins: a later one (say, the carrier's
-/// `completed` after the agent hung up) does not overwrite it.
-pub async fn record_ending(db: &Db, org: OrgId, id: CallId, ending: &CallEnding<'_>) -> Result<()> {
-    on_pool!(db, |pool| {
-        sqlx::query(
-            "UPDATE calls SET ended_by = COALESCE(ended_by, $1), ended_reason = COALESCE(ended_reason, $2),
-                 summary = COALESCE(summary, $3), outcome = COALESCE(outcome, $4), language = COALESCE($5, language)
-             WHERE id = $6 AND org_id = $7",
-        )
-        .bind(ending.ended_by)
-        .bind(ending.reason)
-        .bind(ending.summary)
-        .bind(ending.outcome)
-        .bind(ending.language)
-        .bind(id.0)
-        .bind(org.0)
-        .execute(pool)
-        .await
-        .map(|_| ())
+/// Writes the lifecycle fields of a call read with `lock`.
+async fn write(tx: &mut Tx, call: &Call) -> Result<()> {
+    let sql = "UPDATE calls SET status = $1, status_sequence = $2, answered_at = $3, ended_at = $4, duration_secs = $5,
+                   ended_by = $6, ended_reason = $7, summary = $8, outcome = $9, language = $10
+               WHERE id = $11 AND org_id = $12";
+    on_tx!(tx, |conn| {
+        sqlx::query(sql)
+            .bind(call.status.as_str())
+            .bind(call.status_sequence)
+            .bind(call.answered_at)
+            .bind(call.ended_at)
+            .bind(call.duration_secs)
+            .bind(&call.ended_by)
+            .bind(&call.ended_reason)
+            .bind(&call.summary)
+            .bind(&call.outcome)
+            .bind(&call.language)
+            .bind(call.id.0)
+            .bind(call.org_id.0)
+            .execute(conn)
+            .await
+            .map(|r| r.rows_affected())
     })?;
     Ok(())
+}
+
+/// Marks the call final and writes its `call.ended` event, unless it was finalised before.
+/// Returns whether this call did it. Callers hold the call's row (see `lock`).
+async fn finalize(tx: &mut Tx, call: &Call) -> Result<bool> {
+    let sql = "UPDATE calls SET finalized_at = $1 WHERE id = $2 AND org_id = $3 AND finalized_at IS NULL";
+    let updated = on_tx!(tx, |conn| sqlx::query(sql).bind(time::now()).bind(call.id.0).bind(call.org_id.0).execute(conn).await.map(|r| r.rows_affected()))?;
+    if updated == 0 {
+        return Ok(false);
+    }
+    events::write(tx, call, EventType::CallEnded).await?;
+    Ok(true)
+}
+
+/// Applies a carrier status event (see `Call::with_status_event`); a final status finalises the
+/// call unless its conversation already did.
+pub async fn apply_status_event(db: &Db, org: OrgId, id: CallId, event: &StatusEvent) -> Result<Call> {
+    let mut tx = db.begin().await?;
+    let next = lock(&mut tx, org, id).await?.with_status_event(event);
+    write(&mut tx, &next).await?;
+    if next.status.is_final() {
+        finalize(&mut tx, &next).await?;
+    }
+    tx.commit().await?;
+    Ok(next)
+}
+
+/// Records how a conversation ended (see `Call::with_ending`) and finalises the call, in one
+/// transaction: the end of a conversation and its `call.ended` event commit together.
+pub async fn finish_conversation(db: &Db, org: OrgId, id: CallId, ending: &CallEnding<'_>) -> Result<Call> {
+    let mut tx = db.begin().await?;
+    let next = lock(&mut tx, org, id).await?.with_ending(ending, time::now());
+    write(&mut tx, &next).await?;
+    finalize(&mut tx, &next).await?;
+    tx.commit().await?;
+    Ok(next)
+}
+
+/// Notes that `node` runs the call's agent session; restart recovery looks for its own calls.
+pub async fn claim_session(db: &Db, org: OrgId, id: CallId, node: &str) -> Result<()> {
+    on_pool!(db, |pool| {
+        sqlx::query("UPDATE calls SET session_node = $1 WHERE id = $2 AND org_id = $3").bind(node).bind(id.0).bind(org.0).execute(pool).await.map(|_| ())
+    })?;
+    Ok(())
+}
+
+/// Calls not yet finalised that `node` may have left behind: its own sessions, and calls no
+/// session ever took, whatever their organisation. Oldest first.
+pub async fn unfinalized(db: &Db, node: &str) -> Result<Vec<Call>> {
+    let sql = concat!(
+        "SELECT ",
+        columns!(),
+        " FROM calls WHERE finalized_at IS NULL AND (session_node IS NULL OR session_node = $1) ORDER BY started_at LIMIT 1000"
+    );
+    let rows: Vec<CallRow> = on_pool!(db, |pool| sqlx::query_as(sql).bind(node).fetch_all(pool).await)?;
+    rows.into_iter().map(CallRow::into_domain).collect()
+}
+
+/// Stores an AI classification on the call and, the first time, writes its `call.analyzed`
+/// event in the same transaction.
+pub async fn record_analysis(db: &Db, org: OrgId, id: CallId, analysis: &Analysis) -> Result<Call> {
+    let mut tx = db.begin().await?;
+    let mut call = lock(&mut tx, org, id).await?;
+    let sql = "UPDATE calls SET analysis = $1, sentiment = $2, resolution = $3, satisfaction = $4 WHERE id = $5 AND org_id = $6";
+    on_tx!(&mut tx, |conn| {
+        sqlx::query(sql)
+            .bind(Json(analysis))
+            .bind(analysis.sentiment.as_str())
+            .bind(analysis.resolution.as_str())
+            .bind(analysis.satisfaction)
+            .bind(id.0)
+            .bind(org.0)
+            .execute(conn)
+            .await
+            .map(|r| r.rows_affected())
+    })?;
+    call.analysis = Some(analysis.clone());
+    events::write(&mut tx, &call, EventType::CallAnalyzed).await?;
+    tx.commit().await?;
+    Ok(call)
+}
+
+/// Erases a call, its transcript and its events (right to erasure), and audits it.
+pub async fn delete(db: &Db, org: OrgId, id: CallId, actor: Actor) -> Result<()> {
+    let change = Change::new(actor, "call.deleted", id, serde_json::json!({}));
+    super::delete_owned(db, org, "calls", id.0, "the call cannot be deleted", change).await
 }
 
 /// Notes the carrier's error code for a call (from the fallback webhook).
@@ -283,18 +342,22 @@ struct TurnRow {
     latency_ms: Option<i64>,
 }
 
+const TRANSCRIPT: &str = "SELECT sequence, role, text, language, started_at, ended_at, interrupted, latency_ms
+                          FROM conversation_turns WHERE call_id = $1 AND org_id = $2 ORDER BY sequence";
+
 /// The call's transcript in spoken order.
 pub async fn transcript(db: &Db, org: OrgId, call: CallId) -> Result<Vec<Turn>> {
-    let rows: Vec<TurnRow> = on_pool!(db, |pool| {
-        sqlx::query_as(
-            "SELECT sequence, role, text, language, started_at, ended_at, interrupted, latency_ms
-             FROM conversation_turns WHERE call_id = $1 AND org_id = $2 ORDER BY sequence",
-        )
-        .bind(call.0)
-        .bind(org.0)
-        .fetch_all(pool)
-        .await
-    })?;
+    let rows: Vec<TurnRow> = on_pool!(db, |pool| sqlx::query_as(TRANSCRIPT).bind(call.0).bind(org.0).fetch_all(pool).await)?;
+    into_turns(rows)
+}
+
+/// The transcript as the transaction sees it.
+pub(crate) async fn transcript_in(tx: &mut Tx, org: OrgId, call: CallId) -> Result<Vec<Turn>> {
+    let rows: Vec<TurnRow> = on_tx!(tx, |conn| sqlx::query_as(TRANSCRIPT).bind(call.0).bind(org.0).fetch_all(conn).await)?;
+    into_turns(rows)
+}
+
+fn into_turns(rows: Vec<TurnRow>) -> Result<Vec<Turn>> {
     rows.into_iter()
         .map(|r| {
             Ok(Turn {

@@ -10,12 +10,15 @@
 pub mod agents;
 pub mod apps;
 pub mod audit;
+pub mod automations;
 pub mod calls;
+pub mod events;
 pub mod llm_providers;
 pub mod orgs;
 pub mod phone_numbers;
 pub mod phone_providers;
 pub mod secrets;
+pub mod tickets;
 pub mod tokens;
 pub mod users;
 
@@ -106,6 +109,15 @@ pub(crate) enum Tx {
 }
 
 impl Tx {
+    /// What to append to a `SELECT` that reads rows this transaction will update: PostgreSQL
+    /// locks them; SQLite already holds the database's write lock.
+    pub(crate) fn row_lock(&self) -> &'static str {
+        match self {
+            Tx::Sqlite(_) => "",
+            Tx::Postgres(_) => " FOR UPDATE",
+        }
+    }
+
     pub(crate) async fn commit(self) -> Result<()> {
         match self {
             Tx::Sqlite(tx) => tx.commit().await?,
@@ -191,9 +203,11 @@ impl Db {
         &self.cipher
     }
 
+    /// Opens a transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`), so a
+    /// transaction that reads before it writes cannot fail midway on a lock upgrade.
     pub(crate) async fn begin(&self) -> Result<Tx> {
         Ok(match &*self.pool {
-            Pool::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+            Pool::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
             Pool::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         })
     }

@@ -5,6 +5,7 @@
 
 pub mod dev_phone;
 pub mod provisioning;
+pub mod recovery;
 pub mod relay;
 pub mod rest;
 pub mod routes;

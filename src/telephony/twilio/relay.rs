@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use super::{provisioning, signature};
 use crate::agent::model;
 use crate::agent::session::{AgentCommand, CallerEvent, Ending, Session, SessionSetup};
-use crate::domain::call::Call;
+use crate::domain::call::{Call, CallEnding, CallStatus};
 use crate::domain::ids::CallId;
 use crate::http::AppState;
 use crate::storage::{StorageError, agents, calls, phone_numbers, phone_providers};
@@ -57,6 +57,9 @@ pub async fn relay(State(state): State<AppState>, Path(call_id): Path<CallId>, h
         Ok(setup) => setup,
         Err(e) => return internal(e),
     };
+    if let Err(e) = calls::claim_session(&state.db, call.org_id, call.id, &state.config.node_id).await {
+        return internal(e);
+    }
     upgrade.on_upgrade(move |socket| converse(state, call, setup, socket))
 }
 
@@ -191,33 +194,39 @@ async fn converse(state: AppState, call: Call, setup: SessionSetup, socket: WebS
             },
         }
     }
-    let ending = session.await.unwrap_or_else(|e| {
-        tracing::error!(call = %call.id, error = %e, "the agent session crashed");
-        Ending { ended_by: "system", reason: "error", summary: None, outcome: None, transfer_to: None }
-    });
+    let ending = match session.await {
+        Ok(ending) => ending,
+        Err(e) => {
+            tracing::error!(call = %call.id, error = %e, "the agent session crashed");
+            let crashed = CallEnding { ended_by: "system", reason: "error", ..Default::default() };
+            if let Err(e) = calls::finish_conversation(&state.db, call.org_id, call.id, &crashed).await {
+                tracing::error!(call = %call.id, error = ?e, "could not record the crashed session's ending");
+            }
+            Ending { ended_by: "system", reason: "error", summary: None, outcome: None, transfer_to: None }
+        }
+    };
     tracing::info!(call = %call.id, reason = ending.reason, "relay session ended");
     if ending.ended_by != "caller" && ending.transfer_to.is_none() {
         tokio::spawn(hang_up_if_still_live(state, call));
     }
 }
 
-/// The REST fallback: end a call that Twilio has not ended shortly after the session did.
+/// The REST fallback: end a call that Twilio has not ended shortly after the session did. Our
+/// record is already final by then, so Twilio is asked; when it cannot answer, the hang-up is
+/// sent anyway (ending an ended call changes nothing).
 async fn hang_up_if_still_live(state: AppState, call: Call) {
     tokio::time::sleep(HANG_UP_GRACE).await;
-    match calls::get(&state.db, call.org_id, call.id).await {
-        Ok(current) if current.status.is_final() => {}
-        Ok(_) => {
-            let Some(provider) = call.provider_id else { return };
-            let result = match provisioning::credentials(&state.db, call.org_id, provider).await {
-                Ok(creds) => state.twilio.hang_up(&creds, &call.call_sid).await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            match result {
-                Ok(()) => tracing::info!(call = %call.id, "hung up through the REST API after the session ended"),
-                Err(e) => tracing::warn!(call = %call.id, error = %e, "could not hang up through the REST API"),
-            }
-        }
-        Err(e) => tracing::warn!(call = %call.id, error = ?e, "could not check whether the call ended"),
+    let Some(provider) = call.provider_id else { return };
+    let result = match provisioning::credentials(&state.db, call.org_id, provider).await {
+        Ok(creds) => match state.twilio.fetch_call(&creds, &call.call_sid).await {
+            Ok(remote) if remote.status.parse::<CallStatus>().is_ok_and(CallStatus::is_final) => return,
+            _ => state.twilio.hang_up(&creds, &call.call_sid).await.map_err(|e| e.to_string()),
+        },
+        Err(e) => Err(e.to_string()),
+    };
+    match result {
+        Ok(()) => tracing::info!(call = %call.id, "hung up through the REST API after the session ended"),
+        Err(e) => tracing::warn!(call = %call.id, error = %e, "could not hang up through the REST API"),
     }
 }
 

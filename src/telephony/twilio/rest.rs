@@ -323,6 +323,12 @@ impl TwilioClient {
         self.send::<Value>(credentials, reqwest::Method::DELETE, &url, &[], &[]).await.map(|_| ())
     }
 
+    /// Reads a call's state.
+    pub async fn fetch_call(&self, credentials: &Credentials, call_sid: &str) -> Result<CallResource, TwilioError> {
+        let url = self.url(credentials, &format!("/Calls/{call_sid}.json"));
+        required(self.send(credentials, reqwest::Method::GET, &url, &[], &[]).await?)
+    }
+
     /// Ends a live call.
     pub async fn hang_up(&self, credentials: &Credentials, call_sid: &str) -> Result<(), TwilioError> {
         let url = self.url(credentials, &format!("/Calls/{call_sid}.json"));
@@ -334,6 +340,24 @@ impl TwilioClient {
         let url = self.url(credentials, &format!("/Calls/{call_sid}.json"));
         self.send::<Value>(credentials, reqwest::Method::POST, &url, &[], &[("Twiml", twiml.to_owned())]).await.map(|_| ())
     }
+}
+
+/// A call as Twilio reports it (only what we use; `duration` arrives as a string of seconds).
+#[derive(Clone, Debug, Deserialize)]
+pub struct CallResource {
+    pub status: String,
+    #[serde(default)]
+    pub end_time: Option<String>,
+    #[serde(default, deserialize_with = "lenient_seconds")]
+    pub duration: Option<i64>,
+}
+
+fn lenient_seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    Ok(match Value::deserialize(deserializer)? {
+        Value::String(s) => s.trim().parse().ok(),
+        Value::Number(n) => n.as_i64(),
+        _ => None,
+    })
 }
 
 #[derive(Deserialize)]

@@ -33,6 +33,8 @@ struct FakeState {
     /// Answer every request with 503.
     down: bool,
     call_updates: Vec<(String, Vec<(String, String)>)>,
+    /// Calls Twilio knows: SID → (status, duration in seconds).
+    calls: HashMap<String, (String, Option<i64>)>,
     next_sid: u32,
 }
 
@@ -117,6 +119,11 @@ impl FakeTwilio {
 
     pub fn set_down(&self, down: bool) {
         self.with(|s| s.down = down);
+    }
+
+    /// Makes Twilio know a call in this state.
+    pub fn set_call(&self, sid: &str, status: &str, duration: Option<i64>) {
+        self.with(|s| s.calls.insert(sid.to_owned(), (status.to_owned(), duration)));
     }
 
     pub fn call_updates(&self) -> Vec<(String, Vec<(String, String)>)> {
@@ -249,9 +256,19 @@ async fn handle(State(state): State<Arc<Mutex<FakeState>>>, request: Request) ->
                 _ => error(StatusCode::METHOD_NOT_ALLOWED, 20004, "Method not allowed"),
             }
         }
+        (&Method::GET, ["Calls", file]) => {
+            let call = file.trim_end_matches(".json").to_owned();
+            let Some((status, duration)) = s.calls.get(&call).cloned() else { return not_found() };
+            let end_time = (status == "completed").then_some("Tue, 24 Nov 2026 10:01:00 +0000");
+            axum::Json(json!({ "sid": call, "account_sid": account, "status": status, "duration": duration.map(|d| d.to_string()), "end_time": end_time }))
+                .into_response()
+        }
         (&Method::POST, ["Calls", file]) => {
             let call = file.trim_end_matches(".json").to_owned();
             s.call_updates.push((call.clone(), form.clone()));
+            if param(&form, "Status").as_deref() == Some("completed") {
+                s.calls.insert(call.clone(), ("completed".to_owned(), None));
+            }
             axum::Json(json!({ "sid": call, "account_sid": account, "status": param(&form, "Status").unwrap_or("in-progress".into()) }))
                 .into_response()
         }

@@ -1,0 +1,70 @@
+//! Restart recovery: calls a crash left open. On start, before serving, every call that was not
+//! finalised and whose session this node held (or that no session took) is settled:
+//! - Twilio says it is over: its status, end time and duration are applied (which finalises it);
+//! - Twilio says it is still live: its agent session died with the old process, so it is hung up
+//!   and finalised with `server_restart`;
+//! - Twilio cannot be asked (no provider, bad credentials, unreachable): finalised with
+//!   `server_restart`.
+//!
+//! Finalisation writes the call's one `call.ended` event, so none is lost and none is doubled.
+
+use chrono::{DateTime, Utc};
+
+use super::provisioning;
+use super::rest::{CallResource, TwilioClient};
+use crate::domain::call::{Call, CallEnding, CallStatus, StatusEvent};
+use crate::domain::time;
+use crate::storage::{Db, StorageError, calls};
+
+const SERVER_RESTART: CallEnding<'static> =
+    CallEnding { ended_by: "system", reason: "server_restart", summary: None, outcome: None, language: None };
+
+/// Settles every call `node` left open; returns how many.
+pub async fn recover_open_calls(db: &Db, twilio: &TwilioClient, node: &str) -> Result<usize, StorageError> {
+    let open = calls::unfinalized(db, node).await?;
+    for call in &open {
+        match twilio_view(db, twilio, call).await {
+            Some(remote) if remote.status.is_final() => {
+                calls::apply_status_event(db, call.org_id, call.id, &remote).await?;
+            }
+            remote => {
+                if remote.is_some() {
+                    hang_up(db, twilio, call).await;
+                }
+                calls::finish_conversation(db, call.org_id, call.id, &SERVER_RESTART).await?;
+            }
+        }
+        tracing::info!(call = %call.id, "finalised a call left open by a previous run");
+    }
+    Ok(open.len())
+}
+
+/// What Twilio says of the call, as a status event; `None` when it cannot be asked.
+async fn twilio_view(db: &Db, twilio: &TwilioClient, call: &Call) -> Option<StatusEvent> {
+    let credentials = provisioning::credentials(db, call.org_id, call.provider_id?).await.ok()?;
+    match twilio.fetch_call(&credentials, &call.call_sid).await {
+        Ok(resource) => status_event(&resource),
+        Err(e) => {
+            tracing::warn!(call = %call.id, error = %e, "could not ask Twilio about a call left open");
+            None
+        }
+    }
+}
+
+fn status_event(resource: &CallResource) -> Option<StatusEvent> {
+    let status: CallStatus = resource.status.parse().ok()?;
+    let ended: Option<DateTime<Utc>> =
+        resource.end_time.as_deref().and_then(|t| DateTime::parse_from_rfc2822(t).ok()).map(|t| t.with_timezone(&Utc));
+    Some(StatusEvent { status, sequence: None, at: ended.unwrap_or_else(time::now), duration_secs: resource.duration })
+}
+
+async fn hang_up(db: &Db, twilio: &TwilioClient, call: &Call) {
+    let Some(provider) = call.provider_id else { return };
+    let result = match provisioning::credentials(db, call.org_id, provider).await {
+        Ok(credentials) => twilio.hang_up(&credentials, &call.call_sid).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = result {
+        tracing::warn!(call = %call.id, error = %e, "could not hang up a call left open");
+    }
+}
