@@ -14,7 +14,8 @@ use crate::config::Config;
 use crate::domain::org::Email;
 use crate::http::{self, AppState};
 use crate::storage::secrets::{Cipher, write_private_file};
-use crate::storage::{Db, orgs};
+use crate::automations::Worker;
+use crate::storage::{Db, orgs, retention};
 use crate::telephony::twilio::{provisioning, recovery};
 use crate::telephony::twilio::rest::TwilioClient;
 
@@ -29,6 +30,9 @@ pub struct Application {
     twilio: TwilioClient,
     /// Period of the background credential check; zero turns it off.
     verify_every: Duration,
+    automations: Worker,
+    /// Period of the retention purge; zero turns it off.
+    purge_every: Duration,
 }
 
 /// The master key: from `secret_key`, else from `{data_dir}/master.key` (created when missing).
@@ -59,8 +63,10 @@ impl Application {
         // Without a configured public URL, carriers are told the address actually bound.
         config.listen = listener.local_addr()?;
         let verify_every = Duration::from_secs(config.provider_verify_interval_secs);
+        let purge_every = Duration::from_secs(config.retention_interval_secs);
+        let automations = Worker::from_config(db.clone(), &config)?;
         let state = AppState { db: db.clone(), config: Arc::new(config), metrics: Default::default(), twilio: twilio.clone() };
-        Ok(Self { listener, router: http::router(state), db, twilio, verify_every })
+        Ok(Self { listener, router: http::router(state), db, twilio, verify_every, automations, purge_every })
     }
 
     /// The address actually bound (differs from the configuration when it asked for port 0).
@@ -71,10 +77,15 @@ impl Application {
     /// Serves until `shutdown` resolves, then finishes in-flight requests and closes the database.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(address = %self.local_addr(), "serving");
-        let verifier = (!self.verify_every.is_zero())
-            .then(|| tokio::spawn(verify_providers_periodically(self.db.clone(), self.twilio.clone(), self.verify_every)));
+        let mut background = vec![tokio::spawn(self.automations.run())];
+        if !self.verify_every.is_zero() {
+            background.push(tokio::spawn(verify_providers_periodically(self.db.clone(), self.twilio.clone(), self.verify_every)));
+        }
+        if !self.purge_every.is_zero() {
+            background.push(tokio::spawn(purge_expired_periodically(self.db.clone(), self.purge_every)));
+        }
         axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
-        if let Some(task) = verifier {
+        for task in background {
             task.abort();
         }
         self.db.close().await;
@@ -90,6 +101,18 @@ async fn verify_providers_periodically(db: Db, twilio: TwilioClient, period: Dur
     loop {
         ticks.tick().await;
         provisioning::verify_all(&db, &twilio).await;
+    }
+}
+
+/// Purges expired transcripts and call records once per `period`, starting at once.
+async fn purge_expired_periodically(db: Db, period: Duration) {
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(e) = retention::purge_expired(&db, crate::domain::time::now()).await {
+            tracing::warn!(error = ?e, "could not purge expired call data");
+        }
     }
 }
 

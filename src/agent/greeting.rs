@@ -4,7 +4,7 @@
 //! never waits for the model; until they exist, the agent's own first message is used.
 
 use crate::domain::ids::{OrgId, PhoneNumberId};
-use crate::providers::llm::{ChatMessage, ChatRequest, LlmEvent};
+use crate::providers::llm::{ChatMessage, ChatRequest};
 use crate::storage::{Db, Result, agents, phone_numbers};
 
 use super::model;
@@ -49,19 +49,15 @@ pub async fn generate(db: &Db, org: OrgId, number: PhoneNumberId) -> Result<()> 
         temperature: agent.spec.temperature,
         messages: vec![ChatMessage::System { content: system }, ChatMessage::User { content: INSTRUCTION.into() }],
         tools: vec![],
+        response_format: None,
     };
-    let mut stream = llm.stream(request);
-    let mut greeting = String::new();
-    while let Some(event) = stream.recv().await {
-        match event {
-            LlmEvent::Token(token) => greeting.push_str(&token),
-            LlmEvent::Failed(error) => {
-                tracing::warn!(number = %number, %error, "the model could not write a first message");
-                return Ok(());
-            }
-            LlmEvent::ToolCalls(_) | LlmEvent::Done => {}
+    let greeting = match llm.complete(request).await {
+        Ok(text) => text,
+        Err(error) => {
+            tracing::warn!(number = %number, %error, "the model could not write a first message");
+            return Ok(());
         }
-    }
+    };
     let greeting = greeting.trim().trim_matches('"').trim();
     if greeting.is_empty() {
         return Ok(());

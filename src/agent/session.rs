@@ -208,7 +208,13 @@ impl Session {
             let mut messages = vec![ChatMessage::System { content: self.system_prompt() }];
             messages.extend(self.history.iter().cloned());
             let request =
-                ChatRequest { model: model.clone(), temperature: self.setup.agent.temperature, messages, tools: self.tools.clone() };
+                ChatRequest {
+                model: model.clone(),
+                temperature: self.setup.agent.temperature,
+                messages,
+                tools: self.tools.clone(),
+                response_format: None,
+            };
             let mut stream = llm.stream(request);
             self.store_caller_turn(unsaved.take()).await;
             let started = time::now();

@@ -20,6 +20,33 @@ pub struct Organization {
     pub created_at: DateTime<Utc>,
 }
 
+/// How long an organisation keeps call data; `None` keeps it forever.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionPolicy {
+    /// Days to keep transcripts (the turns and the events that copy them).
+    pub transcript_days: Option<i64>,
+    /// Days to keep call records (with everything attached to them).
+    pub record_days: Option<i64>,
+}
+
+impl RetentionPolicy {
+    /// Both periods lie between 1 day and 100 years, and transcripts go no later than records.
+    pub fn validate(self) -> Result<Self, Invalid> {
+        for (field, days) in [("transcript_days", self.transcript_days), ("record_days", self.record_days)] {
+            if let Some(days) = days {
+                super::validation::in_range(field, days, 1, 36_500, "days")?;
+            }
+        }
+        if let (Some(transcripts), Some(records)) = (self.transcript_days, self.record_days)
+            && transcripts > records
+        {
+            return Err(Invalid::new("transcript_days", "cannot be longer than record_days: a transcript goes with its record"));
+        }
+        Ok(self)
+    }
+}
+
 /// A person who belongs to an organisation.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct User {

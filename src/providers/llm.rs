@@ -72,6 +72,8 @@ pub struct ChatRequest {
     pub temperature: Option<f64>,
     pub messages: Vec<ChatMessage>,
     pub tools: Vec<ToolSpec>,
+    /// The API's `response_format` (e.g. a JSON schema the answer must follow), when wanted.
+    pub response_format: Option<Value>,
 }
 
 /// What the stream yields, in order: tokens as they come, then the tool calls (if any), then
@@ -132,6 +134,21 @@ impl LlmClient {
         rx
     }
 
+    /// The whole text of a completion (for work that needs no streaming, like classification).
+    pub async fn complete(&self, request: ChatRequest) -> Result<String, String> {
+        let mut stream = self.stream(request);
+        let mut text = String::new();
+        while let Some(event) = stream.recv().await {
+            match event {
+                LlmEvent::Token(token) => text.push_str(&token),
+                LlmEvent::ToolCalls(_) => {}
+                LlmEvent::Done => return Ok(text),
+                LlmEvent::Failed(error) => return Err(error),
+            }
+        }
+        Err("the model's stream ended early".to_owned())
+    }
+
     fn body(&self, request: &ChatRequest) -> Value {
         let mut body = json!({ "model": request.model, "messages": request.messages, "stream": true });
         if let Some(t) = request.temperature {
@@ -139,6 +156,9 @@ impl LlmClient {
         }
         if !request.tools.is_empty() {
             body["tools"] = request.tools.iter().map(ToolSpec::to_json).collect();
+        }
+        if let Some(format) = &request.response_format {
+            body["response_format"] = format.clone();
         }
         body
     }

@@ -17,6 +17,7 @@ pub mod llm_providers;
 pub mod orgs;
 pub mod phone_numbers;
 pub mod phone_providers;
+pub mod retention;
 pub mod secrets;
 pub mod tickets;
 pub mod tokens;

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::call::{Call, CallStatus, Turn};
+use crate::domain::event::CallEvent;
 use crate::domain::ids::{AgentId, AppId, CallId, PhoneNumberId};
 use crate::http::AppState;
 use crate::http::auth::Caller;
@@ -65,6 +66,33 @@ pub async fn list(
     };
     let page = store::list(&s.db, caller.org, &filter, page).await.map_err(|e| ApiError::from_storage(e, "call"))?;
     Ok(Json(page.into()))
+}
+
+/// An event of a call, as delivered, with when automations received it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EventDetail {
+    #[serde(flatten)]
+    event: CallEvent,
+    dispatched_at: Option<DateTime<Utc>>,
+}
+
+/// The call's post-call events (`call.ended`, `call.analyzed`), oldest first.
+#[utoipa::path(get, path = "/calls/{id}/events", tag = "calls", params(("id" = CallId, Path)), responses(
+    (status = 200, body = Vec<EventDetail>), (status = 404, body = Problem)))]
+pub async fn events(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<CallId>) -> Result<Json<Vec<EventDetail>>, ApiError> {
+    let not_found = |e| ApiError::from_storage(e, "call");
+    store::get(&s.db, caller.org, id).await.map_err(not_found)?;
+    let stored = crate::storage::events::for_call(&s.db, caller.org, id).await.map_err(not_found)?;
+    Ok(Json(stored.into_iter().map(|e| EventDetail { event: e.event, dispatched_at: e.dispatched_at }).collect()))
+}
+
+/// Erase a call: its record, transcript, events and their automation runs (right to erasure).
+/// Tickets stay, unlinked. The erasure is audited.
+#[utoipa::path(delete, path = "/calls/{id}", tag = "calls", params(("id" = CallId, Path)), responses(
+    (status = 204), (status = 404, body = Problem)))]
+pub async fn delete(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<CallId>) -> Result<axum::http::StatusCode, ApiError> {
+    store::delete(&s.db, caller.org, id, caller.actor).await.map_err(|e| ApiError::from_storage(e, "call"))?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
 /// Read a call record with its transcript.

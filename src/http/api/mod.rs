@@ -5,11 +5,14 @@ pub mod agents;
 pub mod api_tokens;
 pub mod apps;
 pub mod audit_log;
+pub mod automations;
 pub mod calls;
 pub mod languages;
 pub mod llm_providers;
 pub mod phone_numbers;
 pub mod phone_providers;
+pub mod retention;
+pub mod tickets;
 
 use serde::{Deserialize, Deserializer};
 

@@ -1,0 +1,183 @@
+//! AI classification of a finished call: sentiment, resolution, satisfaction (1–5), a summary
+//! and the automation's own categories, as JSON.
+//!
+//! The request carries a JSON Schema as `response_format` (constrained decoding where the
+//! provider supports it); a provider that refuses the field (HTTP 4xx) is asked again without it.
+//! Either way the answer is validated here: JSON (code fences tolerated), every field present,
+//! values from the allowed sets. An invalid answer is asked for again, up to [`TRIES`] times, and
+//! then the action fails with what was wrong.
+
+use serde_json::{Value, json};
+
+use super::ActionError;
+use crate::agent::model;
+use crate::domain::agent::AgentSpec;
+use crate::domain::automation::Category;
+use crate::domain::event::{Analysis, CallEvent, Resolution, Sentiment};
+use crate::domain::ids::OrgId;
+use crate::providers::llm::{ChatMessage, ChatRequest};
+use crate::storage::{Db, StorageError, agents};
+
+/// Answers asked for before an invalid classification fails the action.
+pub const TRIES: usize = 3;
+
+/// Classifies the event's call with the model of its agent (else the organisation's newest).
+pub async fn classify(db: &Db, org: OrgId, event: &CallEvent, categories: &[Category], instructions: &str) -> Result<Analysis, ActionError> {
+    let spec = match &event.call.agent {
+        Some(agent) => match agents::get(db, org, agent.id).await {
+            Ok(agent) => agent.spec,
+            Err(StorageError::NotFound) => AgentSpec::named("deleted agent"),
+            Err(e) => return Err(ActionError::Retry(e.to_string())),
+        },
+        None => AgentSpec::named("no agent"),
+    };
+    let Some((llm, model)) = model::for_agent(db, org, &spec).await.map_err(|e| ActionError::Retry(e.to_string()))? else {
+        return Err(ActionError::Fail("the organisation has no LLM provider to classify with".into()));
+    };
+    let schema = response_schema(categories);
+    let mut request = ChatRequest {
+        model,
+        temperature: Some(0.0),
+        messages: vec![
+            ChatMessage::System { content: system_prompt(categories, instructions) },
+            ChatMessage::User { content: call_description(event) },
+        ],
+        tools: vec![],
+        response_format: Some(json!({ "type": "json_schema", "json_schema": { "name": "call_classification", "strict": true, "schema": schema } })),
+    };
+    let mut problem = String::new();
+    for _ in 0..TRIES {
+        let answer = match llm.complete(request.clone()).await {
+            Ok(answer) => answer,
+            Err(error) if request.response_format.is_some() && error.starts_with("HTTP 4") => {
+                tracing::info!(%error, "the model refused a JSON schema; asking without one");
+                request.response_format = None;
+                continue;
+            }
+            Err(error) => return Err(ActionError::Retry(format!("the model failed: {error}"))),
+        };
+        match parse_analysis(&answer, categories) {
+            Ok(analysis) => return Ok(analysis),
+            Err(why) => {
+                tracing::info!(%why, "the model's classification was invalid; asking again");
+                problem = why;
+            }
+        }
+    }
+    Err(ActionError::Fail(format!("the model gave no valid classification in {TRIES} tries; last problem: {problem}")))
+}
+
+fn system_prompt(categories: &[Category], instructions: &str) -> String {
+    let mut prompt = String::from(
+        "You review transcripts of phone calls between a customer (the caller) and an AI agent. Classify the call and \
+         answer with one JSON object and nothing else, with these fields:\n\
+         - sentiment: the caller's mood, one of \"positive\", \"neutral\", \"negative\"\n\
+         - resolution: \"resolved\" if the caller's matter was settled, \"escalated\" if it was handed to a person or needs \
+         one, else \"unresolved\"\n\
+         - satisfaction: how satisfied the caller seemed, an integer from 1 (very unhappy) to 5 (very happy)\n\
+         - summary: two sentences at most on what the call was about and how it ended\n\
+         - categories: an object with one key per category below (an empty object if there are none)\n",
+    );
+    for category in categories {
+        let values = category.values.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(", ");
+        prompt.push_str(&format!("  - {}: one of {values}. {}\n", category.name, category.description));
+    }
+    if !instructions.trim().is_empty() {
+        prompt.push_str(&format!("\nMore guidance:\n{}\n", instructions.trim()));
+    }
+    prompt
+}
+
+fn call_description(event: &CallEvent) -> String {
+    let call = &event.call;
+    format!(
+        "Caller: {}\nEnded by: {} ({})\nAgent's closing summary: {}\n\nTranscript:\n{}",
+        call.from,
+        call.ended_by.as_deref().unwrap_or("unknown"),
+        call.ended_reason.as_deref().unwrap_or("unknown"),
+        call.summary.as_deref().unwrap_or("none"),
+        if call.transcript.text.is_empty() { "(nothing was said)" } else { &call.transcript.text },
+    )
+}
+
+/// The JSON Schema the answer must follow.
+pub fn response_schema(categories: &[Category]) -> Value {
+    let category_properties: serde_json::Map<String, Value> =
+        categories.iter().map(|c| (c.name.clone(), json!({ "type": "string", "enum": c.values }))).collect();
+    let enum_of = |values: Vec<&str>| json!({ "type": "string", "enum": values });
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["sentiment", "resolution", "satisfaction", "summary", "categories"],
+        "properties": {
+            "sentiment": enum_of(Sentiment::ALL.iter().map(|s| s.as_str()).collect()),
+            "resolution": enum_of(Resolution::ALL.iter().map(|r| r.as_str()).collect()),
+            "satisfaction": { "type": "integer", "minimum": 1, "maximum": 5 },
+            "summary": { "type": "string" },
+            "categories": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": categories.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+                "properties": category_properties,
+            },
+        },
+    })
+}
+
+/// Reads and checks the model's answer.
+pub fn parse_analysis(answer: &str, categories: &[Category]) -> Result<Analysis, String> {
+    let trimmed = answer.trim();
+    let unfenced = trimmed
+        .strip_prefix("```json")
+        .or_else(|| trimmed.strip_prefix("```"))
+        .and_then(|rest| rest.strip_suffix("```"))
+        .unwrap_or(trimmed)
+        .trim();
+    let analysis: Analysis = serde_json::from_str(unfenced).map_err(|e| format!("not the expected JSON ({e})"))?;
+    if !(1..=5).contains(&analysis.satisfaction) {
+        return Err(format!("satisfaction {} is not between 1 and 5", analysis.satisfaction));
+    }
+    if analysis.summary.trim().is_empty() {
+        return Err("the summary is empty".into());
+    }
+    for category in categories {
+        match analysis.categories.get(&category.name) {
+            Some(value) if category.values.contains(value) => {}
+            Some(value) => return Err(format!("category {} has `{value}`, which is not one of its values", category.name)),
+            None => return Err(format!("category {} is missing", category.name)),
+        }
+    }
+    if let Some(extra) = analysis.categories.keys().find(|k| !categories.iter().any(|c| &c.name == *k)) {
+        return Err(format!("category {extra} was not asked for"));
+    }
+    Ok(analysis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic() -> Vec<Category> {
+        vec![Category { name: "topic".into(), values: vec!["billing".into(), "other".into()], description: String::new() }]
+    }
+
+    #[test]
+    fn valid_answers_are_read_even_in_code_fences() {
+        let answer = "```json\n{\"sentiment\":\"negative\",\"resolution\":\"escalated\",\"satisfaction\":2,\"summary\":\"Bill dispute.\",\"categories\":{\"topic\":\"billing\"}}\n```";
+        let analysis = parse_analysis(answer, &topic()).unwrap();
+        assert_eq!((analysis.sentiment, analysis.resolution, analysis.satisfaction), (Sentiment::Negative, Resolution::Escalated, 2));
+        assert_eq!(analysis.categories["topic"], "billing");
+    }
+
+    #[test]
+    fn invalid_answers_say_what_is_wrong() {
+        let base = |satisfaction: i64, topic: &str| {
+            format!(r#"{{"sentiment":"neutral","resolution":"resolved","satisfaction":{satisfaction},"summary":"x","categories":{{"topic":"{topic}"}}}}"#)
+        };
+        assert!(parse_analysis("I think it went well", &topic()).unwrap_err().contains("JSON"));
+        assert!(parse_analysis(&base(9, "billing"), &topic()).unwrap_err().contains("satisfaction"));
+        assert!(parse_analysis(&base(3, "sports"), &topic()).unwrap_err().contains("sports"));
+        assert!(parse_analysis(&base(3, "billing").replace("neutral", "meh"), &topic()).is_err());
+        assert!(parse_analysis(&base(3, "billing"), &[]).unwrap_err().contains("not asked"));
+    }
+}
