@@ -5,6 +5,7 @@
 //! rows into these types and the HTTP layer serialises them.
 
 pub mod agent;
+pub mod analytics;
 pub mod app;
 pub mod audit;
 pub mod automation;

@@ -83,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(api::tickets::list))
         .routes(routes!(api::tickets::get, api::tickets::update))
         .routes(routes!(api::retention::get, api::retention::put))
+        .routes(routes!(api::analytics::report))
         .routes(routes!(api::languages::list))
         .routes(routes!(api::audit_log::list))
         .routes(routes!(api::api_tokens::list, api::api_tokens::create))

@@ -8,6 +8,7 @@
 //! filters by organisation (invariant 8). Changes and their audit entries commit together.
 
 pub mod agents;
+pub mod analytics;
 pub mod apps;
 pub mod audit;
 pub mod automations;

@@ -2,6 +2,7 @@
 //! types, call storage, and map failures to problem+json; they hold no SQL and no pool.
 
 pub mod agents;
+pub mod analytics;
 pub mod api_tokens;
 pub mod apps;
 pub mod audit_log;
