@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README "Test"): runs the whole suite against SQLite and a
 # throw-away PostgreSQL cluster that this script starts on 127.0.0.1 and removes afterwards.
-# On a fresh Debian machine it installs what it needs: PostgreSQL from apt (as root, or with sudo).
+# On a fresh Debian machine it installs what it needs: PostgreSQL from apt (as root, or with sudo)
+# and the SMTP server aiosmtpd from PyPI.
 # Extra arguments go to the test runner, e.g. `scripts/test.sh agents`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,12 @@ if [ -z "$(pg_bin_dir)" ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
 fi
 PG_BIN="$(pg_bin_dir)"
+
+# The e-mail tests deliver to a real SMTP server on loopback (Python's aiosmtpd).
+if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+  log "installing aiosmtpd (PyPI) for the SMTP server of the e-mail tests"
+  python3 -m pip install --quiet --disable-pip-version-check aiosmtpd
+fi
 
 # PostgreSQL refuses to run as root: run the cluster as the `postgres` user in that case.
 PG_USER="$(id -un)"

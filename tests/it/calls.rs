@@ -10,7 +10,7 @@ use crate::support::{TestApp, on_both_backends};
 
 on_both_backends!(calls_filter_and_paginate, a_call_shows_its_transcript);
 
-fn new_call(sid: &str, app: &str, agent: &str, status: CallStatus, minutes_ago: i64) -> NewCall {
+pub(crate) fn new_call(sid: &str, app: &str, agent: &str, status: CallStatus, minutes_ago: i64) -> NewCall {
     NewCall {
         app_id: Some(AppId(app.parse().unwrap())),
         phone_number_id: None,

@@ -23,11 +23,11 @@ on_both_backends!(
     hanging_up_during_the_goodbye_is_clean,
 );
 
-struct Call {
-    llm: FakeLlm,
-    line: PhoneLine,
-    id: String,
-    sid: String,
+pub(crate) struct Call {
+    pub llm: FakeLlm,
+    pub line: PhoneLine,
+    pub id: String,
+    pub sid: String,
 }
 
 /// A line whose agent uses a fresh fake model.
@@ -46,7 +46,7 @@ async fn line_with_model(app: &TestApp, mut agent: Value) -> (FakeLlm, PhoneLine
 }
 
 /// A line whose agent uses a fresh fake model, and a call ringing on it.
-async fn ring_agent(app: &TestApp, agent: Value) -> Call {
+pub(crate) async fn ring_agent(app: &TestApp, agent: Value) -> Call {
     let (llm, line) = line_with_model(app, agent).await;
     let call_sid = sid("CA", 'c');
     let twiml = app.ring(&line, &call_sid).await;
@@ -55,7 +55,7 @@ async fn ring_agent(app: &TestApp, agent: Value) -> Call {
     Call { llm, line, id, sid: call_sid }
 }
 
-async fn connect(app: &TestApp, call: &Call) -> RelayClient {
+pub(crate) async fn connect(app: &TestApp, call: &Call) -> RelayClient {
     let mut relay = RelayClient::connect(app.addr, &call.id, Some(LINE_TOKEN)).await.expect("the signed handshake is accepted");
     relay.setup(&call.sid).await;
     relay

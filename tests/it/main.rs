@@ -4,6 +4,8 @@
 mod support;
 
 mod agents;
+mod analytics;
+mod automations;
 mod api_basics;
 mod apps;
 mod calls;

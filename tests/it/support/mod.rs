@@ -5,6 +5,8 @@
 pub mod fake_llm;
 pub mod fake_twilio;
 pub mod relay_client;
+pub mod smtp_server;
+pub mod webhook_sink;
 
 use std::net::SocketAddr;
 

@@ -1,0 +1,323 @@
+//! After the call: exactly one `call.ended` event per call, automations that deliver it (signed
+//! webhook, e-mail through a real SMTP server, ticket, AI classification), retries visible in the
+//! runs API, leases that survive a crashed worker, and restart recovery.
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use switchboard::app::Application;
+use switchboard::automations::Worker;
+use switchboard::config::Config;
+use switchboard::domain::app::AppSpec;
+use switchboard::domain::audit::Actor;
+use switchboard::domain::automation::{Action, AutomationSpec, Filters, Trigger};
+use switchboard::domain::call::{CallEnding, CallStatus};
+use switchboard::domain::time;
+use switchboard::storage::{apps, automations, calls, orgs};
+
+use crate::conversations::{connect, ring_agent};
+use crate::support::fake_llm::Reply;
+use crate::support::smtp_server::SmtpServer;
+use crate::support::webhook_sink::WebhookSink;
+use crate::support::{Backend, LINE_TOKEN, TestApp, spawn_app_with};
+
+/// Declares each `async fn(Backend)` as a test on SQLite and one on PostgreSQL.
+macro_rules! per_backend {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() { super::$name(crate::support::Backend::Sqlite).await }
+                #[tokio::test]
+                async fn postgres() { super::$name(crate::support::Backend::Postgres).await }
+            }
+        )+
+    };
+}
+
+per_backend!(
+    a_finished_call_is_delivered_classified_mailed_and_ticketed,
+    a_receiver_that_is_down_gets_the_event_once_it_is_up,
+    invalid_classifications_fail_clearly_and_can_be_retried,
+    a_crashed_worker_leaves_its_run_to_another,
+    a_restart_finalises_an_orphaned_call_exactly_once,
+);
+
+/// An app whose webhooks may reach loopback and whose retries start after a second.
+async fn app_for_automations(backend: Backend, smtp: Option<&SmtpServer>) -> TestApp {
+    let smtp_url = smtp.map(SmtpServer::url);
+    spawn_app_with(backend, move |config: &mut Config| {
+        config.allow_private_webhook_targets = true;
+        config.automation_retry_base_secs = 1;
+        config.smtp_url = smtp_url;
+        config.smtp_from = "Switchboard <calls@switchboard.test>".into();
+    })
+    .await
+}
+
+/// Polls `path` until `condition` holds on its JSON body (10 s at most).
+async fn until(app: &TestApp, path: &str, condition: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..200 {
+        let body = app.get(path).await.expect(200);
+        if condition(&body) {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{path} never reached the expected state: {}", app.get(path).await.body);
+}
+
+fn signature_of(secret: &str, timestamp: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(body);
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks `Switchboard-Signature` the way a receiver would.
+fn assert_signed(secret: &str, delivery: &crate::support::webhook_sink::Delivery) {
+    let header = delivery.headers["switchboard-signature"].to_str().unwrap();
+    let (t, v1) = header.split_once(',').unwrap();
+    let timestamp = t.strip_prefix("t=").unwrap();
+    assert_eq!(v1.strip_prefix("v1=").unwrap(), signature_of(secret, timestamp, &delivery.body), "the signature verifies");
+    let age = time::now().timestamp() - timestamp.parse::<i64>().unwrap();
+    assert!((0..60).contains(&age), "the timestamp is current");
+}
+
+const CLASSIFICATION: &str = r#"{"sentiment":"negative","resolution":"escalated","satisfaction":2,"summary":"The caller disputes a bill and wants a person.","categories":{"topic":"billing"}}"#;
+
+async fn a_finished_call_is_delivered_classified_mailed_and_ticketed(backend: Backend) {
+    let smtp = SmtpServer::start().await;
+    let app = app_for_automations(backend, Some(&smtp)).await;
+    let sink = WebhookSink::start().await;
+    let call = ring_agent(&app, json!({ "name": "Ava" })).await;
+    let app_id = app.get(&format!("/api/v1/calls/{}", call.id)).await.expect(200)["app_id"].as_str().unwrap().to_owned();
+    let created = app
+        .post(
+            &format!("/api/v1/apps/{app_id}/automations"),
+            json!({
+                "name": "After every call",
+                "filters": { "ended_reasons": ["agent_ended"] },
+                "actions": [
+                    { "type": "ai_classify", "categories": [{ "name": "topic", "values": ["billing", "other"] }] },
+                    { "type": "webhook", "url": sink.url, "headers": { "X-Team": "support" } },
+                    { "type": "create_record", "title": "{{ caller }}: {{ classification.categories.topic }}" },
+                    { "type": "email", "to": ["ops@example.com"], "subject": "Call from {{ caller }} ({{ classification.sentiment }})",
+                      "body": "Agent {{ agent_name }} spoke for {{ duration_secs }} s.\n{{ summary }}\n\n{{ transcript }}" },
+                ],
+            }),
+        )
+        .await
+        .expect(201);
+    let secret = created["signing_secret"].as_str().unwrap().to_owned();
+    let automation = created["id"].as_str().unwrap().to_owned();
+
+    call.llm.script([
+        Reply::says("Let me look at that bill."),
+        Reply::calls("endConversation", json!({ "summary": "Bill dispute, passed to billing.", "next_steps": "Billing calls back.", "closing_message": "Goodbye!" })),
+        Reply::says(CLASSIFICATION),
+    ]);
+    let mut relay = connect(&app, &call).await;
+    relay.say("My bill is wrong.").await;
+    relay.utterance().await;
+    relay.say("Thanks, that's all.").await;
+    relay.utterance().await;
+    assert_eq!(relay.next().await.unwrap()["type"], "end");
+    relay.close().await;
+
+    let runs = until(&app, &format!("/api/v1/automations/{automation}/runs"), |b| b["data"][0]["status"] == "succeeded").await;
+    let run = &runs["data"][0];
+    assert_eq!((run["attempts"].as_i64(), run["next_step"].as_i64()), (Some(1), Some(4)), "{run}");
+    assert_eq!(run["outputs"][1]["status"], 204);
+
+    let deliveries = sink.deliveries();
+    assert_eq!(deliveries.len(), 1);
+    assert_signed(&secret, &deliveries[0]);
+    let event: Value = serde_json::from_slice(&deliveries[0].body).unwrap();
+    assert_eq!(deliveries[0].headers["idempotency-key"].to_str().unwrap(), event["event_id"].as_str().unwrap());
+    assert_eq!(deliveries[0].headers["x-team"], "support");
+    assert_eq!((event["type"].as_str(), event["schema_version"].as_i64()), (Some("call.ended"), Some(1)));
+    assert_eq!(event["call"]["id"], call.id.as_str());
+    assert_eq!(event["call"]["from"], "+14155550123");
+    assert_eq!(event["call"]["ended_reason"], "agent_ended");
+    assert_eq!(event["call"]["agent"]["name"], "Ava");
+    let turns = event["call"]["transcript"]["turns"].as_array().unwrap();
+    assert_eq!(turns[0]["text"], "My bill is wrong.");
+    assert!(turns.iter().all(|t| t["started_at"].is_string() && t["offset_ms"].is_i64()));
+    assert_eq!(event["call"]["transcript"]["tool_calls"][0]["name"], "endConversation");
+    assert!(event["call"]["latency"]["p50_ms"].is_i64() && event["call"]["latency"]["p95_ms"].is_i64());
+
+    let record = app.get(&format!("/api/v1/calls/{}", call.id)).await.expect(200);
+    assert_eq!(record["analysis"]["sentiment"], "negative");
+    assert_eq!(record["analysis"]["categories"]["topic"], "billing");
+    let events = app.get(&format!("/api/v1/calls/{}/events", call.id)).await.expect(200);
+    let kinds: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["call.ended", "call.analyzed"]);
+    assert_eq!(events[1]["call"]["analysis"]["resolution"], "escalated");
+
+    let tickets = app.get(&format!("/api/v1/apps/{app_id}/tickets?call_id={}", call.id)).await.expect(200);
+    assert_eq!(tickets["data"].as_array().unwrap().len(), 1);
+    assert_eq!(tickets["data"][0]["title"], "+14155550123: billing");
+    assert_eq!(tickets["data"][0]["priority"], "high", "an escalated, unhappy call");
+    assert!(tickets["data"][0]["description"].as_str().unwrap().contains("Caller: My bill is wrong."));
+
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 1, "one e-mail in the SMTP server's mailbox");
+    assert!(messages[0].contains("Subject: Call from +14155550123 (negative)"), "{}", messages[0]);
+    assert!(messages[0].contains("Agent Ava spoke for"), "{}", messages[0]);
+    assert!(messages[0].contains("ops@example.com"));
+
+    // Twilio's final callback after the agent's ending changes the record, not the event count.
+    let params = [("AccountSid", call.line.account.as_str()), ("CallSid", call.sid.as_str()), ("CallStatus", "completed"), ("CallDuration", "12")];
+    app.twilio_post("/twilio/status", &params, Some(LINE_TOKEN)).await.expect(204);
+    let events = app.get(&format!("/api/v1/calls/{}/events", call.id)).await.expect(200);
+    assert_eq!(events.as_array().unwrap().len(), 2);
+    let report = app.get(&format!("/api/v1/apps/{app_id}/analytics")).await.expect(200);
+    assert_eq!(report["totals"]["calls"], 1);
+    assert_eq!(report["sentiment"]["negative"], 1);
+    assert_eq!(report["totals"]["resolution_rate"], 0.0);
+    assert_eq!(report["ended_reasons"]["agent_ended"], 1);
+}
+
+async fn a_receiver_that_is_down_gets_the_event_once_it_is_up(backend: Backend) {
+    let app = app_for_automations(backend, None).await;
+    let sink = WebhookSink::start().await;
+    sink.set_down(true);
+    let line = app.phone_line(json!({ "name": "Ava" })).await;
+    let app_id = app.get(&format!("/api/v1/agents/{}", line.agent)).await.expect(200)["app_id"].as_str().unwrap().to_owned();
+    let created = app
+        .post(&format!("/api/v1/apps/{app_id}/automations"), json!({ "name": "hook", "actions": [{ "type": "webhook", "url": sink.url }] }))
+        .await
+        .expect(201);
+    let runs_path = format!("/api/v1/automations/{}/runs", created["id"].as_str().unwrap());
+    let call_sid = crate::support::sid("CA", 'd');
+    app.ring(&line, &call_sid).await.expect(200);
+    let params = [("AccountSid", line.account.as_str()), ("CallSid", call_sid.as_str()), ("CallStatus", "completed"), ("CallDuration", "30")];
+    app.twilio_post("/twilio/status", &params, Some(LINE_TOKEN)).await.expect(204);
+
+    let failing = until(&app, &runs_path, |b| b["data"][0]["attempts"].as_i64() >= Some(1) && b["data"][0]["status"] == "pending").await;
+    let run = &failing["data"][0];
+    assert!(run["last_error"].as_str().unwrap().contains("HTTP 503"), "{run}");
+    assert!(run["next_attempt_at"].is_string());
+    assert!(sink.refused() >= 1);
+
+    sink.set_down(false);
+    let done = until(&app, &runs_path, |b| b["data"][0]["status"] == "succeeded").await;
+    assert!(done["data"][0]["attempts"].as_i64().unwrap() >= 2, "{}", done["data"][0]);
+    assert_eq!(sink.deliveries().len(), 1, "delivered once");
+    let event: Value = serde_json::from_slice(&sink.deliveries()[0].body).unwrap();
+    assert_eq!(event["call"]["ended_reason"], "caller_hangup");
+    assert_eq!(event["call"]["duration_ms"], 30_000);
+}
+
+async fn invalid_classifications_fail_clearly_and_can_be_retried(backend: Backend) {
+    let app = app_for_automations(backend, None).await;
+    let llm = crate::support::fake_llm::FakeLlm::start().await;
+    app.post("/api/v1/llm-providers", json!({ "name": "fake", "base_url": llm.base_url, "default_model": "m" })).await.expect(201);
+    llm.script([Reply::says("It went fine I think."), Reply::says(r#"{"sentiment":"great"}"#), Reply::says("{not json")]);
+    let line = app.phone_line(json!({ "name": "Ava" })).await;
+    let app_id = app.get(&format!("/api/v1/agents/{}", line.agent)).await.expect(200)["app_id"].as_str().unwrap().to_owned();
+    let created = app
+        .post(&format!("/api/v1/apps/{app_id}/automations"), json!({ "name": "classify", "actions": [{ "type": "ai_classify" }] }))
+        .await
+        .expect(201);
+    let runs_path = format!("/api/v1/automations/{}/runs", created["id"].as_str().unwrap());
+    let call_sid = crate::support::sid("CA", 'e');
+    app.ring(&line, &call_sid).await.expect(200);
+    let params = [("AccountSid", line.account.as_str()), ("CallSid", call_sid.as_str()), ("CallStatus", "completed")];
+    app.twilio_post("/twilio/status", &params, Some(LINE_TOKEN)).await.expect(204);
+
+    let failed = until(&app, &runs_path, |b| b["data"][0]["status"] == "failed").await;
+    let run = &failed["data"][0];
+    assert!(run["last_error"].as_str().unwrap().contains("no valid classification in 3 tries"), "{run}");
+    assert_eq!(llm.requests().len(), 3, "asked three times");
+    assert!(llm.requests()[0]["response_format"]["json_schema"]["schema"]["required"].is_array(), "constrained by a JSON schema");
+
+    llm.script([Reply::says(r#"{"sentiment":"positive","resolution":"resolved","satisfaction":5,"summary":"All good.","categories":{}}"#)]);
+    let run_id = run["id"].as_str().unwrap();
+    app.post(&format!("/api/v1/automation-runs/{run_id}/retry"), json!(null)).await.expect(200);
+    until(&app, &runs_path, |b| b["data"][0]["status"] == "succeeded").await;
+    let detail = app.post(&format!("/api/v1/automation-runs/{run_id}/retry"), json!(null)).await.problem(409);
+    assert!(detail.contains("succeeded"), "{detail}");
+    let call = app.get("/api/v1/calls").await.expect(200)["data"][0].clone();
+    assert_eq!(call["analysis"]["satisfaction"], 5);
+}
+
+async fn a_crashed_worker_leaves_its_run_to_another(backend: Backend) {
+    // No server here: the test plays the workers itself, on a database of its own.
+    let dir = tempfile::tempdir().unwrap();
+    let url = crate::support::fresh_database_url(backend, dir.path()).await;
+    let config = Config { database_url: url, data_dir: dir.path().to_owned(), allow_private_webhook_targets: true, ..Config::default() };
+    let db = switchboard::app::open_database(&config).await.unwrap();
+    let org = orgs::create(&db, "acme", Actor::System).await.unwrap().id;
+    let app = apps::create(&db, org, AppSpec::new("Support", "").unwrap(), Actor::System).await.unwrap();
+    let sink = WebhookSink::start().await;
+    let spec = AutomationSpec {
+        name: "hook".into(),
+        trigger: Trigger::AgentConversationEnded,
+        filters: Filters::default(),
+        actions: vec![Action::Webhook { url: sink.url.clone(), headers: Default::default() }],
+        enabled: true,
+    };
+    let (automation, _) = automations::create(&db, org, app.id, spec, Actor::System).await.unwrap();
+    let mut new = crate::calls::new_call("CA1", &app.id.to_string(), &uuid::Uuid::now_v7().to_string(), CallStatus::InProgress, 1);
+    new.agent_id = None;
+    let call = calls::open(&db, org, new).await.unwrap();
+    let ending = CallEnding { ended_by: "caller", reason: "caller_hangup", ..Default::default() };
+    calls::finish_conversation(&db, org, call.id, &ending).await.unwrap();
+    calls::finish_conversation(&db, org, call.id, &ending).await.unwrap();
+    assert_eq!(automations::dispatch_events(&db, 10).await.unwrap(), 1, "one event, one run");
+    assert_eq!(automations::dispatch_events(&db, 10).await.unwrap(), 0);
+
+    let now = time::now();
+    let first = automations::claim_due(&db, now, now + chrono::Duration::seconds(30)).await.unwrap().expect("a due run");
+    drop(first); // the worker dies between claim and completion
+    assert!(automations::claim_due(&db, now, now + chrono::Duration::seconds(30)).await.unwrap().is_none(), "leased");
+    let later = now + chrono::Duration::seconds(31);
+    let second = automations::claim_due(&db, later, later + chrono::Duration::seconds(30)).await.unwrap().expect("the lease ran out");
+    assert_eq!(second.run.attempts, 2);
+    assert_eq!(second.automation.id, automation.id);
+    let worker = Worker::from_config(db.clone(), &config).unwrap();
+    worker.execute(second).await;
+    let runs = automations::runs(&db, org, automation.id, switchboard::storage::PageRequest { before: None, limit: 10 }).await.unwrap();
+    assert_eq!(runs.items.len(), 1);
+    assert_eq!(runs.items[0].status.as_str(), "succeeded");
+    assert_eq!(sink.deliveries().len(), 1);
+}
+
+async fn a_restart_finalises_an_orphaned_call_exactly_once(backend: Backend) {
+    let app = app_for_automations(backend, None).await;
+    let call = ring_agent(&app, json!({ "name": "Ava" })).await;
+    call.llm.script([Reply::says("Sure, one moment.")]);
+    let mut relay = connect(&app, &call).await;
+    relay.say("Hello?").await;
+    relay.utterance().await;
+    app.twilio.set_call(&call.sid, "in-progress", None);
+
+    // A new process on the same database and node: the old one's session is gone for it.
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: app.database_url.clone(),
+        data_dir: app.data_dir.path().to_owned(),
+        twilio_api_base: app.twilio.base_url(),
+        provider_verify_interval_secs: 0,
+        ..Config::default()
+    };
+    let restarted = Application::build(config).await.expect("the restarted server starts");
+    drop(restarted);
+    let record = app.get(&format!("/api/v1/calls/{}", call.id)).await.expect(200);
+    assert_eq!((record["ended_by"].as_str(), record["ended_reason"].as_str()), (Some("system"), Some("server_restart")));
+    assert!(app.twilio.call_updates().iter().any(|(sid, form)| sid == &call.sid && form.contains(&("Status".into(), "completed".into()))));
+
+    // The old session ending late, and Twilio's callback, add no second event.
+    relay.close().await;
+    let params = [("AccountSid", call.line.account.as_str()), ("CallSid", call.sid.as_str()), ("CallStatus", "completed")];
+    app.twilio_post("/twilio/status", &params, Some(LINE_TOKEN)).await.expect(204);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let events = app.get(&format!("/api/v1/calls/{}/events", call.id)).await.expect(200);
+    assert_eq!(events.as_array().unwrap().len(), 1, "{events}");
+    assert_eq!(events[0]["call"]["ended_reason"], "server_restart");
+    assert_eq!(events[0]["call"]["transcript"]["turns"][0]["text"], "Hello?");
+}
