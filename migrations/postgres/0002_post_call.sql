@@ -86,3 +86,7 @@ CREATE TABLE tickets (
     updated_at  TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX tickets_app ON tickets (org_id, app_id, id);
+
+-- Retention periods are read and written as 64-bit integers, like every other count here.
+ALTER TABLE organizations ALTER COLUMN transcript_retention_days TYPE BIGINT;
+ALTER TABLE organizations ALTER COLUMN record_retention_days TYPE BIGINT;

@@ -86,3 +86,5 @@ CREATE TABLE tickets (
     updated_at  TEXT NOT NULL
 );
 CREATE INDEX tickets_app ON tickets (org_id, app_id, id);
+
+-- (PostgreSQL widens the retention columns to BIGINT here; SQLite integers are 64-bit already.)

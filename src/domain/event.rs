@@ -150,6 +150,22 @@ pub struct Analysis {
     pub categories: BTreeMap<String, String>,
 }
 
+/// The JSON Schema (2020-12) of the event payload at [`SCHEMA_VERSION`], generated from these
+/// types. `docs/events/` publishes it; a test keeps the two equal.
+pub fn json_schema() -> Value {
+    use utoipa::{PartialSchema, ToSchema};
+    let mut defs = Vec::new();
+    CallEvent::schemas(&mut defs);
+    let mut doc = serde_json::to_value(CallEvent::schema()).expect("a schema serialises");
+    let definitions: serde_json::Map<String, Value> =
+        defs.into_iter().map(|(name, schema)| (name, serde_json::to_value(schema).expect("a schema serialises"))).collect();
+    doc["$schema"] = Value::from("https://json-schema.org/draft/2020-12/schema");
+    doc["title"] = Value::from(format!("Switchboard post-call event (call.ended, call.analyzed), schema version {SCHEMA_VERSION}"));
+    doc["$defs"] = Value::Object(definitions);
+    let text = doc.to_string().replace("#/components/schemas/", "#/$defs/");
+    serde_json::from_str(&text).expect("the rewritten schema is JSON")
+}
+
 impl CallSnapshot {
     /// The snapshot of `call` with its transcript (in spoken order) and its agent's name.
     pub fn new(call: &Call, agent_name: Option<String>, turns: &[Turn], analysis: Option<Analysis>) -> Self {

@@ -181,3 +181,17 @@ async fn api_tokens_work_until_revoked(app: TestApp) {
     app.send(Method::GET, "/api/v1/apps", Some(&token), None).await.problem(401);
     app.post("/api/v1/api-tokens", json!({ "name": "" })).await.problem(422);
 }
+
+/// The published JSON Schema of the event payload matches the types; a published version never
+/// changes in place. Run with `UPDATE_EVENT_SCHEMA=1` to write a new version's file.
+#[test]
+fn the_event_schema_is_published() {
+    let version = switchboard::domain::event::SCHEMA_VERSION;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("docs/events/call-event.v{version}.schema.json"));
+    let generated = serde_json::to_string_pretty(&switchboard::domain::event::json_schema()).unwrap() + "\n";
+    if std::env::var_os("UPDATE_EVENT_SCHEMA").is_some() && !path.exists() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let published = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(published == generated, "{} differs from the payload types: add a new schema version instead of changing v{version}", path.display());
+}
