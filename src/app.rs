@@ -10,14 +10,14 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::automations::Worker;
 use crate::config::Config;
 use crate::domain::org::Email;
 use crate::http::{self, AppState};
 use crate::storage::secrets::{Cipher, write_private_file};
-use crate::automations::Worker;
 use crate::storage::{Db, orgs, retention};
-use crate::telephony::twilio::{provisioning, recovery};
 use crate::telephony::twilio::rest::TwilioClient;
+use crate::telephony::twilio::{provisioning, recovery};
 
 /// The e-mail of the owner a first start creates.
 pub const FIRST_OWNER_EMAIL: &str = "admin@switchboard.local";

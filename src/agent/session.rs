@@ -207,8 +207,7 @@ impl Session {
         for _ in 0..MAX_TOOL_ROUNDS {
             let mut messages = vec![ChatMessage::System { content: self.system_prompt() }];
             messages.extend(self.history.iter().cloned());
-            let request =
-                ChatRequest {
+            let request = ChatRequest {
                 model: model.clone(),
                 temperature: self.setup.agent.temperature,
                 messages,

@@ -22,7 +22,13 @@ use crate::storage::{Db, StorageError, agents};
 pub const TRIES: usize = 3;
 
 /// Classifies the event's call with the model of its agent (else the organisation's newest).
-pub async fn classify(db: &Db, org: OrgId, event: &CallEvent, categories: &[Category], instructions: &str) -> Result<Analysis, ActionError> {
+pub async fn classify(
+    db: &Db,
+    org: OrgId,
+    event: &CallEvent,
+    categories: &[Category],
+    instructions: &str,
+) -> Result<Analysis, ActionError> {
     let spec = match &event.call.agent {
         Some(agent) => match agents::get(db, org, agent.id).await {
             Ok(agent) => agent.spec,
@@ -43,7 +49,9 @@ pub async fn classify(db: &Db, org: OrgId, event: &CallEvent, categories: &[Cate
             ChatMessage::User { content: call_description(event) },
         ],
         tools: vec![],
-        response_format: Some(json!({ "type": "json_schema", "json_schema": { "name": "call_classification", "strict": true, "schema": schema } })),
+        response_format: Some(
+            json!({ "type": "json_schema", "json_schema": { "name": "call_classification", "strict": true, "schema": schema } }),
+        ),
     };
     let mut problem = String::new();
     for _ in 0..TRIES {
@@ -172,7 +180,9 @@ mod tests {
     #[test]
     fn invalid_answers_say_what_is_wrong() {
         let base = |satisfaction: i64, topic: &str| {
-            format!(r#"{{"sentiment":"neutral","resolution":"resolved","satisfaction":{satisfaction},"summary":"x","categories":{{"topic":"{topic}"}}}}"#)
+            format!(
+                r#"{{"sentiment":"neutral","resolution":"resolved","satisfaction":{satisfaction},"summary":"x","categories":{{"topic":"{topic}"}}}}"#
+            )
         };
         assert!(parse_analysis("I think it went well", &topic()).unwrap_err().contains("JSON"));
         assert!(parse_analysis(&base(9, "billing"), &topic()).unwrap_err().contains("satisfaction"));

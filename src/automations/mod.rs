@@ -131,11 +131,20 @@ impl Worker {
         }
     }
 
-    async fn perform(&self, run: &AutomationRun, event: &CallEvent, index: usize, action: &Action, context: &Value) -> Result<Value, ActionError> {
-        let render = |text: &str| Template::parse("template", text).map(|t| t.render(context)).map_err(|e| ActionError::Fail(e.to_string()));
+    async fn perform(
+        &self,
+        run: &AutomationRun,
+        event: &CallEvent,
+        index: usize,
+        action: &Action,
+        context: &Value,
+    ) -> Result<Value, ActionError> {
+        let render =
+            |text: &str| Template::parse("template", text).map(|t| t.render(context)).map_err(|e| ActionError::Fail(e.to_string()));
         match action {
             Action::Webhook { url, headers } => {
-                let secret = queue::signing_secret(&self.db, run.org_id, run.automation_id).await.map_err(|e| ActionError::Retry(e.to_string()))?;
+                let secret =
+                    queue::signing_secret(&self.db, run.org_id, run.automation_id).await.map_err(|e| ActionError::Retry(e.to_string()))?;
                 let status = self.webhooks.deliver(url, headers, event, &secret).await?;
                 Ok(json!({ "action": "webhook", "url": url, "status": status }))
             }

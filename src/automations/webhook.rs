@@ -33,11 +33,18 @@ impl Deliverer {
     }
 
     /// Delivers `event` to `url`; returns the receiver's HTTP status.
-    pub async fn deliver(&self, url: &str, headers: &BTreeMap<String, String>, event: &CallEvent, secret: &str) -> Result<u16, ActionError> {
+    pub async fn deliver(
+        &self,
+        url: &str,
+        headers: &BTreeMap<String, String>,
+        event: &CallEvent,
+        secret: &str,
+    ) -> Result<u16, ActionError> {
         let parsed = url::Url::parse(url).map_err(|e| ActionError::Fail(format!("`{url}` is not a URL: {e}")))?;
         let host = parsed.host_str().ok_or_else(|| ActionError::Fail("the URL names no host".into()))?.to_owned();
         let port = parsed.port_or_known_default().unwrap_or(443);
-        let mut client = reqwest::Client::builder().timeout(TIMEOUT).connect_timeout(Duration::from_secs(5)).redirect(reqwest::redirect::Policy::none());
+        let mut client =
+            reqwest::Client::builder().timeout(TIMEOUT).connect_timeout(Duration::from_secs(5)).redirect(reqwest::redirect::Policy::none());
         if !self.allow_private {
             let address = public_address(&host, port).await?;
             client = client.resolve(&host, address);
@@ -77,10 +84,8 @@ pub fn signature_header(secret: &str, timestamp: i64, body: &[u8]) -> String {
 
 /// The first address of `host`, refused when any of its addresses is not public.
 async fn public_address(host: &str, port: u16) -> Result<SocketAddr, ActionError> {
-    let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| ActionError::Retry(format!("could not resolve {host}: {e}")))?
-        .collect();
+    let addresses: Vec<SocketAddr> =
+        tokio::net::lookup_host((host, port)).await.map_err(|e| ActionError::Retry(format!("could not resolve {host}: {e}")))?.collect();
     if let Some(private) = addresses.iter().find(|a| !is_public(a.ip())) {
         return Err(ActionError::Fail(format!(
             "{host} resolves to {}, a private or local address; webhooks may only reach public addresses unless \
@@ -130,7 +135,19 @@ mod tests {
 
     #[test]
     fn private_and_local_addresses_are_not_public() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["93.184.216.34", "8.8.8.8", "2606:4700::1111"] {

@@ -50,7 +50,10 @@ pub fn buckets(from: DateTime<Utc>, to: DateTime<Utc>, size: BucketSize, zone: T
         };
         out.push(Bucket { start: midnight(day, zone), end: midnight(next, zone), label: day.to_string() });
         if out.len() > MAX_BUCKETS {
-            return Err(Invalid::new("bucket", format!("the range needs more than {MAX_BUCKETS} buckets; use a larger bucket or a shorter range")));
+            return Err(Invalid::new(
+                "bucket",
+                format!("the range needs more than {MAX_BUCKETS} buckets; use a larger bucket or a shorter range"),
+            ));
         }
         day = next;
     }

@@ -141,7 +141,10 @@ impl Action {
                     let reserved = ["content-type", "switchboard-signature", "idempotency-key", "host", "content-length"]
                         .contains(&name.to_ascii_lowercase().as_str());
                     if !valid_name || reserved || value.contains(['\r', '\n']) {
-                        return Err(Invalid::new(format!("{field}.headers"), format!("`{name}` cannot be set (letters, digits and `-` only; not a header Switchboard sets)")));
+                        return Err(Invalid::new(
+                            format!("{field}.headers"),
+                            format!("`{name}` cannot be set (letters, digits and `-` only; not a header Switchboard sets)"),
+                        ));
                     }
                 }
                 Ok(())
@@ -151,7 +154,8 @@ impl Action {
                     return Err(Invalid::new(format!("{field}.to"), "needs 1 to 20 addresses"));
                 }
                 for address in to {
-                    super::org::Email::parse(address).map_err(|_| Invalid::new(format!("{field}.to"), format!("`{address}` is not an e-mail address")))?;
+                    super::org::Email::parse(address)
+                        .map_err(|_| Invalid::new(format!("{field}.to"), format!("`{address}` is not an e-mail address")))?;
                 }
                 template("subject", subject)?;
                 template("body", body)
@@ -167,7 +171,10 @@ impl Action {
                 for category in categories {
                     let name_ok = !category.name.is_empty() && category.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                     if !name_ok || category.values.is_empty() || category.values.iter().any(|v| v.trim().is_empty()) {
-                        return Err(Invalid::new(format!("{field}.categories"), "each category needs a name (letters, digits, `_`) and at least one non-empty value"));
+                        return Err(Invalid::new(
+                            format!("{field}.categories"),
+                            "each category needs a name (letters, digits, `_`) and at least one non-empty value",
+                        ));
                     }
                 }
                 if instructions.chars().count() > 5_000 {
@@ -336,9 +343,14 @@ mod tests {
 
     #[test]
     fn outputs_of_earlier_actions_reach_later_templates() {
-        let outputs = vec![json!({ "action": "ai_classify", "classification": { "sentiment": "negative", "summary": "Angry about a bill" } })];
+        let outputs =
+            vec![json!({ "action": "ai_classify", "classification": { "sentiment": "negative", "summary": "Angry about a bill" } })];
         let context = template_context(&event(), &outputs);
-        let t = Template::parse("t", "{{ agent_name }}: {{ classification.sentiment }} / {{ summary }} / {{ steps.0.action }} / {{ duration_secs }}s").unwrap();
+        let t = Template::parse(
+            "t",
+            "{{ agent_name }}: {{ classification.sentiment }} / {{ summary }} / {{ steps.0.action }} / {{ duration_secs }}s",
+        )
+        .unwrap();
         assert_eq!(t.render(&context), "Ada: negative / Angry about a bill / ai_classify / 90s");
         assert_eq!(Template::parse("t", "{{ summary }}").unwrap().render(&template_context(&event(), &[])), "Booked a table");
     }

@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::ids::{AgentId, AppId, CallId, OrgId, PhoneNumberId, PhoneProviderId};
 use super::event::Analysis;
+use super::ids::{AgentId, AppId, CallId, OrgId, PhoneNumberId, PhoneProviderId};
 use super::text_enum;
 
 text_enum!(
@@ -266,8 +266,14 @@ mod tests {
         let agent = CallEnding { ended_by: "agent", reason: "agent_ended", summary: Some("Booked"), ..Default::default() };
         let ended = answered.with_ending(&agent, at);
         assert_eq!((ended.status, ended.duration_secs, ended.ended_at), (CallStatus::Completed, Some(30), Some(at)));
-        let later = ended.with_ending(&CallEnding { ended_by: "caller", reason: "caller_hangup", ..Default::default() }, at + chrono::Duration::seconds(5));
-        assert_eq!((later.ended_reason.as_deref(), later.summary.as_deref(), later.ended_at), (Some("agent_ended"), Some("Booked"), Some(at)));
+        let later = ended.with_ending(
+            &CallEnding { ended_by: "caller", reason: "caller_hangup", ..Default::default() },
+            at + chrono::Duration::seconds(5),
+        );
+        assert_eq!(
+            (later.ended_reason.as_deref(), later.summary.as_deref(), later.ended_at),
+            (Some("agent_ended"), Some("Booked"), Some(at))
+        );
         let transfer = CallEnding { ended_by: "agent", reason: REASON_TRANSFERRED, ..Default::default() };
         assert_eq!(answered.with_ending(&transfer, at).status, CallStatus::InProgress, "the call goes on with a person");
     }

@@ -97,8 +97,9 @@ mod tests {
     #[test]
     fn placeholders_render_from_the_context() {
         let context = json!({ "call": { "from": "+14155550123", "duration_ms": 42000, "agent": null }, "steps": [{ "status": 200 }] });
-        let t = Template::parse("subject", "Call from {{ call.from }} ({{call.duration_ms}} ms) {{ call.agent.name }}|{{ steps.0.status }}")
-            .unwrap();
+        let t =
+            Template::parse("subject", "Call from {{ call.from }} ({{call.duration_ms}} ms) {{ call.agent.name }}|{{ steps.0.status }}")
+                .unwrap();
         assert_eq!(t.render(&context), "Call from +14155550123 (42000 ms) |200");
         assert_eq!(Template::parse("s", "literal {{{{ braces").unwrap().render(&context), "literal {{ braces");
     }

@@ -23,8 +23,7 @@ pub struct Scope {
 }
 
 /// Calls in scope: `c` is the calls table; `$1`–`$5` are org, app, agent, from, to.
-const IN_SCOPE: &str =
-    "c.org_id = $1 AND c.app_id = $2 AND ($3 IS NULL OR c.agent_id = $3) AND c.started_at >= $4 AND c.started_at < $5";
+const IN_SCOPE: &str = "c.org_id = $1 AND c.app_id = $2 AND ($3 IS NULL OR c.agent_id = $3) AND c.started_at >= $4 AND c.started_at < $5";
 
 /// The aggregates of `CallFigures` that come straight from the calls table.
 const FIGURES: &str = "COUNT(*) AS calls,
@@ -79,7 +78,8 @@ pub struct Figures {
 /// Computes the figures of `scope` over `buckets`.
 pub async fn figures(db: &Db, scope: &Scope, buckets: &[Bucket]) -> Result<Figures> {
     let totals_sql = format!("SELECT CAST(NULL AS UUID) AS group_id, {FIGURES} FROM calls c WHERE {IN_SCOPE}");
-    let per_agent_sql = format!("SELECT c.agent_id AS group_id, {FIGURES} FROM calls c WHERE {IN_SCOPE} AND c.agent_id IS NOT NULL GROUP BY c.agent_id");
+    let per_agent_sql =
+        format!("SELECT c.agent_id AS group_id, {FIGURES} FROM calls c WHERE {IN_SCOPE} AND c.agent_id IS NOT NULL GROUP BY c.agent_id");
     let totals: Vec<FiguresRow> = fetch(db, scope, &totals_sql).await?;
     let per_agent: Vec<FiguresRow> = fetch(db, scope, &per_agent_sql).await?;
     let overall_latency: Vec<LatencyRow> = fetch(db, scope, &latency_sql(None)).await?;
@@ -91,7 +91,11 @@ pub async fn figures(db: &Db, scope: &Scope, buckets: &[Bucket]) -> Result<Figur
             .unwrap_or_default()
     };
     let names: Vec<(Uuid, String)> = on_pool!(db, |pool| {
-        sqlx::query_as("SELECT id, name FROM agents WHERE org_id = $1 AND app_id = $2").bind(scope.org.0).bind(scope.app.0).fetch_all(pool).await
+        sqlx::query_as("SELECT id, name FROM agents WHERE org_id = $1 AND app_id = $2")
+            .bind(scope.org.0)
+            .bind(scope.app.0)
+            .fetch_all(pool)
+            .await
     })?;
     let agents = per_agent
         .iter()

@@ -209,7 +209,11 @@ pub async fn delete(db: &Db, org: OrgId, id: AutomationId, actor: Actor) -> Resu
 /// The automation's webhook signing secret, decrypted.
 pub async fn signing_secret(db: &Db, org: OrgId, id: AutomationId) -> Result<zeroize::Zeroizing<String>> {
     let sealed: Option<Vec<u8>> = on_pool!(db, |pool| {
-        sqlx::query_scalar("SELECT secret_enc FROM automations WHERE id = $1 AND org_id = $2").bind(id.0).bind(org.0).fetch_optional(pool).await
+        sqlx::query_scalar("SELECT secret_enc FROM automations WHERE id = $1 AND org_id = $2")
+            .bind(id.0)
+            .bind(org.0)
+            .fetch_optional(pool)
+            .await
     })?;
     Ok(db.cipher().decrypt(&secret_slot(org, id), &sealed.ok_or(StorageError::NotFound)?)?)
 }
@@ -236,10 +240,8 @@ struct PendingEvent {
 /// many runs were created.
 pub async fn dispatch_events(db: &Db, batch: i64) -> Result<usize> {
     let mut tx = db.begin().await?;
-    let select = format!(
-        "SELECT id, org_id, app_id, payload FROM events WHERE dispatched_at IS NULL ORDER BY id LIMIT $1{}",
-        skip_locked(db)
-    );
+    let select =
+        format!("SELECT id, org_id, app_id, payload FROM events WHERE dispatched_at IS NULL ORDER BY id LIMIT $1{}", skip_locked(db));
     let pending: Vec<PendingEvent> =
         on_tx!(&mut tx, |conn| sqlx::query_as(sqlx::AssertSqlSafe(select.as_str())).bind(batch).fetch_all(conn).await)?;
     let now = time::now();
@@ -247,7 +249,8 @@ pub async fn dispatch_events(db: &Db, batch: i64) -> Result<usize> {
     for event in pending {
         let trigger = Trigger::ALL.iter().copied().find(|t| t.event_type() == event.payload.0.event_type);
         if let (Some(app), Some(trigger)) = (event.app_id, trigger) {
-            let sql = concat!("SELECT ", columns!(), " FROM automations WHERE org_id = $1 AND app_id = $2 AND trigger = $3 AND enabled = $4");
+            let sql =
+                concat!("SELECT ", columns!(), " FROM automations WHERE org_id = $1 AND app_id = $2 AND trigger = $3 AND enabled = $4");
             let rows: Vec<AutomationRow> = on_tx!(&mut tx, |conn| {
                 sqlx::query_as(sql).bind(event.org_id).bind(app).bind(trigger.as_str()).bind(true).fetch_all(conn).await
             })?;
@@ -310,7 +313,11 @@ pub async fn claim_due(db: &Db, now: DateTime<Utc>, lease_until: DateTime<Utc>) 
     let Some(run) = row.map(RunRow::into_domain).transpose()? else { return Ok(None) };
     let automation = get(db, run.org_id, run.automation_id).await?;
     let payload: Option<Json<CallEvent>> = on_pool!(db, |pool| {
-        sqlx::query_scalar("SELECT payload FROM events WHERE id = $1 AND org_id = $2").bind(run.event_id).bind(run.org_id.0).fetch_optional(pool).await
+        sqlx::query_scalar("SELECT payload FROM events WHERE id = $1 AND org_id = $2")
+            .bind(run.event_id)
+            .bind(run.org_id.0)
+            .fetch_optional(pool)
+            .await
     })?;
     let event = payload.ok_or(StorageError::NotFound)?.0;
     Ok(Some(ClaimedRun { run, automation, event }))
@@ -399,7 +406,11 @@ pub async fn retry(db: &Db, org: OrgId, id: AutomationRunId, actor: Actor) -> Re
         on_tx!(&mut tx, |conn| sqlx::query_as(sql).bind(now).bind(now + RETRY_WINDOW).bind(id.0).bind(org.0).fetch_optional(conn).await)?;
     let Some(row) = row else {
         let status: Option<String> = on_tx!(&mut tx, |conn| {
-            sqlx::query_scalar("SELECT status FROM automation_runs WHERE id = $1 AND org_id = $2").bind(id.0).bind(org.0).fetch_optional(conn).await
+            sqlx::query_scalar("SELECT status FROM automation_runs WHERE id = $1 AND org_id = $2")
+                .bind(id.0)
+                .bind(org.0)
+                .fetch_optional(conn)
+                .await
         })?;
         return Err(match status {
             None => StorageError::NotFound,

@@ -199,7 +199,13 @@ async fn write(tx: &mut Tx, call: &Call) -> Result<()> {
 /// Returns whether this call did it. Callers hold the call's row (see `lock`).
 async fn finalize(tx: &mut Tx, call: &Call) -> Result<bool> {
     let sql = "UPDATE calls SET finalized_at = $1 WHERE id = $2 AND org_id = $3 AND finalized_at IS NULL";
-    let updated = on_tx!(tx, |conn| sqlx::query(sql).bind(time::now()).bind(call.id.0).bind(call.org_id.0).execute(conn).await.map(|r| r.rows_affected()))?;
+    let updated = on_tx!(tx, |conn| sqlx::query(sql)
+        .bind(time::now())
+        .bind(call.id.0)
+        .bind(call.org_id.0)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
     if updated == 0 {
         return Ok(false);
     }
@@ -234,7 +240,13 @@ pub async fn finish_conversation(db: &Db, org: OrgId, id: CallId, ending: &CallE
 /// Notes that `node` runs the call's agent session; restart recovery looks for its own calls.
 pub async fn claim_session(db: &Db, org: OrgId, id: CallId, node: &str) -> Result<()> {
     on_pool!(db, |pool| {
-        sqlx::query("UPDATE calls SET session_node = $1 WHERE id = $2 AND org_id = $3").bind(node).bind(id.0).bind(org.0).execute(pool).await.map(|_| ())
+        sqlx::query("UPDATE calls SET session_node = $1 WHERE id = $2 AND org_id = $3")
+            .bind(node)
+            .bind(id.0)
+            .bind(org.0)
+            .execute(pool)
+            .await
+            .map(|_| ())
     })?;
     Ok(())
 }

@@ -19,17 +19,37 @@ fn at(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
 }
 
-/// A finished call started at `start`, lasting `secs`, with agent turns of these latencies.
-async fn known_call(app: &TestApp, sid: &str, app_id: &str, agent: &str, start: &str, secs: i64, latencies: &[i64], reason: &str) -> CallId {
+/// A finished call of an app's agent.
+struct Known<'a> {
+    sid: &'a str,
+    agent: &'a str,
+    start: &'a str,
+    secs: i64,
+    /// One agent turn per latency.
+    latencies: &'a [i64],
+    reason: &'a str,
+}
+
+async fn known_call(app: &TestApp, app_id: &str, known: Known<'_>) -> CallId {
+    let Known { sid, agent, start, secs, latencies, reason } = known;
     let mut new = new_call(sid, app_id, agent, CallStatus::InProgress, 0);
     new.started_at = at(start);
     let call = calls::open(&app.db, app.org, new).await.unwrap();
     for (i, latency) in latencies.iter().enumerate() {
         let when = at(start) + Duration::seconds(i as i64 + 1);
-        let turn = NewTurn { role: TurnRole::Agent, text: "ok".into(), language: None, started_at: when, ended_at: Some(when), interrupted: false, latency_ms: Some(*latency) };
+        let turn = NewTurn {
+            role: TurnRole::Agent,
+            text: "ok".into(),
+            language: None,
+            started_at: when,
+            ended_at: Some(when),
+            interrupted: false,
+            latency_ms: Some(*latency),
+        };
         calls::append_turn(&app.db, app.org, call.id, &turn).await.unwrap();
     }
-    let event = StatusEvent { status: CallStatus::Completed, sequence: None, at: at(start) + Duration::seconds(secs), duration_secs: Some(secs) };
+    let event =
+        StatusEvent { status: CallStatus::Completed, sequence: None, at: at(start) + Duration::seconds(secs), duration_secs: Some(secs) };
     calls::finish_conversation(&app.db, app.org, call.id, &CallEnding { ended_by: "agent", reason, ..Default::default() }).await.unwrap();
     calls::apply_status_event(&app.db, app.org, call.id, &event).await.unwrap();
     call.id
@@ -44,17 +64,36 @@ async fn analytics_reflect_known_calls(app: TestApp) {
     let ava = app.create_agent(&app_id, "Ava").await;
     let bob = app.create_agent(&app_id, "Bob").await;
     // New York days: 2026-11-02 runs 05:00Z to 05:00Z next day (EST).
-    let a = known_call(&app, "CA1", &app_id, &ava, "2026-11-02T06:00:00Z", 60, &[100, 200, 300], "agent_ended").await;
-    let b = known_call(&app, "CA2", &app_id, &ava, "2026-11-03T04:30:00Z", 120, &[400], "caller_hangup").await;
-    let c = known_call(&app, "CA3", &app_id, &bob, "2026-11-03T06:00:00Z", 30, &[1000], "agent_ended").await;
-    known_call(&app, "CA4", &app_id, &bob, "2026-11-10T06:00:00Z", 999, &[5], "agent_ended").await; // outside the range
+    let a = known_call(
+        &app,
+        &app_id,
+        Known { sid: "CA1", agent: &ava, start: "2026-11-02T06:00:00Z", secs: 60, latencies: &[100, 200, 300], reason: "agent_ended" },
+    )
+    .await;
+    let b = known_call(
+        &app,
+        &app_id,
+        Known { sid: "CA2", agent: &ava, start: "2026-11-03T04:30:00Z", secs: 120, latencies: &[400], reason: "caller_hangup" },
+    )
+    .await;
+    let c = known_call(
+        &app,
+        &app_id,
+        Known { sid: "CA3", agent: &bob, start: "2026-11-03T06:00:00Z", secs: 30, latencies: &[1000], reason: "agent_ended" },
+    )
+    .await;
+    known_call(
+        &app,
+        &app_id,
+        Known { sid: "CA4", agent: &bob, start: "2026-11-10T06:00:00Z", secs: 999, latencies: &[5], reason: "agent_ended" },
+    )
+    .await; // outside the range
     calls::record_analysis(&app.db, app.org, a, &analysis(Sentiment::Positive, Resolution::Resolved, 5)).await.unwrap();
     calls::record_analysis(&app.db, app.org, b, &analysis(Sentiment::Negative, Resolution::Unresolved, 2)).await.unwrap();
     calls::record_analysis(&app.db, app.org, c, &analysis(Sentiment::Positive, Resolution::Resolved, 4)).await.unwrap();
 
-    let path = format!(
-        "/api/v1/apps/{app_id}/analytics?from=2026-11-02T05:00:00Z&to=2026-11-05T05:00:00Z&bucket=day&time_zone=America/New_York"
-    );
+    let path =
+        format!("/api/v1/apps/{app_id}/analytics?from=2026-11-02T05:00:00Z&to=2026-11-05T05:00:00Z&bucket=day&time_zone=America/New_York");
     let report = app.get(&path).await.expect(200);
     let totals = &report["totals"];
     assert_eq!(totals["calls"], 3);
@@ -66,8 +105,12 @@ async fn analytics_reflect_known_calls(app: TestApp) {
     assert_eq!(totals["average_satisfaction"].as_f64().unwrap(), 11.0 / 3.0);
     assert_eq!(report["sentiment"], json!({ "negative": 1, "positive": 2 }));
     assert_eq!(report["ended_reasons"], json!({ "agent_ended": 2, "caller_hangup": 1 }));
-    let series: Vec<(String, i64)> =
-        report["series"].as_array().unwrap().iter().map(|p| (p["bucket"].as_str().unwrap().to_owned(), p["calls"].as_i64().unwrap())).collect();
+    let series: Vec<(String, i64)> = report["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["bucket"].as_str().unwrap().to_owned(), p["calls"].as_i64().unwrap()))
+        .collect();
     // CA2 at 04:30Z on the 3rd is still the 2nd in New York.
     assert_eq!(series, [("2026-11-02".to_owned(), 2), ("2026-11-03".to_owned(), 1), ("2026-11-04".to_owned(), 0)]);
     let agents = report["agents"].as_array().unwrap();
@@ -80,7 +123,10 @@ async fn analytics_reflect_known_calls(app: TestApp) {
 
     let only_bob = app.get(&format!("{path}&agent_id={bob}")).await.expect(200);
     assert_eq!(only_bob["totals"]["calls"], 1);
-    let weekly = app.get(&format!("/api/v1/apps/{app_id}/analytics?from=2026-11-02T00:00:00Z&to=2026-11-16T00:00:00Z&bucket=week")).await.expect(200);
+    let weekly = app
+        .get(&format!("/api/v1/apps/{app_id}/analytics?from=2026-11-02T00:00:00Z&to=2026-11-16T00:00:00Z&bucket=week"))
+        .await
+        .expect(200);
     assert_eq!(weekly["series"].as_array().unwrap().iter().map(|p| p["calls"].as_i64().unwrap()).collect::<Vec<_>>(), [3, 1]);
 
     let detail = app.get(&format!("/api/v1/apps/{app_id}/analytics?time_zone=Mars/Olympus")).await.problem(422);
@@ -94,9 +140,15 @@ async fn retention_purges_and_erasure_deletes(app: TestApp) {
     let agent = app.create_agent(&app_id, "Ava").await;
     let now = switchboard::domain::time::now();
     let day = |n: i64| (now - Duration::days(n)).to_rfc3339();
-    let old = known_call(&app, "CA1", &app_id, &agent, &day(40), 10, &[100], "agent_ended").await;
-    let middle = known_call(&app, "CA2", &app_id, &agent, &day(10), 10, &[100], "agent_ended").await;
-    let recent = known_call(&app, "CA3", &app_id, &agent, &day(1), 10, &[100], "agent_ended").await;
+    let old =
+        known_call(&app, &app_id, Known { sid: "CA1", agent: &agent, start: &day(40), secs: 10, latencies: &[100], reason: "agent_ended" })
+            .await;
+    let middle =
+        known_call(&app, &app_id, Known { sid: "CA2", agent: &agent, start: &day(10), secs: 10, latencies: &[100], reason: "agent_ended" })
+            .await;
+    let recent =
+        known_call(&app, &app_id, Known { sid: "CA3", agent: &agent, start: &day(1), secs: 10, latencies: &[100], reason: "agent_ended" })
+            .await;
 
     app.send(reqwest::Method::PUT, "/api/v1/retention", Some(&app.token), Some(&json!({ "transcript_days": 60, "record_days": 30 })))
         .await
@@ -119,5 +171,7 @@ async fn retention_purges_and_erasure_deletes(app: TestApp) {
     app.get(&format!("/api/v1/calls/{recent}")).await.problem(404);
     app.delete(&format!("/api/v1/calls/{recent}")).await.problem(404);
     let audit = app.get("/api/v1/audit-log").await.expect(200);
-    assert!(audit["data"].as_array().unwrap().iter().any(|e| e["action"] == "call.deleted" && e["resource_id"] == recent.to_string().as_str()));
+    assert!(
+        audit["data"].as_array().unwrap().iter().any(|e| e["action"] == "call.deleted" && e["resource_id"] == recent.to_string().as_str())
+    );
 }

@@ -193,5 +193,9 @@ fn the_event_schema_is_published() {
         std::fs::write(&path, &generated).unwrap();
     }
     let published = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(published == generated, "{} differs from the payload types: add a new schema version instead of changing v{version}", path.display());
+    assert!(
+        published == generated,
+        "{} differs from the payload types: add a new schema version instead of changing v{version}",
+        path.display()
+    );
 }

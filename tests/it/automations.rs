@@ -21,7 +21,7 @@ use crate::conversations::{connect, ring_agent};
 use crate::support::fake_llm::Reply;
 use crate::support::smtp_server::SmtpServer;
 use crate::support::webhook_sink::WebhookSink;
-use crate::support::{Backend, LINE_TOKEN, TestApp, spawn_app_with};
+use crate::support::{Backend, LINE_TOKEN, TestApp, on_both_backends, spawn_app_with};
 
 /// Declares each `async fn(Backend)` as a test on SQLite and one on PostgreSQL.
 macro_rules! per_backend {
@@ -44,6 +44,8 @@ per_backend!(
     a_crashed_worker_leaves_its_run_to_another,
     a_restart_finalises_an_orphaned_call_exactly_once,
 );
+
+on_both_backends!(automations_are_validated_and_private_targets_refused);
 
 /// An app whose webhooks may reach loopback and whose retries start after a second.
 async fn app_for_automations(backend: Backend, smtp: Option<&SmtpServer>) -> TestApp {
@@ -113,10 +115,17 @@ async fn a_finished_call_is_delivered_classified_mailed_and_ticketed(backend: Ba
         .expect(201);
     let secret = created["signing_secret"].as_str().unwrap().to_owned();
     let automation = created["id"].as_str().unwrap().to_owned();
+    let analyzed_sink = WebhookSink::start().await;
+    let on_analysis =
+        json!({ "name": "Analysed", "trigger": "call_analyzed", "actions": [{ "type": "webhook", "url": analyzed_sink.url }] });
+    let on_analysis = app.post(&format!("/api/v1/apps/{app_id}/automations"), on_analysis).await.expect(201);
 
     call.llm.script([
         Reply::says("Let me look at that bill."),
-        Reply::calls("endConversation", json!({ "summary": "Bill dispute, passed to billing.", "next_steps": "Billing calls back.", "closing_message": "Goodbye!" })),
+        Reply::calls(
+            "endConversation",
+            json!({ "summary": "Bill dispute, passed to billing.", "next_steps": "Billing calls back.", "closing_message": "Goodbye!" }),
+        ),
         Reply::says(CLASSIFICATION),
     ]);
     let mut relay = connect(&app, &call).await;
@@ -157,6 +166,13 @@ async fn a_finished_call_is_delivered_classified_mailed_and_ticketed(backend: Ba
     assert_eq!(kinds, ["call.ended", "call.analyzed"]);
     assert_eq!(events[1]["call"]["analysis"]["resolution"], "escalated");
 
+    until(&app, &format!("/api/v1/automations/{}/runs", on_analysis["id"].as_str().unwrap()), |b| b["data"][0]["status"] == "succeeded")
+        .await;
+    let analyzed: Value = serde_json::from_slice(&analyzed_sink.deliveries()[0].body).unwrap();
+    assert_eq!(analyzed["type"], "call.analyzed");
+    assert_eq!(analyzed["call"]["analysis"]["summary"], "The caller disputes a bill and wants a person.");
+    assert_signed(on_analysis["signing_secret"].as_str().unwrap(), &analyzed_sink.deliveries()[0]);
+
     let tickets = app.get(&format!("/api/v1/apps/{app_id}/tickets?call_id={}", call.id)).await.expect(200);
     assert_eq!(tickets["data"].as_array().unwrap().len(), 1);
     assert_eq!(tickets["data"][0]["title"], "+14155550123: billing");
@@ -170,7 +186,8 @@ async fn a_finished_call_is_delivered_classified_mailed_and_ticketed(backend: Ba
     assert!(messages[0].contains("ops@example.com"));
 
     // Twilio's final callback after the agent's ending changes the record, not the event count.
-    let params = [("AccountSid", call.line.account.as_str()), ("CallSid", call.sid.as_str()), ("CallStatus", "completed"), ("CallDuration", "12")];
+    let params =
+        [("AccountSid", call.line.account.as_str()), ("CallSid", call.sid.as_str()), ("CallStatus", "completed"), ("CallDuration", "12")];
     app.twilio_post("/twilio/status", &params, Some(LINE_TOKEN)).await.expect(204);
     let events = app.get(&format!("/api/v1/calls/{}/events", call.id)).await.expect(200);
     assert_eq!(events.as_array().unwrap().len(), 2);
@@ -194,7 +211,8 @@ async fn a_receiver_that_is_down_gets_the_event_once_it_is_up(backend: Backend) 
     let runs_path = format!("/api/v1/automations/{}/runs", created["id"].as_str().unwrap());
     let call_sid = crate::support::sid("CA", 'd');
     app.ring(&line, &call_sid).await.expect(200);
-    let params = [("AccountSid", line.account.as_str()), ("CallSid", call_sid.as_str()), ("CallStatus", "completed"), ("CallDuration", "30")];
+    let params =
+        [("AccountSid", line.account.as_str()), ("CallSid", call_sid.as_str()), ("CallStatus", "completed"), ("CallDuration", "30")];
     app.twilio_post("/twilio/status", &params, Some(LINE_TOKEN)).await.expect(204);
 
     let failing = until(&app, &runs_path, |b| b["data"][0]["attempts"].as_i64() >= Some(1) && b["data"][0]["status"] == "pending").await;
@@ -320,4 +338,48 @@ async fn a_restart_finalises_an_orphaned_call_exactly_once(backend: Backend) {
     assert_eq!(events.as_array().unwrap().len(), 1, "{events}");
     assert_eq!(events[0]["call"]["ended_reason"], "server_restart");
     assert_eq!(events[0]["call"]["transcript"]["turns"][0]["text"], "Hello?");
+}
+
+async fn automations_are_validated_and_private_targets_refused(app: TestApp) {
+    let line = app.phone_line(json!({ "name": "Ava" })).await;
+    let app_id = app.get(&format!("/api/v1/agents/{}", line.agent)).await.expect(200)["app_id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/apps/{app_id}/automations");
+    let invalid = |actions: Value| json!({ "name": "x", "actions": actions });
+    let reply =
+        app.post(&path, invalid(json!([{ "type": "email", "to": ["a@example.com"], "subject": "{{ calller }}", "body": "" }]))).await;
+    assert_eq!(reply.body["errors"][0]["field"], "actions[0].subject");
+    assert!(reply.problem(422).contains("calller"));
+    app.post(&path, invalid(json!([]))).await.problem(422);
+    assert!(app.post(&path, invalid(json!([{ "type": "sms", "to": "+1" }]))).await.problem(400).contains("unknown variant `sms`"));
+    let loop_back = json!({ "name": "x", "trigger": "call_analyzed", "actions": [{ "type": "ai_classify" }] });
+    assert!(app.post(&path, loop_back).await.problem(422).contains("call_analyzed"));
+    let headers = invalid(json!([{ "type": "webhook", "url": "https://example.com", "headers": { "Idempotency-Key": "x" } }]));
+    app.post(&path, headers).await.problem(422);
+
+    // Webhooks may not reach loopback unless the configuration allows it.
+    let sink = WebhookSink::start().await;
+    let created = app.post(&path, json!({ "name": "hook", "actions": [{ "type": "webhook", "url": sink.url }] })).await.expect(201);
+    let id = created["id"].as_str().unwrap();
+    assert!(created["signing_secret"].as_str().unwrap().starts_with("whsec_"));
+    assert!(app.get(&format!("/api/v1/automations/{id}")).await.expect(200).get("signing_secret").is_none(), "shown once");
+    let call_sid = crate::support::sid("CA", 'f');
+    app.ring(&line, &call_sid).await.expect(200);
+    let params = [("AccountSid", line.account.as_str()), ("CallSid", call_sid.as_str()), ("CallStatus", "completed")];
+    app.twilio_post("/twilio/status", &params, Some(LINE_TOKEN)).await.expect(204);
+    let runs = until(&app, &format!("/api/v1/automations/{id}/runs"), |b| b["data"][0]["status"] == "failed").await;
+    assert!(runs["data"][0]["last_error"].as_str().unwrap().contains("private or local address"), "{}", runs["data"][0]);
+    assert_eq!(sink.deliveries().len(), 0);
+
+    // A disabled automation creates no runs; changes are validated too.
+    let patched = app.patch(&format!("/api/v1/automations/{id}"), json!({ "enabled": false, "name": "renamed" })).await.expect(200);
+    assert_eq!((patched["enabled"].as_bool(), patched["name"].as_str()), (Some(false), Some("renamed")));
+    app.patch(&format!("/api/v1/automations/{id}"), json!({ "actions": [] })).await.problem(422);
+    let second = crate::support::sid("CA", '9');
+    app.ring(&line, &second).await.expect(200);
+    let params = [("AccountSid", line.account.as_str()), ("CallSid", second.as_str()), ("CallStatus", "completed")];
+    app.twilio_post("/twilio/status", &params, Some(LINE_TOKEN)).await.expect(204);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(app.get(&format!("/api/v1/automations/{id}/runs")).await.expect(200)["data"].as_array().unwrap().len(), 1);
+    app.delete(&format!("/api/v1/automations/{id}")).await.expect(204);
+    app.get(&format!("/api/v1/automations/{id}/runs")).await.problem(404);
 }

@@ -5,9 +5,9 @@ mod support;
 
 mod agents;
 mod analytics;
-mod automations;
 mod api_basics;
 mod apps;
+mod automations;
 mod calls;
 mod cli;
 mod conversations;

@@ -65,6 +65,28 @@ async fn organisations_see_only_their_own_rows(app: TestApp) {
     )
     .await
     .unwrap();
+    let automation = app
+        .post(
+            &format!("/api/v1/apps/{app_id}/automations"),
+            json!({ "name": "A", "actions": [{ "type": "webhook", "url": "https://example.com/h" }] }),
+        )
+        .await
+        .expect(201);
+    let ticket = switchboard::storage::tickets::create(
+        &app.db,
+        app.org,
+        &switchboard::storage::tickets::NewTicket {
+            app_id: app_id.parse().map(switchboard::domain::ids::AppId).unwrap(),
+            call_id: Some(call.id),
+            title: "T".into(),
+            description: String::new(),
+            priority: switchboard::domain::ticket::TicketPriority::Normal,
+            status: switchboard::domain::ticket::TicketStatus::Open,
+            source: "tenancy".into(),
+        },
+    )
+    .await
+    .unwrap();
     let token_list = app.get("/api/v1/api-tokens").await.expect(200);
     let token_id = token_list["data"][0]["id"].as_str().unwrap().to_owned();
 
@@ -81,6 +103,7 @@ async fn organisations_see_only_their_own_rows(app: TestApp) {
         format!("/api/v1/llm-providers/{}", llm["id"].as_str().unwrap()),
         format!("/api/v1/phone-providers/{}", phone["id"].as_str().unwrap()),
         format!("/api/v1/phone-numbers/{}", number.id),
+        format!("/api/v1/automations/{}", automation["id"].as_str().unwrap()),
     ];
     for path in &owned {
         for method in [Method::GET, Method::PATCH, Method::DELETE] {
@@ -92,9 +115,19 @@ async fn organisations_see_only_their_own_rows(app: TestApp) {
         format!("/api/v1/agents/{agent}/versions"),
         format!("/api/v1/apps/{app_id}/agents"),
         format!("/api/v1/apps/{app_id}/phone-numbers"),
+        format!("/api/v1/apps/{app_id}/automations"),
+        format!("/api/v1/apps/{app_id}/tickets"),
+        format!("/api/v1/apps/{app_id}/analytics"),
+        format!("/api/v1/automations/{}/runs", automation["id"].as_str().unwrap()),
+        format!("/api/v1/calls/{}/events", call.id),
+        format!("/api/v1/tickets/{}", ticket.id),
     ] {
         as_other(Method::GET, path).await.problem(404);
     }
+    as_other(Method::PATCH, format!("/api/v1/tickets/{}", ticket.id)).await.problem(404);
+    as_other(Method::DELETE, format!("/api/v1/calls/{}", call.id)).await.problem(404);
+    let intruder = json!({ "name": "Intruder", "actions": [{ "type": "webhook", "url": "https://example.com/h" }] });
+    app.send(Method::POST, &format!("/api/v1/apps/{app_id}/automations"), Some(&other), Some(&intruder)).await.problem(404);
     app.send(Method::POST, &format!("/api/v1/apps/{app_id}/agents"), Some(&other), Some(&json!({ "name": "Intruder" }))).await.problem(404);
     as_other(Method::DELETE, format!("/api/v1/api-tokens/{token_id}")).await.problem(404);
 
@@ -124,4 +157,6 @@ async fn organisations_see_only_their_own_rows(app: TestApp) {
     for path in &owned {
         app.get(path).await.expect(200);
     }
+    app.get(&format!("/api/v1/calls/{}", call.id)).await.expect(200);
+    app.get(&format!("/api/v1/tickets/{}", ticket.id)).await.expect(200);
 }

@@ -83,8 +83,9 @@ pub async fn create(
     ApiPath(app): ApiPath<AppId>,
     ApiJson(body): ApiJson<CreateAutomation>,
 ) -> Result<(StatusCode, Json<CreatedAutomation>), ApiError> {
-    let spec = AutomationSpec { name: body.name, trigger: body.trigger, filters: body.filters, actions: body.actions, enabled: body.enabled }
-        .validate()?;
+    let spec =
+        AutomationSpec { name: body.name, trigger: body.trigger, filters: body.filters, actions: body.actions, enabled: body.enabled }
+            .validate()?;
     let (automation, signing_secret) =
         store::create(&s.db, caller.org, app, spec, caller.actor).await.map_err(|e| ApiError::from_storage(e, "app"))?;
     Ok((StatusCode::CREATED, Json(CreatedAutomation { automation, signing_secret })))
@@ -142,6 +143,10 @@ pub async fn runs(
 /// Queue a failed or dead run again, now; it resumes at the action that failed.
 #[utoipa::path(post, path = "/automation-runs/{id}/retry", tag = "automations", params(("id" = AutomationRunId, Path)), responses(
     (status = 200, body = AutomationRun), (status = 404, body = Problem), (status = 409, body = Problem)))]
-pub async fn retry(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<AutomationRunId>) -> Result<Json<AutomationRun>, ApiError> {
+pub async fn retry(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<AutomationRunId>,
+) -> Result<Json<AutomationRun>, ApiError> {
     Ok(Json(store::retry(&s.db, caller.org, id, caller.actor).await.map_err(|e| ApiError::from_storage(e, "automation run"))?))
 }

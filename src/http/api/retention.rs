@@ -19,7 +19,11 @@ pub async fn get(State(s): State<AppState>, caller: Caller) -> Result<Json<Reten
 /// Replace the retention policy. The background purge applies it within `retention_interval_secs`.
 #[utoipa::path(put, path = "/retention", tag = "retention", request_body = RetentionPolicy, responses(
     (status = 200, body = RetentionPolicy), (status = 422, body = Problem)))]
-pub async fn put(State(s): State<AppState>, caller: Caller, ApiJson(body): ApiJson<RetentionPolicy>) -> Result<Json<RetentionPolicy>, ApiError> {
+pub async fn put(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<RetentionPolicy>,
+) -> Result<Json<RetentionPolicy>, ApiError> {
     let policy = body.validate()?;
     retention::set_policy(&s.db, caller.org, &policy, caller.actor).await.map_err(|e| ApiError::from_storage(e, "organisation"))?;
     Ok(Json(policy))
