@@ -59,7 +59,7 @@ fn rss_kib() -> u64 {
 async fn main() {
     let sizes: Vec<usize> =
         std::env::var("SESSIONS").unwrap_or_else(|_| "100,1000".into()).split(',').filter_map(|n| n.trim().parse().ok()).collect();
-    let bench = support::serve(Some(stub_model().await)).await;
+    let bench = support::serve(Some(stub_model().await), |_| {}).await;
     let (base, account) = (bench.base.clone(), bench.account.clone());
     let ws_base = base.replacen("http", "ws", 1);
     let http = reqwest::Client::new();

@@ -15,7 +15,7 @@ use support::{TOKEN, incoming_call};
 #[tokio::main]
 async fn main() {
     let calls: usize = std::env::var("CALLS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
-    let bench = support::serve(None).await;
+    let bench = support::serve(None, |_| {}).await;
     let client = reqwest::Client::new();
     let url = format!("{}/twilio/voice", bench.base);
     let mut latencies = Vec::with_capacity(calls);

@@ -1,4 +1,4 @@
-//! What both benchmarks need: the real server on 127.0.0.1 with a SQLite file, serving one
+//! What the benchmarks need: the real server on 127.0.0.1 with a SQLite file, serving one
 //! number whose agent may use a given LLM endpoint.
 
 use switchboard::app::Application;
@@ -6,24 +6,30 @@ use switchboard::config::Config;
 use switchboard::domain::agent::AgentSpec;
 use switchboard::domain::app::AppSpec;
 use switchboard::domain::audit::Actor;
+use switchboard::domain::ids::{AppId, OrgId};
 use switchboard::domain::phone_number::{E164, ServiceMode};
 use switchboard::domain::provider::{PhoneProviderKind, PhoneProviderStatus};
-use switchboard::storage::{agents, apps, llm_providers, orgs, phone_numbers, phone_providers};
+use switchboard::storage::{Db, agents, apps, llm_providers, orgs, phone_numbers, phone_providers};
 
 pub const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 pub const NUMBER: &str = "+14155550100";
 
 /// A running server and the Twilio account that owns its number.
+#[allow(dead_code)] // each benchmark uses what it needs
 pub struct Bench {
     pub base: String,
     pub account: String,
+    pub db: Db,
+    pub org: OrgId,
+    pub app: AppId,
     _data: tempfile::TempDir,
 }
 
-/// Starts the server with one active number; its agent uses `llm_base_url` when given.
-pub async fn serve(llm_base_url: Option<String>) -> Bench {
+/// Starts the server with one active number, after `adjust` changes its configuration; its
+/// agent uses `llm_base_url` when given.
+pub async fn serve(llm_base_url: Option<String>, adjust: impl FnOnce(&mut Config)) -> Bench {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
+    let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: format!("sqlite://{}/bench.db", dir.path().display()),
         data_dir: dir.path().to_owned(),
@@ -31,6 +37,7 @@ pub async fn serve(llm_base_url: Option<String>) -> Bench {
         log: "error".into(),
         ..Config::default()
     };
+    adjust(&mut config);
     let app = Application::build(config.clone()).await.unwrap();
     let base = format!("http://{}", app.local_addr());
     tokio::spawn(app.run(std::future::pending()));
@@ -70,7 +77,7 @@ pub async fn serve(llm_base_url: Option<String>) -> Bench {
         previous_voice_settings: None,
     };
     phone_numbers::create(&db, org, number, Actor::System).await.unwrap();
-    Bench { base, account, _data: dir }
+    Bench { base, account, db, org, app: app_row.id, _data: dir }
 }
 
 /// The signed incoming-call webhook form for a new call.

@@ -1,8 +1,8 @@
 //! The automations worker: outbox events → runs → actions (DESIGN invariant 6). Every side
 //! effect of an automation happens here, through the durable queue in `storage::automations`.
 //!
-//! Each poll (every half second) hands new events to their automations, then claims due runs,
-//! up to [`CONCURRENCY`] at a time. A run does its actions in order and records each one as it
+//! Each poll (every half second, or at once when this process commits an event) hands new
+//! events to their automations, then claims due runs, up to [`CONCURRENCY`] at a time. A run does its actions in order and records each one as it
 //! finishes, so a retry resumes at the action that failed; a failing action is tried again with
 //! exponential back-off and jitter until 24 hours after the run began, then the run is `dead`.
 //! An action that cannot succeed however often it is tried (a refused target, a model that
@@ -84,6 +84,7 @@ impl Worker {
             }
             tokio::select! {
                 () = tokio::time::sleep(POLL) => {}
+                () = self.db.outbox_written() => {}
                 Some(_) = running.join_next(), if !running.is_empty() => {}
             }
         }

@@ -38,6 +38,13 @@ macro_rules! run_columns {
     };
 }
 
+/// Runs due at `$1`: waiting for their attempt, or claimed by a worker whose lease ran out.
+macro_rules! due {
+    () => {
+        "(status = 'pending' OR (status = 'running' AND lease_until < $1)) AND next_attempt_at <= $1"
+    };
+}
+
 #[derive(sqlx::FromRow)]
 struct AutomationRow {
     id: Uuid,
@@ -239,6 +246,12 @@ struct PendingEvent {
 /// event's app whose trigger and filters match) and marks the events dispatched. Returns how
 /// many runs were created.
 pub async fn dispatch_events(db: &Db, batch: i64) -> Result<usize> {
+    // A read first, so an idle poll takes no write lock.
+    let waiting: Option<i32> =
+        on_pool!(db, |pool| sqlx::query_scalar("SELECT 1 FROM events WHERE dispatched_at IS NULL LIMIT 1").fetch_optional(pool).await)?;
+    if waiting.is_none() {
+        return Ok(0);
+    }
     let mut tx = db.begin().await?;
     let select =
         format!("SELECT id, org_id, app_id, payload FROM events WHERE dispatched_at IS NULL ORDER BY id LIMIT $1{}", skip_locked(db));
@@ -297,19 +310,26 @@ pub struct ClaimedRun {
 /// Claims the run that is due first (pending, or running with an expired lease) until
 /// `lease_until`, counting an attempt. `None` when nothing is due.
 pub async fn claim_due(db: &Db, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> Result<Option<ClaimedRun>> {
+    // A read first, so an idle poll takes no write lock.
+    let due: Option<i32> = on_pool!(db, |pool| {
+        sqlx::query_scalar(concat!("SELECT 1 FROM automation_runs WHERE ", due!(), " LIMIT 1")).bind(now).fetch_optional(pool).await
+    })?;
+    if due.is_none() {
+        return Ok(None);
+    }
     let sql = format!(
         concat!(
-            "UPDATE automation_runs SET status = 'running', attempts = attempts + 1, lease_until = $1, updated_at = $2
-             WHERE id = (SELECT id FROM automation_runs
-                         WHERE (status = 'pending' OR (status = 'running' AND lease_until < $2)) AND next_attempt_at <= $2
-                         ORDER BY next_attempt_at LIMIT 1{})
+            "UPDATE automation_runs SET status = 'running', attempts = attempts + 1, lease_until = $2, updated_at = $1
+             WHERE id = (SELECT id FROM automation_runs WHERE ",
+            due!(),
+            " ORDER BY next_attempt_at LIMIT 1{})
              RETURNING ",
             run_columns!()
         ),
         skip_locked(db)
     );
     let row: Option<RunRow> =
-        on_pool!(db, |pool| sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(lease_until).bind(now).fetch_optional(pool).await)?;
+        on_pool!(db, |pool| sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(now).bind(lease_until).fetch_optional(pool).await)?;
     let Some(run) = row.map(RunRow::into_domain).transpose()? else { return Ok(None) };
     let automation = get(db, run.org_id, run.automation_id).await?;
     let payload: Option<Json<CallEvent>> = on_pool!(db, |pool| {

@@ -219,10 +219,11 @@ pub async fn apply_status_event(db: &Db, org: OrgId, id: CallId, event: &StatusE
     let mut tx = db.begin().await?;
     let next = lock(&mut tx, org, id).await?.with_status_event(event);
     write(&mut tx, &next).await?;
-    if next.status.is_final() {
-        finalize(&mut tx, &next).await?;
-    }
+    let finalized = next.status.is_final() && finalize(&mut tx, &next).await?;
     tx.commit().await?;
+    if finalized {
+        db.announce_outbox_event();
+    }
     Ok(next)
 }
 
@@ -232,8 +233,11 @@ pub async fn finish_conversation(db: &Db, org: OrgId, id: CallId, ending: &CallE
     let mut tx = db.begin().await?;
     let next = lock(&mut tx, org, id).await?.with_ending(ending, time::now());
     write(&mut tx, &next).await?;
-    finalize(&mut tx, &next).await?;
+    let finalized = finalize(&mut tx, &next).await?;
     tx.commit().await?;
+    if finalized {
+        db.announce_outbox_event();
+    }
     Ok(next)
 }
 
@@ -284,6 +288,7 @@ pub async fn record_analysis(db: &Db, org: OrgId, id: CallId, analysis: &Analysi
     call.analysis = Some(analysis.clone());
     events::write(&mut tx, &call, EventType::CallAnalyzed).await?;
     tx.commit().await?;
+    db.announce_outbox_event();
     Ok(call)
 }
 

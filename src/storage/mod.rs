@@ -136,11 +136,14 @@ pub enum Backend {
     Postgres,
 }
 
-/// The database handle: a pool on one backend plus the cipher for secrets at rest.
+/// The database handle: a pool on one backend, the cipher for secrets at rest, and a signal
+/// raised when this process commits an outbox event (so the automations worker need not wait
+/// for its next poll; events from other nodes are found by polling).
 #[derive(Clone)]
 pub struct Db {
     pool: Arc<Pool>,
     cipher: Arc<Cipher>,
+    outbox: Arc<tokio::sync::Notify>,
 }
 
 impl Db {
@@ -173,7 +176,7 @@ impl Db {
         } else {
             anyhow::bail!("database_url must start with sqlite:// or postgres://");
         };
-        Ok(Self { pool: Arc::new(pool), cipher: Arc::new(cipher) })
+        Ok(Self { pool: Arc::new(pool), cipher: Arc::new(cipher), outbox: Arc::default() })
     }
 
     pub fn backend(&self) -> Backend {
@@ -199,6 +202,15 @@ impl Db {
 
     pub async fn close(&self) {
         on_pool!(self, |pool| pool.close().await)
+    }
+
+    /// Resolves when an outbox event has been committed since the last wait.
+    pub async fn outbox_written(&self) {
+        self.outbox.notified().await
+    }
+
+    pub(crate) fn announce_outbox_event(&self) {
+        self.outbox.notify_one();
     }
 
     pub(crate) fn cipher(&self) -> &Cipher {

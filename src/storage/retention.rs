@@ -8,7 +8,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::audit::{self, Change};
-use super::{Db, Result, StorageError, on_pool, on_tx};
+use super::{Db, Result, StorageError, Tx, on_pool, on_tx};
 use crate::domain::audit::Actor;
 use crate::domain::ids::OrgId;
 use crate::domain::org::RetentionPolicy;
@@ -61,37 +61,32 @@ async fn purge_org(db: &Db, org: OrgId, now: DateTime<Utc>, policy: RetentionPol
     let mut tx = db.begin().await?;
     let (mut turns, mut events, mut records) = (0, 0, 0);
     if let Some(before) = cutoff(policy.transcript_days) {
-        let old_calls = "SELECT id FROM calls WHERE org_id = $1 AND started_at < $2";
-        turns = on_tx!(&mut tx, |conn| {
-            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM conversation_turns WHERE org_id = $1 AND call_id IN ({old_calls})")))
-                .bind(org.0)
-                .bind(before)
-                .execute(conn)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
-        events = on_tx!(&mut tx, |conn| {
-            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM events WHERE org_id = $1 AND call_id IN ({old_calls})")))
-                .bind(org.0)
-                .bind(before)
-                .execute(conn)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
+        turns = delete_old(
+            &mut tx,
+            "DELETE FROM conversation_turns WHERE org_id = $1 AND call_id IN (SELECT id FROM calls WHERE org_id = $1 AND started_at < $2)",
+            org,
+            before,
+        )
+        .await?;
+        events = delete_old(
+            &mut tx,
+            "DELETE FROM events WHERE org_id = $1 AND call_id IN (SELECT id FROM calls WHERE org_id = $1 AND started_at < $2)",
+            org,
+            before,
+        )
+        .await?;
     }
     if let Some(before) = cutoff(policy.record_days) {
-        records = on_tx!(&mut tx, |conn| {
-            sqlx::query("DELETE FROM calls WHERE org_id = $1 AND started_at < $2")
-                .bind(org.0)
-                .bind(before)
-                .execute(conn)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
+        records = delete_old(&mut tx, "DELETE FROM calls WHERE org_id = $1 AND started_at < $2", org, before).await?;
     }
     if turns + events + records > 0 {
         let details = json!({ "transcript_turns": turns, "events": events, "call_records": records, "policy": policy });
         audit::record(&mut tx, org, Change::new(Actor::System, "retention.purged", org, details)).await?;
     }
     tx.commit().await
+}
+
+/// Runs one purge statement (`$1` the organisation, `$2` the cutoff); returns the rows removed.
+async fn delete_old(tx: &mut Tx, sql: &'static str, org: OrgId, before: DateTime<Utc>) -> Result<u64> {
+    Ok(on_tx!(tx, |conn| sqlx::query(sql).bind(org.0).bind(before).execute(conn).await.map(|r| r.rows_affected()))?)
 }
