@@ -255,16 +255,31 @@ pub async fn claim_session(db: &Db, org: OrgId, id: CallId, node: &str) -> Resul
     Ok(())
 }
 
+/// A call not yet finalised, as restart recovery sees it.
+pub struct OpenCall {
+    pub call: Call,
+    /// Whether this node's agent session held the call (else no session ever took it).
+    pub session_here: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct OpenCallRow {
+    #[sqlx(flatten)]
+    call: CallRow,
+    session_here: bool,
+}
+
 /// Calls not yet finalised that `node` may have left behind: its own sessions, and calls no
 /// session ever took, whatever their organisation. Oldest first.
-pub async fn unfinalized(db: &Db, node: &str) -> Result<Vec<Call>> {
+pub async fn unfinalized(db: &Db, node: &str) -> Result<Vec<OpenCall>> {
     let sql = concat!(
         "SELECT ",
         columns!(),
-        " FROM calls WHERE finalized_at IS NULL AND (session_node IS NULL OR session_node = $1) ORDER BY started_at LIMIT 1000"
+        ", session_node IS NOT NULL AS session_here FROM calls
+         WHERE finalized_at IS NULL AND (session_node IS NULL OR session_node = $1) ORDER BY started_at LIMIT 1000"
     );
-    let rows: Vec<CallRow> = on_pool!(db, |pool| sqlx::query_as(sql).bind(node).fetch_all(pool).await)?;
-    rows.into_iter().map(CallRow::into_domain).collect()
+    let rows: Vec<OpenCallRow> = on_pool!(db, |pool| sqlx::query_as(sql).bind(node).fetch_all(pool).await)?;
+    rows.into_iter().map(|r| Ok(OpenCall { call: r.call.into_domain()?, session_here: r.session_here })).collect()
 }
 
 /// Stores an AI classification on the call and, the first time, writes its `call.analyzed`

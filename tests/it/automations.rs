@@ -313,6 +313,14 @@ async fn a_restart_finalises_an_orphaned_call_exactly_once(backend: Backend) {
     relay.say("Hello?").await;
     relay.utterance().await;
     app.twilio.set_call(&call.sid, "in-progress", None);
+    // Another call rang but its WebSocket never connected; Twilio still has it live.
+    let waiting_sid = crate::support::sid("CA", 'w');
+    app.ring(&call.line, &waiting_sid).await.expect(200);
+    app.twilio.set_call(&waiting_sid, "in-progress", None);
+    // And one rang whose caller hung up while the server was down.
+    let gone_sid = crate::support::sid("CA", 'g');
+    app.ring(&call.line, &gone_sid).await.expect(200);
+    app.twilio.set_call(&gone_sid, "completed", Some(4));
 
     // A new process on the same database and node: the old one's session is gone for it.
     let config = Config {
@@ -328,6 +336,12 @@ async fn a_restart_finalises_an_orphaned_call_exactly_once(backend: Backend) {
     let record = app.get(&format!("/api/v1/calls/{}", call.id)).await.expect(200);
     assert_eq!((record["ended_by"].as_str(), record["ended_reason"].as_str()), (Some("system"), Some("server_restart")));
     assert!(app.twilio.call_updates().iter().any(|(sid, form)| sid == &call.sid && form.contains(&("Status".into(), "completed".into()))));
+    let listed = app.get("/api/v1/calls").await.expect(200)["data"].as_array().unwrap().clone();
+    let by_sid = |sid: &str| listed.iter().find(|c| c["call_sid"] == sid).unwrap().clone();
+    assert_eq!(by_sid(&waiting_sid)["ended_reason"], Value::Null, "a live call without a session is left to Twilio");
+    assert!(app.twilio.call_updates().iter().all(|(sid, _)| sid != &waiting_sid), "and not hung up");
+    let gone = by_sid(&gone_sid);
+    assert_eq!((gone["status"].as_str(), gone["duration_secs"].as_i64()), (Some("completed"), Some(4)), "Twilio's answer");
 
     // The old session ending late, and Twilio's callback, add no second event.
     relay.close().await;

@@ -1,8 +1,10 @@
 //! Restart recovery: calls a crash left open. On start, before serving, every call that was not
 //! finalised and whose session this node held (or that no session took) is settled:
 //! - Twilio says it is over: its status, end time and duration are applied (which finalises it);
-//! - Twilio says it is still live: its agent session died with the old process, so it is hung up
-//!   and finalised with `server_restart`;
+//! - Twilio says it is still live and this node held its agent session: the session died with the
+//!   old process, so the call is hung up and finalised with `server_restart`;
+//! - Twilio says it is still live and no session ever took it (its WebSocket has yet to connect,
+//!   or it is not a conversation): it is left alone; Twilio's final status callback ends it;
 //! - Twilio cannot be asked (no provider, bad credentials, unreachable): finalised with
 //!   `server_restart`.
 //!
@@ -21,12 +23,14 @@ const SERVER_RESTART: CallEnding<'static> =
 
 /// Settles every call `node` left open; returns how many.
 pub async fn recover_open_calls(db: &Db, twilio: &TwilioClient, node: &str) -> Result<usize, StorageError> {
-    let open = calls::unfinalized(db, node).await?;
-    for call in &open {
+    let mut settled = 0;
+    for open in calls::unfinalized(db, node).await? {
+        let call = &open.call;
         match twilio_view(db, twilio, call).await {
             Some(remote) if remote.status.is_final() => {
                 calls::apply_status_event(db, call.org_id, call.id, &remote).await?;
             }
+            Some(_) if !open.session_here => continue,
             remote => {
                 if remote.is_some() {
                     hang_up(db, twilio, call).await;
@@ -34,9 +38,10 @@ pub async fn recover_open_calls(db: &Db, twilio: &TwilioClient, node: &str) -> R
                 calls::finish_conversation(db, call.org_id, call.id, &SERVER_RESTART).await?;
             }
         }
+        settled += 1;
         tracing::info!(call = %call.id, "finalised a call left open by a previous run");
     }
-    Ok(open.len())
+    Ok(settled)
 }
 
 /// What Twilio says of the call, as a status event; `None` when it cannot be asked.
