@@ -81,6 +81,7 @@ impl Application {
         if !self.verify_every.is_zero() {
             background.push(tokio::spawn(verify_providers_periodically(self.db.clone(), self.twilio.clone(), self.verify_every)));
         }
+        background.push(tokio::spawn(settle_stale_calls_periodically(self.db.clone(), self.twilio.clone())));
         if !self.purge_every.is_zero() {
             background.push(tokio::spawn(purge_expired_periodically(self.db.clone(), self.purge_every)));
         }
@@ -101,6 +102,19 @@ async fn verify_providers_periodically(db: Db, twilio: TwilioClient, period: Dur
     loop {
         ticks.tick().await;
         provisioning::verify_all(&db, &twilio).await;
+    }
+}
+
+/// Asks Twilio about stale open calls every quarter of an hour.
+async fn settle_stale_calls_periodically(db: Db, twilio: TwilioClient) {
+    let period = Duration::from_secs(15 * 60);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(e) = recovery::settle_stale_calls(&db, &twilio).await {
+            tracing::warn!(error = ?e, "could not settle stale calls");
+        }
     }
 }
 

@@ -269,16 +269,17 @@ struct OpenCallRow {
     session_here: bool,
 }
 
-/// Calls not yet finalised that `node` may have left behind: its own sessions, and calls no
-/// session ever took, whatever their organisation. Oldest first.
-pub async fn unfinalized(db: &Db, node: &str) -> Result<Vec<OpenCall>> {
+/// Calls not yet finalised that started before `before`, whatever their organisation, oldest
+/// first (at most 1,000). With a `node`, only its own sessions and calls no session ever took.
+pub async fn unfinalized(db: &Db, node: Option<&str>, before: DateTime<Utc>) -> Result<Vec<OpenCall>> {
     let sql = concat!(
         "SELECT ",
         columns!(),
-        ", session_node IS NOT NULL AS session_here FROM calls
-         WHERE finalized_at IS NULL AND (session_node IS NULL OR session_node = $1) ORDER BY started_at LIMIT 1000"
+        ", COALESCE(session_node = $1, FALSE) AS session_here FROM calls
+         WHERE finalized_at IS NULL AND started_at < $2 AND ($1 IS NULL OR session_node IS NULL OR session_node = $1)
+         ORDER BY started_at LIMIT 1000"
     );
-    let rows: Vec<OpenCallRow> = on_pool!(db, |pool| sqlx::query_as(sql).bind(node).fetch_all(pool).await)?;
+    let rows: Vec<OpenCallRow> = on_pool!(db, |pool| sqlx::query_as(sql).bind(node).bind(before).fetch_all(pool).await)?;
     rows.into_iter().map(|r| Ok(OpenCall { call: r.call.into_domain()?, session_here: r.session_here })).collect()
 }
 

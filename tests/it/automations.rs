@@ -45,7 +45,7 @@ per_backend!(
     a_restart_finalises_an_orphaned_call_exactly_once,
 );
 
-on_both_backends!(automations_are_validated_and_private_targets_refused);
+on_both_backends!(automations_are_validated_and_private_targets_refused, stale_calls_are_settled_with_twilio);
 
 /// An app whose webhooks may reach loopback and whose retries start after a second.
 async fn app_for_automations(backend: Backend, smtp: Option<&SmtpServer>) -> TestApp {
@@ -396,4 +396,27 @@ async fn automations_are_validated_and_private_targets_refused(app: TestApp) {
     assert_eq!(app.get(&format!("/api/v1/automations/{id}/runs")).await.expect(200)["data"].as_array().unwrap().len(), 1);
     app.delete(&format!("/api/v1/automations/{id}")).await.expect(204);
     app.get(&format!("/api/v1/automations/{id}/runs")).await.problem(404);
+}
+
+async fn stale_calls_are_settled_with_twilio(app: TestApp) {
+    use switchboard::domain::ids::PhoneProviderId;
+    use switchboard::telephony::twilio::{recovery, rest::TwilioClient};
+    let line = app.phone_line(json!({ "name": "Ava" })).await;
+    let app_id = app.get(&format!("/api/v1/agents/{}", line.agent)).await.expect(200)["app_id"].as_str().unwrap().to_owned();
+    let open = |sid: &str, minutes_ago: i64| {
+        let mut new = crate::calls::new_call(sid, &app_id, &line.agent, CallStatus::InProgress, minutes_ago);
+        new.provider_id = Some(PhoneProviderId(line.provider.parse().unwrap()));
+        calls::open(&app.db, app.org, new)
+    };
+    let stale = open("CA-stale", 7 * 60).await.unwrap();
+    let recent = open("CA-recent", 10).await.unwrap();
+    app.twilio.set_call("CA-stale", "completed", Some(95));
+    app.twilio.set_call("CA-recent", "completed", Some(5));
+    let twilio = TwilioClient::new(&app.twilio.base_url());
+    assert_eq!(recovery::settle_stale_calls(&app.db, &twilio).await.unwrap(), 1);
+    let record = app.get(&format!("/api/v1/calls/{}", stale.id)).await.expect(200);
+    assert_eq!((record["status"].as_str(), record["duration_secs"].as_i64()), (Some("completed"), Some(95)));
+    assert_eq!(app.get(&format!("/api/v1/calls/{}/events", stale.id)).await.expect(200).as_array().unwrap().len(), 1);
+    assert_eq!(app.get(&format!("/api/v1/calls/{}/events", recent.id)).await.expect(200), json!([]), "not stale yet");
+    assert_eq!(recovery::settle_stale_calls(&app.db, &twilio).await.unwrap(), 0, "settled once");
 }

@@ -9,6 +9,9 @@
 //!   `server_restart`.
 //!
 //! Finalisation writes the call's one `call.ended` event, so none is lost and none is doubled.
+//!
+//! While serving, a sweep asks Twilio about calls still open long after any call could last
+//! (a lost final status callback, say) and applies its answer when the call is over.
 
 use chrono::{DateTime, Utc};
 
@@ -24,7 +27,7 @@ const SERVER_RESTART: CallEnding<'static> =
 /// Settles every call `node` left open; returns how many.
 pub async fn recover_open_calls(db: &Db, twilio: &TwilioClient, node: &str) -> Result<usize, StorageError> {
     let mut settled = 0;
-    for open in calls::unfinalized(db, node).await? {
+    for open in calls::unfinalized(db, Some(node), time::now()).await? {
         let call = &open.call;
         match twilio_view(db, twilio, call).await {
             Some(remote) if remote.status.is_final() => {
@@ -40,6 +43,23 @@ pub async fn recover_open_calls(db: &Db, twilio: &TwilioClient, node: &str) -> R
         }
         settled += 1;
         tracing::info!(call = %call.id, "finalised a call left open by a previous run");
+    }
+    Ok(settled)
+}
+
+/// How long after its start an open call counts as stale: longer than the longest call allowed.
+pub const STALE_AFTER: chrono::TimeDelta = chrono::TimeDelta::hours(6);
+
+/// Applies Twilio's answer to every stale open call that Twilio says is over; returns how many.
+pub async fn settle_stale_calls(db: &Db, twilio: &TwilioClient) -> Result<usize, StorageError> {
+    let mut settled = 0;
+    for open in calls::unfinalized(db, None, time::now() - STALE_AFTER).await? {
+        let call = &open.call;
+        if let Some(remote) = twilio_view(db, twilio, call).await.filter(|remote| remote.status.is_final()) {
+            calls::apply_status_event(db, call.org_id, call.id, &remote).await?;
+            settled += 1;
+            tracing::info!(call = %call.id, "finalised a stale call with Twilio's answer");
+        }
     }
     Ok(settled)
 }
