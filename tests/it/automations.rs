@@ -42,6 +42,7 @@ per_backend!(
     a_receiver_that_is_down_gets_the_event_once_it_is_up,
     invalid_classifications_fail_clearly_and_can_be_retried,
     a_crashed_worker_leaves_its_run_to_another,
+    a_run_out_of_retry_time_is_dead_until_retried,
     a_restart_finalises_an_orphaned_call_exactly_once,
 );
 
@@ -263,8 +264,18 @@ async fn invalid_classifications_fail_clearly_and_can_be_retried(backend: Backen
     assert_eq!(call["analysis"]["satisfaction"], 5);
 }
 
-async fn a_crashed_worker_leaves_its_run_to_another(backend: Backend) {
-    // No server here: the test plays the workers itself, on a database of its own.
+/// A database with one ended call whose event waits for a webhook automation, and no server:
+/// the test plays the workers itself.
+struct QueueFixture {
+    config: Config,
+    db: switchboard::storage::Db,
+    org: switchboard::domain::ids::OrgId,
+    automation: switchboard::domain::ids::AutomationId,
+    sink: WebhookSink,
+    _dir: tempfile::TempDir,
+}
+
+async fn queue_fixture(backend: Backend) -> QueueFixture {
     let dir = tempfile::tempdir().unwrap();
     let url = crate::support::fresh_database_url(backend, dir.path()).await;
     let config = Config { database_url: url, data_dir: dir.path().to_owned(), allow_private_webhook_targets: true, ..Config::default() };
@@ -288,21 +299,65 @@ async fn a_crashed_worker_leaves_its_run_to_another(backend: Backend) {
     calls::finish_conversation(&db, org, call.id, &ending).await.unwrap();
     assert_eq!(automations::dispatch_events(&db, 10).await.unwrap(), 1, "one event, one run");
     assert_eq!(automations::dispatch_events(&db, 10).await.unwrap(), 0);
+    QueueFixture { config, db, org, automation: automation.id, sink, _dir: dir }
+}
 
+impl QueueFixture {
+    async fn only_run(&self) -> switchboard::domain::automation::AutomationRun {
+        let page = switchboard::storage::PageRequest { before: None, limit: 10 };
+        let mut runs = automations::runs(&self.db, self.org, self.automation, page).await.unwrap().items;
+        assert_eq!(runs.len(), 1);
+        runs.remove(0)
+    }
+}
+
+async fn a_crashed_worker_leaves_its_run_to_another(backend: Backend) {
+    let fixture = queue_fixture(backend).await;
+    let db = &fixture.db;
     let now = time::now();
-    let first = automations::claim_due(&db, now, now + chrono::Duration::seconds(30)).await.unwrap().expect("a due run");
+    let first = automations::claim_due(db, now, now + chrono::Duration::seconds(30)).await.unwrap().expect("a due run");
     drop(first); // the worker dies between claim and completion
-    assert!(automations::claim_due(&db, now, now + chrono::Duration::seconds(30)).await.unwrap().is_none(), "leased");
+    assert!(automations::claim_due(db, now, now + chrono::Duration::seconds(30)).await.unwrap().is_none(), "leased");
     let later = now + chrono::Duration::seconds(31);
-    let second = automations::claim_due(&db, later, later + chrono::Duration::seconds(30)).await.unwrap().expect("the lease ran out");
+    let second = automations::claim_due(db, later, later + chrono::Duration::seconds(30)).await.unwrap().expect("the lease ran out");
     assert_eq!(second.run.attempts, 2);
-    assert_eq!(second.automation.id, automation.id);
-    let worker = Worker::from_config(db.clone(), &config).unwrap();
-    worker.execute(second).await;
-    let runs = automations::runs(&db, org, automation.id, switchboard::storage::PageRequest { before: None, limit: 10 }).await.unwrap();
-    assert_eq!(runs.items.len(), 1);
-    assert_eq!(runs.items[0].status.as_str(), "succeeded");
-    assert_eq!(sink.deliveries().len(), 1);
+    assert_eq!(second.automation.id, fixture.automation);
+    Worker::from_config(db.clone(), &fixture.config).unwrap().execute(second).await;
+    assert_eq!(fixture.only_run().await.status.as_str(), "succeeded");
+    assert_eq!(fixture.sink.deliveries().len(), 1);
+}
+
+async fn a_run_out_of_retry_time_is_dead_until_retried(backend: Backend) {
+    let fixture = queue_fixture(backend).await;
+    let db = &fixture.db;
+    fixture.sink.set_down(true);
+    let worker = Worker::from_config(db.clone(), &fixture.config).unwrap();
+    let now = time::now();
+    let claimed = automations::claim_due(db, now, now + chrono::Duration::seconds(30)).await.unwrap().unwrap();
+    worker.execute(claimed).await;
+    let run = fixture.only_run().await;
+    assert_eq!(run.status.as_str(), "pending", "retried while within the 24 hours");
+    let next = run.next_attempt_at.unwrap();
+    assert!(next > now + chrono::Duration::seconds(7) && next < now + chrono::Duration::seconds(13), "10 s ± 20%: {next}");
+
+    // A day later the receiver is still down: the next failure gives up.
+    let day_later = now + chrono::Duration::hours(25);
+    let mut claimed = automations::claim_due(db, day_later, day_later + chrono::Duration::seconds(30)).await.unwrap().unwrap();
+    claimed.run.give_up_at = now - chrono::Duration::seconds(1);
+    worker.execute(claimed).await;
+    let run = fixture.only_run().await;
+    assert_eq!(run.status.as_str(), "dead");
+    assert!(run.last_error.as_deref().unwrap().contains("gave up after 2 attempts"), "{:?}", run.last_error);
+    assert!(automations::claim_due(db, day_later, day_later).await.unwrap().is_none(), "a dead run is not claimed");
+
+    fixture.sink.set_down(false);
+    let retried = automations::retry(db, fixture.org, run.id, Actor::System).await.unwrap();
+    assert_eq!(retried.status.as_str(), "pending");
+    let now = time::now();
+    let claimed = automations::claim_due(db, now, now + chrono::Duration::seconds(30)).await.unwrap().unwrap();
+    worker.execute(claimed).await;
+    assert_eq!(fixture.only_run().await.status.as_str(), "succeeded");
+    assert_eq!(fixture.sink.deliveries().len(), 1);
 }
 
 async fn a_restart_finalises_an_orphaned_call_exactly_once(backend: Backend) {
