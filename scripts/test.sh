@@ -27,7 +27,8 @@ PG_BIN="$(pg_bin_dir)"
 # The e-mail tests deliver to a real SMTP server on loopback (Python's aiosmtpd).
 if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
   log "installing aiosmtpd (PyPI) for the SMTP server of the e-mail tests"
-  python3 -m pip install --quiet --disable-pip-version-check aiosmtpd
+  python3 -m pip install --quiet --disable-pip-version-check aiosmtpd \
+    || { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-aiosmtpd >/dev/null; }
 fi
 
 # PostgreSQL refuses to run as root: run the cluster as the `postgres` user in that case.
