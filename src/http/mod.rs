@@ -79,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(api::automations::list, api::automations::create))
         .routes(routes!(api::automations::get, api::automations::update, api::automations::delete))
         .routes(routes!(api::automations::runs))
+        .routes(routes!(api::automations::rotate_secret))
         .routes(routes!(api::automations::retry))
         .routes(routes!(api::tickets::list))
         .routes(routes!(api::tickets::get, api::tickets::update))

@@ -213,6 +213,30 @@ pub async fn delete(db: &Db, org: OrgId, id: AutomationId, actor: Actor) -> Resu
     delete_owned(db, org, TABLE, id.0, "the automation is in use", Change::new(actor, "automation.deleted", id, json!({}))).await
 }
 
+/// Replaces the automation's webhook signing secret; returns the new one (shown once).
+/// Deliveries from then on are signed with it.
+pub async fn rotate_secret(db: &Db, org: OrgId, id: AutomationId, actor: Actor) -> Result<String> {
+    let secret = new_secret();
+    let sealed = db.cipher().encrypt(&secret_slot(org, id), &secret);
+    let mut tx = db.begin().await?;
+    let updated = on_tx!(&mut tx, |conn| {
+        sqlx::query("UPDATE automations SET secret_enc = $1, updated_at = $2 WHERE id = $3 AND org_id = $4")
+            .bind(&sealed)
+            .bind(time::now())
+            .bind(id.0)
+            .bind(org.0)
+            .execute(conn)
+            .await
+            .map(|r| r.rows_affected())
+    })?;
+    if updated == 0 {
+        return Err(StorageError::NotFound);
+    }
+    audit::record(&mut tx, org, Change::new(actor, "automation.secret_rotated", id, json!({}))).await?;
+    tx.commit().await?;
+    Ok(secret)
+}
+
 /// The automation's webhook signing secret, decrypted.
 pub async fn signing_secret(db: &Db, org: OrgId, id: AutomationId) -> Result<zeroize::Zeroizing<String>> {
     let sealed: Option<Vec<u8>> = on_pool!(db, |pool| {

@@ -129,6 +129,7 @@ async fn health_metrics_and_languages(app: TestApp) {
         "PATCH /api/v1/automations/{id}",
         "DELETE /api/v1/automations/{id}",
         "GET /api/v1/automations/{id}/runs",
+        "POST /api/v1/automations/{id}/signing-secret",
         "POST /api/v1/automation-runs/{id}/retry",
         "GET /api/v1/apps/{app_id}/tickets",
         "GET /api/v1/tickets/{id}",

@@ -431,6 +431,9 @@ async fn automations_are_validated_and_private_targets_refused(app: TestApp) {
     let id = created["id"].as_str().unwrap();
     assert!(created["signing_secret"].as_str().unwrap().starts_with("whsec_"));
     assert!(app.get(&format!("/api/v1/automations/{id}")).await.expect(200).get("signing_secret").is_none(), "shown once");
+    let rotated = app.post(&format!("/api/v1/automations/{id}/signing-secret"), json!(null)).await.expect(200);
+    let rotated = rotated["signing_secret"].as_str().unwrap();
+    assert!(rotated.starts_with("whsec_") && rotated != created["signing_secret"].as_str().unwrap());
     let call_sid = crate::support::sid("CA", 'f');
     app.ring(&line, &call_sid).await.expect(200);
     let params = [("AccountSid", line.account.as_str()), ("CallSid", call_sid.as_str()), ("CallStatus", "completed")];

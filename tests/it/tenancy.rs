@@ -125,6 +125,7 @@ async fn organisations_see_only_their_own_rows(app: TestApp) {
         as_other(Method::GET, path).await.problem(404);
     }
     as_other(Method::PATCH, format!("/api/v1/tickets/{}", ticket.id)).await.problem(404);
+    as_other(Method::POST, format!("/api/v1/automations/{}/signing-secret", automation["id"].as_str().unwrap())).await.problem(404);
     as_other(Method::DELETE, format!("/api/v1/calls/{}", call.id)).await.problem(404);
     let intruder = json!({ "name": "Intruder", "actions": [{ "type": "webhook", "url": "https://example.com/h" }] });
     app.send(Method::POST, &format!("/api/v1/apps/{app_id}/automations"), Some(&other), Some(&intruder)).await.problem(404);

@@ -119,6 +119,25 @@ pub async fn update(
     Ok(Json(store::update(&s.db, caller.org, id, spec, caller.actor).await.map_err(storage_error)?))
 }
 
+/// A new webhook signing secret.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SigningSecret {
+    signing_secret: String,
+}
+
+/// Replace the webhook signing secret; the answer shows the new one, once. Deliveries from now
+/// on are signed with it.
+#[utoipa::path(post, path = "/automations/{id}/signing-secret", tag = "automations", params(("id" = AutomationId, Path)), responses(
+    (status = 200, body = SigningSecret), (status = 404, body = Problem)))]
+pub async fn rotate_secret(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<AutomationId>,
+) -> Result<Json<SigningSecret>, ApiError> {
+    let signing_secret = store::rotate_secret(&s.db, caller.org, id, caller.actor).await.map_err(storage_error)?;
+    Ok(Json(SigningSecret { signing_secret }))
+}
+
 /// Delete an automation and its runs.
 #[utoipa::path(delete, path = "/automations/{id}", tag = "automations", params(("id" = AutomationId, Path)), responses(
     (status = 204), (status = 404, body = Problem)))]
