@@ -67,6 +67,8 @@ pub struct CallSnapshot {
     pub summary: Option<String>,
     /// The language the call ended in.
     pub language: Option<String>,
+    /// Every language spoken on the call, in order of first use.
+    pub languages_used: Vec<String>,
     pub transcript: Transcript,
     pub latency: Latency,
     /// The AI classification, once there is one.
@@ -187,6 +189,12 @@ impl CallSnapshot {
                 TurnRole::System => {}
             }
         }
+        let mut languages_used: Vec<String> = Vec::new();
+        for language in spoken.iter().filter_map(|t| t.language.as_ref()) {
+            if !languages_used.contains(language) {
+                languages_used.push(language.clone());
+            }
+        }
         let text = spoken
             .iter()
             .map(|t| format!("{}: {}", if t.role == TurnRole::Agent { "Agent" } else { "Caller" }, t.text))
@@ -224,6 +232,7 @@ impl CallSnapshot {
             outcome: call.outcome.clone(),
             summary: call.summary.clone(),
             language: call.language.clone(),
+            languages_used,
             transcript: Transcript { turns: spoken, tool_calls, text },
             latency,
             analysis,
@@ -311,5 +320,6 @@ mod tests {
         assert_eq!((snapshot.latency.p50_ms, snapshot.latency.p95_ms, snapshot.latency.average_ms), (Some(300), Some(500), Some(400)));
         assert_eq!(snapshot.duration_ms, Some(42_000));
         assert_eq!(snapshot.agent.unwrap().name.as_deref(), Some("Ada"));
+        assert_eq!(snapshot.languages_used, ["en-US"]);
     }
 }
