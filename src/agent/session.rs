@@ -27,7 +27,7 @@ use tokio::time::{Instant, sleep_until};
 use super::prompt::{self, CallContext};
 use super::tools::{self, ToolAction};
 use crate::domain::agent::AgentSpec;
-use crate::domain::call::{CallEnding, TurnRole};
+use crate::domain::call::{CallEnding, REASON_TRANSFERRED, TurnRole};
 use crate::domain::ids::{CallId, OrgId};
 use crate::domain::time;
 use crate::providers::llm::{ChatMessage, ChatRequest, LlmClient, LlmEvent, ToolCall, ToolSpec};
@@ -310,9 +310,9 @@ impl Session {
                 }
                 Ok(ToolAction::Transfer { reason, closing }) => {
                     let Some(number) = self.setup.agent.transfer_number.clone() else { continue };
-                    let mut ending = Ending::new("agent", "transferred");
+                    let mut ending = Ending::new("agent", REASON_TRANSFERRED);
                     ending.summary = (!reason.is_empty()).then_some(reason);
-                    ending.outcome = Some("transferred".into());
+                    ending.outcome = Some(REASON_TRANSFERRED.into());
                     ending.transfer_to = Some(number.as_str().to_owned());
                     (if closing.is_empty() { TRANSFERRING.to_owned() } else { closing }, ending)
                 }
