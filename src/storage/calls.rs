@@ -190,7 +190,7 @@ async fn write(tx: &mut Tx, call: &Call) -> Result<()> {
             .bind(call.org_id.0)
             .execute(conn)
             .await
-            .map(|r| r.rows_affected())
+            .map(|_| ())
     })?;
     Ok(())
 }
@@ -216,24 +216,28 @@ async fn finalize(tx: &mut Tx, call: &Call) -> Result<bool> {
 /// Applies a carrier status event (see `Call::with_status_event`); a final status finalises the
 /// call unless its conversation already did.
 pub async fn apply_status_event(db: &Db, org: OrgId, id: CallId, event: &StatusEvent) -> Result<Call> {
-    let mut tx = db.begin().await?;
-    let next = lock(&mut tx, org, id).await?.with_status_event(event);
-    write(&mut tx, &next).await?;
-    let finalized = next.status.is_final() && finalize(&mut tx, &next).await?;
-    tx.commit().await?;
-    if finalized {
-        db.announce_outbox_event();
-    }
-    Ok(next)
+    change_and_finalize(db, org, id, |call| {
+        let next = call.with_status_event(event);
+        let over = next.status.is_final();
+        (next, over)
+    })
+    .await
 }
 
 /// Records how a conversation ended (see `Call::with_ending`) and finalises the call, in one
 /// transaction: the end of a conversation and its `call.ended` event commit together.
 pub async fn finish_conversation(db: &Db, org: OrgId, id: CallId, ending: &CallEnding<'_>) -> Result<Call> {
+    change_and_finalize(db, org, id, |call| (call.with_ending(ending, time::now()), true)).await
+}
+
+/// Reads the call, writes what `change` makes of it and, when `change` says the call is over,
+/// finalises it, all in one transaction; then wakes the automations worker if an event was
+/// written.
+async fn change_and_finalize(db: &Db, org: OrgId, id: CallId, change: impl FnOnce(Call) -> (Call, bool)) -> Result<Call> {
     let mut tx = db.begin().await?;
-    let next = lock(&mut tx, org, id).await?.with_ending(ending, time::now());
+    let (next, over) = change(lock(&mut tx, org, id).await?);
     write(&mut tx, &next).await?;
-    let finalized = finalize(&mut tx, &next).await?;
+    let finalized = over && finalize(&mut tx, &next).await?;
     tx.commit().await?;
     if finalized {
         db.announce_outbox_event();

@@ -56,25 +56,20 @@ pub async fn purge_expired(db: &Db, now: DateTime<Utc>) -> Result<()> {
     Ok(())
 }
 
+/// Rows of `$1`'s calls that started before `$2`.
+macro_rules! of_old_calls {
+    () => {
+        "org_id = $1 AND call_id IN (SELECT id FROM calls WHERE org_id = $1 AND started_at < $2)"
+    };
+}
+
 async fn purge_org(db: &Db, org: OrgId, now: DateTime<Utc>, policy: RetentionPolicy) -> Result<()> {
     let cutoff = |days: Option<i64>| days.map(|d| now - chrono::Duration::days(d));
     let mut tx = db.begin().await?;
     let (mut turns, mut events, mut records) = (0, 0, 0);
     if let Some(before) = cutoff(policy.transcript_days) {
-        turns = delete_old(
-            &mut tx,
-            "DELETE FROM conversation_turns WHERE org_id = $1 AND call_id IN (SELECT id FROM calls WHERE org_id = $1 AND started_at < $2)",
-            org,
-            before,
-        )
-        .await?;
-        events = delete_old(
-            &mut tx,
-            "DELETE FROM events WHERE org_id = $1 AND call_id IN (SELECT id FROM calls WHERE org_id = $1 AND started_at < $2)",
-            org,
-            before,
-        )
-        .await?;
+        turns = delete_old(&mut tx, concat!("DELETE FROM conversation_turns WHERE ", of_old_calls!()), org, before).await?;
+        events = delete_old(&mut tx, concat!("DELETE FROM events WHERE ", of_old_calls!()), org, before).await?;
     }
     if let Some(before) = cutoff(policy.record_days) {
         records = delete_old(&mut tx, "DELETE FROM calls WHERE org_id = $1 AND started_at < $2", org, before).await?;

@@ -16,7 +16,7 @@
 use chrono::{DateTime, Utc};
 
 use super::provisioning;
-use super::rest::{CallResource, TwilioClient};
+use super::rest::{CallResource, Credentials, TwilioClient};
 use crate::domain::call::{Call, CallEnding, CallStatus, StatusEvent};
 use crate::domain::time;
 use crate::storage::{Db, StorageError, calls};
@@ -29,14 +29,17 @@ pub async fn recover_open_calls(db: &Db, twilio: &TwilioClient, node: &str) -> R
     let mut settled = 0;
     for open in calls::unfinalized(db, Some(node), time::now()).await? {
         let call = &open.call;
-        match twilio_view(db, twilio, call).await {
+        let credentials = credentials(db, call).await;
+        match twilio_view(twilio, credentials.as_ref(), call).await {
             Some(remote) if remote.status.is_final() => {
                 calls::apply_status_event(db, call.org_id, call.id, &remote).await?;
             }
             Some(_) if !open.session_here => continue,
             remote => {
-                if remote.is_some() {
-                    hang_up(db, twilio, call).await;
+                if let (Some(_), Some(credentials)) = (remote, &credentials)
+                    && let Err(e) = twilio.hang_up(credentials, &call.call_sid).await
+                {
+                    tracing::warn!(call = %call.id, error = %e, "could not hang up a call left open");
                 }
                 calls::finish_conversation(db, call.org_id, call.id, &SERVER_RESTART).await?;
             }
@@ -55,7 +58,8 @@ pub async fn settle_stale_calls(db: &Db, twilio: &TwilioClient) -> Result<usize,
     let mut settled = 0;
     for open in calls::unfinalized(db, None, time::now() - STALE_AFTER).await? {
         let call = &open.call;
-        if let Some(remote) = twilio_view(db, twilio, call).await.filter(|remote| remote.status.is_final()) {
+        let credentials = credentials(db, call).await;
+        if let Some(remote) = twilio_view(twilio, credentials.as_ref(), call).await.filter(|remote| remote.status.is_final()) {
             calls::apply_status_event(db, call.org_id, call.id, &remote).await?;
             settled += 1;
             tracing::info!(call = %call.id, "finalised a stale call with Twilio's answer");
@@ -64,10 +68,14 @@ pub async fn settle_stale_calls(db: &Db, twilio: &TwilioClient) -> Result<usize,
     Ok(settled)
 }
 
+/// The credentials of the call's provider, when it still has one.
+async fn credentials(db: &Db, call: &Call) -> Option<Credentials> {
+    provisioning::credentials(db, call.org_id, call.provider_id?).await.ok()
+}
+
 /// What Twilio says of the call, as a status event; `None` when it cannot be asked.
-async fn twilio_view(db: &Db, twilio: &TwilioClient, call: &Call) -> Option<StatusEvent> {
-    let credentials = provisioning::credentials(db, call.org_id, call.provider_id?).await.ok()?;
-    match twilio.fetch_call(&credentials, &call.call_sid).await {
+async fn twilio_view(twilio: &TwilioClient, credentials: Option<&Credentials>, call: &Call) -> Option<StatusEvent> {
+    match twilio.fetch_call(credentials?, &call.call_sid).await {
         Ok(resource) => status_event(&resource),
         Err(e) => {
             tracing::warn!(call = %call.id, error = %e, "could not ask Twilio about a call left open");
@@ -81,15 +89,4 @@ fn status_event(resource: &CallResource) -> Option<StatusEvent> {
     let ended: Option<DateTime<Utc>> =
         resource.end_time.as_deref().and_then(|t| DateTime::parse_from_rfc2822(t).ok()).map(|t| t.with_timezone(&Utc));
     Some(StatusEvent { status, sequence: None, at: ended.unwrap_or_else(time::now), duration_secs: resource.duration })
-}
-
-async fn hang_up(db: &Db, twilio: &TwilioClient, call: &Call) {
-    let Some(provider) = call.provider_id else { return };
-    let result = match provisioning::credentials(db, call.org_id, provider).await {
-        Ok(credentials) => twilio.hang_up(&credentials, &call.call_sid).await.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    if let Err(e) = result {
-        tracing::warn!(call = %call.id, error = %e, "could not hang up a call left open");
-    }
 }
