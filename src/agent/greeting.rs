@@ -4,7 +4,7 @@
 //! never waits for the model; until they exist, the agent's own first message is used.
 
 use crate::domain::ids::{OrgId, PhoneNumberId};
-use crate::providers::llm::{ChatMessage, ChatRequest};
+use crate::providers::llm::{self, ChatMessage, ChatRequest};
 use crate::storage::{Db, Result, agents, phone_numbers};
 
 use super::model;
@@ -51,7 +51,7 @@ pub async fn generate(db: &Db, org: OrgId, number: PhoneNumberId) -> Result<()> 
         tools: vec![],
         response_format: None,
     };
-    let greeting = match llm.complete(request).await {
+    let greeting = match llm::complete(&llm, request).await {
         Ok(text) => text,
         Err(error) => {
             tracing::warn!(number = %number, %error, "the model could not write a first message");

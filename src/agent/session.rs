@@ -1,38 +1,53 @@
 //! One phone conversation with an agent. The session hears [`CallerEvent`]s and answers with
-//! [`AgentCommand`]s through channels, so any transport can drive it. Where the agent thinks:
-//! `respond` streams the model's reply token by token to the caller while listening for
-//! interruptions, and carries out tool calls.
+//! [`AgentCommand`]s through channels, so any transport can drive it; it thinks through a
+//! [`ChatModel`] and writes the call down through a [`CallLog`], so its rules are tested with
+//! neither a socket nor a database (tests below run on tokio's paused clock).
 //!
-//! Every finished turn is written to storage at once (so a crash loses no finished turn), with
-//! its timing and, for agent turns, the latency from the caller's words to the first token.
+//! The conversation is a state machine:
 //!
-//! Rules of the conversation:
-//! - An interruption stops the reply at once; the turn is stored as what the caller heard and
-//!   only that goes into the model's context.
+//! ```text
+//!            caller speaks                 first token                  reply streamed
+//! Listening ─────────────► Thinking ─────────────────► Speaking ─────────────────────► Listening
+//!     ▲                     │  ▲ caller speaks again:     │ caller speaks: queued,       (or Thinking
+//!     │ interruption        │  └ cancel, ask again with   │   answered next               for queued
+//!     └─────────────────────┴─── everything said          │ interruption: cut, Listening  words, tools)
+//! goodbye, endConversation, transfer, end-call phrase, time limit, silence, model failure
+//!     ──► Ending (the last words play) ──► End command;  hang-up anywhere ──► over
+//! ```
+//!
+//! Rules:
+//! - Nothing the caller says is dropped. Words heard while the model thinks cancel the request
+//!   and it is asked again with everything said; words heard while a reply streams without an
+//!   interruption (a non-interruptible reply) are queued and answered next; each utterance is
+//!   stored as its own caller turn when it arrives.
+//! - An interruption, whenever it arrives (usually after the reply has finished streaming: a
+//!   model writes faster than a voice speaks), cuts the agent's last turn, in the transcript and
+//!   in the model's history, down to what the caller heard, and marks it interrupted.
 //! - Silence for `conversation_timeout_secs` after the agent stops speaking: the agent asks once
 //!   whether the caller is still there; a second silence ends the call (`inactivity_timeout`).
-//! - `max_call_duration_secs` ends the call politely (`max_duration`).
+//! - `max_call_duration_secs` holds in every state: during a reply and tool rounds too.
 //! - An LLM failure (after the client's one retry) is never dead air: the agent apologises and
-//!   ends the call (`llm_error`), since a caller cannot be helped without the model.
-//! - Before the session asks to end, it records why, then waits roughly as long as the goodbye
-//!   takes to speak, so the goodbye is not cut off.
+//!   ends the call (`llm_error`). An empty answer is logged and the caller is asked to repeat.
+//! - A reply that ends with one of the agent's end-call phrases ends the call after it plays.
+//! - Before the session ends a call, it records why, then waits roughly as long as the last
+//!   words take to speak, so they are not cut off.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
+use super::call_log::CallLog;
 use super::prompt::{self, CallContext};
 use super::tools::{self, ToolAction};
 use crate::domain::agent::AgentSpec;
-use crate::domain::call::{CallEnding, REASON_TRANSFERRED, TurnRole};
-use crate::domain::ids::{CallId, OrgId};
+use crate::domain::call::{CallEnding, EndReason, EndedBy, Outcome, TurnRole};
 use crate::domain::time;
-use crate::providers::llm::{ChatMessage, ChatRequest, LlmClient, LlmEvent, ToolCall, ToolSpec};
-use crate::storage::Db;
-use crate::storage::calls::{self, NewTurn};
+use crate::providers::llm::{ChatMessage, ChatModel, ChatRequest, LlmEvent, ToolCall, ToolSpec};
+use crate::storage::calls::NewTurn;
 
 /// What the caller did.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,7 +57,8 @@ pub enum CallerEvent {
         text: String,
         language: Option<String>,
     },
-    /// The caller spoke over the agent; `heard` is the part of the reply they heard.
+    /// The caller spoke over the agent; `heard` is the part of the agent's last utterance they
+    /// heard.
     Interrupted {
         heard: String,
     },
@@ -62,27 +78,52 @@ pub enum AgentCommand {
     SwitchLanguage {
         locale: String,
     },
-    /// Ends the session; the handoff tells the transport what follows (hang up, transfer).
-    End {
-        handoff: Value,
+    /// Ends the session (already recorded); the transport carries out its [`Ending::handoff`].
+    End(Ending),
+}
+
+/// What happens to the call when the session ends.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Handoff {
+    HangUp,
+    /// Connect the caller to this number (E.164).
+    Transfer {
+        to: String,
     },
 }
 
 /// How a conversation ended.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ending {
-    pub ended_by: &'static str,
-    pub reason: &'static str,
+    pub ended_by: EndedBy,
+    pub reason: EndReason,
     pub summary: Option<String>,
-    pub outcome: Option<String>,
+    pub outcome: Option<Outcome>,
     /// A transfer target, when the call goes on to a person.
     pub transfer_to: Option<String>,
 }
 
 impl Ending {
-    fn new(ended_by: &'static str, reason: &'static str) -> Self {
+    pub fn new(ended_by: EndedBy, reason: EndReason) -> Self {
         Self { ended_by, reason, summary: None, outcome: None, transfer_to: None }
     }
+
+    /// What the transport should do now.
+    pub fn handoff(&self) -> Handoff {
+        match &self.transfer_to {
+            Some(to) => Handoff::Transfer { to: to.clone() },
+            None => Handoff::HangUp,
+        }
+    }
+}
+
+/// Where the conversation is (see the module's diagram).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Listening,
+    Thinking,
+    Speaking,
+    Ending,
 }
 
 const STILL_THERE: &str = "Are you still there?";
@@ -91,18 +132,17 @@ const GOODBYE_TIME: &str = "We've reached the time limit for this call. Thank yo
 const GOODBYE_DEFAULT: &str = "Thank you for calling. Goodbye!";
 const TRANSFERRING: &str = "Let me transfer you now. Please hold.";
 const APOLOGY: &str = "I'm sorry, I'm having trouble right now. Please call back in a little while. Goodbye.";
+const SAY_AGAIN: &str = "Sorry, could you say that again?";
 /// Rounds of tool calls the model may chain in one reply before it must speak.
 const MAX_TOOL_ROUNDS: usize = 3;
 
 /// Everything a session needs.
-pub struct SessionSetup {
-    pub db: Db,
-    pub org: OrgId,
-    pub call: CallId,
+pub struct SessionSetup<L> {
+    pub log: L,
     pub caller: String,
     pub agent: AgentSpec,
-    /// The model to use, or `None` when the agent has no LLM provider.
-    pub llm: Option<(LlmClient, String)>,
+    /// The model and the model name to ask for, or `None` when the agent has no LLM provider.
+    pub llm: Option<(Arc<dyn ChatModel>, String)>,
     /// The greeting the transport already speaks (ConversationRelay's welcomeGreeting).
     pub greeting: Option<String>,
     pub other_languages: Vec<String>,
@@ -113,31 +153,70 @@ fn speaking_time(text: &str) -> Duration {
     Duration::from_millis((text.chars().count() as u64 * 65).clamp(400, 15_000))
 }
 
-/// A caller utterance on its way to the model.
-struct Heard {
-    at: Instant,
-    time: DateTime<Utc>,
-    text: String,
+/// A reply on its way from the model to the caller.
+struct Reply {
+    stream: mpsc::Receiver<LlmEvent>,
+    /// When the caller finished the words this answers.
+    heard_at: Instant,
+    started: DateTime<Utc>,
+    spoken: String,
+    latency_ms: Option<i64>,
+    tool_calls: Vec<ToolCall>,
+    /// Tool rounds before this one.
+    round: usize,
 }
 
-enum Reply {
-    /// The agent finished speaking this text; the conversation goes on.
-    Spoke(String),
-    Ended(Ending),
+enum State {
+    Listening { checked_in: bool },
+    Thinking(Reply),
+    Speaking(Reply),
+    Ending { ending: Ending, until: Instant },
 }
 
-pub struct Session {
-    setup: SessionSetup,
+/// The agent's last stored utterance, which the caller may still be hearing.
+struct LastSpoken {
+    sequence: Option<i64>,
+    history_index: usize,
+}
+
+enum Step {
+    Caller(Option<CallerEvent>),
+    Model(Option<LlmEvent>),
+    TimeUp,
+    Silence,
+    Played,
+}
+
+pub struct Session<L: CallLog> {
+    setup: SessionSetup<L>,
     commands: mpsc::Sender<AgentCommand>,
     history: Vec<ChatMessage>,
     tools: Vec<ToolSpec>,
     language: String,
+    state: State,
+    deadline: Instant,
+    quiet_until: Instant,
+    /// Caller words heard while a reply streamed, answered when it has finished.
+    queued: Vec<String>,
+    last_spoken: Option<LastSpoken>,
 }
 
-impl Session {
-    pub fn new(setup: SessionSetup, commands: mpsc::Sender<AgentCommand>) -> Self {
+impl<L: CallLog> Session<L> {
+    pub fn new(setup: SessionSetup<L>, commands: mpsc::Sender<AgentCommand>) -> Self {
         let tools = tools::offered(&setup.agent, &setup.other_languages);
-        Self { setup, commands, history: Vec::new(), tools, language: "en-US".to_owned() }
+        let now = Instant::now();
+        Self {
+            deadline: now + Duration::from_secs(setup.agent.max_call_duration_secs.max(0) as u64),
+            quiet_until: now + silence(&setup.agent),
+            setup,
+            commands,
+            history: Vec::new(),
+            tools,
+            language: "en-US".to_owned(),
+            state: State::Listening { checked_in: false },
+            queued: Vec::new(),
+            last_spoken: None,
+        }
     }
 
     /// The system prompt this session gives the model.
@@ -146,145 +225,255 @@ impl Session {
         prompt::system_prompt(&self.setup.agent, &context)
     }
 
+    /// Where the conversation is.
+    pub fn phase(&self) -> Phase {
+        match self.state {
+            State::Listening { .. } => Phase::Listening,
+            State::Thinking(_) => Phase::Thinking,
+            State::Speaking(_) => Phase::Speaking,
+            State::Ending { .. } => Phase::Ending,
+        }
+    }
+
     /// Runs the conversation until it ends, and returns how it ended (already recorded).
     pub async fn run(mut self, mut events: mpsc::Receiver<CallerEvent>) -> Ending {
-        let started = Instant::now();
-        let deadline = started + Duration::from_secs(self.setup.agent.max_call_duration_secs as u64);
-        let silence = Duration::from_secs(self.setup.agent.conversation_timeout_secs as u64);
-        let mut quiet_until = started + silence;
         if let Some(greeting) = self.setup.greeting.clone().filter(|g| !g.trim().is_empty()) {
             let now = time::now();
-            self.store_turn(TurnRole::Agent, &greeting, now, Some(now), false, None).await;
-            self.history.push(ChatMessage::Assistant { content: greeting.clone(), tool_calls: vec![] });
-            quiet_until += speaking_time(&greeting);
+            self.store_agent_turn(&greeting, now, false, None).await;
+            self.quiet_until += speaking_time(&greeting);
         }
-        let mut checked_in = false;
         loop {
-            let event = tokio::select! {
-                event = events.recv() => event,
-                () = sleep_until(quiet_until) => {
-                    if checked_in {
-                        return self.end_with_words(&mut events, GOODBYE_SILENT, Ending::new("agent", "inactivity_timeout")).await;
-                    }
-                    checked_in = true;
-                    self.say(STILL_THERE).await;
-                    quiet_until = Instant::now() + speaking_time(STILL_THERE) + silence;
-                    continue;
-                }
-                () = sleep_until(deadline) => {
-                    return self.end_with_words(&mut events, GOODBYE_TIME, Ending::new("agent", "max_duration")).await;
-                }
-            };
-            let (text, language) = match event {
-                None | Some(CallerEvent::HungUp) => return self.record(Ending::new("caller", "caller_hangup")).await,
-                Some(CallerEvent::Interrupted { .. }) => continue,
-                Some(CallerEvent::Said { text, language }) => (text, language),
-                Some(CallerEvent::Digits(digits)) => (format!("(The caller pressed {digits} on the keypad.)"), None),
-            };
-            checked_in = false;
-            let heard = Heard { at: Instant::now(), time: time::now(), text: text.clone() };
-            if let Some(language) = language {
-                self.language = language;
-            }
-            self.history.push(ChatMessage::User { content: text });
-            match self.respond(&mut events, heard).await {
-                Reply::Spoke(spoken) => quiet_until = Instant::now() + speaking_time(&spoken) + silence,
-                Reply::Ended(ending) => return ending,
-            }
-        }
-    }
-
-    /// Streams the model's answer to the caller and carries out its tool calls. The caller's
-    /// turn is stored while the model thinks, so storage adds nothing to the response time.
-    async fn respond(&mut self, events: &mut mpsc::Receiver<CallerEvent>, heard: Heard) -> Reply {
-        let heard_at = heard.at;
-        let mut unsaved = Some(heard);
-        let Some((llm, model)) = self.setup.llm.clone() else {
-            self.store_caller_turn(unsaved.take()).await;
-            tracing::warn!(call = %self.setup.call, "the agent has no LLM provider");
-            return Reply::Ended(self.end_with_words(events, APOLOGY, Ending::new("system", "llm_error")).await);
-        };
-        for _ in 0..MAX_TOOL_ROUNDS {
-            let mut messages = vec![ChatMessage::System { content: self.system_prompt() }];
-            messages.extend(self.history.iter().cloned());
-            let request = ChatRequest {
-                model: model.clone(),
-                temperature: self.setup.agent.temperature,
-                messages,
-                tools: self.tools.clone(),
-                response_format: None,
-            };
-            let mut stream = llm.stream(request);
-            self.store_caller_turn(unsaved.take()).await;
-            let started = time::now();
-            let mut spoken = String::new();
-            let mut latency_ms = None;
-            let mut tool_calls = Vec::new();
-            loop {
-                tokio::select! {
+            let (deadline, quiet_until) = (self.deadline, self.quiet_until);
+            let step = match &mut self.state {
+                State::Listening { .. } => tokio::select! {
                     biased;
-                    event = events.recv() => match event {
-                        Some(CallerEvent::Interrupted { heard }) => {
-                            self.store_turn(TurnRole::Agent, &heard, started, Some(time::now()), true, latency_ms).await;
-                            self.history.push(ChatMessage::Assistant { content: heard.clone(), tool_calls: vec![] });
-                            return Reply::Spoke(String::new());
-                        }
-                        None | Some(CallerEvent::HungUp) => {
-                            if !spoken.is_empty() {
-                                self.store_turn(TurnRole::Agent, &spoken, started, Some(time::now()), true, latency_ms).await;
-                            }
-                            return Reply::Ended(self.record(Ending::new("caller", "caller_hangup")).await);
-                        }
-                        // The caller cannot be heard while the agent speaks (ConversationRelay's
-                        // default); anything else waits for the reply to finish.
-                        Some(other) => tracing::debug!(?other, "caller input during the agent's reply ignored"),
-                    },
-                    item = stream.recv() => match item {
-                        Some(LlmEvent::Token(token)) => {
-                            latency_ms.get_or_insert_with(|| heard_at.elapsed().as_millis() as i64);
-                            spoken.push_str(&token);
-                            self.send(AgentCommand::Speak { token, last: false }).await;
-                        }
-                        Some(LlmEvent::ToolCalls(calls)) => tool_calls = calls,
-                        Some(LlmEvent::Done) | None => break,
-                        Some(LlmEvent::Failed(error)) => {
-                            tracing::error!(call = %self.setup.call, %error, "the LLM failed");
-                            if !spoken.is_empty() {
-                                self.send(AgentCommand::Speak { token: " ".into(), last: false }).await;
-                            }
-                            return Reply::Ended(self.end_with_words(events, APOLOGY, Ending::new("system", "llm_error")).await);
-                        }
-                    },
-                }
-            }
-            if tool_calls.is_empty() {
-                self.send(AgentCommand::Speak { token: String::new(), last: true }).await;
-                self.store_turn(TurnRole::Agent, &spoken, started, Some(time::now()), false, latency_ms).await;
-                self.history.push(ChatMessage::Assistant { content: spoken.clone(), tool_calls: vec![] });
-                return Reply::Spoke(spoken);
-            }
-            self.history.push(ChatMessage::Assistant { content: spoken.clone(), tool_calls: tool_calls.clone() });
-            if let Some(ending) = self.run_tools(events, &tool_calls, &spoken, started, latency_ms).await {
-                return Reply::Ended(ending);
-            }
-            if !spoken.is_empty() {
-                self.send(AgentCommand::Speak { token: String::new(), last: true }).await;
-                self.store_turn(TurnRole::Agent, &spoken, started, Some(time::now()), false, latency_ms).await;
+                    event = events.recv() => Step::Caller(event),
+                    () = sleep_until(deadline) => Step::TimeUp,
+                    () = sleep_until(quiet_until) => Step::Silence,
+                },
+                State::Thinking(reply) | State::Speaking(reply) => tokio::select! {
+                    biased;
+                    event = events.recv() => Step::Caller(event),
+                    () = sleep_until(deadline) => Step::TimeUp,
+                    item = reply.stream.recv() => Step::Model(item),
+                },
+                State::Ending { until, .. } => tokio::select! {
+                    event = events.recv() => Step::Caller(event),
+                    () = sleep_until(*until) => Step::Played,
+                },
+            };
+            if let Some(ending) = self.step(step).await {
+                return ending;
             }
         }
-        Reply::Ended(self.end_with_words(events, APOLOGY, Ending::new("system", "llm_error")).await)
     }
 
-    /// Carries out tool calls; returns the ending when one of them ends the call.
-    async fn run_tools(
-        &mut self,
-        events: &mut mpsc::Receiver<CallerEvent>,
-        calls: &[ToolCall],
-        spoken: &str,
-        started: DateTime<Utc>,
-        latency_ms: Option<i64>,
-    ) -> Option<Ending> {
-        for call in calls {
+    /// One transition; returns the ending when the session is over.
+    async fn step(&mut self, step: Step) -> Option<Ending> {
+        match step {
+            Step::Caller(None | Some(CallerEvent::HungUp)) => return Some(self.caller_hung_up().await),
+            Step::Caller(Some(CallerEvent::Interrupted { heard })) => self.interrupted(&heard).await,
+            Step::Caller(Some(CallerEvent::Said { text, language })) => self.heard(text, language).await,
+            Step::Caller(Some(CallerEvent::Digits(digits))) => {
+                self.heard(format!("(The caller pressed {digits} on the keypad.)"), None).await
+            }
+            Step::Model(item) => self.model_said(item).await,
+            Step::TimeUp => self.end_with_words(GOODBYE_TIME, Ending::new(EndedBy::Agent, EndReason::MaxDuration)).await,
+            Step::Silence => {
+                let State::Listening { checked_in } = self.state else { return None };
+                if checked_in {
+                    self.end_with_words(GOODBYE_SILENT, Ending::new(EndedBy::Agent, EndReason::InactivityTimeout)).await;
+                } else {
+                    self.say(STILL_THERE).await;
+                    self.listen(STILL_THERE);
+                    self.state = State::Listening { checked_in: true };
+                }
+            }
+            Step::Played => {
+                let State::Ending { ending, .. } = std::mem::replace(&mut self.state, State::Listening { checked_in: false }) else {
+                    return None;
+                };
+                self.send(AgentCommand::End(ending.clone())).await;
+                return Some(ending);
+            }
+        }
+        None
+    }
+
+    async fn caller_hung_up(&mut self) -> Ending {
+        match std::mem::replace(&mut self.state, State::Listening { checked_in: false }) {
+            State::Ending { ending, .. } => ending,
+            state => {
+                if let State::Speaking(reply) = state {
+                    // The caller hung up mid-sentence: they heard at most what was streamed.
+                    self.store_agent_turn(&reply.spoken, reply.started, true, reply.latency_ms).await;
+                }
+                self.record(Ending::new(EndedBy::Caller, EndReason::CallerHangup)).await
+            }
+        }
+    }
+
+    /// The caller spoke over the agent: the reply stops, and the agent's last utterance keeps
+    /// only what was heard.
+    async fn interrupted(&mut self, heard: &str) {
+        match std::mem::replace(&mut self.state, State::Listening { checked_in: false }) {
+            State::Speaking(reply) => {
+                self.store_agent_turn(heard, reply.started, true, reply.latency_ms).await;
+                self.last_spoken = None;
+            }
+            State::Ending { ending, .. } => {
+                self.cut_last_spoken(heard).await;
+                self.state = State::Ending { ending, until: Instant::now() };
+            }
+            State::Thinking(_) | State::Listening { .. } => self.cut_last_spoken(heard).await,
+        }
+        if matches!(self.state, State::Listening { .. }) {
+            self.quiet_until = Instant::now() + silence(&self.setup.agent);
+        }
+    }
+
+    async fn cut_last_spoken(&mut self, heard: &str) {
+        let Some(last) = self.last_spoken.take() else { return };
+        if let Some(ChatMessage::Assistant { content, .. }) = self.history.get_mut(last.history_index) {
+            heard.clone_into(content);
+        }
+        if let Some(sequence) = last.sequence {
+            self.setup.log.cut(sequence, heard).await;
+        }
+    }
+
+    /// The caller finished an utterance.
+    async fn heard(&mut self, text: String, language: Option<String>) {
+        if let Some(language) = language {
+            self.language = language;
+        }
+        let at = time::now();
+        match &self.state {
+            State::Listening { .. } | State::Thinking(_) => {
+                if matches!(self.state, State::Thinking(_)) {
+                    tracing::debug!("the caller spoke again before the reply began; asking again with everything said");
+                }
+                self.history.push(ChatMessage::User { content: text.clone() });
+                if self.setup.llm.is_some() {
+                    // The request goes out first; the caller's turn is stored while the model thinks.
+                    self.think(Instant::now(), 0).await;
+                    self.store(TurnRole::Caller, &text, at, false, None).await;
+                } else {
+                    self.store(TurnRole::Caller, &text, at, false, None).await;
+                    self.think(Instant::now(), 0).await;
+                }
+                return;
+            }
+            State::Speaking(_) => self.queued.push(text.clone()),
+            State::Ending { .. } => tracing::debug!("the caller spoke while the call was ending"),
+        }
+        self.store(TurnRole::Caller, &text, at, false, None).await;
+    }
+
+    /// Asks the model for the next reply (replacing any request in flight).
+    async fn think(&mut self, heard_at: Instant, round: usize) {
+        let Some((model, name)) = self.setup.llm.clone() else {
+            tracing::warn!("the agent has no LLM provider");
+            self.end_with_words(APOLOGY, Ending::new(EndedBy::System, EndReason::LlmError)).await;
+            return;
+        };
+        let mut messages = vec![ChatMessage::System { content: self.system_prompt() }];
+        messages.extend(self.history.iter().cloned());
+        let request = ChatRequest {
+            model: name,
+            temperature: self.setup.agent.temperature,
+            messages,
+            tools: self.tools.clone(),
+            response_format: None,
+        };
+        let reply = Reply {
+            stream: model.stream(request),
+            heard_at,
+            started: time::now(),
+            spoken: String::new(),
+            latency_ms: None,
+            tool_calls: Vec::new(),
+            round,
+        };
+        self.state = State::Thinking(reply);
+    }
+
+    async fn model_said(&mut self, item: Option<LlmEvent>) {
+        let mut reply = match std::mem::replace(&mut self.state, State::Listening { checked_in: false }) {
+            State::Thinking(reply) | State::Speaking(reply) => reply,
+            other => {
+                self.state = other;
+                return;
+            }
+        };
+        match item {
+            Some(LlmEvent::Token(token)) => {
+                reply.latency_ms.get_or_insert_with(|| reply.heard_at.elapsed().as_millis() as i64);
+                reply.spoken.push_str(&token);
+                self.send(AgentCommand::Speak { token, last: false }).await;
+                self.state = streaming(reply);
+            }
+            Some(LlmEvent::ToolCalls(calls)) => {
+                reply.tool_calls = calls;
+                self.state = streaming(reply);
+            }
+            Some(LlmEvent::Done) | None => self.reply_finished(reply).await,
+            Some(LlmEvent::Failed(error)) => {
+                tracing::error!(%error, "the LLM failed");
+                self.state = streaming(reply);
+                self.end_with_words(APOLOGY, Ending::new(EndedBy::System, EndReason::LlmError)).await;
+            }
+        }
+    }
+
+    /// The model has said all it will say this round.
+    async fn reply_finished(&mut self, reply: Reply) {
+        if !reply.tool_calls.is_empty() {
+            return self.run_tools(reply).await;
+        }
+        if reply.spoken.trim().is_empty() {
+            tracing::warn!("the model answered with neither words nor a tool call; asking the caller to repeat");
+            self.say(SAY_AGAIN).await;
+            return self.after_speaking(SAY_AGAIN, reply.heard_at).await;
+        }
+        self.send(AgentCommand::Speak { token: String::new(), last: true }).await;
+        self.store_agent_turn(&reply.spoken, reply.started, false, reply.latency_ms).await;
+        if self.setup.agent.ends_the_call(&reply.spoken) {
+            let ending = Ending { outcome: Some(Outcome::Completed), ..Ending::new(EndedBy::Agent, EndReason::AgentEnded) };
+            return self.end_after(&reply.spoken, ending).await;
+        }
+        self.after_speaking(&reply.spoken, reply.heard_at).await;
+    }
+
+    /// After an utterance: answer queued words, or listen.
+    async fn after_speaking(&mut self, spoken: &str, heard_at: Instant) {
+        if self.queued.is_empty() {
+            self.listen(spoken);
+        } else {
+            self.flush_queue();
+            self.think(heard_at.max(Instant::now()), 0).await;
+        }
+    }
+
+    fn flush_queue(&mut self) {
+        for text in self.queued.drain(..) {
+            self.history.push(ChatMessage::User { content: text });
+        }
+    }
+
+    fn listen(&mut self, spoken: &str) {
+        self.state = State::Listening { checked_in: false };
+        self.quiet_until = Instant::now() + speaking_time(spoken) + silence(&self.setup.agent);
+    }
+
+    /// Carries out the reply's tool calls: an ending tool ends the call, others lead to another
+    /// round of thinking.
+    async fn run_tools(&mut self, reply: Reply) {
+        let spoken = reply.spoken.clone();
+        self.history.push(ChatMessage::Assistant { content: spoken.clone(), tool_calls: reply.tool_calls.clone() });
+        let assistant_index = self.history.len() - 1;
+        let mut finale = None;
+        for call in &reply.tool_calls {
             let started_tool = Instant::now();
             let action = tools::parse(call);
             let result = match &action {
@@ -294,78 +483,96 @@ impl Session {
                     format!("Switched to {locale}. Continue in that language.")
                 }
                 Ok(ToolAction::SwitchLanguage { locale }) => format!("{locale} is not offered on this call."),
+                Ok(ToolAction::Transfer { .. }) if self.setup.agent.transfer_number.is_none() => "No transfer number is set.".to_owned(),
                 Ok(_) => "ok".to_owned(),
                 Err(problem) => format!("error: {problem}"),
             };
             let record = json!({ "tool": call.name, "arguments": call.arguments, "result": result, "latency_ms": started_tool.elapsed().as_millis() as i64 });
-            let now = time::now();
-            self.store_turn(TurnRole::Tool, &record.to_string(), now, Some(now), false, None).await;
+            self.store(TurnRole::Tool, &record.to_string(), time::now(), false, None).await;
             self.history.push(ChatMessage::Tool { tool_call_id: call.id.clone(), content: result });
-            let (closing, mut ending) = match action {
-                Ok(ToolAction::End { summary, next_steps, closing }) => {
-                    let mut ending = Ending::new("agent", "agent_ended");
-                    ending.summary = Some(if next_steps.is_empty() { summary } else { format!("{summary} Next steps: {next_steps}") });
-                    ending.outcome = Some("completed".into());
-                    (if closing.is_empty() && spoken.is_empty() { GOODBYE_DEFAULT.to_owned() } else { closing }, ending)
-                }
-                Ok(ToolAction::Transfer { reason, closing }) => {
-                    let Some(number) = self.setup.agent.transfer_number.clone() else { continue };
-                    let mut ending = Ending::new("agent", REASON_TRANSFERRED);
-                    ending.summary = (!reason.is_empty()).then_some(reason);
-                    ending.outcome = Some(REASON_TRANSFERRED.into());
-                    ending.transfer_to = Some(number.as_str().to_owned());
-                    (if closing.is_empty() { TRANSFERRING.to_owned() } else { closing }, ending)
-                }
-                _ => continue,
-            };
-            let said = format!("{spoken}{}{closing}", if spoken.is_empty() || closing.is_empty() { "" } else { " " });
-            if !closing.is_empty() {
-                let lead = if spoken.is_empty() { "" } else { " " };
-                self.send(AgentCommand::Speak { token: format!("{lead}{closing}"), last: true }).await;
-            } else {
-                self.send(AgentCommand::Speak { token: String::new(), last: true }).await;
+            if finale.is_none() {
+                finale = self.ending_for(action, &spoken);
             }
-            self.store_turn(TurnRole::Agent, &said, started, Some(time::now()), false, latency_ms).await;
-            ending = self.record(ending).await;
-            self.let_words_play(events, &said).await;
-            self.send(AgentCommand::End { handoff: handoff(&ending) }).await;
-            return Some(ending);
         }
-        None
+        if let Some((closing, ending)) = finale {
+            let said = join_words(&spoken, &closing);
+            let lead = if spoken.is_empty() || closing.is_empty() { "" } else { " " };
+            self.send(AgentCommand::Speak { token: format!("{lead}{closing}"), last: true }).await;
+            let sequence = self.store(TurnRole::Agent, &said, reply.started, false, reply.latency_ms).await;
+            self.last_spoken = Some(LastSpoken { sequence, history_index: assistant_index });
+            return self.end_after(&said, ending).await;
+        }
+        if !spoken.is_empty() {
+            self.send(AgentCommand::Speak { token: String::new(), last: true }).await;
+            let sequence = self.store(TurnRole::Agent, &spoken, reply.started, false, reply.latency_ms).await;
+            self.last_spoken = Some(LastSpoken { sequence, history_index: assistant_index });
+        }
+        if reply.round + 1 >= MAX_TOOL_ROUNDS {
+            tracing::warn!("the model kept calling tools without answering");
+            return self.end_with_words(APOLOGY, Ending::new(EndedBy::System, EndReason::LlmError)).await;
+        }
+        self.flush_queue();
+        self.think(reply.heard_at, reply.round + 1).await;
     }
 
-    async fn store_caller_turn(&self, heard: Option<Heard>) {
-        if let Some(heard) = heard {
-            self.store_turn(TurnRole::Caller, &heard.text, heard.time, Some(heard.time), false, None).await;
+    /// The closing words and ending a tool action asks for, if it ends the call.
+    fn ending_for(&self, action: Result<ToolAction, String>, spoken: &str) -> Option<(String, Ending)> {
+        match action {
+            Ok(ToolAction::End { summary, next_steps, closing }) => {
+                let summary = if next_steps.is_empty() { summary } else { format!("{summary} Next steps: {next_steps}") };
+                let ending = Ending {
+                    summary: Some(summary),
+                    outcome: Some(Outcome::Completed),
+                    ..Ending::new(EndedBy::Agent, EndReason::AgentEnded)
+                };
+                let closing = if closing.is_empty() && spoken.is_empty() { GOODBYE_DEFAULT.to_owned() } else { closing };
+                Some((closing, ending))
+            }
+            Ok(ToolAction::Transfer { reason, closing }) => {
+                let number = self.setup.agent.transfer_number.as_ref()?;
+                let ending = Ending {
+                    summary: (!reason.is_empty()).then_some(reason),
+                    outcome: Some(Outcome::Transferred),
+                    transfer_to: Some(number.as_str().to_owned()),
+                    ..Ending::new(EndedBy::Agent, EndReason::Transferred)
+                };
+                Some((if closing.is_empty() { TRANSFERRING.to_owned() } else { closing }, ending))
+            }
+            _ => None,
         }
+    }
+
+    /// Says `words` (after whatever part of a reply was already streamed), records the ending
+    /// and lets the words play.
+    async fn end_with_words(&mut self, words: &str, ending: Ending) {
+        let state = std::mem::replace(&mut self.state, State::Listening { checked_in: false });
+        if let State::Speaking(reply) = state {
+            // Finish the streamed part as its own turn; the goodbye continues the utterance.
+            self.send(AgentCommand::Speak { token: " ".into(), last: false }).await;
+            self.store_agent_turn(&reply.spoken, reply.started, false, reply.latency_ms).await;
+        }
+        self.say(words).await;
+        self.end_after(words, ending).await;
+    }
+
+    /// Records the ending and waits while `words` play.
+    async fn end_after(&mut self, words: &str, ending: Ending) {
+        let ending = self.record(ending).await;
+        self.queued.clear();
+        self.state = State::Ending { ending, until: Instant::now() + speaking_time(words) };
     }
 
     /// Says `words` as a whole utterance.
     async fn say(&mut self, words: &str) {
         self.send(AgentCommand::Speak { token: words.to_owned(), last: true }).await;
-        let now = time::now();
-        self.store_turn(TurnRole::Agent, words, now, Some(now), false, None).await;
-        self.history.push(ChatMessage::Assistant { content: words.to_owned(), tool_calls: vec![] });
+        self.store_agent_turn(words, time::now(), false, None).await;
     }
 
-    /// Says goodbye words, records the ending, lets the words play, then ends the session.
-    async fn end_with_words(&mut self, events: &mut mpsc::Receiver<CallerEvent>, words: &str, ending: Ending) -> Ending {
-        self.say(words).await;
-        let ending = self.record(ending).await;
-        self.let_words_play(events, words).await;
-        self.send(AgentCommand::End { handoff: handoff(&ending) }).await;
-        ending
-    }
-
-    /// Waits about as long as `words` take to speak, or until the caller hangs up.
-    async fn let_words_play(&self, events: &mut mpsc::Receiver<CallerEvent>, words: &str) {
-        let until = Instant::now() + speaking_time(words);
-        loop {
-            tokio::select! {
-                () = sleep_until(until) => return,
-                event = events.recv() => if matches!(event, None | Some(CallerEvent::HungUp)) { return },
-            }
-        }
+    /// Stores an agent utterance and adds it to the model's history.
+    async fn store_agent_turn(&mut self, text: &str, started_at: DateTime<Utc>, interrupted: bool, latency_ms: Option<i64>) {
+        let sequence = self.store(TurnRole::Agent, text, started_at, interrupted, latency_ms).await;
+        self.history.push(ChatMessage::Assistant { content: text.to_owned(), tool_calls: vec![] });
+        self.last_spoken = (!interrupted).then_some(LastSpoken { sequence, history_index: self.history.len() - 1 });
     }
 
     /// Stores how the call ended (the first recorded ending wins), which finalises the call and
@@ -375,12 +582,10 @@ impl Session {
             ended_by: ending.ended_by,
             reason: ending.reason,
             summary: ending.summary.as_deref(),
-            outcome: ending.outcome.as_deref(),
+            outcome: ending.outcome,
             language: Some(&self.language),
         };
-        if let Err(e) = calls::finish_conversation(&self.setup.db, self.setup.org, self.setup.call, &stored).await {
-            tracing::error!(call = %self.setup.call, error = ?e, "could not record how the call ended");
-        }
+        self.setup.log.finish(&stored).await;
         ending
     }
 
@@ -389,27 +594,43 @@ impl Session {
         let _ = self.commands.send(command).await;
     }
 
-    async fn store_turn(
+    async fn store(
         &self,
         role: TurnRole,
         text: &str,
         started_at: DateTime<Utc>,
-        ended_at: Option<DateTime<Utc>>,
         interrupted: bool,
         latency_ms: Option<i64>,
-    ) {
-        let turn =
-            NewTurn { role, text: text.to_owned(), language: Some(self.language.clone()), started_at, ended_at, interrupted, latency_ms };
-        if let Err(e) = calls::append_turn(&self.setup.db, self.setup.org, self.setup.call, &turn).await {
-            tracing::error!(call = %self.setup.call, error = ?e, "could not store a transcript turn");
-        }
+    ) -> Option<i64> {
+        let turn = NewTurn {
+            role,
+            text: text.to_owned(),
+            language: Some(self.language.clone()),
+            started_at,
+            ended_at: Some(time::now()),
+            interrupted,
+            latency_ms,
+        };
+        self.setup.log.append(turn).await
     }
 }
 
-/// What the transport is told when the session ends.
-fn handoff(ending: &Ending) -> Value {
-    match &ending.transfer_to {
-        Some(number) => json!({ "action": "transfer", "to": number, "reason": ending.reason }),
-        None => json!({ "action": "hangup", "reason": ending.reason }),
+/// A reply in flight is `Speaking` once the caller hears any of it, `Thinking` before.
+fn streaming(reply: Reply) -> State {
+    if reply.spoken.is_empty() { State::Thinking(reply) } else { State::Speaking(reply) }
+}
+
+fn silence(agent: &AgentSpec) -> Duration {
+    Duration::from_secs(agent.conversation_timeout_secs.max(1) as u64)
+}
+
+fn join_words(first: &str, second: &str) -> String {
+    match (first.is_empty(), second.is_empty()) {
+        (true, _) => second.to_owned(),
+        (_, true) => first.to_owned(),
+        _ => format!("{first} {second}"),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,10 +2,15 @@
 //! and the automation's own categories, as JSON.
 //!
 //! The request carries a JSON Schema as `response_format` (constrained decoding where the
-//! provider supports it); a provider that refuses the field (HTTP 4xx) is asked again without it.
-//! Either way the answer is validated here: JSON (code fences tolerated), every field present,
+//! provider supports it). A provider that refuses it with any error status (some answer 500,
+//! not 4xx) is asked at once for plain JSON mode (`json_object`), then without `response_format`;
+//! the step that worked is remembered per endpoint and model for the life of the process, and a
+//! refusal does not count as one of the tries. Either way the answer is validated here: JSON (code fences tolerated), every field present,
 //! values from the allowed sets. An invalid answer is asked for again, up to [`TRIES`] times, and
 //! then the action fails with what was wrong.
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 
 use serde_json::{Value, json};
 
@@ -15,7 +20,7 @@ use crate::domain::agent::AgentSpec;
 use crate::domain::automation::Category;
 use crate::domain::event::{Analysis, CallEvent, Resolution, Sentiment};
 use crate::domain::ids::OrgId;
-use crate::providers::llm::{ChatMessage, ChatRequest};
+use crate::providers::llm::{self, ChatMessage, ChatRequest, LlmError};
 use crate::storage::{Db, StorageError, agents};
 
 /// Answers asked for before an invalid classification fails the action.
@@ -40,7 +45,8 @@ pub async fn classify(
     let Some((llm, model)) = model::for_agent(db, org, &spec).await.map_err(|e| ActionError::Retry(e.to_string()))? else {
         return Err(ActionError::Fail("the organisation has no LLM provider to classify with".into()));
     };
-    let schema = response_schema(categories);
+    let endpoint = format!("{} {model}", llm.base_url());
+    let mut format = remembered_format(&endpoint);
     let mut request = ChatRequest {
         model,
         temperature: Some(0.0),
@@ -49,21 +55,23 @@ pub async fn classify(
             ChatMessage::User { content: call_description(event) },
         ],
         tools: vec![],
-        response_format: Some(
-            json!({ "type": "json_schema", "json_schema": { "name": "call_classification", "strict": true, "schema": schema } }),
-        ),
+        response_format: format.response_format(categories),
     };
     let mut problem = String::new();
-    for _ in 0..TRIES {
-        let answer = match llm.complete(request.clone()).await {
+    let mut tries = 0;
+    while tries < TRIES {
+        let answer = match llm::complete(&llm, request.clone()).await {
             Ok(answer) => answer,
-            Err(error) if request.response_format.is_some() && error.starts_with("HTTP 4") => {
-                tracing::info!(%error, "the model refused a JSON schema; asking without one");
-                request.response_format = None;
+            Err(error @ LlmError::Refused { .. }) if format != OutputFormat::Plain => {
+                format = format.simpler();
+                tracing::info!(%error, ?format, "the model refused a structured-output request; asking more simply");
+                remember_format(&endpoint, format);
+                request.response_format = format.response_format(categories);
                 continue;
             }
             Err(error) => return Err(ActionError::Retry(format!("the model failed: {error}"))),
         };
+        tries += 1;
         match parse_analysis(&answer, categories) {
             Ok(analysis) => return Ok(analysis),
             Err(why) => {
@@ -73,6 +81,43 @@ pub async fn classify(
         }
     }
     Err(ActionError::Fail(format!("the model gave no valid classification in {TRIES} tries; last problem: {problem}")))
+}
+
+/// How the answer's shape is asked for, from the strictest down.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum OutputFormat {
+    JsonSchema,
+    JsonObject,
+    Plain,
+}
+
+impl OutputFormat {
+    fn simpler(self) -> Self {
+        match self {
+            OutputFormat::JsonSchema => OutputFormat::JsonObject,
+            OutputFormat::JsonObject | OutputFormat::Plain => OutputFormat::Plain,
+        }
+    }
+
+    fn response_format(self, categories: &[Category]) -> Option<Value> {
+        match self {
+            OutputFormat::JsonSchema => Some(json!({ "type": "json_schema", "json_schema": {
+                "name": "call_classification", "strict": true, "schema": response_schema(categories) } })),
+            OutputFormat::JsonObject => Some(json!({ "type": "json_object" })),
+            OutputFormat::Plain => None,
+        }
+    }
+}
+
+/// The format each endpoint and model last accepted (endpoints that took the strictest are absent).
+static ACCEPTED_FORMATS: LazyLock<Mutex<HashMap<String, OutputFormat>>> = LazyLock::new(Mutex::default);
+
+fn remembered_format(endpoint: &str) -> OutputFormat {
+    ACCEPTED_FORMATS.lock().expect("format memory lock").get(endpoint).copied().unwrap_or(OutputFormat::JsonSchema)
+}
+
+fn remember_format(endpoint: &str, format: OutputFormat) {
+    ACCEPTED_FORMATS.lock().expect("format memory lock").insert(endpoint.to_owned(), format);
 }
 
 fn system_prompt(categories: &[Category], instructions: &str) -> String {

@@ -38,6 +38,10 @@ pub struct AgentSpec {
     pub max_call_duration_secs: i64,
     /// When and how the agent should end a call.
     pub end_call_instructions: String,
+    /// Words that end the call when the agent's reply ends with one of them ("Goodbye"), after
+    /// the reply has played; a backup for models that rarely call `endConversation`.
+    #[serde(default)]
+    pub end_call_phrases: Vec<String>,
     pub llm_provider_id: Option<LlmProviderId>,
     /// Overrides the provider's default model.
     pub model: Option<String>,
@@ -61,6 +65,7 @@ impl AgentSpec {
             conversation_timeout_secs: DEFAULT_CONVERSATION_TIMEOUT_SECS,
             max_call_duration_secs: DEFAULT_MAX_CALL_DURATION_SECS,
             end_call_instructions: String::new(),
+            end_call_phrases: Vec::new(),
             llm_provider_id: None,
             model: None,
             temperature: None,
@@ -78,6 +83,23 @@ impl AgentSpec {
         self.phone_instructions = bounded_text("phone_instructions", &self.phone_instructions, 20_000)?;
         self.first_message = bounded_text("first_message", self.first_message.trim(), 1_000)?;
         self.end_call_instructions = bounded_text("end_call_instructions", &self.end_call_instructions, 5_000)?;
+        if self.end_call_phrases.len() > MAX_END_CALL_PHRASES {
+            return Err(Invalid::new(
+                "end_call_phrases",
+                format!("at most {MAX_END_CALL_PHRASES} phrases, got {}", self.end_call_phrases.len()),
+            ));
+        }
+        let mut phrases: Vec<String> = Vec::with_capacity(self.end_call_phrases.len());
+        for phrase in &self.end_call_phrases {
+            let phrase = required_text("end_call_phrases", phrase.trim(), 100)?;
+            if words(&phrase).is_empty() {
+                return Err(Invalid::new("end_call_phrases", format!("`{phrase}` has no words to match")));
+            }
+            if !phrases.iter().any(|p| words(p) == words(&phrase)) {
+                phrases.push(phrase);
+            }
+        }
+        self.end_call_phrases = phrases;
         in_range("conversation_timeout_secs", self.conversation_timeout_secs, 5, 600, "seconds")?;
         in_range("max_call_duration_secs", self.max_call_duration_secs, 30, 14_400, "seconds")?;
         if let Some(model) = &self.model {
@@ -108,6 +130,26 @@ impl AgentSpec {
         }
         Ok(self)
     }
+}
+
+impl AgentSpec {
+    /// Whether `reply` ends with one of the end-call phrases, ignoring case, punctuation and
+    /// spacing ("Thanks, and goodbye!" ends with "Goodbye").
+    pub fn ends_the_call(&self, reply: &str) -> bool {
+        let reply = words(reply);
+        self.end_call_phrases.iter().any(|phrase| {
+            let phrase = words(phrase);
+            !phrase.is_empty() && reply.ends_with(&phrase)
+        })
+    }
+}
+
+/// The most end-call phrases an agent may have.
+pub const MAX_END_CALL_PHRASES: usize = 20;
+
+/// Text as lowercase words, for phrase matching.
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric() && c != '\'').filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
 }
 
 /// A stored agent: its current spec and version.
@@ -152,6 +194,22 @@ mod tests {
         assert_eq!(spec.clone().validate().unwrap_err().field, "transfer_number");
         spec.transfer_number = Some(E164::parse("transfer_number", "+14155550199").unwrap());
         assert!(spec.validate().is_ok());
+    }
+
+    #[test]
+    fn end_call_phrases_match_whole_closing_words() {
+        let mut spec = AgentSpec::named("Ava");
+        spec.end_call_phrases = vec![" Goodbye ".into(), "goodbye!".into(), "Have a nice day".into()];
+        let spec = spec.validate().unwrap();
+        assert_eq!(spec.end_call_phrases, ["Goodbye", "Have a nice day"], "trimmed, duplicates by words removed");
+        assert!(spec.ends_the_call("Thanks for calling, and GOODBYE!"));
+        assert!(spec.ends_the_call("You too. Have a   nice day."));
+        assert!(!spec.ends_the_call("Goodbye is not what I'd say yet. What else?"));
+        assert!(!spec.ends_the_call("Say bye-goodbyes"), "whole words only");
+        assert!(!AgentSpec::named("Ava").ends_the_call("Goodbye!"), "no phrases, no match");
+        let mut spec = AgentSpec::named("Ava");
+        spec.end_call_phrases = vec!["?!".into()];
+        assert_eq!(spec.validate().unwrap_err().field, "end_call_phrases");
     }
 
     #[test]

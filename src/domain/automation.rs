@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::call::{EndReason, Outcome};
 use super::event::{CallEvent, EventType};
 use super::ids::{AgentId, AppId, AutomationId, AutomationRunId, CallId, OrgId, PhoneNumberId};
 use super::template::Template;
@@ -41,10 +42,11 @@ impl Trigger {
 pub struct Filters {
     pub agent_ids: Vec<AgentId>,
     pub phone_number_ids: Vec<PhoneNumberId>,
-    /// E.g. `agent_ended`, `caller_hangup`, `inactivity_timeout`.
+    /// Values of `ended_reason`: `caller_hangup`, `agent_ended`, `transferred`,
+    /// `inactivity_timeout`, `max_duration`, `llm_error`, `server_shutdown`… (see `EndReason`).
     pub ended_reasons: Vec<String>,
     pub min_duration_secs: Option<i64>,
-    /// E.g. `completed`, `transferred`.
+    /// `completed` or `transferred`.
     pub outcomes: Vec<String>,
 }
 
@@ -209,6 +211,12 @@ impl AutomationSpec {
         if let Some(min) = self.filters.min_duration_secs {
             in_range("filters.min_duration_secs", min, 0, 86_400, "seconds")?;
         }
+        for reason in &self.filters.ended_reasons {
+            reason.parse::<EndReason>().map_err(|e| Invalid::new("filters.ended_reasons", e))?;
+        }
+        for outcome in &self.filters.outcomes {
+            outcome.parse::<Outcome>().map_err(|e| Invalid::new("filters.outcomes", e))?;
+        }
         Ok(self)
     }
 }
@@ -370,5 +378,22 @@ mod tests {
         let err = spec(json!([{ "type": "email", "to": ["ops@example.com"], "subject": "{{ nope }}", "body": "" }])).unwrap_err();
         assert_eq!(err.field, "actions[0].subject");
         assert_eq!(spec(json!([{ "type": "email", "to": ["not-mail"], "subject": "", "body": "" }])).unwrap_err().field, "actions[0].to");
+    }
+
+    #[test]
+    fn filters_use_the_ending_vocabulary() {
+        let spec = |filters: Value| {
+            let spec: AutomationSpec = serde_json::from_value(json!({
+                "name": "x", "trigger": "agent_conversation_ended", "filters": filters,
+                "actions": [{ "type": "webhook", "url": "https://example.com/hook" }], "enabled": true
+            }))
+            .unwrap();
+            spec.validate()
+        };
+        assert!(spec(json!({ "ended_reasons": ["agent_ended", "server_shutdown"], "outcomes": ["transferred"] })).is_ok());
+        let err = spec(json!({ "ended_reasons": ["agent_hung_up"] })).unwrap_err();
+        assert_eq!(err.field, "filters.ended_reasons");
+        assert!(err.message.contains("caller_hangup"), "names the allowed values: {}", err.message);
+        assert_eq!(spec(json!({ "outcomes": ["done"] })).unwrap_err().field, "filters.outcomes");
     }
 }

@@ -75,19 +75,52 @@ pub struct Call {
     pub analysis: Option<Analysis>,
 }
 
+text_enum!(
+    /// Who ended a call.
+    EndedBy { Caller => "caller", Agent => "agent", System => "system", Carrier => "carrier" }
+);
+
+text_enum!(
+    /// Why a call ended: the vocabulary of `ended_reason`, of automation filters and analytics.
+    EndReason {
+        CallerHangup => "caller_hangup",
+        Canceled => "canceled",
+        AgentEnded => "agent_ended",
+        Transferred => "transferred",
+        InactivityTimeout => "inactivity_timeout",
+        MaxDuration => "max_duration",
+        LlmError => "llm_error",
+        Error => "error",
+        ServerRestart => "server_restart",
+        ServerShutdown => "server_shutdown",
+        Busy => "busy",
+        NoAnswer => "no_answer",
+        Failed => "failed",
+        Abandoned => "abandoned",
+    }
+);
+
+text_enum!(
+    /// What came of a conversation, as the agent saw it.
+    Outcome { Completed => "completed", Transferred => "transferred" }
+);
+
 /// How a conversation ended, as the agent runtime (or restart recovery) saw it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct CallEnding<'a> {
-    /// `caller`, `agent` or `system`.
-    pub ended_by: &'a str,
-    pub reason: &'a str,
+    pub ended_by: EndedBy,
+    pub reason: EndReason,
     pub summary: Option<&'a str>,
-    pub outcome: Option<&'a str>,
+    pub outcome: Option<Outcome>,
     pub language: Option<&'a str>,
 }
 
-/// The reason a call ends when the agent hands it to a person: the call goes on without us.
-pub const REASON_TRANSFERRED: &str = "transferred";
+impl CallEnding<'_> {
+    /// An ending with nothing more to say than who and why.
+    pub fn new(ended_by: EndedBy, reason: EndReason) -> Self {
+        Self { ended_by, reason, summary: None, outcome: None, language: None }
+    }
+}
 
 /// A call-progress event from the carrier (Twilio status callback).
 #[derive(Clone, Debug)]
@@ -128,14 +161,14 @@ impl Call {
             }
             if call.ended_reason.is_none() {
                 let (by, reason) = match event.status {
-                    CallStatus::Busy => ("carrier", "busy"),
-                    CallStatus::NoAnswer => ("carrier", "no_answer"),
-                    CallStatus::Failed => ("carrier", "failed"),
-                    CallStatus::Canceled => ("caller", "canceled"),
-                    _ => ("caller", "caller_hangup"),
+                    CallStatus::Busy => (EndedBy::Carrier, EndReason::Busy),
+                    CallStatus::NoAnswer => (EndedBy::Carrier, EndReason::NoAnswer),
+                    CallStatus::Failed => (EndedBy::Carrier, EndReason::Failed),
+                    CallStatus::Canceled => (EndedBy::Caller, EndReason::Canceled),
+                    _ => (EndedBy::Caller, EndReason::CallerHangup),
                 };
-                call.ended_by = Some(by.to_owned());
-                call.ended_reason = Some(reason.to_owned());
+                call.ended_by = Some(by.to_string());
+                call.ended_reason = Some(reason.to_string());
             }
         }
         call
@@ -143,6 +176,11 @@ impl Call {
 }
 
 impl Call {
+    /// Whether the agent handed the call to a person (the call goes on without us).
+    pub fn was_transferred(&self) -> bool {
+        self.ended_reason.as_deref() == Some(EndReason::Transferred.as_str())
+    }
+
     /// The record after its conversation ended at `at`. The first recorded ending wins (a later
     /// one, say the carrier's `completed` after the agent hung up, adds nothing). A call that is
     /// not already final is `completed`, unless it was transferred (it goes on with a person);
@@ -150,14 +188,14 @@ impl Call {
     pub fn with_ending(&self, ending: &CallEnding<'_>, at: DateTime<Utc>) -> Call {
         let mut call = self.clone();
         if call.ended_reason.is_none() {
-            call.ended_by = Some(ending.ended_by.to_owned());
-            call.ended_reason = Some(ending.reason.to_owned());
+            call.ended_by = Some(ending.ended_by.to_string());
+            call.ended_reason = Some(ending.reason.to_string());
         }
         call.summary = call.summary.or(ending.summary.map(str::to_owned));
-        call.outcome = call.outcome.or(ending.outcome.map(str::to_owned));
+        call.outcome = call.outcome.or(ending.outcome.map(|o| o.to_string()));
         call.language = ending.language.map(str::to_owned).or(call.language);
         let ended_at = *call.ended_at.get_or_insert(at);
-        if !call.status.is_final() && call.ended_reason.as_deref() != Some(REASON_TRANSFERRED) {
+        if !call.status.is_final() && !call.was_transferred() {
             call.status = CallStatus::Completed;
         }
         if call.duration_secs.is_none() {
@@ -263,18 +301,15 @@ mod tests {
     fn an_ending_completes_the_call_once() {
         let answered = ringing().with_status_event(&event(CallStatus::InProgress, 1, 2, None));
         let at = answered.started_at + chrono::Duration::seconds(32);
-        let agent = CallEnding { ended_by: "agent", reason: "agent_ended", summary: Some("Booked"), ..Default::default() };
+        let agent = CallEnding { summary: Some("Booked"), ..CallEnding::new(EndedBy::Agent, EndReason::AgentEnded) };
         let ended = answered.with_ending(&agent, at);
         assert_eq!((ended.status, ended.duration_secs, ended.ended_at), (CallStatus::Completed, Some(30), Some(at)));
-        let later = ended.with_ending(
-            &CallEnding { ended_by: "caller", reason: "caller_hangup", ..Default::default() },
-            at + chrono::Duration::seconds(5),
-        );
+        let later = ended.with_ending(&CallEnding::new(EndedBy::Caller, EndReason::CallerHangup), at + chrono::Duration::seconds(5));
         assert_eq!(
             (later.ended_reason.as_deref(), later.summary.as_deref(), later.ended_at),
             (Some("agent_ended"), Some("Booked"), Some(at))
         );
-        let transfer = CallEnding { ended_by: "agent", reason: REASON_TRANSFERRED, ..Default::default() };
+        let transfer = CallEnding::new(EndedBy::Agent, EndReason::Transferred);
         assert_eq!(answered.with_ending(&transfer, at).status, CallStatus::InProgress, "the call goes on with a person");
     }
 

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::agent::AgentSpec;
 use super::ids::{AgentId, AppId, OrgId, PhoneNumberId, PhoneProviderId};
 use super::text_enum;
 use super::validation::Invalid;
@@ -74,6 +75,19 @@ text_enum!(
     ServiceMode { ConversationRelay => "conversation_relay", MediaStream => "media_stream" }
 );
 
+impl ServiceMode {
+    /// The mode, if calls in it can converse on this version of Switchboard.
+    pub fn available(self, field: &str) -> Result<Self, Invalid> {
+        match self {
+            ServiceMode::ConversationRelay => Ok(self),
+            ServiceMode::MediaStream => Err(Invalid::new(
+                field,
+                "`media_stream` (Switchboard's own speech over Twilio Media Streams) is not available yet; use `conversation_relay`",
+            )),
+        }
+    }
+}
+
 text_enum!(
     /// Whether a phone service answers calls.
     ServiceStatus { Active => "active", Disabled => "disabled", Error => "error" }
@@ -101,6 +115,22 @@ pub struct PhoneNumber {
     pub status: ServiceStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl PhoneNumber {
+    /// What the agent says first on this number: the cached generated greeting when the service
+    /// asks for one, else the agent's own first message.
+    pub fn greeting<'a>(&'a self, agent: &'a AgentSpec) -> &'a str {
+        match (self.generate_first_message, &self.generated_first_message) {
+            (true, Some(generated)) => generated,
+            _ => &agent.first_message,
+        }
+    }
+
+    /// The locales besides English this service offers (none unless languages are expanded).
+    pub fn other_languages(&self) -> Vec<String> {
+        if self.expand_languages { super::languages::other_locales(&self.languages) } else { Vec::new() }
+    }
 }
 
 #[cfg(test)]

@@ -1,18 +1,42 @@
 //! OpenAI-compatible Chat Completions, streamed. Works with OpenAI and the servers that copy its
 //! API (vLLM, llama.cpp, Ollama, Groq, Together…): `POST {base_url}/chat/completions` with
-//! `stream: true`, read as server-sent events.
+//! `stream: true`, read as server-sent events (the `eventsource-stream` crate, each event capped
+//! at [`MAX_EVENT_BYTES`]).
 //!
-//! Lenient by design: SSE comment lines (`: ping`) are skipped, unknown fields ignored, and
-//! tool-call deltas are assembled by `index` (ids and names arrive once, arguments in pieces).
-//! Timeouts: connect 5 s, first token `first_token_timeout`, then at most `idle_timeout` between
-//! chunks. A request that fails before its first token is tried once more.
+//! [`ChatModel`] is the interface the agent runtime thinks through; [`LlmClient`] is its
+//! OpenAI-compatible implementation, and tests or an embedded engine can be others.
+//!
+//! Servers stream differently, and all of these are accepted: SSE comments (`: ping`), explicit
+//! `null`s for any field (`"tool_calls": null` beside text, `"delta": null`), unknown fields,
+//! tool-call deltas assembled by `index` whether the server sends a call's name once (OpenAI)
+//! or repeats the full name in every delta (llama-cpp-python), and an `error` object in the
+//! stream. Timeouts: connect 5 s, first token `first_token_timeout`, then at most
+//! `idle_timeout` between events, and `total_timeout` for the whole answer. A request that fails
+//! before its first token for a reason worth retrying (unreachable, timeout, 429, 5xx) is tried
+//! once more. Errors are typed ([`LlmError`]); an error body is read up to 16 KiB and reduced to
+//! a short reason.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// The largest server-sent event accepted; a larger one fails the stream.
+pub const MAX_EVENT_BYTES: usize = 1 << 20;
+/// How much of an error body is read to explain a refusal.
+const MAX_ERROR_BODY: usize = 16 << 10;
+
+/// One HTTP client (connection pool) for every model request of the process.
+static HTTP: LazyLock<reqwest::Client> = LazyLock::new(|| {
+    reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().expect("the HTTP client builds with static settings")
+});
 
 /// One message of the conversation, in the API's shape.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -83,70 +107,77 @@ pub enum LlmEvent {
     Token(String),
     ToolCalls(Vec<ToolCall>),
     Done,
-    Failed(String),
+    Failed(LlmError),
+}
+
+/// Why a model gave no (complete) answer.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum LlmError {
+    #[error("could not reach the model server: {0}")]
+    Unreachable(String),
+    #[error("the model server did not answer in time ({0})")]
+    Timeout(&'static str),
+    /// The server answered the request with an error status.
+    #[error("the model server answered HTTP {status}: {reason}")]
+    Refused { status: u16, reason: String },
+    #[error("the model's stream broke: {0}")]
+    Broken(String),
+}
+
+impl LlmError {
+    /// Whether asking again at once may help (the request itself was not the problem).
+    fn is_transient(&self) -> bool {
+        match self {
+            LlmError::Refused { status, .. } => *status == 408 || *status == 429 || *status >= 500,
+            _ => true,
+        }
+    }
+}
+
+/// A model that answers a conversation, streamed. Dropping the receiver stops the answer.
+pub trait ChatModel: Send + Sync {
+    fn stream(&self, request: ChatRequest) -> mpsc::Receiver<LlmEvent>;
+}
+
+/// The whole text of a completion, for work that needs no streaming (classification, greetings).
+pub async fn complete(model: &dyn ChatModel, request: ChatRequest) -> Result<String, LlmError> {
+    let mut stream = model.stream(request);
+    let mut text = String::new();
+    while let Some(event) = stream.recv().await {
+        match event {
+            LlmEvent::Token(token) => text.push_str(&token),
+            LlmEvent::ToolCalls(_) => {}
+            LlmEvent::Done => return Ok(text),
+            LlmEvent::Failed(error) => return Err(error),
+        }
+    }
+    Err(LlmError::Broken("the stream ended early".to_owned()))
 }
 
 /// An OpenAI-compatible endpoint.
 #[derive(Clone)]
 pub struct LlmClient {
-    http: reqwest::Client,
     base_url: String,
     api_key: Option<String>,
     pub first_token_timeout: Duration,
     pub idle_timeout: Duration,
+    pub total_timeout: Duration,
 }
 
 impl LlmClient {
     pub fn new(base_url: &str, api_key: Option<String>) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .expect("the HTTP client builds with static settings");
         Self {
-            http,
             base_url: base_url.trim_end_matches('/').to_owned(),
             api_key,
             first_token_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(10),
+            total_timeout: Duration::from_secs(120),
         }
     }
 
-    /// Starts a streamed completion. Dropping the receiver stops the request.
-    pub fn stream(&self, request: ChatRequest) -> mpsc::Receiver<LlmEvent> {
-        let (tx, rx) = mpsc::channel(64);
-        let client = self.clone();
-        tokio::spawn(async move {
-            let mut attempt = 1;
-            loop {
-                match client.run(&request, &tx).await {
-                    Ok(()) => return,
-                    Err(Failure { before_first_token: true, message }) if attempt == 1 => {
-                        tracing::warn!(error = %message, "LLM request failed before its first token; retrying once");
-                        attempt += 1;
-                    }
-                    Err(failure) => {
-                        let _ = tx.send(LlmEvent::Failed(failure.message)).await;
-                        return;
-                    }
-                }
-            }
-        });
-        rx
-    }
-
-    /// The whole text of a completion (for work that needs no streaming, like classification).
-    pub async fn complete(&self, request: ChatRequest) -> Result<String, String> {
-        let mut stream = self.stream(request);
-        let mut text = String::new();
-        while let Some(event) = stream.recv().await {
-            match event {
-                LlmEvent::Token(token) => text.push_str(&token),
-                LlmEvent::ToolCalls(_) => {}
-                LlmEvent::Done => return Ok(text),
-                LlmEvent::Failed(error) => return Err(error),
-            }
-        }
-        Err("the model's stream ended early".to_owned())
+    /// The endpoint, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
     }
 
     fn body(&self, request: &ChatRequest) -> Value {
@@ -163,99 +194,170 @@ impl LlmClient {
         body
     }
 
-    async fn run(&self, request: &ChatRequest, tx: &mpsc::Sender<LlmEvent>) -> Result<(), Failure> {
-        let early = |message: String| Failure { before_first_token: true, message };
-        let mut http = self.http.post(format!("{}/chat/completions", self.base_url)).json(&self.body(request));
+    async fn run(&self, request: &ChatRequest, tx: &mpsc::Sender<LlmEvent>, deadline: Instant) -> Result<(), Failure> {
+        let early = |error: LlmError| Failure { before_first_token: true, error };
+        let mut http = HTTP.post(format!("{}/chat/completions", self.base_url)).json(&self.body(request));
         if let Some(key) = &self.api_key {
             http = http.bearer_auth(key);
         }
-        let mut response = tokio::time::timeout(self.first_token_timeout, http.send())
+        let first_wait = deadline.min(Instant::now() + self.first_token_timeout);
+        let response = tokio::time::timeout_at(first_wait, http.send())
             .await
-            .map_err(|_| early("no answer before the first-token timeout".into()))?
-            .map_err(|e| early(format!("request failed: {e}")))?;
+            .map_err(|_| early(LlmError::Timeout("no answer before the first-token timeout")))?
+            .map_err(|e| early(LlmError::Unreachable(e.without_url().to_string())))?;
         if !response.status().is_success() {
             let status = response.status().as_u16();
-            let text = response.text().await.unwrap_or_default();
-            return Err(early(format!("HTTP {status}: {}", text.chars().take(300).collect::<String>())));
+            let reason = error_reason(response, first_wait).await;
+            return Err(early(LlmError::Refused { status, reason }));
         }
-        let mut lines = SseLines::default();
+        let since_last_event = Arc::new(AtomicUsize::new(0));
+        let counter = since_last_event.clone();
+        let bytes = response.bytes_stream().map(move |chunk| {
+            let chunk = chunk.map_err(|e| e.without_url().to_string())?;
+            if counter.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len() > MAX_EVENT_BYTES {
+                return Err(format!("an event exceeded {MAX_EVENT_BYTES} bytes"));
+            }
+            Ok(chunk)
+        });
+        let mut events = std::pin::pin!(bytes.eventsource());
         let mut calls = ToolCallAccumulator::default();
         let mut produced = false;
         loop {
-            let wait = if produced { self.idle_timeout } else { self.first_token_timeout };
-            let chunk = tokio::time::timeout(wait, response.chunk())
+            let wait = deadline.min(Instant::now() + if produced { self.idle_timeout } else { self.first_token_timeout });
+            let failure = |error| Failure { before_first_token: !produced, error };
+            let event = tokio::time::timeout_at(wait, events.next())
                 .await
-                .map_err(|_| Failure { before_first_token: !produced, message: "the model stopped sending".into() })?
-                .map_err(|e| Failure { before_first_token: !produced, message: format!("stream broke: {e}") })?;
-            let Some(chunk) = chunk else { break };
-            for data in lines.push(&chunk) {
-                if data == "[DONE]" {
-                    return finish(tx, calls).await;
+                .map_err(|_| failure(LlmError::Timeout(if produced { "the model stopped sending" } else { "no first token" })))?;
+            let Some(event) = event else { break };
+            let event = event.map_err(|e| failure(LlmError::Broken(e.to_string())))?;
+            since_last_event.store(0, Ordering::Relaxed);
+            if event.data == "[DONE]" {
+                break;
+            }
+            let parsed = match serde_json::from_str::<StreamChunk>(&event.data) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    tracing::warn!(error = %e, data = %event.data.chars().take(200).collect::<String>(), "skipped an unreadable chunk of the model's stream");
+                    continue;
                 }
-                let Ok(parsed) = serde_json::from_str::<StreamChunk>(&data) else { continue };
-                for choice in parsed.choices {
-                    if let Some(content) = choice.delta.content.filter(|c| !c.is_empty()) {
-                        produced = true;
-                        if tx.send(LlmEvent::Token(content)).await.is_err() {
-                            return Ok(()); // the listener is gone: stop quietly
-                        }
+            };
+            if let Some(error) = parsed.error {
+                return Err(failure(LlmError::Broken(error.summary())));
+            }
+            for choice in parsed.choices {
+                if let Some(content) = choice.delta.content.filter(|c| !c.is_empty()) {
+                    produced = true;
+                    if tx.send(LlmEvent::Token(content)).await.is_err() {
+                        return Ok(()); // the listener is gone: stop quietly
                     }
-                    for delta in choice.delta.tool_calls {
-                        produced = true;
-                        calls.add(delta);
-                    }
+                }
+                for delta in choice.delta.tool_calls {
+                    produced = true;
+                    calls.add(delta);
                 }
             }
         }
-        finish(tx, calls).await
+        let calls = calls.finish();
+        if !calls.is_empty() {
+            let _ = tx.send(LlmEvent::ToolCalls(calls)).await;
+        }
+        let _ = tx.send(LlmEvent::Done).await;
+        Ok(())
     }
 }
 
-async fn finish(tx: &mpsc::Sender<LlmEvent>, calls: ToolCallAccumulator) -> Result<(), Failure> {
-    let calls = calls.finish();
-    if !calls.is_empty() {
-        let _ = tx.send(LlmEvent::ToolCalls(calls)).await;
+impl ChatModel for LlmClient {
+    fn stream(&self, request: ChatRequest) -> mpsc::Receiver<LlmEvent> {
+        let (tx, rx) = mpsc::channel(64);
+        let client = self.clone();
+        tokio::spawn(async move {
+            let deadline = Instant::now() + client.total_timeout;
+            let mut retried = false;
+            loop {
+                match client.run(&request, &tx, deadline).await {
+                    Ok(()) => return,
+                    Err(Failure { before_first_token: true, error }) if !retried && error.is_transient() => {
+                        tracing::warn!(%error, "LLM request failed before its first token; retrying once");
+                        retried = true;
+                    }
+                    Err(failure) => {
+                        let _ = tx.send(LlmEvent::Failed(failure.error)).await;
+                        return;
+                    }
+                }
+            }
+        });
+        rx
     }
-    let _ = tx.send(LlmEvent::Done).await;
-    Ok(())
 }
 
 struct Failure {
     before_first_token: bool,
-    message: String,
+    error: LlmError,
 }
 
-/// Splits a byte stream into the `data:` payloads of server-sent events.
-#[derive(Default)]
-struct SseLines {
-    buffer: Vec<u8>,
-}
-
-impl SseLines {
-    fn push(&mut self, bytes: &[u8]) -> Vec<String> {
-        self.buffer.extend_from_slice(bytes);
-        let mut out = Vec::new();
-        while let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.buffer.drain(..=end).collect();
-            let line = String::from_utf8_lossy(&line);
-            let line = line.trim_end_matches(['\r', '\n']);
-            if let Some(data) = line.strip_prefix("data:") {
-                out.push(data.trim_start().to_owned());
-            }
+/// A short reason from an error response: the API's `error.message` when there is one, else the
+/// start of the body, on one line.
+async fn error_reason(mut response: reqwest::Response, deadline: Instant) -> String {
+    let mut body = Vec::new();
+    while body.len() < MAX_ERROR_BODY {
+        match tokio::time::timeout_at(deadline, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => body.extend_from_slice(&chunk),
+            _ => break,
         }
-        out
+    }
+    body.truncate(MAX_ERROR_BODY);
+    let text = String::from_utf8_lossy(&body);
+    let reason = match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(ErrorBody { error: Some(error) }) => error.summary(),
+        _ => text.split_whitespace().collect::<Vec<_>>().join(" "),
+    };
+    let reason: String = reason.chars().take(200).collect();
+    if reason.is_empty() { "no reason given".to_owned() } else { reason }
+}
+
+/// `null` where a value was expected reads as the value's default.
+fn null_as_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    error: Option<ApiErrorObject>,
+}
+
+/// The API's `error` object; some servers send a bare string instead.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ApiErrorObject {
+    Object {
+        #[serde(default)]
+        message: Option<String>,
+    },
+    Text(String),
+}
+
+impl ApiErrorObject {
+    fn summary(&self) -> String {
+        match self {
+            ApiErrorObject::Object { message: Some(message) } | ApiErrorObject::Text(message) => message.clone(),
+            ApiErrorObject::Object { message: None } => "the server reported an error".to_owned(),
+        }
     }
 }
 
 #[derive(Deserialize)]
 struct StreamChunk {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     choices: Vec<StreamChoice>,
+    #[serde(default)]
+    error: Option<ApiErrorObject>,
 }
 
 #[derive(Deserialize)]
 struct StreamChoice {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     delta: Delta,
 }
 
@@ -263,7 +365,7 @@ struct StreamChoice {
 struct Delta {
     #[serde(default)]
     content: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     tool_calls: Vec<ToolCallDelta>,
 }
 
@@ -299,8 +401,15 @@ impl ToolCallAccumulator {
             call.id = id;
         }
         if let Some(function) = delta.function {
-            if let Some(name) = function.name {
-                call.name.push_str(&name);
+            // OpenAI names a call once; llama-cpp-python repeats the full name in every delta. A
+            // name that starts with the name so far replaces it (a repeat is the same name); any
+            // other fragment is appended.
+            if let Some(name) = function.name.filter(|n| !n.is_empty()) {
+                if name.starts_with(call.name.as_str()) {
+                    call.name = name;
+                } else {
+                    call.name.push_str(&name);
+                }
             }
             if let Some(arguments) = function.arguments {
                 call.arguments.push_str(&arguments);
@@ -326,33 +435,65 @@ impl ToolCallAccumulator {
 mod tests {
     use super::*;
 
-    #[test]
-    fn sse_lines_survive_arbitrary_chunking_and_skip_comments() {
-        let stream = b": ping\n\ndata: {\"a\":1}\r\n\ndata:[DONE]\n";
-        for split in 1..stream.len() {
-            let mut lines = SseLines::default();
-            let mut out = lines.push(&stream[..split]);
-            out.extend(lines.push(&stream[split..]));
-            assert_eq!(out, ["{\"a\":1}", "[DONE]"], "split at {split}");
+    fn accumulate(deltas: &[&str]) -> Vec<ToolCall> {
+        let mut acc = ToolCallAccumulator::default();
+        for d in deltas {
+            acc.add(serde_json::from_str(d).unwrap());
         }
+        acc.finish()
     }
 
     #[test]
     fn tool_calls_assemble_across_deltas_and_indexes() {
-        let deltas = [
+        let calls = accumulate(&[
             r#"{"index":0,"id":"call_a","function":{"name":"endConv","arguments":""}}"#,
             r#"{"index":1,"id":"call_b","function":{"name":"switchLanguage","arguments":"{\"lang"}}"#,
             r#"{"index":0,"function":{"name":"ersation","arguments":"{\"summary\":"}}"#,
             r#"{"index":0,"function":{"arguments":"\"done\"}"}}"#,
             r#"{"index":1,"function":{"arguments":"uage\":\"fr-FR\"}"}}"#,
-        ];
-        let mut acc = ToolCallAccumulator::default();
-        for d in deltas {
-            acc.add(serde_json::from_str(d).unwrap());
-        }
-        let calls = acc.finish();
+        ]);
         assert_eq!(calls[0], ToolCall { id: "call_a".into(), name: "endConversation".into(), arguments: r#"{"summary":"done"}"#.into() });
         assert_eq!(calls[1].arguments, r#"{"language":"fr-FR"}"#);
+    }
+
+    #[test]
+    fn a_name_repeated_in_every_delta_is_one_name() {
+        // llama-cpp-python's style: id, type and the full name on every delta, nulls elsewhere.
+        let calls = accumulate(&[
+            r#"{"index":0,"id":"call_x","type":"function","function":{"name":"endConversation","arguments":""}}"#,
+            r#"{"index":0,"id":"call_x","type":"function","function":{"name":"endConversation","arguments":"{\"summary\": "}}"#,
+            r#"{"index":0,"id":"call_x","type":"function","function":{"name":"endConversation","arguments":"\"Booked\"}"}}"#,
+            r#"{"index":null,"id":null,"function":{"name":null,"arguments":null}}"#,
+        ]);
+        assert_eq!(calls, [ToolCall { id: "call_x".into(), name: "endConversation".into(), arguments: r#"{"summary": "Booked"}"#.into() }]);
+    }
+
+    #[test]
+    fn explicit_nulls_never_drop_a_chunk() {
+        for (data, text) in [
+            (
+                r#"{"choices":[{"index":0,"delta":{"content":"Hi","tool_calls":null,"function_call":null,"role":null},"finish_reason":null,"logprobs":null}]}"#,
+                Some("Hi"),
+            ),
+            (r#"{"choices":[{"delta":null}]}"#, None),
+            (r#"{"choices":null,"usage":{"prompt_tokens":3}}"#, None),
+            (r#"{"choices":[{"delta":{"content":null,"tool_calls":[{"index":0,"function":null}]}}]}"#, None),
+        ] {
+            let chunk: StreamChunk = serde_json::from_str(data).unwrap_or_else(|e| panic!("{data}: {e}"));
+            let content = chunk.choices.into_iter().next().and_then(|c| c.delta.content);
+            assert_eq!(content.as_deref(), text, "{data}");
+        }
+        let failed: StreamChunk = serde_json::from_str(r#"{"error":{"message":"context length exceeded","code":400}}"#).unwrap();
+        assert_eq!(failed.error.unwrap().summary(), "context length exceeded");
+    }
+
+    #[test]
+    fn only_transient_failures_are_retried() {
+        assert!(LlmError::Refused { status: 503, reason: String::new() }.is_transient());
+        assert!(LlmError::Refused { status: 429, reason: String::new() }.is_transient());
+        assert!(LlmError::Unreachable("refused".into()).is_transient());
+        assert!(!LlmError::Refused { status: 400, reason: String::new() }.is_transient());
+        assert!(!LlmError::Refused { status: 401, reason: String::new() }.is_transient());
     }
 
     #[test]

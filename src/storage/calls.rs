@@ -245,18 +245,20 @@ async fn change_and_finalize(db: &Db, org: OrgId, id: CallId, change: impl FnOnc
     Ok(next)
 }
 
-/// Notes that `node` runs the call's agent session; restart recovery looks for its own calls.
-pub async fn claim_session(db: &Db, org: OrgId, id: CallId, node: &str) -> Result<()> {
-    on_pool!(db, |pool| {
-        sqlx::query("UPDATE calls SET session_node = $1 WHERE id = $2 AND org_id = $3")
+/// Claims the call for an agent session on `node`, unless a session already holds it: the
+/// claim is one conditional update, so two sockets racing for one call get one session.
+/// Restart recovery looks for the calls its node held.
+pub async fn claim_session(db: &Db, org: OrgId, id: CallId, node: &str) -> Result<bool> {
+    let claimed = on_pool!(db, |pool| {
+        sqlx::query("UPDATE calls SET session_node = $1 WHERE id = $2 AND org_id = $3 AND session_node IS NULL")
             .bind(node)
             .bind(id.0)
             .bind(org.0)
             .execute(pool)
             .await
-            .map(|_| ())
+            .map(|r| r.rows_affected())
     })?;
-    Ok(())
+    Ok(claimed == 1)
 }
 
 /// A call not yet finalised, as restart recovery sees it.
@@ -412,6 +414,7 @@ fn into_turns(rows: Vec<TurnRow>) -> Result<Vec<Turn>> {
 }
 
 /// A finished turn of the conversation, to append to the transcript.
+#[derive(Clone, Debug, PartialEq)]
 pub struct NewTurn {
     pub role: TurnRole,
     pub text: String,
@@ -446,4 +449,14 @@ pub async fn append_turn(db: &Db, org: OrgId, call: CallId, turn: &NewTurn) -> R
             .await
     })?;
     sequence.ok_or(StorageError::NotFound)
+}
+
+/// Cuts a stored turn down to what the caller heard before speaking over it, and marks it
+/// interrupted.
+pub async fn cut_turn(db: &Db, org: OrgId, call: CallId, sequence: i64, heard: &str) -> Result<()> {
+    let sql = "UPDATE conversation_turns SET text = $1, interrupted = TRUE WHERE call_id = $2 AND org_id = $3 AND sequence = $4";
+    let updated = on_pool!(db, |pool| {
+        sqlx::query(sql).bind(heard).bind(call.0).bind(org.0).bind(sequence).execute(pool).await.map(|r| r.rows_affected())
+    })?;
+    if updated == 0 { Err(StorageError::NotFound) } else { Ok(()) }
 }

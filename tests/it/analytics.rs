@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
-use switchboard::domain::call::{CallEnding, CallStatus, StatusEvent, TurnRole};
+use switchboard::domain::call::{CallEnding, CallStatus, EndedBy, StatusEvent, TurnRole};
 use switchboard::domain::event::{Analysis, Resolution, Sentiment};
 use switchboard::domain::ids::CallId;
 use switchboard::storage::calls::{self, NewTurn};
@@ -50,7 +50,7 @@ async fn known_call(app: &TestApp, app_id: &str, known: Known<'_>) -> CallId {
     }
     let event =
         StatusEvent { status: CallStatus::Completed, sequence: None, at: at(start) + Duration::seconds(secs), duration_secs: Some(secs) };
-    calls::finish_conversation(&app.db, app.org, call.id, &CallEnding { ended_by: "agent", reason, ..Default::default() }).await.unwrap();
+    calls::finish_conversation(&app.db, app.org, call.id, &CallEnding::new(EndedBy::Agent, reason.parse().unwrap())).await.unwrap();
     calls::apply_status_event(&app.db, app.org, call.id, &event).await.unwrap();
     call.id
 }

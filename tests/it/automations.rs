@@ -13,7 +13,7 @@ use switchboard::config::Config;
 use switchboard::domain::app::AppSpec;
 use switchboard::domain::audit::Actor;
 use switchboard::domain::automation::{Action, AutomationSpec, Filters, Trigger};
-use switchboard::domain::call::{CallEnding, CallStatus};
+use switchboard::domain::call::{CallEnding, CallStatus, EndReason, EndedBy};
 use switchboard::domain::time;
 use switchboard::storage::{apps, automations, calls, orgs};
 
@@ -41,6 +41,7 @@ per_backend!(
     a_finished_call_is_delivered_classified_mailed_and_ticketed,
     a_receiver_that_is_down_gets_the_event_once_it_is_up,
     invalid_classifications_fail_clearly_and_can_be_retried,
+    a_refused_json_schema_falls_back_to_json_mode,
     a_crashed_worker_leaves_its_run_to_another,
     a_run_out_of_retry_time_is_dead_until_retried,
     a_restart_finalises_an_orphaned_call_exactly_once,
@@ -264,6 +265,38 @@ async fn invalid_classifications_fail_clearly_and_can_be_retried(backend: Backen
     assert_eq!(call["analysis"]["satisfaction"], 5);
 }
 
+/// Some servers answer `response_format: json_schema` with a 500: the classification asks again
+/// in JSON mode at once, without spending a try, and the next call starts there.
+async fn a_refused_json_schema_falls_back_to_json_mode(backend: Backend) {
+    let app = app_for_automations(backend, None).await;
+    let llm = crate::support::fake_llm::FakeLlm::start().await;
+    app.post("/api/v1/llm-providers", json!({ "name": "fake", "base_url": llm.base_url, "default_model": "m" })).await.expect(201);
+    let valid = r#"{"sentiment":"neutral","resolution":"resolved","satisfaction":4,"summary":"Hours.","categories":{}}"#;
+    llm.refuse_json_schema(500);
+    llm.script([Reply::says(valid), Reply::says(valid)]);
+    let line = app.phone_line(json!({ "name": "Ava" })).await;
+    let app_id = app.get(&format!("/api/v1/agents/{}", line.agent)).await.expect(200)["app_id"].as_str().unwrap().to_owned();
+    let created = app
+        .post(&format!("/api/v1/apps/{app_id}/automations"), json!({ "name": "classify", "actions": [{ "type": "ai_classify" }] }))
+        .await
+        .expect(201);
+    let runs_path = format!("/api/v1/automations/{}/runs", created["id"].as_str().unwrap());
+    for (n, letter) in [(1, 'f'), (2, 'g')] {
+        let call_sid = crate::support::sid("CA", letter);
+        app.ring(&line, &call_sid).await.expect(200);
+        let params = [("AccountSid", line.account.as_str()), ("CallSid", call_sid.as_str()), ("CallStatus", "completed")];
+        app.twilio_post("/twilio/status", &params, Some(LINE_TOKEN)).await.expect(204);
+        let runs = until(&app, &runs_path, |b| {
+            b["data"].as_array().unwrap().len() == n && b["data"].as_array().unwrap().iter().all(|r| r["status"] == "succeeded")
+        })
+        .await;
+        assert_eq!(runs["data"][0]["attempts"], 1, "the refusal was not a failed attempt: {}", runs["data"][0]);
+    }
+    let formats: Vec<Value> = llm.requests().iter().map(|r| r["response_format"]["type"].clone()).collect();
+    // The client retries a 500 once before giving up; then JSON mode, remembered for the next call.
+    assert_eq!(formats, [json!("json_schema"), json!("json_schema"), json!("json_object"), json!("json_object")]);
+}
+
 /// A database with one ended call whose event waits for a webhook automation, and no server:
 /// the test plays the workers itself.
 struct QueueFixture {
@@ -294,7 +327,7 @@ async fn queue_fixture(backend: Backend) -> QueueFixture {
     let mut new = crate::calls::new_call("CA1", &app.id.to_string(), &uuid::Uuid::now_v7().to_string(), CallStatus::InProgress, 1);
     new.agent_id = None;
     let call = calls::open(&db, org, new).await.unwrap();
-    let ending = CallEnding { ended_by: "caller", reason: "caller_hangup", ..Default::default() };
+    let ending = CallEnding::new(EndedBy::Caller, EndReason::CallerHangup);
     calls::finish_conversation(&db, org, call.id, &ending).await.unwrap();
     calls::finish_conversation(&db, org, call.id, &ending).await.unwrap();
     assert_eq!(automations::dispatch_events(&db, 10).await.unwrap(), 1, "one event, one run");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::fake_llm::{FakeLlm, Reply};
+use crate::support::fake_llm::{FakeLlm, Reply, StreamStyle};
 use crate::support::relay_client::RelayClient;
 use crate::support::{Backend, LINE_TOKEN, PhoneLine, TestApp, on_both_backends, sid};
 
@@ -21,6 +21,11 @@ on_both_backends!(
     the_agent_switches_language,
     generated_first_messages_are_cached_and_refreshed,
     hanging_up_during_the_goodbye_is_clean,
+    a_late_interruption_cuts_the_stored_turn,
+    speech_while_the_agent_thinks_reaches_the_model,
+    a_second_relay_socket_is_refused,
+    tool_calls_work_in_llama_cpp_streaming_style,
+    end_call_phrases_end_the_call,
 );
 
 pub(crate) struct Call {
@@ -229,8 +234,9 @@ async fn relay_handshakes_must_be_signed(app: TestApp) {
         let err = RelayClient::connect(app.addr, &call.id, token).await.err().expect("refused");
         assert!(err.to_string().contains("403"), "{err}");
     }
+    // An unknown call is refused like a bad signature: nothing is said about which calls exist.
     let err = RelayClient::connect(app.addr, "01900000-0000-7000-8000-000000000000", Some(LINE_TOKEN)).await.err().unwrap();
-    assert!(err.to_string().contains("404"), "{err}");
+    assert!(err.to_string().contains("403"), "{err}");
     assert!(call.llm.requests().is_empty());
 }
 
@@ -361,22 +367,24 @@ async fn hanging_up_during_the_goodbye_is_clean(app: TestApp) {
 /// maximum duration with a polite goodbye.
 #[tokio::test]
 async fn the_session_runs_without_a_transport_and_ends_at_max_duration() {
+    use std::sync::Arc;
+
+    use switchboard::agent::call_log::StoredCallLog;
     use switchboard::agent::session::{AgentCommand, Session, SessionSetup};
     use switchboard::domain::agent::AgentSpec;
+    use switchboard::domain::call::EndReason;
     use switchboard::domain::ids::CallId;
-    use switchboard::providers::llm::LlmClient;
+    use switchboard::providers::llm::{ChatModel, LlmClient};
 
     let app = crate::support::spawn_app(Backend::Sqlite).await;
     let call = ring_agent(&app, json!({ "name": "Ava" })).await;
     let mut agent = AgentSpec::named("Ava");
     agent.max_call_duration_secs = 1;
     let setup = SessionSetup {
-        db: app.db.clone(),
-        org: app.org,
-        call: CallId(call.id.parse().unwrap()),
+        log: StoredCallLog { db: app.db.clone(), org: app.org, call: CallId(call.id.parse().unwrap()) },
         caller: "+14155550123".into(),
         agent,
-        llm: Some((LlmClient::new(&call.llm.base_url, None), "fake-model".into())),
+        llm: Some((Arc::new(LlmClient::new(&call.llm.base_url, None)) as Arc<dyn ChatModel>, "fake-model".into())),
         greeting: None,
         other_languages: vec![],
     };
@@ -385,9 +393,9 @@ async fn the_session_runs_without_a_transport_and_ends_at_max_duration() {
     let session = tokio::spawn(Session::new(setup, commands_tx).run(events_rx));
     let Some(AgentCommand::Speak { token, last: true }) = commands.recv().await else { panic!("a goodbye first") };
     assert!(token.contains("time limit"), "{token}");
-    let Some(AgentCommand::End { handoff }) = commands.recv().await else { panic!("then the end") };
-    assert_eq!(handoff["reason"], "max_duration");
-    assert_eq!(session.await.unwrap().reason, "max_duration");
+    let Some(AgentCommand::End(ending)) = commands.recv().await else { panic!("then the end") };
+    assert_eq!(ending.reason, EndReason::MaxDuration);
+    assert_eq!(session.await.unwrap().reason, EndReason::MaxDuration);
     drop(events);
     let detail = record_when(&app, &call, |d| d["ended_reason"] == "max_duration").await;
     assert_eq!(detail["ended_by"], "agent");
@@ -414,4 +422,87 @@ async fn a_call_twilio_leaves_up_is_hung_up_through_the_api() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the call was never hung up through the REST API");
+}
+
+/// A model streams faster than a voice speaks: the interruption arrives after the whole reply
+/// was sent, and still cuts the stored turn and the model's history to what was heard.
+async fn a_late_interruption_cuts_the_stored_turn(app: TestApp) {
+    let call = ring_agent(&app, json!({ "name": "Ava" })).await;
+    call.llm.script([Reply::says("Our plans are Basic at ten dollars and Pro at thirty dollars a month."), Reply::says("Basic it is.")]);
+    let mut relay = connect(&app, &call).await;
+    relay.say("What plans do you have?").await;
+    assert!(relay.utterance().await.text.ends_with("a month."), "the whole reply streamed");
+    relay.send(json!({ "type": "interrupt", "utteranceUntilInterrupt": "Our plans are Basic", "durationUntilInterruptMs": "1200" })).await;
+    relay.say("The cheap one.").await;
+    assert_eq!(relay.utterance().await.text, "Basic it is.");
+    let history = call.llm.requests()[1]["messages"].as_array().unwrap().clone();
+    assert_eq!(history[history.len() - 2], json!({ "role": "assistant", "content": "Our plans are Basic" }));
+    let detail = record_when(&app, &call, |d| d["transcript"].as_array().unwrap().len() >= 4).await;
+    let cut = &detail["transcript"][1];
+    assert_eq!((cut["text"].as_str(), cut["interrupted"].as_bool()), (Some("Our plans are Basic"), Some(true)));
+    relay.close().await;
+}
+
+/// The caller adds words before the first token: the request is asked again with both.
+async fn speech_while_the_agent_thinks_reaches_the_model(app: TestApp) {
+    let call = ring_agent(&app, json!({ "name": "Ava" })).await;
+    call.llm.script([Reply::says("A table?").slowly(Duration::from_millis(1_500)), Reply::says("Two people at seven, noted.")]);
+    let mut relay = connect(&app, &call).await;
+    relay.say("I'd like a table").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    relay.say("for two at seven").await;
+    assert_eq!(relay.utterance().await.text, "Two people at seven, noted.");
+    let requests = call.llm.requests();
+    let history = requests.last().unwrap()["messages"].as_array().unwrap();
+    assert_eq!(
+        history[history.len() - 2..],
+        [json!({ "role": "user", "content": "I'd like a table" }), json!({ "role": "user", "content": "for two at seven" })]
+    );
+    let detail = record_when(&app, &call, |d| d["transcript"].as_array().unwrap().len() >= 3).await;
+    assert_eq!(roles(&detail), ["caller", "caller", "agent"]);
+    relay.close().await;
+}
+
+async fn a_second_relay_socket_is_refused(app: TestApp) {
+    let call = ring_agent(&app, json!({ "name": "Ava" })).await;
+    call.llm.script([Reply::says("Still here.")]);
+    let mut relay = connect(&app, &call).await;
+    let err = RelayClient::connect(app.addr, &call.id, Some(LINE_TOKEN)).await.err().expect("a second socket is refused");
+    assert!(err.to_string().contains("409"), "{err}");
+    relay.say("Hello?").await;
+    assert_eq!(relay.utterance().await.text, "Still here.", "the first session goes on");
+    assert_eq!(call.llm.requests().len(), 1, "the refused socket started nothing");
+    relay.close().await;
+}
+
+/// llama-cpp-python repeats the tool's full name in every delta and sends explicit nulls.
+async fn tool_calls_work_in_llama_cpp_streaming_style(app: TestApp) {
+    let call = ring_agent(&app, json!({ "name": "Ava" })).await;
+    call.llm.stream_like(StreamStyle::LlamaCppPython);
+    call.llm.script([
+        Reply::says("Happy to help."),
+        Reply::calls("endConversation", json!({ "summary": "Asked about hours.", "closing_message": "Goodbye!" })),
+    ]);
+    let mut relay = connect(&app, &call).await;
+    relay.say("Hi").await;
+    assert_eq!(relay.utterance().await.text, "Happy to help.", "text beside `tool_calls: null` is spoken");
+    relay.say("Thanks, bye").await;
+    assert_eq!(relay.utterance().await.text, "Goodbye!");
+    assert_eq!(relay.next().await.unwrap()["type"], "end");
+    let detail = record_when(&app, &call, |d| d["ended_reason"] == "agent_ended").await;
+    assert_eq!(detail["summary"], "Asked about hours.");
+    let tool = detail["transcript"].as_array().unwrap().iter().find(|t| t["role"] == "tool").unwrap();
+    assert!(tool["text"].as_str().unwrap().contains(r#""tool":"endConversation""#), "{tool}");
+}
+
+async fn end_call_phrases_end_the_call(app: TestApp) {
+    let call = ring_agent(&app, json!({ "name": "Ava", "end_call_phrases": ["Goodbye", "Have a nice day"] })).await;
+    call.llm.script([Reply::says("You're booked for Friday. Goodbye!")]);
+    let mut relay = connect(&app, &call).await;
+    relay.say("That's all.").await;
+    assert_eq!(relay.utterance().await.text, "You're booked for Friday. Goodbye!");
+    let end = relay.next().await.unwrap();
+    assert_eq!(end["type"], "end");
+    let detail = record_when(&app, &call, |d| d["ended_reason"] == "agent_ended").await;
+    assert_eq!((detail["ended_by"].as_str(), detail["outcome"].as_str()), (Some("agent"), Some("completed")));
 }

@@ -62,13 +62,15 @@ async fn phone_numbers_are_listed_edited_and_removed(app: TestApp) {
     assert_eq!(app.get(&format!("/api/v1/apps/{other_app}/phone-numbers")).await.expect(200)["data"], json!([]));
 
     let path = format!("/api/v1/phone-numbers/{}", number.id);
+    let refused = app.patch(&path, json!({ "agent_id": ben, "mode": "media_stream" })).await.problem(422);
+    assert!(refused.contains("mode") && refused.contains("conversation_relay"), "{refused}");
     let changed = app
-        .patch(&path, json!({ "agent_id": ben, "expand_languages": true, "languages": ["fr", "es-MX", "fr"], "mode": "media_stream", "status": "disabled" }))
+        .patch(&path, json!({ "agent_id": ben, "expand_languages": true, "languages": ["fr", "es-MX", "fr"], "mode": "conversation_relay", "status": "disabled" }))
         .await
         .expect(200);
     assert_eq!(changed["agent_id"], ben.as_str());
     assert_eq!(changed["languages"], json!(["fr", "es-MX"]));
-    assert_eq!(changed["mode"], "media_stream");
+    assert_eq!(changed["mode"], "conversation_relay");
     assert_eq!(changed["status"], "disabled");
     assert_eq!(app.get(&path).await.expect(200), changed);
 

@@ -136,7 +136,7 @@ async fn existing_numbers_are_attached_and_restored(app: TestApp) {
 
     // Editing applies to the record; removing restores what the number had before.
     let path = format!("/api/v1/phone-numbers/{}", attached["id"].as_str().unwrap());
-    app.patch(&path, json!({ "mode": "media_stream" })).await.expect(200);
+    app.patch(&path, json!({ "status": "disabled" })).await.expect(200);
     app.delete(&path).await.expect(204);
     let restored = app.twilio.number("+13125550100").expect("kept in the account");
     assert_eq!(restored.voice["voice_url"], "https://old.example.com/voice");
@@ -149,8 +149,17 @@ async fn existing_numbers_are_attached_and_restored(app: TestApp) {
             json!({ "provider_id": provider, "agent_id": agent, "twilio_sid": first_sid, "mode": "media_stream" }),
         )
         .await
+        .problem(422);
+    assert!(by_sid.contains("not available yet"), "{by_sid}");
+    assert!(app.twilio.number("+13125550100").unwrap().voice["voice_url"] == "https://old.example.com/voice", "nothing changed at Twilio");
+    let by_sid = app
+        .post(
+            &format!("/api/v1/apps/{app_id}/phone-numbers"),
+            json!({ "provider_id": provider, "agent_id": agent, "twilio_sid": first_sid, "mode": "conversation_relay" }),
+        )
+        .await
         .expect(201);
-    assert_eq!((by_sid["number"].as_str(), by_sid["mode"].as_str()), (Some("+13125550100"), Some("media_stream")));
+    assert_eq!((by_sid["number"].as_str(), by_sid["mode"].as_str()), (Some("+13125550100"), Some("conversation_relay")));
     let missing = sid("PN", 'f');
     let detail = app
         .post(&format!("/api/v1/apps/{app_id}/phone-numbers"), json!({ "provider_id": provider, "agent_id": agent, "twilio_sid": missing }))

@@ -2,8 +2,11 @@
 //! refusals, status callbacks (duplicates, reordering), fallback and the connect action.
 
 use serde_json::json;
+use switchboard::domain::audit::Actor;
 use switchboard::domain::ids::PhoneProviderId;
+use switchboard::domain::phone_number::ServiceMode;
 use switchboard::domain::provider::PhoneProviderStatus;
+use switchboard::storage::phone_numbers::{self, PhoneNumberChanges};
 use switchboard::storage::phone_providers;
 
 use crate::support::{LINE_NUMBER as NUMBER, LINE_TOKEN as TOKEN, PhoneLine, TestApp, on_both_backends, sid};
@@ -82,7 +85,11 @@ async fn signed_incoming_call_opens_a_record_and_connects_the_agent(app: TestApp
     app.patch(&number_path, json!({ "expand_languages": true, "languages": ["fr", "es-MX", "en"] })).await.expect(200);
     let reply = app.twilio_post("/twilio/voice", &incoming(&sid("CA", 'b'), &line.account, NUMBER), Some(TOKEN)).await;
     assert!(reply.text.contains(r#"<Language code="fr-FR"/><Language code="es-MX"/><Parameter"#), "{}", reply.text);
-    app.patch(&number_path, json!({ "mode": "media_stream" })).await.expect(200);
+    // The API refuses `media_stream` until its adapter exists; the TwiML is checked through storage.
+    let refused = app.patch(&number_path, json!({ "mode": "media_stream" })).await.problem(422);
+    assert!(refused.contains("not available yet"), "{refused}");
+    let media = PhoneNumberChanges { mode: Some(ServiceMode::MediaStream), ..Default::default() };
+    phone_numbers::update(&app.db, app.org, line.number_id.parse().unwrap(), media, Actor::System).await.unwrap();
     let reply = app.twilio_post("/twilio/voice", &incoming(&sid("CA", 'c'), &line.account, NUMBER), Some(TOKEN)).await;
     let media_call = calls_of(&app).await[0]["id"].as_str().unwrap().to_owned();
     let app_id = app.get(&number_path).await.expect(200)["app_id"].as_str().unwrap().to_owned();

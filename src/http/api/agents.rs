@@ -35,6 +35,8 @@ pub struct AgentFields {
     /// Longest call in seconds (30–14400, default 1800).
     max_call_duration_secs: Option<i64>,
     end_call_instructions: Option<String>,
+    /// Words that end the call when a reply ends with them, e.g. `["Goodbye"]` (at most 20).
+    end_call_phrases: Option<Vec<String>>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>, format = Uuid)]
     llm_provider_id: Option<Option<LlmProviderId>>,
@@ -69,6 +71,7 @@ impl AgentFields {
             conversation_timeout_secs,
             max_call_duration_secs,
             end_call_instructions,
+            end_call_phrases,
             llm_provider_id,
             model,
             temperature,

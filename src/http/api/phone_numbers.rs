@@ -131,7 +131,7 @@ pub async fn create(
         expand_languages: body.expand_languages,
         languages: languages::validate_codes(&body.languages)?,
         generate_first_message: body.generate_first_message,
-        mode: body.mode,
+        mode: body.mode.available("mode")?,
         source: body.source()?,
     };
     // Check the app, agent and provider before spending money at Twilio.
@@ -179,7 +179,7 @@ pub async fn update(
         expand_languages: body.expand_languages,
         languages: body.languages.as_deref().map(languages::validate_codes).transpose()?,
         generate_first_message: body.generate_first_message,
-        mode: body.mode,
+        mode: body.mode.map(|mode| mode.available("mode")).transpose()?,
         status: body.status,
     };
     let updated = store::update(&s.db, caller.org, id, changes, caller.actor).await.map_err(storage_error)?;

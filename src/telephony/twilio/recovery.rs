@@ -17,12 +17,12 @@ use chrono::{DateTime, Utc};
 
 use super::provisioning;
 use super::rest::{CallResource, Credentials, TwilioClient};
-use crate::domain::call::{Call, CallEnding, CallStatus, StatusEvent};
+use crate::domain::call::{Call, CallEnding, CallStatus, EndReason, EndedBy, StatusEvent};
 use crate::domain::time;
 use crate::storage::{Db, StorageError, calls};
 
 const SERVER_RESTART: CallEnding<'static> =
-    CallEnding { ended_by: "system", reason: "server_restart", summary: None, outcome: None, language: None };
+    CallEnding { ended_by: EndedBy::System, reason: EndReason::ServerRestart, summary: None, outcome: None, language: None };
 
 /// Settles every call `node` left open; returns how many.
 pub async fn recover_open_calls(db: &Db, twilio: &TwilioClient, node: &str) -> Result<usize, StorageError> {

@@ -7,6 +7,7 @@
 //! `/twilio/connect-action` what next. If Twilio has not ended a hang-up within
 //! `HANG_UP_GRACE`, we end it through the REST API.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -17,77 +18,65 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::{provisioning, signature};
-use crate::agent::model;
-use crate::agent::session::{AgentCommand, CallerEvent, Ending, Session, SessionSetup};
-use crate::domain::call::{Call, CallEnding, CallStatus};
+use crate::agent::assembly;
+use crate::agent::call_log::StoredCallLog;
+use crate::agent::session::{AgentCommand, CallerEvent, Ending, Handoff, Session, SessionSetup};
+use crate::domain::call::{Call, CallEnding, CallStatus, EndReason, EndedBy};
 use crate::domain::ids::CallId;
 use crate::http::AppState;
-use crate::storage::{StorageError, agents, calls, phone_numbers, phone_providers};
+use crate::storage::{StorageError, calls, phone_providers};
 
 const HANG_UP_GRACE: Duration = Duration::from_secs(5);
 
-/// The relay WebSocket of one call.
+/// The relay WebSocket of one call. The signature is checked before anything is said about the
+/// call (an unknown call is refused like a bad signature), and only one session may hold a call.
 #[utoipa::path(get, path = "/twilio/relay/{call_id}", tag = "twilio", security(()), params(("call_id" = CallId, Path)), responses(
-    (status = 101, description = "WebSocket (ConversationRelay protocol)"), (status = 403, description = "Bad signature"),
-    (status = 404, description = "No such call"), (status = 409, description = "The call is over")))]
+    (status = 101, description = "WebSocket (ConversationRelay protocol)"), (status = 403, description = "Bad signature or no such call"),
+    (status = 409, description = "The call is over, or another session holds it")))]
 pub async fn relay(State(state): State<AppState>, Path(call_id): Path<CallId>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
-    let call = match calls::find_by_id(&state.db, call_id).await {
+    let call = match signed_call(&state, call_id, &headers).await {
         Ok(Some(call)) => call,
-        Ok(None) => return (StatusCode::NOT_FOUND, "no such call").into_response(),
+        Ok(None) => {
+            tracing::warn!(call = %call_id, "rejected a relay handshake: unknown call or a signature that does not verify");
+            return (StatusCode::FORBIDDEN, "signature does not verify").into_response();
+        }
         Err(e) => return internal(e),
     };
-    let Some(provider) = call.provider_id else { return (StatusCode::NOT_FOUND, "no such call").into_response() };
-    let token = match phone_providers::secrets(&state.db, call.org_id, provider).await {
-        Ok(secrets) => secrets.auth_token,
-        Err(e) => return internal(e),
-    };
-    let url = format!("{}/twilio/relay/{call_id}", super::routes::websocket_base(&state.config.public_base_url()));
-    let signed =
-        headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).is_some_and(|sig| signature::verify_websocket(&token, &url, sig));
-    if !signed {
-        tracing::warn!(call = %call_id, "rejected a relay handshake whose signature does not verify");
-        return (StatusCode::FORBIDDEN, "signature does not verify").into_response();
-    }
     if call.status.is_final() || call.ended_reason.is_some() {
         return (StatusCode::CONFLICT, "the call is over").into_response();
     }
-    let setup = match session_setup(&state, &call).await {
+    let setup = match assembly::for_call(&state.db, &call).await {
         Ok(setup) => setup,
         Err(e) => return internal(e),
     };
-    if let Err(e) = calls::claim_session(&state.db, call.org_id, call.id, &state.config.node_id).await {
-        return internal(e);
+    match calls::claim_session(&state.db, call.org_id, call.id, &state.config.node_id).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(call = %call_id, "refused a second relay socket for a call whose session is live");
+            return (StatusCode::CONFLICT, "another session holds this call").into_response();
+        }
+        Err(e) => return internal(e),
     }
     upgrade.on_upgrade(move |socket| converse(state, call, setup, socket))
+}
+
+/// The call, if it exists and the handshake is signed with its account's auth token.
+async fn signed_call(state: &AppState, call_id: CallId, headers: &HeaderMap) -> Result<Option<Call>, StorageError> {
+    let Some(call) = calls::find_by_id(&state.db, call_id).await? else { return Ok(None) };
+    let Some(provider) = call.provider_id else { return Ok(None) };
+    let token = phone_providers::secrets(&state.db, call.org_id, provider).await?.auth_token;
+    let url = format!("{}/twilio/relay/{call_id}", super::routes::websocket_base(&state.config.public_base_url()));
+    let signed =
+        headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).is_some_and(|sig| signature::verify_websocket(&token, &url, sig));
+    Ok(signed.then_some(call))
 }
 
 fn internal(e: StorageError) -> Response {
     tracing::error!(error = ?e, "relay handshake failed");
     (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-}
-
-/// The agent, model, greeting and languages for this call, as its phone service says.
-async fn session_setup(state: &AppState, call: &Call) -> Result<SessionSetup, StorageError> {
-    let (Some(agent_id), Some(number_id)) = (call.agent_id, call.phone_number_id) else { return Err(StorageError::NotFound) };
-    let org = call.org_id;
-    let agent = match call.agent_version {
-        Some(version) => agents::version(&state.db, org, agent_id, version).await?,
-        None => agents::get(&state.db, org, agent_id).await?.spec,
-    };
-    let number = phone_numbers::get(&state.db, org, number_id).await?;
-    let llm = model::for_agent(&state.db, org, &agent).await?;
-    Ok(SessionSetup {
-        db: state.db.clone(),
-        org,
-        call: call.id,
-        caller: call.from.clone(),
-        greeting: Some(super::routes::greeting(&number, &agent).to_owned()),
-        other_languages: super::routes::other_languages(&number),
-        agent,
-        llm,
-    })
 }
 
 /// A message from Twilio. Unknown types and fields are tolerated.
@@ -157,29 +146,41 @@ fn relay_message(command: &AgentCommand) -> String {
     match command {
         AgentCommand::Speak { token, last } => json!({ "type": "text", "token": token, "last": last }),
         AgentCommand::SwitchLanguage { locale } => json!({ "type": "language", "ttsLanguage": locale, "transcriptionLanguage": locale }),
-        AgentCommand::End { handoff } => json!({ "type": "end", "handoffData": handoff.to_string() }),
+        AgentCommand::End(ending) => json!({ "type": "end", "handoffData": handoff_data(ending).to_string() }),
     }
     .to_string()
 }
 
-async fn converse(state: AppState, call: Call, setup: SessionSetup, socket: WebSocket) {
+/// What Twilio hands back to `/twilio/connect-action` when the session ends the call.
+fn handoff_data(ending: &Ending) -> serde_json::Value {
+    match ending.handoff() {
+        Handoff::Transfer { to } => json!({ "action": "transfer", "to": to, "reason": ending.reason }),
+        Handoff::HangUp => json!({ "action": "hangup", "reason": ending.reason }),
+    }
+}
+
+async fn converse(state: AppState, call: Call, setup: SessionSetup<StoredCallLog>, socket: WebSocket) {
     let (mut outgoing, mut incoming) = socket.split();
     let (event_tx, event_rx) = mpsc::channel(32);
     let (command_tx, mut command_rx) = mpsc::channel(64);
-    let session = tokio::spawn(Session::new(setup, command_tx).run(event_rx));
+    let session = tokio::spawn(Session::new(setup, command_tx).run(event_rx).instrument(tracing::info_span!("session", call = %call.id)));
     tracing::info!(call = %call.id, "relay session started");
+    // Caller events wait here while the session is busy, so reading the socket never waits for
+    // the session and the session's commands always reach the socket: neither channel can
+    // block the other.
+    let mut backlog = VecDeque::new();
     let mut socket_open = true;
     loop {
         tokio::select! {
+            permit = event_tx.reserve(), if !backlog.is_empty() => match permit {
+                Ok(permit) => permit.send(backlog.pop_front().expect("the backlog is not empty")),
+                Err(_) => backlog.clear(), // the session has ended
+            },
             message = incoming.next(), if socket_open => match message {
-                Some(Ok(Message::Text(text))) => {
-                    if let Some(event) = caller_event(&text, &call) {
-                        let _ = event_tx.send(event).await;
-                    }
-                }
+                Some(Ok(Message::Text(text))) => backlog.extend(caller_event(&text, &call)),
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
                     socket_open = false;
-                    let _ = event_tx.send(CallerEvent::HungUp).await;
+                    backlog.push_back(CallerEvent::HungUp);
                 }
                 Some(Ok(_)) => {}
             },
@@ -187,7 +188,7 @@ async fn converse(state: AppState, call: Call, setup: SessionSetup, socket: WebS
                 Some(command) => {
                     if socket_open && outgoing.send(Message::Text(relay_message(&command).into())).await.is_err() {
                         socket_open = false;
-                        let _ = event_tx.send(CallerEvent::HungUp).await;
+                        backlog.push_back(CallerEvent::HungUp);
                     }
                 }
                 None => break,
@@ -198,15 +199,15 @@ async fn converse(state: AppState, call: Call, setup: SessionSetup, socket: WebS
         Ok(ending) => ending,
         Err(e) => {
             tracing::error!(call = %call.id, error = %e, "the agent session crashed");
-            let crashed = CallEnding { ended_by: "system", reason: "error", ..Default::default() };
+            let crashed = CallEnding::new(EndedBy::System, EndReason::Error);
             if let Err(e) = calls::finish_conversation(&state.db, call.org_id, call.id, &crashed).await {
                 tracing::error!(call = %call.id, error = ?e, "could not record the crashed session's ending");
             }
-            Ending { ended_by: "system", reason: "error", summary: None, outcome: None, transfer_to: None }
+            Ending::new(EndedBy::System, EndReason::Error)
         }
     };
-    tracing::info!(call = %call.id, reason = ending.reason, "relay session ended");
-    if ending.ended_by != "caller" && ending.transfer_to.is_none() {
+    tracing::info!(call = %call.id, reason = %ending.reason, "relay session ended");
+    if ending.ended_by != EndedBy::Caller && ending.transfer_to.is_none() {
         tokio::spawn(hang_up_if_still_live(state, call));
     }
 }
@@ -268,10 +269,13 @@ mod tests {
             relay_message(&AgentCommand::Speak { token: "Hi ".into(), last: false }),
             r#"{"last":false,"token":"Hi ","type":"text"}"#
         );
-        let end: serde_json::Value =
-            serde_json::from_str(&relay_message(&AgentCommand::End { handoff: json!({ "action": "hangup" }) })).unwrap();
+        let ended = Ending::new(EndedBy::Agent, EndReason::AgentEnded);
+        let end: serde_json::Value = serde_json::from_str(&relay_message(&AgentCommand::End(ended.clone()))).unwrap();
         assert_eq!(end["type"], "end");
-        assert_eq!(end["handoffData"], r#"{"action":"hangup"}"#);
+        assert_eq!(end["handoffData"], r#"{"action":"hangup","reason":"agent_ended"}"#);
+        let transfer = Ending { transfer_to: Some("+14155550199".into()), ..Ending::new(EndedBy::Agent, EndReason::Transferred) };
+        let end: serde_json::Value = serde_json::from_str(&relay_message(&AgentCommand::End(transfer))).unwrap();
+        assert_eq!(end["handoffData"], r#"{"action":"transfer","reason":"transferred","to":"+14155550199"}"#);
         let lang: serde_json::Value =
             serde_json::from_str(&relay_message(&AgentCommand::SwitchLanguage { locale: "fr-FR".into() })).unwrap();
         assert_eq!((lang["ttsLanguage"].as_str(), lang["transcriptionLanguage"].as_str()), (Some("fr-FR"), Some("fr-FR")));

@@ -15,10 +15,9 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 
 use super::{signature, twiml};
-use crate::domain::agent::{Agent, AgentSpec};
+use crate::domain::agent::Agent;
 use crate::domain::call::{Call, CallDirection, CallStatus, StatusEvent};
 use crate::domain::ids::OrgId;
-use crate::domain::languages;
 use crate::domain::phone_number::{PhoneNumber, ServiceMode, ServiceStatus};
 use crate::domain::provider::{PhoneProvider, PhoneProviderStatus};
 use crate::domain::time;
@@ -232,11 +231,11 @@ fn connect_to_agent(state: &AppState, call: &Call, number: &PhoneNumber, agent: 
     let parameters = [("call_id", call.id.to_string())];
     match number.mode {
         ServiceMode::ConversationRelay => {
-            let other_languages = other_languages(number);
+            let other_languages = number.other_languages();
             twiml::connect_conversation_relay(&twiml::RelaySession {
                 url: &format!("{ws}/twilio/relay/{}", call.id),
                 action: &action,
-                welcome_greeting: Some(greeting(number, &agent.spec)),
+                welcome_greeting: Some(number.greeting(&agent.spec)),
                 language: "en-US",
                 other_languages: &other_languages,
                 parameters: &parameters,
@@ -244,20 +243,6 @@ fn connect_to_agent(state: &AppState, call: &Call, number: &PhoneNumber, agent: 
         }
         ServiceMode::MediaStream => twiml::connect_stream(&format!("{ws}/twilio/media/{}", call.id), &action, &parameters),
     }
-}
-
-/// What the agent says first: the cached generated greeting when the service asks for one,
-/// else the agent's own first message.
-pub(crate) fn greeting<'a>(number: &'a PhoneNumber, agent: &'a AgentSpec) -> &'a str {
-    match (number.generate_first_message, &number.generated_first_message) {
-        (true, Some(generated)) => generated,
-        _ => &agent.first_message,
-    }
-}
-
-/// The locales besides English a service offers (none unless languages are expanded).
-pub(crate) fn other_languages(number: &PhoneNumber) -> Vec<String> {
-    if number.expand_languages { languages::other_locales(&number.languages) } else { Vec::new() }
 }
 
 /// Call-progress events.

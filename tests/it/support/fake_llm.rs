@@ -1,6 +1,11 @@
 //! A fake OpenAI-compatible Chat Completions server on 127.0.0.1: it streams scripted replies
-//! as server-sent events, exactly in the API's chunk format (content deltas, tool-call deltas
-//! split across chunks, `[DONE]`), with delays and errors on demand, and records every request.
+//! as server-sent events in the chunk format of a real server, with delays and errors on demand,
+//! and records every request. Two streaming styles seen in the wild:
+//! - [`StreamStyle::OpenAi`]: a tool call's id and name once, arguments split across chunks,
+//!   absent fields left out.
+//! - [`StreamStyle::LlamaCppPython`] (llama-cpp-python's server): every field present with
+//!   explicit `null`s (`"tool_calls": null` beside text), and the call's id, type and full name
+//!   repeated in every tool-call delta.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -45,11 +50,21 @@ impl Reply {
     }
 }
 
+/// How the server shapes its stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum StreamStyle {
+    #[default]
+    OpenAi,
+    LlamaCppPython,
+}
+
 #[derive(Clone, Default)]
 pub struct FakeLlm {
     pub base_url: String,
     script: Arc<Mutex<VecDeque<Reply>>>,
     requests: Arc<Mutex<Vec<Value>>>,
+    style: Arc<Mutex<StreamStyle>>,
+    refuse_json_schema: Arc<Mutex<Option<u16>>>,
 }
 
 impl FakeLlm {
@@ -65,6 +80,16 @@ impl FakeLlm {
         self.script.lock().unwrap().extend(replies);
     }
 
+    pub fn stream_like(&self, style: StreamStyle) {
+        *self.style.lock().unwrap() = style;
+    }
+
+    /// Answer every request whose `response_format` is a JSON schema with this status, as some
+    /// servers do (llama.cpp's with 500).
+    pub fn refuse_json_schema(&self, status: u16) {
+        *self.refuse_json_schema.lock().unwrap() = Some(status);
+    }
+
     /// Every request body received so far.
     pub fn requests(&self) -> Vec<Value> {
         self.requests.lock().unwrap().clone()
@@ -76,22 +101,52 @@ fn chunk(delta: Value) -> Bytes {
     Bytes::from(format!("data: {body}\n\n"))
 }
 
+/// A text delta in the server's style.
+fn text_delta(style: StreamStyle, token: &str) -> Value {
+    match style {
+        StreamStyle::OpenAi => json!({ "content": token }),
+        StreamStyle::LlamaCppPython => json!({ "role": null, "content": token, "function_call": null, "tool_calls": null }),
+    }
+}
+
+/// The deltas of tool call `i`, its arguments in two pieces, in the server's style.
+fn tool_call_deltas(style: StreamStyle, i: usize, name: &str, arguments: &str) -> [Value; 2] {
+    let (head, tail) = arguments.split_at(arguments.len() / 2);
+    let id = format!("call_{i}");
+    match style {
+        StreamStyle::OpenAi => [
+            json!({ "tool_calls": [{ "index": i, "id": id, "type": "function", "function": { "name": name, "arguments": head } }] }),
+            json!({ "tool_calls": [{ "index": i, "function": { "arguments": tail } }] }),
+        ],
+        StreamStyle::LlamaCppPython => [head, tail].map(|part| {
+            json!({ "role": null, "content": null, "function_call": null,
+                    "tool_calls": [{ "index": i, "id": id, "type": "function", "function": { "name": name, "arguments": part } }] })
+        }),
+    }
+}
+
 async fn complete(State(fake): State<FakeLlm>, axum::Json(request): axum::Json<Value>) -> Response {
     assert_eq!(request["stream"], true, "the client must stream");
+    let refusal = *fake.refuse_json_schema.lock().unwrap();
+    if let Some(status) = refusal.filter(|_| request["response_format"]["type"] == "json_schema") {
+        fake.requests.lock().unwrap().push(request);
+        return (StatusCode::from_u16(status).unwrap(), "Internal Server Error: response_format json_schema unsupported").into_response();
+    }
     fake.requests.lock().unwrap().push(request);
     let reply = fake.script.lock().unwrap().pop_front().unwrap_or_else(|| Reply::says("Okay."));
+    let style = *fake.style.lock().unwrap();
     if let Some(status) = reply.fail_with {
         return (StatusCode::from_u16(status).unwrap(), axum::Json(json!({ "error": { "message": "scripted failure" } }))).into_response();
     }
     let mut frames: Vec<(Duration, Bytes)> =
         vec![(Duration::ZERO, Bytes::from(": ping\n\n")), (Duration::ZERO, chunk(json!({ "role": "assistant" })))];
     for token in &reply.tokens {
-        frames.push((reply.delay_per_token, chunk(json!({ "content": token }))));
+        frames.push((reply.delay_per_token, chunk(text_delta(style, token))));
     }
     for (i, (name, arguments)) in reply.tool_calls.iter().enumerate() {
-        let (head, tail) = arguments.split_at(arguments.len() / 2);
-        frames.push((Duration::ZERO, chunk(json!({ "tool_calls": [{ "index": i, "id": format!("call_{i}"), "type": "function", "function": { "name": name, "arguments": head } }] }))));
-        frames.push((Duration::ZERO, chunk(json!({ "tool_calls": [{ "index": i, "function": { "arguments": tail } }] }))));
+        for delta in tool_call_deltas(style, i, name, arguments) {
+            frames.push((Duration::ZERO, chunk(delta)));
+        }
     }
     frames.push((Duration::ZERO, Bytes::from("data: [DONE]\n\n")));
     let stream = futures_util::stream::unfold(frames.into_iter(), |mut frames| async move {

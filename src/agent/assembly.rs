@@ -1,0 +1,32 @@
+//! Session assembly: everything a call's agent session needs, read from storage — the agent
+//! version the call was answered with, its model, the greeting and the languages of the phone
+//! service. Every transport (ConversationRelay now, Media Streams next) starts sessions from here.
+
+use std::sync::Arc;
+
+use super::call_log::StoredCallLog;
+use super::model;
+use super::session::SessionSetup;
+use crate::domain::call::Call;
+use crate::providers::llm::ChatModel;
+use crate::storage::{Db, StorageError, agents, phone_numbers};
+
+/// The session setup for `call`, as its phone service says.
+pub async fn for_call(db: &Db, call: &Call) -> Result<SessionSetup<StoredCallLog>, StorageError> {
+    let (Some(agent_id), Some(number_id)) = (call.agent_id, call.phone_number_id) else { return Err(StorageError::NotFound) };
+    let org = call.org_id;
+    let agent = match call.agent_version {
+        Some(version) => agents::version(db, org, agent_id, version).await?,
+        None => agents::get(db, org, agent_id).await?.spec,
+    };
+    let number = phone_numbers::get(db, org, number_id).await?;
+    let llm = model::for_agent(db, org, &agent).await?.map(|(client, name)| (Arc::new(client) as Arc<dyn ChatModel>, name));
+    Ok(SessionSetup {
+        log: StoredCallLog { db: db.clone(), org, call: call.id },
+        caller: call.from.clone(),
+        greeting: Some(number.greeting(&agent).to_owned()),
+        other_languages: number.other_languages(),
+        agent,
+        llm,
+    })
+}
