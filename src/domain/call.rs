@@ -73,6 +73,9 @@ pub struct Call {
     pub error_code: Option<String>,
     /// The AI classification, once an automation has made one.
     pub analysis: Option<Analysis>,
+    /// The node whose agent session holds (or held) the call.
+    #[serde(skip)]
+    pub session_node: Option<String>,
 }
 
 text_enum!(
@@ -249,6 +252,7 @@ impl Call {
             language: None,
             error_code: None,
             analysis: None,
+            session_node: None,
         }
     }
 }

@@ -20,7 +20,7 @@ macro_rules! columns {
     () => {
         "id, org_id, app_id, phone_number_id, provider_id, agent_id, agent_version, call_sid, from_number, to_number,
          direction, status, status_sequence, started_at, answered_at, ended_at, duration_secs, ended_by, ended_reason,
-         outcome, summary, language, error_code, analysis"
+         outcome, summary, language, error_code, analysis, session_node"
     };
 }
 
@@ -78,6 +78,7 @@ struct CallRow {
     language: Option<String>,
     error_code: Option<String>,
     analysis: Option<Json<Analysis>>,
+    session_node: Option<String>,
 }
 
 impl CallRow {
@@ -107,6 +108,7 @@ impl CallRow {
             language: self.language,
             error_code: self.error_code,
             analysis: self.analysis.map(|a| a.0),
+            session_node: self.session_node,
         })
     }
 }
@@ -214,12 +216,38 @@ async fn finalize(tx: &mut Tx, call: &Call) -> Result<bool> {
 }
 
 /// Applies a carrier status event (see `Call::with_status_event`); a final status finalises the
-/// call unless its conversation already did.
+/// call unless its conversation already did. For restart recovery, whose sessions are gone.
 pub async fn apply_status_event(db: &Db, org: OrgId, id: CallId, event: &StatusEvent) -> Result<Call> {
     change_and_finalize(db, org, id, |call| {
         let next = call.with_status_event(event);
         let over = next.status.is_final();
         (next, over)
+    })
+    .await
+}
+
+/// Applies a status callback from the carrier. A final status finalises the call, unless an
+/// agent session holds it: the caller's hang-up reaches the session at about the same moment,
+/// and the session finalises the call once its last turns are stored, so the `call.ended`
+/// event carries them. Returns whether finalisation was left to the session (the caller then
+/// calls [`finalize_if_open`] after a grace period, in case the session died).
+pub async fn apply_status_callback(db: &Db, org: OrgId, id: CallId, event: &StatusEvent) -> Result<bool> {
+    let mut left_to_session = false;
+    change_and_finalize(db, org, id, |call| {
+        let next = call.with_status_event(event);
+        left_to_session = next.status.is_final() && next.session_node.is_some();
+        let over = next.status.is_final() && !left_to_session;
+        (next, over)
+    })
+    .await?;
+    Ok(left_to_session)
+}
+
+/// Finalises a call whose final status is recorded, if nothing finalised it yet.
+pub async fn finalize_if_open(db: &Db, org: OrgId, id: CallId) -> Result<Call> {
+    change_and_finalize(db, org, id, |call| {
+        let over = call.status.is_final() || call.ended_reason.is_some();
+        (call, over)
     })
     .await
 }

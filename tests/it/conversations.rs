@@ -26,6 +26,8 @@ on_both_backends!(
     a_second_relay_socket_is_refused,
     tool_calls_work_in_llama_cpp_streaming_style,
     end_call_phrases_end_the_call,
+    the_event_keeps_every_turn_when_the_callback_comes_first,
+    the_event_keeps_every_turn_when_the_hang_up_comes_first,
 );
 
 pub(crate) struct Call {
@@ -505,4 +507,53 @@ async fn end_call_phrases_end_the_call(app: TestApp) {
     assert_eq!(end["type"], "end");
     let detail = record_when(&app, &call, |d| d["ended_reason"] == "agent_ended").await;
     assert_eq!((detail["ended_by"].as_str(), detail["outcome"].as_str()), (Some("agent"), Some("completed")));
+}
+
+async fn the_event_keeps_every_turn_when_the_callback_comes_first(app: TestApp) {
+    hang_up_racing_the_final_callback(app, true).await;
+}
+
+async fn the_event_keeps_every_turn_when_the_hang_up_comes_first(app: TestApp) {
+    hang_up_racing_the_final_callback(app, false).await;
+}
+
+/// The caller hangs up mid-reply: Twilio closes the socket and posts the final status callback
+/// at about the same moment. Whichever the server sees first, `call.ended` holds every turn the
+/// session stored, the words cut short included.
+async fn hang_up_racing_the_final_callback(app: TestApp, callback_first: bool) {
+    let call = ring_agent(&app, json!({ "name": "Ava" })).await;
+    call.llm.script([Reply::says("One moment while I look that up for you").slowly(Duration::from_millis(200))]);
+    let mut relay = connect(&app, &call).await;
+    relay.say("Where is my order?").await;
+    relay.next().await.unwrap();
+    let params =
+        [("AccountSid", call.line.account.as_str()), ("CallSid", call.sid.as_str()), ("CallStatus", "completed"), ("CallDuration", "7")];
+    let callback = app.twilio_post("/twilio/status", &params, Some(LINE_TOKEN));
+    if callback_first {
+        // Twilio's callback is committed before the socket closes.
+        callback.await.expect(204);
+        relay.close().await;
+    } else {
+        // The socket closes and the callback follows at once, racing the session's last writes.
+        let (reply, ()) = tokio::join!(callback, relay.close());
+        reply.expect(204);
+    }
+    let mut events = Value::Null;
+    for _ in 0..100 {
+        events = app.get(&format!("/api/v1/calls/{}/events", call.id)).await.expect(200);
+        if !events.as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(events.as_array().unwrap().len(), 1, "one call.ended: {events}");
+    let ended = &events[0]["call"];
+    let turns = ended["transcript"]["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 2, "the caller's words and the agent's cut-short reply: {ended}");
+    assert_eq!((turns[1]["role"].as_str(), turns[1]["interrupted"].as_bool()), (Some("agent"), Some(true)));
+    assert_eq!(ended["language"], "en-US", "the session's language is in the event");
+    assert_eq!(ended["status"], "completed");
+    if callback_first {
+        assert_eq!(ended["duration_ms"], 7_000, "Twilio's duration, which came first, is kept");
+    }
 }

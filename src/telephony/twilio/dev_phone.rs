@@ -147,7 +147,10 @@ pub async fn call(dial: Dial) -> anyhow::Result<Outcome> {
 
     let mut script = dial.script.clone().map(|lines| lines.into_iter());
     let mut terminal = BufReader::new(tokio::io::stdin()).lines();
+    // The agent's current (or last) utterance and when it began, to tell what a caller who
+    // interrupts has heard by now: Twilio's voice speaks far slower than the text streams.
     let mut speaking = String::new();
+    let mut speaking_since = tokio::time::Instant::now();
     let mut agent_busy = false;
     let mut line_open = false;
     let mut handoff: Option<String> = None;
@@ -180,6 +183,8 @@ pub async fn call(dial: Dial) -> anyhow::Result<Outcome> {
                         if !line_open {
                             print!("agent: ");
                             line_open = true;
+                            speaking.clear();
+                            speaking_since = tokio::time::Instant::now();
                         }
                         agent_busy = true;
                         speaking.push_str(token);
@@ -187,7 +192,6 @@ pub async fn call(dial: Dial) -> anyhow::Result<Outcome> {
                         if message["last"] == true {
                             println!();
                             line_open = false;
-                            speaking.clear();
                             agent_busy = false;
                         }
                         use std::io::Write;
@@ -234,7 +238,8 @@ pub async fn call(dial: Dial) -> anyhow::Result<Outcome> {
                             println!();
                             line_open = false;
                         }
-                        let heard = std::mem::take(&mut speaking);
+                        let heard = heard_so_far(&std::mem::take(&mut speaking), speaking_since.elapsed());
+                        println!("[interrupting; heard: \"{heard}\"]");
                         agent_busy = false;
                         json!({ "type": "interrupt", "utteranceUntilInterrupt": heard, "durationUntilInterruptMs": 500 })
                     }
@@ -278,9 +283,31 @@ fn random_call_sid() -> String {
     format!("CA{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
+/// Words a voice speaking at about 15 characters a second has said of `utterance` after
+/// `elapsed`, cut back to a whole word.
+fn heard_so_far(utterance: &str, elapsed: Duration) -> String {
+    let spoken = (elapsed.as_millis() / 65) as usize;
+    if spoken >= utterance.chars().count() {
+        return utterance.trim().to_owned();
+    }
+    let prefix: String = utterance.chars().take(spoken).collect();
+    match prefix.rfind(' ') {
+        Some(end) => prefix[..end].trim().to_owned(),
+        None => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_interrupting_caller_heard_whole_words_at_speaking_pace() {
+        let reply = "We are open from nine to five";
+        assert_eq!(heard_so_far(reply, Duration::from_millis(0)), "");
+        assert_eq!(heard_so_far(reply, Duration::from_millis(65 * 13)), "We are open");
+        assert_eq!(heard_so_far(reply, Duration::from_secs(10)), reply);
+    }
 
     #[test]
     fn reads_attributes_and_say_from_twiml() {

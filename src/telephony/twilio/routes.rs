@@ -17,13 +17,13 @@ use chrono::{DateTime, Utc};
 use super::{signature, twiml};
 use crate::domain::agent::Agent;
 use crate::domain::call::{Call, CallDirection, CallStatus, StatusEvent};
-use crate::domain::ids::OrgId;
+use crate::domain::ids::{CallId, OrgId};
 use crate::domain::phone_number::{PhoneNumber, ServiceMode, ServiceStatus};
 use crate::domain::provider::{PhoneProvider, PhoneProviderStatus};
 use crate::domain::time;
 use crate::http::AppState;
 use crate::storage::calls::{self, NewCall};
-use crate::storage::{StorageError, agents, phone_numbers, phone_providers};
+use crate::storage::{Db, StorageError, agents, phone_numbers, phone_providers};
 
 const SORRY_UNAVAILABLE: &str = "Sorry, this number is not taking calls right now. Please try again later. Goodbye.";
 const SORRY_UNKNOWN: &str = "Sorry, this number is not in service. Goodbye.";
@@ -269,8 +269,21 @@ async fn record_status(state: &AppState, req: &TwilioRequest) -> Result<(), Reje
         at: req.param("Timestamp").and_then(parse_rfc2822).unwrap_or_else(time::now),
         duration_secs: req.param("CallDuration").and_then(|s| s.parse().ok()),
     };
-    calls::apply_status_event(&state.db, verified.org, call.id, &event).await?;
+    if calls::apply_status_callback(&state.db, verified.org, call.id, &event).await? {
+        tokio::spawn(finalize_after_session(state.db.clone(), verified.org, call.id));
+    }
     Ok(())
+}
+
+/// How long a call's final status waits for its agent session to finalise the call (normally
+/// milliseconds after the hang-up) before it is finalised without it.
+const SESSION_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn finalize_after_session(db: Db, org: OrgId, call: CallId) {
+    tokio::time::sleep(SESSION_GRACE).await;
+    if let Err(e) = calls::finalize_if_open(&db, org, call).await {
+        tracing::error!(%call, error = ?e, "could not finalise a call its session left open");
+    }
 }
 
 fn parse_rfc2822(value: &str) -> Option<DateTime<Utc>> {
