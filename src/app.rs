@@ -1,5 +1,7 @@
 //! Assembles the running server: configuration → master key → database (migrated) → first-start
-//! bootstrap → HTTP router on a bound listener. Tests build the same [`Application`] on port 0.
+//! bootstrap → HTTP router on a bound listener; then runs it with its background work (recovery
+//! of orphaned calls, session leases, automations, credential checks, retention) and drains it
+//! on shutdown. Tests build the same [`Application`] on port 0.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,12 +12,13 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::agent::live::{self, LiveSessions};
 use crate::automations::Worker;
 use crate::config::Config;
 use crate::domain::org::Email;
 use crate::http::{self, AppState};
 use crate::storage::secrets::{Cipher, write_private_file};
-use crate::storage::{Db, orgs, retention};
+use crate::storage::{Db, calls, orgs, retention};
 use crate::telephony::twilio::rest::TwilioClient;
 use crate::telephony::twilio::{provisioning, recovery};
 
@@ -33,7 +36,13 @@ pub struct Application {
     automations: Worker,
     /// Period of the retention purge; zero turns it off.
     purge_every: Duration,
+    live: Arc<LiveSessions>,
+    /// How long live calls may go on after a shutdown signal.
+    shutdown_grace: Duration,
 }
+
+/// How long sessions told to wind down get to say goodbye before the server stops anyway.
+const WIND_DOWN_LIMIT: Duration = Duration::from_secs(30);
 
 /// The master key: from `secret_key`, else from `{data_dir}/master.key` (created when missing).
 pub fn master_cipher(config: &Config) -> anyhow::Result<Cipher> {
@@ -55,18 +64,17 @@ impl Application {
         let db = open_database(&config).await?;
         bootstrap_first_start(&db, &config).await?;
         let twilio = TwilioClient::new(&config.twilio_api_base);
-        let recovered = recovery::recover_open_calls(&db, &twilio, &config.node_id).await.context("finalising calls left open")?;
-        if recovered > 0 {
-            tracing::warn!(calls = recovered, "finalised calls that a previous run left open");
-        }
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
         // Without a configured public URL, carriers are told the address actually bound.
         config.listen = listener.local_addr()?;
         let verify_every = Duration::from_secs(config.provider_verify_interval_secs);
         let purge_every = Duration::from_secs(config.retention_interval_secs);
         let automations = Worker::from_config(db.clone(), &config)?;
-        let state = AppState { db: db.clone(), config: Arc::new(config), metrics: Default::default(), twilio: twilio.clone() };
-        Ok(Self { listener, router: http::router(state), db, twilio, verify_every, automations, purge_every })
+        let live = LiveSessions::new(&config.node_id);
+        let shutdown_grace = Duration::from_secs(config.shutdown_grace_secs);
+        let state =
+            AppState { db: db.clone(), config: Arc::new(config), metrics: Default::default(), twilio: twilio.clone(), live: live.clone() };
+        Ok(Self { listener, router: http::router(state), db, twilio, verify_every, automations, purge_every, live, shutdown_grace })
     }
 
     /// The address actually bound (differs from the configuration when it asked for port 0).
@@ -74,10 +82,15 @@ impl Application {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests and closes the database.
+    /// Serves until `shutdown` resolves, then drains (see [`drain`]), finishes in-flight requests
+    /// and closes the database.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(address = %self.local_addr(), "serving");
-        let mut background = vec![tokio::spawn(self.automations.run())];
+        let mut background = vec![
+            tokio::spawn(self.automations.run()),
+            tokio::spawn(recover_orphaned_calls(self.db.clone(), self.twilio.clone())),
+            tokio::spawn(renew_session_leases(self.db.clone(), self.live.clone())),
+        ];
         if !self.verify_every.is_zero() {
             background.push(tokio::spawn(verify_providers_periodically(self.db.clone(), self.twilio.clone(), self.verify_every)));
         }
@@ -85,13 +98,35 @@ impl Application {
         if !self.purge_every.is_zero() {
             background.push(tokio::spawn(purge_expired_periodically(self.db.clone(), self.purge_every)));
         }
-        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
+        let (live, grace) = (self.live.clone(), self.shutdown_grace);
+        let drained = async move {
+            shutdown.await;
+            drain(&live, grace).await;
+        };
+        axum::serve(self.listener, self.router).with_graceful_shutdown(drained).await.context("serving HTTP")?;
         for task in background {
             task.abort();
         }
         self.db.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// A deploy without cut-off calls: the node stops taking calls (`/readyz` answers 503, new calls
+/// hear an apology) while it keeps serving the webhooks of its live calls; those go on until they
+/// end or `grace` is over; then every agent says a short goodbye and ends its call
+/// (`server_shutdown`), and the server stops once they have (at most [`WIND_DOWN_LIMIT`] later).
+async fn drain(live: &LiveSessions, grace: Duration) {
+    live.begin_draining();
+    tracing::info!(live_calls = live.count(), grace_secs = grace.as_secs(), "draining: no new calls, live calls go on");
+    if tokio::time::timeout(grace, live.until_empty()).await.is_ok() {
+        return;
+    }
+    tracing::warn!(live_calls = live.count(), "the grace period is over: agents say goodbye");
+    live.wind_down();
+    if tokio::time::timeout(WIND_DOWN_LIMIT, live.until_empty()).await.is_err() {
+        tracing::warn!(live_calls = live.count(), "stopping with calls still live");
     }
 }
 
@@ -102,6 +137,39 @@ async fn verify_providers_periodically(db: Db, twilio: TwilioClient, period: Dur
     loop {
         ticks.tick().await;
         provisioning::verify_all(&db, &twilio).await;
+    }
+}
+
+/// Settles calls whose sessions died, in the background so start-up never waits for Twilio:
+/// at once (with calls no session ever took), then every minute (leases run out a minute after
+/// their process dies).
+async fn recover_orphaned_calls(db: Db, twilio: TwilioClient) {
+    let mut untaken = true;
+    let mut ticks = tokio::time::interval(Duration::from_secs(60));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match recovery::recover_orphaned_calls(&db, &twilio, untaken).await {
+            Ok(0) => {}
+            Ok(settled) => tracing::warn!(calls = settled, "finalised calls whose agent sessions were gone"),
+            Err(e) => tracing::warn!(error = ?e, "could not look for calls whose sessions were gone"),
+        }
+        untaken = false;
+    }
+}
+
+/// Keeps this process's claims on its live calls from running out.
+async fn renew_session_leases(db: Db, live: Arc<LiveSessions>) {
+    let mut ticks = tokio::time::interval(live::LEASE_RENEWAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if live.count() == 0 {
+            continue;
+        }
+        if let Err(e) = calls::renew_session_leases(&db, live.owner(), crate::domain::time::now() + live::SESSION_LEASE).await {
+            tracing::error!(error = ?e, "could not renew the leases of live calls");
+        }
     }
 }
 
@@ -138,7 +206,10 @@ async fn bootstrap_first_start(db: &Db, config: &Config) -> anyhow::Result<()> {
     }
     let password = crate::cli::generate_password();
     let email = Email::parse(FIRST_OWNER_EMAIL).expect("the first owner's address is valid");
-    let created = orgs::bootstrap(db, "default", &email, &password).await?;
+    let Some(created) = orgs::bootstrap(db, "default", &email, &password).await? else {
+        tracing::info!("another server created the first organisation at the same moment");
+        return Ok(());
+    };
     let token_file = replace_private_file(config.data_dir.join("admin-token"), created.token.as_bytes())?;
     let password_file = replace_private_file(config.data_dir.join("admin-password"), password.as_bytes())?;
     tracing::info!(

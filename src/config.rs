@@ -28,6 +28,7 @@ pub const KEYS: &[&str] = &[
     "allow_private_webhook_targets",
     "automation_retry_base_secs",
     "retention_interval_secs",
+    "shutdown_grace_secs",
 ];
 /// Variables with the prefix that are not configuration keys but are still ours.
 const OTHER_VARIABLES: &[&str] = &["config"];
@@ -67,6 +68,8 @@ pub struct Config {
     pub automation_retry_base_secs: u64,
     /// How often expired transcripts and call records are purged (0 = never).
     pub retention_interval_secs: u64,
+    /// On SIGTERM, how long live calls may go on before their agents say goodbye.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for Config {
@@ -86,6 +89,7 @@ impl Default for Config {
             allow_private_webhook_targets: false,
             automation_retry_base_secs: 10,
             retention_interval_secs: 3600,
+            shutdown_grace_secs: 300,
         }
     }
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::call_log::StoredCallLog;
+use super::live::LiveSessions;
 use super::model;
 use super::session::SessionSetup;
 use crate::domain::call::Call;
@@ -12,7 +13,7 @@ use crate::providers::llm::ChatModel;
 use crate::storage::{Db, StorageError, agents, phone_numbers};
 
 /// The session setup for `call`, as its phone service says.
-pub async fn for_call(db: &Db, call: &Call) -> Result<SessionSetup<StoredCallLog>, StorageError> {
+pub async fn for_call(db: &Db, call: &Call, live: Arc<LiveSessions>) -> Result<SessionSetup<StoredCallLog>, StorageError> {
     let (Some(agent_id), Some(number_id)) = (call.agent_id, call.phone_number_id) else { return Err(StorageError::NotFound) };
     let org = call.org_id;
     let agent = match call.agent_version {
@@ -28,5 +29,6 @@ pub async fn for_call(db: &Db, call: &Call) -> Result<SessionSetup<StoredCallLog
         other_languages: number.other_languages(),
         agent,
         llm,
+        live,
     })
 }

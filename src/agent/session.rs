@@ -29,24 +29,30 @@
 //! - An LLM failure (after the client's one retry) is never dead air: the agent apologises and
 //!   ends the call (`llm_error`). An empty answer is logged and the caller is asked to repeat.
 //! - A reply that ends with one of the agent's end-call phrases ends the call after it plays.
+//! - A long call is shown to the model as a running summary plus the recent turns (`memory`).
 //! - Before the session ends a call, it records why, then waits roughly as long as the last
 //!   words take to speak, so they are not cut off.
+//! - When the node shuts down and its grace period is over, the session is told to wind down:
+//!   as soon as the agent is not mid-sentence it says a short goodbye and ends the call
+//!   (`server_shutdown`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 
 use super::call_log::CallLog;
+use super::live::LiveSessions;
+use super::memory::Memory;
 use super::prompt::{self, CallContext};
 use super::tools::{self, ToolAction};
 use crate::domain::agent::AgentSpec;
 use crate::domain::call::{CallEnding, EndReason, EndedBy, Outcome, TurnRole};
 use crate::domain::time;
-use crate::providers::llm::{ChatMessage, ChatModel, ChatRequest, LlmEvent, ToolCall, ToolSpec};
+use crate::providers::llm::{self, ChatMessage, ChatModel, ChatRequest, LlmEvent, ToolCall, ToolSpec};
 use crate::storage::calls::NewTurn;
 
 /// What the caller did.
@@ -133,6 +139,7 @@ const GOODBYE_DEFAULT: &str = "Thank you for calling. Goodbye!";
 const TRANSFERRING: &str = "Let me transfer you now. Please hold.";
 const APOLOGY: &str = "I'm sorry, I'm having trouble right now. Please call back in a little while. Goodbye.";
 const SAY_AGAIN: &str = "Sorry, could you say that again?";
+const GOODBYE_SHUTDOWN: &str = "I'm sorry, I have to end our call now for a short maintenance. Please call us back in a minute. Goodbye!";
 /// Rounds of tool calls the model may chain in one reply before it must speak.
 const MAX_TOOL_ROUNDS: usize = 3;
 
@@ -146,6 +153,8 @@ pub struct SessionSetup<L> {
     /// The greeting the transport already speaks (ConversationRelay's welcomeGreeting).
     pub greeting: Option<String>,
     pub other_languages: Vec<String>,
+    /// This node's live sessions: the wind-down signal and the metrics.
+    pub live: Arc<LiveSessions>,
 }
 
 /// Roughly how long text takes to speak, for timers (about 15 characters a second).
@@ -173,6 +182,10 @@ enum State {
     Ending { ending: Ending, until: Instant },
 }
 
+/// A finished background summary: the history index it covers up to, and its text (`None` when
+/// summarising failed).
+type Summarized = (usize, Option<String>);
+
 /// The agent's last stored utterance, which the caller may still be hearing.
 struct LastSpoken {
     sequence: Option<i64>,
@@ -185,12 +198,15 @@ enum Step {
     TimeUp,
     Silence,
     Played,
+    WindDown,
 }
 
 pub struct Session<L: CallLog> {
     setup: SessionSetup<L>,
     commands: mpsc::Sender<AgentCommand>,
-    history: Vec<ChatMessage>,
+    memory: Memory,
+    /// Where the background summary of older turns lands.
+    summary_slot: Arc<Mutex<Option<Summarized>>>,
     tools: Vec<ToolSpec>,
     language: String,
     state: State,
@@ -199,18 +215,26 @@ pub struct Session<L: CallLog> {
     /// Caller words heard while a reply streamed, answered when it has finished.
     queued: Vec<String>,
     last_spoken: Option<LastSpoken>,
+    wind_down: watch::Receiver<bool>,
+    /// The node is shutting down: end the call as soon as the agent is not mid-sentence.
+    winding_down: bool,
 }
 
 impl<L: CallLog> Session<L> {
     pub fn new(setup: SessionSetup<L>, commands: mpsc::Sender<AgentCommand>) -> Self {
         let tools = tools::offered(&setup.agent, &setup.other_languages);
         let now = Instant::now();
+        let wind_down = setup.live.wind_down_signal();
+        let winding_down = *wind_down.borrow();
         Self {
+            winding_down,
+            wind_down,
             deadline: now + Duration::from_secs(setup.agent.max_call_duration_secs.max(0) as u64),
             quiet_until: now + silence(&setup.agent),
             setup,
             commands,
-            history: Vec::new(),
+            memory: Memory::default(),
+            summary_slot: Arc::default(),
             tools,
             language: "en-US".to_owned(),
             state: State::Listening { checked_in: false },
@@ -243,17 +267,20 @@ impl<L: CallLog> Session<L> {
             self.quiet_until += speaking_time(&greeting);
         }
         loop {
-            let (deadline, quiet_until) = (self.deadline, self.quiet_until);
+            let (deadline, quiet_until, winding_down) = (self.deadline, self.quiet_until, self.winding_down);
+            let wind_down = &mut self.wind_down;
             let step = match &mut self.state {
                 State::Listening { .. } => tokio::select! {
                     biased;
                     event = events.recv() => Step::Caller(event),
+                    Ok(()) = wind_down.changed(), if !winding_down => Step::WindDown,
                     () = sleep_until(deadline) => Step::TimeUp,
                     () = sleep_until(quiet_until) => Step::Silence,
                 },
                 State::Thinking(reply) | State::Speaking(reply) => tokio::select! {
                     biased;
                     event = events.recv() => Step::Caller(event),
+                    Ok(()) = wind_down.changed(), if !winding_down => Step::WindDown,
                     () = sleep_until(deadline) => Step::TimeUp,
                     item = reply.stream.recv() => Step::Model(item),
                 },
@@ -264,6 +291,9 @@ impl<L: CallLog> Session<L> {
             };
             if let Some(ending) = self.step(step).await {
                 return ending;
+            }
+            if self.winding_down && matches!(self.state, State::Listening { .. } | State::Thinking(_)) {
+                self.end_with_words(GOODBYE_SHUTDOWN, Ending::new(EndedBy::System, EndReason::ServerShutdown)).await;
             }
         }
     }
@@ -278,6 +308,7 @@ impl<L: CallLog> Session<L> {
                 self.heard(format!("(The caller pressed {digits} on the keypad.)"), None).await
             }
             Step::Model(item) => self.model_said(item).await,
+            Step::WindDown => self.winding_down = true,
             Step::TimeUp => self.end_with_words(GOODBYE_TIME, Ending::new(EndedBy::Agent, EndReason::MaxDuration)).await,
             Step::Silence => {
                 let State::Listening { checked_in } = self.state else { return None };
@@ -334,7 +365,7 @@ impl<L: CallLog> Session<L> {
 
     async fn cut_last_spoken(&mut self, heard: &str) {
         let Some(last) = self.last_spoken.take() else { return };
-        if let Some(ChatMessage::Assistant { content, .. }) = self.history.get_mut(last.history_index) {
+        if let Some(ChatMessage::Assistant { content, .. }) = self.memory.get_mut(last.history_index) {
             heard.clone_into(content);
         }
         if let Some(sequence) = last.sequence {
@@ -353,7 +384,7 @@ impl<L: CallLog> Session<L> {
                 if matches!(self.state, State::Thinking(_)) {
                     tracing::debug!("the caller spoke again before the reply began; asking again with everything said");
                 }
-                self.history.push(ChatMessage::User { content: text.clone() });
+                self.memory.push(ChatMessage::User { content: text.clone() });
                 if self.setup.llm.is_some() {
                     // The request goes out first; the caller's turn is stored while the model thinks.
                     self.think(Instant::now(), 0).await;
@@ -377,10 +408,13 @@ impl<L: CallLog> Session<L> {
             self.end_with_words(APOLOGY, Ending::new(EndedBy::System, EndReason::LlmError)).await;
             return;
         };
+        if let Some((cut, summary)) = self.summary_slot.lock().expect("summary slot lock").take() {
+            self.memory.summarized(cut, summary);
+        }
         let mut messages = vec![ChatMessage::System { content: self.system_prompt() }];
-        messages.extend(self.history.iter().cloned());
+        messages.extend(self.memory.window());
         let request = ChatRequest {
-            model: name,
+            model: name.clone(),
             temperature: self.setup.agent.temperature,
             messages,
             tools: self.tools.clone(),
@@ -396,6 +430,21 @@ impl<L: CallLog> Session<L> {
             round,
         };
         self.state = State::Thinking(reply);
+        if let Some(job) = self.memory.summary_due() {
+            let slot = self.summary_slot.clone();
+            tokio::spawn(async move {
+                let request =
+                    ChatRequest { model: name, temperature: Some(0.2), messages: job.messages, tools: vec![], response_format: None };
+                let summary = match llm::complete(model.as_ref(), request).await {
+                    Ok(summary) => Some(summary),
+                    Err(error) => {
+                        tracing::warn!(%error, "could not summarise the older part of a long call; trying again later");
+                        None
+                    }
+                };
+                *slot.lock().expect("summary slot lock") = Some((job.cut, summary));
+            });
+        }
     }
 
     async fn model_said(&mut self, item: Option<LlmEvent>) {
@@ -428,6 +477,7 @@ impl<L: CallLog> Session<L> {
 
     /// The model has said all it will say this round.
     async fn reply_finished(&mut self, reply: Reply) {
+        self.setup.live.record_reply(reply.latency_ms.map(|ms| Duration::from_millis(ms as u64)));
         if !reply.tool_calls.is_empty() {
             return self.run_tools(reply).await;
         }
@@ -457,7 +507,7 @@ impl<L: CallLog> Session<L> {
 
     fn flush_queue(&mut self) {
         for text in self.queued.drain(..) {
-            self.history.push(ChatMessage::User { content: text });
+            self.memory.push(ChatMessage::User { content: text });
         }
     }
 
@@ -470,8 +520,8 @@ impl<L: CallLog> Session<L> {
     /// round of thinking.
     async fn run_tools(&mut self, reply: Reply) {
         let spoken = reply.spoken.clone();
-        self.history.push(ChatMessage::Assistant { content: spoken.clone(), tool_calls: reply.tool_calls.clone() });
-        let assistant_index = self.history.len() - 1;
+        self.memory.push(ChatMessage::Assistant { content: spoken.clone(), tool_calls: reply.tool_calls.clone() });
+        let assistant_index = self.memory.last_index();
         let mut finale = None;
         for call in &reply.tool_calls {
             let started_tool = Instant::now();
@@ -489,7 +539,7 @@ impl<L: CallLog> Session<L> {
             };
             let record = json!({ "tool": call.name, "arguments": call.arguments, "result": result, "latency_ms": started_tool.elapsed().as_millis() as i64 });
             self.store(TurnRole::Tool, &record.to_string(), time::now(), false, None).await;
-            self.history.push(ChatMessage::Tool { tool_call_id: call.id.clone(), content: result });
+            self.memory.push(ChatMessage::Tool { tool_call_id: call.id.clone(), content: result });
             if finale.is_none() {
                 finale = self.ending_for(action, &spoken);
             }
@@ -571,8 +621,8 @@ impl<L: CallLog> Session<L> {
     /// Stores an agent utterance and adds it to the model's history.
     async fn store_agent_turn(&mut self, text: &str, started_at: DateTime<Utc>, interrupted: bool, latency_ms: Option<i64>) {
         let sequence = self.store(TurnRole::Agent, text, started_at, interrupted, latency_ms).await;
-        self.history.push(ChatMessage::Assistant { content: text.to_owned(), tool_calls: vec![] });
-        self.last_spoken = (!interrupted).then_some(LastSpoken { sequence, history_index: self.history.len() - 1 });
+        self.memory.push(ChatMessage::Assistant { content: text.to_owned(), tool_calls: vec![] });
+        self.last_spoken = (!interrupted).then_some(LastSpoken { sequence, history_index: self.memory.last_index() });
     }
 
     /// Stores how the call ended (the first recorded ending wins), which finalises the call and

@@ -73,9 +73,12 @@ pub struct Call {
     pub error_code: Option<String>,
     /// The AI classification, once an automation has made one.
     pub analysis: Option<Analysis>,
-    /// The node whose agent session holds (or held) the call.
+    /// The process whose agent session holds (or held) the call.
     #[serde(skip)]
     pub session_node: Option<String>,
+    /// Until when that session's lease runs; the process renews it while it lives.
+    #[serde(skip)]
+    pub session_lease_until: Option<DateTime<Utc>>,
 }
 
 text_enum!(
@@ -100,6 +103,10 @@ text_enum!(
         NoAnswer => "no_answer",
         Failed => "failed",
         Abandoned => "abandoned",
+        UnknownNumber => "unknown_number",
+        ServiceDisabled => "service_disabled",
+        ProviderInactive => "provider_inactive",
+        ServerDraining => "server_draining",
     }
 );
 
@@ -179,6 +186,11 @@ impl Call {
 }
 
 impl Call {
+    /// Whether a live agent session holds the call at `now` (claimed, and its lease not run out).
+    pub fn session_alive(&self, now: DateTime<Utc>) -> bool {
+        self.session_node.is_some() && self.session_lease_until.is_some_and(|until| until > now)
+    }
+
     /// Whether the agent handed the call to a person (the call goes on without us).
     pub fn was_transferred(&self) -> bool {
         self.ended_reason.as_deref() == Some(EndReason::Transferred.as_str())
@@ -253,6 +265,7 @@ impl Call {
             error_code: None,
             analysis: None,
             session_node: None,
+            session_lease_until: None,
         }
     }
 }

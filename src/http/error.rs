@@ -108,7 +108,7 @@ impl ApiError {
         match err {
             ProvisioningError::Storage(e) => ApiError::from_storage(e, what),
             ProvisioningError::Refused(message) => ApiError::Unprocessable(message),
-            ProvisioningError::Twilio(e @ TwilioError::Unreachable(_)) => ApiError::Upstream(e.to_string()),
+            ProvisioningError::Twilio(e @ (TwilioError::Unreachable(_) | TwilioError::Unreadable(_))) => ApiError::Upstream(e.to_string()),
             ProvisioningError::Twilio(e) if e.is_bad_credentials() => {
                 ApiError::Unprocessable(format!("{e}; the provider is now marked invalid_credentials: update its auth token"))
             }

@@ -12,16 +12,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::AppState;
-
-/// Upper bounds of the latency buckets, in seconds.
-const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
-
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    sum_secs: f64,
-    count: u64,
-}
+use crate::telemetry::Histogram;
 
 #[derive(Default)]
 struct Series {
@@ -38,12 +29,7 @@ impl HttpMetrics {
     fn observe(&self, method: &str, route: &str, status: u16, secs: f64) {
         let mut series = self.series.lock().expect("metrics lock is never poisoned");
         *series.requests.entry((method.to_owned(), route.to_owned(), status)).or_default() += 1;
-        let histogram = series.latency.entry((method.to_owned(), route.to_owned())).or_default();
-        if let Some(i) = BUCKETS.iter().position(|bound| secs <= *bound) {
-            histogram.counts[i] += 1;
-        }
-        histogram.sum_secs += secs;
-        histogram.count += 1;
+        series.latency.entry((method.to_owned(), route.to_owned())).or_default().observe(secs);
     }
 
     /// The Prometheus text exposition of every series.
@@ -58,15 +44,7 @@ impl HttpMetrics {
         out.push_str("# HELP switchboard_http_request_duration_seconds Time to produce a response.\n");
         out.push_str("# TYPE switchboard_http_request_duration_seconds histogram\n");
         for ((method, route), h) in &series.latency {
-            let labels = format!("method=\"{method}\",route=\"{route}\"");
-            let mut cumulative = 0;
-            for (bound, count) in BUCKETS.iter().zip(h.counts) {
-                cumulative += count;
-                let _ = writeln!(out, "switchboard_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
-            }
-            let _ = writeln!(out, "switchboard_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(out, "switchboard_http_request_duration_seconds_sum{{{labels}}} {}", h.sum_secs);
-            let _ = writeln!(out, "switchboard_http_request_duration_seconds_count{{{labels}}} {}", h.count);
+            h.render("switchboard_http_request_duration_seconds", &format!("method=\"{method}\",route=\"{route}\""), &mut out);
         }
         out
     }

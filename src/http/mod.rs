@@ -19,6 +19,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::agent::live::LiveSessions;
 use crate::config::Config;
 use crate::storage::Db;
 use crate::telephony::twilio::rest::TwilioClient;
@@ -34,6 +35,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub metrics: Arc<metrics::HttpMetrics>,
     pub twilio: TwilioClient,
+    pub live: Arc<LiveSessions>,
 }
 
 #[derive(OpenApi)]
@@ -121,17 +123,24 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// The process can reach its database.
+/// The node takes calls: it is not draining for a shutdown and reaches its database.
 #[utoipa::path(get, path = "/readyz", tag = "meta", security(()), responses(
     (status = 200, description = "Ready"),
-    (status = 503, description = "The database does not answer"),
+    (status = 503, description = "Draining for a shutdown, or the database does not answer"),
 ))]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if state.db.ping().await { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "database unreachable") }
+    if state.live.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else if state.db.ping().await {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
+    }
 }
 
 /// Prometheus metrics in the text exposition format.
 #[utoipa::path(get, path = "/metrics", tag = "meta", security(()), responses((status = 200, description = "Metrics", content_type = "text/plain")))]
 async fn prometheus_metrics(State(state): State<AppState>) -> impl IntoResponse {
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    let text = format!("{}{}", state.metrics.render(), state.live.render());
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::audit::Change;
 use super::{Db, Page, PageRequest, Result, StorageError, Tx, events, on_pool, on_tx, parse_stored};
 use crate::domain::audit::Actor;
-use crate::domain::call::{Call, CallDirection, CallEnding, CallStatus, StatusEvent, Turn, TurnRole};
+use crate::domain::call::{Call, CallDirection, CallEnding, CallStatus, EndReason, EndedBy, StatusEvent, Turn, TurnRole};
 use crate::domain::event::{Analysis, EventType};
 use crate::domain::ids::{AgentId, AppId, CallId, OrgId, PhoneNumberId, PhoneProviderId};
 use crate::domain::time;
@@ -20,7 +20,7 @@ macro_rules! columns {
     () => {
         "id, org_id, app_id, phone_number_id, provider_id, agent_id, agent_version, call_sid, from_number, to_number,
          direction, status, status_sequence, started_at, answered_at, ended_at, duration_secs, ended_by, ended_reason,
-         outcome, summary, language, error_code, analysis, session_node"
+         outcome, summary, language, error_code, analysis, session_node, session_lease_until"
     };
 }
 
@@ -38,7 +38,7 @@ pub struct NewCall {
     pub status: CallStatus,
     pub started_at: DateTime<Utc>,
     /// Set when the call is refused at once (unknown number, disabled service…).
-    pub refused_reason: Option<&'static str>,
+    pub refused_reason: Option<EndReason>,
 }
 
 /// Narrows a call listing; every field is optional.
@@ -79,6 +79,7 @@ struct CallRow {
     error_code: Option<String>,
     analysis: Option<Json<Analysis>>,
     session_node: Option<String>,
+    session_lease_until: Option<DateTime<Utc>>,
 }
 
 impl CallRow {
@@ -109,6 +110,7 @@ impl CallRow {
             error_code: self.error_code,
             analysis: self.analysis.map(|a| a.0),
             session_node: self.session_node,
+            session_lease_until: self.session_lease_until,
         })
     }
 }
@@ -135,8 +137,8 @@ pub async fn open(db: &Db, org: OrgId, new: NewCall) -> Result<Call> {
             .bind(new.direction.as_str())
             .bind(new.status.as_str())
             .bind(new.started_at)
-            .bind(refused.then_some("system"))
-            .bind(new.refused_reason)
+            .bind(refused.then_some(EndedBy::System.as_str()))
+            .bind(new.refused_reason.map(EndReason::as_str))
             .execute(pool)
             .await
             .map(|_| ())
@@ -235,7 +237,7 @@ pub async fn apply_status_callback(db: &Db, org: OrgId, id: CallId, event: &Stat
     let mut left_to_session = false;
     change_and_finalize(db, org, id, |call| {
         let next = call.with_status_event(event);
-        left_to_session = next.status.is_final() && next.session_node.is_some();
+        left_to_session = next.status.is_final() && next.session_alive(time::now());
         let over = next.status.is_final() && !left_to_session;
         (next, over)
     })
@@ -255,7 +257,12 @@ pub async fn finalize_if_open(db: &Db, org: OrgId, id: CallId) -> Result<Call> {
 /// Records how a conversation ended (see `Call::with_ending`) and finalises the call, in one
 /// transaction: the end of a conversation and its `call.ended` event commit together.
 pub async fn finish_conversation(db: &Db, org: OrgId, id: CallId, ending: &CallEnding<'_>) -> Result<Call> {
-    change_and_finalize(db, org, id, |call| (call.with_ending(ending, time::now()), true)).await
+    finish_conversation_at(db, org, id, ending, time::now()).await
+}
+
+/// Like [`finish_conversation`], for a conversation known to have ended at `at`.
+pub async fn finish_conversation_at(db: &Db, org: OrgId, id: CallId, ending: &CallEnding<'_>, at: DateTime<Utc>) -> Result<Call> {
+    change_and_finalize(db, org, id, |call| (call.with_ending(ending, at), true)).await
 }
 
 /// Reads the call, writes what `change` makes of it and, when `change` says the call is over,
@@ -273,13 +280,14 @@ async fn change_and_finalize(db: &Db, org: OrgId, id: CallId, change: impl FnOnc
     Ok(next)
 }
 
-/// Claims the call for an agent session on `node`, unless a session already holds it: the
-/// claim is one conditional update, so two sockets racing for one call get one session.
-/// Restart recovery looks for the calls its node held.
-pub async fn claim_session(db: &Db, org: OrgId, id: CallId, node: &str) -> Result<bool> {
+/// Claims the call for the agent session of process `owner`, leased until `lease_until`, unless
+/// a session already holds it: the claim is one conditional update, so two sockets racing for
+/// one call get one session.
+pub async fn claim_session(db: &Db, org: OrgId, id: CallId, owner: &str, lease_until: DateTime<Utc>) -> Result<bool> {
     let claimed = on_pool!(db, |pool| {
-        sqlx::query("UPDATE calls SET session_node = $1 WHERE id = $2 AND org_id = $3 AND session_node IS NULL")
-            .bind(node)
+        sqlx::query("UPDATE calls SET session_node = $1, session_lease_until = $2 WHERE id = $3 AND org_id = $4 AND session_node IS NULL")
+            .bind(owner)
+            .bind(lease_until)
             .bind(id.0)
             .bind(org.0)
             .execute(pool)
@@ -289,32 +297,40 @@ pub async fn claim_session(db: &Db, org: OrgId, id: CallId, node: &str) -> Resul
     Ok(claimed == 1)
 }
 
-/// A call not yet finalised, as restart recovery sees it.
-pub struct OpenCall {
-    pub call: Call,
-    /// Whether this node's agent session held the call (else no session ever took it).
-    pub session_here: bool,
+/// Extends the leases of every open call whose session `owner` holds; returns how many.
+pub async fn renew_session_leases(db: &Db, owner: &str, lease_until: DateTime<Utc>) -> Result<u64> {
+    let renewed = on_pool!(db, |pool| {
+        sqlx::query("UPDATE calls SET session_lease_until = $1 WHERE session_node = $2 AND finalized_at IS NULL")
+            .bind(lease_until)
+            .bind(owner)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+    })?;
+    Ok(renewed)
 }
 
-#[derive(sqlx::FromRow)]
-struct OpenCallRow {
-    #[sqlx(flatten)]
-    call: CallRow,
-    session_here: bool,
-}
-
-/// Calls not yet finalised that started before `before`, whatever their organisation, oldest
-/// first (at most 1,000). With a `node`, only its own sessions and calls no session ever took.
-pub async fn unfinalized(db: &Db, node: Option<&str>, before: DateTime<Utc>) -> Result<Vec<OpenCall>> {
+/// Calls not yet finalised whose agent session is gone (its lease ran out: the process that held
+/// it died) and, with `untaken`, those no session ever took; oldest first, at most 1,000, across
+/// organisations (restart recovery).
+pub async fn orphaned(db: &Db, now: DateTime<Utc>, untaken: bool) -> Result<Vec<Call>> {
     let sql = concat!(
         "SELECT ",
         columns!(),
-        ", COALESCE(session_node = $1, FALSE) AS session_here FROM calls
-         WHERE finalized_at IS NULL AND started_at < $2 AND ($1 IS NULL OR session_node IS NULL OR session_node = $1)
+        " FROM calls WHERE finalized_at IS NULL AND started_at < $1
+           AND ((session_node IS NOT NULL AND (session_lease_until IS NULL OR session_lease_until < $1)) OR ($2 AND session_node IS NULL))
          ORDER BY started_at LIMIT 1000"
     );
-    let rows: Vec<OpenCallRow> = on_pool!(db, |pool| sqlx::query_as(sql).bind(node).bind(before).fetch_all(pool).await)?;
-    rows.into_iter().map(|r| Ok(OpenCall { call: r.call.into_domain()?, session_here: r.session_here })).collect()
+    let rows: Vec<CallRow> = on_pool!(db, |pool| sqlx::query_as(sql).bind(now).bind(untaken).fetch_all(pool).await)?;
+    rows.into_iter().map(CallRow::into_domain).collect()
+}
+
+/// Calls not yet finalised that started before `before`, whatever their organisation, oldest
+/// first (at most 1,000).
+pub async fn unfinalized(db: &Db, before: DateTime<Utc>) -> Result<Vec<Call>> {
+    let sql = concat!("SELECT ", columns!(), " FROM calls WHERE finalized_at IS NULL AND started_at < $1 ORDER BY started_at LIMIT 1000");
+    let rows: Vec<CallRow> = on_pool!(db, |pool| sqlx::query_as(sql).bind(before).fetch_all(pool).await)?;
+    rows.into_iter().map(CallRow::into_domain).collect()
 }
 
 /// Stores an AI classification on the call and, the first time, writes its `call.analyzed`

@@ -120,6 +120,16 @@ impl Tx {
         }
     }
 
+    /// Holds `table` against concurrent writers of other transactions until this one ends, so a
+    /// read-then-insert decision stays true (SQLite transactions already hold the write lock).
+    pub(crate) async fn lock_table(&mut self, table: &'static str) -> Result<()> {
+        if let Tx::Postgres(tx) = self {
+            let sql = format!("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE");
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
     pub(crate) async fn commit(self) -> Result<()> {
         match self {
             Tx::Sqlite(tx) => tx.commit().await?,
@@ -186,10 +196,22 @@ impl Db {
         }
     }
 
-    /// Applies pending migrations of this backend's folder.
+    /// Applies pending migrations of this backend's folder. Processes starting together take
+    /// turns: PostgreSQL's migrator holds an advisory lock; on SQLite an exclusive lock on a
+    /// file beside the database does the same.
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match &*self.pool {
-            Pool::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
+            Pool::Sqlite(pool) => {
+                let lock_path = format!("{}.migrate-lock", pool.connect_options().get_filename().display());
+                let _lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+                    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
+                    file.lock()?;
+                    Ok(file)
+                })
+                .await?
+                .context("locking the SQLite database for migrations")?;
+                sqlx::migrate!("./migrations/sqlite").run(pool).await
+            }
             Pool::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
         }
         .context("applying database migrations")

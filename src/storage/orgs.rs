@@ -67,12 +67,24 @@ pub struct Bootstrap {
     pub token: zeroize::Zeroizing<String>,
 }
 
-/// Creates the first organisation with an owner and an API token, all or nothing.
-pub async fn bootstrap(db: &Db, org_name: &str, owner_email: &crate::domain::org::Email, owner_password: &str) -> Result<Bootstrap> {
+/// Creates the first organisation with an owner and an API token, all or nothing, unless an
+/// organisation exists: of several nodes starting at once on an empty database, one creates it
+/// and the others get `None`.
+pub async fn bootstrap(
+    db: &Db,
+    org_name: &str,
+    owner_email: &crate::domain::org::Email,
+    owner_password: &str,
+) -> Result<Option<Bootstrap>> {
     let mut tx = db.begin().await?;
+    tx.lock_table("organizations").await?;
+    let existing: i64 = on_tx!(&mut tx, |conn| sqlx::query_scalar("SELECT COUNT(*) FROM organizations").fetch_one(conn).await)?;
+    if existing > 0 {
+        return Ok(None);
+    }
     let org = insert(&mut tx, org_name, Actor::System).await?;
     let owner = super::users::insert(&mut tx, org.id, owner_email, owner_password, crate::domain::org::Role::Owner, Actor::System).await?;
     let (_, token) = super::tokens::insert(&mut tx, org.id, "admin", Actor::System).await?;
     tx.commit().await?;
-    Ok(Bootstrap { org, owner, token })
+    Ok(Some(Bootstrap { org, owner, token }))
 }

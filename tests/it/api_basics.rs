@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::support::{TestApp, on_both_backends, read_reply};
+use crate::support::{Backend, TestApp, on_both_backends, per_backend, read_reply};
 
 on_both_backends!(
     requests_need_a_valid_token,
@@ -14,6 +14,31 @@ on_both_backends!(
     health_metrics_and_languages,
     api_tokens_work_until_revoked
 );
+per_backend!(servers_starting_at_once_create_one_first_organisation);
+
+/// Two nodes starting together on an empty database: one creates `default`, the other finds it.
+async fn servers_starting_at_once_create_one_first_organisation(backend: Backend) {
+    use switchboard::app::{Application, open_database};
+    use switchboard::config::Config;
+    use switchboard::storage::orgs;
+
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = crate::support::fresh_database_url(backend, dir.path()).await;
+    let config = |node: &str| Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: database_url.clone(),
+        data_dir: dir.path().join(node),
+        secret_key: Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into()),
+        provider_verify_interval_secs: 0,
+        ..Config::default()
+    };
+    let (a, b) = tokio::join!(Application::build(config("a")), Application::build(config("b")));
+    let (_a, _b) = (a.expect("node a starts"), b.expect("node b starts"));
+    let db = open_database(&config("a")).await.unwrap();
+    assert_eq!(orgs::count(&db).await.unwrap(), 1);
+    let tokens = ["a", "b"].iter().filter(|node| dir.path().join(node).join("admin-token").exists()).count();
+    assert_eq!(tokens, 1, "one node wrote the first-start credentials");
+}
 
 async fn requests_need_a_valid_token(app: TestApp) {
     for token in [None, Some("sbt_not-a-real-token"), Some("garbage")] {

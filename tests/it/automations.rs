@@ -21,21 +21,7 @@ use crate::conversations::{connect, ring_agent};
 use crate::support::fake_llm::Reply;
 use crate::support::smtp_server::SmtpServer;
 use crate::support::webhook_sink::WebhookSink;
-use crate::support::{Backend, LINE_TOKEN, TestApp, on_both_backends, spawn_app_with};
-
-/// Declares each `async fn(Backend)` as a test on SQLite and one on PostgreSQL.
-macro_rules! per_backend {
-    ($($name:ident),+ $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test]
-                async fn sqlite() { super::$name(crate::support::Backend::Sqlite).await }
-                #[tokio::test]
-                async fn postgres() { super::$name(crate::support::Backend::Postgres).await }
-            }
-        )+
-    };
-}
+use crate::support::{Backend, LINE_TOKEN, TestApp, on_both_backends, per_backend, spawn_app_with};
 
 per_backend!(
     a_finished_call_is_delivered_classified_mailed_and_ticketed,
@@ -393,24 +379,33 @@ async fn a_run_out_of_retry_time_is_dead_until_retried(backend: Backend) {
     assert_eq!(fixture.sink.deliveries().len(), 1);
 }
 
+/// A process dies with a call's session; another process starts on the same database (and host)
+/// while a first process still serves a live call: only the dead session's call is settled.
 async fn a_restart_finalises_an_orphaned_call_exactly_once(backend: Backend) {
     let app = app_for_automations(backend, None).await;
     let call = ring_agent(&app, json!({ "name": "Ava" })).await;
-    call.llm.script([Reply::says("Sure, one moment.")]);
+    call.llm.script([Reply::says("Sure, one moment."), Reply::says("Still here.")]);
     let mut relay = connect(&app, &call).await;
     relay.say("Hello?").await;
     relay.utterance().await;
     app.twilio.set_call(&call.sid, "in-progress", None);
+    // A call whose session died with its process: claimed, and the lease ran out.
+    let dead_sid = crate::support::sid("CA", 'd');
+    app.ring(&call.line, &dead_sid).await.expect(200);
+    app.twilio.set_call(&dead_sid, "in-progress", None);
+    let dead = calls::find_by_sid(&app.db, &dead_sid).await.unwrap().unwrap();
+    let expired = switchboard::domain::time::now() - chrono::Duration::seconds(5);
+    assert!(calls::claim_session(&app.db, app.org, dead.id, "crashed-host/1", expired).await.unwrap());
     // Another call rang but its WebSocket never connected; Twilio still has it live.
-    let waiting_sid = crate::support::sid("CA", 'w');
+    let waiting_sid = crate::support::sid("CA", '7');
     app.ring(&call.line, &waiting_sid).await.expect(200);
     app.twilio.set_call(&waiting_sid, "in-progress", None);
-    // And one rang whose caller hung up while the server was down.
-    let gone_sid = crate::support::sid("CA", 'g');
+    // And one rang whose caller hung up while no server was up.
+    let gone_sid = crate::support::sid("CA", '6');
     app.ring(&call.line, &gone_sid).await.expect(200);
     app.twilio.set_call(&gone_sid, "completed", Some(4));
 
-    // A new process on the same database and node: the old one's session is gone for it.
+    // A second process on the same database and node name, as in a blue/green deploy.
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: app.database_url.clone(),
@@ -419,27 +414,36 @@ async fn a_restart_finalises_an_orphaned_call_exactly_once(backend: Backend) {
         provider_verify_interval_secs: 0,
         ..Config::default()
     };
-    let restarted = Application::build(config).await.expect("the restarted server starts");
-    drop(restarted);
-    let record = app.get(&format!("/api/v1/calls/{}", call.id)).await.expect(200);
+    let second = Application::build(config).await.expect("the second process starts without asking Twilio first");
+    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+    let signal = stop.clone();
+    let running = tokio::spawn(second.run(async move { signal.notified().await }));
+    let record = until(&app, &format!("/api/v1/calls/{}", dead.id), |r| r["ended_reason"].is_string()).await;
     assert_eq!((record["ended_by"].as_str(), record["ended_reason"].as_str()), (Some("system"), Some("server_restart")));
-    assert!(app.twilio.call_updates().iter().any(|(sid, form)| sid == &call.sid && form.contains(&("Status".into(), "completed".into()))));
-    let listed = app.get("/api/v1/calls").await.expect(200)["data"].as_array().unwrap().clone();
-    let by_sid = |sid: &str| listed.iter().find(|c| c["call_sid"] == sid).unwrap().clone();
+    assert!(app.twilio.call_updates().iter().any(|(sid, form)| sid == &dead_sid && form.contains(&("Status".into(), "completed".into()))));
+    let gone = until(&app, "/api/v1/calls", |b| {
+        b["data"].as_array().unwrap().iter().any(|c| c["call_sid"] == gone_sid.as_str() && c["status"] == "completed")
+    })
+    .await;
+    let by_sid = |sid: &str| gone["data"].as_array().unwrap().iter().find(|c| c["call_sid"] == sid).unwrap().clone();
+    assert_eq!(by_sid(&gone_sid)["duration_secs"], 4, "Twilio's answer");
     assert_eq!(by_sid(&waiting_sid)["ended_reason"], Value::Null, "a live call without a session is left to Twilio");
     assert!(app.twilio.call_updates().iter().all(|(sid, _)| sid != &waiting_sid), "and not hung up");
-    let gone = by_sid(&gone_sid);
-    assert_eq!((gone["status"].as_str(), gone["duration_secs"].as_i64()), (Some("completed"), Some(4)), "Twilio's answer");
+    assert_eq!(by_sid(&call.sid)["ended_reason"], Value::Null, "the first process's live call is not touched");
+    assert!(app.twilio.call_updates().iter().all(|(sid, _)| sid != &call.sid));
+    relay.say("Are you there?").await;
+    assert_eq!(relay.utterance().await.text, "Still here.");
+    stop.notify_one();
+    running.await.unwrap().unwrap();
 
-    // The old session ending late, and Twilio's callback, add no second event.
-    relay.close().await;
-    let params = [("AccountSid", call.line.account.as_str()), ("CallSid", call.sid.as_str()), ("CallStatus", "completed")];
+    // The dead session's call: Twilio's late callback adds no second event.
+    let params = [("AccountSid", call.line.account.as_str()), ("CallSid", dead_sid.as_str()), ("CallStatus", "completed")];
     app.twilio_post("/twilio/status", &params, Some(LINE_TOKEN)).await.expect(204);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let events = app.get(&format!("/api/v1/calls/{}/events", call.id)).await.expect(200);
+    let events = app.get(&format!("/api/v1/calls/{}/events", dead.id)).await.expect(200);
     assert_eq!(events.as_array().unwrap().len(), 1, "{events}");
     assert_eq!(events[0]["call"]["ended_reason"], "server_restart");
-    assert_eq!(events[0]["call"]["transcript"]["turns"][0]["text"], "Hello?");
+    relay.close().await;
 }
 
 async fn automations_are_validated_and_private_targets_refused(app: TestApp) {
@@ -499,12 +503,26 @@ async fn stale_calls_are_settled_with_twilio(app: TestApp) {
         new.provider_id = Some(PhoneProviderId(line.provider.parse().unwrap()));
         calls::open(&app.db, app.org, new)
     };
-    let stale = open("CA-stale", 7 * 60).await.unwrap();
-    let recent = open("CA-recent", 10).await.unwrap();
-    app.twilio.set_call("CA-stale", "completed", Some(95));
-    app.twilio.set_call("CA-recent", "completed", Some(5));
+    let (stale_sid, recent_sid) = (crate::support::sid("CA", '5'), crate::support::sid("CA", '4'));
+    let stale = open(&stale_sid, 7 * 60).await.unwrap();
+    let recent = open(&recent_sid, 10).await.unwrap();
+    app.twilio.set_call(&stale_sid, "completed", Some(95));
+    app.twilio.set_call(&recent_sid, "completed", Some(5));
+    // Calls Twilio cannot be asked about (no provider any more): settled after a day, not before.
+    let unaskable = |sid: &str, hours_ago: i64| {
+        calls::open(&app.db, app.org, crate::calls::new_call(sid, &app_id, &line.agent, CallStatus::InProgress, hours_ago * 60))
+    };
+    let abandoned = unaskable("CA-abandoned", 25).await.unwrap();
+    let orphan = unaskable("CA-orphan", 8).await.unwrap();
     let twilio = TwilioClient::new(&app.twilio.base_url());
-    assert_eq!(recovery::settle_stale_calls(&app.db, &twilio).await.unwrap(), 1);
+    assert_eq!(recovery::settle_stale_calls(&app.db, &twilio).await.unwrap(), 2);
+    let record = app.get(&format!("/api/v1/calls/{}", abandoned.id)).await.expect(200);
+    assert_eq!(
+        (record["ended_reason"].as_str(), record["duration_secs"].as_i64()),
+        (Some("abandoned"), Some(0)),
+        "ends at its last activity"
+    );
+    assert_eq!(app.get(&format!("/api/v1/calls/{}", orphan.id)).await.expect(200)["ended_reason"], Value::Null);
     let record = app.get(&format!("/api/v1/calls/{}", stale.id)).await.expect(200);
     assert_eq!((record["status"].as_str(), record["duration_secs"].as_i64()), (Some("completed"), Some(95)));
     assert_eq!(app.get(&format!("/api/v1/calls/{}/events", stale.id)).await.expect(200).as_array().unwrap().len(), 1);

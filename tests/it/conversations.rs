@@ -389,6 +389,7 @@ async fn the_session_runs_without_a_transport_and_ends_at_max_duration() {
         llm: Some((Arc::new(LlmClient::new(&call.llm.base_url, None)) as Arc<dyn ChatModel>, "fake-model".into())),
         greeting: None,
         other_languages: vec![],
+        live: switchboard::agent::live::LiveSessions::new("test"),
     };
     let (commands_tx, mut commands) = tokio::sync::mpsc::channel(16);
     let (events, events_rx) = tokio::sync::mpsc::channel(16);
@@ -556,4 +557,47 @@ async fn hang_up_racing_the_final_callback(app: TestApp, callback_first: bool) {
     if callback_first {
         assert_eq!(ended["duration_ms"], 7_000, "Twilio's duration, which came first, is kept");
     }
+}
+
+/// A deploy: on the shutdown signal the node stops taking calls (`/readyz` 503, new calls hear
+/// an apology) while its live call goes on; after the grace period the agent says goodbye,
+/// the call ends with `server_shutdown`, and the server stops.
+#[tokio::test]
+async fn a_shutdown_drains_live_calls_before_stopping() {
+    use switchboard::storage::calls;
+
+    let app = crate::support::spawn_app_with(Backend::Sqlite, |config| config.shutdown_grace_secs = 2).await;
+    let call = ring_agent(&app, json!({ "name": "Ava" })).await;
+    call.llm.script([Reply::says("Hello there."), Reply::says("Yes, still here.")]);
+    let mut relay = connect(&app, &call).await;
+    relay.say("Hi").await;
+    assert_eq!(relay.utterance().await.text, "Hello there.");
+
+    app.begin_shutdown();
+    let mut ready = 200;
+    for _ in 0..50 {
+        ready = app.get("/readyz").await.status.as_u16();
+        if ready == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(ready, 503, "the load balancer is told at once");
+    let newcomer = sid("CA", 'n');
+    let refused = app.ring(&call.line, &newcomer).await;
+    assert!(refused.text.contains("<Say>") && refused.text.contains("<Hangup/>"), "{}", refused.text);
+
+    relay.say("Are you still there?").await;
+    assert_eq!(relay.utterance().await.text, "Yes, still here.", "the live call goes on while draining");
+    let goodbye = relay.utterance().await;
+    assert!(goodbye.text.contains("call us back"), "after the grace period: {}", goodbye.text);
+    assert_eq!(relay.next().await.unwrap()["type"], "end");
+    relay.close().await;
+
+    let stopped = tokio::time::timeout(Duration::from_secs(10), app.server).await.expect("the server stops once its calls have ended");
+    stopped.unwrap().unwrap();
+    let ended = calls::find_by_sid(&app.db, &call.sid).await.unwrap().unwrap();
+    assert_eq!((ended.ended_by.as_deref(), ended.ended_reason.as_deref()), (Some("system"), Some("server_shutdown")));
+    let turned_away = calls::find_by_sid(&app.db, &newcomer).await.unwrap().unwrap();
+    assert_eq!(turned_away.ended_reason.as_deref(), Some("server_draining"));
 }

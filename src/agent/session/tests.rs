@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use tokio::task::JoinHandle;
 
 use super::*;
+use crate::agent::memory::{KEEP_RECENT, SUMMARIZE_AFTER, SUMMARY_INSTRUCTION};
 
 /// A model whose answers are scripted: each request takes the next script, whose events are
 /// sent after their delays. Requests are recorded.
@@ -14,12 +15,20 @@ use super::*;
 struct ScriptedModel {
     scripts: Mutex<VecDeque<Vec<(u64, LlmEvent)>>>,
     requests: Mutex<Vec<Vec<ChatMessage>>>,
+    /// Requests to summarise older turns, answered apart from the script.
+    summaries: Mutex<Vec<Vec<ChatMessage>>>,
 }
 
 impl ChatModel for ScriptedModel {
     fn stream(&self, request: ChatRequest) -> mpsc::Receiver<LlmEvent> {
-        self.requests.lock().unwrap().push(request.messages);
-        let script = self.scripts.lock().unwrap().pop_front().unwrap_or_else(|| says("Okay."));
+        let summarising = matches!(&request.messages[0], ChatMessage::System { content } if content == SUMMARY_INSTRUCTION);
+        let script = if summarising {
+            self.summaries.lock().unwrap().push(request.messages);
+            says("The caller is planning a party.")
+        } else {
+            self.requests.lock().unwrap().push(request.messages);
+            self.scripts.lock().unwrap().pop_front().unwrap_or_else(|| says("Okay."))
+        };
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
             for (delay_ms, event) in script {
@@ -91,6 +100,7 @@ impl MemoryLog {
 }
 
 struct Call {
+    live: Arc<LiveSessions>,
     events: mpsc::Sender<CallerEvent>,
     commands: mpsc::Receiver<AgentCommand>,
     log: MemoryLog,
@@ -105,7 +115,9 @@ fn ava() -> AgentSpec {
 fn start(agent: AgentSpec, greeting: Option<&str>, scripts: Vec<Vec<(u64, LlmEvent)>>) -> Call {
     let model = Arc::new(ScriptedModel { scripts: Mutex::new(scripts.into()), ..Default::default() });
     let log = MemoryLog::default();
+    let live = LiveSessions::new("test");
     let setup = SessionSetup {
+        live: live.clone(),
         log: log.clone(),
         caller: "+14155550123".into(),
         agent,
@@ -116,7 +128,7 @@ fn start(agent: AgentSpec, greeting: Option<&str>, scripts: Vec<Vec<(u64, LlmEve
     let (events, event_rx) = mpsc::channel(8);
     let (command_tx, commands) = mpsc::channel(64);
     let session = tokio::spawn(Session::new(setup, command_tx).run(event_rx));
-    Call { events, commands, log, model, session }
+    Call { live, events, commands, log, model, session }
 }
 
 impl Call {
@@ -349,4 +361,49 @@ async fn a_model_failure_apologises_and_ends() {
     let (commands, ending, _) = call.until_end().await;
     assert_eq!(commands[0], AgentCommand::Speak { token: APOLOGY.into(), last: true });
     assert_eq!((ending.ended_by, ending.reason), (EndedBy::System, EndReason::LlmError));
+}
+
+#[tokio::test(start_paused = true)]
+async fn winding_down_lets_the_sentence_finish_then_says_goodbye() {
+    let mut call = start(ava(), None, vec![slowly("Your order ships on Monday morning.", 300)]);
+    call.say("When does my order ship?").await;
+    assert!(matches!(call.command().await, AgentCommand::Speak { .. }));
+    call.live.wind_down();
+    assert_eq!(call.utterance().await, "order ships on Monday morning.", "the sentence is not cut");
+    let (commands, ending, log) = call.until_end().await;
+    assert_eq!(commands[0], AgentCommand::Speak { token: GOODBYE_SHUTDOWN.into(), last: true });
+    assert_eq!(log.ending(), (EndedBy::System, EndReason::ServerShutdown, None));
+    assert_eq!(ending.reason, EndReason::ServerShutdown);
+}
+
+#[tokio::test(start_paused = true)]
+async fn winding_down_while_listening_says_goodbye_at_once() {
+    let call = start(ava(), Some("Hi, Ava here."), vec![]);
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    call.live.wind_down();
+    let (commands, ending, _) = call.until_end().await;
+    assert_eq!(commands[0], AgentCommand::Speak { token: GOODBYE_SHUTDOWN.into(), last: true });
+    assert_eq!(ending.reason, EndReason::ServerShutdown);
+    assert!(started.elapsed() < Duration::from_secs(3) + speaking_time(GOODBYE_SHUTDOWN) + Duration::from_millis(100));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_long_call_shows_the_model_a_summary_and_the_recent_turns() {
+    let mut call = start(ava(), None, vec![]);
+    for turn in 0..40 {
+        call.say(&format!("Detail number {turn} about the party")).await;
+        assert_eq!(call.utterance().await, "Okay.");
+    }
+    let summaries = call.model.summaries.lock().unwrap().len();
+    assert!(summaries >= 1, "older turns were summarised");
+    let last = call.request(39);
+    // The system prompt, the summary, and what came since the last summary (a new one is due
+    // after SUMMARIZE_AFTER messages, and keeps KEEP_RECENT): not the 80 messages of the call.
+    assert!(last.len() <= 2 + SUMMARIZE_AFTER + 2, "bounded: {} messages", last.len());
+    assert!(last.len() >= 2 + KEEP_RECENT);
+    assert_eq!(last[1], ChatMessage::System { content: "Summary of the call so far: The caller is planning a party.".into() });
+    assert_eq!(last.last(), Some(&user("Detail number 39 about the party")));
+    assert!(!last.contains(&user("Detail number 0 about the party")), "the oldest turns are in the summary only");
+    assert_eq!(call.log.transcript().len(), 80, "the transcript keeps everything");
 }

@@ -1,11 +1,12 @@
 //! `/apps/{app_id}/phone-numbers` and `/phone-numbers/{id}`: phone services. Creating one buys
 //! or attaches the number at Twilio; removing one restores or releases it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::agent::greeting;
@@ -198,18 +199,37 @@ pub struct RemoveOptions {
     release: bool,
 }
 
+/// A removal that Twilio did not fully follow: the service is gone, some settings stayed.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PartialRemoval {
+    removed: bool,
+    /// The number's settings still as this platform set them, by Twilio's field name.
+    left_at_twilio: BTreeMap<String, String>,
+    detail: String,
+}
+
 /// Remove a phone number from the platform. The number stays in the Twilio account with the
-/// voice settings it had before it was attached, unless `release=true`.
+/// voice settings it had before it was attached, unless `release=true`. Answers 204 when Twilio
+/// is back as it was; 200 with what was left when Twilio refused to clear some settings (the
+/// service is removed all the same).
 #[utoipa::path(delete, path = "/phone-numbers/{id}", tag = "phone-numbers", params(("id" = PhoneNumberId, Path), RemoveOptions), responses(
-    (status = 204), (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem)))]
+    (status = 204), (status = 200, body = PartialRemoval), (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem)))]
 pub async fn delete(
     State(s): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<PhoneNumberId>,
     ApiQuery(options): ApiQuery<RemoveOptions>,
-) -> Result<StatusCode, ApiError> {
-    provisioning::remove_service(&s.db, &s.twilio, caller.org, id, options.release, caller.actor)
+) -> Result<Response, ApiError> {
+    let left = provisioning::remove_service(&s.db, &s.twilio, caller.org, id, options.release, caller.actor)
         .await
         .map_err(|e| ApiError::from_provisioning(e, "phone number"))?;
-    Ok(StatusCode::NO_CONTENT)
+    if left.fields.is_empty() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let names = left.fields.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(", ");
+    let detail = format!(
+        "The phone service is removed, but Twilio kept {names} pointing at this server ({}). Calls to the number are answered with \"not in service\" until you change them in the Twilio console.",
+        left.refusal.as_deref().unwrap_or("no reason given")
+    );
+    Ok(Json(PartialRemoval { removed: true, left_at_twilio: left.fields.into_iter().collect(), detail }).into_response())
 }

@@ -152,8 +152,16 @@ async fn create_service_unchecked(
     }
     let (incoming, previous) = match existing {
         Some(number) => {
+            let outcome = change_voice_settings(twilio, &creds, &number.sid, &number.voice, &ours).await?;
+            if let Some(refusal) = outcome.refusal {
+                change_voice_settings(twilio, &creds, &number.sid, &ours, &number.voice).await.ok();
+                return Err(ProvisioningError::Refused(format!(
+                    "Twilio would not detach the application that answers {} ({refusal}); remove it from the number in the Twilio console, then try again",
+                    number.phone_number
+                )));
+            }
             let previous = number.voice.clone();
-            (twilio.update_voice_settings(&creds, &number.sid, &ours).await?, Some(previous))
+            (number, Some(previous))
         }
         None => {
             let purchase = match &request.source {
@@ -166,9 +174,47 @@ async fn create_service_unchecked(
     };
     let stored = store(db, org, request, &incoming, previous.as_ref(), actor).await;
     if stored.is_err() {
-        undo(twilio, &creds, &incoming, previous.as_ref()).await;
+        undo(twilio, &creds, &incoming, &ours, previous.as_ref()).await;
     }
     stored
+}
+
+/// What a change of voice settings left undone at Twilio.
+#[derive(Debug, Default)]
+pub struct LeftAtTwilio {
+    /// Fields Twilio kept (snake_case names, as in its console and JSON) with their values.
+    pub fields: Vec<(String, String)>,
+    /// Twilio's reason.
+    pub refusal: Option<String>,
+}
+
+/// Turns a number's voice settings from `current` into `wanted`, sending only what changes:
+/// values to set in one request, then fields to clear in another. Clearing sends empty values,
+/// which Twilio's API description does not list; if Twilio refuses them, the fields it kept are
+/// returned rather than failing, so the caller can say exactly what was left.
+async fn change_voice_settings(
+    twilio: &TwilioClient,
+    creds: &Credentials,
+    sid: &str,
+    current: &VoiceSettings,
+    wanted: &VoiceSettings,
+) -> Result<LeftAtTwilio, TwilioError> {
+    let changes = wanted.changes_from(current);
+    if !changes.set.is_empty() {
+        twilio.update_voice_fields(creds, sid, &changes.set).await?;
+    }
+    if changes.clear.is_empty() {
+        return Ok(LeftAtTwilio::default());
+    }
+    let clear: Vec<(&'static str, String)> = changes.clear.iter().map(|name| (*name, String::new())).collect();
+    match twilio.update_voice_fields(creds, sid, &clear).await {
+        Ok(_) => Ok(LeftAtTwilio::default()),
+        Err(e @ TwilioError::Refused { .. }) if !e.is_bad_credentials() && !e.is_not_found() => {
+            tracing::warn!(number = sid, error = %e, "Twilio would not clear voice settings");
+            Ok(LeftAtTwilio { fields: current.named(&changes.clear), refusal: Some(e.to_string()) })
+        }
+        Err(e) => Err(e),
+    }
 }
 
 async fn store(
@@ -201,9 +247,15 @@ async fn store(
     Ok(phone_numbers::create(db, org, new, actor).await?)
 }
 
-async fn undo(twilio: &TwilioClient, creds: &Credentials, incoming: &IncomingNumber, previous: Option<&VoiceSettings>) {
+async fn undo(
+    twilio: &TwilioClient,
+    creds: &Credentials,
+    incoming: &IncomingNumber,
+    ours: &VoiceSettings,
+    previous: Option<&VoiceSettings>,
+) {
     let result = match previous {
-        Some(settings) => twilio.update_voice_settings(creds, &incoming.sid, settings).await.map(|_| ()),
+        Some(settings) => change_voice_settings(twilio, creds, &incoming.sid, ours, settings).await.map(|_| ()),
         None => twilio.release_number(creds, &incoming.sid).await,
     };
     if let Err(e) = result {
@@ -213,7 +265,9 @@ async fn undo(twilio: &TwilioClient, creds: &Credentials, incoming: &IncomingNum
 
 /// Removes a phone service. Its number stays in the Twilio account with the voice settings it
 /// had before we attached it (none, for a number we bought), unless `release` is asked, which
-/// gives the number back to Twilio. A number Twilio no longer has is simply forgotten.
+/// gives the number back to Twilio. A number Twilio no longer has is simply forgotten. When
+/// Twilio refuses to clear some of our settings, the service is removed all the same and the
+/// answer says what was left at Twilio.
 pub async fn remove_service(
     db: &Db,
     twilio: &TwilioClient,
@@ -221,7 +275,7 @@ pub async fn remove_service(
     id: PhoneNumberId,
     release: bool,
     actor: Actor,
-) -> Result<(), ProvisioningError> {
+) -> Result<LeftAtTwilio, ProvisioningError> {
     let number = phone_numbers::get(db, org, id).await?;
     let result = remove_service_unchecked(db, twilio, org, &number, release, actor).await;
     if let Err(e) = &result {
@@ -237,19 +291,23 @@ async fn remove_service_unchecked(
     number: &PhoneNumber,
     release: bool,
     actor: Actor,
-) -> Result<(), ProvisioningError> {
+) -> Result<LeftAtTwilio, ProvisioningError> {
     let id = number.id;
+    let mut left = LeftAtTwilio::default();
     if let Some(sid) = &number.twilio_sid {
         let creds = credentials(db, org, number.provider_id).await?;
         let outcome = if release {
-            twilio.release_number(&creds, sid).await
+            twilio.release_number(&creds, sid).await.map(|()| LeftAtTwilio::default())
         } else {
             let previous: VoiceSettings =
                 phone_numbers::previous_voice_settings(db, org, id).await?.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
-            twilio.update_voice_settings(&creds, sid, &previous).await.map(|_| ())
+            match twilio.fetch_incoming_number(&creds, sid).await {
+                Ok(current) => change_voice_settings(twilio, &creds, sid, &current.voice, &previous).await,
+                Err(e) => Err(e),
+            }
         };
         match outcome {
-            Ok(()) => {}
+            Ok(outcome) => left = outcome,
             Err(e) if e.is_not_found() => {
                 tracing::info!(number = %number.number.as_str(), "Twilio no longer has the number; forgetting it")
             }
@@ -257,5 +315,5 @@ async fn remove_service_unchecked(
         }
     }
     phone_numbers::delete(db, org, id, actor, release).await?;
-    Ok(())
+    Ok(left)
 }

@@ -23,9 +23,11 @@ use tracing::Instrument;
 use super::{provisioning, signature};
 use crate::agent::assembly;
 use crate::agent::call_log::StoredCallLog;
+use crate::agent::live;
 use crate::agent::session::{AgentCommand, CallerEvent, Ending, Handoff, Session, SessionSetup};
 use crate::domain::call::{Call, CallEnding, CallStatus, EndReason, EndedBy};
 use crate::domain::ids::CallId;
+use crate::domain::time;
 use crate::http::AppState;
 use crate::storage::{StorageError, calls, phone_providers};
 
@@ -48,11 +50,12 @@ pub async fn relay(State(state): State<AppState>, Path(call_id): Path<CallId>, h
     if call.status.is_final() || call.ended_reason.is_some() {
         return (StatusCode::CONFLICT, "the call is over").into_response();
     }
-    let setup = match assembly::for_call(&state.db, &call).await {
+    let setup = match assembly::for_call(&state.db, &call, state.live.clone()).await {
         Ok(setup) => setup,
         Err(e) => return internal(e),
     };
-    match calls::claim_session(&state.db, call.org_id, call.id, &state.config.node_id).await {
+    let lease_until = time::now() + live::SESSION_LEASE;
+    match calls::claim_session(&state.db, call.org_id, call.id, state.live.owner(), lease_until).await {
         Ok(true) => {}
         Ok(false) => {
             tracing::warn!(call = %call_id, "refused a second relay socket for a call whose session is live");
@@ -160,6 +163,7 @@ fn handoff_data(ending: &Ending) -> serde_json::Value {
 }
 
 async fn converse(state: AppState, call: Call, setup: SessionSetup<StoredCallLog>, socket: WebSocket) {
+    let _live = state.live.enter(call.id);
     let (mut outgoing, mut incoming) = socket.split();
     let (event_tx, event_rx) = mpsc::channel(32);
     let (command_tx, mut command_rx) = mpsc::channel(64);

@@ -34,6 +34,9 @@ pub enum TwilioError {
     /// No usable answer: connection failure, timeout, or 429/5xx after every retry.
     #[error("Twilio could not be reached: {0}")]
     Unreachable(String),
+    /// Twilio answered, but not in a shape we can read.
+    #[error("Twilio's answer could not be read: {0}")]
+    Unreadable(String),
 }
 
 impl TwilioError {
@@ -100,8 +103,21 @@ pub struct VoiceSettings {
     pub voice_application_sid: Option<String>,
 }
 
+/// The form fields that turn a number's voice settings into others. Twilio's description allows
+/// only real values (a URI, GET/POST, an `AP…` SID), so values to set and fields to clear
+/// (sent empty, which the description does not list and Twilio may refuse) go in separate
+/// requests.
+#[derive(Debug, Default, PartialEq)]
+pub struct VoiceChanges {
+    pub set: Vec<(&'static str, String)>,
+    /// Fields that have a value now and should have none; methods are never cleared (a method
+    /// without its URL means nothing).
+    pub clear: Vec<&'static str>,
+}
+
 impl VoiceSettings {
-    /// Settings that send a number's calls to this server.
+    /// Settings that send a number's calls to this server. An application SID would override
+    /// the Voice URL, so attaching clears one (see [`VoiceSettings::changes_from`]).
     pub fn pointing_at(public_base_url: &str) -> Self {
         Self {
             voice_url: Some(format!("{public_base_url}/twilio/voice")),
@@ -110,28 +126,62 @@ impl VoiceSettings {
             voice_fallback_method: Some("POST".into()),
             status_callback: Some(format!("{public_base_url}/twilio/status")),
             status_callback_method: Some("POST".into()),
-            // An application SID would override VoiceUrl, so it must be cleared.
-            voice_application_sid: Some(String::new()),
+            voice_application_sid: None,
         }
     }
 
-    /// The form fields that set these settings. URLs are always sent (empty clears one, so a
-    /// restored number stops calling us); methods and the application SID only when known,
-    /// since Twilio accepts only GET/POST as a method.
-    fn form(&self) -> Vec<(&'static str, String)> {
-        let urls =
-            [("VoiceUrl", &self.voice_url), ("VoiceFallbackUrl", &self.voice_fallback_url), ("StatusCallback", &self.status_callback)];
-        let optional = [
-            ("VoiceMethod", &self.voice_method),
-            ("VoiceFallbackMethod", &self.voice_fallback_method),
-            ("StatusCallbackMethod", &self.status_callback_method),
-            ("VoiceApplicationSid", &self.voice_application_sid),
-        ];
-        let mut form: Vec<(&'static str, String)> =
-            urls.into_iter().map(|(name, value)| (name, value.clone().unwrap_or_default())).collect();
-        form.extend(optional.into_iter().filter_map(|(name, value)| value.clone().map(|v| (name, v))));
-        form
+    /// Each field: its form name, its value, and whether it is a method.
+    fn fields(&self) -> [(&'static str, Option<&str>, bool); 7] {
+        fn value(v: &Option<String>) -> Option<&str> {
+            v.as_deref().filter(|v| !v.is_empty())
+        }
+        [
+            ("VoiceUrl", value(&self.voice_url), false),
+            ("VoiceMethod", value(&self.voice_method), true),
+            ("VoiceFallbackUrl", value(&self.voice_fallback_url), false),
+            ("VoiceFallbackMethod", value(&self.voice_fallback_method), true),
+            ("StatusCallback", value(&self.status_callback), false),
+            ("StatusCallbackMethod", value(&self.status_callback_method), true),
+            ("VoiceApplicationSid", value(&self.voice_application_sid), false),
+        ]
     }
+
+    /// Only what must change to turn `current` into these settings.
+    pub fn changes_from(&self, current: &VoiceSettings) -> VoiceChanges {
+        let mut changes = VoiceChanges::default();
+        for ((name, wanted, is_method), (_, now, _)) in self.fields().into_iter().zip(current.fields()) {
+            match (wanted, now) {
+                (Some(wanted), now) if now != Some(wanted) => changes.set.push((name, wanted.to_owned())),
+                (None, Some(_)) if !is_method => changes.clear.push(name),
+                _ => {}
+            }
+        }
+        changes
+    }
+
+    /// The settings with the named fields' values (snake_case names, as Twilio's JSON has them).
+    pub fn named(&self, form_names: &[&str]) -> Vec<(String, String)> {
+        let json = serde_json::to_value(self).unwrap_or_default();
+        form_names
+            .iter()
+            .map(|name| {
+                let snake = snake_case(name);
+                let value = json[&snake].as_str().unwrap_or_default().to_owned();
+                (snake, value)
+            })
+            .collect()
+    }
+}
+
+fn snake_case(form_name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in form_name.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
 }
 
 /// One page of the account's numbers; `next_page` is an opaque query string for the next one.
@@ -189,9 +239,7 @@ impl TwilioClient {
                         return Ok(None);
                     }
                     let body = response.text().await.map_err(|e| TwilioError::Unreachable(e.to_string()))?;
-                    return serde_json::from_str(&body)
-                        .map(Some)
-                        .map_err(|e| TwilioError::Unreachable(format!("unreadable answer from Twilio: {e}")));
+                    return serde_json::from_str(&body).map(Some).map_err(|e| TwilioError::Unreadable(e.to_string()));
                 }
                 Ok(response) if response.status().as_u16() == 429 || response.status().is_server_error() => {
                     format!("HTTP {}", response.status().as_u16())
@@ -225,7 +273,7 @@ impl TwilioClient {
         #[derive(Deserialize)]
         struct Page {
             #[serde(default)]
-            available_phone_numbers: Vec<AvailableNumber>,
+            available_phone_numbers: Option<Vec<Value>>,
         }
         let url = self.url(credentials, &format!("/AvailablePhoneNumbers/{country}/Local.json"));
         let mut query = vec![("VoiceEnabled", "true".to_owned()), ("PageSize", "20".to_owned())];
@@ -233,7 +281,7 @@ impl TwilioClient {
             query.push(("AreaCode", code.to_owned()));
         }
         let page: Page = required(self.send(credentials, reqwest::Method::GET, &url, &query, &[]).await?)?;
-        Ok(page.available_phone_numbers)
+        Ok(readable_entries(page.available_phone_numbers.unwrap_or_default(), "numbers for sale"))
     }
 
     /// One page of the account's own numbers. `page` is a previous `next_page`, or `None`.
@@ -257,7 +305,7 @@ impl TwilioClient {
         query.push(("PageSize", page_size.to_string()));
         let page: IncomingPage = required(self.send(credentials, reqwest::Method::GET, &url, &query, &[]).await?)?;
         let next_page = page.next_page_uri.and_then(|uri| uri.split_once('?').map(|(_, q)| q.to_owned()));
-        Ok(IncomingNumberPage { numbers: page.incoming_phone_numbers, next_page })
+        Ok(IncomingNumberPage { numbers: readable_entries(page.incoming_phone_numbers.unwrap_or_default(), "numbers"), next_page })
     }
 
     /// The account's number with exactly this E.164 value, if it owns it.
@@ -265,12 +313,13 @@ impl TwilioClient {
         let url = self.url(credentials, "/IncomingPhoneNumbers.json");
         let query = [("PhoneNumber", phone_number.to_owned())];
         let page: IncomingPage = required(self.send(credentials, reqwest::Method::GET, &url, &query, &[]).await?)?;
-        Ok(page.incoming_phone_numbers.into_iter().find(|n| n.phone_number == phone_number))
+        let numbers: Vec<IncomingNumber> = readable_entries(page.incoming_phone_numbers.unwrap_or_default(), "numbers");
+        Ok(numbers.into_iter().find(|n| n.phone_number == phone_number))
     }
 
     pub async fn fetch_incoming_number(&self, credentials: &Credentials, sid: &str) -> Result<IncomingNumber, TwilioError> {
         let url = self.url(credentials, &format!("/IncomingPhoneNumbers/{sid}.json"));
-        required(self.send(credentials, reqwest::Method::GET, &url, &[], &[]).await?)
+        incoming_number(required(self.send::<Value>(credentials, reqwest::Method::GET, &url, &[], &[]).await?)?)
     }
 
     /// Buys a number and points its voice settings in one request.
@@ -281,8 +330,7 @@ impl TwilioClient {
         voice: &VoiceSettings,
     ) -> Result<IncomingNumber, TwilioError> {
         let url = self.url(credentials, "/IncomingPhoneNumbers.json");
-        let mut form = voice.form();
-        form.retain(|(_, value)| !value.is_empty());
+        let mut form = voice.changes_from(&VoiceSettings::default()).set;
         match which {
             Purchase::AnyInAreaCode(code) => form.push(("AreaCode", code.to_owned())),
             Purchase::Exactly(number) => form.push(("PhoneNumber", number.to_owned())),
@@ -303,18 +351,20 @@ impl TwilioClient {
         if !status.is_success() {
             return Err(refusal(response).await);
         }
-        response.json().await.map_err(|e| TwilioError::Unreachable(format!("unreadable answer from Twilio: {e}")))
+        let body = response.text().await.map_err(|e| TwilioError::Unreachable(e.to_string()))?;
+        let value: Value = serde_json::from_str(&body).map_err(|e| TwilioError::Unreadable(e.to_string()))?;
+        incoming_number(value)
     }
 
-    /// Replaces a number's voice settings.
-    pub async fn update_voice_settings(
+    /// Sets some of a number's voice fields (form names and values; an empty value clears one).
+    pub async fn update_voice_fields(
         &self,
         credentials: &Credentials,
         sid: &str,
-        voice: &VoiceSettings,
+        form: &[(&'static str, String)],
     ) -> Result<IncomingNumber, TwilioError> {
         let url = self.url(credentials, &format!("/IncomingPhoneNumbers/{sid}.json"));
-        required(self.send(credentials, reqwest::Method::POST, &url, &[], &voice.form()).await?)
+        incoming_number(required(self.send::<Value>(credentials, reqwest::Method::POST, &url, &[], form).await?)?)
     }
 
     /// Releases a number from the account (it stops being ours and billed).
@@ -333,12 +383,6 @@ impl TwilioClient {
     pub async fn hang_up(&self, credentials: &Credentials, call_sid: &str) -> Result<(), TwilioError> {
         let url = self.url(credentials, &format!("/Calls/{call_sid}.json"));
         self.send::<Value>(credentials, reqwest::Method::POST, &url, &[], &[("Status", "completed".to_owned())]).await.map(|_| ())
-    }
-
-    /// Replaces what a live call is doing with `twiml`.
-    pub async fn redirect(&self, credentials: &Credentials, call_sid: &str, twiml: &str) -> Result<(), TwilioError> {
-        let url = self.url(credentials, &format!("/Calls/{call_sid}.json"));
-        self.send::<Value>(credentials, reqwest::Method::POST, &url, &[], &[("Twiml", twiml.to_owned())]).await.map(|_| ())
     }
 }
 
@@ -363,13 +407,40 @@ fn lenient_seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<
 #[derive(Deserialize)]
 struct IncomingPage {
     #[serde(default)]
-    incoming_phone_numbers: Vec<IncomingNumber>,
+    incoming_phone_numbers: Option<Vec<Value>>,
     #[serde(default)]
     next_page_uri: Option<String>,
 }
 
 fn required<T>(value: Option<T>) -> Result<T, TwilioError> {
-    value.ok_or_else(|| TwilioError::Unreachable("Twilio answered without a body".into()))
+    value.ok_or_else(|| TwilioError::Unreadable("Twilio answered without a body".into()))
+}
+
+/// One number resource. Every property may be `null` in Twilio's description; a number without
+/// its SID or phone number cannot be used.
+fn incoming_number(value: Value) -> Result<IncomingNumber, TwilioError> {
+    let sid = value["sid"].as_str().map(str::to_owned);
+    serde_json::from_value(value).map_err(|e| {
+        TwilioError::Unreadable(format!(
+            "a phone number resource{} lacks what we need ({e})",
+            sid.map(|s| format!(" ({s})")).unwrap_or_default()
+        ))
+    })
+}
+
+/// The entries of a list that can be read; the others are skipped with a warning, so one
+/// incomplete entry does not make a whole list unreadable.
+fn readable_entries<T: DeserializeOwned>(entries: Vec<Value>, what: &str) -> Vec<T> {
+    entries
+        .into_iter()
+        .filter_map(|entry| match serde_json::from_value(entry) {
+            Ok(item) => Some(item),
+            Err(e) => {
+                tracing::warn!(error = %e, "skipped an entry of Twilio's {what} it could not read");
+                None
+            }
+        })
+        .collect()
 }
 
 /// Reads Twilio's error document (`{code, message, more_info, status}`), tolerating others.
@@ -386,19 +457,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn restoring_clears_our_urls_but_sends_only_known_methods() {
-        let previous = VoiceSettings {
+    fn only_what_changes_is_sent() {
+        let ours = VoiceSettings::pointing_at("https://sb.example.com");
+        let bare = VoiceSettings::default();
+        let buy = ours.changes_from(&bare);
+        assert_eq!(buy.set.len(), 6, "URLs and methods");
+        assert!(buy.clear.is_empty(), "nothing empty is sent");
+
+        let theirs = VoiceSettings {
             voice_url: Some("https://old.example.com/voice".into()),
-            voice_method: Some("GET".into()),
+            voice_method: Some("POST".into()),
+            voice_application_sid: Some(format!("AP{}", "1".repeat(32))),
             ..Default::default()
         };
-        let form = previous.form();
-        assert!(form.contains(&("VoiceUrl", "https://old.example.com/voice".into())));
-        assert!(form.contains(&("VoiceFallbackUrl", String::new())));
-        assert!(form.contains(&("StatusCallback", String::new())));
-        assert!(form.contains(&("VoiceMethod", "GET".into())));
-        assert!(!form.iter().any(|(name, _)| *name == "StatusCallbackMethod" || *name == "VoiceApplicationSid"));
-        let ours = VoiceSettings::pointing_at("https://sb.example.com").form();
-        assert!(ours.contains(&("VoiceApplicationSid", String::new())), "attaching clears an application that would override VoiceUrl");
+        let attach = ours.changes_from(&theirs);
+        assert!(!attach.set.iter().any(|(name, _)| *name == "VoiceMethod"), "POST already: not sent");
+        assert_eq!(attach.clear, ["VoiceApplicationSid"], "an application would override our URL");
+
+        let restore = theirs.changes_from(&ours);
+        assert_eq!(
+            restore.set,
+            [("VoiceUrl", "https://old.example.com/voice".to_owned()), ("VoiceApplicationSid", format!("AP{}", "1".repeat(32)))]
+        );
+        assert_eq!(restore.clear, ["VoiceFallbackUrl", "StatusCallback"], "methods are never cleared");
+        assert_eq!(
+            ours.named(&restore.clear),
+            [
+                ("voice_fallback_url".to_owned(), "https://sb.example.com/twilio/fallback".to_owned()),
+                ("status_callback".to_owned(), "https://sb.example.com/twilio/status".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn incomplete_list_entries_are_skipped_not_fatal() {
+        let entries = vec![
+            serde_json::json!({ "sid": null, "phone_number": null, "voice_url": null }),
+            serde_json::json!({ "sid": "PN1", "phone_number": "+14155550100", "voice_url": null, "friendly_name": null }),
+        ];
+        let numbers: Vec<IncomingNumber> = readable_entries(entries, "numbers");
+        assert_eq!(numbers.len(), 1);
+        assert_eq!(numbers[0].sid, "PN1");
+        let err = incoming_number(serde_json::json!({ "sid": "PN2", "phone_number": null })).unwrap_err();
+        assert!(err.to_string().contains("could not be read") && err.to_string().contains("PN2"), "{err}");
     }
 }

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 
 use super::{signature, twiml};
 use crate::domain::agent::Agent;
-use crate::domain::call::{Call, CallDirection, CallStatus, StatusEvent};
+use crate::domain::call::{Call, CallDirection, CallStatus, EndReason, StatusEvent};
 use crate::domain::ids::{CallId, OrgId};
 use crate::domain::phone_number::{PhoneNumber, ServiceMode, ServiceStatus};
 use crate::domain::provider::{PhoneProvider, PhoneProviderStatus};
@@ -159,11 +159,11 @@ pub(crate) fn websocket_base(public_base_url: &str) -> String {
 }
 
 /// Why a call to a served number is refused, if it is.
-fn refusal(number: &PhoneNumber, provider: &PhoneProvider) -> Option<&'static str> {
+fn refusal(number: &PhoneNumber, provider: &PhoneProvider) -> Option<EndReason> {
     if number.status != ServiceStatus::Active {
-        Some("service_disabled")
+        Some(EndReason::ServiceDisabled)
     } else if provider.status != PhoneProviderStatus::Active {
-        Some("provider_inactive")
+        Some(EndReason::ProviderInactive)
     } else {
         None
     }
@@ -187,8 +187,10 @@ async fn answer_call(state: &AppState, req: &TwilioRequest) -> Result<String, Re
         None => None,
     };
     let refused = match &verified.number {
+        // A node that is shutting down takes no new calls; the load balancer sends them elsewhere.
+        Some(_) if state.live.is_draining() => Some(EndReason::ServerDraining),
         Some(number) => refusal(number, &verified.provider),
-        None => Some("unknown_number"),
+        None => Some(EndReason::UnknownNumber),
     };
     let call = match verified.call {
         Some(call) => call,
@@ -215,7 +217,7 @@ async fn answer_call(state: &AppState, req: &TwilioRequest) -> Result<String, Re
         }
     };
     let (Some(number), Some(agent), None) = (&verified.number, &agent, refused) else {
-        tracing::info!(call = %call.id, reason = refused, "refused an incoming call");
+        tracing::info!(call = %call.id, reason = ?refused, "refused an incoming call");
         let apology = if verified.number.is_some() { SORRY_UNAVAILABLE } else { SORRY_UNKNOWN };
         return Ok(twiml::say_and_hang_up(apology));
     };

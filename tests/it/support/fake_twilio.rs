@@ -1,6 +1,8 @@
 //! A stateful fake of Twilio's 2010-04-01 REST API on 127.0.0.1, speaking its wire format: Basic
 //! auth (account SID + auth token, or API key + secret), `.json` paths, form bodies, snake_case
 //! JSON, Twilio error documents (20003, 20404, 21452, 20429), 201/204 statuses and page URIs.
+//! Every request is checked against Twilio's published OpenAPI description first
+//! (`twilio_openapi`) and refused with 400 when the description does not allow it.
 //! Tests arrange accounts and numbers and read back what the server did.
 
 use std::collections::HashMap;
@@ -137,8 +139,10 @@ fn error(status: StatusCode, code: u32, message: &str) -> Response {
 }
 
 fn number_json(n: &FakeNumber) -> Value {
+    // An empty number stands for an entry whose properties are null (the description allows it).
+    let phone_number = if n.phone_number.is_empty() { Value::Null } else { json!(n.phone_number) };
     let mut body = json!({
-        "sid": n.sid, "account_sid": n.account, "phone_number": n.phone_number, "friendly_name": n.phone_number,
+        "sid": n.sid, "account_sid": n.account, "phone_number": phone_number, "friendly_name": phone_number,
         "date_created": "Mon, 23 Nov 2026 10:00:00 +0000", "capabilities": { "voice": true, "sms": true },
     });
     for (_, field) in VOICE_FIELDS {
@@ -181,6 +185,11 @@ async fn handle(State(state): State<Arc<Mutex<FakeState>>>, request: Request) ->
     if s.throttle > 0 {
         s.throttle -= 1;
         return error(StatusCode::TOO_MANY_REQUESTS, 20429, "Too Many Requests");
+    }
+    let problems = super::twilio_openapi::violations(parts.method.as_str(), &path, &query, &form);
+    if !problems.is_empty() {
+        eprintln!("fake Twilio refused a request its OpenAPI description does not allow: {problems:?}");
+        return error(StatusCode::BAD_REQUEST, 21999, &format!("Invalid request: {}", problems.join("; ")));
     }
     let not_found = || error(StatusCode::NOT_FOUND, 20404, &format!("The requested resource {path} was not found"));
     match (&parts.method, &segments[1..]) {

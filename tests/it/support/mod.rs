@@ -6,9 +6,11 @@ pub mod fake_llm;
 pub mod fake_twilio;
 pub mod relay_client;
 pub mod smtp_server;
+pub mod twilio_openapi;
 pub mod webhook_sink;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -36,6 +38,10 @@ pub struct TestApp {
     /// The fake Twilio REST API this server talks to.
     pub twilio: fake_twilio::FakeTwilio,
     client: reqwest::Client,
+    /// Delivers the shutdown signal (SIGTERM) to the server.
+    shutdown: Arc<tokio::sync::Notify>,
+    /// The server's run, which ends when it has stopped.
+    pub server: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 /// A response: status, content type and JSON body (`Value::Null` when empty or not JSON).
@@ -106,14 +112,21 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
     adjust(&mut config);
     let app = Application::build(config.clone()).await.expect("the application starts");
     let addr = app.local_addr();
-    tokio::spawn(app.run(std::future::pending()));
+    let shutdown = Arc::new(tokio::sync::Notify::new());
+    let signal = shutdown.clone();
+    let server = tokio::spawn(app.run(async move { signal.notified().await }));
     let token = std::fs::read_to_string(data_dir.path().join("admin-token")).expect("first start wrote the admin token");
     let db = switchboard::app::open_database(&config).await.unwrap();
     let org = tokens::authenticate(&db, &token).await.unwrap().expect("the admin token is valid").org_id;
-    TestApp { addr, token, org, db, backend, database_url, data_dir, twilio, client: reqwest::Client::new() }
+    TestApp { addr, token, org, db, backend, database_url, data_dir, twilio, client: reqwest::Client::new(), shutdown, server }
 }
 
 impl TestApp {
+    /// Sends the server the shutdown signal, as SIGTERM would.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.notify_one();
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -291,3 +304,19 @@ macro_rules! on_both_backends {
     };
 }
 pub(crate) use on_both_backends;
+
+/// Declares each named `async fn(Backend)` as a test on SQLite and one on PostgreSQL, for tests
+/// that start (or stop) servers themselves.
+macro_rules! per_backend {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() { super::$name($crate::support::Backend::Sqlite).await }
+                #[tokio::test]
+                async fn postgres() { super::$name($crate::support::Backend::Postgres).await }
+            }
+        )+
+    };
+}
+pub(crate) use per_backend;
