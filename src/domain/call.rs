@@ -8,6 +8,9 @@ use super::event::Analysis;
 use super::ids::{AgentId, AppId, CallId, OrgId, PhoneNumberId, PhoneProviderId};
 use super::text_enum;
 
+// Where a call is in its life, whatever the carrier: each carrier adapter maps its own statuses
+// onto these (`telephony::twilio::call_status`). The doc line below is quoted by the published
+// event schema v1, so it stays as it was.
 text_enum!(
     /// Twilio's call statuses, which we keep as they are.
     CallStatus {

@@ -117,6 +117,27 @@ pub struct PhoneNumber {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A number a carrier offers for sale.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct NumberOffer {
+    pub phone_number: String,
+    pub friendly_name: Option<String>,
+    pub locality: Option<String>,
+    pub region: Option<String>,
+    pub iso_country: Option<String>,
+}
+
+/// A number a carrier account owns, to attach to an agent.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct OwnedNumber {
+    /// The carrier's id for the number (`PN…` on Twilio).
+    pub sid: String,
+    pub phone_number: String,
+    pub friendly_name: Option<String>,
+    /// Where the carrier sends the number's calls now, if anywhere.
+    pub voice_url: Option<String>,
+}
+
 impl PhoneNumber {
     /// What the agent says first on this number: the cached generated greeting when the service
     /// asks for one, else the agent's own first message.

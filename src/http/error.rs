@@ -9,7 +9,6 @@ use serde::Serialize;
 use crate::domain::validation::Invalid;
 use crate::storage::StorageError;
 use crate::telephony::twilio::provisioning::ProvisioningError;
-use crate::telephony::twilio::rest::TwilioError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -107,12 +106,10 @@ impl ApiError {
     pub fn from_provisioning(err: ProvisioningError, what: &'static str) -> Self {
         match err {
             ProvisioningError::Storage(e) => ApiError::from_storage(e, what),
-            ProvisioningError::Refused(message) => ApiError::Unprocessable(message),
-            ProvisioningError::Twilio(e @ (TwilioError::Unreachable(_) | TwilioError::Unreadable(_))) => ApiError::Upstream(e.to_string()),
-            ProvisioningError::Twilio(e) if e.is_bad_credentials() => {
-                ApiError::Unprocessable(format!("{e}; the provider is now marked invalid_credentials: update its auth token"))
+            e @ ProvisioningError::CarrierUnavailable(_) => ApiError::Upstream(e.to_string()),
+            e @ (ProvisioningError::Refused(_) | ProvisioningError::CarrierRefused(_) | ProvisioningError::BadCredentials(_)) => {
+                ApiError::Unprocessable(e.to_string())
             }
-            ProvisioningError::Twilio(e) => ApiError::Unprocessable(e.to_string()),
         }
     }
 }

@@ -12,7 +12,7 @@ pub mod pagination;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRef, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use utoipa::OpenApi;
@@ -22,6 +22,7 @@ use utoipa_axum::routes;
 use crate::agent::live::LiveSessions;
 use crate::config::Config;
 use crate::storage::Db;
+use crate::telephony::twilio::TwilioState;
 use crate::telephony::twilio::rest::TwilioClient;
 use crate::telephony::twilio::routes as twilio;
 
@@ -36,6 +37,18 @@ pub struct AppState {
     pub metrics: Arc<metrics::HttpMetrics>,
     pub twilio: TwilioClient,
     pub live: Arc<LiveSessions>,
+}
+
+/// The Twilio routes run on their own state, made from the server's.
+impl FromRef<AppState> for TwilioState {
+    fn from_ref(state: &AppState) -> TwilioState {
+        TwilioState {
+            db: state.db.clone(),
+            client: state.twilio.clone(),
+            public_base_url: state.config.public_base_url(),
+            live: state.live.clone(),
+        }
+    }
 }
 
 #[derive(OpenApi)]

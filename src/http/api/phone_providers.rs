@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::nullable;
 use crate::domain::ids::PhoneProviderId;
-use crate::domain::phone_number::AreaCode;
+use crate::domain::phone_number::{AreaCode, NumberOffer, OwnedNumber};
 use crate::domain::provider::{self, PhoneProvider, PhoneProviderKind};
 use crate::domain::validation::Invalid;
 use crate::http::AppState;
@@ -19,8 +19,7 @@ use crate::http::error::{ApiError, Problem};
 use crate::http::input::{ApiJson, ApiPath, ApiQuery};
 use crate::http::pagination::{ListResponse, PageParams};
 use crate::storage::phone_providers::{self as store, ApiKey, NewPhoneProvider, PhoneProviderChanges};
-use crate::telephony::twilio::provisioning::{self, ProvisioningError};
-use crate::telephony::twilio::rest::{AvailableNumber, Credentials, IncomingNumber, TwilioError};
+use crate::telephony::twilio::provisioning;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -173,33 +172,21 @@ fn country_code(value: Option<&str>) -> Result<String, Invalid> {
     }
 }
 
-async fn active_credentials(s: &AppState, caller: &Caller, id: PhoneProviderId) -> Result<Credentials, ApiError> {
-    store::get(&s.db, caller.org, id).await.map_err(storage_error)?;
-    provisioning::credentials(&s.db, caller.org, id).await.map_err(storage_error)
-}
-
-async fn twilio_error(s: &AppState, caller: &Caller, id: PhoneProviderId, e: TwilioError) -> ApiError {
-    let error = ProvisioningError::Twilio(e);
-    provisioning::note_twilio_failure(&s.db, caller.org, id, &error).await;
-    ApiError::from_provisioning(error, "phone provider")
-}
-
 /// Numbers for sale through this provider, by area code.
 #[utoipa::path(get, path = "/phone-providers/{id}/available-numbers", tag = "phone-providers", params(("id" = PhoneProviderId, Path), NumberSearch), responses(
-    (status = 200, body = ListResponse<AvailableNumber>), (status = 422, body = Problem), (status = 502, body = Problem)))]
+    (status = 200, body = ListResponse<NumberOffer>), (status = 422, body = Problem), (status = 502, body = Problem)))]
 pub async fn available_numbers(
     State(s): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<PhoneProviderId>,
     ApiQuery(q): ApiQuery<NumberSearch>,
-) -> Result<Json<ListResponse<AvailableNumber>>, ApiError> {
+) -> Result<Json<ListResponse<NumberOffer>>, ApiError> {
     let area_code = q.area_code.as_deref().map(AreaCode::parse).transpose()?;
     let country = country_code(q.country.as_deref())?;
-    let creds = active_credentials(&s, &caller, id).await?;
-    match s.twilio.search_local_numbers(&creds, &country, area_code.as_ref().map(AreaCode::as_str)).await {
-        Ok(numbers) => Ok(Json(ListResponse { data: numbers, next_cursor: None })),
-        Err(e) => Err(twilio_error(&s, &caller, id, e).await),
-    }
+    let numbers = provisioning::numbers_for_sale(&s.db, &s.twilio, caller.org, id, &country, area_code.as_ref())
+        .await
+        .map_err(|e| ApiError::from_provisioning(e, "phone provider"))?;
+    Ok(Json(ListResponse { data: numbers, next_cursor: None }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -214,13 +201,13 @@ pub struct IncomingQuery {
 
 /// The numbers the Twilio account already owns, to attach one to an agent.
 #[utoipa::path(get, path = "/phone-providers/{id}/incoming-numbers", tag = "phone-providers", params(("id" = PhoneProviderId, Path), IncomingQuery), responses(
-    (status = 200, body = ListResponse<IncomingNumber>), (status = 422, body = Problem), (status = 502, body = Problem)))]
+    (status = 200, body = ListResponse<OwnedNumber>), (status = 422, body = Problem), (status = 502, body = Problem)))]
 pub async fn incoming_numbers(
     State(s): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<PhoneProviderId>,
     ApiQuery(q): ApiQuery<IncomingQuery>,
-) -> Result<Json<ListResponse<IncomingNumber>>, ApiError> {
+) -> Result<Json<ListResponse<OwnedNumber>>, ApiError> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::BadRequest(format!("limit must be between 1 and 200, got {limit}")));
@@ -233,9 +220,8 @@ pub async fn incoming_numbers(
             decoded.ok_or_else(|| ApiError::BadRequest("cursor is not one this API issued; pass next_cursor back unchanged".into()))
         })
         .transpose()?;
-    let creds = active_credentials(&s, &caller, id).await?;
-    match s.twilio.list_incoming_numbers(&creds, page.as_deref(), limit).await {
-        Ok(page) => Ok(Json(ListResponse { data: page.numbers, next_cursor: page.next_page.map(|p| URL_SAFE_NO_PAD.encode(p)) })),
-        Err(e) => Err(twilio_error(&s, &caller, id, e).await),
-    }
+    let (numbers, next_page) = provisioning::owned_numbers(&s.db, &s.twilio, caller.org, id, page.as_deref(), limit)
+        .await
+        .map_err(|e| ApiError::from_provisioning(e, "phone provider"))?;
+    Ok(Json(ListResponse { data: numbers, next_cursor: next_page.map(|p| URL_SAFE_NO_PAD.encode(p)) }))
 }

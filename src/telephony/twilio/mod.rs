@@ -1,7 +1,14 @@
 //! Twilio: signed webhooks (`routes`), the ConversationRelay WebSocket (`relay`), request
 //! signatures (`signature`), TwiML (`twiml`), the REST client (`rest`), number provisioning, and
-//! `dev_phone`, which plays Twilio for `switchboard dial`.
-//! Wire details follow shared/specs/twilio.md.
+//! `dev_phone`, which plays Twilio for `switchboard dial`. The webhooks and sockets run on
+//! [`TwilioState`], not on the HTTP API's state; Twilio's call statuses become carrier-neutral
+//! ones in [`call_status`]. Wire details follow shared/specs/twilio.md.
+
+use std::sync::Arc;
+
+use crate::agent::live::LiveSessions;
+use crate::domain::call::CallStatus;
+use crate::storage::Db;
 
 pub mod dev_phone;
 pub mod provisioning;
@@ -11,3 +18,46 @@ pub mod rest;
 pub mod routes;
 pub mod signature;
 pub mod twiml;
+
+/// What Twilio's webhooks and WebSockets need from the server.
+#[derive(Clone)]
+pub struct TwilioState {
+    pub db: Db,
+    pub client: rest::TwilioClient,
+    /// The URL Twilio reaches this server at (webhook URLs and signatures).
+    pub public_base_url: String,
+    pub live: Arc<LiveSessions>,
+}
+
+/// A Twilio call status as the carrier-neutral status; `initiated` (outbound calls) counts as
+/// queued and `answered` as in progress.
+pub fn call_status(twilio: &str) -> Option<CallStatus> {
+    Some(match twilio {
+        "queued" | "initiated" => CallStatus::Queued,
+        "ringing" => CallStatus::Ringing,
+        "in-progress" | "answered" => CallStatus::InProgress,
+        "completed" => CallStatus::Completed,
+        "busy" => CallStatus::Busy,
+        "failed" => CallStatus::Failed,
+        "no-answer" => CallStatus::NoAnswer,
+        "canceled" => CallStatus::Canceled,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_twilio_status_has_a_neutral_one() {
+        for (twilio, ours) in [("initiated", CallStatus::Queued), ("answered", CallStatus::InProgress), ("no-answer", CallStatus::NoAnswer)]
+        {
+            assert_eq!(call_status(twilio), Some(ours));
+        }
+        for status in CallStatus::ALL {
+            assert_eq!(call_status(status.as_str()), Some(*status), "Twilio spells {status} as we do");
+        }
+        assert_eq!(call_status("teleported"), None);
+    }
+}

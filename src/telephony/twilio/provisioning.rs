@@ -7,21 +7,38 @@ use serde_json::json;
 use super::rest::{Credentials, IncomingNumber, Purchase, TwilioClient, TwilioError, VoiceSettings};
 use crate::domain::audit::Actor;
 use crate::domain::ids::{AgentId, AppId, OrgId, PhoneNumberId, PhoneProviderId};
-use crate::domain::phone_number::{AreaCode, E164, PhoneNumber, ServiceMode};
+use crate::domain::phone_number::{AreaCode, E164, NumberOffer, OwnedNumber, PhoneNumber, ServiceMode};
 use crate::domain::provider::{PhoneProvider, PhoneProviderStatus};
 use crate::storage::phone_numbers::{self, NewPhoneNumber};
 use crate::storage::{Db, StorageError, phone_providers};
 
-/// Failures of provisioning, for the API to explain.
+/// Failures of provisioning, in carrier-neutral terms for the API to explain.
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisioningError {
-    #[error(transparent)]
-    Twilio(#[from] TwilioError),
     #[error(transparent)]
     Storage(#[from] StorageError),
     /// The request cannot be carried out as asked (the message says why).
     #[error("{0}")]
     Refused(String),
+    /// The carrier refused the request.
+    #[error("{0}")]
+    CarrierRefused(String),
+    /// The carrier rejected the account's credentials; the provider is marked accordingly.
+    #[error("{0}; the provider is now marked invalid_credentials: update its auth token")]
+    BadCredentials(String),
+    /// The carrier could not be reached, or its answer could not be read.
+    #[error("{0}")]
+    CarrierUnavailable(String),
+}
+
+impl From<TwilioError> for ProvisioningError {
+    fn from(e: TwilioError) -> Self {
+        match e {
+            e if e.is_bad_credentials() => ProvisioningError::BadCredentials(e.to_string()),
+            e @ (TwilioError::Unreachable(_) | TwilioError::Unreadable(_)) => ProvisioningError::CarrierUnavailable(e.to_string()),
+            e @ TwilioError::Refused { .. } => ProvisioningError::CarrierRefused(e.to_string()),
+        }
+    }
 }
 
 /// How to get the number of a new phone service.
@@ -63,14 +80,69 @@ pub async fn verify_provider(db: &Db, twilio: &TwilioClient, org: OrgId, id: Pho
 
 /// When Twilio refused the provider's credentials, marks the provider `invalid_credentials`
 /// so the problem shows where users look.
-pub async fn note_twilio_failure(db: &Db, org: OrgId, provider: PhoneProviderId, error: &ProvisioningError) {
-    if let ProvisioningError::Twilio(e) = error
-        && e.is_bad_credentials()
+async fn note_twilio_failure(db: &Db, org: OrgId, provider: PhoneProviderId, error: &ProvisioningError) {
+    if let ProvisioningError::BadCredentials(reason) = error
         && let Err(storage) =
-            phone_providers::record_verification(db, org, provider, PhoneProviderStatus::InvalidCredentials, Some(&e.to_string())).await
+            phone_providers::record_verification(db, org, provider, PhoneProviderStatus::InvalidCredentials, Some(reason)).await
     {
         tracing::error!(error = ?storage, "could not mark a provider's credentials invalid");
     }
+}
+
+/// Numbers for sale through the provider, in `country` and optionally an area code.
+pub async fn numbers_for_sale(
+    db: &Db,
+    twilio: &TwilioClient,
+    org: OrgId,
+    provider: PhoneProviderId,
+    country: &str,
+    area_code: Option<&AreaCode>,
+) -> Result<Vec<NumberOffer>, ProvisioningError> {
+    let creds = provider_credentials(db, org, provider).await?;
+    let result = twilio.search_local_numbers(&creds, country, area_code.map(AreaCode::as_str)).await.map_err(ProvisioningError::from);
+    if let Err(e) = &result {
+        note_twilio_failure(db, org, provider, e).await;
+    }
+    Ok(result?
+        .into_iter()
+        .map(|n| NumberOffer {
+            phone_number: n.phone_number,
+            friendly_name: n.friendly_name,
+            locality: n.locality,
+            region: n.region,
+            iso_country: n.iso_country,
+        })
+        .collect())
+}
+
+/// One page of the numbers the provider's account owns (`page` is a previous page's token),
+/// and the token of the next page.
+pub async fn owned_numbers(
+    db: &Db,
+    twilio: &TwilioClient,
+    org: OrgId,
+    provider: PhoneProviderId,
+    page: Option<&str>,
+    limit: u32,
+) -> Result<(Vec<OwnedNumber>, Option<String>), ProvisioningError> {
+    let creds = provider_credentials(db, org, provider).await?;
+    let result = twilio.list_incoming_numbers(&creds, page, limit).await.map_err(ProvisioningError::from);
+    if let Err(e) = &result {
+        note_twilio_failure(db, org, provider, e).await;
+    }
+    let page = result?;
+    let numbers = page
+        .numbers
+        .into_iter()
+        .map(|n| OwnedNumber { sid: n.sid, phone_number: n.phone_number, friendly_name: n.friendly_name, voice_url: n.voice.voice_url })
+        .collect();
+    Ok((numbers, page.next_page))
+}
+
+/// The credentials of a provider of the organisation (`NotFound` for another's).
+async fn provider_credentials(db: &Db, org: OrgId, provider: PhoneProviderId) -> Result<Credentials, StorageError> {
+    phone_providers::get(db, org, provider).await?;
+    credentials(db, org, provider).await
 }
 
 /// Checks every provider's credentials again; run periodically in the background.

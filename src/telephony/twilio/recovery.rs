@@ -23,9 +23,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 
-use super::provisioning;
 use super::rest::{CallResource, Credentials, TwilioClient};
-use crate::domain::call::{Call, CallEnding, CallStatus, EndReason, EndedBy, StatusEvent};
+use super::{call_status, provisioning};
+use crate::domain::call::{Call, CallEnding, EndReason, EndedBy, StatusEvent};
 use crate::domain::time;
 use crate::storage::{Db, StorageError, calls};
 
@@ -140,7 +140,7 @@ async fn twilio_view(twilio: &TwilioClient, credentials: Option<&Credentials>, c
 }
 
 fn status_event(resource: &CallResource) -> Option<StatusEvent> {
-    let status: CallStatus = resource.status.parse().ok()?;
+    let status = call_status(&resource.status)?;
     let ended: Option<DateTime<Utc>> =
         resource.end_time.as_deref().and_then(|t| DateTime::parse_from_rfc2822(t).ok()).map(|t| t.with_timezone(&Utc));
     Some(StatusEvent { status, sequence: None, at: ended.unwrap_or_else(time::now), duration_secs: resource.duration })

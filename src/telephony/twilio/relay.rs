@@ -20,7 +20,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::{provisioning, signature};
+use super::{TwilioState, call_status, provisioning, signature};
 use crate::agent::assembly;
 use crate::agent::call_log::StoredCallLog;
 use crate::agent::live;
@@ -28,7 +28,6 @@ use crate::agent::session::{AgentCommand, CallerEvent, Ending, Handoff, Session,
 use crate::domain::call::{Call, CallEnding, CallStatus, EndReason, EndedBy};
 use crate::domain::ids::CallId;
 use crate::domain::time;
-use crate::http::AppState;
 use crate::storage::{StorageError, calls, phone_providers};
 
 const HANG_UP_GRACE: Duration = Duration::from_secs(5);
@@ -38,7 +37,12 @@ const HANG_UP_GRACE: Duration = Duration::from_secs(5);
 #[utoipa::path(get, path = "/twilio/relay/{call_id}", tag = "twilio", security(()), params(("call_id" = CallId, Path)), responses(
     (status = 101, description = "WebSocket (ConversationRelay protocol)"), (status = 403, description = "Bad signature or no such call"),
     (status = 409, description = "The call is over, or another session holds it")))]
-pub async fn relay(State(state): State<AppState>, Path(call_id): Path<CallId>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+pub async fn relay(
+    State(state): State<TwilioState>,
+    Path(call_id): Path<CallId>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     let call = match signed_call(&state, call_id, &headers).await {
         Ok(Some(call)) => call,
         Ok(None) => {
@@ -67,11 +71,11 @@ pub async fn relay(State(state): State<AppState>, Path(call_id): Path<CallId>, h
 }
 
 /// The call, if it exists and the handshake is signed with its account's auth token.
-async fn signed_call(state: &AppState, call_id: CallId, headers: &HeaderMap) -> Result<Option<Call>, StorageError> {
+async fn signed_call(state: &TwilioState, call_id: CallId, headers: &HeaderMap) -> Result<Option<Call>, StorageError> {
     let Some(call) = calls::find_by_id(&state.db, call_id).await? else { return Ok(None) };
     let Some(provider) = call.provider_id else { return Ok(None) };
     let token = phone_providers::secrets(&state.db, call.org_id, provider).await?.auth_token;
-    let url = format!("{}/twilio/relay/{call_id}", super::routes::websocket_base(&state.config.public_base_url()));
+    let url = format!("{}/twilio/relay/{call_id}", super::routes::websocket_base(&state.public_base_url));
     let signed =
         headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).is_some_and(|sig| signature::verify_websocket(&token, &url, sig));
     Ok(signed.then_some(call))
@@ -162,7 +166,7 @@ fn handoff_data(ending: &Ending) -> serde_json::Value {
     }
 }
 
-async fn converse(state: AppState, call: Call, setup: SessionSetup<StoredCallLog>, socket: WebSocket) {
+async fn converse(state: TwilioState, call: Call, setup: SessionSetup<StoredCallLog>, socket: WebSocket) {
     let _live = state.live.enter(call.id);
     let (mut outgoing, mut incoming) = socket.split();
     let (event_tx, event_rx) = mpsc::channel(32);
@@ -219,13 +223,13 @@ async fn converse(state: AppState, call: Call, setup: SessionSetup<StoredCallLog
 /// The REST fallback: end a call that Twilio has not ended shortly after the session did. Our
 /// record is already final by then, so Twilio is asked; when it cannot answer, the hang-up is
 /// sent anyway (ending an ended call changes nothing).
-async fn hang_up_if_still_live(state: AppState, call: Call) {
+async fn hang_up_if_still_live(state: TwilioState, call: Call) {
     tokio::time::sleep(HANG_UP_GRACE).await;
     let Some(provider) = call.provider_id else { return };
     let result = match provisioning::credentials(&state.db, call.org_id, provider).await {
-        Ok(creds) => match state.twilio.fetch_call(&creds, &call.call_sid).await {
-            Ok(remote) if remote.status.parse::<CallStatus>().is_ok_and(CallStatus::is_final) => return,
-            _ => state.twilio.hang_up(&creds, &call.call_sid).await.map_err(|e| e.to_string()),
+        Ok(creds) => match state.client.fetch_call(&creds, &call.call_sid).await {
+            Ok(remote) if call_status(&remote.status).is_some_and(CallStatus::is_final) => return,
+            _ => state.client.hang_up(&creds, &call.call_sid).await.map_err(|e| e.to_string()),
         },
         Err(e) => Err(e.to_string()),
     };

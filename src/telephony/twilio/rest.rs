@@ -60,7 +60,7 @@ pub struct Account {
 }
 
 /// A number offered for purchase.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct AvailableNumber {
     pub phone_number: String,
     #[serde(default)]
@@ -74,7 +74,7 @@ pub struct AvailableNumber {
 }
 
 /// A number the account owns, with its voice settings.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct IncomingNumber {
     pub sid: String,
     pub phone_number: String,
@@ -85,7 +85,7 @@ pub struct IncomingNumber {
 }
 
 /// The voice settings of a number: what we set when we attach it and restore when we let go.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VoiceSettings {
     #[serde(default)]
     pub voice_url: Option<String>,

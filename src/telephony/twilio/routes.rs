@@ -14,14 +14,13 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 
-use super::{signature, twiml};
+use super::{TwilioState, call_status, signature, twiml};
 use crate::domain::agent::Agent;
 use crate::domain::call::{Call, CallDirection, CallStatus, EndReason, StatusEvent};
 use crate::domain::ids::{CallId, OrgId};
 use crate::domain::phone_number::{PhoneNumber, ServiceMode, ServiceStatus};
 use crate::domain::provider::{PhoneProvider, PhoneProviderStatus};
 use crate::domain::time;
-use crate::http::AppState;
 use crate::storage::calls::{self, NewCall};
 use crate::storage::{Db, StorageError, agents, phone_numbers, phone_providers};
 
@@ -104,7 +103,7 @@ fn twiml_response(document: String) -> Response {
 /// Finds whose request this is and checks its signature with that provider's auth token. The
 /// candidates, most specific first: the call's provider, the dialled number's provider, then
 /// every provider holding the request's account SID.
-async fn verify(state: &AppState, req: &TwilioRequest) -> Result<Verified, Rejection> {
+async fn verify(state: &TwilioState, req: &TwilioRequest) -> Result<Verified, Rejection> {
     let call = match req.param("CallSid") {
         Some(sid) => calls::find_by_sid(&state.db, sid).await?,
         None => None,
@@ -129,7 +128,7 @@ async fn verify(state: &AppState, req: &TwilioRequest) -> Result<Verified, Rejec
             candidates.push((provider.org_id, provider.id));
         }
     }
-    let base = state.config.public_base_url();
+    let base = state.public_base_url.clone();
     for (org, provider_id) in candidates {
         let token = match phone_providers::secrets(&state.db, org, provider_id).await {
             Ok(secrets) => secrets.auth_token,
@@ -172,14 +171,14 @@ fn refusal(number: &PhoneNumber, provider: &PhoneProvider) -> Option<EndReason> 
 /// Incoming call: open the record, answer with TwiML.
 #[utoipa::path(post, path = "/twilio/voice", tag = "twilio", security(()), responses(
     (status = 200, description = "TwiML", content_type = "text/xml"), (status = 403, description = "Bad signature")))]
-pub async fn voice(State(state): State<AppState>, req: TwilioRequest) -> Response {
+pub async fn voice(State(state): State<TwilioState>, req: TwilioRequest) -> Response {
     match answer_call(&state, &req).await {
         Ok(document) => twiml_response(document),
         Err(rejection) => rejection.into_response(),
     }
 }
 
-async fn answer_call(state: &AppState, req: &TwilioRequest) -> Result<String, Rejection> {
+async fn answer_call(state: &TwilioState, req: &TwilioRequest) -> Result<String, Rejection> {
     let call_sid = req.param("CallSid").ok_or(Rejection::Malformed("CallSid is missing"))?;
     let verified = verify(state, req).await?;
     let agent = match &verified.number {
@@ -209,7 +208,7 @@ async fn answer_call(state: &AppState, req: &TwilioRequest) -> Result<String, Re
                 } else {
                     CallDirection::Inbound
                 },
-                status: req.param("CallStatus").and_then(|s| s.parse().ok()).unwrap_or(CallStatus::Ringing),
+                status: req.param("CallStatus").and_then(call_status).unwrap_or(CallStatus::Ringing),
                 started_at: time::now(),
                 refused_reason: refused,
             };
@@ -226,8 +225,8 @@ async fn answer_call(state: &AppState, req: &TwilioRequest) -> Result<String, Re
 }
 
 /// The TwiML that hands the call to the agent, in the service's mode.
-fn connect_to_agent(state: &AppState, call: &Call, number: &PhoneNumber, agent: &Agent) -> String {
-    let base = state.config.public_base_url();
+fn connect_to_agent(state: &TwilioState, call: &Call, number: &PhoneNumber, agent: &Agent) -> String {
+    let base = state.public_base_url.clone();
     let ws = websocket_base(&base);
     let action = format!("{base}/twilio/connect-action");
     let parameters = [("call_id", call.id.to_string())];
@@ -250,17 +249,17 @@ fn connect_to_agent(state: &AppState, call: &Call, number: &PhoneNumber, agent: 
 /// Call-progress events.
 #[utoipa::path(post, path = "/twilio/status", tag = "twilio", security(()), responses(
     (status = 204, description = "Recorded"), (status = 403, description = "Bad signature")))]
-pub async fn status(State(state): State<AppState>, req: TwilioRequest) -> Response {
+pub async fn status(State(state): State<TwilioState>, req: TwilioRequest) -> Response {
     match record_status(&state, &req).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(rejection) => rejection.into_response(),
     }
 }
 
-async fn record_status(state: &AppState, req: &TwilioRequest) -> Result<(), Rejection> {
+async fn record_status(state: &TwilioState, req: &TwilioRequest) -> Result<(), Rejection> {
     let verified = verify(state, req).await?;
     let status: CallStatus =
-        req.param("CallStatus").and_then(|s| s.parse().ok()).ok_or(Rejection::Malformed("CallStatus is missing or unknown"))?;
+        req.param("CallStatus").and_then(call_status).ok_or(Rejection::Malformed("CallStatus is missing or unknown"))?;
     let Some(call) = verified.call else {
         tracing::info!(call_sid = req.param("CallSid"), "status callback for a call we have no record of");
         return Ok(());
@@ -295,7 +294,7 @@ fn parse_rfc2822(value: &str) -> Option<DateTime<Utc>> {
 /// Twilio could not use our voice answer: apologise and hang up, noting the error code.
 #[utoipa::path(post, path = "/twilio/fallback", tag = "twilio", security(()), responses(
     (status = 200, description = "TwiML", content_type = "text/xml"), (status = 403, description = "Bad signature")))]
-pub async fn fallback(State(state): State<AppState>, req: TwilioRequest) -> Response {
+pub async fn fallback(State(state): State<TwilioState>, req: TwilioRequest) -> Response {
     let verified = match verify(&state, &req).await {
         Ok(verified) => verified,
         Err(rejection) => return rejection.into_response(),
@@ -313,7 +312,7 @@ pub async fn fallback(State(state): State<AppState>, req: TwilioRequest) -> Resp
 /// The `<Connect>` session ended: dial the transfer target the agent chose, else hang up.
 #[utoipa::path(post, path = "/twilio/connect-action", tag = "twilio", security(()), responses(
     (status = 200, description = "TwiML", content_type = "text/xml"), (status = 403, description = "Bad signature")))]
-pub async fn connect_action(State(state): State<AppState>, req: TwilioRequest) -> Response {
+pub async fn connect_action(State(state): State<TwilioState>, req: TwilioRequest) -> Response {
     if let Err(rejection) = verify(&state, &req).await {
         return rejection.into_response();
     }
