@@ -29,26 +29,40 @@ pub struct Bucket {
     pub label: String,
 }
 
+/// The earliest and latest years a report may cover: calendar arithmetic stays far from chrono's
+/// limits, whatever the input.
+pub const YEARS: std::ops::RangeInclusive<i32> = 1970..=9999;
+
 /// The buckets that cover `[from, to)`: the first holds `from`, the last holds the instant
 /// before `to`.
 pub fn buckets(from: DateTime<Utc>, to: DateTime<Utc>, size: BucketSize, zone: Tz) -> Result<Vec<Bucket>, Invalid> {
+    for (field, at) in [("from", from), ("to", to)] {
+        if !YEARS.contains(&at.year()) {
+            return Err(Invalid::new(field, format!("must be between the years {} and {}", YEARS.start(), YEARS.end())));
+        }
+    }
     if from >= to {
         return Err(Invalid::new("from", "must be earlier than `to`"));
     }
+    let out_of_range = || Invalid::new("to", "is too far in the future for the calendar");
     let local = from.with_timezone(&zone).date_naive();
     let mut day = match size {
         BucketSize::Day => local,
-        BucketSize::Week => local - Days::new(u64::from(local.weekday().num_days_from_monday())),
-        BucketSize::Month => local.with_day(1).expect("every month has a first day"),
+        BucketSize::Week => {
+            local.checked_sub_days(Days::new(u64::from(local.weekday().num_days_from_monday()))).ok_or_else(out_of_range)?
+        }
+        BucketSize::Month => local.with_day(1).ok_or_else(out_of_range)?,
     };
     let mut out = Vec::new();
-    while midnight(day, zone) < to {
+    while midnight(day, zone).ok_or_else(out_of_range)? < to {
         let next = match size {
-            BucketSize::Day => day + Days::new(1),
-            BucketSize::Week => day + Days::new(7),
-            BucketSize::Month => day + Months::new(1),
-        };
-        out.push(Bucket { start: midnight(day, zone), end: midnight(next, zone), label: day.to_string() });
+            BucketSize::Day => day.checked_add_days(Days::new(1)),
+            BucketSize::Week => day.checked_add_days(Days::new(7)),
+            BucketSize::Month => day.checked_add_months(Months::new(1)),
+        }
+        .ok_or_else(out_of_range)?;
+        let (start, end) = (midnight(day, zone).ok_or_else(out_of_range)?, midnight(next, zone).ok_or_else(out_of_range)?);
+        out.push(Bucket { start, end, label: day.to_string() });
         if out.len() > MAX_BUCKETS {
             return Err(Invalid::new(
                 "bucket",
@@ -60,13 +74,13 @@ pub fn buckets(from: DateTime<Utc>, to: DateTime<Utc>, size: BucketSize, zone: T
     Ok(out)
 }
 
-/// The first instant of a local day (midnight, or the end of a daylight-saving gap).
-fn midnight(day: NaiveDate, zone: Tz) -> DateTime<Utc> {
-    let start = day.and_hms_opt(0, 0, 0).expect("midnight exists");
-    (0..4)
-        .find_map(|hour| zone.from_local_datetime(&(start + chrono::Duration::hours(hour))).earliest())
-        .expect("a time-zone gap is shorter than four hours")
-        .with_timezone(&Utc)
+/// The first instant of a local day: midnight, or the end of a gap in local time (daylight
+/// saving; a whole skipped day, as in Pacific/Apia on 2011-12-30, starts when the next one does).
+fn midnight(day: NaiveDate, zone: Tz) -> Option<DateTime<Utc>> {
+    let start = day.and_hms_opt(0, 0, 0)?;
+    (0..=48)
+        .find_map(|hour| zone.from_local_datetime(&start.checked_add_signed(chrono::TimeDelta::hours(hour))?).earliest())
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// Agent response times, in milliseconds.
@@ -155,5 +169,26 @@ mod tests {
         let months = buckets(at("2026-01-15T00:00:00Z"), at("2026-03-01T00:00:00Z"), BucketSize::Month, utc).unwrap();
         assert_eq!(months.iter().map(|b| b.label.as_str()).collect::<Vec<_>>(), ["2026-01-01", "2026-02-01"]);
         assert!(buckets(at("2020-01-01T00:00:00Z"), at("2026-01-01T00:00:00Z"), BucketSize::Day, utc).is_err());
+    }
+
+    #[test]
+    fn skipped_days_and_far_dates_never_panic() {
+        for zone in ["Pacific/Apia", "Pacific/Fakaofo", "Pacific/Kwajalein", "Asia/Manila"] {
+            let zone: Tz = zone.parse().unwrap();
+            for start in ["2011-12-29T00:00:00Z", "1993-08-19T00:00:00Z", "1971-01-01T00:00:00Z"] {
+                let from = at(start);
+                let days = buckets(from, from + chrono::TimeDelta::days(5), BucketSize::Day, zone).unwrap();
+                assert!(days.windows(2).all(|w| w[0].end == w[1].start), "contiguous in {zone}: {days:?}");
+            }
+        }
+        let apia: Tz = "Pacific/Apia".parse().unwrap();
+        let days = buckets(at("2011-12-29T00:00:00Z"), at("2012-01-02T00:00:00Z"), BucketSize::Day, apia).unwrap();
+        let skipped = days.iter().find(|b| b.label == "2011-12-30").expect("the skipped day still has a bucket");
+        assert_eq!(skipped.start, skipped.end, "and it is empty");
+        let utc: Tz = "UTC".parse().unwrap();
+        let far = DateTime::<Utc>::MAX_UTC;
+        assert_eq!(buckets(at("2026-01-01T00:00:00Z"), far, BucketSize::Month, utc).unwrap_err().field, "to");
+        assert_eq!(buckets(DateTime::<Utc>::MIN_UTC, at("2026-01-01T00:00:00Z"), BucketSize::Day, utc).unwrap_err().field, "from");
+        assert_eq!(buckets(at("9999-12-01T00:00:00Z"), at("9999-12-31T23:00:00Z"), BucketSize::Month, utc).unwrap().len(), 1);
     }
 }

@@ -310,7 +310,6 @@ pub fn template_context(event: &CallEvent, outputs: &[Value]) -> Value {
 mod tests {
     use super::*;
     use crate::domain::call::Call;
-    use crate::domain::event::{CallSnapshot, SCHEMA_VERSION};
     use crate::domain::ids::AgentId;
 
     fn event() -> CallEvent {
@@ -319,14 +318,7 @@ mod tests {
         call.duration_secs = Some(90);
         call.ended_reason = Some("agent_ended".into());
         call.summary = Some("Booked a table".into());
-        CallEvent {
-            event_id: uuid::Uuid::now_v7(),
-            event_type: EventType::CallEnded,
-            schema_version: SCHEMA_VERSION,
-            created_at: call.started_at,
-            org_id: call.org_id,
-            call: CallSnapshot::new(&call, Some("Ada".into()), &[], None),
-        }
+        CallEvent::ended(&call, Some("Ada"))
     }
 
     #[test]

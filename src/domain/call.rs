@@ -135,6 +135,9 @@ impl CallEnding<'_> {
     }
 }
 
+/// The longest call duration a carrier report is believed for, in seconds.
+pub const MAX_CARRIER_DURATION_SECS: i64 = 2 * 24 * 3600;
+
 /// A call-progress event from the carrier (Twilio status callback).
 #[derive(Clone, Debug)]
 pub struct StatusEvent {
@@ -166,10 +169,11 @@ impl Call {
         }
         if event.status.is_final() {
             let ended_at = *call.ended_at.get_or_insert(event.at);
-            if let Some(duration) = event.duration_secs {
+            // A duration no call can have (negative, or longer than two days) is ignored.
+            if let Some(duration) = event.duration_secs.filter(|d| (0..=MAX_CARRIER_DURATION_SECS).contains(d)) {
                 call.duration_secs = Some(duration);
                 if call.answered_at.is_none() && duration > 0 {
-                    call.answered_at = Some(ended_at - chrono::Duration::seconds(duration));
+                    call.answered_at = ended_at.checked_sub_signed(chrono::TimeDelta::seconds(duration)).or(call.answered_at);
                 }
             }
             if call.ended_reason.is_none() {
@@ -331,6 +335,15 @@ mod tests {
         );
         let transfer = CallEnding::new(EndedBy::Agent, EndReason::Transferred);
         assert_eq!(answered.with_ending(&transfer, at).status, CallStatus::InProgress, "the call goes on with a person");
+    }
+
+    #[test]
+    fn impossible_durations_are_ignored_not_fatal() {
+        for duration in [i64::MAX, i64::MIN, -5, MAX_CARRIER_DURATION_SECS + 1] {
+            let done = ringing().with_status_event(&event(CallStatus::Completed, 2, 63, Some(duration)));
+            assert_eq!(done.status, CallStatus::Completed);
+            assert_ne!(done.duration_secs, Some(duration), "{duration}");
+        }
     }
 
     #[test]

@@ -258,6 +258,21 @@ fn tool_call_record(turn: &Turn) -> ToolCallRecord {
 
 /// The nearest-rank percentile of sorted values: the smallest value with at least `p`% of the
 /// values at or below it. Analytics computes the same rule in SQL.
+#[cfg(test)]
+impl CallEvent {
+    /// The `call.ended` event of `call`, for tests.
+    pub(crate) fn ended(call: &crate::domain::call::Call, agent_name: Option<&str>) -> CallEvent {
+        CallEvent {
+            event_id: uuid::Uuid::now_v7(),
+            event_type: EventType::CallEnded,
+            schema_version: SCHEMA_VERSION,
+            created_at: call.started_at,
+            org_id: call.org_id,
+            call: CallSnapshot::new(call, agent_name.map(str::to_owned), &[], None),
+        }
+    }
+}
+
 pub fn nearest_rank(sorted: &[i64], p: usize) -> Option<i64> {
     if sorted.is_empty() {
         return None;

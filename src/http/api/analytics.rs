@@ -44,7 +44,7 @@ pub async fn report(
 ) -> Result<Json<Report>, ApiError> {
     crate::storage::apps::get(&s.db, caller.org, app).await.map_err(|e| ApiError::from_storage(e, "app"))?;
     let to = q.to.unwrap_or_else(time::now);
-    let from = q.from.unwrap_or(to - chrono::Duration::days(30));
+    let from = q.from.unwrap_or_else(|| to.checked_sub_days(chrono::Days::new(30)).unwrap_or(to));
     let zone_name = q.time_zone.unwrap_or_else(|| "UTC".to_owned());
     let zone: Tz = zone_name
         .parse()

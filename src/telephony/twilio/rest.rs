@@ -238,8 +238,8 @@ impl TwilioClient {
                     if response.status() == reqwest::StatusCode::NO_CONTENT {
                         return Ok(None);
                     }
-                    let body = response.text().await.map_err(|e| TwilioError::Unreachable(e.to_string()))?;
-                    return serde_json::from_str(&body).map(Some).map_err(|e| TwilioError::Unreadable(e.to_string()));
+                    let body = read_body(response).await?;
+                    return serde_json::from_slice(&body).map(Some).map_err(|e| TwilioError::Unreadable(e.to_string()));
                 }
                 Ok(response) if response.status().as_u16() == 429 || response.status().is_server_error() => {
                     format!("HTTP {}", response.status().as_u16())
@@ -351,8 +351,8 @@ impl TwilioClient {
         if !status.is_success() {
             return Err(refusal(response).await);
         }
-        let body = response.text().await.map_err(|e| TwilioError::Unreachable(e.to_string()))?;
-        let value: Value = serde_json::from_str(&body).map_err(|e| TwilioError::Unreadable(e.to_string()))?;
+        let body = read_body(response).await?;
+        let value: Value = serde_json::from_slice(&body).map_err(|e| TwilioError::Unreadable(e.to_string()))?;
         incoming_number(value)
     }
 
@@ -412,6 +412,21 @@ struct IncomingPage {
     next_page_uri: Option<String>,
 }
 
+/// The most of an answer read from Twilio (a page of 200 numbers is far smaller).
+const MAX_BODY: usize = 2 << 20;
+
+/// Reads an answer's body, refusing one larger than [`MAX_BODY`].
+async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, TwilioError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| TwilioError::Unreachable(e.without_url().to_string()))? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(TwilioError::Unreadable(format!("the answer is larger than {} MiB", MAX_BODY >> 20)));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 fn required<T>(value: Option<T>) -> Result<T, TwilioError> {
     value.ok_or_else(|| TwilioError::Unreadable("Twilio answered without a body".into()))
 }
@@ -446,7 +461,7 @@ fn readable_entries<T: DeserializeOwned>(entries: Vec<Value>, what: &str) -> Vec
 /// Reads Twilio's error document (`{code, message, more_info, status}`), tolerating others.
 async fn refusal(response: reqwest::Response) -> TwilioError {
     let status = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let body: Value = read_body(response).await.ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
     let code = body.get("code").and_then(Value::as_i64);
     let message = body.get("message").or_else(|| body.get("detail")).and_then(Value::as_str).unwrap_or("no message").to_owned();
     TwilioError::Refused { status, code, message }
