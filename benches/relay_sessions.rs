@@ -1,12 +1,19 @@
-//! How much the server adds to an agent's response time, and what a live call costs in memory.
-//! Opens N concurrent ConversationRelay sessions against the real server (SQLite), each agent
-//! backed by a local OpenAI-compatible stub whose first token comes after a fixed delay. Every
-//! caller says one line at the same moment; we time prompt in → first token out and subtract the
-//! stub's own delay.
+//! Density of ConversationRelay calls, measured as an operator would see it: the Switchboard
+//! server, the stub model and the load generator run as three processes (this benchmark runs
+//! itself again in the `model` and `server` roles), so the server's figures, read from
+//! `/proc/<pid>`, are its own.
 //!
-//! `cargo bench --bench relay_sessions` (set `SESSIONS=100,1000` to choose N; needs about
-//! 4 file descriptors per session).
+//! For each N: N relay sessions are opened (signed voice webhook, WebSocket, `setup`), left idle,
+//! then every caller speaks three times at random moments over a window sized for about 460
+//! turns a second; the model answers each prompt with a fixed first-token delay. Printed: the
+//! latency the server adds (prompt in → first token out, minus the model's delay) at p50 and p99,
+//! the server's CPU time per session opened and per turn, its memory per idle session, and
+//! whether all N sessions were held.
+//!
+//! `cargo bench --bench relay_sessions` (`SESSIONS=500,2000,5000` by default; about four file
+//! descriptors per session).
 
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
@@ -14,7 +21,7 @@ mod support;
 use axum::body::Body;
 use axum::response::IntoResponse;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::json;
+use serde_json::{Value, json};
 use switchboard::telephony::twilio::signature;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -23,9 +30,27 @@ use support::{TOKEN, incoming_call};
 
 /// The stub model's time to first token.
 const MODEL_DELAY: Duration = Duration::from_millis(200);
+/// How many times each caller speaks.
+const TURNS_PER_CALL: usize = 3;
+/// The turn rate the window is sized for.
+const TURNS_PER_SECOND: f64 = 460.0;
+const ROLE: &str = "RELAY_BENCH_ROLE";
 
-/// A stand-in model: waits `MODEL_DELAY`, then streams a two-token answer.
-async fn stub_model() -> String {
+fn main() {
+    match std::env::var(ROLE).as_deref() {
+        Ok("model") => runtime().block_on(serve_model()),
+        Ok("server") => runtime().block_on(serve_switchboard()),
+        _ => runtime().block_on(generate_load()),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+}
+
+/// Role `model`: a stand-in OpenAI-compatible model that waits `MODEL_DELAY`, then streams a
+/// two-token answer. Prints its URL.
+async fn serve_model() {
     async fn complete() -> impl IntoResponse {
         let frames = [
             "data: {\"choices\":[{\"delta\":{\"content\":\"Sure, \"}}]}\n\n",
@@ -41,89 +66,173 @@ async fn stub_model() -> String {
         ([("content-type", "text/event-stream")], Body::from_stream(stream))
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(listener, axum::Router::new().route("/v1/chat/completions", axum::routing::post(complete))).await.unwrap()
-    });
-    url
+    println!("http://{}/v1", listener.local_addr().unwrap());
+    axum::serve(listener, axum::Router::new().route("/v1/chat/completions", axum::routing::post(complete))).await.unwrap();
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+/// Role `server`: Switchboard on SQLite with one number whose agent uses the model at
+/// `MODEL_URL`. Prints its base URL and the Twilio account, then serves until killed.
+async fn serve_switchboard() {
+    let bench = support::serve(std::env::var("MODEL_URL").ok(), |_| {}).await;
+    println!("{} {}", bench.base, bench.account);
+    std::future::pending::<()>().await;
+}
+
+/// Starts this benchmark again in `role`, and returns the child and its first line of output.
+async fn spawn_role(role: &str, env: &[(&str, &str)]) -> (Child, String) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env(ROLE, role)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        line.trim().to_owned()
+    })
+    .await
+    .unwrap();
+    assert!(!line.is_empty(), "the {role} role reports where it listens");
+    (child, line)
+}
+
+/// CPU seconds (user + system) and resident memory (KiB) of a process.
+fn usage(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0);
+    (ticks as f64 / clock_ticks_per_second(), rss)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
-        .unwrap_or(0)
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
-#[tokio::main]
-async fn main() {
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn open_session(http: &reqwest::Client, base: &str, account: &str, call: u64) -> Socket {
+    let params = incoming_call(account, call);
+    let url = format!("{base}/twilio/voice");
+    let twiml = http
+        .post(&url)
+        .header("X-Twilio-Signature", signature::sign(TOKEN, &url, &params))
+        .form(&params)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let call_id = twiml.split("/twilio/relay/").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let relay_url = format!("{}/twilio/relay/{call_id}", base.replacen("http", "ws", 1));
+    let mut request = relay_url.as_str().into_client_request().unwrap();
+    request.headers_mut().insert("X-Twilio-Signature", signature::sign(TOKEN, &relay_url, &[]).parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    socket.send(Message::Text(json!({ "type": "setup", "callSid": format!("CA{call:032x}") }).to_string().into())).await.unwrap();
+    socket
+}
+
+/// One caller: speaks at each of `moments` (from `start`), and times each answer's first token.
+async fn converse(mut socket: Socket, start: Instant, moments: Vec<Duration>) -> Vec<Duration> {
+    let mut waits = Vec::with_capacity(moments.len());
+    for moment in moments {
+        tokio::time::sleep_until((start + moment).into()).await;
+        let prompt = json!({ "type": "prompt", "voicePrompt": "Hello, can you help me?", "lang": "en-US", "last": true });
+        let sent = Instant::now();
+        socket.send(Message::Text(prompt.to_string().into())).await.unwrap();
+        let mut first = None;
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    first.get_or_insert_with(|| sent.elapsed());
+                    let message: Value = serde_json::from_str(&text).unwrap();
+                    if message["last"] == true {
+                        break;
+                    }
+                }
+                Some(Ok(_)) => continue,
+                other => panic!("the session closed: {other:?}"),
+            }
+        }
+        waits.push(first.unwrap());
+    }
+    waits
+}
+
+/// A small deterministic generator for the callers' moments.
+fn moments(seed: u64, window: Duration) -> Vec<Duration> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut out: Vec<Duration> = (0..TURNS_PER_CALL).map(|_| window.mul_f64((next() % 10_000) as f64 / 10_000.0)).collect();
+    out.sort();
+    out
+}
+
+async fn generate_load() {
     let sizes: Vec<usize> =
-        std::env::var("SESSIONS").unwrap_or_else(|_| "100,1000".into()).split(',').filter_map(|n| n.trim().parse().ok()).collect();
-    let bench = support::serve(Some(stub_model().await), |_| {}).await;
-    let (base, account) = (bench.base.clone(), bench.account.clone());
-    let ws_base = base.replacen("http", "ws", 1);
+        std::env::var("SESSIONS").unwrap_or_else(|_| "500,2000,5000".into()).split(',').filter_map(|n| n.trim().parse().ok()).collect();
+    let (mut model, model_url) = spawn_role("model", &[]).await;
+    let (mut server, ready) = spawn_role("server", &[("MODEL_URL", &model_url)]).await;
+    let (base, account) = ready.split_once(' ').map(|(b, a)| (b.to_owned(), a.to_owned())).unwrap();
+    let pid = server.id();
     let http = reqwest::Client::new();
-    let mut call_counter = 0u64;
+    let mut call = 0u64;
     for sessions in sizes {
-        let rss_before = rss_kib();
+        let (cpu_before, rss_before) = usage(pid);
         let mut sockets = Vec::with_capacity(sessions);
         for _ in 0..sessions {
-            call_counter += 1;
-            let params = incoming_call(&account, call_counter);
-            let url = format!("{base}/twilio/voice");
-            let twiml = http
-                .post(&url)
-                .header("X-Twilio-Signature", signature::sign(TOKEN, &url, &params))
-                .form(&params)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let call_id = twiml.split("/twilio/relay/").nth(1).unwrap().split('"').next().unwrap().to_owned();
-            let relay_url = format!("{ws_base}/twilio/relay/{call_id}");
-            let mut request = relay_url.as_str().into_client_request().unwrap();
-            request.headers_mut().insert("X-Twilio-Signature", signature::sign(TOKEN, &relay_url, &[]).parse().unwrap());
-            let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-            socket
-                .send(Message::Text(json!({ "type": "setup", "callSid": format!("CA{call_counter:032x}") }).to_string().into()))
-                .await
-                .unwrap();
-            sockets.push(socket);
+            call += 1;
+            sockets.push(open_session(&http, &base, &account, call).await);
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let rss_open = rss_kib();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (cpu_open, rss_open) = usage(pid);
+        let window = Duration::from_secs_f64((sessions * TURNS_PER_CALL) as f64 / TURNS_PER_SECOND);
+        let start = Instant::now() + Duration::from_millis(200);
         let tasks: Vec<_> = sockets
             .into_iter()
-            .map(|mut socket| {
-                tokio::spawn(async move {
-                    let prompt = json!({ "type": "prompt", "voicePrompt": "Hello, can you help me?", "lang": "en-US", "last": true });
-                    let sent = Instant::now();
-                    socket.send(Message::Text(prompt.to_string().into())).await.unwrap();
-                    loop {
-                        match socket.next().await {
-                            Some(Ok(Message::Text(_))) => break sent.elapsed(),
-                            Some(Ok(_)) => continue,
-                            other => panic!("the session closed: {other:?}"),
-                        }
-                    }
-                })
-            })
+            .enumerate()
+            .map(|(i, socket)| tokio::spawn(converse(socket, start, moments(call + i as u64, window))))
             .collect();
-        let mut added: Vec<Duration> = Vec::with_capacity(sessions);
+        let mut added = Vec::with_capacity(sessions * TURNS_PER_CALL);
+        let mut held = 0;
         for task in tasks {
-            added.push(task.await.unwrap().saturating_sub(MODEL_DELAY));
+            if let Ok(waits) = task.await {
+                held += 1;
+                added.extend(waits.into_iter().map(|w| w.saturating_sub(MODEL_DELAY)));
+            }
         }
+        let (cpu_turns, _) = usage(pid);
         added.sort();
         let at = |q: f64| added[((added.len() as f64 * q) as usize).min(added.len() - 1)].as_secs_f64() * 1000.0;
         println!(
-            "{sessions} concurrent relay sessions: server-added latency to first token p50 {:.1} ms, p99 {:.1} ms (model delay {} ms subtracted); \
-             memory ≈ {:.1} KiB per open session (RSS growth of this process, client sockets included)",
+            "{sessions} sessions ({held} held through {} turns over {:.1} s): server-added latency to first token p50 {:.1} ms, p99 {:.1} ms; \
+             server CPU {:.2} ms per session opened, {:.3} ms per turn; server memory {:.1} KiB per idle session",
+            added.len(),
+            window.as_secs_f64(),
             at(0.50),
             at(0.99),
-            MODEL_DELAY.as_millis(),
-            rss_open.saturating_sub(rss_before) as f64 / sessions as f64
+            (cpu_open - cpu_before) * 1000.0 / sessions as f64,
+            (cpu_turns - cpu_open) * 1000.0 / added.len() as f64,
+            rss_open.saturating_sub(rss_before) as f64 / sessions as f64,
         );
+        // The callers hang up; let the server settle before the next size.
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
+    let _ = server.kill();
+    let _ = model.kill();
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::agent::call_log::TranscriptWriter;
 use crate::agent::live::{self, LiveSessions};
 use crate::automations::Worker;
 use crate::config::Config;
@@ -72,8 +73,14 @@ impl Application {
         let automations = Worker::from_config(db.clone(), &config)?;
         let live = LiveSessions::new(&config.node_id);
         let shutdown_grace = Duration::from_secs(config.shutdown_grace_secs);
-        let state =
-            AppState { db: db.clone(), config: Arc::new(config), metrics: Default::default(), twilio: twilio.clone(), live: live.clone() };
+        let state = AppState {
+            db: db.clone(),
+            config: Arc::new(config),
+            metrics: Default::default(),
+            twilio: twilio.clone(),
+            live: live.clone(),
+            transcripts: TranscriptWriter::start(db.clone()),
+        };
         Ok(Self { listener, router: http::router(state), db, twilio, verify_every, automations, purge_every, live, shutdown_grace })
     }
 

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::call_log::StoredCallLog;
+use super::call_log::{StoredCallLog, TranscriptWriter};
 use super::live::LiveSessions;
 use super::model;
 use super::session::SessionSetup;
@@ -12,8 +12,14 @@ use crate::domain::call::Call;
 use crate::providers::llm::ChatModel;
 use crate::storage::{Db, StorageError, agents, phone_numbers};
 
-/// The session setup for `call`, as its phone service says.
-pub async fn for_call(db: &Db, call: &Call, live: Arc<LiveSessions>) -> Result<SessionSetup<StoredCallLog>, StorageError> {
+/// The session setup for `call`, as its phone service says, writing through this process's
+/// transcript writer and registered with its live sessions.
+pub async fn for_call(
+    db: &Db,
+    call: &Call,
+    live: Arc<LiveSessions>,
+    transcripts: TranscriptWriter,
+) -> Result<SessionSetup<StoredCallLog>, StorageError> {
     let (Some(agent_id), Some(number_id)) = (call.agent_id, call.phone_number_id) else { return Err(StorageError::NotFound) };
     let org = call.org_id;
     let agent = match call.agent_version {
@@ -23,7 +29,7 @@ pub async fn for_call(db: &Db, call: &Call, live: Arc<LiveSessions>) -> Result<S
     let number = phone_numbers::get(db, org, number_id).await?;
     let llm = model::for_agent(db, org, &agent).await?.map(|(client, name)| (Arc::new(client) as Arc<dyn ChatModel>, name));
     Ok(SessionSetup {
-        log: StoredCallLog { db: db.clone(), org, call: call.id },
+        log: StoredCallLog { db: db.clone(), org, call: call.id, transcripts },
         caller: call.from.clone(),
         greeting: Some(number.greeting(&agent).to_owned()),
         other_languages: number.other_languages(),

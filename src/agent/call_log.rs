@@ -2,13 +2,19 @@
 //! tested without a database ([`StoredCallLog`] writes to storage; tests keep turns in memory).
 //! A failed write is logged by the implementation and never stops the conversation: the caller
 //! is still on the line.
+//!
+//! Turns of all the calls of a process go through one [`TranscriptWriter`], which writes
+//! whatever queued while its previous write ran in one statement (group commit): alone, a turn
+//! is written at once; under load, hundreds of small writes a second become a few dozen.
 
 use std::future::Future;
+
+use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::call::CallEnding;
 use crate::domain::ids::{CallId, OrgId};
 use crate::storage::Db;
-use crate::storage::calls::{self, NewTurn};
+use crate::storage::calls::{self, MAX_TURNS_PER_APPEND, NewTurn};
 
 /// The session's record of its call.
 pub trait CallLog: Send + Sync + 'static {
@@ -20,23 +26,81 @@ pub trait CallLog: Send + Sync + 'static {
     fn finish(&self, ending: &CallEnding<'_>) -> impl Future<Output = ()> + Send;
 }
 
+/// A turn waiting to be written, and who waits for its sequence number.
+struct PendingTurn {
+    org: OrgId,
+    call: CallId,
+    turn: NewTurn,
+    stored: oneshot::Sender<Option<i64>>,
+}
+
+/// The process's writer of transcript turns (see the module's header).
+#[derive(Clone)]
+pub struct TranscriptWriter {
+    queue: mpsc::UnboundedSender<PendingTurn>,
+}
+
+impl TranscriptWriter {
+    /// Starts the writer's task.
+    pub fn start(db: Db) -> Self {
+        let (queue, pending) = mpsc::unbounded_channel();
+        tokio::spawn(write_batches(db, pending));
+        Self { queue }
+    }
+
+    /// Appends a turn; its sequence number once written, `None` if it could not be.
+    async fn append(&self, org: OrgId, call: CallId, turn: NewTurn) -> Option<i64> {
+        let (stored, sequence) = oneshot::channel();
+        self.queue.send(PendingTurn { org, call, turn, stored }).ok()?;
+        sequence.await.ok().flatten()
+    }
+}
+
+/// How long the writer lets turns gather after the first of a batch arrives. Writes are off the
+/// caller's critical path (the model is already thinking), and a statement costs far more than
+/// a row.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(3);
+
+async fn write_batches(db: Db, mut pending: mpsc::UnboundedReceiver<PendingTurn>) {
+    let mut batch = Vec::with_capacity(MAX_TURNS_PER_APPEND);
+    while pending.recv_many(&mut batch, MAX_TURNS_PER_APPEND).await > 0 {
+        let gathered = tokio::time::Instant::now() + GATHER;
+        while batch.len() < MAX_TURNS_PER_APPEND {
+            let room = MAX_TURNS_PER_APPEND - batch.len();
+            match tokio::time::timeout_at(gathered, pending.recv_many(&mut batch, room)).await {
+                Ok(received) if received > 0 => continue,
+                _ => break,
+            }
+        }
+        let turns: Vec<(OrgId, CallId, &NewTurn)> = batch.iter().map(|p| (p.org, p.call, &p.turn)).collect();
+        let sequences = match calls::append_turns(&db, &turns).await {
+            Ok(sequences) => sequences,
+            Err(e) => {
+                tracing::error!(turns = batch.len(), error = ?e, "could not store transcript turns");
+                vec![None; batch.len()]
+            }
+        };
+        for (waiting, sequence) in batch.drain(..).zip(sequences) {
+            if sequence.is_none() {
+                tracing::error!(call = %waiting.call, "a transcript turn was not stored");
+            }
+            let _ = waiting.stored.send(sequence);
+        }
+    }
+}
+
 /// The call's record in storage.
 #[derive(Clone)]
 pub struct StoredCallLog {
     pub db: Db,
     pub org: OrgId,
     pub call: CallId,
+    pub transcripts: TranscriptWriter,
 }
 
 impl CallLog for StoredCallLog {
     async fn append(&self, turn: NewTurn) -> Option<i64> {
-        match calls::append_turn(&self.db, self.org, self.call, &turn).await {
-            Ok(sequence) => Some(sequence),
-            Err(e) => {
-                tracing::error!(call = %self.call, error = ?e, "could not store a transcript turn");
-                None
-            }
-        }
+        self.transcripts.append(self.org, self.call, turn).await
     }
 
     async fn cut(&self, sequence: i64, heard: &str) {

@@ -19,6 +19,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::agent::call_log::TranscriptWriter;
 use crate::agent::live::LiveSessions;
 use crate::config::Config;
 use crate::storage::Db;
@@ -37,6 +38,7 @@ pub struct AppState {
     pub metrics: Arc<metrics::HttpMetrics>,
     pub twilio: TwilioClient,
     pub live: Arc<LiveSessions>,
+    pub transcripts: TranscriptWriter,
 }
 
 /// The Twilio routes run on their own state, made from the server's.
@@ -47,6 +49,7 @@ impl FromRef<AppState> for TwilioState {
             client: state.twilio.clone(),
             public_base_url: state.config.public_base_url(),
             live: state.live.clone(),
+            transcripts: state.transcripts.clone(),
         }
     }
 }

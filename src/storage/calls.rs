@@ -472,27 +472,53 @@ pub struct NewTurn {
 /// Appends a turn to a call's transcript as soon as it is spoken; returns its sequence number.
 /// Turns of one call are appended by one session, in order.
 pub async fn append_turn(db: &Db, org: OrgId, call: CallId, turn: &NewTurn) -> Result<i64> {
-    let sql =
-        "INSERT INTO conversation_turns (call_id, org_id, sequence, role, text, language, started_at, ended_at, interrupted, latency_ms)
-               SELECT c.id, c.org_id, (SELECT COALESCE(MAX(t.sequence), 0) + 1 FROM conversation_turns t WHERE t.call_id = c.id),
-                      $3, $4, $5, $6, $7, $8, $9
-               FROM calls c WHERE c.id = $1 AND c.org_id = $2
-               RETURNING sequence";
-    let sequence: Option<i64> = on_pool!(db, |pool| {
-        sqlx::query_scalar(sql)
-            .bind(call.0)
-            .bind(org.0)
-            .bind(turn.role.as_str())
-            .bind(&turn.text)
-            .bind(&turn.language)
-            .bind(turn.started_at)
-            .bind(turn.ended_at)
-            .bind(turn.interrupted)
-            .bind(turn.latency_ms)
-            .fetch_optional(pool)
-            .await
+    append_turns(db, &[(org, call, turn)]).await?.pop().flatten().ok_or(StorageError::NotFound)
+}
+
+/// The most turns [`append_turns`] writes in one statement.
+pub const MAX_TURNS_PER_APPEND: usize = 100;
+
+/// Appends turns of different calls in one statement (a group commit of many live calls'
+/// turns); each gets the next sequence number of its call. Returns each turn's sequence, or
+/// `None` for a turn whose call no longer exists. At most one turn per call, and at most
+/// [`MAX_TURNS_PER_APPEND`] turns.
+pub async fn append_turns(db: &Db, turns: &[(OrgId, CallId, &NewTurn)]) -> Result<Vec<Option<i64>>> {
+    assert!(turns.len() <= MAX_TURNS_PER_APPEND, "at most {MAX_TURNS_PER_APPEND} turns per append");
+    if turns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<String> = (0..turns.len())
+        .map(|i| {
+            let p = 9 * i;
+            format!("(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7, p + 8, p + 9)
+        })
+        .collect();
+    let sql = format!(
+        "WITH new (call_id, org_id, role, text, language, started_at, ended_at, interrupted, latency_ms) AS (VALUES {})
+         INSERT INTO conversation_turns (call_id, org_id, sequence, role, text, language, started_at, ended_at, interrupted, latency_ms)
+         SELECT c.id, c.org_id, (SELECT COALESCE(MAX(t.sequence), 0) + 1 FROM conversation_turns t WHERE t.call_id = c.id),
+                n.role, n.text, n.language, n.started_at, n.ended_at, n.interrupted, n.latency_ms
+         FROM new n JOIN calls c ON c.id = n.call_id AND c.org_id = n.org_id
+         RETURNING call_id, sequence",
+        rows.join(", ")
+    );
+    let stored: Vec<(Uuid, i64)> = on_pool!(db, |pool| {
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()));
+        for (org, call, turn) in turns {
+            query = query
+                .bind(call.0)
+                .bind(org.0)
+                .bind(turn.role.as_str())
+                .bind(&turn.text)
+                .bind(&turn.language)
+                .bind(turn.started_at)
+                .bind(turn.ended_at)
+                .bind(turn.interrupted)
+                .bind(turn.latency_ms);
+        }
+        query.fetch_all(pool).await
     })?;
-    sequence.ok_or(StorageError::NotFound)
+    Ok(turns.iter().map(|(_, call, _)| stored.iter().find(|(id, _)| *id == call.0).map(|(_, sequence)| *sequence)).collect())
 }
 
 /// Cuts a stored turn down to what the caller heard before speaking over it, and marks it

@@ -371,7 +371,7 @@ async fn hanging_up_during_the_goodbye_is_clean(app: TestApp) {
 async fn the_session_runs_without_a_transport_and_ends_at_max_duration() {
     use std::sync::Arc;
 
-    use switchboard::agent::call_log::StoredCallLog;
+    use switchboard::agent::call_log::{StoredCallLog, TranscriptWriter};
     use switchboard::agent::session::{AgentCommand, Session, SessionSetup};
     use switchboard::domain::agent::AgentSpec;
     use switchboard::domain::call::EndReason;
@@ -383,7 +383,12 @@ async fn the_session_runs_without_a_transport_and_ends_at_max_duration() {
     let mut agent = AgentSpec::named("Ava");
     agent.max_call_duration_secs = 1;
     let setup = SessionSetup {
-        log: StoredCallLog { db: app.db.clone(), org: app.org, call: CallId(call.id.parse().unwrap()) },
+        log: StoredCallLog {
+            db: app.db.clone(),
+            org: app.org,
+            call: CallId(call.id.parse().unwrap()),
+            transcripts: TranscriptWriter::start(app.db.clone()),
+        },
         caller: "+14155550123".into(),
         agent,
         llm: Some((Arc::new(LlmClient::new(&call.llm.base_url, None)) as Arc<dyn ChatModel>, "fake-model".into())),

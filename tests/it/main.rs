@@ -11,6 +11,7 @@ mod automations;
 mod calls;
 mod cli;
 mod conversations;
+mod llama_cpp;
 mod phone_numbers;
 mod providers;
 mod tenancy;

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use crate::agent::call_log::TranscriptWriter;
 use crate::agent::live::LiveSessions;
 use crate::domain::call::CallStatus;
 use crate::storage::Db;
@@ -27,6 +28,7 @@ pub struct TwilioState {
     /// The URL Twilio reaches this server at (webhook URLs and signatures).
     pub public_base_url: String,
     pub live: Arc<LiveSessions>,
+    pub transcripts: TranscriptWriter,
 }
 
 /// A Twilio call status as the carrier-neutral status; `initiated` (outbound calls) counts as

@@ -31,6 +31,10 @@ use crate::domain::time;
 use crate::storage::{StorageError, calls, phone_providers};
 
 const HANG_UP_GRACE: Duration = Duration::from_secs(5);
+/// ConversationRelay's messages are small JSON texts: small socket buffers keep an idle call
+/// cheap (the defaults are 128 KiB each way), and a larger message is refused.
+const RELAY_BUFFER: usize = 4 << 10;
+const MAX_RELAY_MESSAGE: usize = 64 << 10;
 
 /// The relay WebSocket of one call. The signature is checked before anything is said about the
 /// call (an unknown call is refused like a bad signature), and only one session may hold a call.
@@ -54,7 +58,7 @@ pub async fn relay(
     if call.status.is_final() || call.ended_reason.is_some() {
         return (StatusCode::CONFLICT, "the call is over").into_response();
     }
-    let setup = match assembly::for_call(&state.db, &call, state.live.clone()).await {
+    let setup = match assembly::for_call(&state.db, &call, state.live.clone(), state.transcripts.clone()).await {
         Ok(setup) => setup,
         Err(e) => return internal(e),
     };
@@ -67,7 +71,11 @@ pub async fn relay(
         }
         Err(e) => return internal(e),
     }
-    upgrade.on_upgrade(move |socket| converse(state, call, setup, socket))
+    upgrade
+        .read_buffer_size(RELAY_BUFFER)
+        .write_buffer_size(RELAY_BUFFER)
+        .max_message_size(MAX_RELAY_MESSAGE)
+        .on_upgrade(move |socket| converse(state, call, setup, socket))
 }
 
 /// The call, if it exists and the handshake is signed with its account's auth token.
