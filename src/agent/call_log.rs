@@ -8,6 +8,8 @@
 //! is written at once; under load, hundreds of small writes a second become a few dozen.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -38,20 +40,31 @@ struct PendingTurn {
 #[derive(Clone)]
 pub struct TranscriptWriter {
     queue: mpsc::UnboundedSender<PendingTurn>,
+    waiting: Arc<AtomicUsize>,
 }
 
 impl TranscriptWriter {
     /// Starts the writer's task.
     pub fn start(db: Db) -> Self {
         let (queue, pending) = mpsc::unbounded_channel();
-        tokio::spawn(write_batches(db, pending));
-        Self { queue }
+        let waiting = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(write_batches(db, pending, waiting.clone()));
+        Self { queue, waiting }
+    }
+
+    /// Turns waiting to be written (a queue depth `/metrics` shows).
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// Appends a turn; its sequence number once written, `None` if it could not be.
     async fn append(&self, org: OrgId, call: CallId, turn: NewTurn) -> Option<i64> {
         let (stored, sequence) = oneshot::channel();
-        self.queue.send(PendingTurn { org, call, turn, stored }).ok()?;
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        if self.queue.send(PendingTurn { org, call, turn, stored }).is_err() {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
         sequence.await.ok().flatten()
     }
 }
@@ -61,7 +74,7 @@ impl TranscriptWriter {
 /// a row.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(3);
 
-async fn write_batches(db: Db, mut pending: mpsc::UnboundedReceiver<PendingTurn>) {
+async fn write_batches(db: Db, mut pending: mpsc::UnboundedReceiver<PendingTurn>, waiting: Arc<AtomicUsize>) {
     let mut batch = Vec::with_capacity(MAX_TURNS_PER_APPEND);
     while pending.recv_many(&mut batch, MAX_TURNS_PER_APPEND).await > 0 {
         let gathered = tokio::time::Instant::now() + GATHER;
@@ -80,11 +93,12 @@ async fn write_batches(db: Db, mut pending: mpsc::UnboundedReceiver<PendingTurn>
                 vec![None; batch.len()]
             }
         };
-        for (waiting, sequence) in batch.drain(..).zip(sequences) {
+        waiting.fetch_sub(batch.len(), Ordering::Relaxed);
+        for (turn, sequence) in batch.drain(..).zip(sequences) {
             if sequence.is_none() {
-                tracing::error!(call = %waiting.call, "a transcript turn was not stored");
+                tracing::error!(call = %turn.call, "a transcript turn was not stored");
             }
-            let _ = waiting.stored.send(sequence);
+            let _ = turn.stored.send(sequence);
         }
     }
 }

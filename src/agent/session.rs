@@ -16,6 +16,8 @@
 //! ```
 //!
 //! Rules:
+//! - Keypresses are gathered until the caller pauses for [`KEYPAD_PAUSE`] (or presses `#`), then
+//!   reach the model as one caller turn, like speech ("1234#" is one answer, not five).
 //! - Nothing the caller says is dropped. Words heard while the model thinks cancel the request
 //!   and it is asked again with everything said; words heard while a reply streams without an
 //!   interruption (a non-interruptible reply) are queued and answered next; each utterance is
@@ -140,6 +142,8 @@ const TRANSFERRING: &str = "Let me transfer you now. Please hold.";
 const APOLOGY: &str = "I'm sorry, I'm having trouble right now. Please call back in a little while. Goodbye.";
 const SAY_AGAIN: &str = "Sorry, could you say that again?";
 const GOODBYE_SHUTDOWN: &str = "I'm sorry, I have to end our call now for a short maintenance. Please call us back in a minute. Goodbye!";
+/// How long after the last keypress the keys pressed so far count as one answer.
+pub const KEYPAD_PAUSE: Duration = Duration::from_millis(1500);
 /// Rounds of tool calls the model may chain in one reply before it must speak.
 const MAX_TOOL_ROUNDS: usize = 3;
 
@@ -199,6 +203,7 @@ enum Step {
     Silence,
     Played,
     WindDown,
+    KeysDone,
 }
 
 pub struct Session<L: CallLog> {
@@ -218,6 +223,9 @@ pub struct Session<L: CallLog> {
     wind_down: watch::Receiver<bool>,
     /// The node is shutting down: end the call as soon as the agent is not mid-sentence.
     winding_down: bool,
+    /// Keys pressed since the caller's last pause, and when that answer is complete.
+    keys: String,
+    keys_done: Option<Instant>,
 }
 
 impl<L: CallLog> Session<L> {
@@ -240,6 +248,8 @@ impl<L: CallLog> Session<L> {
             state: State::Listening { checked_in: false },
             queued: Vec::new(),
             last_spoken: None,
+            keys: String::new(),
+            keys_done: None,
         }
     }
 
@@ -268,12 +278,15 @@ impl<L: CallLog> Session<L> {
         }
         loop {
             let (deadline, quiet_until, winding_down) = (self.deadline, self.quiet_until, self.winding_down);
+            let keys_done = self.keys_done.unwrap_or(deadline);
+            let keys_pending = self.keys_done.is_some();
             let wind_down = &mut self.wind_down;
             let step = match &mut self.state {
                 State::Listening { .. } => tokio::select! {
                     biased;
                     event = events.recv() => Step::Caller(event),
                     Ok(()) = wind_down.changed(), if !winding_down => Step::WindDown,
+                    () = sleep_until(keys_done), if keys_pending => Step::KeysDone,
                     () = sleep_until(deadline) => Step::TimeUp,
                     () = sleep_until(quiet_until) => Step::Silence,
                 },
@@ -281,6 +294,7 @@ impl<L: CallLog> Session<L> {
                     biased;
                     event = events.recv() => Step::Caller(event),
                     Ok(()) = wind_down.changed(), if !winding_down => Step::WindDown,
+                    () = sleep_until(keys_done), if keys_pending => Step::KeysDone,
                     () = sleep_until(deadline) => Step::TimeUp,
                     item = reply.stream.recv() => Step::Model(item),
                 },
@@ -305,7 +319,14 @@ impl<L: CallLog> Session<L> {
             Step::Caller(Some(CallerEvent::Interrupted { heard })) => self.interrupted(&heard).await,
             Step::Caller(Some(CallerEvent::Said { text, language })) => self.heard(text, language).await,
             Step::Caller(Some(CallerEvent::Digits(digits))) => {
-                self.heard(format!("(The caller pressed {digits} on the keypad.)"), None).await
+                self.keys.push_str(&digits);
+                self.keys_done = Some(if digits.contains('#') { Instant::now() } else { Instant::now() + KEYPAD_PAUSE });
+                self.quiet_until = self.quiet_until.max(Instant::now() + KEYPAD_PAUSE + silence(&self.setup.agent));
+            }
+            Step::KeysDone => {
+                if let Some(keys) = self.take_keys() {
+                    self.heard(keys, None).await;
+                }
             }
             Step::Model(item) => self.model_said(item).await,
             Step::WindDown => self.winding_down = true,
@@ -331,7 +352,17 @@ impl<L: CallLog> Session<L> {
         None
     }
 
+    /// The keys pressed since the last pause, as the caller's words.
+    fn take_keys(&mut self) -> Option<String> {
+        self.keys_done = None;
+        let keys = std::mem::take(&mut self.keys);
+        (!keys.is_empty()).then(|| format!("(The caller pressed {keys} on the keypad.)"))
+    }
+
     async fn caller_hung_up(&mut self) -> Ending {
+        if let Some(keys) = self.take_keys() {
+            self.store(TurnRole::Caller, &keys, time::now(), false, None).await;
+        }
         match std::mem::replace(&mut self.state, State::Listening { checked_in: false }) {
             State::Ending { ending, .. } => ending,
             state => {

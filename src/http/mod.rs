@@ -157,6 +157,20 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 /// Prometheus metrics in the text exposition format.
 #[utoipa::path(get, path = "/metrics", tag = "meta", security(()), responses((status = 200, description = "Metrics", content_type = "text/plain")))]
 async fn prometheus_metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let text = format!("{}{}", state.metrics.render(), state.live.render());
+    let due_runs = match crate::storage::automations::due_count(&state.db, crate::domain::time::now()).await {
+        Ok(due) => due.to_string(),
+        Err(e) => {
+            tracing::warn!(error = ?e, "could not count due automation runs for /metrics");
+            "NaN".to_owned()
+        }
+    };
+    let text = format!(
+        "{}{}# HELP switchboard_transcript_turns_waiting Transcript turns queued for writing.\n# TYPE switchboard_transcript_turns_waiting gauge\n\
+         switchboard_transcript_turns_waiting {}\n# HELP switchboard_automation_runs_due Automation runs due now, across nodes.\n\
+         # TYPE switchboard_automation_runs_due gauge\nswitchboard_automation_runs_due {due_runs}\n",
+        state.metrics.render(),
+        state.live.render(),
+        state.transcripts.waiting(),
+    );
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -333,6 +333,12 @@ pub struct ClaimedRun {
 
 /// Claims the run that is due first (pending, or running with an expired lease) until
 /// `lease_until`, counting an attempt. `None` when nothing is due.
+/// How many runs are due now, whatever their organisation (the queue depth `/metrics` shows).
+pub async fn due_count(db: &Db, now: DateTime<Utc>) -> Result<i64> {
+    let sql = concat!("SELECT COUNT(*) FROM automation_runs WHERE ", due!());
+    Ok(on_pool!(db, |pool| sqlx::query_scalar(sql).bind(now).fetch_one(pool).await)?)
+}
+
 pub async fn claim_due(db: &Db, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> Result<Option<ClaimedRun>> {
     // A read first, so an idle poll takes no write lock.
     let due: Option<i32> = on_pool!(db, |pool| {

@@ -99,6 +99,14 @@ async fn health_metrics_and_languages(app: TestApp) {
     let metrics = client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"switchboard_http_requests_total{method="GET",route="/api/v1/apps",status="200"} 1"#), "{metrics}");
     assert!(metrics.contains(r#"switchboard_http_request_duration_seconds_count{method="GET",route="/api/v1/languages"} 1"#), "{metrics}");
+    for gauge in [
+        "switchboard_live_calls 0",
+        "switchboard_draining 0",
+        "switchboard_transcript_turns_waiting 0",
+        "switchboard_automation_runs_due 0",
+    ] {
+        assert!(metrics.contains(gauge), "{gauge} in {metrics}");
+    }
 
     // The OpenAPI document describes exactly the routes the router serves.
     let doc: serde_json::Value = client.get(app.url("/api/v1/openapi.json")).send().await.unwrap().json().await.unwrap();

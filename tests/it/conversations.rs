@@ -28,6 +28,7 @@ on_both_backends!(
     end_call_phrases_end_the_call,
     the_event_keeps_every_turn_when_the_callback_comes_first,
     the_event_keeps_every_turn_when_the_hang_up_comes_first,
+    a_flooded_socket_keeps_both_directions_moving,
 );
 
 pub(crate) struct Call {
@@ -605,4 +606,24 @@ async fn a_shutdown_drains_live_calls_before_stopping() {
     assert_eq!((ended.ended_by.as_deref(), ended.ended_reason.as_deref()), (Some("system"), Some("server_shutdown")));
     let turned_away = calls::find_by_sid(&app.db, &newcomer).await.unwrap().unwrap();
     assert_eq!(turned_away.ended_reason.as_deref(), Some("server_draining"));
+}
+
+/// The caller's side floods the socket (hundreds of keypresses) while a long reply streams the
+/// other way: neither direction waits for the other, and every key reaches the model.
+async fn a_flooded_socket_keeps_both_directions_moving(app: TestApp) {
+    let call = ring_agent(&app, json!({ "name": "Ava" })).await;
+    let long = "word ".repeat(400);
+    call.llm.script([Reply::says(long.trim_end()), Reply::says("Got your number.")]);
+    let mut relay = connect(&app, &call).await;
+    relay.say("Read me the terms").await;
+    for _ in 0..300 {
+        relay.send(json!({ "type": "dtmf", "digit": "1" })).await;
+    }
+    let reply = relay.utterance().await;
+    assert_eq!(reply.text.split_whitespace().count(), 400, "the whole reply arrived");
+    assert_eq!(relay.utterance().await.text, "Got your number.");
+    let requests = call.llm.requests();
+    let last = requests.last().unwrap()["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap().to_owned();
+    assert_eq!(last, format!("(The caller pressed {} on the keypad.)", "1".repeat(300)));
+    relay.close().await;
 }

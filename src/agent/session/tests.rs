@@ -242,12 +242,31 @@ async fn speech_while_the_agent_thinks_is_asked_again_with_everything_said() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn digits_while_the_agent_thinks_are_not_lost() {
-    let mut call = start(ava(), None, vec![slowly("Which option?", 1_000), says("Option two it is.")]);
-    call.say("I want to choose").await;
-    call.send(CallerEvent::Digits("2".into())).await;
-    assert_eq!(call.utterance().await, "Option two it is.");
-    assert_eq!(call.request(1).last(), Some(&user("(The caller pressed 2 on the keypad.)")));
+async fn keypresses_reach_the_model_as_one_answer_after_a_pause() {
+    let mut call = start(ava(), None, vec![says("Thanks, that's account 4417."), says("Sales it is.")]);
+    for key in ["4", "4", "1", "7"] {
+        call.send(CallerEvent::Digits(key.into())).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let pressed = Instant::now();
+    assert_eq!(call.utterance().await, "Thanks, that's account 4417.");
+    assert!(pressed.elapsed() >= KEYPAD_PAUSE - Duration::from_millis(400), "the caller's pause ends the answer");
+    assert_eq!(call.request(0)[1..], [user("(The caller pressed 4417 on the keypad.)")]);
+    call.send(CallerEvent::Digits("1#".into())).await;
+    assert_eq!(call.utterance().await, "Sales it is.", "`#` ends the answer at once");
+    assert_eq!(call.request(1).last(), Some(&user("(The caller pressed 1# on the keypad.)")));
+    assert_eq!(call.log.transcript().iter().filter(|t| t.0 == TurnRole::Caller).count(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn keys_pressed_while_the_agent_speaks_are_answered_next() {
+    let mut call = start(ava(), None, vec![slowly("Please enter your account number now.", 500), says("Account 12 found.")]);
+    call.say("I want my balance").await;
+    assert!(matches!(call.command().await, AgentCommand::Speak { .. }));
+    call.send(CallerEvent::Digits("12".into())).await;
+    assert_eq!(call.utterance().await, "enter your account number now.");
+    assert_eq!(call.utterance().await, "Account 12 found.");
+    assert_eq!(call.request(1).last(), Some(&user("(The caller pressed 12 on the keypad.)")));
 }
 
 #[tokio::test(start_paused = true)]
