@@ -21,7 +21,7 @@ use crate::conversations::{connect, ring_agent};
 use crate::support::fake_llm::Reply;
 use crate::support::smtp_server::SmtpServer;
 use crate::support::webhook_sink::WebhookSink;
-use crate::support::{Backend, LINE_TOKEN, TestApp, on_both_backends, per_backend, spawn_app_with};
+use crate::support::{Backend, LINE_TOKEN, PhoneLine, TestApp, on_both_backends, per_backend, spawn_app_with};
 
 per_backend!(
     a_finished_call_is_delivered_classified_mailed_and_ticketed,
@@ -221,19 +221,9 @@ async fn a_receiver_that_is_down_gets_the_event_once_it_is_up(backend: Backend) 
 async fn invalid_classifications_fail_clearly_and_can_be_retried(backend: Backend) {
     let app = app_for_automations(backend, None).await;
     let llm = crate::support::fake_llm::FakeLlm::start().await;
-    app.post("/api/v1/llm-providers", json!({ "name": "fake", "base_url": llm.base_url, "default_model": "m" })).await.expect(201);
     llm.script([Reply::says("It went fine I think."), Reply::says(r#"{"sentiment":"great"}"#), Reply::says("{not json")]);
-    let line = app.phone_line(json!({ "name": "Ava" })).await;
-    let app_id = app.get(&format!("/api/v1/agents/{}", line.agent)).await.expect(200)["app_id"].as_str().unwrap().to_owned();
-    let created = app
-        .post(&format!("/api/v1/apps/{app_id}/automations"), json!({ "name": "classify", "actions": [{ "type": "ai_classify" }] }))
-        .await
-        .expect(201);
-    let runs_path = format!("/api/v1/automations/{}/runs", created["id"].as_str().unwrap());
-    let call_sid = crate::support::sid("CA", 'e');
-    app.ring(&line, &call_sid).await.expect(200);
-    let params = [("AccountSid", line.account.as_str()), ("CallSid", call_sid.as_str()), ("CallStatus", "completed")];
-    app.twilio_post("/twilio/status", &params, Some(LINE_TOKEN)).await.expect(204);
+    let (line, runs_path) = classifying_line(&app, &llm).await;
+    end_a_call(&app, &line, 'e').await;
 
     let failed = until(&app, &runs_path, |b| b["data"][0]["status"] == "failed").await;
     let run = &failed["data"][0];
@@ -251,27 +241,37 @@ async fn invalid_classifications_fail_clearly_and_can_be_retried(backend: Backen
     assert_eq!(call["analysis"]["satisfaction"], 5);
 }
 
-/// Some servers answer `response_format: json_schema` with a 500: the classification asks again
-/// in JSON mode at once, without spending a try, and the next call starts there.
-async fn a_refused_json_schema_falls_back_to_json_mode(backend: Backend) {
-    let app = app_for_automations(backend, None).await;
-    let llm = crate::support::fake_llm::FakeLlm::start().await;
+/// A line whose app classifies every ended call with `llm`, and the path of its runs.
+async fn classifying_line(app: &TestApp, llm: &crate::support::fake_llm::FakeLlm) -> (PhoneLine, String) {
     app.post("/api/v1/llm-providers", json!({ "name": "fake", "base_url": llm.base_url, "default_model": "m" })).await.expect(201);
-    let valid = r#"{"sentiment":"neutral","resolution":"resolved","satisfaction":4,"summary":"Hours.","categories":{}}"#;
-    llm.refuse_json_schema(500);
-    llm.script([Reply::says(valid), Reply::says(valid)]);
     let line = app.phone_line(json!({ "name": "Ava" })).await;
     let app_id = app.get(&format!("/api/v1/agents/{}", line.agent)).await.expect(200)["app_id"].as_str().unwrap().to_owned();
     let created = app
         .post(&format!("/api/v1/apps/{app_id}/automations"), json!({ "name": "classify", "actions": [{ "type": "ai_classify" }] }))
         .await
         .expect(201);
-    let runs_path = format!("/api/v1/automations/{}/runs", created["id"].as_str().unwrap());
-    for (n, letter) in [(1, 'f'), (2, 'g')] {
-        let call_sid = crate::support::sid("CA", letter);
-        app.ring(&line, &call_sid).await.expect(200);
-        let params = [("AccountSid", line.account.as_str()), ("CallSid", call_sid.as_str()), ("CallStatus", "completed")];
-        app.twilio_post("/twilio/status", &params, Some(LINE_TOKEN)).await.expect(204);
+    (line, format!("/api/v1/automations/{}/runs", created["id"].as_str().unwrap()))
+}
+
+/// A call to `line` (SID filled with `letter`) that rings and ends at once.
+async fn end_a_call(app: &TestApp, line: &PhoneLine, letter: char) {
+    let call_sid = crate::support::sid("CA", letter);
+    app.ring(line, &call_sid).await.expect(200);
+    let params = [("AccountSid", line.account.as_str()), ("CallSid", call_sid.as_str()), ("CallStatus", "completed")];
+    app.twilio_post("/twilio/status", &params, Some(LINE_TOKEN)).await.expect(204);
+}
+
+/// Some servers answer `response_format: json_schema` with a 500: the classification asks again
+/// in JSON mode at once, without spending a try, and the next call starts there.
+async fn a_refused_json_schema_falls_back_to_json_mode(backend: Backend) {
+    let app = app_for_automations(backend, None).await;
+    let llm = crate::support::fake_llm::FakeLlm::start().await;
+    let valid = r#"{"sentiment":"neutral","resolution":"resolved","satisfaction":4,"summary":"Hours.","categories":{}}"#;
+    llm.refuse_json_schema(500);
+    llm.script([Reply::says(valid), Reply::says(valid)]);
+    let (line, runs_path) = classifying_line(&app, &llm).await;
+    for (n, letter) in [(1, 'f'), (2, 'b')] {
+        end_a_call(&app, &line, letter).await;
         let runs = until(&app, &runs_path, |b| {
             b["data"].as_array().unwrap().len() == n && b["data"].as_array().unwrap().iter().all(|r| r["status"] == "succeeded")
         })
