@@ -44,6 +44,8 @@ pub struct Application {
 
 /// How long sessions told to wind down get to say goodbye before the server stops anyway.
 const WIND_DOWN_LIMIT: Duration = Duration::from_secs(30);
+/// How long the server keeps answering Twilio after its last call's session ended.
+const CALLBACK_LINGER: Duration = Duration::from_secs(3);
 
 /// The master key: from `secret_key`, else from `{data_dir}/master.key` (created when missing).
 pub fn master_cipher(config: &Config) -> anyhow::Result<Cipher> {
@@ -126,14 +128,19 @@ impl Application {
 /// (`server_shutdown`), and the server stops once they have (at most [`WIND_DOWN_LIMIT`] later).
 async fn drain(live: &LiveSessions, grace: Duration) {
     live.begin_draining();
+    let had_calls = live.count() > 0;
     tracing::info!(live_calls = live.count(), grace_secs = grace.as_secs(), "draining: no new calls, live calls go on");
-    if tokio::time::timeout(grace, live.until_empty()).await.is_ok() {
-        return;
+    if tokio::time::timeout(grace, live.until_empty()).await.is_err() {
+        tracing::warn!(live_calls = live.count(), "the grace period is over: agents say goodbye");
+        live.wind_down();
+        if tokio::time::timeout(WIND_DOWN_LIMIT, live.until_empty()).await.is_err() {
+            tracing::warn!(live_calls = live.count(), "stopping with calls still live");
+        }
     }
-    tracing::warn!(live_calls = live.count(), "the grace period is over: agents say goodbye");
-    live.wind_down();
-    if tokio::time::timeout(WIND_DOWN_LIMIT, live.until_empty()).await.is_err() {
-        tracing::warn!(live_calls = live.count(), "stopping with calls still live");
+    if had_calls {
+        // Twilio asks `/twilio/connect-action` what to do next, and posts the final status, just
+        // after a session ends: answer those before the listener closes.
+        tokio::time::sleep(CALLBACK_LINGER).await;
     }
 }
 

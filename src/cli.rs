@@ -91,6 +91,9 @@ enum AdminCommand {
         org: OrgId,
         #[arg(long)]
         name: String,
+        /// `admin` (may change things) or `member` (may only read).
+        #[arg(long, default_value = "admin")]
+        role: Role,
     },
 }
 
@@ -157,10 +160,11 @@ async fn admin(command: AdminCommand, config: &Config) -> anyhow::Result<()> {
             let user = users::create(&db, org, &email, &password, role, Actor::System).await?;
             eprintln!("created user {} ({})", user.email.as_str(), user.id);
         }
-        AdminCommand::CreateToken { org, name } => {
+        AdminCommand::CreateToken { org, name, role } => {
             let name = org::token_name(&name)?;
+            let role = org::token_role(role)?;
             orgs::get(&db, org).await.with_context(|| format!("no organisation {org}"))?;
-            let (_, token) = tokens::create(&db, org, &name, Actor::System).await?;
+            let (_, token) = tokens::create(&db, org, &name, role, Actor::System).await?;
             println!("{}", token.as_str());
         }
     }

@@ -113,9 +113,26 @@ mod tests {
 pub struct ApiToken {
     pub id: super::ids::TokenId,
     pub name: String,
+    /// `admin` tokens change things; `member` tokens only read.
+    pub role: Role,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl Role {
+    /// Whether this role may change things (members only read).
+    pub fn can_change(self) -> bool {
+        matches!(self, Role::Owner | Role::Admin)
+    }
+}
+
+/// A validated role for an API token: `admin` or `member` (owners are people).
+pub fn token_role(value: Role) -> Result<Role, Invalid> {
+    match value {
+        Role::Owner => Err(Invalid::new("role", "an API token can be `admin` or `member`; `owner` is for people")),
+        role => Ok(role),
+    }
 }
 
 /// A validated token name.

@@ -17,6 +17,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("missing or invalid API token")]
     Unauthorized,
+    /// The caller may not do this (its role says so).
+    #[error("{0}")]
+    Forbidden(String),
     /// The resource does not exist in the caller's organisation (also for other tenants' rows).
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -64,6 +67,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -78,6 +82,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => "bad-request",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not-found",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge => "payload-too-large",

@@ -10,10 +10,10 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::audit::{self, Change};
-use super::{Db, Page, PageRequest, Result, StorageError, Tx, on_pool, on_tx};
+use super::{Db, Page, PageRequest, Result, StorageError, Tx, on_pool, on_tx, parse_stored};
 use crate::domain::audit::Actor;
 use crate::domain::ids::{OrgId, TokenId};
-use crate::domain::org::ApiToken;
+use crate::domain::org::{ApiToken, Role};
 use crate::domain::time;
 
 const PREFIX: &str = "sbt_";
@@ -25,6 +25,7 @@ const LAST_USED_GRANULARITY: Duration = Duration::seconds(60);
 pub struct TokenOwner {
     pub token_id: TokenId,
     pub org_id: OrgId,
+    pub role: Role,
 }
 
 fn digest(token: &str) -> String {
@@ -42,40 +43,50 @@ fn generate_token() -> Zeroizing<String> {
 struct TokenRow {
     id: Uuid,
     name: String,
+    role: String,
     created_at: DateTime<Utc>,
     last_used_at: Option<DateTime<Utc>>,
     revoked_at: Option<DateTime<Utc>>,
 }
 
-impl From<TokenRow> for ApiToken {
-    fn from(r: TokenRow) -> Self {
-        ApiToken { id: TokenId(r.id), name: r.name, created_at: r.created_at, last_used_at: r.last_used_at, revoked_at: r.revoked_at }
+impl TokenRow {
+    fn into_domain(self) -> Result<ApiToken> {
+        Ok(ApiToken {
+            id: TokenId(self.id),
+            name: self.name,
+            role: parse_stored("role", &self.role)?,
+            created_at: self.created_at,
+            last_used_at: self.last_used_at,
+            revoked_at: self.revoked_at,
+        })
     }
 }
 
 /// Creates a token; returns its record and the token itself, which is never retrievable again.
-pub async fn create(db: &Db, org: OrgId, name: &str, actor: Actor) -> Result<(ApiToken, Zeroizing<String>)> {
+pub async fn create(db: &Db, org: OrgId, name: &str, role: Role, actor: Actor) -> Result<(ApiToken, Zeroizing<String>)> {
     let mut tx = db.begin().await?;
-    let created = insert(&mut tx, org, name, actor).await?;
+    let created = insert(&mut tx, org, name, role, actor).await?;
     tx.commit().await?;
     Ok(created)
 }
 
-pub(crate) async fn insert(tx: &mut Tx, org: OrgId, name: &str, actor: Actor) -> Result<(ApiToken, Zeroizing<String>)> {
+pub(crate) async fn insert(tx: &mut Tx, org: OrgId, name: &str, role: Role, actor: Actor) -> Result<(ApiToken, Zeroizing<String>)> {
     let secret = generate_token();
-    let token = ApiToken { id: TokenId::generate(), name: name.to_owned(), created_at: time::now(), last_used_at: None, revoked_at: None };
+    let token =
+        ApiToken { id: TokenId::generate(), name: name.to_owned(), role, created_at: time::now(), last_used_at: None, revoked_at: None };
     on_tx!(tx, |conn| {
-        sqlx::query("INSERT INTO api_tokens (id, org_id, name, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)")
+        sqlx::query("INSERT INTO api_tokens (id, org_id, name, role, token_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(token.id.0)
             .bind(org.0)
             .bind(&token.name)
+            .bind(role.as_str())
             .bind(digest(&secret))
             .bind(token.created_at)
             .execute(conn)
             .await
             .map(|_| ())
     })?;
-    let change = Change::new(actor, "api_token.created", token.id, json!({ "name": token.name }));
+    let change = Change::new(actor, "api_token.created", token.id, json!({ "name": token.name, "role": role.as_str() }));
     audit::record(tx, org, change).await?;
     Ok((token, secret))
 }
@@ -86,13 +97,14 @@ pub async fn authenticate(db: &Db, presented: &str) -> Result<Option<TokenOwner>
         return Ok(None);
     }
     let hash = digest(presented);
-    let found: Option<(Uuid, Uuid)> = on_pool!(db, |pool| {
-        sqlx::query_as("SELECT id, org_id FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
+    let found: Option<(Uuid, Uuid, String)> = on_pool!(db, |pool| {
+        sqlx::query_as("SELECT id, org_id, role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
             .bind(&hash)
             .fetch_optional(pool)
             .await
     })?;
-    let Some((id, org)) = found else { return Ok(None) };
+    let Some((id, org, role)) = found else { return Ok(None) };
+    let role = parse_stored("role", &role)?;
     let now = time::now();
     on_pool!(db, |pool| {
         sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)")
@@ -103,16 +115,17 @@ pub async fn authenticate(db: &Db, presented: &str) -> Result<Option<TokenOwner>
             .await
             .map(|_| ())
     })?;
-    Ok(Some(TokenOwner { token_id: TokenId(id), org_id: OrgId(org) }))
+    Ok(Some(TokenOwner { token_id: TokenId(id), org_id: OrgId(org), role }))
 }
 
 /// The organisation's tokens, newest first, revoked ones included.
 pub async fn list(db: &Db, org: OrgId, page: PageRequest) -> Result<Page<ApiToken>> {
-    let sql = "SELECT id, name, created_at, last_used_at, revoked_at FROM api_tokens
+    let sql = "SELECT id, name, role, created_at, last_used_at, revoked_at FROM api_tokens
                WHERE org_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3";
     let rows: Vec<TokenRow> =
         on_pool!(db, |pool| { sqlx::query_as(sql).bind(org.0).bind(page.before).bind(page.fetch_limit()).fetch_all(pool).await })?;
-    Ok(Page::from_overfetch(rows.into_iter().map(ApiToken::from).collect(), page, |t| t.id.0))
+    let tokens = rows.into_iter().map(TokenRow::into_domain).collect::<Result<Vec<_>>>()?;
+    Ok(Page::from_overfetch(tokens, page, |t| t.id.0))
 }
 
 /// Revokes a token; it stops working at once. Revoking twice is harmless.
@@ -121,7 +134,7 @@ pub async fn revoke(db: &Db, org: OrgId, id: TokenId, actor: Actor) -> Result<Ap
     let row: Option<TokenRow> = on_tx!(&mut tx, |conn| {
         sqlx::query_as(
             "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 AND org_id = $3
-             RETURNING id, name, created_at, last_used_at, revoked_at",
+             RETURNING id, name, role, created_at, last_used_at, revoked_at",
         )
         .bind(time::now())
         .bind(id.0)
@@ -129,7 +142,7 @@ pub async fn revoke(db: &Db, org: OrgId, id: TokenId, actor: Actor) -> Result<Ap
         .fetch_optional(conn)
         .await
     })?;
-    let token = ApiToken::from(row.ok_or(StorageError::NotFound)?);
+    let token = row.ok_or(StorageError::NotFound)?.into_domain()?;
     let change = Change::new(actor, "api_token.revoked", id, json!({ "name": token.name }));
     audit::record(&mut tx, org, change).await?;
     tx.commit().await?;

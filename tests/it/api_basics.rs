@@ -12,7 +12,8 @@ on_both_backends!(
     requests_need_a_valid_token,
     bad_requests_get_problem_documents,
     health_metrics_and_languages,
-    api_tokens_work_until_revoked
+    api_tokens_work_until_revoked,
+    member_tokens_only_read
 );
 per_backend!(servers_starting_at_once_create_one_first_organisation);
 
@@ -214,6 +215,30 @@ async fn api_tokens_work_until_revoked(app: TestApp) {
     assert!(revoked["revoked_at"].is_string());
     app.send(Method::GET, "/api/v1/apps", Some(&token), None).await.problem(401);
     app.post("/api/v1/api-tokens", json!({ "name": "" })).await.problem(422);
+    assert_eq!(ci["role"], "admin", "tokens act as admins unless made members");
+}
+
+/// A `member` token reads everything of its organisation and changes nothing, on every route.
+async fn member_tokens_only_read(app: TestApp) {
+    let member = app.post("/api/v1/api-tokens", json!({ "name": "dashboard", "role": "member" })).await.expect(201);
+    assert_eq!(member["role"], "member");
+    let token = member["token"].as_str().unwrap().to_owned();
+    let app_id = app.create_app("Support").await;
+    app.send(Method::GET, "/api/v1/apps", Some(&token), None).await.expect(200);
+    app.send(Method::GET, &format!("/api/v1/apps/{app_id}/analytics"), Some(&token), None).await.expect(200);
+    for (method, path, body) in [
+        (Method::POST, "/api/v1/apps".to_owned(), Some(json!({ "name": "Sneaky" }))),
+        (Method::PATCH, format!("/api/v1/apps/{app_id}"), Some(json!({ "name": "Renamed" }))),
+        (Method::DELETE, format!("/api/v1/apps/{app_id}"), None),
+        (Method::POST, "/api/v1/api-tokens".to_owned(), Some(json!({ "name": "escalate", "role": "admin" }))),
+        (Method::PUT, "/api/v1/retention".to_owned(), Some(json!({ "transcript_days": 1, "record_days": 1 }))),
+    ] {
+        let detail = app.send(method.clone(), &path, Some(&token), body.as_ref()).await.problem(403);
+        assert!(detail.contains("`member` role"), "{method} {path}: {detail}");
+    }
+    assert_eq!(app.get(&format!("/api/v1/apps/{app_id}")).await.expect(200)["name"], "Support", "nothing changed");
+    let owner = app.post("/api/v1/api-tokens", json!({ "name": "root", "role": "owner" })).await.problem(422);
+    assert!(owner.contains("`admin` or `member`"), "{owner}");
 }
 
 /// The published JSON Schema of the event payload matches the types; a published version never

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::ids::TokenId;
-use crate::domain::org::{self, ApiToken};
+use crate::domain::org::{self, ApiToken, Role};
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, Problem};
@@ -18,6 +18,8 @@ use crate::storage::tokens;
 #[serde(deny_unknown_fields)]
 pub struct CreateApiToken {
     name: String,
+    /// `admin` (default: may change things) or `member` (may only read).
+    role: Option<Role>,
 }
 
 /// A new token: the only response that ever contains it.
@@ -45,14 +47,15 @@ pub async fn list(
 
 /// Create an API token for the organisation.
 #[utoipa::path(post, path = "/api-tokens", tag = "api-tokens", request_body = CreateApiToken, responses(
-    (status = 201, body = CreatedApiToken), (status = 422, body = Problem)))]
+    (status = 201, body = CreatedApiToken), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn create(
     State(s): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<CreateApiToken>,
 ) -> Result<(StatusCode, Json<CreatedApiToken>), ApiError> {
     let name = org::token_name(&body.name)?;
-    let (record, token) = tokens::create(&s.db, caller.org, &name, caller.actor).await.map_err(storage_error)?;
+    let role = org::token_role(body.role.unwrap_or(Role::Admin))?;
+    let (record, token) = tokens::create(&s.db, caller.org, &name, role, caller.actor).await.map_err(storage_error)?;
     Ok((StatusCode::CREATED, Json(CreatedApiToken { record, token: token.to_string() })))
 }
 

@@ -134,7 +134,8 @@ impl TestApp {
     /// A second organisation with its own token, for isolation tests.
     pub async fn other_org(&self) -> (OrgId, String) {
         let org = orgs::create(&self.db, "other", Actor::System).await.unwrap();
-        let (_, token) = tokens::create(&self.db, org.id, "other-admin", Actor::System).await.unwrap();
+        let (_, token) =
+            tokens::create(&self.db, org.id, "other-admin", switchboard::domain::org::Role::Admin, Actor::System).await.unwrap();
         (org.id, token.to_string())
     }
 

@@ -1,0 +1,4 @@
+-- API token roles (sqlite). Keep in step with ../postgres/0004_token_roles.sql.
+-- A token acts with a role: admin tokens change things, member tokens only read. Tokens made
+-- before roles existed acted as admins and keep doing so.
+ALTER TABLE api_tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'admin' CHECK (role IN ('owner', 'admin', 'member'));
