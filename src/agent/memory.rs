@@ -60,8 +60,10 @@ impl Memory {
     /// then the recent ones, at most [`MAX_WINDOW_CHARS`] in all.
     pub fn window(&self) -> Vec<ChatMessage> {
         let mut recent = &self.history[self.summarized_upto..];
-        while recent.len() > 1 && chars(recent) > MAX_WINDOW_CHARS {
+        let mut total = chars(recent);
+        while recent.len() > 1 && total > MAX_WINDOW_CHARS {
             let next_turn = recent[1..].iter().position(|m| matches!(m, ChatMessage::User { .. })).map_or(1, |i| i + 1);
+            total -= chars(&recent[..next_turn]);
             recent = &recent[next_turn..];
         }
         let mut window = Vec::with_capacity(recent.len() + 1);
@@ -80,7 +82,7 @@ impl Memory {
         let latest_cut = self.history.len() - KEEP_RECENT;
         let cut = (self.summarized_upto + 1..=latest_cut).rev().find(|&i| matches!(self.history[i], ChatMessage::User { .. }))?;
         self.summarizing = Some(cut);
-        let transcript: String = self.history[self.summarized_upto..cut].iter().filter_map(line).collect::<Vec<_>>().join("\n");
+        let transcript: String = self.history[self.summarized_upto..cut].iter().map(line).collect::<Vec<_>>().join("\n");
         let earlier = self.summary.as_deref().map(|s| format!("Summary of what came before: {s}\n\n")).unwrap_or_default();
         Some(SummaryJob {
             cut,
@@ -102,20 +104,29 @@ impl Memory {
     }
 }
 
+/// The size of messages, in bytes of text (tool plumbing included, since it can be long).
 fn chars(messages: &[ChatMessage]) -> usize {
-    messages.iter().map(|m| line(m).map_or(0, |l| l.len())).sum()
+    messages
+        .iter()
+        .map(|m| match m {
+            ChatMessage::System { content } | ChatMessage::User { content } | ChatMessage::Tool { content, .. } => content.len(),
+            ChatMessage::Assistant { content, tool_calls } => {
+                content.len() + tool_calls.iter().map(|c| c.name.len() + c.arguments.len()).sum::<usize>()
+            }
+        })
+        .sum()
 }
 
-/// A message as a transcript line (tool plumbing included, since it can be long).
-fn line(message: &ChatMessage) -> Option<String> {
+/// A message as a line of the transcript to summarise.
+fn line(message: &ChatMessage) -> String {
     match message {
-        ChatMessage::System { content } => Some(format!("System: {content}")),
-        ChatMessage::User { content } => Some(format!("Caller: {content}")),
+        ChatMessage::System { content } => format!("System: {content}"),
+        ChatMessage::User { content } => format!("Caller: {content}"),
         ChatMessage::Assistant { content, tool_calls } => {
             let calls: String = tool_calls.iter().map(|c| format!(" [{}({})]", c.name, c.arguments)).collect();
-            Some(format!("Agent: {content}{calls}"))
+            format!("Agent: {content}{calls}")
         }
-        ChatMessage::Tool { content, .. } => Some(format!("Tool result: {content}")),
+        ChatMessage::Tool { content, .. } => format!("Tool result: {content}"),
     }
 }
 

@@ -125,15 +125,6 @@ impl Ending {
     }
 }
 
-/// Where the conversation is (see the module's diagram).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
-    Listening,
-    Thinking,
-    Speaking,
-    Ending,
-}
-
 const STILL_THERE: &str = "Are you still there?";
 const GOODBYE_SILENT: &str = "I haven't heard from you, so I'll end the call now. Feel free to call back anytime. Goodbye!";
 const GOODBYE_TIME: &str = "We've reached the time limit for this call. Thank you for calling, goodbye!";
@@ -254,19 +245,9 @@ impl<L: CallLog> Session<L> {
     }
 
     /// The system prompt this session gives the model.
-    pub fn system_prompt(&self) -> String {
+    fn system_prompt(&self) -> String {
         let context = CallContext { caller: &self.setup.caller, now: time::now(), other_languages: &self.setup.other_languages };
         prompt::system_prompt(&self.setup.agent, &context)
-    }
-
-    /// Where the conversation is.
-    pub fn phase(&self) -> Phase {
-        match self.state {
-            State::Listening { .. } => Phase::Listening,
-            State::Thinking(_) => Phase::Thinking,
-            State::Speaking(_) => Phase::Speaking,
-            State::Ending { .. } => Phase::Ending,
-        }
     }
 
     /// Runs the conversation until it ends, and returns how it ended (already recorded).

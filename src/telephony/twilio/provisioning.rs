@@ -78,15 +78,21 @@ pub async fn verify_provider(db: &Db, twilio: &TwilioClient, org: OrgId, id: Pho
     phone_providers::record_verification(db, org, id, status, error.as_deref()).await
 }
 
-/// When Twilio refused the provider's credentials, marks the provider `invalid_credentials`
-/// so the problem shows where users look.
-async fn note_twilio_failure(db: &Db, org: OrgId, provider: PhoneProviderId, error: &ProvisioningError) {
-    if let ProvisioningError::BadCredentials(reason) = error
+/// Passes `result` on; when Twilio refused the provider's credentials, first marks the provider
+/// `invalid_credentials` so the problem shows where users look.
+async fn noting_bad_credentials<T>(
+    db: &Db,
+    org: OrgId,
+    provider: PhoneProviderId,
+    result: Result<T, ProvisioningError>,
+) -> Result<T, ProvisioningError> {
+    if let Err(ProvisioningError::BadCredentials(reason)) = &result
         && let Err(storage) =
             phone_providers::record_verification(db, org, provider, PhoneProviderStatus::InvalidCredentials, Some(reason)).await
     {
         tracing::error!(error = ?storage, "could not mark a provider's credentials invalid");
     }
+    result
 }
 
 /// Numbers for sale through the provider, in `country` and optionally an area code.
@@ -100,10 +106,8 @@ pub async fn numbers_for_sale(
 ) -> Result<Vec<NumberOffer>, ProvisioningError> {
     let creds = provider_credentials(db, org, provider).await?;
     let result = twilio.search_local_numbers(&creds, country, area_code.map(AreaCode::as_str)).await.map_err(ProvisioningError::from);
-    if let Err(e) = &result {
-        note_twilio_failure(db, org, provider, e).await;
-    }
-    Ok(result?
+    Ok(noting_bad_credentials(db, org, provider, result)
+        .await?
         .into_iter()
         .map(|n| NumberOffer {
             phone_number: n.phone_number,
@@ -127,10 +131,7 @@ pub async fn owned_numbers(
 ) -> Result<(Vec<OwnedNumber>, Option<String>), ProvisioningError> {
     let creds = provider_credentials(db, org, provider).await?;
     let result = twilio.list_incoming_numbers(&creds, page, limit).await.map_err(ProvisioningError::from);
-    if let Err(e) = &result {
-        note_twilio_failure(db, org, provider, e).await;
-    }
-    let page = result?;
+    let page = noting_bad_credentials(db, org, provider, result).await?;
     let numbers = page
         .numbers
         .into_iter()
@@ -187,10 +188,7 @@ pub async fn create_service(
 ) -> Result<PhoneNumber, ProvisioningError> {
     let provider_id = request.provider_id;
     let result = create_service_unchecked(db, twilio, public_base_url, org, request, actor).await;
-    if let Err(e) = &result {
-        note_twilio_failure(db, org, provider_id, e).await;
-    }
-    result
+    noting_bad_credentials(db, org, provider_id, result).await
 }
 
 async fn create_service_unchecked(
@@ -350,10 +348,7 @@ pub async fn remove_service(
 ) -> Result<LeftAtTwilio, ProvisioningError> {
     let number = phone_numbers::get(db, org, id).await?;
     let result = remove_service_unchecked(db, twilio, org, &number, release, actor).await;
-    if let Err(e) = &result {
-        note_twilio_failure(db, org, number.provider_id, e).await;
-    }
-    result
+    noting_bad_credentials(db, org, number.provider_id, result).await
 }
 
 async fn remove_service_unchecked(

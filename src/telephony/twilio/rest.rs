@@ -130,26 +130,26 @@ impl VoiceSettings {
         }
     }
 
-    /// Each field: its form name, its value, and whether it is a method.
-    fn fields(&self) -> [(&'static str, Option<&str>, bool); 7] {
+    /// Each field: its form name, its name in Twilio's JSON, its value, and whether it is a method.
+    fn fields(&self) -> [(&'static str, &'static str, Option<&str>, bool); 7] {
         fn value(v: &Option<String>) -> Option<&str> {
             v.as_deref().filter(|v| !v.is_empty())
         }
         [
-            ("VoiceUrl", value(&self.voice_url), false),
-            ("VoiceMethod", value(&self.voice_method), true),
-            ("VoiceFallbackUrl", value(&self.voice_fallback_url), false),
-            ("VoiceFallbackMethod", value(&self.voice_fallback_method), true),
-            ("StatusCallback", value(&self.status_callback), false),
-            ("StatusCallbackMethod", value(&self.status_callback_method), true),
-            ("VoiceApplicationSid", value(&self.voice_application_sid), false),
+            ("VoiceUrl", "voice_url", value(&self.voice_url), false),
+            ("VoiceMethod", "voice_method", value(&self.voice_method), true),
+            ("VoiceFallbackUrl", "voice_fallback_url", value(&self.voice_fallback_url), false),
+            ("VoiceFallbackMethod", "voice_fallback_method", value(&self.voice_fallback_method), true),
+            ("StatusCallback", "status_callback", value(&self.status_callback), false),
+            ("StatusCallbackMethod", "status_callback_method", value(&self.status_callback_method), true),
+            ("VoiceApplicationSid", "voice_application_sid", value(&self.voice_application_sid), false),
         ]
     }
 
     /// Only what must change to turn `current` into these settings.
     pub fn changes_from(&self, current: &VoiceSettings) -> VoiceChanges {
         let mut changes = VoiceChanges::default();
-        for ((name, wanted, is_method), (_, now, _)) in self.fields().into_iter().zip(current.fields()) {
+        for ((name, _, wanted, is_method), (_, _, now, _)) in self.fields().into_iter().zip(current.fields()) {
             match (wanted, now) {
                 (Some(wanted), now) if now != Some(wanted) => changes.set.push((name, wanted.to_owned())),
                 (None, Some(_)) if !is_method => changes.clear.push(name),
@@ -159,29 +159,14 @@ impl VoiceSettings {
         changes
     }
 
-    /// The settings with the named fields' values (snake_case names, as Twilio's JSON has them).
+    /// The values of the fields with these form names, by their names in Twilio's JSON.
     pub fn named(&self, form_names: &[&str]) -> Vec<(String, String)> {
-        let json = serde_json::to_value(self).unwrap_or_default();
-        form_names
-            .iter()
-            .map(|name| {
-                let snake = snake_case(name);
-                let value = json[&snake].as_str().unwrap_or_default().to_owned();
-                (snake, value)
-            })
+        self.fields()
+            .into_iter()
+            .filter(|(form, ..)| form_names.contains(form))
+            .map(|(_, json, value, _)| (json.to_owned(), value.unwrap_or_default().to_owned()))
             .collect()
     }
-}
-
-fn snake_case(form_name: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in form_name.chars().enumerate() {
-        if c.is_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_lowercase());
-    }
-    out
 }
 
 /// One page of the account's numbers; `next_page` is an opaque query string for the next one.
