@@ -2,7 +2,7 @@
 # The project's test command (README "Test"): runs the whole suite against SQLite and a
 # throw-away PostgreSQL cluster that this script starts on 127.0.0.1 and removes afterwards.
 # On a fresh Debian machine it installs what it needs: PostgreSQL from apt (as root, or with sudo)
-# and the SMTP server aiosmtpd from PyPI.
+# the SMTP server aiosmtpd from PyPI, and Chromium with chromedriver from apt.
 # Extra arguments go to the test runner, e.g. `scripts/test.sh agents`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,13 @@ if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
   log "installing aiosmtpd (PyPI) for the SMTP server of the e-mail tests"
   python3 -m pip install --quiet --disable-pip-version-check aiosmtpd \
     || { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-aiosmtpd >/dev/null; }
+fi
+
+# The console's browser tests drive real Chromium through chromedriver.
+if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+  log "installing Chromium and chromedriver (Debian packages chromium, chromium-driver) for the console's browser tests"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
 fi
 
 # PostgreSQL refuses to run as root: run the cluster as the `postgres` user in that case.

@@ -82,6 +82,7 @@ impl Application {
             twilio: twilio.clone(),
             live: live.clone(),
             transcripts: TranscriptWriter::start(db.clone()),
+            sign_in_limiter: Default::default(),
         };
         Ok(Self { listener, router: http::router(state), db, twilio, verify_every, automations, purge_every, live, shutdown_grace })
     }
@@ -112,7 +113,10 @@ impl Application {
             shutdown.await;
             drain(&live, grace).await;
         };
-        axum::serve(self.listener, self.router).with_graceful_shutdown(drained).await.context("serving HTTP")?;
+        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(drained)
+            .await
+            .context("serving HTTP")?;
         for task in background {
             task.abort();
         }

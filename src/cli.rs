@@ -95,6 +95,12 @@ enum AdminCommand {
         #[arg(long, default_value = "admin")]
         role: Role,
     },
+    /// Set a new password for a user (asked on a terminal, otherwise generated and printed once);
+    /// clears a sign-in lockout and signs out all their console sessions.
+    ResetPassword {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 /// Parses the command line and runs the command.
@@ -148,15 +154,7 @@ async fn admin(command: AdminCommand, config: &Config) -> anyhow::Result<()> {
         AdminCommand::CreateUser { org, email, role } => {
             let email = Email::parse(&email)?;
             orgs::get(&db, org).await.with_context(|| format!("no organisation {org}"))?;
-            let password = match std::io::stdin().is_terminal() {
-                true => ask_password()?,
-                false => {
-                    let password = generate_password();
-                    println!("{password}");
-                    eprintln!("generated a password for {}; it is not shown again", email.as_str());
-                    password
-                }
-            };
+            let password = choose_password(&email)?;
             let user = users::create(&db, org, &email, &password, role, Actor::System).await?;
             eprintln!("created user {} ({})", user.email.as_str(), user.id);
         }
@@ -166,6 +164,13 @@ async fn admin(command: AdminCommand, config: &Config) -> anyhow::Result<()> {
             orgs::get(&db, org).await.with_context(|| format!("no organisation {org}"))?;
             let (_, token) = tokens::create(&db, org, &name, role, Actor::System).await?;
             println!("{}", token.as_str());
+        }
+        AdminCommand::ResetPassword { email } => {
+            let email = Email::parse(&email)?;
+            let user = users::find_by_email(&db, &email).await.with_context(|| format!("no user {}", email.as_str()))?;
+            let password = choose_password(&email)?;
+            users::set_password_hash(&db, user, &users::hash_password(&password), None, Actor::System).await?;
+            eprintln!("set a new password for {}; their console sessions were signed out", email.as_str());
         }
     }
     db.close().await;
@@ -204,11 +209,19 @@ async fn dial(config: &Config, to: String, from: String, server: Option<String>,
     Ok(())
 }
 
-const MIN_PASSWORD_LEN: usize = 12;
+/// A password for `email`: asked for on a terminal; otherwise generated and printed once.
+fn choose_password(email: &Email) -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        return ask_password();
+    }
+    let password = generate_password();
+    println!("{password}");
+    eprintln!("generated a password for {}; it is not shown again", email.as_str());
+    Ok(password)
+}
 
 fn ask_password() -> anyhow::Result<String> {
-    let password = rpassword::prompt_password("Password: ")?;
-    anyhow::ensure!(password.chars().count() >= MIN_PASSWORD_LEN, "the password must have at least {MIN_PASSWORD_LEN} characters");
+    let password = org::new_password("password", &rpassword::prompt_password("Password: ")?)?;
     anyhow::ensure!(rpassword::prompt_password("Again: ")? == password, "the passwords differ");
     Ok(password)
 }

@@ -43,6 +43,8 @@ id_type!(/// A person who can sign in to the console.
     UserId);
 id_type!(/// An API token.
     TokenId);
+id_type!(/// A signed-in console browser.
+    ConsoleSessionId);
 id_type!(/// A phone provider account (Twilio credentials).
     PhoneProviderId);
 id_type!(/// An OpenAI-compatible LLM endpoint.

@@ -120,6 +120,29 @@ pub struct ApiToken {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
+/// A signed-in browser of a user, as the sessions page lists it.
+#[derive(Clone, Debug)]
+pub struct ConsoleSession {
+    pub id: super::ids::ConsoleSessionId,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub user_agent: String,
+    pub ip: String,
+}
+
+/// A password a user chooses: 12 to 200 characters.
+pub fn new_password(field: &'static str, value: &str) -> Result<String, Invalid> {
+    let length = value.chars().count();
+    if length < 12 {
+        Err(Invalid::new(field, "must be at least 12 characters long"))
+    } else if length > 200 {
+        Err(Invalid::new(field, "must be at most 200 characters long"))
+    } else {
+        Ok(value.to_owned())
+    }
+}
+
 impl Role {
     /// Whether this role may change things (members only read).
     pub fn can_change(self) -> bool {

@@ -1,9 +1,10 @@
 //! The HTTP surface: REST API under `/api/v1` (bearer-token auth, JSON, problem+json errors),
-//! Twilio's webhooks, health and metrics. Every route is listed in [`router`]; the OpenAPI document is generated
+//! the web console at `/` (sign-in sessions, HTML), Twilio's webhooks, health and metrics. Every route is listed in [`router`]; the OpenAPI document is generated
 //! from the same list, so the two cannot drift apart.
 
 pub mod api;
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod input;
 pub mod metrics;
@@ -15,6 +16,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use axum::routing::{get, post};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -39,6 +41,8 @@ pub struct AppState {
     pub twilio: TwilioClient,
     pub live: Arc<LiveSessions>,
     pub transcripts: TranscriptWriter,
+    /// Sign-in attempts per client address (console).
+    pub sign_in_limiter: Arc<console::auth::SignInLimiter>,
 }
 
 /// The Twilio routes run on their own state, made from the server's.
@@ -120,7 +124,28 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(crate::telephony::twilio::relay::relay))
         .split_for_parts();
     let doc = Arc::new(doc);
+    let console = Router::new()
+        .route("/", get(console::home))
+        .route("/sign-in", get(console::auth::sign_in_page).post(console::auth::sign_in))
+        .route("/sign-out", post(console::auth::sign_out))
+        .route("/assets/{file}", get(console::assets::serve))
+        .route("/apps", get(console::apps::list).post(console::apps::create))
+        .route("/apps/{id}", get(console::apps::show))
+        .route("/apps/{id}/numbers", get(console::apps::numbers))
+        .route("/apps/{id}/agents", get(console::apps::agents))
+        .route("/settings", get(console::settings::index))
+        .route("/settings/phone-providers", get(console::settings::phone_providers).post(console::settings::add_phone_provider))
+        .route("/settings/phone-providers/{id}/verify", post(console::settings::verify_phone_provider))
+        .route(
+            "/settings/phone-providers/{id}/remove",
+            get(console::settings::confirm_remove_phone_provider).post(console::settings::remove_phone_provider),
+        )
+        .route("/settings/sessions", get(console::settings::sessions))
+        .route("/settings/sessions/{id}/end", post(console::settings::end_session))
+        .route("/settings/password", get(console::settings::password).post(console::settings::change_password))
+        .layer(axum::middleware::from_fn(console::security_headers));
     router
+        .merge(console)
         .layer(axum::Extension(doc))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::record))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))

@@ -13,6 +13,7 @@ pub mod apps;
 pub mod audit;
 pub mod automations;
 pub mod calls;
+pub mod console_sessions;
 pub mod events;
 pub mod llm_providers;
 pub mod orgs;

@@ -28,15 +28,21 @@ pub struct TokenOwner {
     pub role: Role,
 }
 
-fn digest(token: &str) -> String {
-    let hash = Sha256::digest(token.as_bytes());
+/// The stored form of a bearer secret (API token or console session cookie): SHA-256, in hex.
+pub(crate) fn digest(secret: &str) -> String {
+    let hash = Sha256::digest(secret.as_bytes());
     hash.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// `bytes` random bytes in base64url (no padding).
+pub(crate) fn random_secret(bytes: usize) -> Zeroizing<String> {
+    let mut random = Zeroizing::new(vec![0u8; bytes]);
+    getrandom::getrandom(random.as_mut()).expect("the operating system provides randomness");
+    Zeroizing::new(URL_SAFE_NO_PAD.encode(random.as_slice()))
+}
+
 fn generate_token() -> Zeroizing<String> {
-    let mut bytes = Zeroizing::new([0u8; 32]);
-    getrandom::getrandom(bytes.as_mut()).expect("the operating system provides randomness");
-    Zeroizing::new(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes.as_ref())))
+    Zeroizing::new(format!("{PREFIX}{}", random_secret(32).as_str()))
 }
 
 #[derive(sqlx::FromRow)]

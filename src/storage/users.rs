@@ -1,11 +1,15 @@
-//! Users and their memberships. Passwords are stored only as Argon2id hashes.
+//! Users and their memberships. Passwords are stored only as Argon2id hashes. Hashing and
+//! verifying take tens of milliseconds of CPU: request handlers run them off the async runtime.
 
-use argon2::Argon2;
+use std::sync::LazyLock;
+
 use argon2::password_hash::{PasswordHasher, SaltString};
+use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use serde_json::json;
+use uuid::Uuid;
 
 use super::audit::{self, Change};
-use super::{Db, Result, StorageError, Tx, on_tx};
+use super::{Db, Result, StorageError, Tx, on_pool, on_tx};
 use crate::domain::audit::Actor;
 use crate::domain::ids::{OrgId, UserId};
 use crate::domain::org::{Email, Role, User};
@@ -17,6 +21,50 @@ pub fn hash_password(password: &str) -> String {
     getrandom::getrandom(&mut salt).expect("the operating system provides randomness");
     let salt = SaltString::encode_b64(&salt).expect("16 bytes is a valid salt length");
     Argon2::default().hash_password(password.as_bytes(), &salt).expect("Argon2id with default parameters accepts any password").to_string()
+}
+
+/// Whether `password` matches a stored hash. A malformed hash matches nothing.
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+}
+
+/// A hash no password is known for: verifying against it when an address is unknown takes as
+/// long as a real check, so the answer's timing does not tell which addresses have accounts.
+pub static DECOY_HASH: LazyLock<String> = LazyLock::new(|| hash_password("no account has this password"));
+
+/// Replaces a user's password (already hashed), clears any lockout and ends their console
+/// sessions except `keep`. Audited in every organisation the user belongs to.
+pub async fn set_password_hash(
+    db: &Db,
+    user: UserId,
+    hash: &str,
+    keep: Option<crate::domain::ids::ConsoleSessionId>,
+    actor: Actor,
+) -> Result<()> {
+    let mut tx = db.begin().await?;
+    let orgs: Vec<(Uuid,)> = on_tx!(&mut tx, |conn| {
+        let updated = sqlx::query("UPDATE users SET password_hash = $1, failed_sign_ins = 0, locked_until = NULL WHERE id = $2")
+            .bind(hash)
+            .bind(user.0)
+            .execute(&mut *conn)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StorageError::NotFound);
+        }
+        sqlx::query_as("SELECT org_id FROM memberships WHERE user_id = $1").bind(user.0).fetch_all(conn).await.map_err(StorageError::from)
+    })?;
+    super::console_sessions::revoke_all(&mut tx, user, keep).await?;
+    for (org,) in orgs {
+        audit::record(&mut tx, OrgId(org), Change::new(actor, "user.password_changed", user, json!({}))).await?;
+    }
+    tx.commit().await
+}
+
+/// The id of the user with this address.
+pub async fn find_by_email(db: &Db, email: &Email) -> Result<UserId> {
+    let row: Option<(Uuid,)> =
+        on_pool!(db, |pool| { sqlx::query_as("SELECT id FROM users WHERE email = $1").bind(email.as_str()).fetch_optional(pool).await })?;
+    row.map(|(id,)| UserId(id)).ok_or(StorageError::NotFound)
 }
 
 /// Creates a user with a password and makes them a member of `org` with `role`.
@@ -56,16 +104,15 @@ pub(crate) async fn insert(tx: &mut Tx, org: OrgId, email: &Email, password: &st
 
 #[cfg(test)]
 mod tests {
-    use argon2::{PasswordHash, PasswordVerifier};
-
     use super::*;
 
     #[test]
     fn hashes_are_argon2id_and_verify() {
         let hash = hash_password("correct horse");
         assert!(hash.starts_with("$argon2id$"));
-        let parsed = PasswordHash::new(&hash).unwrap();
-        assert!(Argon2::default().verify_password(b"correct horse", &parsed).is_ok());
-        assert!(Argon2::default().verify_password(b"wrong", &parsed).is_err());
+        assert!(verify_password(&hash, "correct horse"));
+        assert!(!verify_password(&hash, "wrong"));
+        assert!(!verify_password("not a hash", "correct horse"));
+        assert!(!verify_password(&DECOY_HASH, ""));
     }
 }

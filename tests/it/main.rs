@@ -10,6 +10,7 @@ mod apps;
 mod automations;
 mod calls;
 mod cli;
+mod console;
 mod conversations;
 mod llama_cpp;
 mod phone_numbers;

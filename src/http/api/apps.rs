@@ -17,9 +17,12 @@ use crate::storage::apps;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApp {
-    name: String,
+    /// Defaults to empty, so a missing name is named by its validation (422).
     #[serde(default)]
-    description: String,
+    #[schema(required = true)]
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) description: String,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -80,10 +80,10 @@ impl CreatePhoneNumber {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct PhoneNumberListing {
     #[serde(flatten)]
-    number: PhoneNumber,
-    agent_name: Option<String>,
+    pub(crate) number: PhoneNumber,
+    pub(crate) agent_name: Option<String>,
     #[serde(flatten)]
-    activity: CallActivity,
+    pub(crate) activity: CallActivity,
 }
 
 /// List an app's phone numbers with their agents, status and call activity, newest first.

@@ -24,12 +24,19 @@ use crate::telephony::twilio::provisioning;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePhoneProvider {
-    name: String,
+    // Required fields default to empty, so a missing one is named by its validation (422).
+    #[serde(default)]
+    #[schema(required = true)]
+    pub(crate) name: String,
     #[serde(default = "twilio")]
     kind: PhoneProviderKind,
     /// `AC` followed by 32 hex digits.
-    account_sid: String,
+    #[serde(default)]
+    #[schema(required = true)]
+    pub(crate) account_sid: String,
     /// The account's primary auth token; verifies webhook signatures. Never returned.
+    #[serde(default)]
+    #[schema(required = true)]
     auth_token: String,
     /// Optional API key (`SK…`) for REST calls, with its secret.
     api_key_sid: Option<String>,

@@ -2,6 +2,7 @@
 //! isolation (fresh SQLite file or fresh PostgreSQL database, port 0, temporary data folder), and
 //! returns a `TestApp` with request helpers. Logs stay silent unless `TEST_LOG` is set.
 
+pub mod browser;
 pub mod fake_llm;
 pub mod fake_twilio;
 pub mod relay_client;

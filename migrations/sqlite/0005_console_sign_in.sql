@@ -1,0 +1,22 @@
+-- Console sign-in (sqlite). Keep in step with ../postgres/0005_console_sign_in.sql.
+-- A console session is a signed-in browser. Only the SHA-256 digest of its cookie is stored; its
+-- CSRF token is sent back with every form. Sessions expire when idle and at an absolute limit,
+-- and can be revoked one by one or all at once (password change or reset).
+CREATE TABLE console_sessions (
+    id           BLOB PRIMARY KEY,
+    token_hash   TEXT NOT NULL UNIQUE,
+    csrf_token   TEXT NOT NULL,
+    user_id      BLOB NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    org_id       BLOB NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+    created_at   TEXT NOT NULL,
+    last_seen_at TEXT NOT NULL,
+    expires_at   TEXT NOT NULL,
+    user_agent   TEXT NOT NULL,
+    ip           TEXT NOT NULL,
+    revoked_at   TEXT
+);
+CREATE INDEX console_sessions_by_user ON console_sessions (user_id, created_at);
+
+-- Consecutive failed sign-ins, and the lockout they lead to.
+ALTER TABLE users ADD COLUMN failed_sign_ins INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN locked_until TEXT;

@@ -1,0 +1,337 @@
+//! The web console: sign-in (lockout, sessions, password change and reset), CSRF and role checks
+//! on every form, over HTTP on both backends; and the pages as a person uses them, in real
+//! Chromium (SQLite).
+
+use std::process::{Command, Stdio};
+
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use switchboard::domain::audit::Actor;
+use switchboard::domain::org::{Email, Role};
+use switchboard::storage::users;
+
+use crate::support::browser::Browser;
+use crate::support::{Backend, TestApp, on_both_backends, sid, spawn_app};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A browser as reqwest plays it: its cookies, and the CSRF token of the last page it read.
+struct Visitor {
+    http: reqwest::Client,
+    base: String,
+    cookies: Vec<(String, String)>,
+    csrf: String,
+}
+
+impl Visitor {
+    fn new(app: &TestApp) -> Visitor {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Visitor { http, base: app.url(""), cookies: Vec::new(), csrf: String::new() }
+    }
+
+    fn remember(&mut self, response: &reqwest::Response) {
+        for set in response.headers().get_all(SET_COOKIE) {
+            let pair = set.to_str().unwrap().split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(n, _)| n != name);
+            if !value.is_empty() {
+                self.cookies.push((name.to_owned(), value.to_owned()));
+            }
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    /// GETs a page; returns its status, `Location` and body, and keeps its CSRF token.
+    async fn get(&mut self, path: &str) -> (StatusCode, String, String) {
+        let response = self.http.get(format!("{}{path}", self.base)).header(COOKIE, self.cookie_header()).send().await.unwrap();
+        self.remember(&response);
+        let (status, location) = (response.status(), location(&response));
+        let body = response.text().await.unwrap();
+        if let Some(token) = body.split("name=\"_csrf\" value=\"").nth(1).and_then(|rest| rest.split('"').next()) {
+            self.csrf = token.to_owned();
+        }
+        (status, location, body)
+    }
+
+    /// POSTs a form with the given fields (add `_csrf` yourself, or not), from `origin` if given.
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)], origin: Option<&str>) -> (StatusCode, String, String) {
+        let mut request = self.http.post(format!("{}{path}", self.base)).header(COOKIE, self.cookie_header()).form(fields);
+        if let Some(origin) = origin {
+            request = request.header("Origin", origin);
+        }
+        let response = request.send().await.unwrap();
+        self.remember(&response);
+        let (status, location) = (response.status(), location(&response));
+        (status, location, response.text().await.unwrap())
+    }
+
+    /// Posts a form with this visitor's CSRF token.
+    async fn submit(&mut self, path: &str, fields: &[(&str, &str)]) -> (StatusCode, String, String) {
+        let csrf = self.csrf.clone();
+        let mut all = vec![("_csrf", csrf.as_str())];
+        all.extend_from_slice(fields);
+        self.post(path, &all, None).await
+    }
+
+    async fn sign_in(&mut self, email: &str, password: &str) -> (StatusCode, String, String) {
+        self.get("/sign-in?next=/apps").await;
+        self.submit("/sign-in", &[("email", email), ("password", password), ("next", "/apps")]).await
+    }
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response.headers().get(LOCATION).map(|l| l.to_str().unwrap().to_owned()).unwrap_or_default()
+}
+
+async fn add_user(app: &TestApp, email: &str, role: Role) {
+    users::create(&app.db, app.org, &Email::parse(email).unwrap(), PASSWORD, role, Actor::System).await.unwrap();
+}
+
+async fn app_names(app: &TestApp) -> Vec<String> {
+    app.get("/api/v1/apps").await.expect(200)["data"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap().to_owned()).collect()
+}
+
+async fn pages_need_sign_in_and_carry_security_headers(app: TestApp) {
+    let mut visitor = Visitor::new(&app);
+    let (status, to, _) = visitor.get("/apps?cursor=x").await;
+    assert_eq!((status, to.as_str()), (StatusCode::SEE_OTHER, "/sign-in?next=%2Fapps%3Fcursor%3Dx"));
+    let response = reqwest::get(app.url("/sign-in")).await.unwrap();
+    let csp = response.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(response.headers()["referrer-policy"], "same-origin");
+    // After signing in, the browser is sent where it was going (only ever to a local path).
+    add_user(&app, "ann@example.com", Role::Admin).await;
+    visitor.get("/sign-in").await;
+    let (status, to, _) =
+        visitor.submit("/sign-in", &[("email", "ann@example.com"), ("password", PASSWORD), ("next", "//evil.example/")]).await;
+    assert_eq!((status, to.as_str()), (StatusCode::SEE_OTHER, "/"));
+    let session = visitor.cookies.iter().find(|(n, _)| n == "switchboard_session").expect("a session cookie");
+    assert_eq!(session.1.len(), 43, "32 random bytes");
+    let (status, _, body) = visitor.get("/apps").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("No apps yet"), "{body}");
+    // Assets are served under their content hash, cached for good.
+    let css = body.split("href=\"/assets/").nth(1).unwrap().split('"').next().unwrap();
+    let asset = reqwest::get(app.url(&format!("/assets/{css}"))).await.unwrap();
+    assert_eq!(asset.status(), 200);
+    assert!(asset.headers()["cache-control"].to_str().unwrap().contains("immutable"));
+    assert_eq!(reqwest::get(app.url("/assets/console.0000000000.css")).await.unwrap().status(), 404);
+}
+
+async fn wrong_passwords_lock_the_account_until_a_reset(app: TestApp) {
+    add_user(&app, "bob@example.com", Role::Admin).await;
+    let mut visitor = Visitor::new(&app);
+    for attempt in 1..5 {
+        let (status, _, body) = visitor.sign_in("bob@example.com", "not the password").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {attempt}");
+        assert!(body.contains("Wrong e-mail address or password."), "{body}");
+    }
+    // An address nobody has gets the same answer.
+    let (status, _, body) = visitor.sign_in("nobody@example.com", "whatever it is").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("Wrong e-mail address or password."));
+    let (status, _, body) = visitor.sign_in("bob@example.com", "still not it").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(body.contains("This account is locked after 5 failed sign-ins"), "{body}");
+    // While locked, even the right password is refused.
+    let (status, _, _) = visitor.sign_in("bob@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // An operator resets the password; the lock goes with it.
+    let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["--data-dir", app.data_dir.path().to_str().unwrap(), "--database-url", &app.database_url])
+        .args(["admin", "reset-password", "--email", "Bob@Example.com"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let new_password = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    assert!(new_password.len() >= 20);
+    let (status, _, _) = visitor.sign_in("bob@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the old password is gone");
+    let (status, to, _) = visitor.sign_in("bob@example.com", &new_password).await;
+    assert_eq!((status, to.as_str()), (StatusCode::SEE_OTHER, "/apps"));
+    let audit = app.get("/api/v1/audit-log").await.expect(200);
+    let actions: Vec<&str> = audit["data"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    for action in ["user.locked_out", "user.password_changed", "user.signed_in"] {
+        assert!(actions.contains(&action), "{action} missing from {actions:?}");
+    }
+}
+
+async fn forms_without_their_token_or_from_elsewhere_change_nothing(app: TestApp) {
+    add_user(&app, "cat@example.com", Role::Admin).await;
+    let mut visitor = Visitor::new(&app);
+    visitor.sign_in("cat@example.com", PASSWORD).await;
+    visitor.get("/apps").await;
+    let csrf = visitor.csrf.clone();
+    let (status, _, body) = visitor.post("/apps", &[("name", "Forged")], None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("Reload the page and try again"), "{body}");
+    let (status, _, _) = visitor.post("/apps", &[("_csrf", "not-the-token"), ("name", "Forged")], None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = visitor.post("/apps", &[("_csrf", &csrf), ("name", "Forged")], Some("http://evil.example")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Another session's token does not fit this session.
+    let mut other = Visitor::new(&app);
+    other.sign_in("cat@example.com", PASSWORD).await;
+    other.get("/apps").await;
+    let (status, _, _) = visitor.post("/apps", &[("_csrf", &other.csrf), ("name", "Forged")], None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(app_names(&app).await.is_empty(), "nothing was created");
+    // The genuine form works; its validation error is shown beside the field.
+    let (status, _, body) = visitor.submit("/apps", &[("name", "   ")]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains(r#"<p class="field-error" id="name-error">Name must not be empty</p>"#), "{body}");
+    let (status, to, _) = visitor.submit("/apps", &[("name", "Support line"), ("description", "")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(to.starts_with("/apps/") && to.ends_with("/numbers"), "{to}");
+    assert_eq!(app_names(&app).await, ["Support line"]);
+    let (_, _, page) = visitor.get(&to).await;
+    assert!(page.contains("App created."), "the notice shows once");
+    let (_, _, page) = visitor.get(&to).await;
+    assert!(!page.contains("App created."));
+}
+
+async fn members_read_everything_and_change_only_their_own_account(app: TestApp) {
+    app.create_app("Front desk").await;
+    add_user(&app, "dan@example.com", Role::Member).await;
+    let mut visitor = Visitor::new(&app);
+    visitor.sign_in("dan@example.com", PASSWORD).await;
+    let (status, _, body) = visitor.get("/apps").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Front desk") && body.contains("read-only access"), "{body}");
+    assert!(!body.contains("action=\"/apps\""), "no New app form for members");
+    let (status, _, body) = visitor.submit("/apps", &[("name", "Sneaky")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("can look at everything but change nothing"), "{body}");
+    let (status, _, _) =
+        visitor.submit("/settings/phone-providers", &[("name", "X"), ("account_sid", &sid("AC", '1')), ("auth_token", "t")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(app_names(&app).await, ["Front desk"]);
+    // Their own password is theirs to change.
+    visitor.get("/settings/password").await;
+    let (status, _, body) = visitor
+        .submit("/settings/password", &[("current_password", PASSWORD), ("new_password", "short"), ("confirm_password", "short")])
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("The new password must be at least 12 characters long"), "{body}");
+    let (status, _, body) = visitor
+        .submit(
+            "/settings/password",
+            &[("current_password", "wrong one"), ("new_password", "a new long password"), ("confirm_password", "a new long password")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("This is not your current password"), "{body}");
+    let (status, to, _) = visitor
+        .submit(
+            "/settings/password",
+            &[("current_password", PASSWORD), ("new_password", "a new long password"), ("confirm_password", "a new long password")],
+        )
+        .await;
+    assert_eq!((status, to.as_str()), (StatusCode::SEE_OTHER, "/settings/password"));
+    let mut again = Visitor::new(&app);
+    assert_eq!(again.sign_in("dan@example.com", "a new long password").await.0, StatusCode::SEE_OTHER);
+}
+
+async fn sessions_are_listed_and_end_when_revoked_or_the_password_changes(app: TestApp) {
+    add_user(&app, "eve@example.com", Role::Owner).await;
+    let (mut laptop, mut phone) = (Visitor::new(&app), Visitor::new(&app));
+    laptop.sign_in("eve@example.com", PASSWORD).await;
+    phone.sign_in("eve@example.com", PASSWORD).await;
+    let (_, _, page) = laptop.get("/settings/sessions").await;
+    assert_eq!(page.matches("/end\"").count(), 1, "one other session can be ended: {page}");
+    assert!(page.contains("This browser"));
+    let other = page.split("action=\"/settings/sessions/").nth(1).unwrap().split('/').next().unwrap().to_owned();
+    let (status, _, _) = laptop.submit(&format!("/settings/sessions/{other}/end"), &[]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, to, _) = phone.get("/apps").await;
+    assert_eq!((status, to.as_str()), (StatusCode::SEE_OTHER, "/sign-in?next=%2Fapps"), "the ended session is signed out");
+    // Someone else's session cannot be ended by another user.
+    phone.sign_in("eve@example.com", PASSWORD).await;
+    let (_, _, page) = laptop.get("/settings/sessions").await;
+    let phone_session = page.split("action=\"/settings/sessions/").nth(1).unwrap().split('/').next().unwrap().to_owned();
+    add_user(&app, "fay@example.com", Role::Admin).await;
+    let mut stranger = Visitor::new(&app);
+    stranger.sign_in("fay@example.com", PASSWORD).await;
+    stranger.get("/settings/sessions").await;
+    let (status, _, _) = stranger.submit(&format!("/settings/sessions/{phone_session}/end"), &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(phone.get("/apps").await.0, StatusCode::OK, "still signed in");
+    // A password change signs out every other session, not this one.
+    laptop.get("/settings/password").await;
+    let new = "another long password";
+    laptop.submit("/settings/password", &[("current_password", PASSWORD), ("new_password", new), ("confirm_password", new)]).await;
+    assert_eq!(phone.get("/apps").await.0, StatusCode::SEE_OTHER);
+    assert_eq!(laptop.get("/apps").await.0, StatusCode::OK);
+    // Signing out ends this one.
+    let (status, to, _) = laptop.submit("/sign-out", &[]).await;
+    assert_eq!((status, to.as_str()), (StatusCode::SEE_OTHER, "/sign-in"));
+    assert_eq!(laptop.get("/apps").await.0, StatusCode::SEE_OTHER);
+}
+
+on_both_backends!(
+    pages_need_sign_in_and_carry_security_headers,
+    wrong_passwords_lock_the_account_until_a_reset,
+    forms_without_their_token_or_from_elsewhere_change_nothing,
+    members_read_everything_and_change_only_their_own_account,
+    sessions_are_listed_and_end_when_revoked_or_the_password_changes,
+);
+
+/// The first-start owner signs in (after one wrong try), connects a Twilio account whose token is
+/// wrong and one that works, and creates an app, in Chromium.
+#[tokio::test]
+async fn in_chromium_an_owner_signs_in_connects_twilio_and_creates_an_app() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let password = std::fs::read_to_string(app.data_dir.path().join("admin-password")).unwrap();
+    let (good_sid, bad_sid) = (sid("AC", 'a'), sid("AC", 'b'));
+    app.twilio.add_account(&good_sid, "good-token");
+    app.twilio.add_account(&bad_sid, "the-real-token");
+    let browser = Browser::open(app.url("")).await;
+
+    browser.go("/apps").await;
+    assert_eq!(browser.path().await, "/sign-in?next=%2Fapps");
+    browser.screenshot("sign-in").await;
+    browser.sign_in("admin@switchboard.local", "wrong password").await;
+    assert_eq!(browser.text("#sign-in-error").await, "Wrong e-mail address or password.");
+    browser.sign_in("admin@switchboard.local", password.trim()).await;
+    assert_eq!(browser.path().await, "/apps");
+    assert!(browser.text("main").await.contains("No apps yet"));
+    browser.screenshot("apps-empty").await;
+
+    browser.click("a[href='/settings']").await;
+    assert_eq!(browser.path().await, "/settings/phone-providers");
+    assert!(browser.text("main").await.contains("No phone provider yet"));
+    for (name, account, token) in [("Old account", &bad_sid, "a-wrong-token"), ("Main account", &good_sid, "good-token")] {
+        browser.fill("#name", name).await;
+        browser.fill("#account_sid", account).await;
+        browser.fill("#auth_token", token).await;
+        browser.click("form[action='/settings/phone-providers'] button[type=submit]").await;
+        assert_eq!(browser.path().await, "/settings/phone-providers");
+    }
+    assert!(browser.text(".notice").await.contains("“Main account” is connected and Active."));
+    assert_eq!(browser.text("tr[data-provider='Main account'] .badge").await, "Active");
+    assert_eq!(browser.text("tr[data-provider='Old account'] .badge").await, "Invalid credentials");
+    browser.screenshot("phone-providers").await;
+
+    // A malformed SID is explained beside its field, and what was typed stays.
+    browser.fill("#name", "Typo").await;
+    browser.fill("#account_sid", "AC123").await;
+    browser.fill("#auth_token", "x").await;
+    browser.click("form[action='/settings/phone-providers'] button[type=submit]").await;
+    assert!(browser.text("#account_sid-error").await.contains("must be `AC` followed by 32 hexadecimal digits"));
+    assert_eq!(browser.find("#name").await.prop("value").await.unwrap().as_deref(), Some("Typo"));
+
+    browser.go("/apps").await;
+    browser.fill("#name", "Support line").await;
+    browser.click("form[action='/apps'] button[type=submit]").await;
+    assert!(browser.path().await.ends_with("/numbers"));
+    assert_eq!(browser.text("h1").await, "Support line");
+    assert!(browser.has(".empty").await);
+    browser.screenshot("app-numbers-empty").await;
+    browser.close().await;
+}
