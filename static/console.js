@@ -1,11 +1,53 @@
 // Switchboard console: small conveniences on top of pages that work without JavaScript.
 
 // Times are rendered in UTC by the server; show them in the browser's time zone.
-const format = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
-for (const element of document.querySelectorAll("time[datetime]")) {
-  const at = new Date(element.getAttribute("datetime"));
-  if (!Number.isNaN(at.getTime())) {
-    element.title = element.textContent;
-    element.textContent = format.format(at);
+const format = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+function localTimes(root) {
+  for (const element of root.querySelectorAll("time[datetime]")) {
+    const at = new Date(element.getAttribute("datetime"));
+    if (!Number.isNaN(at.getTime())) {
+      element.title = element.textContent;
+      element.textContent = format.format(at);
+    }
   }
+}
+localTimes(document);
+
+// "Add Phone Number": numbers for sale appear as the area code is typed. The search form works
+// without this (its Search button); here the same page is fetched and its offers swapped in.
+for (const input of document.querySelectorAll("input[data-live-search]")) {
+  const target = document.querySelector(input.dataset.liveSearch);
+  let pending;
+  input.addEventListener("input", () => {
+    clearTimeout(pending);
+    if (!/^\d{3}$/.test(input.value.trim())) return;
+    pending = setTimeout(async () => {
+      const query = new URLSearchParams(new FormData(input.form));
+      const response = await fetch(`${input.form.action}?${query}`, { headers: { Accept: "text/html" } });
+      if (!response.ok || !target) return;
+      const page = new DOMParser().parseFromString(await response.text(), "text/html");
+      const fresh = page.querySelector(input.dataset.liveSearch);
+      if (fresh) target.replaceChildren(...fresh.childNodes);
+    }, 250);
+  });
+}
+
+// Choosing another provider shows its numbers at once.
+for (const select of document.querySelectorAll("select[data-submit-on-change]")) {
+  select.addEventListener("change", () => select.form.requestSubmit());
+}
+
+// Live parts of a page (the calls list, a call's conversation) carry data-refresh="seconds":
+// the page is fetched again and the part swapped, until the part no longer asks for it.
+for (const part of document.querySelectorAll("[data-refresh][id]")) {
+  const refresh = async () => {
+    const response = await fetch(location.href, { headers: { Accept: "text/html" } });
+    if (!response.ok) return;
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html").getElementById(part.id);
+    if (!fresh) return;
+    part.replaceChildren(...fresh.childNodes);
+    localTimes(part);
+    if (fresh.dataset.refresh) setTimeout(refresh, fresh.dataset.refresh * 1000);
+  };
+  setTimeout(refresh, part.dataset.refresh * 1000);
 }

@@ -241,7 +241,8 @@ impl CallSnapshot {
 }
 
 /// A tool turn is stored as `{"tool", "arguments", "result", "latency_ms"}` (see the session).
-fn tool_call_record(turn: &Turn) -> ToolCallRecord {
+/// A stored tool turn read back as the call it records.
+pub fn tool_call_record(turn: &Turn) -> ToolCallRecord {
     let stored: Value = serde_json::from_str(&turn.text).unwrap_or(Value::Null);
     let arguments = match &stored["arguments"] {
         Value::String(text) => serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.clone())),

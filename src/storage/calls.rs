@@ -50,6 +50,7 @@ pub struct CallFilter {
     pub status: Option<CallStatus>,
     pub started_from: Option<DateTime<Utc>>,
     pub started_to: Option<DateTime<Utc>>,
+    pub ended_reason: Option<crate::domain::call::EndReason>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -393,7 +394,8 @@ pub async fn list(db: &Db, org: OrgId, filter: &CallFilter, page: PageRequest) -
          WHERE org_id = $1 AND ($2 IS NULL OR id < $2)
            AND ($3 IS NULL OR app_id = $3) AND ($4 IS NULL OR agent_id = $4) AND ($5 IS NULL OR phone_number_id = $5)
            AND ($6 IS NULL OR status = $6) AND ($7 IS NULL OR started_at >= $7) AND ($8 IS NULL OR started_at < $8)
-         ORDER BY id DESC LIMIT $9"
+           AND ($9 IS NULL OR ended_reason = $9)
+         ORDER BY id DESC LIMIT $10"
     );
     let rows: Vec<CallRow> = on_pool!(db, |pool| {
         sqlx::query_as(sql)
@@ -405,6 +407,7 @@ pub async fn list(db: &Db, org: OrgId, filter: &CallFilter, page: PageRequest) -
             .bind(filter.status.map(CallStatus::as_str))
             .bind(filter.started_from)
             .bind(filter.started_to)
+            .bind(filter.ended_reason.map(crate::domain::call::EndReason::as_str))
             .bind(page.fetch_limit())
             .fetch_all(pool)
             .await

@@ -10,8 +10,12 @@ use switchboard::domain::audit::Actor;
 use switchboard::domain::org::{Email, Role};
 use switchboard::storage::users;
 
+use serde_json::json;
+
 use crate::support::browser::Browser;
-use crate::support::{Backend, TestApp, on_both_backends, sid, spawn_app};
+use crate::support::fake_llm::{FakeLlm, Reply};
+use crate::support::relay_client::RelayClient;
+use crate::support::{Backend, LINE_TOKEN, TestApp, on_both_backends, sid, spawn_app};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -333,5 +337,131 @@ async fn in_chromium_an_owner_signs_in_connects_twilio_and_creates_an_app() {
     assert_eq!(browser.text("h1").await, "Support line");
     assert!(browser.has(".empty").await);
     browser.screenshot("app-numbers-empty").await;
+    browser.close().await;
+}
+
+/// An admin builds a phone agent in Chromium — settings, a version restored, a number bought by
+/// area code with a language — then a caller talks to it and the record's Voice conversation
+/// shows the call; finally the number is deleted (and stays in the Twilio account).
+#[tokio::test]
+async fn in_chromium_an_agent_gets_a_number_takes_a_call_and_shows_the_conversation() {
+    let app = spawn_app(Backend::Sqlite).await;
+    add_user(&app, "admin@acme.example", Role::Admin).await;
+    let llm = FakeLlm::start().await;
+    let model = json!({ "name": "Local model", "base_url": llm.base_url, "default_model": "fake-model", "api_key": "sk-test" });
+    app.post("/api/v1/llm-providers", model).await.expect(201);
+    let account = sid("AC", '1');
+    app.twilio.add_account(&account, LINE_TOKEN);
+    app.post("/api/v1/phone-providers", json!({ "name": "Main", "account_sid": account, "auth_token": LINE_TOKEN })).await.expect(201);
+    app.twilio.offer("415", &["+14155550111", "+14155550112"]);
+    let app_id = app.create_app("Support").await;
+    let browser = Browser::open(app.url("")).await;
+    browser.sign_in("admin@acme.example", PASSWORD).await;
+
+    // The agent: created, configured, changed, and restored to the configured version.
+    browser.go(&format!("/apps/{app_id}/agents")).await;
+    assert!(browser.text("main").await.contains("No agents yet"));
+    browser.fill("#name", "Ava").await;
+    browser.click("form[action$='/agents'] button[type=submit]").await;
+    assert!(browser.text(".notice").await.contains("Agent created"));
+    browser.fill("#instructions", "You help Acme customers with billing.").await;
+    browser.fill("#first_message", "Hi, this is Ava from Acme.").await;
+    browser.fill("#end_call_phrases", "Goodbye\nBye now").await;
+    browser.press("#llm_provider_id option:nth-child(2)").await;
+    browser.click("#agent-form button[type=submit]").await;
+    assert_eq!(browser.text(".notice").await, "Saved as version 2.");
+    browser.fill("#first_message", "Hello from the wrong greeting.").await;
+    browser.fill("#conversation_timeout_secs", "abc").await;
+    browser.click("#agent-form button[type=submit]").await;
+    assert_eq!(browser.text("#conversation_timeout_secs-error").await, "Conversation timeout (seconds): must be a whole number of seconds");
+    browser.fill("#first_message", "Hello from the wrong greeting.").await;
+    browser.fill("#conversation_timeout_secs", "30").await;
+    browser.click("#agent-form button[type=submit]").await;
+    assert_eq!(browser.text(".notice").await, "Saved as version 3.");
+    browser.press("#version-3 summary").await;
+    assert!(browser.text("#version-3 .diff").await.contains("Hello from the wrong greeting."));
+    browser.click("#version-2 form button").await;
+    assert_eq!(browser.text(".notice").await, "Version 2 restored as version 4.");
+    assert_eq!(browser.find("#first_message").await.prop("value").await.unwrap().as_deref(), Some("Hi, this is Ava from Acme."));
+    assert!(browser.text("#preview-heading").await.contains("Prompt preview"));
+    browser.screenshot("agent").await;
+
+    // The number: bought by area code, answered by Ava, with French.
+    browser.go(&format!("/apps/{app_id}/numbers")).await;
+    browser.click("a[href$='/numbers/new']").await;
+    browser.fill("#area_code", "415").await;
+    browser.click("#number-search button[type=submit]").await;
+    browser.press("input[value='buy:+14155550112']").await;
+    browser.press("input[name=expand_languages]").await;
+    browser.press("input[name=languages][value=fr]").await;
+    browser.screenshot("add-number").await;
+    browser.click("form[action$='/numbers'] button.primary").await;
+    assert_eq!(browser.text(".notice").await, "+14155550112 is ready: calls to it now reach the agent.");
+    assert!(browser.text("tr[data-number='+14155550112']").await.contains("English + 1 more"));
+    assert!(app.twilio.number("+14155550112").expect("bought at Twilio").voice.contains_key("voice_url"));
+    browser.screenshot("numbers").await;
+
+    // A caller talks to Ava.
+    llm.script([
+        Reply::says("Sure, what is your account number?"),
+        Reply::calls("endConversation", json!({ "summary": "Billing question for account 42.", "next_steps": "Send the invoice.", "closing_message": "Thanks for calling, goodbye!" })),
+    ]);
+    let call_sid = sid("CA", 'c');
+    let ring = [
+        ("AccountSid", account.as_str()),
+        ("ApiVersion", "2010-04-01"),
+        ("CallSid", call_sid.as_str()),
+        ("CallStatus", "ringing"),
+        ("Direction", "inbound"),
+        ("From", "+14155550123"),
+        ("To", "+14155550112"),
+    ];
+    assert_eq!(app.twilio_post("/twilio/voice", &ring, Some(LINE_TOKEN)).await.status, 200);
+    let call_id = app.get("/api/v1/calls").await.expect(200)["data"][0]["id"].as_str().unwrap().to_owned();
+    browser.go(&format!("/apps/{app_id}/calls")).await;
+    assert!(browser.text("#calls").await.contains("+14155550123"), "the record exists as soon as the phone rings");
+    let mut relay = RelayClient::connect(app.addr, &call_id, Some(LINE_TOKEN)).await.unwrap();
+    relay.setup(&call_sid).await;
+    relay.say("I have a question about my bill.").await;
+    assert_eq!(relay.utterance().await.text, "Sure, what is your account number?");
+    relay.say("Account 42, thanks.").await;
+    relay.utterance().await;
+    assert_eq!(relay.next().await.unwrap()["type"], "end");
+    relay.close().await;
+    let finished = app
+        .twilio_post(
+            "/twilio/status",
+            &[("AccountSid", account.as_str()), ("CallSid", &call_sid), ("CallStatus", "completed"), ("CallDuration", "42")],
+            Some(LINE_TOKEN),
+        )
+        .await;
+    assert!(finished.status.is_success(), "{}", finished.text);
+    browser.click(&format!("a[href='/calls/{call_id}']")).await;
+    let conversation = browser.text("#conversation").await;
+    for said in [
+        "Hi, this is Ava from Acme.",
+        "I have a question about my bill.",
+        "Sure, what is your account number?",
+        "Thanks for calling, goodbye!",
+    ] {
+        assert!(conversation.contains(said), "{said} missing from {conversation}");
+    }
+    browser.press("details.tool summary").await;
+    assert!(browser.text("details.tool").await.contains("Billing question for account 42."));
+    assert!(browser.text(".facts").await.contains("agent_ended"));
+    browser.screenshot("call-record").await;
+
+    // Deleting the number keeps it in the Twilio account.
+    browser.go(&format!("/apps/{app_id}/numbers")).await;
+    browser.click("tr[data-number='+14155550112'] a.danger").await;
+    assert!(browser.text("main").await.contains("It stays in your Twilio account"));
+    browser.click("button.danger").await;
+    // A bought number had no settings of its own to restore, and clearing ours needs empty values
+    // that Twilio's description refuses: the service is removed, and the page says what stayed.
+    let notice = browser.text(".notice").await;
+    assert!(notice.starts_with("The phone service is removed, but Twilio kept voice_url"), "{notice}");
+    assert!(notice.contains("until you change them in the Twilio console"), "{notice}");
+    assert!(app.twilio.number("+14155550112").is_some(), "still in the Twilio account");
+    assert!(browser.text("main").await.contains("No phone numbers yet"));
     browser.close().await;
 }

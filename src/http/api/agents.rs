@@ -25,38 +25,59 @@ use crate::storage::{agents, phone_numbers};
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentFields {
-    name: Option<String>,
-    description: Option<String>,
-    instructions: Option<String>,
-    phone_instructions: Option<String>,
-    first_message: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) description: Option<String>,
+    pub(crate) instructions: Option<String>,
+    pub(crate) phone_instructions: Option<String>,
+    pub(crate) first_message: Option<String>,
     /// Seconds of caller silence before the agent checks in (5–600, default 30).
-    conversation_timeout_secs: Option<i64>,
+    pub(crate) conversation_timeout_secs: Option<i64>,
     /// Longest call in seconds (30–14400, default 1800).
-    max_call_duration_secs: Option<i64>,
-    end_call_instructions: Option<String>,
+    pub(crate) max_call_duration_secs: Option<i64>,
+    pub(crate) end_call_instructions: Option<String>,
     /// Words that end the call when a reply ends with them, e.g. `["Goodbye"]` (at most 20).
-    end_call_phrases: Option<Vec<String>>,
+    pub(crate) end_call_phrases: Option<Vec<String>>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>, format = Uuid)]
-    llm_provider_id: Option<Option<LlmProviderId>>,
+    pub(crate) llm_provider_id: Option<Option<LlmProviderId>>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
-    model: Option<Option<String>>,
+    pub(crate) model: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<f64>)]
-    temperature: Option<Option<f64>>,
+    pub(crate) temperature: Option<Option<f64>>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
-    voice: Option<Option<String>>,
+    pub(crate) voice: Option<Option<String>>,
     /// Tools besides `endConversation`, which is always on.
-    tools: Option<Vec<AgentTool>>,
+    pub(crate) tools: Option<Vec<AgentTool>>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
-    transfer_number: Option<Option<String>>,
+    pub(crate) transfer_number: Option<Option<String>>,
 }
 
 impl AgentFields {
+    /// Every field set to `spec`'s value (restoring a version is an update to all of it).
+    pub(crate) fn from_spec(spec: AgentSpec) -> Self {
+        AgentFields {
+            name: Some(spec.name),
+            description: Some(spec.description),
+            instructions: Some(spec.instructions),
+            phone_instructions: Some(spec.phone_instructions),
+            first_message: Some(spec.first_message),
+            conversation_timeout_secs: Some(spec.conversation_timeout_secs),
+            max_call_duration_secs: Some(spec.max_call_duration_secs),
+            end_call_instructions: Some(spec.end_call_instructions),
+            end_call_phrases: Some(spec.end_call_phrases),
+            llm_provider_id: Some(spec.llm_provider_id),
+            model: Some(spec.model),
+            temperature: Some(spec.temperature),
+            voice: Some(spec.voice),
+            tools: Some(spec.tools),
+            transfer_number: Some(spec.transfer_number.map(|n| n.as_str().to_owned())),
+        }
+    }
+
     /// Applies the given fields onto `spec` and validates the result.
     fn apply(self, mut spec: AgentSpec) -> Result<AgentSpec, Invalid> {
         macro_rules! set {
@@ -168,18 +189,18 @@ pub async fn versions(
 #[into_params(parameter_in = Query)]
 pub struct PreviewQuery {
     /// The caller number to show in the call facts (default +15555550123).
-    caller: Option<String>,
+    pub(crate) caller: Option<String>,
     /// Locales offered besides English, comma-separated (as a service with expand languages).
-    languages: Option<String>,
+    pub(crate) languages: Option<String>,
 }
 
 /// What the model receives on a call: the system prompt and the tools offered.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct PromptPreview {
-    system_prompt: String,
+    pub(crate) system_prompt: String,
     /// The tools offered, with their JSON Schemas, as sent to the model.
     #[schema(value_type = Vec<Object>)]
-    tools: Vec<serde_json::Value>,
+    pub(crate) tools: Vec<serde_json::Value>,
 }
 
 /// Show exactly what the model receives for this agent on a call.

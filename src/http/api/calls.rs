@@ -5,7 +5,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::call::{Call, CallStatus, Turn};
+use crate::domain::call::{Call, CallStatus, EndReason, Turn};
 use crate::domain::event::CallEvent;
 use crate::domain::ids::{AgentId, AppId, CallId, PhoneNumberId};
 use crate::http::AppState;
@@ -19,27 +19,29 @@ use crate::storage::calls::{self as store, CallFilter};
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct CallQuery {
-    app_id: Option<AppId>,
-    agent_id: Option<AgentId>,
-    phone_number_id: Option<PhoneNumberId>,
-    status: Option<CallStatus>,
+    pub(crate) app_id: Option<AppId>,
+    pub(crate) agent_id: Option<AgentId>,
+    pub(crate) phone_number_id: Option<PhoneNumberId>,
+    pub(crate) status: Option<CallStatus>,
     /// Calls that started at or after this time (RFC 3339).
-    from: Option<DateTime<Utc>>,
+    pub(crate) from: Option<DateTime<Utc>>,
     /// Calls that started before this time (RFC 3339).
-    to: Option<DateTime<Utc>>,
+    pub(crate) to: Option<DateTime<Utc>>,
+    /// Calls that ended for this reason (e.g. `caller_hangup`, `agent_ended`).
+    pub(crate) ended_reason: Option<EndReason>,
     /// How many calls to return, 1 to 200 (default 50).
-    limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
     /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
 }
 
 /// A call record with its transcript.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct CallDetail {
     #[serde(flatten)]
-    call: Call,
+    pub(crate) call: Call,
     /// The voice transcript, turn by turn, with timestamps.
-    transcript: Vec<Turn>,
+    pub(crate) transcript: Vec<Turn>,
 }
 
 /// List calls, newest first, optionally filtered.
@@ -63,6 +65,7 @@ pub async fn list(
         status: q.status,
         started_from: q.from,
         started_to: q.to,
+        ended_reason: q.ended_reason,
     };
     let page = store::list(&s.db, caller.org, &filter, page).await.map_err(|e| ApiError::from_storage(e, "call"))?;
     Ok(Json(page.into()))
@@ -72,8 +75,8 @@ pub async fn list(
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct EventDetail {
     #[serde(flatten)]
-    event: CallEvent,
-    dispatched_at: Option<DateTime<Utc>>,
+    pub(crate) event: CallEvent,
+    pub(crate) dispatched_at: Option<DateTime<Utc>>,
 }
 
 /// The call's post-call events (`call.ended`, `call.analyzed`), oldest first.

@@ -27,13 +27,13 @@ use crate::telephony::twilio::provisioning::{self, NumberSource, ServiceRequest}
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdatePhoneNumber {
-    agent_id: Option<AgentId>,
-    expand_languages: Option<bool>,
-    languages: Option<Vec<String>>,
-    generate_first_message: Option<bool>,
-    mode: Option<ServiceMode>,
+    pub(crate) agent_id: Option<AgentId>,
+    pub(crate) expand_languages: Option<bool>,
+    pub(crate) languages: Option<Vec<String>>,
+    pub(crate) generate_first_message: Option<bool>,
+    pub(crate) mode: Option<ServiceMode>,
     /// `active` or `disabled`.
-    status: Option<ServiceStatus>,
+    pub(crate) status: Option<ServiceStatus>,
 }
 
 fn storage_error(e: crate::storage::StorageError) -> ApiError {
@@ -46,19 +46,19 @@ fn storage_error(e: crate::storage::StorageError) -> ApiError {
 #[serde(deny_unknown_fields)]
 pub struct CreatePhoneNumber {
     #[schema(value_type = String, format = Uuid)]
-    provider_id: PhoneProviderId,
-    agent_id: AgentId,
-    area_code: Option<String>,
-    phone_number: Option<String>,
-    twilio_sid: Option<String>,
+    pub(crate) provider_id: PhoneProviderId,
+    pub(crate) agent_id: AgentId,
+    pub(crate) area_code: Option<String>,
+    pub(crate) phone_number: Option<String>,
+    pub(crate) twilio_sid: Option<String>,
     #[serde(default)]
-    expand_languages: bool,
+    pub(crate) expand_languages: bool,
     #[serde(default)]
-    languages: Vec<String>,
+    pub(crate) languages: Vec<String>,
     #[serde(default)]
-    generate_first_message: bool,
+    pub(crate) generate_first_message: bool,
     #[serde(default = "default_mode")]
-    mode: ServiceMode,
+    pub(crate) mode: ServiceMode,
 }
 
 fn default_mode() -> ServiceMode {
@@ -196,16 +196,16 @@ pub async fn update(
 pub struct RemoveOptions {
     /// Also release the number from the Twilio account (it stops being yours).
     #[serde(default)]
-    release: bool,
+    pub(crate) release: bool,
 }
 
 /// A removal that Twilio did not fully follow: the service is gone, some settings stayed.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct PartialRemoval {
-    removed: bool,
+    pub(crate) removed: bool,
     /// The number's settings still as this platform set them, by Twilio's field name.
-    left_at_twilio: BTreeMap<String, String>,
-    detail: String,
+    pub(crate) left_at_twilio: BTreeMap<String, String>,
+    pub(crate) detail: String,
 }
 
 /// Remove a phone number from the platform. The number stays in the Twilio account with the
@@ -220,16 +220,24 @@ pub async fn delete(
     ApiPath(id): ApiPath<PhoneNumberId>,
     ApiQuery(options): ApiQuery<RemoveOptions>,
 ) -> Result<Response, ApiError> {
-    let left = provisioning::remove_service(&s.db, &s.twilio, caller.org, id, options.release, caller.actor)
+    Ok(match remove(&s, caller, id, options.release).await? {
+        None => StatusCode::NO_CONTENT.into_response(),
+        Some(partial) => Json(partial).into_response(),
+    })
+}
+
+/// Removes a phone service; `Some` with what Twilio kept when it refused to clear some settings.
+pub(crate) async fn remove(s: &AppState, caller: Caller, id: PhoneNumberId, release: bool) -> Result<Option<PartialRemoval>, ApiError> {
+    let left = provisioning::remove_service(&s.db, &s.twilio, caller.org, id, release, caller.actor)
         .await
         .map_err(|e| ApiError::from_provisioning(e, "phone number"))?;
     if left.fields.is_empty() {
-        return Ok(StatusCode::NO_CONTENT.into_response());
+        return Ok(None);
     }
     let names = left.fields.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(", ");
     let detail = format!(
         "The phone service is removed, but Twilio kept {names} pointing at this server ({}). Calls to the number are answered with \"not in service\" until you change them in the Twilio console.",
         left.refusal.as_deref().unwrap_or("no reason given")
     );
-    Ok(Json(PartialRemoval { removed: true, left_at_twilio: left.fields.into_iter().collect(), detail }).into_response())
+    Ok(Some(PartialRemoval { removed: true, left_at_twilio: left.fields.into_iter().collect(), detail }))
 }

@@ -165,9 +165,9 @@ pub async fn verify(
 #[into_params(parameter_in = Query)]
 pub struct NumberSearch {
     /// Three-digit area code, e.g. 415.
-    area_code: Option<String>,
+    pub(crate) area_code: Option<String>,
     /// ISO 3166 country code (default US).
-    country: Option<String>,
+    pub(crate) country: Option<String>,
 }
 
 fn country_code(value: Option<&str>) -> Result<String, Invalid> {
@@ -201,9 +201,9 @@ pub async fn available_numbers(
 #[into_params(parameter_in = Query)]
 pub struct IncomingQuery {
     /// How many numbers per page, 1 to 200 (default 50).
-    limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
     /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
 }
 
 /// The numbers the Twilio account already owns, to attach one to an agent.

@@ -18,18 +18,18 @@ use crate::storage::tickets::{self as store, TicketChanges};
 #[into_params(parameter_in = Query)]
 pub struct TicketQuery {
     /// Only the tickets of this call.
-    call_id: Option<CallId>,
-    limit: Option<u32>,
-    cursor: Option<String>,
+    pub(crate) call_id: Option<CallId>,
+    pub(crate) limit: Option<u32>,
+    pub(crate) cursor: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTicket {
-    title: Option<String>,
-    description: Option<String>,
-    priority: Option<TicketPriority>,
-    status: Option<TicketStatus>,
+    pub(crate) title: Option<String>,
+    pub(crate) description: Option<String>,
+    pub(crate) priority: Option<TicketPriority>,
+    pub(crate) status: Option<TicketStatus>,
 }
 
 fn storage_error(e: crate::storage::StorageError) -> ApiError {

@@ -1,5 +1,5 @@
-//! Apps and App Details: the list of apps with "New app", and each app's tabs (Phone Numbers and
-//! Agents so far).
+//! Apps: the list with "New app". Each app's tabs have their own modules (`numbers.rs`,
+//! `agents.rs`).
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -8,14 +8,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::auth::{Submitted, Viewer, redirect_with_notice};
 use super::{ConsoleError, Cursor, FormErrors, Layout, first_page};
-use crate::domain::agent::Agent;
 use crate::domain::app::App;
 use crate::domain::ids::AppId;
 use crate::http::AppState;
-use crate::http::api::agents as agents_api;
 use crate::http::api::apps::{self as apps_api, CreateApp};
-use crate::http::api::phone_numbers::{self as numbers_api, PhoneNumberListing};
-use crate::http::input::{ApiJson, ApiPath};
+use crate::http::input::ApiJson;
 
 #[derive(Template)]
 #[template(path = "apps/list.html")]
@@ -59,62 +56,4 @@ pub async fn create(State(state): State<AppState>, Submitted { viewer, form }: S
 /// `GET /apps/{id}`: an app opens on its phone numbers.
 pub async fn show(Path(id): Path<AppId>) -> Redirect {
     Redirect::to(&format!("/apps/{id}/numbers"))
-}
-
-#[derive(Template)]
-#[template(path = "apps/numbers.html")]
-struct NumbersPage {
-    layout: Layout,
-    app: App,
-    tab: &'static str,
-    numbers: Vec<PhoneNumberListing>,
-    next_cursor: Option<String>,
-}
-
-/// `GET /apps/{id}/numbers`: the Phone Numbers tab.
-pub async fn numbers(
-    State(state): State<AppState>,
-    Path(id): Path<AppId>,
-    viewer: Viewer,
-    Query(q): Query<Cursor>,
-) -> Result<Response, ConsoleError> {
-    let app = apps_api::get(State(state.clone()), viewer.caller(), ApiPath(id)).await?.0;
-    let list = numbers_api::list(State(state), viewer.caller(), ApiPath(id), first_page(q.cursor)).await?.0;
-    let template = NumbersPage {
-        layout: viewer.layout(format!("{} · Phone Numbers", app.name), "apps"),
-        app,
-        tab: "numbers",
-        numbers: list.data,
-        next_cursor: list.next_cursor,
-    };
-    Ok(viewer.render(&template))
-}
-
-#[derive(Template)]
-#[template(path = "apps/agents.html")]
-struct AgentsPage {
-    layout: Layout,
-    app: App,
-    tab: &'static str,
-    agents: Vec<Agent>,
-    next_cursor: Option<String>,
-}
-
-/// `GET /apps/{id}/agents`: the Agents tab.
-pub async fn agents(
-    State(state): State<AppState>,
-    Path(id): Path<AppId>,
-    viewer: Viewer,
-    Query(q): Query<Cursor>,
-) -> Result<Response, ConsoleError> {
-    let app = apps_api::get(State(state.clone()), viewer.caller(), ApiPath(id)).await?.0;
-    let list = agents_api::list(State(state), viewer.caller(), ApiPath(id), first_page(q.cursor)).await?.0;
-    let template = AgentsPage {
-        layout: viewer.layout(format!("{} · Agents", app.name), "apps"),
-        app,
-        tab: "agents",
-        agents: list.data,
-        next_cursor: list.next_cursor,
-    };
-    Ok(viewer.render(&template))
 }

@@ -5,7 +5,7 @@
 //! - [`Submitted`]: a state-changing form. It needs a viewer whose role may change things, a
 //!   same-origin request, and the session's CSRF token in the `_csrf` field (or the
 //!   `X-CSRF-Token` header); then the other fields are read into the handler's type (empty fields
-//!   count as not given), exactly as the REST API would read them.
+//!   count as not given; a repeated field fills a list), exactly as the REST API would read them.
 //! - Sign-in and sign-out, with a per-address rate limit and the account lockout of
 //!   [`console_sessions`].
 
@@ -129,7 +129,7 @@ async fn read_form<T: DeserializeOwned>(
             "This form has expired or did not come from this console. Reload the page and try again.".into(),
         ));
     }
-    let form = serde_urlencoded::from_str(&fields).map_err(|e| ConsoleError::BadRequest(format!("The form could not be read: {e}.")))?;
+    let form = serde_html_form::from_str(&fields).map_err(|e| ConsoleError::BadRequest(format!("The form could not be read: {e}.")))?;
     Ok((viewer, form))
 }
 

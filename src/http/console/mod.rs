@@ -7,9 +7,12 @@
 //! audit are the API's, written once. A form's field error is shown next to its field
 //! ([`FormErrors`]).
 
+pub mod agents;
 pub mod apps;
 pub mod assets;
 pub mod auth;
+pub mod calls;
+pub mod numbers;
 pub mod settings;
 
 use askama::Template;

@@ -84,6 +84,11 @@ impl Browser {
         field.send_keys(value).await.unwrap();
     }
 
+    /// Clicks something that changes the page in place (a `<summary>`, a checkbox).
+    pub async fn press(&self, css: &str) {
+        self.find(css).await.click().await.unwrap();
+    }
+
     /// Clicks what leads to another page, and waits until that page has loaded.
     pub async fn click(&self, css: &str) {
         let old_page = self.client.find(Locator::Css("html")).await.unwrap();
