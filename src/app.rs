@@ -222,7 +222,7 @@ async fn bootstrap_first_start(db: &Db, config: &Config) -> anyhow::Result<()> {
     if orgs::count(db).await? > 0 {
         return Ok(());
     }
-    let password = crate::cli::generate_password();
+    let password = crate::storage::users::generate_password();
     let email = Email::parse(FIRST_OWNER_EMAIL).expect("the first owner's address is valid");
     let Some(created) = orgs::bootstrap(db, "default", &email, &password).await? else {
         tracing::info!("another server created the first organisation at the same moment");

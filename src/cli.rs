@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use base64::Engine;
 use clap::{Parser, Subcommand};
 
 use crate::app::{self, Application};
@@ -155,7 +154,7 @@ async fn admin(command: AdminCommand, config: &Config) -> anyhow::Result<()> {
             let email = Email::parse(&email)?;
             orgs::get(&db, org).await.with_context(|| format!("no organisation {org}"))?;
             let password = choose_password(&email)?;
-            let user = users::create(&db, org, &email, &password, role, Actor::System).await?;
+            let user = users::create(&db, org, &email, &users::hash_password(&password), role, Actor::System).await?;
             eprintln!("created user {} ({})", user.email.as_str(), user.id);
         }
         AdminCommand::CreateToken { org, name, role } => {
@@ -214,7 +213,7 @@ fn choose_password(email: &Email) -> anyhow::Result<String> {
     if std::io::stdin().is_terminal() {
         return ask_password();
     }
-    let password = generate_password();
+    let password = users::generate_password();
     println!("{password}");
     eprintln!("generated a password for {}; it is not shown again", email.as_str());
     Ok(password)
@@ -224,11 +223,4 @@ fn ask_password() -> anyhow::Result<String> {
     let password = org::new_password("password", &rpassword::prompt_password("Password: ")?)?;
     anyhow::ensure!(rpassword::prompt_password("Again: ")? == password, "the passwords differ");
     Ok(password)
-}
-
-/// A random password of 24 base64url characters (144 bits).
-pub fn generate_password() -> String {
-    let mut bytes = [0u8; 18];
-    getrandom::getrandom(&mut bytes).expect("the operating system provides randomness");
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }

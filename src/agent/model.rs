@@ -3,6 +3,7 @@
 
 use crate::domain::agent::AgentSpec;
 use crate::domain::ids::OrgId;
+use crate::domain::provider::LlmProvider;
 use crate::providers::llm::LlmClient;
 use crate::storage::{Db, PageRequest, Result, llm_providers};
 
@@ -13,7 +14,12 @@ pub async fn for_agent(db: &Db, org: OrgId, agent: &AgentSpec) -> Result<Option<
         None => llm_providers::list(db, org, PageRequest { before: None, limit: 1 }).await?.items.pop(),
     };
     let Some(provider) = provider else { return Ok(None) };
-    let key = llm_providers::api_key(db, org, provider.id).await?;
     let model = agent.model.clone().unwrap_or(provider.default_model.clone());
-    Ok(Some((LlmClient::new(&provider.base_url, key.map(|k| k.to_string())), model)))
+    Ok(Some((client(db, &provider).await?, model)))
+}
+
+/// A client for a provider's endpoint, with its key.
+pub async fn client(db: &Db, provider: &LlmProvider) -> Result<LlmClient> {
+    let key = llm_providers::api_key(db, provider.org_id, provider.id).await?;
+    Ok(LlmClient::new(&provider.base_url, key.map(|k| k.to_string())))
 }

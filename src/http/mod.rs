@@ -32,6 +32,12 @@ use crate::telephony::twilio::routes as twilio;
 /// Largest accepted request body.
 pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 
+/// Runs password hashing or checking (tens of milliseconds of CPU) on the blocking pool, off
+/// the async runtime.
+pub async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, error::ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| error::ApiError::Unexpected(e.into()))
+}
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -87,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(api::phone_providers::incoming_numbers))
         .routes(routes!(api::llm_providers::list, api::llm_providers::create))
         .routes(routes!(api::llm_providers::get, api::llm_providers::update, api::llm_providers::delete))
+        .routes(routes!(api::llm_providers::test))
         .routes(routes!(api::apps::list, api::apps::create))
         .routes(routes!(api::apps::get, api::apps::update, api::apps::delete))
         .routes(routes!(api::agents::list, api::agents::create))
@@ -111,6 +118,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(api::audit_log::list))
         .routes(routes!(api::api_tokens::list, api::api_tokens::create))
         .routes(routes!(api::api_tokens::revoke))
+        .routes(routes!(api::users::list, api::users::add))
+        .routes(routes!(api::users::change_role, api::users::remove))
         .routes(routes!(openapi_json));
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", api)
@@ -148,9 +157,19 @@ pub fn router(state: AppState) -> Router {
             "/settings/phone-providers/{id}/remove",
             get(console::settings::confirm_remove_phone_provider).post(console::settings::remove_phone_provider),
         )
-        .route("/settings/sessions", get(console::settings::sessions))
-        .route("/settings/sessions/{id}/end", post(console::settings::end_session))
-        .route("/settings/password", get(console::settings::password).post(console::settings::change_password))
+        .route("/settings/llm-providers", get(console::settings::llm_providers).post(console::settings::add_llm_provider))
+        .route("/settings/llm-providers/{id}/test", post(console::settings::test_llm_provider))
+        .route("/settings/llm-providers/{id}/remove", post(console::settings::remove_llm_provider))
+        .route("/settings/retention", get(console::settings::retention).post(console::settings::set_retention))
+        .route("/settings/users", get(console::team::users).post(console::team::add_user))
+        .route("/settings/users/{id}/role", post(console::team::change_role))
+        .route("/settings/users/{id}/remove", get(console::team::confirm_remove_user).post(console::team::remove_user))
+        .route("/settings/api-tokens", get(console::team::api_tokens).post(console::team::create_api_token))
+        .route("/settings/api-tokens/{id}/revoke", post(console::team::revoke_api_token))
+        .route("/settings/audit-log", get(console::team::audit_log))
+        .route("/settings/sessions", get(console::account::sessions))
+        .route("/settings/sessions/{id}/end", post(console::account::end_session))
+        .route("/settings/password", get(console::account::password).post(console::account::change_password))
         .layer(axum::middleware::from_fn(console::security_headers));
     router
         .merge(console)

@@ -62,12 +62,33 @@ struct AuditRow {
 }
 
 /// The organisation's audit log, newest first.
-pub async fn list(db: &Db, org: OrgId, page: PageRequest) -> Result<Page<AuditEntry>> {
+/// Which entries to list.
+#[derive(Debug, Default)]
+pub struct AuditFilter {
+    /// An action (`user.created`) or the resource part of actions (`user`).
+    pub action: Option<String>,
+    /// `token:<id>`, `user:<id>` or `system`.
+    pub actor: Option<String>,
+}
+
+pub async fn list(db: &Db, org: OrgId, filter: &AuditFilter, page: PageRequest) -> Result<Page<AuditEntry>> {
     let sql = "SELECT id, org_id, actor, action, resource_type, resource_id, details, created_at
                FROM audit_log WHERE org_id = $1 AND ($2 IS NULL OR id < $2)
-               ORDER BY id DESC LIMIT $3";
-    let rows: Vec<AuditRow> =
-        on_pool!(db, |pool| { sqlx::query_as(sql).bind(org.0).bind(page.before).bind(page.fetch_limit()).fetch_all(pool).await })?;
+                 AND ($3 IS NULL OR action = $3 OR action LIKE $4) AND ($5 IS NULL OR actor = $5)
+               ORDER BY id DESC LIMIT $6";
+    // `user` finds `user.created`, `user.signed_in`, …: a prefix up to a dot (no wildcards).
+    let prefix = filter.action.as_ref().map(|a| format!("{}.%", a.replace(['%', '_'], "")));
+    let rows: Vec<AuditRow> = on_pool!(db, |pool| {
+        sqlx::query_as(sql)
+            .bind(org.0)
+            .bind(page.before)
+            .bind(filter.action.as_deref())
+            .bind(prefix.as_deref())
+            .bind(filter.actor.as_deref())
+            .bind(page.fetch_limit())
+            .fetch_all(pool)
+            .await
+    })?;
     let entries = rows
         .into_iter()
         .map(|r| AuditEntry {

@@ -83,7 +83,15 @@ pub async fn bootstrap(
         return Ok(None);
     }
     let org = insert(&mut tx, org_name, Actor::System).await?;
-    let owner = super::users::insert(&mut tx, org.id, owner_email, owner_password, crate::domain::org::Role::Owner, Actor::System).await?;
+    let owner = super::users::insert(
+        &mut tx,
+        org.id,
+        owner_email,
+        &super::users::hash_password(owner_password),
+        crate::domain::org::Role::Owner,
+        Actor::System,
+    )
+    .await?;
     let (_, token) = super::tokens::insert(&mut tx, org.id, "admin", crate::domain::org::Role::Admin, Actor::System).await?;
     tx.commit().await?;
     Ok(Some(Bootstrap { org, owner, token }))

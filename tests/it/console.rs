@@ -91,7 +91,7 @@ fn location(response: &reqwest::Response) -> String {
 }
 
 async fn add_user(app: &TestApp, email: &str, role: Role) {
-    users::create(&app.db, app.org, &Email::parse(email).unwrap(), PASSWORD, role, Actor::System).await.unwrap();
+    users::create(&app.db, app.org, &Email::parse(email).unwrap(), &users::hash_password(PASSWORD), role, Actor::System).await.unwrap();
 }
 
 async fn app_names(app: &TestApp) -> Vec<String> {
@@ -465,3 +465,88 @@ async fn in_chromium_an_agent_gets_a_number_takes_a_call_and_shows_the_conversat
     assert!(browser.text("main").await.contains("No phone numbers yet"));
     browser.close().await;
 }
+
+async fn settings_manage_people_tokens_models_and_retention(app: TestApp) {
+    add_user(&app, "olga@example.com", Role::Owner).await;
+    let mut owner = Visitor::new(&app);
+    owner.sign_in("olga@example.com", PASSWORD).await;
+
+    // People: a new person gets a one-time password that works; roles change; the last owner stays.
+    owner.get("/settings/users").await;
+    let (status, _, page) = owner.submit("/settings/users", &[("email", "Pat@Example.com"), ("role", "member")]).await;
+    assert_eq!(status, StatusCode::OK);
+    let password = page.split("<code id=\"initial-password\">").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    let mut pat = Visitor::new(&app);
+    assert_eq!(pat.sign_in("pat@example.com", &password).await.0, StatusCode::SEE_OTHER);
+    let members = app.get("/api/v1/users").await.expect(200);
+    let pat_id =
+        members["data"].as_array().unwrap().iter().find(|u| u["email"] == "pat@example.com").unwrap()["id"].as_str().unwrap().to_owned();
+    let (status, _, _) = owner.submit(&format!("/settings/users/{pat_id}/role"), &[("role", "admin")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, page) = pat.get("/apps").await;
+    assert!(!page.contains("read-only access"), "the new role applies at once");
+    // Admin tokens cannot hand out the owner role; the first owner can, and the last owner stays.
+    let problem = app.post("/api/v1/users", json!({ "email": "eve@example.com", "role": "owner" })).await.problem(403);
+    assert!(problem.contains("only an owner"), "{problem}");
+    let olga =
+        members["data"].as_array().unwrap().iter().find(|u| u["email"] == "olga@example.com").unwrap()["id"].as_str().unwrap().to_owned();
+    let admin_owner = members["data"].as_array().unwrap().iter().find(|u| u["email"] == "admin@switchboard.local").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    owner.get("/settings/users").await;
+    owner.submit(&format!("/settings/users/{admin_owner}/remove"), &[]).await;
+    let (status, _, page) = owner.submit(&format!("/settings/users/{olga}/role"), &[("role", "member")]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("The organisation needs at least one owner"), "{page}");
+    let (status, _, _) = owner.submit(&format!("/settings/users/{pat_id}/remove"), &[]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(pat.get("/apps").await.0, StatusCode::SEE_OTHER, "a removed member is signed out");
+
+    // API tokens: shown once, working, then revoked.
+    owner.get("/settings/api-tokens").await;
+    let (status, _, page) = owner.submit("/settings/api-tokens", &[("name", "CRM sync"), ("role", "member")]).await;
+    assert_eq!(status, StatusCode::OK);
+    let token = page.split("<code id=\"new-token\">").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    assert_eq!(app.send(reqwest::Method::GET, "/api/v1/apps", Some(&token), None).await.status, 200);
+    assert_eq!(app.send(reqwest::Method::POST, "/api/v1/apps", Some(&token), Some(&json!({ "name": "x" }))).await.status, 403);
+    let (_, _, page) = owner.get("/settings/api-tokens").await;
+    assert!(!page.contains(&token), "never shown again");
+    let revoke = page.split("action=\"/settings/api-tokens/").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    owner.submit(&format!("/settings/api-tokens/{revoke}"), &[]).await;
+    assert_eq!(app.send(reqwest::Method::GET, "/api/v1/apps", Some(&token), None).await.status, 401);
+
+    // LLM providers: the connection test asks the model and says what happened.
+    let llm = FakeLlm::start().await;
+    llm.script([Reply::says("OK")]);
+    owner.get("/settings/llm-providers").await;
+    let (status, _, page) =
+        owner.submit("/settings/llm-providers", &[("name", "Local"), ("base_url", "not a url"), ("default_model", "m")]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("id=\"base_url-error\""), "{page}");
+    assert!(page.contains("value=\"Local\""), "what was typed stays");
+    owner.submit("/settings/llm-providers", &[("name", "Local"), ("base_url", &llm.base_url), ("default_model", "fake-model")]).await;
+    let (_, _, page) = owner.get("/settings/llm-providers").await;
+    let test = page.split("action=\"/settings/llm-providers/").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let (_, _, page) = owner.submit(&format!("/settings/llm-providers/{test}"), &[]).await;
+    assert!(page.contains("Answered in") && page.contains("“OK”"), "{page}");
+    assert_eq!(llm.requests()[0]["model"], "fake-model");
+    llm.script([Reply::fails(401)]);
+    let (_, _, page) = owner.submit(&format!("/settings/llm-providers/{test}"), &[]).await;
+    assert!(page.contains("No answer from fake-model") && page.contains("401"), "{page}");
+
+    // Retention: a typo is explained beside its field; a valid policy is saved.
+    owner.get("/settings/retention").await;
+    let (status, _, page) = owner.submit("/settings/retention", &[("transcript_days", "ten"), ("record_days", "90")]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("Transcripts: must be a whole number of days"), "{page}");
+    let (status, _, _) = owner.submit("/settings/retention", &[("transcript_days", "30"), ("record_days", "90")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(app.get("/api/v1/retention").await.expect(200), json!({ "transcript_days": 30, "record_days": 90 }));
+
+    // The audit log filters by action.
+    let (_, _, page) = owner.get("/settings/audit-log?action=user&actor=").await;
+    assert!(page.contains("user.role_changed") && page.contains("user.removed") && !page.contains("api_token.created"), "{page}");
+}
+
+on_both_backends!(settings_manage_people_tokens_models_and_retention);

@@ -17,18 +17,20 @@ use crate::storage::tokens;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiToken {
-    name: String,
+    #[serde(default)]
+    #[schema(required = true)]
+    pub(crate) name: String,
     /// `admin` (default: may change things) or `member` (may only read).
-    role: Option<Role>,
+    pub(crate) role: Option<Role>,
 }
 
 /// A new token: the only response that ever contains it.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedApiToken {
     #[serde(flatten)]
-    record: ApiToken,
+    pub(crate) record: ApiToken,
     /// Use as `Authorization: Bearer <token>`. Store it now; it is not shown again.
-    token: String,
+    pub(crate) token: String,
 }
 
 fn storage_error(e: crate::storage::StorageError) -> ApiError {

@@ -1,9 +1,10 @@
-//! `/llm-providers`: OpenAI-compatible endpoints. The API key is write-only.
+//! `/llm-providers`: OpenAI-compatible endpoints, with a connection test. The API key is
+//! write-only.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::nullable;
 use crate::domain::ids::LlmProviderId;
@@ -14,17 +15,24 @@ use crate::http::auth::Caller;
 use crate::http::error::{ApiError, Problem};
 use crate::http::input::{ApiJson, ApiPath, ApiQuery};
 use crate::http::pagination::{ListResponse, PageParams};
+use crate::providers::llm::{self, ChatMessage, ChatRequest};
 use crate::storage::llm_providers::{self as store, LlmProviderChanges, NewLlmProvider};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateLlmProvider {
-    name: String,
+    #[serde(default)]
+    #[schema(required = true)]
+    pub(crate) name: String,
     /// e.g. `https://api.openai.com/v1` or `http://127.0.0.1:8000/v1`.
-    base_url: String,
-    default_model: String,
+    #[serde(default)]
+    #[schema(required = true)]
+    pub(crate) base_url: String,
+    #[serde(default)]
+    #[schema(required = true)]
+    pub(crate) default_model: String,
     /// Sent as `Authorization: Bearer`; optional for local servers. Never returned.
-    api_key: Option<String>,
+    pub(crate) api_key: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -106,4 +114,52 @@ pub async fn update(
 pub async fn delete(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<LlmProviderId>) -> Result<StatusCode, ApiError> {
     store::delete(&s.db, caller.org, id, caller.actor).await.map_err(storage_error)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// What asking a provider's default model for one word found.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ConnectionTest {
+    /// The model answered.
+    pub(crate) ok: bool,
+    pub(crate) model: String,
+    /// From the request to the whole answer.
+    pub(crate) latency_ms: i64,
+    /// The model's answer (first 200 characters).
+    pub(crate) reply: Option<String>,
+    /// Why it did not answer.
+    pub(crate) error: Option<String>,
+}
+
+/// Test the connection: ask the provider's default model for a one-word answer, which checks the
+/// URL, the API key and the model name at once.
+#[utoipa::path(post, path = "/llm-providers/{id}/test", tag = "llm-providers", params(("id" = LlmProviderId, Path)), responses(
+    (status = 200, body = ConnectionTest), (status = 404, body = Problem)))]
+pub async fn test(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<LlmProviderId>,
+) -> Result<Json<ConnectionTest>, ApiError> {
+    let provider = store::get(&s.db, caller.org, id).await.map_err(storage_error)?;
+    let mut client = crate::agent::model::client(&s.db, &provider).await.map_err(storage_error)?;
+    client.total_timeout = std::time::Duration::from_secs(30);
+    let request = ChatRequest {
+        model: provider.default_model.clone(),
+        temperature: Some(0.0),
+        messages: vec![ChatMessage::User { content: "Reply with the single word OK.".to_owned() }],
+        tools: Vec::new(),
+        response_format: None,
+    };
+    let started = std::time::Instant::now();
+    let answer = llm::complete(&client, request).await;
+    let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    Ok(Json(match answer {
+        Ok(reply) => ConnectionTest {
+            ok: true,
+            model: provider.default_model,
+            latency_ms,
+            reply: Some(reply.chars().take(200).collect()),
+            error: None,
+        },
+        Err(e) => ConnectionTest { ok: false, model: provider.default_model, latency_ms, reply: None, error: Some(e.to_string()) },
+    }))
 }

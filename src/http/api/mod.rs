@@ -14,6 +14,7 @@ pub mod phone_numbers;
 pub mod phone_providers;
 pub mod retention;
 pub mod tickets;
+pub mod users;
 
 use serde::{Deserialize, Deserializer};
 

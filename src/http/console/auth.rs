@@ -23,12 +23,13 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
-use super::{ConsoleError, off_runtime, page};
+use super::{ConsoleError, page};
 use crate::domain::audit::Actor;
 use crate::domain::org::Email;
 use crate::domain::time;
 use crate::http::AppState;
 use crate::http::auth::Caller;
+use crate::http::off_runtime;
 use crate::storage::console_sessions::{self, SessionOwner};
 use crate::storage::tokens::random_secret;
 use crate::storage::users;

@@ -7,6 +7,7 @@
 //! audit are the API's, written once. A form's field error is shown next to its field
 //! ([`FormErrors`]).
 
+pub mod account;
 pub mod agents;
 pub mod apps;
 pub mod assets;
@@ -14,6 +15,7 @@ pub mod auth;
 pub mod calls;
 pub mod numbers;
 pub mod settings;
+pub mod team;
 
 use askama::Template;
 use axum::extract::Request;
@@ -62,11 +64,6 @@ impl auth::Viewer {
         }
         response
     }
-}
-
-/// Runs password hashing or checking (tens of milliseconds of CPU) on the blocking pool.
-pub async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::Unexpected(e.into()))
 }
 
 /// The `?cursor=` of a paged list.

@@ -1,5 +1,5 @@
 //! Organization Settings: phone providers (Twilio accounts, verified at once and shown with their
-//! status), and the signed-in user's own account (password, sessions).
+//! status), LLM providers (with a connection test) and the retention policy.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -7,17 +7,18 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::auth::{OwnAccount, Submitted, Viewer, redirect_with_notice};
-use super::{ConsoleError, Cursor, FormErrors, Layout, first_page, off_runtime};
-use crate::domain::ids::{ConsoleSessionId, PhoneProviderId};
-use crate::domain::org::{ConsoleSession, new_password};
-use crate::domain::provider::{PhoneProvider, PhoneProviderStatus};
+use super::auth::{Submitted, Viewer, redirect_with_notice};
+use super::{ConsoleError, Cursor, FormErrors, Layout, first_page};
+use crate::domain::ids::{LlmProviderId, PhoneProviderId};
+use crate::domain::org::RetentionPolicy;
+use crate::domain::provider::{LlmProvider, PhoneProvider, PhoneProviderStatus};
 use crate::domain::validation::Invalid;
 use crate::http::AppState;
+use crate::http::api::llm_providers::{self as llm_api, ConnectionTest, CreateLlmProvider};
 use crate::http::api::phone_providers::{self as api, CreatePhoneProvider};
+use crate::http::api::retention as retention_api;
 use crate::http::error::ApiError;
 use crate::http::input::{ApiJson, ApiPath};
-use crate::storage::{console_sessions, users};
 
 /// `GET /settings`.
 pub async fn index() -> Redirect {
@@ -137,83 +138,125 @@ pub async fn remove_phone_provider(
 pub struct Empty {}
 
 #[derive(Template)]
-#[template(path = "settings/sessions.html")]
-struct SessionsPage {
+#[template(path = "settings/llm_providers.html")]
+struct LlmProvidersPage {
     layout: Layout,
-    sessions: Vec<ConsoleSession>,
-    current: ConsoleSessionId,
-}
-
-/// `GET /settings/sessions`: the browsers signed in as this user.
-pub async fn sessions(State(state): State<AppState>, viewer: Viewer) -> Result<Response, ConsoleError> {
-    let sessions = console_sessions::list(&state.db, viewer.owner.user_id).await.map_err(|e| ApiError::from_storage(e, "session"))?;
-    let current = viewer.owner.session_id;
-    Ok(viewer.render(&SessionsPage { layout: viewer.layout("Sessions", "settings"), sessions, current }))
-}
-
-/// `POST /settings/sessions/{id}/end`: signs that browser out.
-pub async fn end_session(
-    State(state): State<AppState>,
-    Path(id): Path<ConsoleSessionId>,
-    OwnAccount { viewer, .. }: OwnAccount<Empty>,
-) -> Result<Response, ConsoleError> {
-    console_sessions::revoke(&state.db, viewer.owner.org_id, viewer.owner.user_id, id)
-        .await
-        .map_err(|e| ApiError::from_storage(e, "session"))?;
-    Ok(redirect_with_notice(&viewer, "/settings/sessions", "That session was signed out."))
-}
-
-#[derive(Template)]
-#[template(path = "settings/password.html")]
-struct PasswordPage {
-    layout: Layout,
+    providers: Vec<LlmProvider>,
+    next_cursor: Option<String>,
+    form: (String, String, String),
+    /// The last connection test, by provider.
+    tested: Option<(LlmProviderId, ConnectionTest)>,
     errors: FormErrors,
 }
 
-/// `GET /settings/password`.
-pub async fn password(viewer: Viewer) -> Response {
-    viewer.render(&PasswordPage { layout: viewer.layout("Password", "settings"), errors: FormErrors::default() })
-}
-
-#[derive(Deserialize)]
-pub struct PasswordForm {
-    #[serde(default)]
-    current_password: String,
-    #[serde(default)]
-    new_password: String,
-    #[serde(default)]
-    confirm_password: String,
-}
-
-/// `POST /settings/password`: checks the current password, sets the new one and signs out every
-/// other session of the user.
-pub async fn change_password(
-    State(state): State<AppState>,
-    OwnAccount { viewer, form }: OwnAccount<PasswordForm>,
+async fn llm_providers_page(
+    state: AppState,
+    viewer: &Viewer,
+    cursor: Option<String>,
+    form: (String, String, String),
+    tested: Option<(LlmProviderId, ConnectionTest)>,
+    errors: FormErrors,
 ) -> Result<Response, ConsoleError> {
-    let invalid = |e: Invalid| {
-        let template = PasswordPage { layout: viewer.layout("Password", "settings"), errors: FormErrors::from_api(e.into())? };
-        Ok((StatusCode::UNPROCESSABLE_ENTITY, viewer.render(&template)).into_response())
+    let list = llm_api::list(State(state), viewer.caller(), first_page(cursor)).await?.0;
+    let status = if errors.any() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    let page = LlmProvidersPage {
+        layout: viewer.layout("LLM providers", "settings"),
+        providers: list.data,
+        next_cursor: list.next_cursor,
+        form,
+        tested,
+        errors,
     };
-    let candidate = console_sessions::sign_in_candidate(&state.db, &viewer.owner.email)
-        .await
-        .map_err(|e| ApiError::from_storage(e, "user"))?
-        .ok_or(ApiError::NotFound("user"))?;
-    let current = form.current_password;
-    if !off_runtime(move || users::verify_password(&candidate.password_hash, &current)).await? {
-        return invalid(Invalid::new("current_password", "is not your current password"));
+    Ok((status, viewer.render(&page)).into_response())
+}
+
+/// `GET /settings/llm-providers`.
+pub async fn llm_providers(State(state): State<AppState>, viewer: Viewer, Query(q): Query<Cursor>) -> Result<Response, ConsoleError> {
+    llm_providers_page(state, &viewer, q.cursor, Default::default(), None, FormErrors::default()).await
+}
+
+/// `POST /settings/llm-providers`.
+pub async fn add_llm_provider(
+    State(state): State<AppState>,
+    Submitted { viewer, form }: Submitted<CreateLlmProvider>,
+) -> Result<Response, ConsoleError> {
+    let typed = (form.name.clone(), form.base_url.clone(), form.default_model.clone());
+    match llm_api::create(State(state.clone()), viewer.caller(), ApiJson(form)).await {
+        Ok((_, created)) => Ok(redirect_with_notice(
+            &viewer,
+            "/settings/llm-providers",
+            &format!("“{}” added. Test the connection to be sure it answers.", created.name),
+        )),
+        Err(e) => llm_providers_page(state, &viewer, None, typed, None, FormErrors::from_api(e)?).await,
     }
-    let chosen = match new_password("new_password", &form.new_password) {
-        Ok(chosen) => chosen,
-        Err(e) => return invalid(e),
+}
+
+/// `POST /settings/llm-providers/{id}/test`: asks the model for one word and shows what happened.
+pub async fn test_llm_provider(
+    State(state): State<AppState>,
+    Path(id): Path<LlmProviderId>,
+    Submitted { viewer, .. }: Submitted<Empty>,
+) -> Result<Response, ConsoleError> {
+    let tested = llm_api::test(State(state.clone()), viewer.caller(), ApiPath(id)).await?.0;
+    llm_providers_page(state, &viewer, None, Default::default(), Some((id, tested)), FormErrors::default()).await
+}
+
+/// `POST /settings/llm-providers/{id}/remove`.
+pub async fn remove_llm_provider(
+    State(state): State<AppState>,
+    Path(id): Path<LlmProviderId>,
+    Submitted { viewer, .. }: Submitted<Empty>,
+) -> Result<Response, ConsoleError> {
+    match llm_api::delete(State(state), viewer.caller(), ApiPath(id)).await {
+        Ok(_) => Ok(redirect_with_notice(&viewer, "/settings/llm-providers", "The LLM provider was removed.")),
+        Err(ApiError::Conflict(why)) => Ok(redirect_with_notice(&viewer, "/settings/llm-providers", &super::sentence(&why))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "settings/retention.html")]
+struct RetentionPage {
+    layout: Layout,
+    policy: RetentionPolicy,
+    errors: FormErrors,
+}
+
+/// `GET /settings/retention`.
+pub async fn retention(State(state): State<AppState>, viewer: Viewer) -> Result<Response, ConsoleError> {
+    let policy = retention_api::get(State(state), viewer.caller()).await?.0;
+    Ok(viewer.render(&RetentionPage { layout: viewer.layout("Retention", "settings"), policy, errors: FormErrors::default() }))
+}
+
+/// The retention form: empty keeps forever.
+#[derive(Deserialize)]
+pub struct RetentionForm {
+    transcript_days: Option<String>,
+    record_days: Option<String>,
+}
+
+fn days(field: &str, text: Option<&str>) -> Result<Option<i64>, Invalid> {
+    text.map(|t| t.trim().parse().map_err(|_| Invalid::new(field, "must be a whole number of days, or empty to keep forever"))).transpose()
+}
+
+/// `POST /settings/retention`.
+pub async fn set_retention(
+    State(state): State<AppState>,
+    Submitted { viewer, form }: Submitted<RetentionForm>,
+) -> Result<Response, ConsoleError> {
+    let typed = days("transcript_days", form.transcript_days.as_deref()).and_then(|transcript_days| {
+        Ok(RetentionPolicy { transcript_days, record_days: days("record_days", form.record_days.as_deref())? })
+    });
+    let result = match typed {
+        Ok(policy) => retention_api::put(State(state.clone()), viewer.caller(), ApiJson(policy)).await.map(|_| ()),
+        Err(invalid) => Err(ApiError::Invalid(invalid)),
     };
-    if chosen != form.confirm_password {
-        return invalid(Invalid::new("confirm_password", "does not match the new password"));
+    match result {
+        Ok(()) => Ok(redirect_with_notice(&viewer, "/settings/retention", "Retention policy saved. The next purge applies it.")),
+        Err(e) => {
+            let policy = retention_api::get(State(state), viewer.caller()).await?.0;
+            let page = RetentionPage { layout: viewer.layout("Retention", "settings"), policy, errors: FormErrors::from_api(e)? };
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, viewer.render(&page)).into_response())
+        }
     }
-    let hash = off_runtime(move || users::hash_password(&chosen)).await?;
-    let owner = &viewer.owner;
-    users::set_password_hash(&state.db, owner.user_id, &hash, Some(owner.session_id), crate::domain::audit::Actor::User(owner.user_id))
-        .await
-        .map_err(|e| ApiError::from_storage(e, "user"))?;
-    Ok(redirect_with_notice(&viewer, "/settings/password", "Password changed. Your other sessions were signed out."))
 }
