@@ -51,3 +51,24 @@ for (const part of document.querySelectorAll("[data-refresh][id]")) {
   };
   setTimeout(refresh, part.dataset.refresh * 1000);
 }
+
+// Automation steps show only the fields of the chosen action type (all show without JavaScript).
+document.documentElement.classList.add("js");
+for (const select of document.querySelectorAll("select[data-action-type]")) {
+  const show = () => {
+    for (const part of select.closest("fieldset").querySelectorAll("[data-for]")) {
+      part.classList.toggle("chosen", part.dataset.for === select.value);
+    }
+  };
+  select.addEventListener("change", show);
+  show();
+}
+
+// Analytics: without a chosen time zone, show the report in the browser's own.
+for (const input of document.querySelectorAll("input[data-browser-time-zone]")) {
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  if (!input.value && zone && zone !== "UTC") {
+    input.value = zone;
+    input.form.requestSubmit();
+  }
+}

@@ -14,6 +14,20 @@ use super::validation::Invalid;
 pub const ROOTS: &[&str] =
     &["call", "event", "caller", "agent_name", "duration_secs", "transcript", "summary", "classification", "ticket", "steps"];
 
+/// Each root with a placeholder that uses it, as the automation form lists them.
+pub const EXAMPLES: &[(&str, &str)] = &[
+    ("caller", "{{ caller }} — the caller's number"),
+    ("agent_name", "{{ agent_name }} — the agent who answered"),
+    ("duration_secs", "{{ duration_secs }} — the call's length in seconds"),
+    ("summary", "{{ summary }} — the classification's summary, else the agent's"),
+    ("transcript", "{{ transcript }} — the conversation, one line per turn"),
+    ("classification", "{{ classification.sentiment }} — set after an ai_classify step"),
+    ("ticket", "{{ ticket.id }} — the ticket a create_record step made"),
+    ("call", "{{ call.ended_reason }} — any field of the call in the event"),
+    ("event", "{{ event.event_id }} — the event itself"),
+    ("steps", "{{ steps.0.status }} — what an earlier action returned"),
+];
+
 #[derive(Clone, Debug, PartialEq)]
 enum Piece {
     Text(String),

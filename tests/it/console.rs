@@ -550,3 +550,69 @@ async fn settings_manage_people_tokens_models_and_retention(app: TestApp) {
 }
 
 on_both_backends!(settings_manage_people_tokens_models_and_retention);
+
+/// After a call: an automation made in the form (a mistake first), its ticket, the run, and the
+/// analytics chart, in Chromium.
+#[tokio::test]
+async fn in_chromium_an_automation_opens_a_ticket_and_analytics_draw_the_call() {
+    let app = spawn_app(Backend::Sqlite).await;
+    add_user(&app, "admin@acme.example", Role::Admin).await;
+    let call = crate::conversations::ring_agent(&app, json!({ "name": "Ava", "first_message": "Hi, this is Ava." })).await;
+    let app_id = app.get("/api/v1/apps").await.expect(200)["data"][0]["id"].as_str().unwrap().to_owned();
+    let browser = Browser::open(app.url("")).await;
+    browser.sign_in("admin@acme.example", PASSWORD).await;
+
+    browser.go(&format!("/apps/{app_id}/automations")).await;
+    assert!(browser.text("main").await.contains("No automations yet"));
+    browser.click("a[href$='/automations/new']").await;
+    browser.fill("#name", "Follow-up ticket").await;
+    browser.press("#action0_type option[value=webhook]").await;
+    browser.fill("#action0_url", "not a url").await;
+    browser.click("#automation-form button.primary").await;
+    let error = browser.text("#action0-error").await;
+    assert!(error.starts_with("actions[0].url:"), "{error}");
+    assert_eq!(browser.find("#name").await.prop("value").await.unwrap().as_deref(), Some("Follow-up ticket"), "what was typed stays");
+    browser.press("#action0_type option[value=create_record]").await;
+    browser.fill("#action0_title", "Call back {{ caller }}").await;
+    browser.press("#action0_priority option[value=high]").await;
+    browser.click("#automation-form button.primary").await;
+    assert!(browser.text("#signing-secret").await.starts_with("whsec_"), "the secret is shown once, on creation");
+    browser.screenshot("automation").await;
+    let automation = app.get(&format!("/api/v1/apps/{app_id}/automations")).await.expect(200)["data"][0].clone();
+    assert_eq!(
+        automation["actions"][0],
+        json!({ "type": "create_record", "title": "Call back {{ caller }}", "description": "{{ summary }}\n\n{{ transcript }}", "priority": "high", "status": "open" })
+    );
+
+    call.llm.script([Reply::calls("endConversation", json!({ "summary": "Wants a call back.", "closing_message": "Goodbye!" }))]);
+    let mut relay = crate::conversations::connect(&app, &call).await;
+    relay.say("Please call me back.").await;
+    relay.utterance().await;
+    relay.close().await;
+    let mut ticket = json!(null);
+    for _ in 0..100 {
+        ticket = app.get(&format!("/api/v1/apps/{app_id}/tickets")).await.expect(200)["data"][0].clone();
+        if !ticket.is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(ticket["title"], "Call back +14155550123");
+
+    browser.go(&format!("/automations/{}", automation["id"].as_str().unwrap())).await;
+    assert_eq!(browser.text("li[data-run-status] .badge").await, "succeeded");
+    assert!(!browser.has("#signing-secret").await, "never shown again");
+    browser.go(&format!("/apps/{app_id}/tickets")).await;
+    assert!(browser.text("tr[data-ticket='Call back +14155550123']").await.contains("record"));
+    browser.press("tr[data-ticket='Call back +14155550123'] select[name=status] option[value=resolved]").await;
+    browser.click("tr[data-ticket='Call back +14155550123'] button").await;
+    assert!(browser.text(".notice").await.contains("is resolved (high priority)"));
+    browser.screenshot("tickets").await;
+
+    browser.click("a[href$='/analytics']").await;
+    assert_eq!(browser.text("#total-calls").await, "1");
+    assert!(browser.has("svg.chart rect").await, "the volume chart draws the call");
+    assert!(browser.text("main").await.contains("agent_ended"));
+    browser.screenshot("analytics").await;
+    browser.close().await;
+}

@@ -22,15 +22,15 @@ use crate::storage::analytics::{self as store, Scope};
 #[into_params(parameter_in = Query)]
 pub struct AnalyticsQuery {
     /// Start of the range (RFC 3339); default 30 days before `to`.
-    from: Option<DateTime<Utc>>,
+    pub(crate) from: Option<DateTime<Utc>>,
     /// End of the range, exclusive (RFC 3339); default now.
-    to: Option<DateTime<Utc>>,
+    pub(crate) to: Option<DateTime<Utc>>,
     /// `day` (default), `week` (from Monday) or `month`.
-    bucket: Option<BucketSize>,
+    pub(crate) bucket: Option<BucketSize>,
     /// IANA time zone of the bucket edges, e.g. `Europe/Paris` (default `UTC`).
-    time_zone: Option<String>,
+    pub(crate) time_zone: Option<String>,
     /// Only this agent's calls.
-    agent_id: Option<AgentId>,
+    pub(crate) agent_id: Option<AgentId>,
 }
 
 /// An app's call analytics.

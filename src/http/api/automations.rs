@@ -52,9 +52,9 @@ pub struct UpdateAutomation {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedAutomation {
     #[serde(flatten)]
-    automation: Automation,
+    pub(crate) automation: Automation,
     /// Key of the `Switchboard-Signature` HMAC; store it with the receiver.
-    signing_secret: String,
+    pub(crate) signing_secret: String,
 }
 
 fn storage_error(e: crate::storage::StorageError) -> ApiError {
@@ -122,7 +122,7 @@ pub async fn update(
 /// A new webhook signing secret.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct SigningSecret {
-    signing_secret: String,
+    pub(crate) signing_secret: String,
 }
 
 /// Replace the webhook signing secret; the answer shows the new one, once. Deliveries from now

@@ -12,7 +12,10 @@ pub mod agents;
 pub mod apps;
 pub mod assets;
 pub mod auth;
+pub mod automations;
 pub mod calls;
+pub mod charts;
+pub mod insights;
 pub mod numbers;
 pub mod settings;
 pub mod team;
@@ -97,6 +100,12 @@ impl FormErrors {
     /// The message for `field`, if the error is about it.
     pub fn on(&self, field: &str) -> Option<&str> {
         self.field.as_ref().filter(|f| f.field == field).map(|f| f.message.as_str())
+    }
+
+    /// The error about `prefix` or a field under it (`actions[0]` for `actions[0].url`), with
+    /// the field's name.
+    pub fn under(&self, prefix: &str) -> Option<String> {
+        self.field.as_ref().filter(|f| f.field.starts_with(prefix)).map(|f| format!("{}: {}", f.field, f.message))
     }
 
     /// Whether there is anything to show.
