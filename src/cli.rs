@@ -200,9 +200,9 @@ async fn dial(config: &Config, to: String, from: String, server: Option<String>,
         public_base_url,
         account_sid: secrets.account_sid,
         auth_token: secrets.auth_token.to_string(),
-        script,
+        test: false,
     };
-    let outcome = dev_phone::call(dial).await?;
+    let outcome = dev_phone::from_terminal(dial, script).await?;
     println!("{}", outcome.summary);
     anyhow::ensure!(outcome.ok, "the call did not go through");
     Ok(())

@@ -20,3 +20,6 @@ CREATE INDEX console_sessions_by_user ON console_sessions (user_id, created_at);
 -- Consecutive failed sign-ins, and the lockout they lead to.
 ALTER TABLE users ADD COLUMN failed_sign_ins INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN locked_until TEXT;
+
+-- Calls placed from the console's test call; analytics leave them out unless asked.
+ALTER TABLE calls ADD COLUMN is_test BOOLEAN NOT NULL DEFAULT FALSE;

@@ -82,6 +82,8 @@ pub struct Call {
     /// Until when that session's lease runs; the process renews it while it lives.
     #[serde(skip)]
     pub session_lease_until: Option<DateTime<Utc>>,
+    /// Placed from the console's test call (analytics leave it out by default).
+    pub is_test: bool,
 }
 
 text_enum!(
@@ -273,6 +275,7 @@ impl Call {
             analysis: None,
             session_node: None,
             session_lease_until: None,
+            is_test: false,
         }
     }
 }

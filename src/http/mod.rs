@@ -143,6 +143,8 @@ pub fn router(state: AppState) -> Router {
         .route("/apps/{id}/numbers", get(console::numbers::list).post(console::numbers::create))
         .route("/apps/{id}/numbers/new", get(console::numbers::add))
         .route("/numbers/{id}/edit", get(console::numbers::edit).post(console::numbers::update))
+        .route("/numbers/{id}/test-call", get(console::test_call::page))
+        .route("/numbers/{id}/test-call/socket", get(console::test_call::socket))
         .route("/numbers/{id}/remove", get(console::numbers::confirm_remove).post(console::numbers::remove))
         .route("/apps/{id}/agents", get(console::agents::list).post(console::agents::create))
         .route("/agents/{id}", get(console::agents::show).post(console::agents::update))

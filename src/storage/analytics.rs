@@ -20,10 +20,15 @@ pub struct Scope {
     pub agent: Option<AgentId>,
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
+    /// Count the console's test calls too (left out by default).
+    pub include_test_calls: bool,
 }
 
 /// Calls in scope: `c` is the calls table; `$1`–`$5` are org, app, agent, from, to.
-const IN_SCOPE: &str = "c.org_id = $1 AND c.app_id = $2 AND ($3 IS NULL OR c.agent_id = $3) AND c.started_at >= $4 AND c.started_at < $5";
+fn in_scope(scope: &Scope) -> String {
+    let tests = if scope.include_test_calls { "" } else { " AND c.is_test = FALSE" };
+    format!("c.org_id = $1 AND c.app_id = $2 AND ($3 IS NULL OR c.agent_id = $3) AND c.started_at >= $4 AND c.started_at < $5{tests}")
+}
 
 /// The aggregates of `CallFigures` that come straight from the calls table.
 const FIGURES: &str = "COUNT(*) AS calls,
@@ -77,13 +82,14 @@ pub struct Figures {
 
 /// Computes the figures of `scope` over `buckets`.
 pub async fn figures(db: &Db, scope: &Scope, buckets: &[Bucket]) -> Result<Figures> {
-    let totals_sql = format!("SELECT CAST(NULL AS UUID) AS group_id, {FIGURES} FROM calls c WHERE {IN_SCOPE}");
+    let in_scope = in_scope(scope);
+    let totals_sql = format!("SELECT CAST(NULL AS UUID) AS group_id, {FIGURES} FROM calls c WHERE {in_scope}");
     let per_agent_sql =
-        format!("SELECT c.agent_id AS group_id, {FIGURES} FROM calls c WHERE {IN_SCOPE} AND c.agent_id IS NOT NULL GROUP BY c.agent_id");
+        format!("SELECT c.agent_id AS group_id, {FIGURES} FROM calls c WHERE {in_scope} AND c.agent_id IS NOT NULL GROUP BY c.agent_id");
     let totals: Vec<FiguresRow> = fetch(db, scope, &totals_sql).await?;
     let per_agent: Vec<FiguresRow> = fetch(db, scope, &per_agent_sql).await?;
-    let overall_latency: Vec<LatencyRow> = fetch(db, scope, &latency_sql(None)).await?;
-    let agent_latency: Vec<LatencyRow> = fetch(db, scope, &latency_sql(Some("c.agent_id"))).await?;
+    let overall_latency: Vec<LatencyRow> = fetch(db, scope, &latency_sql(&in_scope, None)).await?;
+    let agent_latency: Vec<LatencyRow> = fetch(db, scope, &latency_sql(&in_scope, Some("c.agent_id"))).await?;
     let latency_of = |rows: &[LatencyRow], group: Option<Uuid>| {
         rows.iter()
             .find(|r| r.group_id == group)
@@ -121,7 +127,7 @@ pub async fn figures(db: &Db, scope: &Scope, buckets: &[Bucket]) -> Result<Figur
 
 /// Average and nearest-rank p50/p95 of agent turn latencies, grouped by `group` (all together
 /// when `None`).
-fn latency_sql(group: Option<&str>) -> String {
+fn latency_sql(in_scope: &str, group: Option<&str>) -> String {
     let partition = group.map(|g| format!("PARTITION BY {g} ")).unwrap_or_default();
     let group = group.unwrap_or("CAST(NULL AS UUID)");
     format!(
@@ -129,7 +135,7 @@ fn latency_sql(group: Option<&str>) -> String {
              SELECT {group} AS group_id, t.latency_ms AS ms,
                     ROW_NUMBER() OVER ({partition}ORDER BY t.latency_ms) AS rn, COUNT(*) OVER ({partition}) AS n
              FROM conversation_turns t JOIN calls c ON c.id = t.call_id
-             WHERE {IN_SCOPE} AND t.role = 'agent' AND t.latency_ms IS NOT NULL)
+             WHERE {in_scope} AND t.role = 'agent' AND t.latency_ms IS NOT NULL)
          SELECT group_id, CAST(AVG(ms) AS DOUBLE PRECISION) AS average_ms,
                 MIN(CASE WHEN rn * 100 >= 50 * n THEN ms END) AS p50_ms,
                 MIN(CASE WHEN rn * 100 >= 95 * n THEN ms END) AS p95_ms
@@ -155,7 +161,7 @@ where
 
 /// Calls in scope per value of `key` (an expression over `c`), among those matching `filter`.
 async fn counts(db: &Db, scope: &Scope, key: &str, filter: &str) -> Result<BTreeMap<String, i64>> {
-    let sql = format!("SELECT {key} AS k, COUNT(*) AS n FROM calls c WHERE {IN_SCOPE} AND {filter} GROUP BY {key}");
+    let sql = format!("SELECT {key} AS k, COUNT(*) AS n FROM calls c WHERE {} AND {filter} GROUP BY {key}", in_scope(scope));
     let rows: Vec<(String, i64)> = fetch(db, scope, &sql).await?;
     Ok(rows.into_iter().collect())
 }
@@ -170,7 +176,7 @@ async fn series(db: &Db, scope: &Scope, buckets: &[Bucket]) -> Result<Vec<Series
          FROM buckets b LEFT JOIN calls c ON {} AND c.started_at >= b.starts AND c.started_at < b.ends
          GROUP BY b.idx ORDER BY b.idx",
         values.join(", "),
-        IN_SCOPE
+        in_scope(scope)
     );
     let rows: Vec<(i64, i64, i64, Option<f64>)> = on_pool!(db, |pool| {
         let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))

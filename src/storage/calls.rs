@@ -20,7 +20,7 @@ macro_rules! columns {
     () => {
         "id, org_id, app_id, phone_number_id, provider_id, agent_id, agent_version, call_sid, from_number, to_number,
          direction, status, status_sequence, started_at, answered_at, ended_at, duration_secs, ended_by, ended_reason,
-         outcome, summary, language, error_code, analysis, session_node, session_lease_until"
+         outcome, summary, language, error_code, analysis, session_node, session_lease_until, is_test"
     };
 }
 
@@ -39,6 +39,8 @@ pub struct NewCall {
     pub started_at: DateTime<Utc>,
     /// Set when the call is refused at once (unknown number, disabled service…).
     pub refused_reason: Option<EndReason>,
+    /// A test call from the console.
+    pub is_test: bool,
 }
 
 /// Narrows a call listing; every field is optional.
@@ -81,6 +83,7 @@ struct CallRow {
     analysis: Option<Json<Analysis>>,
     session_node: Option<String>,
     session_lease_until: Option<DateTime<Utc>>,
+    is_test: bool,
 }
 
 impl CallRow {
@@ -112,6 +115,7 @@ impl CallRow {
             analysis: self.analysis.map(|a| a.0),
             session_node: self.session_node,
             session_lease_until: self.session_lease_until,
+            is_test: self.is_test,
         })
     }
 }
@@ -121,8 +125,8 @@ impl CallRow {
 pub async fn open(db: &Db, org: OrgId, new: NewCall) -> Result<Call> {
     let refused = new.refused_reason.is_some();
     let sql = "INSERT INTO calls (id, org_id, app_id, phone_number_id, provider_id, agent_id, agent_version, call_sid,
-                   from_number, to_number, direction, status, started_at, ended_by, ended_reason)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (call_sid) DO NOTHING";
+                   from_number, to_number, direction, status, started_at, ended_by, ended_reason, is_test)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT (call_sid) DO NOTHING";
     on_pool!(db, |pool| {
         sqlx::query(sql)
             .bind(CallId::generate().0)
@@ -140,6 +144,7 @@ pub async fn open(db: &Db, org: OrgId, new: NewCall) -> Result<Call> {
             .bind(new.started_at)
             .bind(refused.then_some(EndedBy::System.as_str()))
             .bind(new.refused_reason.map(EndReason::as_str))
+            .bind(new.is_test)
             .execute(pool)
             .await
             .map(|_| ())

@@ -24,6 +24,7 @@ pub(crate) fn new_call(sid: &str, app: &str, agent: &str, status: CallStatus, mi
         status,
         started_at: switchboard::domain::time::now() - Duration::minutes(minutes_ago),
         refused_reason: None,
+        is_test: false,
     }
 }
 

@@ -616,3 +616,40 @@ async fn in_chromium_an_automation_opens_a_ticket_and_analytics_draw_the_call() 
     browser.screenshot("analytics").await;
     browser.close().await;
 }
+
+/// "Testing Your Phone Integration": a test call typed in Chromium goes through the real call
+/// path, streams the agent's replies, ends with endConversation, and leaves a test record that
+/// analytics leave out unless asked.
+#[tokio::test]
+async fn in_chromium_a_test_call_talks_to_the_agent_through_the_real_call_path() {
+    let app = spawn_app(Backend::Sqlite).await;
+    add_user(&app, "admin@acme.example", Role::Admin).await;
+    let (llm, line) = crate::conversations::line_with_model(&app, json!({ "name": "Ava", "first_message": "Hi, this is Ava." })).await;
+    llm.script([
+        Reply::says("We open at nine."),
+        Reply::calls("endConversation", json!({ "summary": "Asked for opening hours.", "closing_message": "Goodbye!" })),
+    ]);
+    let browser = Browser::open(app.url("")).await;
+    browser.sign_in("admin@acme.example", PASSWORD).await;
+    browser.go(&format!("/numbers/{}/test-call", line.number_id)).await;
+    browser.wait_for_text("#test-status", "Connected").await;
+    assert!(browser.text("#test-conversation").await.contains("Hi, this is Ava."));
+    browser.fill("#test-words", "When do you open?").await;
+    browser.press("#test-say button[type=submit]").await;
+    browser.wait_for_text("#test-conversation", "We open at nine.").await;
+    browser.fill("#test-words", "Thanks, bye.").await;
+    browser.press("#test-say button[type=submit]").await;
+    browser.wait_for_text("#test-status", "Call over: call ended by the agent (agent_ended)").await;
+    browser.wait_for_text("#test-record", "endConversation").await;
+    browser.screenshot("test-call").await;
+    browser.close().await;
+
+    let call = app.get("/api/v1/calls").await.expect(200)["data"][0].clone();
+    assert_eq!(
+        (call["is_test"].as_bool(), call["from"].as_str(), call["ended_reason"].as_str()),
+        (Some(true), Some("+15555550100"), Some("agent_ended"))
+    );
+    let app_id = call["app_id"].as_str().unwrap();
+    assert_eq!(app.get(&format!("/api/v1/apps/{app_id}/analytics")).await.expect(200)["totals"]["calls"], 0, "test calls are left out");
+    assert_eq!(app.get(&format!("/api/v1/apps/{app_id}/analytics?include_test_calls=true")).await.expect(200)["totals"]["calls"], 1);
+}

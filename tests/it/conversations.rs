@@ -39,7 +39,7 @@ pub(crate) struct Call {
 }
 
 /// A line whose agent uses a fresh fake model.
-async fn line_with_model(app: &TestApp, mut agent: Value) -> (FakeLlm, PhoneLine) {
+pub(crate) async fn line_with_model(app: &TestApp, mut agent: Value) -> (FakeLlm, PhoneLine) {
     let llm = FakeLlm::start().await;
     let provider = app
         .post(

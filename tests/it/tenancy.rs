@@ -61,6 +61,7 @@ async fn organisations_see_only_their_own_rows(app: TestApp) {
             status: CallStatus::Ringing,
             started_at: switchboard::domain::time::now(),
             refused_reason: None,
+            is_test: false,
         },
     )
     .await

@@ -31,6 +31,9 @@ pub struct AnalyticsQuery {
     pub(crate) time_zone: Option<String>,
     /// Only this agent's calls.
     pub(crate) agent_id: Option<AgentId>,
+    /// Count test calls made from the console too (default false).
+    #[serde(default)]
+    pub(crate) include_test_calls: bool,
 }
 
 /// An app's call analytics.
@@ -51,7 +54,7 @@ pub async fn report(
         .map_err(|_| Invalid::new("time_zone", format!("`{zone_name}` is not an IANA time zone such as `Europe/Paris`")))?;
     let size = q.bucket.unwrap_or(BucketSize::Day);
     let steps = buckets(from, to, size, zone)?;
-    let scope = Scope { org: caller.org, app, agent: q.agent_id, from, to };
+    let scope = Scope { org: caller.org, app, agent: q.agent_id, from, to, include_test_calls: q.include_test_calls };
     let figures = store::figures(&s.db, &scope, &steps).await.map_err(|e| ApiError::from_storage(e, "app"))?;
     Ok(Json(Report {
         from,

@@ -150,7 +150,7 @@ fn split_form(body: &[u8]) -> (Option<String>, String) {
 
 /// A request is same-origin when its `Origin` (or, without one, its `Referer`) names the host it
 /// was sent to. Browsers send one of them with every form post.
-fn same_origin(headers: &HeaderMap) -> bool {
+pub fn same_origin(headers: &HeaderMap) -> bool {
     let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else { return false };
     let source = headers.get(header::ORIGIN).or_else(|| headers.get(header::REFERER)).and_then(|v| v.to_str().ok());
     match source {

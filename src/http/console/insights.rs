@@ -88,6 +88,8 @@ pub struct AnalyticsForm {
     bucket: Option<BucketSize>,
     time_zone: Option<String>,
     agent_id: Option<AgentId>,
+    #[serde(default)]
+    include_test_calls: bool,
 }
 
 #[derive(Template)]
@@ -159,6 +161,7 @@ pub async fn analytics(
                 bucket: form.bucket,
                 time_zone: form.time_zone.clone().filter(|z| !z.trim().is_empty()),
                 agent_id: form.agent_id,
+                include_test_calls: form.include_test_calls,
             };
             match analytics_api::report(State(state), caller, ApiPath(app.id), ApiQuery(query)).await {
                 Ok(report) => (Some(report.0), None),

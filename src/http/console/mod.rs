@@ -19,6 +19,7 @@ pub mod insights;
 pub mod numbers;
 pub mod settings;
 pub mod team;
+pub mod test_call;
 
 use askama::Template;
 use axum::extract::Request;

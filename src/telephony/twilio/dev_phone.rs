@@ -1,10 +1,11 @@
-//! `switchboard dial`: a phone without a carrier. It plays Twilio against a running server:
-//! posts the signed incoming-call webhook, reads the TwiML, opens the ConversationRelay socket
-//! as Twilio would, prints the agent's speech as it streams, sends each typed line (or each line
-//! of a script) as the caller's speech, and posts the connect-action and status callbacks when
-//! the call ends.
+//! A phone without a carrier. It plays Twilio against a running server: posts the signed
+//! incoming-call webhook, reads the TwiML, opens the ConversationRelay socket as Twilio would,
+//! passes the agent's speech on as it streams and the caller's actions in, and posts the
+//! connect-action and status callbacks when the call ends. [`call`] is driven through channels;
+//! `switchboard dial` runs it from the terminal ([`from_terminal`]) and the console's test call
+//! from the browser.
 //!
-//! Lines starting with `/` are actions: `/dtmf 123`, `/interrupt` (cut the agent off),
+//! Typed lines starting with `/` are actions: `/dtmf 123`, `/interrupt` (cut the agent off),
 //! `/wait SECONDS` (stay silent), `/hangup`.
 
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -28,9 +30,13 @@ pub struct Dial {
     pub public_base_url: String,
     pub account_sid: String,
     pub auth_token: String,
-    /// Script lines, or `None` to read the terminal.
-    pub script: Option<Vec<String>>,
+    /// Marks the call as a test (excluded from analytics): the console's test calls.
+    pub test: bool,
 }
+
+/// The form parameter that marks a dev-phone call as a test call. Twilio never sends it; it is
+/// covered by the request's signature like every parameter.
+pub const TEST_CALL_PARAM: &str = "SwitchboardTestCall";
 
 /// How the call ended, for the summary line and the exit code.
 pub struct Outcome {
@@ -115,22 +121,73 @@ fn element_text(twiml: &str, element: &str) -> Option<String> {
     Some(unescape(&twiml[start..start + twiml[start..].find(&format!("</{element}>"))?]))
 }
 
-/// Places the call and runs it to its end.
-pub async fn call(dial: Dial) -> anyhow::Result<Outcome> {
+/// What the caller does.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CallerAction {
+    /// Speak these words.
+    Say(String),
+    /// Press these keys.
+    Digits(String),
+    /// Talk over the agent (it has been heard up to where a voice would be by now).
+    Interrupt,
+    HangUp,
+}
+
+impl CallerAction {
+    /// Reads a typed line: words, or `/dtmf 12`, `/interrupt`, `/hangup`. `None` for an empty line.
+    pub fn parse(line: &str) -> Option<CallerAction> {
+        let line = line.trim();
+        match line.split_once(' ').map_or((line, ""), |(a, b)| (a, b.trim())) {
+            ("", _) => None,
+            ("/hangup", _) => Some(CallerAction::HangUp),
+            ("/interrupt", _) => Some(CallerAction::Interrupt),
+            ("/dtmf", digits) => Some(CallerAction::Digits(digits.to_owned())),
+            _ => Some(CallerAction::Say(line.to_owned())),
+        }
+    }
+}
+
+/// What the phone hears and sees during the call.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PhoneEvent {
+    /// The call record exists; its id is the last segment of the relay URL.
+    Connected { call_id: String },
+    /// The server refused the call with these words.
+    Refused(String),
+    /// The agent's greeting, spoken by the carrier.
+    Greeting(String),
+    /// Part of what the agent says, as it streams.
+    Token(String),
+    /// The agent finished an utterance.
+    UtteranceEnd,
+    /// The caller interrupted; this much of the utterance was heard.
+    Interrupted { heard: String },
+    /// The agent switched the call's language.
+    Language(String),
+}
+
+/// Places the call and runs it to its end: `actions` are what the caller does, `events` what
+/// they hear. The call ends when the agent ends it, the caller hangs up, or `actions` closes.
+pub async fn call(dial: Dial, mut actions: mpsc::Receiver<CallerAction>, events: mpsc::Sender<PhoneEvent>) -> anyhow::Result<Outcome> {
     let mut twilio = Twilio { dial: &dial, http: reqwest::Client::new(), call_sid: random_call_sid(), sequence: 0 };
     let started = Instant::now();
-    println!("calling {} from {} (call {})", dial.to, dial.from, twilio.call_sid);
-    let twiml = twilio.post("/twilio/voice", &twilio.base_params("ringing")).await?;
+    let mut params = twilio.base_params("ringing");
+    if dial.test {
+        params.push((TEST_CALL_PARAM.to_owned(), "true".to_owned()));
+    }
+    let twiml = twilio.post("/twilio/voice", &params).await?;
     let Some(relay_url) = attribute(&twiml, "ConversationRelay", "url") else {
         if let Some(words) = element_text(&twiml, "Say") {
-            println!("server: {words}");
+            let _ = events.send(PhoneEvent::Refused(words)).await;
             return Ok(Outcome { summary: "call refused by the server".into(), ok: false });
         }
         bail!("the server did not connect the call to a ConversationRelay agent (media streams are not supported by dial): {twiml}");
     };
+    let call_id = relay_url.rsplit('/').next().unwrap_or_default().to_owned();
+    let _ = events.send(PhoneEvent::Connected { call_id }).await;
     twilio.status_callback("in-progress", &[]).await;
     if let Some(greeting) = attribute(&twiml, "ConversationRelay", "welcomeGreeting") {
-        println!("agent: {greeting}");
+        let _ = events.send(PhoneEvent::Greeting(greeting)).await;
     }
 
     // Twilio signs the URL written in the TwiML; we reach it through `server`.
@@ -145,107 +202,58 @@ pub async fn call(dial: Dial) -> anyhow::Result<Outcome> {
         "from": dial.from, "to": dial.to, "forwardedFrom": "", "callType": "PSTN", "callerName": "", "direction": "inbound", "callStatus": "IN-PROGRESS", "customParameters": {} });
     outgoing.send(Message::Text(setup.to_string().into())).await?;
 
-    let mut script = dial.script.clone().map(|lines| lines.into_iter());
-    let mut terminal = BufReader::new(tokio::io::stdin()).lines();
     // The agent's current (or last) utterance and when it began, to tell what a caller who
     // interrupts has heard by now: Twilio's voice speaks far slower than the text streams.
     let mut speaking = String::new();
     let mut speaking_since = tokio::time::Instant::now();
-    let mut agent_busy = false;
-    let mut line_open = false;
+    let mut utterance_open = false;
     let mut handoff: Option<String> = None;
-    // When a script runs out, the caller waits this long for the agent to end the call.
-    let mut hang_up_at: Option<tokio::time::Instant> = None;
     loop {
-        // A script waits for the agent to finish before its next line; a person may talk over it.
-        let next_line = async {
-            match script.as_mut() {
-                Some(lines) if !agent_busy && hang_up_at.is_none() => Ok(lines.next()),
-                Some(_) => std::future::pending().await,
-                None => terminal.next_line().await,
-            }
-        };
-        let give_up = async {
-            match hang_up_at {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
-            () = give_up => break,
             message = incoming.next() => {
                 let Some(Ok(message)) = message else { break };
                 let Message::Text(text) = message else { continue };
                 let message: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                 match message["type"].as_str() {
                     Some("text") => {
-                        let token = message["token"].as_str().unwrap_or_default();
-                        if !line_open {
-                            print!("agent: ");
-                            line_open = true;
+                        if !utterance_open {
+                            utterance_open = true;
                             speaking.clear();
                             speaking_since = tokio::time::Instant::now();
                         }
-                        agent_busy = true;
+                        let token = message["token"].as_str().unwrap_or_default();
                         speaking.push_str(token);
-                        print!("{token}");
+                        let _ = events.send(PhoneEvent::Token(token.to_owned())).await;
                         if message["last"] == true {
-                            println!();
-                            line_open = false;
-                            agent_busy = false;
+                            utterance_open = false;
+                            let _ = events.send(PhoneEvent::UtteranceEnd).await;
                         }
-                        use std::io::Write;
-                        let _ = std::io::stdout().flush();
                     }
-                    Some("language") => println!("[language → {}]", message["ttsLanguage"].as_str().unwrap_or("?")),
+                    Some("language") => {
+                        let _ = events.send(PhoneEvent::Language(message["ttsLanguage"].as_str().unwrap_or("?").to_owned())).await;
+                    }
                     Some("end") => {
                         handoff = Some(message["handoffData"].as_str().unwrap_or_default().to_owned());
                         break;
                     }
-                    _ => println!("[{message}]"),
+                    _ => tracing::debug!(%message, "the dev phone ignores a relay message"),
                 }
             }
-            line = next_line => {
-                let Some(line) = line? else {
-                    if script.is_none() {
-                        break;
-                    }
-                    hang_up_at = Some(tokio::time::Instant::now() + Duration::from_secs(10));
-                    continue;
-                };
-                let line = line.trim().to_owned();
-                if line.is_empty() {
-                    continue;
-                }
-                if script.is_some() {
-                    println!("you: {line}");
-                }
-                let message = match line.split_once(' ').map_or((line.as_str(), ""), |(a, b)| (a, b.trim())) {
-                    ("/hangup", _) => break,
-                    ("/wait", seconds) => {
-                        tokio::time::sleep(Duration::from_secs_f64(seconds.parse().unwrap_or(1.0))).await;
-                        continue;
-                    }
-                    ("/dtmf", digits) => {
+            action = actions.recv() => {
+                let message = match action {
+                    None | Some(CallerAction::HangUp) => break,
+                    Some(CallerAction::Say(words)) => json!({ "type": "prompt", "voicePrompt": words, "lang": "en-US", "last": true }),
+                    Some(CallerAction::Digits(digits)) => {
                         for digit in digits.chars() {
                             outgoing.send(Message::Text(json!({ "type": "dtmf", "digit": digit.to_string() }).to_string().into())).await?;
                         }
-                        agent_busy = true;
                         continue;
                     }
-                    ("/interrupt", _) => {
-                        if line_open {
-                            println!();
-                            line_open = false;
-                        }
+                    Some(CallerAction::Interrupt) => {
+                        utterance_open = false;
                         let heard = heard_so_far(&std::mem::take(&mut speaking), speaking_since.elapsed());
-                        println!("[interrupting; heard: \"{heard}\"]");
-                        agent_busy = false;
+                        let _ = events.send(PhoneEvent::Interrupted { heard: heard.clone() }).await;
                         json!({ "type": "interrupt", "utteranceUntilInterrupt": heard, "durationUntilInterruptMs": 500 })
-                    }
-                    _ => {
-                        agent_busy = true;
-                        json!({ "type": "prompt", "voicePrompt": line, "lang": "en-US", "last": true })
                     }
                 };
                 outgoing.send(Message::Text(message.to_string().into())).await?;
@@ -275,6 +283,93 @@ pub async fn call(dial: Dial) -> anyhow::Result<Outcome> {
     };
     twilio.status_callback("completed", &[("CallDuration", duration), ("Duration", "1".into())]).await;
     Ok(outcome)
+}
+
+/// Runs a call from the terminal (`switchboard dial`): prints what the agent says as it streams
+/// and sends each typed line, or each line of a script. A script waits for the agent to finish
+/// before its next line (`/wait SECONDS` pauses it) and hangs up 10 s after its last line if
+/// the agent has not ended the call by then.
+pub async fn from_terminal(dial: Dial, script: Option<Vec<String>>) -> anyhow::Result<Outcome> {
+    use std::io::Write;
+    println!("calling {} from {}", dial.to, dial.from);
+    let (act, actions) = mpsc::channel(16);
+    let (hear, mut events) = mpsc::channel(256);
+    let mut call = tokio::spawn(call(dial, actions, hear));
+    let mut script = script.map(|lines| lines.into_iter());
+    let mut terminal = BufReader::new(tokio::io::stdin()).lines();
+    let mut agent_busy = false;
+    let mut line_open = false;
+    let mut hang_up_at: Option<tokio::time::Instant> = None;
+    let mut input_done = false;
+    loop {
+        let next_line = async {
+            match script.as_mut() {
+                _ if input_done => std::future::pending().await,
+                Some(lines) if !agent_busy && hang_up_at.is_none() => Ok(lines.next()),
+                Some(_) => std::future::pending().await,
+                None => terminal.next_line().await,
+            }
+        };
+        let give_up = async {
+            match hang_up_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            outcome = &mut call => return outcome.context("the call task failed")?,
+            () = give_up => { let _ = act.send(CallerAction::HangUp).await; hang_up_at = None; }
+            event = events.recv() => match event {
+                Some(PhoneEvent::Connected { call_id }) => println!("connected (call record {call_id})"),
+                Some(PhoneEvent::Refused(words)) => println!("server: {words}"),
+                Some(PhoneEvent::Greeting(words)) => println!("agent: {words}"),
+                Some(PhoneEvent::Token(token)) => {
+                    if !line_open {
+                        print!("agent: ");
+                        line_open = true;
+                    }
+                    agent_busy = true;
+                    print!("{token}");
+                    let _ = std::io::stdout().flush();
+                }
+                Some(PhoneEvent::UtteranceEnd) => {
+                    println!();
+                    line_open = false;
+                    agent_busy = false;
+                }
+                Some(PhoneEvent::Interrupted { heard }) => {
+                    if line_open {
+                        println!();
+                        line_open = false;
+                    }
+                    agent_busy = false;
+                    println!("[interrupting; heard: \"{heard}\"]");
+                }
+                Some(PhoneEvent::Language(locale)) => println!("[language → {locale}]"),
+                None => {}
+            },
+            line = next_line => {
+                let Some(line) = line? else {
+                    input_done = true;
+                    match script {
+                        Some(_) => hang_up_at = Some(tokio::time::Instant::now() + Duration::from_secs(10)),
+                        None => { let _ = act.send(CallerAction::HangUp).await; }
+                    }
+                    continue;
+                };
+                if let Some(seconds) = line.trim().strip_prefix("/wait") {
+                    tokio::time::sleep(Duration::from_secs_f64(seconds.trim().parse().unwrap_or(1.0))).await;
+                    continue;
+                }
+                let Some(action) = CallerAction::parse(&line) else { continue };
+                if script.is_some() {
+                    println!("you: {}", line.trim());
+                }
+                agent_busy = matches!(action, CallerAction::Say(_) | CallerAction::Digits(_));
+                let _ = act.send(action).await;
+            }
+        }
+    }
 }
 
 fn random_call_sid() -> String {
@@ -318,5 +413,14 @@ mod tests {
         assert_eq!(element_text("<Response><Say>Sorry &amp; bye</Say><Hangup/></Response>", "Say").as_deref(), Some("Sorry & bye"));
         assert_eq!(element_text("<Response><Dial>+14155550199</Dial></Response>", "Dial").as_deref(), Some("+14155550199"));
         assert_eq!(random_call_sid().len(), 34);
+    }
+
+    #[test]
+    fn typed_lines_become_caller_actions() {
+        assert_eq!(CallerAction::parse("  When do you open? "), Some(CallerAction::Say("When do you open?".into())));
+        assert_eq!(CallerAction::parse("/dtmf 12#"), Some(CallerAction::Digits("12#".into())));
+        assert_eq!(CallerAction::parse("/interrupt"), Some(CallerAction::Interrupt));
+        assert_eq!(CallerAction::parse("/hangup"), Some(CallerAction::HangUp));
+        assert_eq!(CallerAction::parse("   "), None);
     }
 }

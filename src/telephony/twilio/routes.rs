@@ -211,6 +211,7 @@ async fn answer_call(state: &TwilioState, req: &TwilioRequest) -> Result<String,
                 status: req.param("CallStatus").and_then(call_status).unwrap_or(CallStatus::Ringing),
                 started_at: time::now(),
                 refused_reason: refused,
+                is_test: req.param(super::dev_phone::TEST_CALL_PARAM) == Some("true"),
             };
             calls::open(&state.db, verified.org, new).await?
         }

@@ -111,6 +111,19 @@ impl Browser {
         self.find(css).await.text().await.unwrap()
     }
 
+    /// Waits up to 10 s for the element matching `css` to contain `text`.
+    pub async fn wait_for_text(&self, css: &str, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let shown = self.text(css).await;
+            if shown.contains(text) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{css} never showed `{text}`; it shows `{shown}`");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Whether an element matches `css`.
     pub async fn has(&self, css: &str) -> bool {
         !self.client.find_all(Locator::Css(css)).await.unwrap().is_empty()

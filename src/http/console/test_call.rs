@@ -1,0 +1,152 @@
+//! The test call ("Testing Your Phone Integration"): talk to a number's agent from the browser by
+//! typing. The browser holds a WebSocket to this server, which places the call through the real
+//! call path by playing Twilio against itself (the dev phone of `switchboard dial`): signed
+//! webhook, call record (marked as a test, so analytics leave it out), ConversationRelay socket,
+//! callbacks. The agent's words stream back to the browser as they come.
+
+use askama::Template;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::auth::{Viewer, same_origin};
+use super::{ConsoleError, Layout};
+use crate::domain::ids::PhoneNumberId;
+use crate::domain::phone_number::PhoneNumber;
+use crate::http::AppState;
+use crate::http::api::phone_numbers as numbers_api;
+use crate::http::error::ApiError;
+use crate::http::input::ApiPath;
+use crate::storage::phone_providers;
+use crate::telephony::twilio::dev_phone::{self, CallerAction, Dial, PhoneEvent};
+
+/// The caller number test calls come from.
+const TEST_CALLER: &str = "+15555550100";
+
+#[derive(Template)]
+#[template(path = "numbers/test_call.html")]
+struct TestCallPage {
+    layout: Layout,
+    number: PhoneNumber,
+}
+
+/// `GET /numbers/{id}/test-call`.
+pub async fn page(State(state): State<AppState>, Path(id): Path<PhoneNumberId>, viewer: Viewer) -> Result<Response, ConsoleError> {
+    let number = numbers_api::get(State(state), viewer.caller(), ApiPath(id)).await?.0;
+    let layout = viewer.layout(format!("Test call to {}", number.number.as_str()), "apps");
+    Ok(viewer.render(&TestCallPage { layout, number }))
+}
+
+/// `GET /numbers/{id}/test-call/socket`: the browser's side of a test call. Only owners and
+/// admins place test calls (they create call records), and only from this console's pages.
+pub async fn socket(
+    State(state): State<AppState>,
+    Path(id): Path<PhoneNumberId>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ConsoleError> {
+    if !same_origin(&headers) || headers.get(axum::http::header::ORIGIN).is_none() {
+        return Err(ConsoleError::Forbidden("Test calls start from this console's pages only.".into()));
+    }
+    if !viewer.owner.role.can_change() {
+        return Err(ConsoleError::Forbidden("Test calls create call records: ask an owner or admin.".into()));
+    }
+    let number = numbers_api::get(State(state.clone()), viewer.caller(), ApiPath(id)).await?.0;
+    let secrets = phone_providers::secrets(&state.db, number.org_id, number.provider_id)
+        .await
+        .map_err(|e| ApiError::from_storage(e, "phone provider"))?;
+    let dial = Dial {
+        to: number.number.as_str().to_owned(),
+        from: TEST_CALLER.to_owned(),
+        server: format!("http://{}", state.config.listen),
+        public_base_url: state.config.public_base_url(),
+        account_sid: secrets.account_sid,
+        auth_token: secrets.auth_token.to_string(),
+        test: true,
+    };
+    Ok(upgrade.on_upgrade(move |socket| bridge(socket, dial)))
+}
+
+/// What the browser sends.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum FromBrowser {
+    Say { text: String },
+    Digits { digits: String },
+    Interrupt,
+    HangUp,
+}
+
+/// Runs the call, passing the browser's actions in and what the phone hears out, until either
+/// side ends it.
+async fn bridge(mut browser: WebSocket, dial: Dial) {
+    let (act, actions) = mpsc::channel(16);
+    let (hear, mut events) = mpsc::channel(256);
+    let mut call = tokio::spawn(dev_phone::call(dial, actions, hear));
+    let mut act = Some(act);
+    loop {
+        tokio::select! {
+            outcome = &mut call => {
+                let message = match outcome {
+                    Ok(Ok(outcome)) => json!({ "type": "ended", "summary": outcome.summary }),
+                    Ok(Err(e)) => json!({ "type": "failed", "error": format!("{e:#}") }),
+                    Err(e) => json!({ "type": "failed", "error": e.to_string() }),
+                };
+                while let Ok(event) = events.try_recv() {
+                    let _ = browser.send(Message::Text(event_json(event).to_string().into())).await;
+                }
+                let _ = browser.send(Message::Text(message.to_string().into())).await;
+                let _ = browser.send(Message::Close(None)).await;
+                return;
+            }
+            event = events.recv() => {
+                if let Some(event) = event
+                    && browser.send(Message::Text(event_json(event).to_string().into())).await.is_err()
+                {
+                    act = None;
+                }
+            }
+            message = browser.recv(), if act.is_some() => {
+                let action = match message {
+                    Some(Ok(Message::Text(text))) => match serde_json::from_str::<FromBrowser>(&text) {
+                        Ok(FromBrowser::Say { text }) => CallerAction::Say(text),
+                        Ok(FromBrowser::Digits { digits }) => CallerAction::Digits(digits),
+                        Ok(FromBrowser::Interrupt) => CallerAction::Interrupt,
+                        Ok(FromBrowser::HangUp) => CallerAction::HangUp,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "a test call ignored a browser message");
+                            continue;
+                        }
+                    },
+                    Some(Ok(_)) => continue,
+                    // The browser went away: the caller hangs up.
+                    _ => CallerAction::HangUp,
+                };
+                let hang_up = action == CallerAction::HangUp;
+                if let Some(sender) = &act {
+                    let _ = sender.send(action).await;
+                }
+                if hang_up {
+                    act = None;
+                }
+            }
+        }
+    }
+}
+
+fn event_json(event: PhoneEvent) -> serde_json::Value {
+    match event {
+        PhoneEvent::Connected { call_id } => json!({ "type": "connected", "call_id": call_id }),
+        PhoneEvent::Refused(text) => json!({ "type": "refused", "text": text }),
+        PhoneEvent::Greeting(text) => json!({ "type": "greeting", "text": text }),
+        PhoneEvent::Token(text) => json!({ "type": "token", "text": text }),
+        PhoneEvent::UtteranceEnd => json!({ "type": "utterance_end" }),
+        PhoneEvent::Interrupted { heard } => json!({ "type": "interrupted", "heard": heard }),
+        PhoneEvent::Language(locale) => json!({ "type": "language", "locale": locale }),
+    }
+}
