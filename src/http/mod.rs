@@ -165,6 +165,10 @@ pub fn router(state: AppState) -> Router {
         .route("/settings/phone-providers", get(console::settings::phone_providers).post(console::settings::add_phone_provider))
         .route("/settings/phone-providers/{id}/verify", post(console::settings::verify_phone_provider))
         .route(
+            "/settings/phone-providers/{id}/edit",
+            get(console::settings::edit_phone_provider).post(console::settings::update_phone_provider),
+        )
+        .route(
             "/settings/phone-providers/{id}/remove",
             get(console::settings::confirm_remove_phone_provider).post(console::settings::remove_phone_provider),
         )

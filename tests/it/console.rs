@@ -653,3 +653,57 @@ async fn in_chromium_a_test_call_talks_to_the_agent_through_the_real_call_path()
     assert_eq!(app.get(&format!("/api/v1/apps/{app_id}/analytics")).await.expect(200)["totals"]["calls"], 0, "test calls are left out");
     assert_eq!(app.get(&format!("/api/v1/apps/{app_id}/analytics?include_test_calls=true")).await.expect(200)["totals"]["calls"], 1);
 }
+
+async fn another_organisations_pages_are_not_found(app: TestApp) {
+    let app_id = app.create_app("Front desk").await;
+    let agent = app.create_agent(&app_id, "Ava").await;
+    let account = sid("AC", '7');
+    app.twilio.add_account(&account, "right-token");
+    let provider = app
+        .post("/api/v1/phone-providers", json!({ "name": "Main", "account_sid": account, "auth_token": "right-token" }))
+        .await
+        .expect(201);
+    let provider = provider["id"].as_str().unwrap().to_owned();
+    let (other_org, _) = app.other_org().await;
+    users::create(
+        &app.db,
+        other_org,
+        &Email::parse("mallory@other.example").unwrap(),
+        &users::hash_password(PASSWORD),
+        Role::Owner,
+        Actor::System,
+    )
+    .await
+    .unwrap();
+    let mut mallory = Visitor::new(&app);
+    mallory.sign_in("mallory@other.example", PASSWORD).await;
+    let (_, _, page) = mallory.get("/apps").await;
+    assert!(page.contains("No apps yet"), "another organisation's apps are not listed");
+    for path in [format!("/apps/{app_id}/numbers"), format!("/agents/{agent}"), format!("/settings/phone-providers/{provider}/edit")] {
+        let (status, _, page) = mallory.get(&path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert!(page.contains("does not exist"), "{page}");
+    }
+    mallory.get("/settings/phone-providers").await;
+    let (status, _, _) = mallory.submit(&format!("/settings/phone-providers/{provider}/edit"), &[("name", "Stolen")]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(app.get(&format!("/api/v1/phone-providers/{provider}")).await.expect(200)["name"], "Main");
+
+    // The owner edits the provider: a new name, then a wrong token that Twilio's check refuses.
+    add_user(&app, "olga@example.com", Role::Owner).await;
+    let mut owner = Visitor::new(&app);
+    owner.sign_in("olga@example.com", PASSWORD).await;
+    owner.get(&format!("/settings/phone-providers/{provider}/edit")).await;
+    let (status, to, _) =
+        owner.submit(&format!("/settings/phone-providers/{provider}/edit"), &[("name", "Main line"), ("auth_token", "")]).await;
+    assert_eq!((status, to.as_str()), (StatusCode::SEE_OTHER, "/settings/phone-providers"));
+    owner.submit(&format!("/settings/phone-providers/{provider}/edit"), &[("name", "Main line"), ("auth_token", "wrong-token")]).await;
+    let (_, _, page) = owner.get("/settings/phone-providers").await;
+    assert!(
+        page.contains("“Main line” saved. Twilio&#39;s check: Invalid credentials.")
+            || page.contains("“Main line” saved. Twilio's check: Invalid credentials."),
+        "{page}"
+    );
+}
+
+on_both_backends!(another_organisations_pages_are_not_found);

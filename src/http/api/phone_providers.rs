@@ -50,13 +50,13 @@ fn twilio() -> PhoneProviderKind {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdatePhoneProvider {
-    name: Option<String>,
-    auth_token: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) auth_token: Option<String>,
     /// A new API key SID (with `api_key_secret`), or `null` to stop using an API key.
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
-    api_key_sid: Option<Option<String>>,
-    api_key_secret: Option<String>,
+    pub(crate) api_key_sid: Option<Option<String>>,
+    pub(crate) api_key_secret: Option<String>,
 }
 
 fn api_key(sid: &str, secret: Option<&str>) -> Result<ApiKey, Invalid> {

@@ -1,6 +1,6 @@
 //! App Details → Agents: the list with "New agent", and each agent's page: every setting in one
-//! form, the prompt preview (exactly what the model receives), and the version history with what
-//! changed in each version and "restore this version".
+//! form, the prompt preview (exactly what the model receives), the version history with what
+//! changed in each version and "restore this version", and a test call to any of its numbers.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -14,11 +14,12 @@ use super::{ConsoleError, Cursor, FormErrors, Layout, first_page};
 use crate::domain::agent::{Agent, AgentSpec, AgentTool, AgentVersion};
 use crate::domain::app::App;
 use crate::domain::ids::{AgentId, AppId, LlmProviderId};
+use crate::domain::phone_number::PhoneNumber;
 use crate::domain::provider::LlmProvider;
 use crate::domain::validation::Invalid;
 use crate::http::AppState;
 use crate::http::api::agents::{self as api, AgentFields, PreviewQuery, PromptPreview};
-use crate::http::api::{apps as apps_api, llm_providers as llm_api};
+use crate::http::api::{apps as apps_api, llm_providers as llm_api, phone_numbers as numbers_api};
 use crate::http::error::ApiError;
 use crate::http::input::{ApiJson, ApiPath, ApiQuery};
 
@@ -122,6 +123,8 @@ struct AgentPage {
     providers: Vec<LlmProvider>,
     tools: &'static [AgentTool],
     history: Vec<VersionEntry>,
+    /// The numbers that reach this agent, for a test call.
+    numbers: Vec<PhoneNumber>,
     preview: PromptPreview,
     errors: FormErrors,
 }
@@ -149,11 +152,14 @@ async fn agent_page(state: AppState, viewer: &Viewer, agent: Agent, errors: Form
             changes: versions.get(i + 1).map(|older| changes(&older.spec, &version.spec)).unwrap_or_default(),
         })
         .collect();
+    let everything = ApiQuery(crate::http::pagination::PageParams { limit: Some(200), cursor: None });
+    let listings = numbers_api::list(State(state.clone()), caller, ApiPath(agent.app_id), everything).await?.0.data;
+    let numbers = listings.into_iter().map(|l| l.number).filter(|n| n.agent_id == agent.id).collect();
     let preview =
         api::prompt_preview(State(state), caller, ApiPath(agent.id), ApiQuery(PreviewQuery { caller: None, languages: None })).await?.0;
     let status = if errors.any() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     let layout = viewer.layout(agent.spec.name.clone(), "apps");
-    let page = AgentPage { layout, app, agent, providers, tools: AgentTool::ALL, history, preview, errors };
+    let page = AgentPage { layout, app, agent, providers, tools: AgentTool::ALL, history, numbers, preview, errors };
     Ok((status, viewer.render(&page)).into_response())
 }
 

@@ -15,7 +15,7 @@ use crate::domain::provider::{LlmProvider, PhoneProvider, PhoneProviderStatus};
 use crate::domain::validation::Invalid;
 use crate::http::AppState;
 use crate::http::api::llm_providers::{self as llm_api, ConnectionTest, CreateLlmProvider};
-use crate::http::api::phone_providers::{self as api, CreatePhoneProvider};
+use crate::http::api::phone_providers::{self as api, CreatePhoneProvider, UpdatePhoneProvider};
 use crate::http::api::retention as retention_api;
 use crate::http::error::ApiError;
 use crate::http::input::{ApiJson, ApiPath};
@@ -101,6 +101,63 @@ pub async fn verify_phone_provider(
     let checked = api::verify(State(state), viewer.caller(), ApiPath(id)).await?.0;
     let (label, _) = status_badge(&checked.status);
     Ok(redirect_with_notice(&viewer, "/settings/phone-providers", &format!("Checked “{}” with Twilio: {label}.", checked.name)))
+}
+
+#[derive(Template)]
+#[template(path = "settings/edit_phone_provider.html")]
+struct EditPhoneProviderPage {
+    layout: Layout,
+    provider: PhoneProvider,
+    errors: FormErrors,
+}
+
+/// `GET /settings/phone-providers/{id}/edit`.
+pub async fn edit_phone_provider(
+    State(state): State<AppState>,
+    Path(id): Path<PhoneProviderId>,
+    viewer: Viewer,
+) -> Result<Response, ConsoleError> {
+    let provider = api::get(State(state), viewer.caller(), ApiPath(id)).await?.0;
+    let layout = viewer.layout(format!("Edit {}", provider.name), "settings");
+    Ok(viewer.render(&EditPhoneProviderPage { layout, provider, errors: FormErrors::default() }))
+}
+
+/// The edit form: empty credentials stay as they are.
+#[derive(Deserialize)]
+pub struct EditPhoneProviderForm {
+    #[serde(default)]
+    name: String,
+    auth_token: Option<String>,
+    api_key_sid: Option<String>,
+    api_key_secret: Option<String>,
+    #[serde(default)]
+    remove_api_key: bool,
+}
+
+/// `POST /settings/phone-providers/{id}/edit`: new credentials are checked with Twilio at once.
+pub async fn update_phone_provider(
+    State(state): State<AppState>,
+    Path(id): Path<PhoneProviderId>,
+    Submitted { viewer, form }: Submitted<EditPhoneProviderForm>,
+) -> Result<Response, ConsoleError> {
+    let body = UpdatePhoneProvider {
+        name: Some(form.name),
+        auth_token: form.auth_token,
+        api_key_sid: if form.remove_api_key { Some(None) } else { form.api_key_sid.map(Some) },
+        api_key_secret: form.api_key_secret,
+    };
+    match api::update(State(state.clone()), viewer.caller(), ApiPath(id), ApiJson(body)).await {
+        Ok(saved) => {
+            let (label, _) = status_badge(&saved.status);
+            Ok(redirect_with_notice(&viewer, "/settings/phone-providers", &format!("“{}” saved. Twilio's check: {label}.", saved.name)))
+        }
+        Err(e) => {
+            let errors = FormErrors::from_api(e)?;
+            let provider = api::get(State(state), viewer.caller(), ApiPath(id)).await?.0;
+            let layout = viewer.layout(format!("Edit {}", provider.name), "settings");
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, viewer.render(&EditPhoneProviderPage { layout, provider, errors })).into_response())
+        }
+    }
 }
 
 #[derive(Template)]
