@@ -23,3 +23,6 @@ ALTER TABLE users ADD COLUMN locked_until TIMESTAMPTZ;
 
 -- Calls placed from the console's test call; analytics leave them out unless asked.
 ALTER TABLE calls ADD COLUMN is_test BOOLEAN NOT NULL DEFAULT FALSE;
+
+-- A call record lists the automation runs its events started.
+CREATE INDEX automation_runs_by_call ON automation_runs (org_id, call_id);

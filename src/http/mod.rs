@@ -105,6 +105,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(api::calls::list))
         .routes(routes!(api::calls::get, api::calls::delete))
         .routes(routes!(api::calls::events))
+        .routes(routes!(api::calls::automation_runs))
         .routes(routes!(api::automations::list, api::automations::create))
         .routes(routes!(api::automations::get, api::automations::update, api::automations::delete))
         .routes(routes!(api::automations::runs))

@@ -442,6 +442,13 @@ pub async fn runs(db: &Db, org: OrgId, automation: AutomationId, page: PageReque
     Ok(Page::from_overfetch(items, page, |r| r.id.0))
 }
 
+/// The runs a call's events started, oldest first.
+pub async fn runs_for_call(db: &Db, org: OrgId, call: CallId) -> Result<Vec<AutomationRun>> {
+    let sql = concat!("SELECT ", run_columns!(), " FROM automation_runs WHERE org_id = $1 AND call_id = $2 ORDER BY id");
+    let rows: Vec<RunRow> = on_pool!(db, |pool| sqlx::query_as(sql).bind(org.0).bind(call.0).fetch_all(pool).await)?;
+    rows.into_iter().map(RunRow::into_domain).collect()
+}
+
 /// Puts a failed or dead run back in the queue, due now, with a fresh retry window. It resumes
 /// at the action that failed.
 pub async fn retry(db: &Db, org: OrgId, id: AutomationRunId, actor: Actor) -> Result<AutomationRun> {

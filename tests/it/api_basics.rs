@@ -158,6 +158,7 @@ async fn health_metrics_and_languages(app: TestApp) {
         "GET /api/v1/calls/{id}",
         "DELETE /api/v1/calls/{id}",
         "GET /api/v1/calls/{id}/events",
+        "GET /api/v1/calls/{id}/automation-runs",
         "GET /api/v1/apps/{app_id}/automations",
         "POST /api/v1/apps/{app_id}/automations",
         "GET /api/v1/automations/{id}",

@@ -601,6 +601,10 @@ async fn in_chromium_an_automation_opens_a_ticket_and_analytics_draw_the_call() 
 
     browser.go(&format!("/automations/{}", automation["id"].as_str().unwrap())).await;
     assert_eq!(browser.text("li[data-run-status] .badge").await, "succeeded");
+    browser.go(&format!("/calls/{}", call.id)).await;
+    assert_eq!(browser.text("li[data-run-status] .badge").await, "succeeded", "the call record lists its runs");
+    assert!(browser.text("main").await.contains("Call back +14155550123"), "and its ticket");
+    browser.go(&format!("/automations/{}", automation["id"].as_str().unwrap())).await;
     assert!(!browser.has("#signing-secret").await, "never shown again");
     browser.go(&format!("/apps/{app_id}/tickets")).await;
     assert!(browser.text("tr[data-ticket='Call back +14155550123']").await.contains("record"));
@@ -707,3 +711,95 @@ async fn another_organisations_pages_are_not_found(app: TestApp) {
 }
 
 on_both_backends!(another_organisations_pages_are_not_found);
+
+/// In Chromium: every page renders (screenshots at both widths); a page on another origin that
+/// posts a form to the console with the victim's cookies is refused; a member sees everything
+/// read-only; five wrong passwords lock an account with a clear message.
+#[tokio::test]
+async fn in_chromium_pages_render_forged_forms_fail_members_only_read_and_wrong_passwords_lock() {
+    let app = spawn_app(Backend::Sqlite).await;
+    add_user(&app, "olga@example.com", Role::Owner).await;
+    add_user(&app, "dan@example.com", Role::Member).await;
+    let call = crate::conversations::ring_agent(&app, json!({ "name": "Ava" })).await;
+    let app_id = app.get("/api/v1/apps").await.expect(200)["data"][0]["id"].as_str().unwrap().to_owned();
+    let agent = call.line.agent.clone();
+    let browser = Browser::open(app.url("")).await;
+    browser.sign_in("olga@example.com", PASSWORD).await;
+    let pages = [
+        ("apps", "/apps".to_owned()),
+        ("numbers", format!("/apps/{app_id}/numbers")),
+        ("add-number-form", format!("/apps/{app_id}/numbers/new")),
+        ("agents", format!("/apps/{app_id}/agents")),
+        ("agent-page", format!("/agents/{agent}")),
+        ("calls", format!("/apps/{app_id}/calls")),
+        ("call-live", format!("/calls/{}", call.id)),
+        ("automations", format!("/apps/{app_id}/automations")),
+        ("automation-form", format!("/apps/{app_id}/automations/new")),
+        ("tickets", format!("/apps/{app_id}/tickets")),
+        ("analytics-empty", format!("/apps/{app_id}/analytics")),
+        ("settings-phone-providers", "/settings/phone-providers".to_owned()),
+        ("settings-llm-providers", "/settings/llm-providers".to_owned()),
+        ("settings-users", "/settings/users".to_owned()),
+        ("settings-api-tokens", "/settings/api-tokens".to_owned()),
+        ("settings-retention", "/settings/retention".to_owned()),
+        ("settings-audit-log", "/settings/audit-log".to_owned()),
+        ("settings-sessions", "/settings/sessions".to_owned()),
+        ("settings-password", "/settings/password".to_owned()),
+    ];
+    for (name, path) in &pages {
+        browser.go(path).await;
+        assert!(browser.has("main h1").await, "{path} has a heading");
+        assert!(!browser.text("main").await.contains("Something went wrong"), "{path}");
+        browser.screenshot(name).await;
+    }
+
+    // A page on another origin (same site: cookies go along) posts a form to the console.
+    let attacker = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let attacker_url = format!("http://{}", attacker.local_addr().unwrap());
+    let target = app.url("/apps");
+    let page = format!(
+        r#"<html><body><form id="f" method="post" action="{target}"><input name="name" value="Forged"></form><script>document.getElementById("f").submit()</script></body></html>"#
+    );
+    let router = axum::Router::new().route("/", axum::routing::get(move || async move { axum::response::Html(page) }));
+    tokio::spawn(async move { axum::serve(attacker, router).await.unwrap() });
+    browser.client.goto(&attacker_url).await.unwrap();
+    browser.wait_for_text("body", "refused").await;
+    assert!(app_names(&app).await.iter().all(|name| name != "Forged"), "nothing was created");
+    // So is a same-origin request without the session's token.
+    browser.go("/apps").await;
+    let status = browser
+        .client
+        .execute("return fetch('/apps', { method: 'POST', body: new URLSearchParams({ name: 'No token' }) }).then(r => r.status)", vec![])
+        .await
+        .unwrap();
+    assert_eq!(status, json!(403));
+    assert!(app_names(&app).await.iter().all(|name| name != "No token"));
+    browser.click("form[action='/sign-out'] button").await;
+
+    // A member reads everything and is offered nothing to change.
+    browser.sign_in("dan@example.com", PASSWORD).await;
+    browser.go(&format!("/apps/{app_id}/numbers")).await;
+    assert!(browser.text(".readonly").await.contains("read-only access"));
+    assert!(!browser.has("a[href$='/numbers/new']").await && !browser.has("a.danger").await);
+    browser.go(&format!("/agents/{agent}")).await;
+    assert!(!browser.has("#agent-form button[type=submit]").await, "no Save for members");
+    browser.screenshot("member-agent").await;
+    let member_token = tokens_for_member(&app).await;
+    assert_eq!(app.send(reqwest::Method::POST, "/api/v1/apps", Some(&member_token), Some(&json!({ "name": "x" }))).await.status, 403);
+    browser.click("form[action='/sign-out'] button").await;
+
+    // Five wrong passwords lock the account, and the page says so.
+    for _ in 0..5 {
+        browser.sign_in("olga@example.com", "not my password").await;
+    }
+    assert!(browser.text("#sign-in-error").await.contains("This account is locked after 5 failed sign-ins"));
+    browser.sign_in("olga@example.com", PASSWORD).await;
+    assert!(browser.text("#sign-in-error").await.contains("locked"), "even the right password waits");
+    browser.screenshot("sign-in-locked").await;
+    browser.close().await;
+}
+
+/// A member API token of the test app's organisation.
+async fn tokens_for_member(app: &TestApp) -> String {
+    app.post("/api/v1/api-tokens", json!({ "name": "reader", "role": "member" })).await.expect(201)["token"].as_str().unwrap().to_owned()
+}

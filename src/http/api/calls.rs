@@ -5,6 +5,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::automation::AutomationRun;
 use crate::domain::call::{Call, CallStatus, EndReason, Turn};
 use crate::domain::event::CallEvent;
 use crate::domain::ids::{AgentId, AppId, CallId, PhoneNumberId};
@@ -87,6 +88,19 @@ pub async fn events(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiP
     store::get(&s.db, caller.org, id).await.map_err(not_found)?;
     let stored = crate::storage::events::for_call(&s.db, caller.org, id).await.map_err(not_found)?;
     Ok(Json(stored.into_iter().map(|e| EventDetail { event: e.event, dispatched_at: e.dispatched_at }).collect()))
+}
+
+/// The automation runs the call's events started, oldest first.
+#[utoipa::path(get, path = "/calls/{id}/automation-runs", tag = "calls", params(("id" = CallId, Path)), responses(
+    (status = 200, body = Vec<AutomationRun>), (status = 404, body = Problem)))]
+pub async fn automation_runs(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<CallId>,
+) -> Result<Json<Vec<AutomationRun>>, ApiError> {
+    let not_found = |e| ApiError::from_storage(e, "call");
+    store::get(&s.db, caller.org, id).await.map_err(not_found)?;
+    Ok(Json(crate::storage::automations::runs_for_call(&s.db, caller.org, id).await.map_err(not_found)?))
 }
 
 /// Erase a call: its record, transcript, events and their automation runs (right to erasure).

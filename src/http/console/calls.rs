@@ -1,5 +1,6 @@
 //! App Details → Calls (filters; the list refreshes itself while calls are live) and the call
-//! record: who called, when, how it ended, the classification, linked tickets, delivered events,
+//! record: who called, when, how it ended, the classification, linked tickets, delivered events
+//! and the automation runs they started,
 //! and the Voice conversation — a chat-style transcript with timestamps, offsets, interruptions,
 //! tool calls and response latencies, which streams in while the call is live. Erasing a call
 //! asks first.
@@ -14,6 +15,7 @@ use super::auth::{Submitted, Viewer, redirect_with_notice};
 use super::{ConsoleError, Layout};
 use crate::domain::agent::Agent;
 use crate::domain::app::App;
+use crate::domain::automation::AutomationRun;
 use crate::domain::call::{Call, CallStatus, EndReason, Turn, TurnRole};
 use crate::domain::event::{ToolCallRecord, tool_call_record};
 use crate::domain::ids::{AgentId, AppId, CallId, PhoneNumberId};
@@ -165,6 +167,7 @@ struct CallPage {
     agent_name: Option<String>,
     conversation: Vec<Entry>,
     events: Vec<EventDetail>,
+    runs: Vec<AutomationRun>,
     tickets: Vec<Ticket>,
 }
 
@@ -185,6 +188,7 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<CallId>, viewer:
     let caller = viewer.caller();
     let detail = api::get(State(state.clone()), caller, ApiPath(id)).await?.0;
     let events = api::events(State(state.clone()), caller, ApiPath(id)).await?.0;
+    let runs = api::automation_runs(State(state.clone()), caller, ApiPath(id)).await?.0;
     let agent_name = match detail.call.agent_id {
         Some(agent) => agents_api::get(State(state.clone()), caller, ApiPath(agent)).await.ok().map(|a| a.0.spec.name),
         None => None,
@@ -208,7 +212,7 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<CallId>, viewer:
         })
         .collect();
     let layout = viewer.layout(format!("Call from {}", detail.call.from), "apps");
-    Ok(viewer.render(&CallPage { layout, call: detail.call, agent_name, conversation, events, tickets }))
+    Ok(viewer.render(&CallPage { layout, call: detail.call, agent_name, conversation, events, runs, tickets }))
 }
 
 #[derive(Template)]

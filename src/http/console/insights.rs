@@ -123,6 +123,33 @@ impl AnalyticsPage {
         charts::breakdown("Ended reasons", &report.ended_reasons.iter().map(|(k, v)| (k.clone(), *v as f64)).collect::<Vec<_>>())
     }
 
+    /// One bar per agent with a value; `None` when no agent has one.
+    fn per_agent(
+        &self,
+        report: &Report,
+        title: &str,
+        value: impl Fn(&crate::domain::analytics::CallFigures) -> Option<f64>,
+    ) -> Option<String> {
+        let parts: Vec<(String, f64)> = report
+            .agents
+            .iter()
+            .filter_map(|row| Some((row.name.clone().unwrap_or_else(|| "deleted agent".to_owned()), value(&row.figures)?)))
+            .collect();
+        (!parts.is_empty()).then(|| charts::breakdown(title, &parts))
+    }
+
+    fn response_chart(&self, report: &Report) -> Option<String> {
+        self.per_agent(report, "Response time p95 (ms) by agent", |f| f.response_time.p95_ms.map(|ms| ms as f64))
+    }
+
+    fn resolution_chart(&self, report: &Report) -> Option<String> {
+        self.per_agent(report, "Resolution rate (%) by agent", |f| f.resolution_rate.map(|r| (r * 100.0).round()))
+    }
+
+    fn satisfaction_chart(&self, report: &Report) -> Option<String> {
+        self.per_agent(report, "Satisfaction (1–5) by agent", |f| f.average_satisfaction.map(|s| (s * 10.0).round() / 10.0))
+    }
+
     fn percent(&self, rate: &Option<f64>) -> String {
         rate.map_or_else(|| "—".to_owned(), |r| format!("{:.0}%", r * 100.0))
     }
