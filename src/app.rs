@@ -64,6 +64,9 @@ pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
 
 impl Application {
     pub async fn build(mut config: Config) -> anyhow::Result<Self> {
+        // The data folder holds the master key and first-start credentials: the owner's only.
+        crate::storage::secrets::create_private_dir(&config.data_dir)?;
+        crate::storage::secrets::warn_if_readable_by_others(&config.data_dir);
         let db = open_database(&config).await?;
         bootstrap_first_start(&db, &config).await?;
         let twilio = TwilioClient::new(&config.twilio_api_base);

@@ -69,7 +69,8 @@ pub async fn classify(
                 request.response_format = format.response_format(categories);
                 continue;
             }
-            Err(error) => return Err(ActionError::Retry(format!("the model failed: {error}"))),
+            Err(error) if error.is_transient() => return Err(ActionError::Retry(format!("the model failed: {error}"))),
+            Err(error) => return Err(ActionError::Fail(format!("the model refused the request: {error}"))),
         };
         tries += 1;
         match parse_analysis(&answer, categories) {

@@ -245,6 +245,12 @@ pub struct Turn {
 }
 
 impl Call {
+    /// Whether an agent session is still talking on this call: it holds a lease and the
+    /// conversation has not ended.
+    pub fn has_live_session(&self, now: DateTime<Utc>) -> bool {
+        self.session_lease_until.is_some_and(|until| until > now) && self.ended_reason.is_none()
+    }
+
     /// A ringing inbound call with no service, for tests.
     #[cfg(test)]
     pub(crate) fn example() -> Call {

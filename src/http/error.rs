@@ -42,6 +42,24 @@ pub enum ApiError {
     Unexpected(#[from] anyhow::Error),
 }
 
+/// What each problem `type` means, served at `/problems/{slug}` (the `type` URIs point there).
+pub const PROBLEM_TYPES: &[(&str, &str)] = &[
+    (
+        "bad-request",
+        "The request is malformed: bad JSON, an unknown field, a value of the wrong type, or a bad path or query. The detail says which.",
+    ),
+    ("unauthorized", "No valid API token was sent. Send `Authorization: Bearer <token>` with an unrevoked token."),
+    ("forbidden", "The caller may not do this: a `member` token or user can read but not change, and only owners manage owners."),
+    ("not-found", "The resource does not exist in your organisation (resources of other organisations are never shown)."),
+    ("conflict", "The change conflicts with the current state, e.g. a resource still in use. The detail says what to do first."),
+    ("payload-too-large", "The request body is larger than 1 MiB."),
+    ("validation", "A field breaks a rule. `errors` names the field and says what to fix."),
+    ("unprocessable", "The request is understood but cannot be carried out, e.g. the carrier refused it."),
+    ("upstream", "A service Switchboard depends on (the carrier, a model server) could not be reached or answered badly."),
+    ("unavailable", "The database is unavailable. Try again shortly."),
+    ("internal", "Something failed on the server. The cause is logged; the request can be tried again."),
+];
+
 /// The problem document of RFC 9457, with our `errors` extension for field problems.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Problem {
@@ -78,7 +96,7 @@ impl ApiError {
         }
     }
 
-    fn slug(&self) -> &'static str {
+    pub(crate) fn slug(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad-request",
             ApiError::Unauthorized => "unauthorized",
@@ -140,7 +158,7 @@ impl IntoResponse for ApiError {
             _ => Vec::new(),
         };
         let problem = Problem {
-            kind: format!("https://switchboard.dev/problems/{}", self.slug()),
+            kind: format!("/problems/{}", self.slug()),
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             detail,

@@ -189,10 +189,38 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(console::security_headers));
     router
         .merge(console)
+        .route("/problems/{slug}", get(problem_type))
+        .layer(axum::middleware::from_fn(catch_panic))
         .layer(axum::Extension(doc))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::record))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .with_state(state)
+}
+
+/// A handler that panics answers a logged 500 problem instead of dropping the connection.
+async fn catch_panic(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use futures_util::FutureExt;
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    match std::panic::AssertUnwindSafe(next.run(request)).catch_unwind().await {
+        Ok(response) => response,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            error::ApiError::Unexpected(anyhow::anyhow!("handler panicked on {method} {path}: {what}")).into_response()
+        }
+    }
+}
+
+/// `GET /problems/{slug}`: what a problem `type` means.
+async fn problem_type(axum::extract::Path(slug): axum::extract::Path<String>) -> impl IntoResponse {
+    match error::PROBLEM_TYPES.iter().find(|(s, _)| *s == slug) {
+        Some((slug, meaning)) => (StatusCode::OK, format!("{slug}: {meaning}\n")).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// The OpenAPI 3.1 document of this API.
@@ -241,4 +269,25 @@ async fn prometheus_metrics(State(state): State<AppState>) -> impl IntoResponse 
         state.transcripts.waiting(),
     );
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_a_problem_instead_of_dropping_the_connection() {
+        async fn boom() -> &'static str {
+            panic!("input nobody expected")
+        }
+        let router = Router::new().route("/boom", get(boom)).layer(axum::middleware::from_fn(catch_panic));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let response = reqwest::get(format!("http://{address}/boom")).await.unwrap();
+        assert_eq!(response.status(), 500);
+        assert_eq!(response.headers()["content-type"], "application/problem+json");
+        let problem: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(problem["type"], "/problems/internal");
+    }
 }

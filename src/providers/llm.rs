@@ -126,7 +126,7 @@ pub enum LlmError {
 
 impl LlmError {
     /// Whether asking again at once may help (the request itself was not the problem).
-    fn is_transient(&self) -> bool {
+    pub fn is_transient(&self) -> bool {
         match self {
             LlmError::Refused { status, .. } => *status == 408 || *status == 429 || *status >= 500,
             _ => true,

@@ -409,7 +409,9 @@ pub async fn finish_attempt(db: &Db, run: &AutomationRun, outcome: AttemptOutcom
         AttemptOutcome::RetryAt(at, error) => (RunStatus::Pending, Some(error), Some(at), None),
         AttemptOutcome::Stopped(status, error) => (status, Some(error), None, Some(now)),
     };
-    let sql = "UPDATE automation_runs SET status = $1, last_error = COALESCE($2, last_error), next_attempt_at = $3, lease_until = NULL,
+    // A success clears the error of an earlier failed attempt.
+    let sql = "UPDATE automation_runs SET status = $1,
+                   last_error = CASE WHEN $1 = 'succeeded' THEN NULL ELSE COALESCE($2, last_error) END, next_attempt_at = $3, lease_until = NULL,
                    finished_at = $4, updated_at = $5
                WHERE id = $6 AND status = 'running' AND attempts = $7";
     on_pool!(db, |pool| {

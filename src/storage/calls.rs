@@ -477,6 +477,12 @@ pub struct NewTurn {
     pub latency_ms: Option<i64>,
 }
 
+/// Words as stored: without NUL characters, which PostgreSQL's text cannot hold (a caller's
+/// words are never refused for one).
+fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') { std::borrow::Cow::Owned(text.replace('\0', "")) } else { std::borrow::Cow::Borrowed(text) }
+}
+
 /// Appends a turn to a call's transcript as soon as it is spoken; returns its sequence number.
 /// Turns of one call are appended by one session, in order.
 pub async fn append_turn(db: &Db, org: OrgId, call: CallId, turn: &NewTurn) -> Result<i64> {
@@ -517,7 +523,7 @@ pub async fn append_turns(db: &Db, turns: &[(OrgId, CallId, &NewTurn)]) -> Resul
                 .bind(call.0)
                 .bind(org.0)
                 .bind(turn.role.as_str())
-                .bind(&turn.text)
+                .bind(storable(&turn.text))
                 .bind(&turn.language)
                 .bind(turn.started_at)
                 .bind(turn.ended_at)
@@ -534,7 +540,7 @@ pub async fn append_turns(db: &Db, turns: &[(OrgId, CallId, &NewTurn)]) -> Resul
 pub async fn cut_turn(db: &Db, org: OrgId, call: CallId, sequence: i64, heard: &str) -> Result<()> {
     let sql = "UPDATE conversation_turns SET text = $1, interrupted = TRUE WHERE call_id = $2 AND org_id = $3 AND sequence = $4";
     let updated = on_pool!(db, |pool| {
-        sqlx::query(sql).bind(heard).bind(call.0).bind(org.0).bind(sequence).execute(pool).await.map(|r| r.rows_affected())
+        sqlx::query(sql).bind(storable(heard)).bind(call.0).bind(org.0).bind(sequence).execute(pool).await.map(|r| r.rows_affected())
     })?;
     if updated == 0 { Err(StorageError::NotFound) } else { Ok(()) }
 }

@@ -177,11 +177,27 @@ impl Db {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(5));
-            if let Some(folder) = Path::new(options.get_filename()).parent()
-                && !folder.as_os_str().is_empty()
-            {
-                std::fs::create_dir_all(folder).with_context(|| format!("creating the database folder {}", folder.display()))?;
+            // The database, its WAL and shared-memory files (SQLite gives them the database's
+            // mode) are the owner's only: created 0600 in a 0700 folder, and a warning if not.
+            let file = Path::new(options.get_filename()).to_owned();
+            if let Some(folder) = file.parent() {
+                secrets::create_private_dir(folder).context("creating the database folder")?;
             }
+            if !file.exists() {
+                let mut create = std::fs::OpenOptions::new();
+                create.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut create, 0o600);
+                if let Err(e) = create.open(&file)
+                    && e.kind() != std::io::ErrorKind::AlreadyExists
+                {
+                    return Err(e).with_context(|| format!("creating {}", file.display()));
+                }
+            }
+            if let Some(folder) = file.parent().filter(|f| !f.as_os_str().is_empty()) {
+                secrets::warn_if_readable_by_others(folder);
+            }
+            secrets::warn_if_readable_by_others(&file);
             let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.context("opening the SQLite database")?;
             Pool::Sqlite(pool)
         } else {

@@ -103,10 +103,34 @@ impl Cipher {
     }
 }
 
+/// Creates a folder (and its missing parents) only its owner can enter (mode 0700).
+pub fn create_private_dir(folder: &Path) -> anyhow::Result<()> {
+    if folder.as_os_str().is_empty() || folder.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(folder).with_context(|| format!("creating {}", folder.display()))
+}
+
+/// Logs a warning when others than the owner may read `path` (a data folder or a database file).
+pub fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    if let Ok(metadata) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "others than the owner may read this; `chmod go-rwx` it");
+        }
+    }
+}
+
 /// Writes a file only its owner can read (mode 0600), creating its folder; refuses to overwrite.
 pub fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     if let Some(folder) = path.parent() {
-        std::fs::create_dir_all(folder).with_context(|| format!("creating {}", folder.display()))?;
+        create_private_dir(folder)?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

@@ -27,6 +27,7 @@ per_backend!(
     a_finished_call_is_delivered_classified_mailed_and_ticketed,
     a_receiver_that_is_down_gets_the_event_once_it_is_up,
     invalid_classifications_fail_clearly_and_can_be_retried,
+    a_model_that_refuses_the_request_fails_the_run_without_retries,
     a_refused_json_schema_falls_back_to_json_mode,
     a_crashed_worker_leaves_its_run_to_another,
     a_run_out_of_retry_time_is_dead_until_retried,
@@ -212,10 +213,28 @@ async fn a_receiver_that_is_down_gets_the_event_once_it_is_up(backend: Backend) 
     sink.set_down(false);
     let done = until(&app, &runs_path, |b| b["data"][0]["status"] == "succeeded").await;
     assert!(done["data"][0]["attempts"].as_i64().unwrap() >= 2, "{}", done["data"][0]);
+    assert_eq!(done["data"][0]["last_error"], Value::Null, "a success clears the earlier attempt's error");
     assert_eq!(sink.deliveries().len(), 1, "delivered once");
     let event: Value = serde_json::from_slice(&sink.deliveries()[0].body).unwrap();
     assert_eq!(event["call"]["ended_reason"], "caller_hangup");
     assert_eq!(event["call"]["duration_ms"], 30_000);
+}
+
+async fn a_model_that_refuses_the_request_fails_the_run_without_retries(backend: Backend) {
+    let app = app_for_automations(backend, None).await;
+    let llm = crate::support::fake_llm::FakeLlm::start().await;
+    llm.script([Reply::fails(401), Reply::fails(401), Reply::fails(401)]);
+    let (line, runs_path) = classifying_line(&app, &llm).await;
+    end_a_call(&app, &line, 'r').await;
+    let failed = until(&app, &runs_path, |b| b["data"][0]["status"] == "failed").await;
+    let run = &failed["data"][0];
+    assert_eq!(run["attempts"], 1, "a 401 is not worth another attempt: {run}");
+    assert!(
+        run["last_error"].as_str().unwrap().contains("the model refused the request")
+            && run["last_error"].as_str().unwrap().contains("401"),
+        "{run}"
+    );
+    assert_eq!(run["next_attempt_at"], Value::Null);
 }
 
 async fn invalid_classifications_fail_clearly_and_can_be_retried(backend: Backend) {

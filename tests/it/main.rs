@@ -12,6 +12,7 @@ mod calls;
 mod cli;
 mod console;
 mod conversations;
+mod hardening;
 mod llama_cpp;
 mod phone_numbers;
 mod providers;

@@ -108,6 +108,12 @@ pub async fn automation_runs(
 #[utoipa::path(delete, path = "/calls/{id}", tag = "calls", params(("id" = CallId, Path)), responses(
     (status = 204), (status = 404, body = Problem)))]
 pub async fn delete(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<CallId>) -> Result<axum::http::StatusCode, ApiError> {
+    let call = store::get(&s.db, caller.org, id).await.map_err(|e| ApiError::from_storage(e, "call"))?;
+    if call.has_live_session(crate::domain::time::now()) {
+        return Err(ApiError::Conflict(
+            "this call is still going on, and its agent is still talking; erase it once it has ended (hang up, or wait for the agent to end it)".into(),
+        ));
+    }
     store::delete(&s.db, caller.org, id, caller.actor).await.map_err(|e| ApiError::from_storage(e, "call"))?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

@@ -124,6 +124,11 @@ async fn read_form<T: DeserializeOwned>(
         .await
         .map_err(|_| ConsoleError::BadRequest("The form is larger than 1 MiB.".into()))?;
     let (csrf, fields) = split_form(&bytes);
+    if fields.contains("%00") {
+        return Err(ConsoleError::BadRequest(
+            "A field holds a NUL character, which cannot be stored. Remove it and send the form again.".into(),
+        ));
+    }
     let presented = csrf.or_else(|| parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).map(str::to_owned));
     if !presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(viewer.owner.csrf_token.as_bytes()))) {
         return Err(ConsoleError::Forbidden(

@@ -88,6 +88,7 @@ impl IntoResponse for Rejection {
         match self {
             Rejection::Forbidden => (StatusCode::FORBIDDEN, "signature does not verify").into_response(),
             Rejection::Malformed(what) => (StatusCode::BAD_REQUEST, what).into_response(),
+            Rejection::Storage(StorageError::Conflict(why)) => (StatusCode::CONFLICT, why).into_response(),
             Rejection::Storage(e) => {
                 tracing::error!(error = ?e, "Twilio webhook failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()

@@ -1,0 +1,129 @@
+//! Findings of probing the running server as an attacker and an operator would, each kept
+//! fixed: hostile characters, forged webhooks reusing another tenant's call, erasing a live call,
+//! unbounded metric series, problem documentation, file permissions.
+
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, on_both_backends, sid};
+
+on_both_backends!(
+    nul_characters_are_refused_in_input_and_never_lose_a_turn,
+    a_webhook_reusing_another_organisations_call_sid_is_refused,
+    a_live_call_cannot_be_erased_until_it_ends,
+    odd_http_methods_share_one_metric_series,
+    problem_types_are_documented_by_the_server,
+);
+
+async fn nul_characters_are_refused_in_input_and_never_lose_a_turn(app: TestApp) {
+    let detail = app.post("/api/v1/apps", json!({ "name": "Front\u{0}desk" })).await.problem(422);
+    assert!(detail.contains("NUL character"), "{detail}");
+    let app_id = app.create_app("Front desk").await;
+    let reply = app.post(&format!("/api/v1/apps/{app_id}/agents"), json!({ "name": "Ava", "end_call_phrases": ["ok", "bye\u{0}"] })).await;
+    assert_eq!(reply.body["errors"][0]["field"], "end_call_phrases[1]", "the field is named: {}", reply.body);
+    reply.problem(422);
+
+    // A caller's words with a NUL in them are stored without it, never dropped.
+    let call = crate::conversations::ring_agent(&app, json!({ "name": "Ava" })).await;
+    call.llm.script([crate::support::fake_llm::Reply::says("Sure.")]);
+    let mut relay = crate::conversations::connect(&app, &call).await;
+    relay.say("Hello\u{0} there").await;
+    relay.utterance().await;
+    relay.close().await;
+    let mut transcript = Value::Null;
+    for _ in 0..100 {
+        transcript = app.get(&format!("/api/v1/calls/{}", call.id)).await.expect(200)["transcript"].clone();
+        if transcript.as_array().is_some_and(|t| t.len() >= 2) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let said: Vec<&str> =
+        transcript.as_array().unwrap().iter().filter(|t| t["role"] == "caller").map(|t| t["text"].as_str().unwrap()).collect();
+    assert_eq!(said, ["Hello there"]);
+}
+
+async fn a_webhook_reusing_another_organisations_call_sid_is_refused(app: TestApp) {
+    let line = app.phone_line(json!({ "name": "Ava" })).await;
+    let call_sid = sid("CA", 'f');
+    app.ring(&line, &call_sid).await.expect(200);
+    // Another organisation with its own Twilio account and number gets a webhook for that SID.
+    let (_, token) = app.other_org().await;
+    let other_account = sid("AC", '9');
+    app.twilio.add_account(&other_account, "other-token-0123456789abcdef0123");
+    let body = json!({ "name": "Other", "account_sid": other_account, "auth_token": "other-token-0123456789abcdef0123" });
+    let reply = app.send(reqwest::Method::POST, "/api/v1/phone-providers", Some(&token), Some(&body)).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let params = [
+        ("AccountSid", other_account.as_str()),
+        ("CallSid", call_sid.as_str()),
+        ("CallStatus", "ringing"),
+        ("From", "+14155550123"),
+        ("To", "+14155550999"),
+        ("Direction", "inbound"),
+    ];
+    let reply = app.twilio_post("/twilio/voice", &params, Some("other-token-0123456789abcdef0123")).await;
+    assert!(reply.status == 409 || reply.status == 403, "refused cleanly, not a 500: {} {}", reply.status, reply.text);
+    let calls = app.get("/api/v1/calls").await.expect(200);
+    assert_eq!(calls["data"].as_array().unwrap().len(), 1);
+    assert_eq!(calls["data"][0]["status"], "ringing", "the first organisation's record is untouched");
+}
+
+async fn a_live_call_cannot_be_erased_until_it_ends(app: TestApp) {
+    let call = crate::conversations::ring_agent(&app, json!({ "name": "Ava" })).await;
+    call.llm.script([crate::support::fake_llm::Reply::says("Hello.")]);
+    let mut relay = crate::conversations::connect(&app, &call).await;
+    relay.say("Hi").await;
+    relay.utterance().await;
+    let path = format!("/api/v1/calls/{}", call.id);
+    let detail = app.delete(&path).await.problem(409);
+    assert!(detail.contains("still going on"), "{detail}");
+    relay.close().await;
+    for _ in 0..100 {
+        if app.get(&path).await.body["ended_reason"].is_string() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.delete(&path).await.status, 204, "once ended, it can be erased");
+}
+
+async fn odd_http_methods_share_one_metric_series(app: TestApp) {
+    let client = reqwest::Client::new();
+    for method in ["FOO", "BAR", "PROPFIND"] {
+        client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), app.url("/healthz")).send().await.unwrap();
+    }
+    let metrics = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("method=\"OTHER\""), "{metrics}");
+    for method in ["FOO", "BAR", "PROPFIND"] {
+        assert!(!metrics.contains(&format!("method=\"{method}\"")), "{method} made its own series");
+    }
+}
+
+async fn problem_types_are_documented_by_the_server(app: TestApp) {
+    let reply = app.post("/api/v1/apps", json!({ "name": "" })).await;
+    let kind = reply.body["type"].as_str().unwrap().to_owned();
+    assert_eq!(kind, "/problems/validation");
+    let page = reqwest::get(app.url(&kind)).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("names the field"));
+    assert_eq!(reqwest::get(app.url("/problems/nonsense")).await.unwrap().status(), 404);
+}
+
+/// The SQLite database and the data folder are the owner's only.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_folder_and_database_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = crate::support::spawn_app(crate::support::Backend::Sqlite).await;
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let database = app.database_url.trim_start_matches("sqlite://").split('?').next().unwrap().to_owned();
+    let database = std::path::Path::new(&database);
+    assert_eq!(mode(database), 0o600, "{}", database.display());
+    for companion in ["-wal", "-shm"] {
+        let path = std::path::PathBuf::from(format!("{}{companion}", database.display()));
+        if path.exists() {
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
+    }
+    assert_eq!(mode(&app.data_dir.path().join("master.key")), 0o600);
+}
