@@ -30,6 +30,8 @@ pub const FIRST_OWNER_EMAIL: &str = "admin@switchboard.local";
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    metrics_listener: TcpListener,
+    metrics: axum::Router,
     db: Db,
     twilio: TwilioClient,
     /// Period of the background credential check; zero turns it off.
@@ -71,6 +73,9 @@ impl Application {
         bootstrap_first_start(&db, &config).await?;
         let twilio = TwilioClient::new(&config.twilio_api_base);
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+        let metrics_listener = TcpListener::bind(config.metrics_listen)
+            .await
+            .with_context(|| format!("listening for metrics on {} (set metrics_listen)", config.metrics_listen))?;
         // Without a configured public URL, carriers are told the address actually bound.
         config.listen = listener.local_addr()?;
         let verify_every = Duration::from_secs(config.provider_verify_interval_secs);
@@ -87,7 +92,20 @@ impl Application {
             transcripts: TranscriptWriter::start(db.clone()),
             sign_in_limiter: Default::default(),
         };
-        Ok(Self { listener, router: http::router(state), db, twilio, verify_every, automations, purge_every, live, shutdown_grace })
+        let metrics = http::metrics_router(state.clone());
+        Ok(Self {
+            listener,
+            router: http::router(state),
+            metrics_listener,
+            metrics,
+            db,
+            twilio,
+            verify_every,
+            automations,
+            purge_every,
+            live,
+            shutdown_grace,
+        })
     }
 
     /// The address actually bound (differs from the configuration when it asked for port 0).
@@ -95,11 +113,23 @@ impl Application {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
+    /// The address `/metrics` is served on.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_listener.local_addr().expect("a bound listener has an address")
+    }
+
     /// Serves until `shutdown` resolves, then drains (see [`drain`]), finishes in-flight requests
     /// and closes the database.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        tracing::info!(address = %self.local_addr(), "serving");
+        tracing::info!(address = %self.local_addr(), metrics = %self.metrics_addr(), "serving");
+        let metrics_listener = self.metrics_listener;
+        let metrics = self.metrics;
         let mut background = vec![
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(metrics_listener, metrics).await {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            }),
             tokio::spawn(self.automations.run()),
             tokio::spawn(recover_orphaned_calls(self.db.clone(), self.twilio.clone())),
             tokio::spawn(renew_session_leases(self.db.clone(), self.live.clone())),

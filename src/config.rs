@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 /// environment).
 pub const KEYS: &[&str] = &[
     "listen",
+    "metrics_listen",
     "database_url",
     "data_dir",
     "public_base_url",
@@ -39,6 +40,8 @@ const ENV_PREFIX: &str = "SWITCHBOARD_";
 pub struct Config {
     /// Address the HTTP server listens on.
     pub listen: SocketAddr,
+    /// Address `/metrics` is served on, apart from the public port (keep it private).
+    pub metrics_listen: SocketAddr,
     /// `sqlite://path` (created with its folder) or `postgres://user:pass@host/db`.
     pub database_url: String,
     /// Folder for the master key file and first-start credentials.
@@ -76,6 +79,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             database_url: "sqlite://./data/switchboard.db".into(),
             data_dir: PathBuf::from("./data"),
             public_base_url: None,

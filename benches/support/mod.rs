@@ -31,6 +31,7 @@ pub async fn serve(llm_base_url: Option<String>, adjust: impl FnOnce(&mut Config
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: "127.0.0.1:0".parse().unwrap(),
         database_url: format!("sqlite://{}/bench.db", dir.path().display()),
         data_dir: dir.path().to_owned(),
         provider_verify_interval_secs: 0,

@@ -1,5 +1,6 @@
 //! The HTTP surface: REST API under `/api/v1` (bearer-token auth, JSON, problem+json errors),
-//! the web console at `/` (sign-in sessions, HTML), Twilio's webhooks, health and metrics. Every route is listed in [`router`]; the OpenAPI document is generated
+//! the web console at `/` (sign-in sessions, HTML), Twilio's webhooks and health; metrics on a
+//! listener of their own ([`metrics_router`]). Every route is listed in [`router`]; the OpenAPI document is generated
 //! from the same list, so the two cannot drift apart.
 
 pub mod api;
@@ -126,7 +127,6 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .routes(routes!(healthz))
         .routes(routes!(readyz))
-        .routes(routes!(prometheus_metrics))
         .routes(routes!(twilio::voice))
         .routes(routes!(twilio::status))
         .routes(routes!(twilio::fallback))
@@ -250,8 +250,12 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+/// The metrics listener's routes: `/metrics` only, on `metrics_listen`, never on the public port.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new().route("/metrics", get(prometheus_metrics)).with_state(state)
+}
+
 /// Prometheus metrics in the text exposition format.
-#[utoipa::path(get, path = "/metrics", tag = "meta", security(()), responses((status = 200, description = "Metrics", content_type = "text/plain")))]
 async fn prometheus_metrics(State(state): State<AppState>) -> impl IntoResponse {
     let due_runs = match crate::storage::automations::due_count(&state.db, crate::domain::time::now()).await {
         Ok(due) => due.to_string(),

@@ -27,6 +27,7 @@ async fn servers_starting_at_once_create_one_first_organisation(backend: Backend
     let database_url = crate::support::fresh_database_url(backend, dir.path()).await;
     let config = |node: &str| Config {
         listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: "127.0.0.1:0".parse().unwrap(),
         database_url: database_url.clone(),
         data_dir: dir.path().join(node),
         secret_key: Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into()),
@@ -97,7 +98,8 @@ async fn health_metrics_and_languages(app: TestApp) {
     assert_eq!(languages[0]["always_on"], true);
 
     app.get("/api/v1/apps").await.expect(200);
-    let metrics = client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(client.get(app.url("/metrics")).send().await.unwrap().status(), 404, "never on the public port");
+    let metrics = client.get(format!("http://{}/metrics", app.metrics_addr)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"switchboard_http_requests_total{method="GET",route="/api/v1/apps",status="200"} 1"#), "{metrics}");
     assert!(metrics.contains(r#"switchboard_http_request_duration_seconds_count{method="GET",route="/api/v1/languages"} 1"#), "{metrics}");
     for gauge in [
@@ -121,7 +123,6 @@ async fn health_metrics_and_languages(app: TestApp) {
     let expected: BTreeSet<String> = [
         "GET /healthz",
         "GET /readyz",
-        "GET /metrics",
         "GET /api/v1/openapi.json",
         "GET /api/v1/phone-providers",
         "POST /api/v1/phone-providers",

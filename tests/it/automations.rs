@@ -427,6 +427,7 @@ async fn a_restart_finalises_an_orphaned_call_exactly_once(backend: Backend) {
     // A second process on the same database and node name, as in a blue/green deploy.
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: "127.0.0.1:0".parse().unwrap(),
         database_url: app.database_url.clone(),
         data_dir: app.data_dir.path().to_owned(),
         twilio_api_base: app.twilio.base_url(),

@@ -52,6 +52,7 @@ async fn operator_commands_and_a_served_api() {
 
     let mut server = switchboard(dir.path())
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("SWITCHBOARD_METRICS_LISTEN", "127.0.0.1:0")
         .env("SWITCHBOARD_LOG", "debug")
         .stderr(Stdio::piped())
         .spawn()
@@ -70,7 +71,11 @@ async fn operator_commands_and_a_served_api() {
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     let addr = loop {
-        let found = log.lock().unwrap().lines().find_map(|l| l.split("address=").nth(1).map(|a| a.trim().to_owned()));
+        let found = log
+            .lock()
+            .unwrap()
+            .lines()
+            .find_map(|l| l.split("address=").nth(1).and_then(|a| a.split_whitespace().next()).map(str::to_owned));
         if let Some(addr) = found {
             break addr;
         }

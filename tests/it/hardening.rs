@@ -12,6 +12,7 @@ on_both_backends!(
     a_live_call_cannot_be_erased_until_it_ends,
     odd_http_methods_share_one_metric_series,
     problem_types_are_documented_by_the_server,
+    status_callbacks_that_overtake_the_voice_webhook_are_kept,
 );
 
 async fn nul_characters_are_refused_in_input_and_never_lose_a_turn(app: TestApp) {
@@ -92,7 +93,7 @@ async fn odd_http_methods_share_one_metric_series(app: TestApp) {
     for method in ["FOO", "BAR", "PROPFIND"] {
         client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), app.url("/healthz")).send().await.unwrap();
     }
-    let metrics = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::get(format!("http://{}/metrics", app.metrics_addr)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("method=\"OTHER\""), "{metrics}");
     for method in ["FOO", "BAR", "PROPFIND"] {
         assert!(!metrics.contains(&format!("method=\"{method}\"")), "{method} made its own series");
@@ -126,4 +127,69 @@ async fn the_data_folder_and_database_are_private() {
         }
     }
     assert_eq!(mode(&app.data_dir.path().join("master.key")), 0o600);
+}
+
+/// A caller who hangs up at once: Twilio's final status callback can reach us before the voice
+/// webhook's record is committed. In a concurrent burst, every call still ends `completed`, with
+/// its `call.ended` event, and no record is doubled.
+async fn status_callbacks_that_overtake_the_voice_webhook_are_kept(app: TestApp) {
+    let line = app.phone_line(json!({ "name": "Ava" })).await;
+    let calls = 40;
+    for i in 0..calls {
+        let call_sid = format!("CA{:032x}", 0xabc000 + i);
+        let callback = [
+            ("AccountSid", line.account.clone()),
+            ("CallSid", call_sid.clone()),
+            ("CallStatus", "completed".to_owned()),
+            ("CallDuration", "0".to_owned()),
+            ("From", "+14155550123".to_owned()),
+            ("To", crate::support::LINE_NUMBER.to_owned()),
+            ("Direction", "inbound".to_owned()),
+        ];
+        let app_url = app.url("");
+        let (voice, status) = (line_ring(&app, &line, &call_sid), async move {
+            let params: Vec<(&str, &str)> = callback.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let signed = switchboard::telephony::twilio::signature::sign(
+                crate::support::LINE_TOKEN,
+                &format!("{app_url}/twilio/status"),
+                &params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>(),
+            );
+            reqwest::Client::new()
+                .post(format!("{app_url}/twilio/status"))
+                .header("X-Twilio-Signature", signed)
+                .form(&params)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+        // Odd calls: the callback strictly first; even calls: both at once.
+        if i % 2 == 1 {
+            assert!(status.await.is_success());
+            assert!(voice.await < 500, "a late voice webhook is answered");
+        } else {
+            let (voice_status, status) = tokio::join!(voice, status);
+            assert!(status.is_success(), "{status}");
+            assert!(voice_status < 500, "voice answered {voice_status}");
+        }
+    }
+    let mut listed = Vec::new();
+    for _ in 0..100 {
+        listed = app.get("/api/v1/calls?limit=200").await.expect(200)["data"].as_array().unwrap().clone();
+        if listed.len() == calls as usize && listed.iter().all(|c| c["status"] == "completed" && c["ended_reason"].is_string()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(listed.len(), calls as usize, "one record per call");
+    for call in &listed {
+        assert_eq!(call["status"], "completed", "{call}");
+        let events = app.get(&format!("/api/v1/calls/{}/events", call["id"].as_str().unwrap())).await.expect(200);
+        assert_eq!(events.as_array().unwrap().iter().filter(|e| e["type"] == "call.ended").count(), 1, "{call}");
+    }
+}
+
+/// The signed voice webhook of `call_sid` on the line; its HTTP status.
+async fn line_ring(app: &TestApp, line: &crate::support::PhoneLine, call_sid: &str) -> u16 {
+    app.ring(line, call_sid).await.status.as_u16()
 }

@@ -180,50 +180,74 @@ pub async fn voice(State(state): State<TwilioState>, req: TwilioRequest) -> Resp
 }
 
 async fn answer_call(state: &TwilioState, req: &TwilioRequest) -> Result<String, Rejection> {
-    let call_sid = req.param("CallSid").ok_or(Rejection::Malformed("CallSid is missing"))?;
     let verified = verify(state, req).await?;
-    let agent = match &verified.number {
-        Some(number) => Some(agents::get(&state.db, verified.org, number.agent_id).await?),
-        None => None,
-    };
-    let refused = match &verified.number {
-        // A node that is shutting down takes no new calls; the load balancer sends them elsewhere.
-        Some(_) if state.live.is_draining() => Some(EndReason::ServerDraining),
-        Some(number) => refusal(number, &verified.provider),
-        None => Some(EndReason::UnknownNumber),
-    };
-    let call = match verified.call {
-        Some(call) => call,
-        None => {
-            let new = NewCall {
-                app_id: verified.number.as_ref().map(|n| n.app_id),
-                phone_number_id: verified.number.as_ref().map(|n| n.id),
-                provider_id: Some(verified.provider.id),
-                agent_id: agent.as_ref().map(|a| a.id),
-                agent_version: agent.as_ref().map(|a| a.version),
-                call_sid: call_sid.to_owned(),
-                from: req.param("From").unwrap_or("unknown").to_owned(),
-                to: req.param("To").unwrap_or("unknown").to_owned(),
-                direction: if req.param("Direction").is_some_and(|d| d.starts_with("outbound")) {
-                    CallDirection::Outbound
-                } else {
-                    CallDirection::Inbound
-                },
-                status: req.param("CallStatus").and_then(call_status).unwrap_or(CallStatus::Ringing),
-                started_at: time::now(),
-                refused_reason: refused,
-                is_test: req.param(super::dev_phone::TEST_CALL_PARAM) == Some("true"),
-            };
-            calls::open(&state.db, verified.org, new).await?
-        }
-    };
-    let (Some(number), Some(agent), None) = (&verified.number, &agent, refused) else {
-        tracing::info!(call = %call.id, reason = ?refused, "refused an incoming call");
+    // A node that is shutting down takes no new calls; the load balancer sends them elsewhere.
+    let draining = state.live.is_draining().then_some(EndReason::ServerDraining);
+    let routing = route(state, &verified, draining).await?;
+    let status = req.param("CallStatus").and_then(call_status).unwrap_or(CallStatus::Ringing);
+    let call = record_for(state, &verified, req, &routing, status).await?;
+    let (Some(number), Some(agent), None) = (&verified.number, &routing.agent, routing.refused) else {
+        tracing::info!(call = %call.id, reason = ?routing.refused, "refused an incoming call");
         let apology = if verified.number.is_some() { SORRY_UNAVAILABLE } else { SORRY_UNKNOWN };
         return Ok(twiml::say_and_hang_up(apology));
     };
     tracing::info!(call = %call.id, agent = %agent.id, "incoming call");
     Ok(connect_to_agent(state, &call, number, agent))
+}
+
+/// Where an incoming call goes: the number's agent, and why the call is refused, if it is.
+struct Routing {
+    agent: Option<Agent>,
+    refused: Option<EndReason>,
+}
+
+/// Routes a call to the dialled number's agent; `refuse_new` refuses it anyway (a draining node).
+async fn route(state: &TwilioState, verified: &Verified, refuse_new: Option<EndReason>) -> Result<Routing, Rejection> {
+    let agent = match &verified.number {
+        Some(number) => Some(agents::get(&state.db, verified.org, number.agent_id).await?),
+        None => None,
+    };
+    let refused = match &verified.number {
+        Some(_) if refuse_new.is_some() => refuse_new,
+        Some(number) => refusal(number, &verified.provider),
+        None => Some(EndReason::UnknownNumber),
+    };
+    Ok(Routing { agent, refused })
+}
+
+/// The call's record: the one already open, else a new one made from the request (the voice
+/// webhook's, or a status callback that overtook it).
+async fn record_for(
+    state: &TwilioState,
+    verified: &Verified,
+    req: &TwilioRequest,
+    routing: &Routing,
+    status: CallStatus,
+) -> Result<Call, Rejection> {
+    if let Some(call) = &verified.call {
+        return Ok(call.clone());
+    }
+    let call_sid = req.param("CallSid").ok_or(Rejection::Malformed("CallSid is missing"))?;
+    let new = NewCall {
+        app_id: verified.number.as_ref().map(|n| n.app_id),
+        phone_number_id: verified.number.as_ref().map(|n| n.id),
+        provider_id: Some(verified.provider.id),
+        agent_id: routing.agent.as_ref().map(|a| a.id),
+        agent_version: routing.agent.as_ref().map(|a| a.version),
+        call_sid: call_sid.to_owned(),
+        from: req.param("From").unwrap_or("unknown").to_owned(),
+        to: req.param("To").unwrap_or("unknown").to_owned(),
+        direction: if req.param("Direction").is_some_and(|d| d.starts_with("outbound")) {
+            CallDirection::Outbound
+        } else {
+            CallDirection::Inbound
+        },
+        status,
+        started_at: time::now(),
+        refused_reason: routing.refused,
+        is_test: req.param(super::dev_phone::TEST_CALL_PARAM) == Some("true"),
+    };
+    Ok(calls::open(&state.db, verified.org, new).await?)
 }
 
 /// The TwiML that hands the call to the agent, in the service's mode.
@@ -262,9 +286,15 @@ async fn record_status(state: &TwilioState, req: &TwilioRequest) -> Result<(), R
     let verified = verify(state, req).await?;
     let status: CallStatus =
         req.param("CallStatus").and_then(call_status).ok_or(Rejection::Malformed("CallStatus is missing or unknown"))?;
-    let Some(call) = verified.call else {
-        tracing::info!(call_sid = req.param("CallSid"), "status callback for a call we have no record of");
-        return Ok(());
+    // A callback can overtake the voice webhook (a caller who hangs up at once): it opens the
+    // record itself, as the webhook would have, and applies its status to it.
+    let call = match &verified.call {
+        Some(call) => call.clone(),
+        None => {
+            tracing::info!(call_sid = req.param("CallSid"), "a status callback came before the call's voice webhook; opening the record");
+            let routing = route(state, &verified, None).await?;
+            record_for(state, &verified, req, &routing, CallStatus::Ringing).await?
+        }
     };
     let event = StatusEvent {
         status,

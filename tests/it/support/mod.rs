@@ -30,6 +30,8 @@ pub enum Backend {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served (apart from the public port).
+    pub metrics_addr: SocketAddr,
     pub token: String,
     pub org: OrgId,
     pub db: Db,
@@ -104,6 +106,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
     let twilio = fake_twilio::FakeTwilio::start().await;
     let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: "127.0.0.1:0".parse().unwrap(),
         database_url: database_url.clone(),
         data_dir: data_dir.path().to_owned(),
         twilio_api_base: twilio.base_url(),
@@ -113,13 +116,27 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
     adjust(&mut config);
     let app = Application::build(config.clone()).await.expect("the application starts");
     let addr = app.local_addr();
+    let metrics_addr = app.metrics_addr();
     let shutdown = Arc::new(tokio::sync::Notify::new());
     let signal = shutdown.clone();
     let server = tokio::spawn(app.run(async move { signal.notified().await }));
     let token = std::fs::read_to_string(data_dir.path().join("admin-token")).expect("first start wrote the admin token");
     let db = switchboard::app::open_database(&config).await.unwrap();
     let org = tokens::authenticate(&db, &token).await.unwrap().expect("the admin token is valid").org_id;
-    TestApp { addr, token, org, db, backend, database_url, data_dir, twilio, client: reqwest::Client::new(), shutdown, server }
+    TestApp {
+        addr,
+        metrics_addr,
+        token,
+        org,
+        db,
+        backend,
+        database_url,
+        data_dir,
+        twilio,
+        client: reqwest::Client::new(),
+        shutdown,
+        server,
+    }
 }
 
 impl TestApp {
