@@ -2,7 +2,8 @@
 # The project's test command (README "Test"): runs the whole suite against SQLite and a
 # throw-away PostgreSQL cluster that this script starts on 127.0.0.1 and removes afterwards.
 # On a fresh Debian machine it installs what it needs: PostgreSQL from apt (as root, or with sudo)
-# the SMTP server aiosmtpd from PyPI, and Chromium with chromedriver from apt.
+# the SMTP server aiosmtpd and openapi-spec-validator from PyPI, and Chromium with chromedriver
+# from apt.
 # Extra arguments go to the test runner, e.g. `scripts/test.sh agents`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,14 @@ if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
   log "installing aiosmtpd (PyPI) for the SMTP server of the e-mail tests"
   python3 -m pip install --quiet --disable-pip-version-check aiosmtpd \
     || { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-aiosmtpd >/dev/null; }
+fi
+
+# The API contract test validates the OpenAPI document with openapi-spec-validator (PyPI).
+if ! python3 -c 'import openapi_spec_validator' 2>/dev/null; then
+  log "installing openapi-spec-validator (PyPI) for the API contract test"
+  python3 -m pip install --quiet --disable-pip-version-check openapi-spec-validator \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages openapi-spec-validator \
+    || { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-openapi-spec-validator >/dev/null; }
 fi
 
 # The console's browser tests drive real Chromium through chromedriver.

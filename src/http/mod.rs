@@ -9,6 +9,7 @@ pub mod console;
 pub mod error;
 pub mod input;
 pub mod metrics;
+pub mod openapi;
 pub mod pagination;
 
 use std::sync::Arc;
@@ -65,25 +66,6 @@ impl FromRef<AppState> for TwilioState {
     }
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "Switchboard API", description = "Put conversational AI agents on phone numbers."),
-    modifiers(&BearerAuth),
-    security(("bearer" = [])),
-    components(schemas(error::Problem))
-)]
-struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = doc.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
-    }
-}
-
 /// Every route the server serves, and the OpenAPI document describing them.
 pub fn router(state: AppState) -> Router {
     let api = OpenApiRouter::new()
@@ -122,8 +104,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(api::api_tokens::revoke))
         .routes(routes!(api::users::list, api::users::add))
         .routes(routes!(api::users::change_role, api::users::remove))
-        .routes(routes!(openapi_json));
-    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(openapi::openapi_json));
+    let (router, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/api/v1", api)
         .routes(routes!(healthz))
         .routes(routes!(readyz))
@@ -133,7 +115,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(twilio::connect_action))
         .routes(routes!(crate::telephony::twilio::relay::relay))
         .split_for_parts();
-    let doc = Arc::new(doc);
+    let doc = Arc::new(openapi::finish(doc));
     let console = Router::new()
         .route("/", get(console::home))
         .route("/sign-in", get(console::auth::sign_in_page).post(console::auth::sign_in))
@@ -221,12 +203,6 @@ async fn problem_type(axum::extract::Path(slug): axum::extract::Path<String>) ->
         Some((slug, meaning)) => (StatusCode::OK, format!("{slug}: {meaning}\n")).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
-}
-
-/// The OpenAPI 3.1 document of this API.
-#[utoipa::path(get, path = "/openapi.json", tag = "meta", security(()), responses((status = 200, description = "The OpenAPI document")))]
-async fn openapi_json(axum::Extension(doc): axum::Extension<Arc<utoipa::openapi::OpenApi>>) -> impl IntoResponse {
-    axum::Json(doc.as_ref().clone())
 }
 
 /// The process is up.

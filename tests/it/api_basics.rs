@@ -193,6 +193,39 @@ async fn health_metrics_and_languages(app: TestApp) {
     .map(String::from)
     .collect();
     assert_eq!(documented, expected);
+    // A generated client needs unique operation ids and the errors it will meet, as problems.
+    let mut ids = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let id = operation["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            assert!(ids.insert(id.to_owned()), "operationId {id} is used twice");
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                if status.starts_with(['4', '5']) && response.get("content").is_some() {
+                    assert!(response["content"].get("application/problem+json").is_some(), "{method} {path} {status}: {response}");
+                    assert!(response["content"].get("application/json").is_none(), "{method} {path} {status}");
+                }
+            }
+            if path.starts_with("/api/v1/") && path != "/api/v1/openapi.json" {
+                for status in ["400", "401", "500"] {
+                    assert!(operation["responses"].get(status).is_some(), "{method} {path} does not document {status}");
+                }
+                if method != "get" {
+                    assert!(operation["responses"].get("403").is_some(), "{method} {path} does not document 403");
+                }
+            }
+        }
+    }
+    assert!(ids.contains("phone_providers_list") && ids.contains("calls_list"), "{ids:?}");
+    // And the document is valid OpenAPI 3.1, as a standard validator reads it.
+    let file = app.data_dir.path().join("openapi.json");
+    std::fs::write(&file, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let output = std::process::Command::new("python3").args(["-m", "openapi_spec_validator"]).arg(&file).output().expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "the OpenAPI document is invalid (scripts/test.sh installs openapi-spec-validator): {}{}",
+        String::from_utf8_lossy(&output.stdout).chars().take(2000).collect::<String>(),
+        String::from_utf8_lossy(&output.stderr).chars().take(2000).collect::<String>()
+    );
     for (path, item) in doc["paths"].as_object().unwrap() {
         let concrete =
             path.replace("{app_id}", "01900000-0000-7000-8000-000000000000").replace("{id}", "01900000-0000-7000-8000-000000000000");
