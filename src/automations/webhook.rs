@@ -149,8 +149,10 @@ pub fn signature_header(secret: &str, timestamp: i64, body: &[u8]) -> String {
     format!("t={timestamp},v1={}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
-/// Whether an address is reachable on the public internet (not loopback, private, link-local,
-/// shared, documentation, multicast or unspecified).
+/// Whether an address is reachable on the public internet: none of IANA's special-purpose
+/// ranges that are not globally reachable (loopback, private, link-local, shared, benchmarking,
+/// documentation, protocol assignments, relay anycast, discard, site-local, NAT64 local use,
+/// Teredo, SRv6, multicast, unspecified).
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
@@ -165,6 +167,8 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || a == 0
                 || (a == 100 && (64..128).contains(&b))
                 || (a == 192 && b == 0 && v4.octets()[2] == 0)
+                || (a == 198 && (b == 18 || b == 19))
+                || (a == 192 && b == 88 && v4.octets()[2] == 99)
                 || a >= 240)
         }
         IpAddr::V6(v6) => {
@@ -188,7 +192,13 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && segments[1] == 0x0db8)
+                || (first & 0xffc0) == 0xfec0
+                || (first == 0x2001 && segments[1] == 0x0db8)
+                || (first == 0x2001 && segments[1] < 0x0200 && !matches!(segments[1], 0x0001 | 0x0003 | 0x0004 | 0x0020..=0x002f))
+                || (first == 0x0064 && segments[1] == 0xff9b && segments[2] == 0x0001)
+                || (first == 0x0100 && segments[1..4] == [0, 0, 0])
+                || (first & 0xfff0) == 0x3ff0
+                || first == 0x5f00)
         }
     }
 }
@@ -196,6 +206,31 @@ pub fn is_public(ip: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_special_purpose_range_that_is_not_global_is_refused() {
+        for address in [
+            "198.18.0.1",
+            "198.19.255.254",
+            "192.88.99.1",
+            "192.0.0.8",
+            "100.127.0.1",
+            "240.0.0.1",
+            "64:ff9b:1::1",
+            "100::1",
+            "2001::1",
+            "2001:2::1",
+            "2001:10::1",
+            "3fff::1",
+            "5f00::1",
+            "fec0::1",
+        ] {
+            assert!(!is_public(address.parse().unwrap()), "{address} counted as public");
+        }
+        for address in ["8.8.8.8", "198.20.0.1", "192.88.100.1", "2606:4700::1111", "2001:4860::8888", "2001:20::1"] {
+            assert!(is_public(address.parse().unwrap()), "{address} counted as private");
+        }
+    }
 
     #[test]
     fn private_and_local_addresses_are_not_public() {

@@ -38,6 +38,9 @@ pub enum ApiError {
     Upstream(String),
     #[error("the database is unavailable")]
     Unavailable,
+    /// The request ran past the server's time limit and was stopped.
+    #[error("the request took longer than {0} seconds and was stopped; try again")]
+    Timeout(u64),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -57,6 +60,7 @@ pub const PROBLEM_TYPES: &[(&str, &str)] = &[
     ("unprocessable", "The request is understood but cannot be carried out, e.g. the carrier refused it."),
     ("upstream", "A service Switchboard depends on (the carrier, a model server) could not be reached or answered badly."),
     ("unavailable", "The database is unavailable. Try again shortly."),
+    ("timeout", "The request ran past the server's time limit (60 seconds) and was stopped. Try again."),
     ("internal", "Something failed on the server. The cause is logged; the request can be tried again."),
 ];
 
@@ -92,6 +96,7 @@ impl ApiError {
             ApiError::Invalid(_) | ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -108,6 +113,7 @@ impl ApiError {
             ApiError::Unprocessable(_) => "unprocessable",
             ApiError::Upstream(_) => "upstream",
             ApiError::Unavailable => "unavailable",
+            ApiError::Timeout(_) => "timeout",
             ApiError::Unexpected(_) => "internal",
         }
     }

@@ -173,10 +173,22 @@ pub fn router(state: AppState) -> Router {
         .merge(console)
         .route("/problems/{slug}", get(problem_type))
         .layer(axum::middleware::from_fn(catch_panic))
+        .layer(axum::middleware::from_fn(limit_time))
         .layer(axum::Extension(doc))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::record))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .with_state(state)
+}
+
+/// How long a request may run. WebSockets are not limited: their handshake answers at once.
+const REQUEST_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A request that runs past [`REQUEST_TIME_LIMIT`] is stopped and answered 503.
+async fn limit_time(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    match tokio::time::timeout(REQUEST_TIME_LIMIT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error::ApiError::Timeout(REQUEST_TIME_LIMIT.as_secs()).into_response(),
+    }
 }
 
 /// A handler that panics answers a logged 500 problem instead of dropping the connection.
@@ -269,5 +281,21 @@ mod tests {
         assert_eq!(response.headers()["content-type"], "application/problem+json");
         let problem: serde_json::Value = response.json().await.unwrap();
         assert_eq!(problem["type"], "/problems/internal");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_past_the_time_limit_is_stopped_with_a_problem() {
+        async fn stuck() -> &'static str {
+            tokio::time::sleep(REQUEST_TIME_LIMIT * 2).await;
+            "too late"
+        }
+        let router = Router::new().route("/stuck", get(stuck)).layer(axum::middleware::from_fn(limit_time));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let response = reqwest::get(format!("http://{address}/stuck")).await.unwrap();
+        assert_eq!(response.status(), 503);
+        let problem: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(problem["type"], "/problems/timeout");
     }
 }

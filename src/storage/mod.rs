@@ -162,10 +162,15 @@ impl Db {
     /// created when missing; SQLite runs in WAL mode with foreign keys on.
     pub async fn connect(url: &str, cipher: Cipher) -> anyhow::Result<Self> {
         let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            // No statement may hold a connection (and its locks) for long: a stuck query fails
+            // after 30 s instead of piling up requests behind it.
+            let options = sqlx::postgres::PgConnectOptions::from_str(url)
+                .context("parsing the PostgreSQL database_url")?
+                .options([("statement_timeout", "30s")]);
             let pool = PgPoolOptions::new()
                 .max_connections(20)
                 .acquire_timeout(Duration::from_secs(5))
-                .connect(url)
+                .connect_with(options)
                 .await
                 .context("connecting to PostgreSQL")?;
             Pool::Postgres(pool)
