@@ -39,6 +39,7 @@ pub struct Application {
     automations: Worker,
     /// Period of the retention purge; zero turns it off.
     purge_every: Duration,
+    audit_retention: Option<chrono::Duration>,
     live: Arc<LiveSessions>,
     /// How long live calls may go on after a shutdown signal.
     shutdown_grace: Duration,
@@ -80,6 +81,8 @@ impl Application {
         config.listen = listener.local_addr()?;
         let verify_every = Duration::from_secs(config.provider_verify_interval_secs);
         let purge_every = Duration::from_secs(config.retention_interval_secs);
+        let audit_retention =
+            (config.audit_retention_days > 0).then(|| chrono::Duration::days(config.audit_retention_days.min(36_500) as i64));
         let automations = Worker::from_config(db.clone(), &config)?;
         let live = LiveSessions::new(&config.node_id);
         let shutdown_grace = Duration::from_secs(config.shutdown_grace_secs);
@@ -103,6 +106,7 @@ impl Application {
             verify_every,
             automations,
             purge_every,
+            audit_retention,
             live,
             shutdown_grace,
         })
@@ -139,7 +143,7 @@ impl Application {
         }
         background.push(tokio::spawn(settle_stale_calls_periodically(self.db.clone(), self.twilio.clone())));
         if !self.purge_every.is_zero() {
-            background.push(tokio::spawn(purge_expired_periodically(self.db.clone(), self.purge_every)));
+            background.push(tokio::spawn(purge_expired_periodically(self.db.clone(), self.purge_every, self.audit_retention)));
         }
         let (live, grace) = (self.live.clone(), self.shutdown_grace);
         let drained = async move {
@@ -237,14 +241,23 @@ async fn settle_stale_calls_periodically(db: Db, twilio: TwilioClient) {
     }
 }
 
-/// Purges expired transcripts and call records once per `period`, starting at once.
-async fn purge_expired_periodically(db: Db, period: Duration) {
+/// Purges expired transcripts and call records, and audit entries older than `audit_retention`
+/// (when set), once per `period`, starting at once.
+async fn purge_expired_periodically(db: Db, period: Duration, audit_retention: Option<chrono::Duration>) {
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        if let Err(e) = retention::purge_expired(&db, crate::domain::time::now()).await {
+        let now = crate::domain::time::now();
+        if let Err(e) = retention::purge_expired(&db, now).await {
             tracing::warn!(error = ?e, "could not purge expired call data");
+        }
+        if let Some(keep) = audit_retention {
+            match retention::purge_audit(&db, now - keep).await {
+                Ok(0) => {}
+                Ok(purged) => tracing::info!(purged, "purged audit entries past audit_retention_days"),
+                Err(e) => tracing::warn!(error = ?e, "could not purge old audit entries"),
+            }
         }
     }
 }

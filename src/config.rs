@@ -29,6 +29,7 @@ pub const KEYS: &[&str] = &[
     "allow_private_webhook_targets",
     "automation_retry_base_secs",
     "retention_interval_secs",
+    "audit_retention_days",
     "shutdown_grace_secs",
 ];
 /// Variables with the prefix that are not configuration keys but are still ours.
@@ -73,6 +74,8 @@ pub struct Config {
     pub retention_interval_secs: u64,
     /// On SIGTERM, how long live calls may go on before their agents say goodbye.
     pub shutdown_grace_secs: u64,
+    /// Days the audit log keeps its entries (0 keeps them forever).
+    pub audit_retention_days: u64,
 }
 
 impl Default for Config {
@@ -94,6 +97,7 @@ impl Default for Config {
             automation_retry_base_secs: 10,
             retention_interval_secs: 3600,
             shutdown_grace_secs: 300,
+            audit_retention_days: 365,
         }
     }
 }

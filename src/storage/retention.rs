@@ -56,6 +56,28 @@ pub async fn purge_expired(db: &Db, now: DateTime<Utc>) -> Result<()> {
     Ok(())
 }
 
+/// Audit entries deleted per statement, so a large purge never holds the database for long.
+const AUDIT_PURGE_BATCH: i64 = 1000;
+
+/// Deletes audit entries written before `before`, in batches; returns how many went.
+pub async fn purge_audit(db: &Db, before: DateTime<Utc>) -> Result<u64> {
+    let mut purged = 0;
+    loop {
+        let deleted = on_pool!(db, |pool| {
+            sqlx::query("DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE created_at < $1 ORDER BY id LIMIT $2)")
+                .bind(before)
+                .bind(AUDIT_PURGE_BATCH)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        })?;
+        purged += deleted;
+        if deleted < AUDIT_PURGE_BATCH as u64 {
+            return Ok(purged);
+        }
+    }
+}
+
 /// Rows of `$1`'s calls that started before `$2`.
 macro_rules! of_old_calls {
     () => {

@@ -174,4 +174,13 @@ async fn retention_purges_and_erasure_deletes(app: TestApp) {
     assert!(
         audit["data"].as_array().unwrap().iter().any(|e| e["action"] == "call.deleted" && e["resource_id"] == recent.to_string().as_str())
     );
+
+    // The audit log keeps its own retention: entries older than the cutoff go, newer ones stay.
+    let entries = audit["data"].as_array().unwrap().len();
+    assert_eq!(retention::purge_audit(&app.db, now - chrono::Duration::days(1)).await.unwrap(), 0);
+    assert_eq!(app.get("/api/v1/audit-log").await.expect(200)["data"].as_array().unwrap().len(), entries);
+    assert!(
+        retention::purge_audit(&app.db, switchboard::domain::time::now() + chrono::Duration::seconds(1)).await.unwrap() as usize >= entries
+    );
+    assert_eq!(app.get("/api/v1/audit-log").await.expect(200)["data"], json!([]));
 }
