@@ -307,13 +307,22 @@ async fn error_reason(mut response: reqwest::Response, deadline: Instant) -> Str
         }
     }
     body.truncate(MAX_ERROR_BODY);
-    let text = String::from_utf8_lossy(&body);
-    let reason = match serde_json::from_str::<ErrorBody>(&text) {
-        Ok(ErrorBody { error: Some(error) }) => error.summary(),
-        _ => text.split_whitespace().collect::<Vec<_>>().join(" "),
-    };
-    let reason: String = reason.chars().take(200).collect();
-    if reason.is_empty() { "no reason given".to_owned() } else { reason }
+    reason_from_body(&body)
+}
+
+/// What a tenant may see of an error answer: the API's own error message, on one line, at most
+/// 200 characters — never any other content, which may come from a server that is not a model
+/// server at all (a provider URL pointed at an internal service).
+fn reason_from_body(body: &[u8]) -> String {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(ErrorBody { error: Some(error) }) => {
+            let message: String =
+                error.summary().split_whitespace().collect::<Vec<_>>().join(" ").chars().filter(|c| !c.is_control()).take(200).collect();
+            if message.is_empty() { "the server reported an error".to_owned() } else { message }
+        }
+        _ if body.iter().all(u8::is_ascii_whitespace) => "no reason given".to_owned(),
+        _ => format!("the answer is not an API error ({} bytes, not shown)", body.len()),
+    }
 }
 
 /// `null` where a value was expected reads as the value's default.
@@ -441,6 +450,17 @@ mod tests {
             acc.add(serde_json::from_str(d).unwrap());
         }
         acc.finish()
+    }
+
+    #[test]
+    fn error_answers_show_only_the_apis_own_message() {
+        assert_eq!(reason_from_body(br#"{"error":{"message":"Invalid API key\nprovided","type":"auth"}}"#), "Invalid API key provided");
+        assert_eq!(reason_from_body(br#"{"error":"model not found"}"#), "model not found");
+        let page = b"<html><body>internal admin console: db password hunter2</body></html>";
+        let shown = reason_from_body(page);
+        assert!(!shown.contains("hunter2") && !shown.contains("admin"), "{shown}");
+        assert_eq!(shown, format!("the answer is not an API error ({} bytes, not shown)", page.len()));
+        assert_eq!(reason_from_body(b"  "), "no reason given");
     }
 
     #[test]
