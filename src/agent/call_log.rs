@@ -5,7 +5,8 @@
 //!
 //! Turns of all the calls of a process go through one [`TranscriptWriter`], which writes
 //! whatever queued while its previous write ran in one statement (group commit): alone, a turn
-//! is written at once; under load, hundreds of small writes a second become a few dozen.
+//! is written at once; under load, hundreds of small writes a second become a few dozen. A write
+//! that fails is tried again (the database may be busy with a long purge), then turn by turn.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -86,13 +87,7 @@ async fn write_batches(db: Db, mut pending: mpsc::UnboundedReceiver<PendingTurn>
             }
         }
         let turns: Vec<(OrgId, CallId, &NewTurn)> = batch.iter().map(|p| (p.org, p.call, &p.turn)).collect();
-        let sequences = match calls::append_turns(&db, &turns).await {
-            Ok(sequences) => sequences,
-            Err(e) => {
-                tracing::error!(turns = batch.len(), error = ?e, "could not store transcript turns");
-                vec![None; batch.len()]
-            }
-        };
+        let sequences = store(&db, &turns).await;
         waiting.fetch_sub(batch.len(), Ordering::Relaxed);
         for (turn, sequence) in batch.drain(..).zip(sequences) {
             if sequence.is_none() {
@@ -101,6 +96,30 @@ async fn write_batches(db: Db, mut pending: mpsc::UnboundedReceiver<PendingTurn>
             let _ = turn.stored.send(sequence);
         }
     }
+}
+
+/// Waits before each new try of a batch whose write failed (the database busy past its timeout,
+/// a connection lost): a turn is not lost to a passing problem.
+const RETRY_DELAYS: [std::time::Duration; 3] =
+    [std::time::Duration::from_millis(200), std::time::Duration::from_secs(1), std::time::Duration::from_secs(3)];
+
+/// Writes a batch, trying again after each of [`RETRY_DELAYS`]; if the batch as a whole still
+/// fails, each turn is written alone, so one turn that cannot be stored (its call was erased)
+/// does not take the others with it.
+async fn store(db: &Db, turns: &[(OrgId, CallId, &NewTurn)]) -> Vec<Option<i64>> {
+    for delay in std::iter::once(std::time::Duration::ZERO).chain(RETRY_DELAYS) {
+        tokio::time::sleep(delay).await;
+        match calls::append_turns(db, turns).await {
+            Ok(sequences) => return sequences,
+            Err(e) => tracing::warn!(turns = turns.len(), error = ?e, "could not store transcript turns; trying again"),
+        }
+    }
+    let mut sequences = Vec::with_capacity(turns.len());
+    for turn in turns {
+        sequences
+            .push(calls::append_turns(db, std::slice::from_ref(turn)).await.ok().and_then(|stored| stored.into_iter().next().flatten()));
+    }
+    sequences
 }
 
 /// The call's record in storage.

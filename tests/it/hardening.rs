@@ -193,3 +193,37 @@ async fn status_callbacks_that_overtake_the_voice_webhook_are_kept(app: TestApp)
 async fn line_ring(app: &TestApp, line: &crate::support::PhoneLine, call_sid: &str) -> u16 {
     app.ring(line, call_sid).await.status.as_u16()
 }
+
+/// A turn spoken while another process holds SQLite's write lock past the server's busy timeout
+/// (a long purge, a backup) is stored once the lock is gone, not lost.
+#[tokio::test]
+async fn a_turn_spoken_while_the_database_is_busy_is_stored_once_it_is_free() {
+    use sqlx::Connection;
+    let app = crate::support::spawn_app(crate::support::Backend::Sqlite).await;
+    let call = crate::conversations::ring_agent(&app, json!({ "name": "Ava" })).await;
+    call.llm.script([crate::support::fake_llm::Reply::says("Sure.")]);
+    let mut relay = crate::conversations::connect(&app, &call).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut blocker = sqlx::SqliteConnection::connect(&app.database_url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut blocker).await.unwrap();
+    relay.say("Hello while the database is busy").await;
+    tokio::time::sleep(std::time::Duration::from_millis(5_600)).await;
+    sqlx::query("COMMIT").execute(&mut blocker).await.unwrap();
+    let mut said = Vec::new();
+    for _ in 0..200 {
+        let transcript = app.get(&format!("/api/v1/calls/{}", call.id)).await.expect(200)["transcript"].clone();
+        said = transcript
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["role"] == "caller")
+            .map(|t| t["text"].as_str().unwrap().to_owned())
+            .collect();
+        if !said.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(said, ["Hello while the database is busy"]);
+    relay.close().await;
+}
