@@ -136,13 +136,16 @@ impl Browser {
         self.click("button[type=submit]").await;
     }
 
-    /// Saves the page at desktop and at phone width.
+    /// Saves the page at desktop and at phone width, and checks that at phone width the page does
+    /// not scroll sideways (wide tables scroll inside their own frame).
     pub async fn screenshot(&self, name: &str) {
         let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots");
         std::fs::create_dir_all(&folder).unwrap();
         for (label, (width, height)) in [("desktop", DESKTOP), ("phone", PHONE)] {
             self.client.set_window_size(width, height).await.unwrap();
             let png = self.client.screenshot().await.unwrap();
+            let fits = self.client.execute("return document.documentElement.scrollWidth <= document.documentElement.clientWidth", vec![]).await.unwrap();
+            assert_eq!(fits, serde_json::json!(true), "{name} scrolls sideways at {label} width");
             std::fs::write(folder.join(format!("{name}-{label}.png")), png).unwrap();
         }
         self.client.set_window_size(DESKTOP.0, DESKTOP.1).await.unwrap();
