@@ -194,8 +194,8 @@ async fn limit_time(request: axum::extract::Request, next: axum::middleware::Nex
 /// A handler that panics answers a logged 500 problem instead of dropping the connection.
 async fn catch_panic(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
     use futures_util::FutureExt;
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    // Cheap copies (shared bytes), kept only to name the request if it panics.
+    let (method, uri) = (request.method().clone(), request.uri().clone());
     match std::panic::AssertUnwindSafe(next.run(request)).catch_unwind().await {
         Ok(response) => response,
         Err(panic) => {
@@ -204,7 +204,7 @@ async fn catch_panic(request: axum::extract::Request, next: axum::middleware::Ne
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            error::ApiError::Unexpected(anyhow::anyhow!("handler panicked on {method} {path}: {what}")).into_response()
+            error::ApiError::Unexpected(anyhow::anyhow!("handler panicked on {method} {}: {what}", uri.path())).into_response()
         }
     }
 }

@@ -8,8 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::auth::{OwnAccount, Viewer, redirect_with_notice};
-use super::settings::Empty;
-use super::{ConsoleError, FormErrors, Layout};
+use super::{ConsoleError, Empty, FormErrors, Layout};
 use crate::domain::ids::ConsoleSessionId;
 use crate::domain::org::{ConsoleSession, new_password};
 use crate::domain::validation::Invalid;

@@ -152,8 +152,7 @@ async fn agent_page(state: AppState, viewer: &Viewer, agent: Agent, errors: Form
             changes: versions.get(i + 1).map(|older| changes(&older.spec, &version.spec)).unwrap_or_default(),
         })
         .collect();
-    let everything = ApiQuery(crate::http::pagination::PageParams { limit: Some(200), cursor: None });
-    let listings = numbers_api::list(State(state.clone()), caller, ApiPath(agent.app_id), everything).await?.0.data;
+    let listings = numbers_api::list(State(state.clone()), caller, ApiPath(agent.app_id), super::picker_page()).await?.0.data;
     let numbers = listings.into_iter().map(|l| l.number).filter(|n| n.agent_id == agent.id).collect();
     let preview =
         api::prompt_preview(State(state), caller, ApiPath(agent.id), ApiQuery(PreviewQuery { caller: None, languages: None })).await?.0;
@@ -256,7 +255,7 @@ pub async fn update(
 pub async fn restore(
     State(state): State<AppState>,
     Path((id, version)): Path<(AgentId, i64)>,
-    Submitted { viewer, .. }: Submitted<super::settings::Empty>,
+    Submitted { viewer, .. }: Submitted<super::Empty>,
 ) -> Result<Response, ConsoleError> {
     let versions = api::versions(State(state.clone()), viewer.caller(), ApiPath(id)).await?.0.data;
     let old = versions.into_iter().find(|v| v.version == version).ok_or(ApiError::NotFound("agent version"))?;

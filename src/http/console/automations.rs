@@ -13,8 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::auth::{Submitted, Viewer, redirect_with_notice};
-use super::settings::Empty;
-use super::{ConsoleError, FormErrors, Layout, first_page};
+use super::{ConsoleError, Empty, FormErrors, Layout, first_page};
 use crate::domain::agent::Agent;
 use crate::domain::app::App;
 use crate::domain::automation::{Action, Automation, AutomationRun, Category, Trigger};
@@ -24,11 +23,10 @@ use crate::domain::template::EXAMPLES;
 use crate::domain::ticket::{TicketPriority, TicketStatus};
 use crate::domain::validation::Invalid;
 use crate::http::AppState;
+use crate::http::api::apps as apps_api;
 use crate::http::api::automations::{self as api, CreateAutomation, UpdateAutomation};
-use crate::http::api::{agents as agents_api, apps as apps_api};
 use crate::http::error::ApiError;
-use crate::http::input::{ApiJson, ApiPath, ApiQuery};
-use crate::http::pagination::PageParams;
+use crate::http::input::{ApiJson, ApiPath};
 
 /// Action slots the form always offers (more appear as they fill, up to the API's ten).
 const MIN_SLOTS: usize = 3;
@@ -46,8 +44,7 @@ struct ListPage {
 /// `GET /apps/{id}/automations`.
 pub async fn list(State(state): State<AppState>, Path(app): Path<AppId>, viewer: Viewer) -> Result<Response, ConsoleError> {
     let app = apps_api::get(State(state.clone()), viewer.caller(), ApiPath(app)).await?.0;
-    let page = ApiQuery(PageParams { limit: Some(200), cursor: None });
-    let automations = api::list(State(state), viewer.caller(), ApiPath(app.id), page).await?.0.data;
+    let automations = api::list(State(state), viewer.caller(), ApiPath(app.id), super::picker_page()).await?.0.data;
     let layout = viewer.layout(format!("{} · Automations", app.name), "apps");
     Ok(viewer.render(&ListPage { layout, app, tab: "automations", automations }))
 }
@@ -294,10 +291,7 @@ struct Shown {
 async fn edit_page(state: AppState, viewer: &Viewer, app: AppId, shown: Shown) -> Result<Response, ConsoleError> {
     let caller = viewer.caller();
     let app = apps_api::get(State(state.clone()), caller, ApiPath(app)).await?.0;
-    let agents = agents_api::list(State(state.clone()), caller, ApiPath(app.id), ApiQuery(PageParams { limit: Some(200), cursor: None }))
-        .await?
-        .0
-        .data;
+    let agents = super::app_agents(&state, viewer, app.id).await?;
     let runs = match &shown.automation {
         Some(automation) => api::runs(State(state), caller, ApiPath(automation.id), first_page(None)).await?.0.data,
         None => Vec::new(),

@@ -8,7 +8,7 @@
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::auth::{Submitted, Viewer, redirect_with_notice};
@@ -20,7 +20,6 @@ use crate::domain::call::{Call, CallStatus, EndReason, Turn, TurnRole};
 use crate::domain::event::{ToolCallRecord, tool_call_record};
 use crate::domain::ids::{AgentId, AppId, CallId, PhoneNumberId};
 use crate::domain::ticket::Ticket;
-use crate::domain::validation::Invalid;
 use crate::http::AppState;
 use crate::http::api::calls::{self as api, CallQuery, EventDetail};
 use crate::http::api::phone_numbers::{self as numbers_api, PhoneNumberListing};
@@ -28,7 +27,6 @@ use crate::http::api::tickets::{self as tickets_api, TicketQuery};
 use crate::http::api::{agents as agents_api, apps as apps_api};
 use crate::http::error::ApiError;
 use crate::http::input::{ApiPath, ApiQuery};
-use crate::http::pagination::PageParams;
 
 /// The filters of the calls list, as the form sends them (dates as `YYYY-MM-DD`, in UTC).
 #[derive(Deserialize, Default)]
@@ -43,14 +41,6 @@ pub struct CallFilters {
 }
 
 impl CallFilters {
-    /// The start of the day in `value` (UTC) plus `days_after` days.
-    fn date(field: &str, value: Option<&str>, days_after: u64) -> Result<Option<DateTime<Utc>>, Invalid> {
-        let Some(text) = value.filter(|t| !t.is_empty()) else { return Ok(None) };
-        let day = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| Invalid::new(field, "must be a date like 2026-01-31"))?;
-        let day = day.checked_add_days(chrono::Days::new(days_after)).ok_or_else(|| Invalid::new(field, "is too far in the future"))?;
-        Ok(Some(day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()))
-    }
-
     /// The query string of these filters without the cursor, for the next-page link.
     fn query(&self) -> String {
         let mut query = url::form_urlencoded::Serializer::new(String::new());
@@ -108,11 +98,9 @@ pub async fn list(
 ) -> Result<Response, ConsoleError> {
     let caller = viewer.caller();
     let app = apps_api::get(State(state.clone()), caller, ApiPath(app)).await?.0;
-    let everything = || ApiQuery(PageParams { limit: Some(200), cursor: None });
-    let agents = agents_api::list(State(state.clone()), caller, ApiPath(app.id), everything()).await?.0.data;
-    let numbers = numbers_api::list(State(state.clone()), caller, ApiPath(app.id), everything()).await?.0.data;
-    let range = CallFilters::date("from", filters.from.as_deref(), 0)
-        .and_then(|from| Ok((from, CallFilters::date("to", filters.to.as_deref(), 1)?)));
+    let agents = super::app_agents(&state, &viewer, app.id).await?;
+    let numbers = numbers_api::list(State(state.clone()), caller, ApiPath(app.id), super::picker_page()).await?.0.data;
+    let range = super::date_range(filters.from.as_deref(), filters.to.as_deref());
     let (calls, next_cursor, filter_error) = match range {
         Ok((from, to)) => {
             let query = CallQuery {
@@ -132,7 +120,7 @@ pub async fn list(
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(invalid) => (Vec::new(), None, Some(super::sentence(&format!("{} {}", invalid.field, invalid.message)))),
+        Err(why) => (Vec::new(), None, Some(why)),
     };
     let live = calls.iter().any(|c| !c.status.is_final());
     let layout = viewer.layout(format!("{} · Calls", app.name), "apps");
@@ -232,7 +220,7 @@ pub async fn confirm_erase(State(state): State<AppState>, Path(id): Path<CallId>
 pub async fn erase(
     State(state): State<AppState>,
     Path(id): Path<CallId>,
-    Submitted { viewer, .. }: Submitted<super::settings::Empty>,
+    Submitted { viewer, .. }: Submitted<super::Empty>,
 ) -> Result<Response, ConsoleError> {
     let call = api::get(State(state.clone()), viewer.caller(), ApiPath(id)).await?.0.call;
     api::delete(State(state), viewer.caller(), ApiPath(id)).await?;

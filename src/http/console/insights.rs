@@ -4,7 +4,6 @@
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use chrono::NaiveDate;
 use serde::Deserialize;
 
 use super::auth::{Submitted, Viewer, redirect_with_notice};
@@ -14,14 +13,12 @@ use crate::domain::analytics::{BucketSize, Report};
 use crate::domain::app::App;
 use crate::domain::ids::{AgentId, AppId, TicketId};
 use crate::domain::ticket::{Ticket, TicketPriority, TicketStatus};
-use crate::domain::validation::Invalid;
 use crate::http::AppState;
 use crate::http::api::analytics::{self as analytics_api, AnalyticsQuery};
+use crate::http::api::apps as apps_api;
 use crate::http::api::tickets::{self as tickets_api, TicketQuery, UpdateTicket};
-use crate::http::api::{agents as agents_api, apps as apps_api};
 use crate::http::error::ApiError;
 use crate::http::input::{ApiJson, ApiPath, ApiQuery};
-use crate::http::pagination::PageParams;
 
 #[derive(Template)]
 #[template(path = "insights/tickets.html")]
@@ -159,13 +156,6 @@ impl AnalyticsPage {
     }
 }
 
-fn day(field: &str, text: Option<&str>, days_after: u64) -> Result<Option<chrono::DateTime<chrono::Utc>>, Invalid> {
-    let Some(text) = text.filter(|t| !t.is_empty()) else { return Ok(None) };
-    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| Invalid::new(field, "must be a date like 2026-01-31"))?;
-    let date = date.checked_add_days(chrono::Days::new(days_after)).ok_or_else(|| Invalid::new(field, "is too far in the future"))?;
-    Ok(Some(date.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()))
-}
-
 /// `GET /apps/{id}/analytics`.
 pub async fn analytics(
     State(state): State<AppState>,
@@ -175,11 +165,8 @@ pub async fn analytics(
 ) -> Result<Response, ConsoleError> {
     let caller = viewer.caller();
     let app = apps_api::get(State(state.clone()), caller, ApiPath(app)).await?.0;
-    let agents = agents_api::list(State(state.clone()), caller, ApiPath(app.id), ApiQuery(PageParams { limit: Some(200), cursor: None }))
-        .await?
-        .0
-        .data;
-    let range = day("from", form.from.as_deref(), 0).and_then(|from| Ok((from, day("to", form.to.as_deref(), 1)?)));
+    let agents = super::app_agents(&state, &viewer, app.id).await?;
+    let range = super::date_range(form.from.as_deref(), form.to.as_deref());
     let (report, error) = match range {
         Ok((from, to)) => {
             let query = AnalyticsQuery {
@@ -198,7 +185,7 @@ pub async fn analytics(
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(invalid) => (None, Some(super::sentence(&format!("{} {}", invalid.field, invalid.message)))),
+        Err(why) => (None, Some(why)),
     };
     let layout = viewer.layout(format!("{} · Analytics", app.name), "apps");
     Ok(viewer.render(&AnalyticsPage { layout, app, tab: "analytics", agents, form, buckets: BucketSize::ALL, report, error }))

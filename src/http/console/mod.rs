@@ -26,6 +26,7 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::validation::Invalid;
 use crate::http::error::ApiError;
@@ -69,6 +70,40 @@ impl auth::Viewer {
         response
     }
 }
+
+/// The first 200 items of a list (the API's largest page): what a picker or a name lookup needs.
+pub fn picker_page() -> ApiQuery<PageParams> {
+    ApiQuery(PageParams { limit: Some(200), cursor: None })
+}
+
+/// An app's agents, for agent pickers and names.
+pub async fn app_agents(
+    state: &crate::http::AppState,
+    viewer: &auth::Viewer,
+    app: crate::domain::ids::AppId,
+) -> Result<Vec<crate::domain::agent::Agent>, ApiError> {
+    use axum::extract::State;
+    Ok(crate::http::api::agents::list(State(state.clone()), viewer.caller(), crate::http::input::ApiPath(app), picker_page()).await?.0.data)
+}
+
+/// Where a date range starts and ends; `None` leaves that end open.
+pub type DateRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// The start and end of a form's `from`/`to` dates (`YYYY-MM-DD`, whole UTC days; `to` counts
+/// its whole day). Empty fields leave that end open.
+pub fn date_range(from: Option<&str>, to: Option<&str>) -> Result<DateRange, String> {
+    let day = |field: &str, text: Option<&str>, days_after: u64| -> Result<Option<DateTime<Utc>>, String> {
+        let Some(text) = text.filter(|t| !t.is_empty()) else { return Ok(None) };
+        let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| format!("{field} must be a date like 2026-01-31."))?;
+        let date = date.checked_add_days(chrono::Days::new(days_after)).ok_or_else(|| format!("{field} is too far in the future."))?;
+        Ok(Some(date.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()))
+    };
+    Ok((day("From", from, 0)?, day("To", to, 1)?))
+}
+
+/// A form with nothing in it but its CSRF token.
+#[derive(serde::Deserialize)]
+pub struct Empty {}
 
 /// The `?cursor=` of a paged list.
 #[derive(serde::Deserialize)]

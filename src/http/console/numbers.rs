@@ -17,12 +17,10 @@ use crate::domain::languages::{self, Language};
 use crate::domain::phone_number::{NumberOffer, OwnedNumber, PhoneNumber, ServiceMode, ServiceStatus};
 use crate::domain::provider::PhoneProvider;
 use crate::http::AppState;
+use crate::http::api::apps as apps_api;
 use crate::http::api::phone_numbers::{self as api, CreatePhoneNumber, PhoneNumberListing, UpdatePhoneNumber};
 use crate::http::api::phone_providers::{self as providers_api, IncomingQuery, NumberSearch};
-use crate::http::api::{agents as agents_api, apps as apps_api};
-use crate::http::error::ApiError;
 use crate::http::input::{ApiJson, ApiPath, ApiQuery};
-use crate::http::pagination::PageParams;
 
 #[derive(Template)]
 #[template(path = "apps/numbers.html")]
@@ -45,12 +43,6 @@ pub async fn list(
     let list = api::list(State(state), viewer.caller(), ApiPath(id), first_page(q.cursor)).await?.0;
     let layout = viewer.layout(format!("{} · Phone Numbers", app.name), "apps");
     Ok(viewer.render(&NumbersPage { layout, app, tab: "numbers", numbers: list.data, next_cursor: list.next_cursor }))
-}
-
-/// Every agent of an app (for the agent pickers), up to 200.
-async fn all_agents(state: &AppState, viewer: &Viewer, app: AppId) -> Result<Vec<Agent>, ApiError> {
-    let page = ApiQuery(PageParams { limit: Some(200), cursor: None });
-    Ok(agents_api::list(State(state.clone()), viewer.caller(), ApiPath(app), page).await?.0.data)
 }
 
 /// The languages besides English, for the picker.
@@ -107,7 +99,7 @@ async fn add_page(
 ) -> Result<Response, ConsoleError> {
     let app = apps_api::get(State(state.clone()), viewer.caller(), ApiPath(app)).await?.0;
     let providers = providers_api::list(State(state.clone()), viewer.caller(), first_page(None)).await?.0.data;
-    let agents = all_agents(&state, viewer, app.id).await?;
+    let agents = super::app_agents(&state, viewer, app.id).await?;
     let provider = search.provider_id.or(form.provider_id).or_else(|| (providers.len() == 1).then(|| providers[0].id));
     let (mut offers, mut owned, mut lookup_error) = (Vec::new(), Vec::new(), None);
     if let Some(provider) = provider {
@@ -209,7 +201,7 @@ struct EditPage {
 
 async fn edit_page(state: AppState, viewer: &Viewer, number: PhoneNumber, errors: FormErrors) -> Result<Response, ConsoleError> {
     let app = apps_api::get(State(state.clone()), viewer.caller(), ApiPath(number.app_id)).await?.0;
-    let agents = all_agents(&state, viewer, app.id).await?;
+    let agents = super::app_agents(&state, viewer, app.id).await?;
     let status = if errors.any() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     let layout = viewer.layout(format!("Edit {}", number.number.as_str()), "apps");
     Ok((status, viewer.render(&EditPage { layout, app, number, agents, languages: optional_languages(), errors })).into_response())

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::auth::{Submitted, Viewer, redirect_with_notice};
-use super::{ConsoleError, Cursor, FormErrors, Layout, first_page};
+use super::{ConsoleError, Cursor, Empty, FormErrors, Layout, first_page};
 use crate::domain::ids::{LlmProviderId, PhoneProviderId};
 use crate::domain::org::RetentionPolicy;
 use crate::domain::provider::{LlmProvider, PhoneProvider, PhoneProviderStatus};
@@ -189,10 +189,6 @@ pub async fn remove_phone_provider(
         Err(e) => Err(e.into()),
     }
 }
-
-/// A form with nothing in it but its CSRF token.
-#[derive(Deserialize)]
-pub struct Empty {}
 
 #[derive(Template)]
 #[template(path = "settings/llm_providers.html")]

@@ -8,8 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::auth::{Submitted, Viewer, redirect_with_notice};
-use super::settings::Empty;
-use super::{ConsoleError, Cursor, FormErrors, Layout, first_page};
+use super::{ConsoleError, Cursor, Empty, FormErrors, Layout, first_page};
 use crate::domain::audit::AuditEntry;
 use crate::domain::ids::{TokenId, UserId};
 use crate::domain::org::{ApiToken, Role, User};

@@ -144,7 +144,11 @@ impl Browser {
         for (label, (width, height)) in [("desktop", DESKTOP), ("phone", PHONE)] {
             self.client.set_window_size(width, height).await.unwrap();
             let png = self.client.screenshot().await.unwrap();
-            let fits = self.client.execute("return document.documentElement.scrollWidth <= document.documentElement.clientWidth", vec![]).await.unwrap();
+            let fits = self
+                .client
+                .execute("return document.documentElement.scrollWidth <= document.documentElement.clientWidth", vec![])
+                .await
+                .unwrap();
             assert_eq!(fits, serde_json::json!(true), "{name} scrolls sideways at {label} width");
             std::fs::write(folder.join(format!("{name}-{label}.png")), png).unwrap();
         }
