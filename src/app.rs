@@ -18,6 +18,7 @@ use crate::automations::Worker;
 use crate::config::Config;
 use crate::domain::org::Email;
 use crate::http::{self, AppState};
+use crate::providers::egress::Egress;
 use crate::storage::secrets::{Cipher, write_private_file};
 use crate::storage::{Db, calls, orgs, retention};
 use crate::telephony::twilio::rest::TwilioClient;
@@ -83,7 +84,8 @@ impl Application {
         let purge_every = Duration::from_secs(config.retention_interval_secs);
         let audit_retention =
             (config.audit_retention_days > 0).then(|| chrono::Duration::days(config.audit_retention_days.min(36_500) as i64));
-        let automations = Worker::from_config(db.clone(), &config)?;
+        let egress = Egress::new(config.egress_policy()?);
+        let automations = Worker::from_config(db.clone(), &config, egress.clone())?;
         let live = LiveSessions::new(&config.node_id);
         let shutdown_grace = Duration::from_secs(config.shutdown_grace_secs);
         let state = AppState {
@@ -94,6 +96,7 @@ impl Application {
             live: live.clone(),
             transcripts: TranscriptWriter::start(db.clone()),
             sign_in_limiter: Default::default(),
+            egress,
         };
         let metrics = http::metrics_router(state.clone());
         Ok(Self {

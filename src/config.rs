@@ -11,6 +11,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::providers::egress::EgressPolicy;
+
 /// Every configuration key, as written in TOML (and, upper-cased after `SWITCHBOARD_`, in the
 /// environment).
 pub const KEYS: &[&str] = &[
@@ -26,7 +28,9 @@ pub const KEYS: &[&str] = &[
     "node_id",
     "smtp_url",
     "smtp_from",
+    "allow_private_targets",
     "allow_private_webhook_targets",
+    "egress_allow",
     "automation_retry_base_secs",
     "retention_interval_secs",
     "audit_retention_days",
@@ -66,8 +70,15 @@ pub struct Config {
     pub smtp_url: Option<String>,
     /// The sender of e-mail actions.
     pub smtp_from: String,
-    /// Let webhook actions reach private, loopback and link-local addresses.
+    /// Let requests to URLs tenants set (LLM providers, webhooks) reach private, loopback and
+    /// link-local addresses.
+    pub allow_private_targets: bool,
+    /// The earlier name of `allow_private_targets`, still honoured.
     pub allow_private_webhook_targets: bool,
+    /// Private targets those requests may reach all the same: hosts, host:port pairs or CIDR
+    /// networks (in the environment, comma-separated).
+    #[serde(deserialize_with = "list_or_commas")]
+    pub egress_allow: Vec<String>,
     /// The first wait before a failed automation action is tried again (doubling after that).
     pub automation_retry_base_secs: u64,
     /// How often expired transcripts and call records are purged (0 = never).
@@ -93,7 +104,9 @@ impl Default for Config {
             node_id: default_node_id(),
             smtp_url: None,
             smtp_from: "Switchboard <switchboard@localhost>".into(),
+            allow_private_targets: false,
             allow_private_webhook_targets: false,
+            egress_allow: Vec::new(),
             automation_retry_base_secs: 10,
             retention_interval_secs: 3600,
             shutdown_grace_secs: 300,
@@ -151,7 +164,13 @@ impl Config {
             anyhow::ensure!(matches!(url.scheme(), "smtp" | "smtps"), "smtp_url: must start with smtp:// or smtps://");
         }
         anyhow::ensure!(self.automation_retry_base_secs > 0, "automation_retry_base_secs: must be at least 1");
+        self.egress_policy()?;
         Ok(())
+    }
+
+    /// Where requests to URLs tenants set may go.
+    pub fn egress_policy(&self) -> anyhow::Result<EgressPolicy> {
+        EgressPolicy::new(self.allow_private_targets || self.allow_private_webhook_targets, &self.egress_allow).map_err(anyhow::Error::msg)
     }
 
     /// The base URL carriers use to reach us, without a trailing slash.
@@ -170,6 +189,20 @@ impl Config {
         shown.smtp_url = shown.smtp_url.map(|url| redact_url_password(&url));
         toml::to_string_pretty(&shown).expect("the configuration serialises to TOML")
     }
+}
+
+/// A list written as a TOML array or, as environment variables are, one comma-separated string.
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        List(Vec<String>),
+        Commas(String),
+    }
+    Ok(match Written::deserialize(deserializer)? {
+        Written::List(items) => items,
+        Written::Commas(text) => text.split(',').map(str::trim).filter(|item| !item.is_empty()).map(str::to_owned).collect(),
+    })
 }
 
 fn redact_url_password(raw: &str) -> String {
@@ -221,6 +254,21 @@ mod tests {
         std::fs::write(&file, "lisen = \"127.0.0.1:9000\"\n").unwrap();
         let err = format!("{:#}", Config::load(Some(&file), &Overrides::default()).unwrap_err());
         assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn egress_allow_reads_a_list_or_comma_separated_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("switchboard.toml");
+        std::fs::write(&file, "egress_allow = [\"127.0.0.1:8081\", \"10.0.0.0/8\"]\n").unwrap();
+        let (config, _) = Config::load(Some(&file), &Overrides::default()).unwrap();
+        assert_eq!(config.egress_allow, ["127.0.0.1:8081", "10.0.0.0/8"]);
+        std::fs::write(&file, "egress_allow = \"models.internal:8000, 10.0.0.0/8,\"\n").unwrap();
+        let (config, _) = Config::load(Some(&file), &Overrides::default()).unwrap();
+        assert_eq!(config.egress_allow, ["models.internal:8000", "10.0.0.0/8"]);
+        std::fs::write(&file, "egress_allow = \"10.0.0.0/40\"\n").unwrap();
+        let err = format!("{:#}", Config::load(Some(&file), &Overrides::default()).unwrap_err());
+        assert!(err.contains("egress_allow: `10.0.0.0/40`"), "{err}");
     }
 
     #[test]

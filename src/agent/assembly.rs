@@ -9,6 +9,7 @@ use super::live::LiveSessions;
 use super::model;
 use super::session::SessionSetup;
 use crate::domain::call::Call;
+use crate::providers::egress::Egress;
 use crate::providers::llm::ChatModel;
 use crate::storage::{Db, StorageError, agents, phone_numbers};
 
@@ -16,6 +17,7 @@ use crate::storage::{Db, StorageError, agents, phone_numbers};
 /// transcript writer and registered with its live sessions.
 pub async fn for_call(
     db: &Db,
+    egress: &Egress,
     call: &Call,
     live: Arc<LiveSessions>,
     transcripts: TranscriptWriter,
@@ -27,7 +29,7 @@ pub async fn for_call(
         None => agents::get(db, org, agent_id).await?.spec,
     };
     let number = phone_numbers::get(db, org, number_id).await?;
-    let llm = model::for_agent(db, org, &agent).await?.map(|(client, name)| (Arc::new(client) as Arc<dyn ChatModel>, name));
+    let llm = model::for_agent(db, egress, org, &agent).await?.map(|(client, name)| (Arc::new(client) as Arc<dyn ChatModel>, name));
     Ok(SessionSetup {
         log: StoredCallLog { db: db.clone(), org, call: call.id, transcripts },
         caller: call.from.clone(),

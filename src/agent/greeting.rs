@@ -4,6 +4,7 @@
 //! never waits for the model; until they exist, the agent's own first message is used.
 
 use crate::domain::ids::{OrgId, PhoneNumberId};
+use crate::providers::egress::Egress;
 use crate::providers::llm::{self, ChatMessage, ChatRequest};
 use crate::storage::{Db, Result, agents, phone_numbers};
 
@@ -14,13 +15,13 @@ friendly spoken sentences that say who you are and invite the caller to say what
 Answer with those words only, without quotes.";
 
 /// Writes the greeting of each service in the background.
-pub fn refresh_in_background(db: Db, org: OrgId, numbers: Vec<PhoneNumberId>) {
+pub fn refresh_in_background(db: Db, egress: Egress, org: OrgId, numbers: Vec<PhoneNumberId>) {
     if numbers.is_empty() {
         return;
     }
     tokio::spawn(async move {
         for number in numbers {
-            if let Err(e) = generate(&db, org, number).await {
+            if let Err(e) = generate(&db, &egress, org, number).await {
                 tracing::warn!(number = %number, error = ?e, "could not generate a first message");
             }
         }
@@ -28,13 +29,13 @@ pub fn refresh_in_background(db: Db, org: OrgId, numbers: Vec<PhoneNumberId>) {
 }
 
 /// Asks the agent's model for a greeting and caches it on the service.
-pub async fn generate(db: &Db, org: OrgId, number: PhoneNumberId) -> Result<()> {
+pub async fn generate(db: &Db, egress: &Egress, org: OrgId, number: PhoneNumberId) -> Result<()> {
     let service = phone_numbers::get(db, org, number).await?;
     if !service.generate_first_message {
         return Ok(());
     }
     let agent = agents::get(db, org, service.agent_id).await?;
-    let Some((llm, model)) = model::for_agent(db, org, &agent.spec).await? else {
+    let Some((llm, model)) = model::for_agent(db, egress, org, &agent.spec).await? else {
         tracing::warn!(number = %number, "no LLM provider to generate a first message with");
         return Ok(());
     };

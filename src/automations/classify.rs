@@ -20,6 +20,7 @@ use crate::domain::agent::AgentSpec;
 use crate::domain::automation::Category;
 use crate::domain::event::{Analysis, CallEvent, Resolution, Sentiment};
 use crate::domain::ids::OrgId;
+use crate::providers::egress::Egress;
 use crate::providers::llm::{self, ChatMessage, ChatRequest, LlmError};
 use crate::storage::{Db, StorageError, agents};
 
@@ -29,6 +30,7 @@ pub const TRIES: usize = 3;
 /// Classifies the event's call with the model of its agent (else the organisation's newest).
 pub async fn classify(
     db: &Db,
+    egress: &Egress,
     org: OrgId,
     event: &CallEvent,
     categories: &[Category],
@@ -42,7 +44,7 @@ pub async fn classify(
         },
         None => AgentSpec::named("no agent"),
     };
-    let Some((llm, model)) = model::for_agent(db, org, &spec).await.map_err(|e| ActionError::Retry(e.to_string()))? else {
+    let Some((llm, model)) = model::for_agent(db, egress, org, &spec).await.map_err(|e| ActionError::Retry(e.to_string()))? else {
         return Err(ActionError::Fail("the organisation has no LLM provider to classify with".into()));
     };
     let endpoint = format!("{} {model}", llm.base_url());

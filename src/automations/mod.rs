@@ -23,6 +23,7 @@ use crate::domain::event::{CallEvent, Resolution, Sentiment};
 use crate::domain::template::Template;
 use crate::domain::ticket::{TicketPriority, fit_ticket_text};
 use crate::domain::time;
+use crate::providers::egress::Egress;
 use crate::storage::automations::{self as queue, AttemptOutcome, ClaimedRun};
 use crate::storage::{Db, tickets};
 
@@ -47,15 +48,18 @@ pub enum ActionError {
 pub struct Worker {
     pub db: Db,
     pub webhooks: webhook::Deliverer,
+    /// Where classification's model requests may go.
+    pub egress: Egress,
     pub mailer: Option<email::Mailer>,
     pub retry_base: Duration,
 }
 
 impl Worker {
-    pub fn from_config(db: Db, config: &Config) -> anyhow::Result<Self> {
+    pub fn from_config(db: Db, config: &Config, egress: Egress) -> anyhow::Result<Self> {
         Ok(Self {
             db,
-            webhooks: webhook::Deliverer::new(config.allow_private_webhook_targets),
+            webhooks: webhook::Deliverer::new(egress.clone()),
+            egress,
             mailer: config.smtp_url.as_deref().map(|url| email::Mailer::new(url, &config.smtp_from)).transpose()?,
             retry_base: Duration::from_secs(config.automation_retry_base_secs),
         })
@@ -170,7 +174,7 @@ impl Worker {
                 Ok(json!({ "action": "create_record", "ticket": ticket }))
             }
             Action::AiClassify { categories, instructions } => {
-                let analysis = classify::classify(&self.db, run.org_id, event, categories, instructions).await?;
+                let analysis = classify::classify(&self.db, &self.egress, run.org_id, event, categories, instructions).await?;
                 crate::storage::calls::record_analysis(&self.db, run.org_id, event.call.id, &analysis)
                     .await
                     .map_err(|e| ActionError::Retry(e.to_string()))?;

@@ -26,6 +26,7 @@ use utoipa_axum::routes;
 use crate::agent::call_log::TranscriptWriter;
 use crate::agent::live::LiveSessions;
 use crate::config::Config;
+use crate::providers::egress::Egress;
 use crate::storage::Db;
 use crate::telephony::twilio::TwilioState;
 use crate::telephony::twilio::rest::TwilioClient;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub transcripts: TranscriptWriter,
     /// Sign-in attempts per client address (console).
     pub sign_in_limiter: Arc<console::auth::SignInLimiter>,
+    /// Where requests to URLs tenants set may go.
+    pub egress: Egress,
 }
 
 /// The Twilio routes run on their own state, made from the server's.
@@ -62,6 +65,7 @@ impl FromRef<AppState> for TwilioState {
             public_base_url: state.config.public_base_url(),
             live: state.live.clone(),
             transcripts: state.transcripts.clone(),
+            egress: state.egress.clone(),
         }
     }
 }

@@ -17,8 +17,8 @@
 //! a short reason.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use eventsource_stream::Eventsource;
@@ -28,15 +28,12 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::egress::{Egress, Refused};
+
 /// The largest server-sent event accepted; a larger one fails the stream.
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
 /// How much of an error body is read to explain a refusal.
 const MAX_ERROR_BODY: usize = 16 << 10;
-
-/// One HTTP client (connection pool) for every model request of the process.
-static HTTP: LazyLock<reqwest::Client> = LazyLock::new(|| {
-    reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().expect("the HTTP client builds with static settings")
-});
 
 /// One message of the conversation, in the API's shape.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -122,6 +119,9 @@ pub enum LlmError {
     Refused { status: u16, reason: String },
     #[error("the model's stream broke: {0}")]
     Broken(String),
+    /// The egress policy does not let requests reach the endpoint.
+    #[error(transparent)]
+    NotAllowed(#[from] Refused),
 }
 
 impl LlmError {
@@ -129,6 +129,7 @@ impl LlmError {
     pub fn is_transient(&self) -> bool {
         match self {
             LlmError::Refused { status, .. } => *status == 408 || *status == 429 || *status >= 500,
+            LlmError::NotAllowed(_) => false,
             _ => true,
         }
     }
@@ -154,9 +155,10 @@ pub async fn complete(model: &dyn ChatModel, request: ChatRequest) -> Result<Str
     Err(LlmError::Broken("the stream ended early".to_owned()))
 }
 
-/// An OpenAI-compatible endpoint.
+/// An OpenAI-compatible endpoint, reached through the egress policy.
 #[derive(Clone)]
 pub struct LlmClient {
+    egress: Egress,
     base_url: String,
     api_key: Option<String>,
     pub first_token_timeout: Duration,
@@ -165,8 +167,9 @@ pub struct LlmClient {
 }
 
 impl LlmClient {
-    pub fn new(base_url: &str, api_key: Option<String>) -> Self {
+    pub fn new(egress: Egress, base_url: &str, api_key: Option<String>) -> Self {
         Self {
+            egress,
             base_url: base_url.trim_end_matches('/').to_owned(),
             api_key,
             first_token_timeout: Duration::from_secs(10),
@@ -196,7 +199,9 @@ impl LlmClient {
 
     async fn run(&self, request: &ChatRequest, tx: &mpsc::Sender<LlmEvent>, deadline: Instant) -> Result<(), Failure> {
         let early = |error: LlmError| Failure { before_first_token: true, error };
-        let mut http = HTTP.post(format!("{}/chat/completions", self.base_url)).json(&self.body(request));
+        let url = url::Url::parse(&format!("{}/chat/completions", self.base_url))
+            .map_err(|e| early(LlmError::Unreachable(format!("the endpoint is not a URL ({e})"))))?;
+        let mut http = self.egress.client_for(&url).map_err(|refused| early(refused.into()))?.post(url).json(&self.body(request));
         if let Some(key) = &self.api_key {
             http = http.bearer_auth(key);
         }
@@ -204,7 +209,9 @@ impl LlmClient {
         let response = tokio::time::timeout_at(first_wait, http.send())
             .await
             .map_err(|_| early(LlmError::Timeout("no answer before the first-token timeout")))?
-            .map_err(|e| early(LlmError::Unreachable(e.without_url().to_string())))?;
+            .map_err(|e| {
+                early(Refused::behind(&e).cloned().map_or_else(|| LlmError::Unreachable(e.without_url().to_string()), LlmError::from))
+            })?;
         if !response.status().is_success() {
             let status = response.status().as_u16();
             let reason = error_reason(response, first_wait).await;
@@ -514,6 +521,8 @@ mod tests {
         assert!(LlmError::Unreachable("refused".into()).is_transient());
         assert!(!LlmError::Refused { status: 400, reason: String::new() }.is_transient());
         assert!(!LlmError::Refused { status: 401, reason: String::new() }.is_transient());
+        let refused = Egress::new(Default::default()).client_for(&url::Url::parse("http://10.0.0.1/v1").unwrap()).unwrap_err();
+        assert!(!LlmError::NotAllowed(refused).is_transient());
     }
 
     #[test]

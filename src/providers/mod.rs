@@ -2,4 +2,5 @@
 //! TTS service) is spoken to; every base URL comes from configuration or the organisation's
 //! provider settings (DESIGN invariant 4).
 
+pub mod egress;
 pub mod llm;

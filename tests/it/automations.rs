@@ -14,7 +14,9 @@ use switchboard::domain::app::AppSpec;
 use switchboard::domain::audit::Actor;
 use switchboard::domain::automation::{Action, AutomationSpec, Filters, Trigger};
 use switchboard::domain::call::{CallEnding, CallStatus, EndReason, EndedBy};
+use switchboard::domain::ids::AppId;
 use switchboard::domain::time;
+use switchboard::providers::egress::Egress;
 use switchboard::storage::{apps, automations, calls, orgs};
 
 use crate::conversations::{connect, ring_agent};
@@ -27,6 +29,7 @@ per_backend!(
     a_finished_call_is_delivered_classified_mailed_and_ticketed,
     a_receiver_that_is_down_gets_the_event_once_it_is_up,
     invalid_classifications_fail_clearly_and_can_be_retried,
+    automations_are_validated_and_private_targets_refused,
     a_model_that_refuses_the_request_fails_the_run_without_retries,
     a_refused_json_schema_falls_back_to_json_mode,
     a_crashed_worker_leaves_its_run_to_another,
@@ -34,7 +37,7 @@ per_backend!(
     a_restart_finalises_an_orphaned_call_exactly_once,
 );
 
-on_both_backends!(automations_are_validated_and_private_targets_refused, stale_calls_are_settled_with_twilio);
+on_both_backends!(stale_calls_are_settled_with_twilio);
 
 /// An app whose webhooks may reach loopback and whose retries start after a second.
 async fn app_for_automations(backend: Backend, smtp: Option<&SmtpServer>) -> TestApp {
@@ -360,7 +363,7 @@ async fn a_crashed_worker_leaves_its_run_to_another(backend: Backend) {
     let second = automations::claim_due(db, later, later + chrono::Duration::seconds(30)).await.unwrap().expect("the lease ran out");
     assert_eq!(second.run.attempts, 2);
     assert_eq!(second.automation.id, fixture.automation);
-    Worker::from_config(db.clone(), &fixture.config).unwrap().execute(second).await;
+    Worker::from_config(db.clone(), &fixture.config, Egress::unrestricted()).unwrap().execute(second).await;
     assert_eq!(fixture.only_run().await.status.as_str(), "succeeded");
     assert_eq!(fixture.sink.deliveries().len(), 1);
 }
@@ -369,7 +372,7 @@ async fn a_run_out_of_retry_time_is_dead_until_retried(backend: Backend) {
     let fixture = queue_fixture(backend).await;
     let db = &fixture.db;
     fixture.sink.set_down(true);
-    let worker = Worker::from_config(db.clone(), &fixture.config).unwrap();
+    let worker = Worker::from_config(db.clone(), &fixture.config, Egress::unrestricted()).unwrap();
     let now = time::now();
     let claimed = automations::claim_due(db, now, now + chrono::Duration::seconds(30)).await.unwrap().unwrap();
     worker.execute(claimed).await;
@@ -466,7 +469,9 @@ async fn a_restart_finalises_an_orphaned_call_exactly_once(backend: Backend) {
     relay.close().await;
 }
 
-async fn automations_are_validated_and_private_targets_refused(app: TestApp) {
+async fn automations_are_validated_and_private_targets_refused(backend: Backend) {
+    // No egress exceptions: the receiver on loopback is a private target.
+    let app = spawn_app_with(backend, |config| config.egress_allow.clear()).await;
     let line = app.phone_line(json!({ "name": "Ava" })).await;
     let app_id = app.get(&format!("/api/v1/agents/{}", line.agent)).await.expect(200)["app_id"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/apps/{app_id}/automations");
@@ -482,9 +487,21 @@ async fn automations_are_validated_and_private_targets_refused(app: TestApp) {
     let headers = invalid(json!([{ "type": "webhook", "url": "https://example.com", "headers": { "Idempotency-Key": "x" } }]));
     app.post(&path, headers).await.problem(422);
 
-    // Webhooks may not reach loopback unless the configuration allows it.
+    // Webhooks may not reach loopback unless the configuration allows it: refused when saved,
+    // and (saved while it was allowed) refused for good when delivered.
     let sink = WebhookSink::start().await;
-    let created = app.post(&path, json!({ "name": "hook", "actions": [{ "type": "webhook", "url": sink.url }] })).await.expect(201);
+    let hook = json!({ "name": "hook", "actions": [{ "type": "webhook", "url": sink.url }] });
+    assert!(app.post(&path, hook.clone()).await.problem(422).contains("egress_allow"));
+    let spec = AutomationSpec {
+        name: "hook".into(),
+        trigger: Trigger::AgentConversationEnded,
+        filters: Filters::default(),
+        actions: vec![Action::Webhook { url: sink.url.clone(), headers: Default::default() }],
+        enabled: true,
+    };
+    let app_uuid: AppId = app_id.parse().unwrap();
+    let (stored, secret) = automations::create(&app.db, app.org, app_uuid, spec, Actor::System).await.unwrap();
+    let created = json!({ "id": stored.id.to_string(), "signing_secret": secret });
     let id = created["id"].as_str().unwrap();
     assert!(created["signing_secret"].as_str().unwrap().starts_with("whsec_"));
     assert!(app.get(&format!("/api/v1/automations/{id}")).await.expect(200).get("signing_secret").is_none(), "shown once");

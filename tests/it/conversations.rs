@@ -377,6 +377,7 @@ async fn the_session_runs_without_a_transport_and_ends_at_max_duration() {
     use switchboard::domain::agent::AgentSpec;
     use switchboard::domain::call::EndReason;
     use switchboard::domain::ids::CallId;
+    use switchboard::providers::egress::Egress;
     use switchboard::providers::llm::{ChatModel, LlmClient};
 
     let app = crate::support::spawn_app(Backend::Sqlite).await;
@@ -392,7 +393,7 @@ async fn the_session_runs_without_a_transport_and_ends_at_max_duration() {
         },
         caller: "+14155550123".into(),
         agent,
-        llm: Some((Arc::new(LlmClient::new(&call.llm.base_url, None)) as Arc<dyn ChatModel>, "fake-model".into())),
+        llm: Some((Arc::new(LlmClient::new(Egress::unrestricted(), &call.llm.base_url, None)) as Arc<dyn ChatModel>, "fake-model".into())),
         greeting: None,
         other_languages: vec![],
         live: switchboard::agent::live::LiveSessions::new("test"),

@@ -1,6 +1,7 @@
 //! Findings of probing the running server as an attacker and an operator would, each kept
 //! fixed: hostile characters, forged webhooks reusing another tenant's call, erasing a live call,
-//! unbounded metric series, problem documentation, file permissions.
+//! unbounded metric series, problem documentation, file permissions, tenant URLs aimed at
+//! private addresses.
 
 use serde_json::{Value, json};
 
@@ -226,4 +227,53 @@ async fn a_turn_spoken_while_the_database_is_busy_is_stored_once_it_is_free() {
     }
     assert_eq!(said, ["Hello while the database is busy"]);
     relay.close().await;
+}
+
+/// Tenant-set URLs (LLM providers, webhooks) reach private addresses only where `egress_allow`
+/// says: refused when saved with a message naming the setting, and refused again at connect
+/// time for a stored URL whose name resolves to a private address.
+#[tokio::test]
+async fn tenant_urls_reach_private_addresses_only_where_the_operator_allows() {
+    use switchboard::domain::audit::Actor;
+    use switchboard::storage::llm_providers::{self, NewLlmProvider};
+    let llm = crate::support::fake_llm::FakeLlm::start().await;
+    let port = url::Url::parse(&llm.base_url).unwrap().port().unwrap();
+    let app = crate::support::spawn_app_with(crate::support::Backend::Sqlite, |config| {
+        config.egress_allow = vec![format!("127.0.0.1:{port}")];
+    })
+    .await;
+    for base_url in [
+        "http://169.254.169.254/latest".to_owned(),
+        "http://10.0.0.5/v1".to_owned(),
+        "http://198.18.0.1/v1".to_owned(),
+        format!("http://localhost:{port}/v1"),
+        format!("http://[::1]:{port}/v1"),
+        format!("http://127.0.0.1:{}/v1", port.wrapping_add(1)),
+    ] {
+        let reply = app.post("/api/v1/llm-providers", json!({ "name": "Internal", "base_url": base_url, "default_model": "m" })).await;
+        assert_eq!(reply.body["errors"][0]["field"], "base_url", "{base_url}: {}", reply.body);
+        let detail = reply.body["errors"][0]["message"].as_str().unwrap_or_default().to_owned();
+        assert!(detail.contains("egress_allow") && detail.contains("allow_private_targets"), "{base_url}: {detail}");
+        reply.problem(422);
+    }
+    let allowed =
+        app.post("/api/v1/llm-providers", json!({ "name": "Local", "base_url": llm.base_url, "default_model": "m" })).await.expect(201);
+    llm.script([crate::support::fake_llm::Reply::says("OK")]);
+    let tested = app.post(&format!("/api/v1/llm-providers/{}/test", allowed["id"].as_str().unwrap()), json!({})).await.expect(200);
+    assert_eq!(tested["ok"], true, "{tested}");
+
+    // Stored before the policy changed: the name is refused where it is resolved, for good.
+    let new =
+        NewLlmProvider { name: "Old".into(), base_url: format!("http://localhost:{port}/v1"), default_model: "m".into(), api_key: None };
+    let stored = llm_providers::create(&app.db, app.org, new, Actor::System).await.unwrap();
+    let tested = app.post(&format!("/api/v1/llm-providers/{}/test", stored.id), json!({})).await.expect(200);
+    let error = tested["error"].as_str().unwrap_or_default();
+    assert!(tested["ok"] == false && error.contains("localhost resolves to") && error.contains("egress_allow"), "{tested}");
+
+    let app_id = app.create_app("Front desk").await;
+    let hook = json!({ "name": "hook", "trigger": "agent_conversation_ended", "actions": [
+        { "type": "webhook", "url": "https://hooks.example.com/a" }, { "type": "webhook", "url": "http://10.1.2.3/hook" } ] });
+    let reply = app.post(&format!("/api/v1/apps/{app_id}/automations"), hook).await;
+    assert_eq!(reply.body["errors"][0]["field"], "actions[1].url", "{}", reply.body);
+    reply.problem(422);
 }

@@ -159,7 +159,7 @@ pub async fn update(
     let updated = agents::update(&s.db, caller.org, &current, spec, caller.actor).await.map_err(storage_error)?;
     if updated.version != current.version {
         let stale = phone_numbers::forget_generated_greetings(&s.db, caller.org, id).await.map_err(storage_error)?;
-        greeting::refresh_in_background(s.db.clone(), caller.org, stale);
+        greeting::refresh_in_background(s.db.clone(), s.egress.clone(), caller.org, stale);
     }
     Ok(Json(updated))
 }

@@ -7,11 +7,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::automation::{Action, Automation, AutomationRun, AutomationSpec, Filters, Trigger};
 use crate::domain::ids::{AppId, AutomationId, AutomationRunId};
+use crate::domain::validation::Invalid;
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, Problem};
 use crate::http::input::{ApiJson, ApiPath, ApiQuery};
 use crate::http::pagination::{ListResponse, PageParams};
+use crate::providers::egress::Egress;
 use crate::storage::automations as store;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -86,6 +88,7 @@ pub async fn create(
     let spec =
         AutomationSpec { name: body.name, trigger: body.trigger, filters: body.filters, actions: body.actions, enabled: body.enabled }
             .validate()?;
+    webhook_targets_reachable(&s.egress, &spec.actions).await?;
     let (automation, signing_secret) =
         store::create(&s.db, caller.org, app, spec, caller.actor).await.map_err(|e| ApiError::from_storage(e, "app"))?;
     Ok((StatusCode::CREATED, Json(CreatedAutomation { automation, signing_secret })))
@@ -108,6 +111,9 @@ pub async fn update(
     ApiJson(body): ApiJson<UpdateAutomation>,
 ) -> Result<Json<Automation>, ApiError> {
     let current = store::get(&s.db, caller.org, id).await.map_err(storage_error)?.spec;
+    if let Some(actions) = &body.actions {
+        webhook_targets_reachable(&s.egress, actions).await?;
+    }
     let spec = AutomationSpec {
         name: body.name.unwrap_or(current.name),
         trigger: body.trigger.unwrap_or(current.trigger),
@@ -117,6 +123,16 @@ pub async fn update(
     }
     .validate()?;
     Ok(Json(store::update(&s.db, caller.org, id, spec, caller.actor).await.map_err(storage_error)?))
+}
+
+/// Refuses webhook actions whose targets the egress policy would refuse at delivery.
+async fn webhook_targets_reachable(egress: &Egress, actions: &[Action]) -> Result<(), Invalid> {
+    for (index, action) in actions.iter().enumerate() {
+        if let Action::Webhook { url, .. } = action {
+            super::reachable_url(egress, &format!("actions[{index}].url"), url).await?;
+        }
+    }
+    Ok(())
 }
 
 /// A new webhook signing secret.

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::nullable;
+use super::{nullable, reachable_url};
 use crate::domain::ids::LlmProviderId;
 use crate::domain::provider::{self, LlmProvider};
 use crate::domain::validation::Invalid;
@@ -79,6 +79,7 @@ pub async fn create(
         default_model: provider::model_name("default_model", &body.default_model)?,
         api_key: body.api_key.as_deref().map(api_key).transpose()?,
     };
+    reachable_url(&s.egress, "base_url", &new.base_url).await?;
     let created = store::create(&s.db, caller.org, new, caller.actor).await.map_err(storage_error)?;
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -105,6 +106,9 @@ pub async fn update(
         default_model: body.default_model.as_deref().map(|m| provider::model_name("default_model", m)).transpose()?,
         api_key: body.api_key.map(|key| key.as_deref().map(api_key).transpose()).transpose()?,
     };
+    if let Some(base_url) = &changes.base_url {
+        reachable_url(&s.egress, "base_url", base_url).await?;
+    }
     Ok(Json(store::update(&s.db, caller.org, id, changes, caller.actor).await.map_err(storage_error)?))
 }
 
@@ -140,7 +144,7 @@ pub async fn test(
     ApiPath(id): ApiPath<LlmProviderId>,
 ) -> Result<Json<ConnectionTest>, ApiError> {
     let provider = store::get(&s.db, caller.org, id).await.map_err(storage_error)?;
-    let mut client = crate::agent::model::client(&s.db, &provider).await.map_err(storage_error)?;
+    let mut client = crate::agent::model::client(&s.db, &s.egress, &provider).await.map_err(storage_error)?;
     client.total_timeout = std::time::Duration::from_secs(30);
     let request = ChatRequest {
         model: provider.default_model.clone(),

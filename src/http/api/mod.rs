@@ -18,6 +18,16 @@ pub mod users;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::domain::validation::Invalid;
+use crate::providers::egress::Egress;
+
+/// Refuses a (valid) URL the egress policy will not let requests reach, naming the field and
+/// the setting that would admit it.
+pub(crate) async fn reachable_url(egress: &Egress, field: &str, url: &str) -> Result<(), Invalid> {
+    let Ok(parsed) = url::Url::parse(url) else { return Ok(()) };
+    egress.check(&parsed).await.map_err(|refused| Invalid::new(field, refused.to_string()))
+}
+
 /// For PATCH bodies: tells an absent field (`None`, leave as is) from an explicit `null`
 /// (`Some(None)`, clear it). Use with `#[serde(default, deserialize_with = "nullable")]`.
 pub(crate) fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {

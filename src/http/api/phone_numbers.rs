@@ -150,7 +150,7 @@ pub async fn create(
         .await
         .map_err(|e| ApiError::from_provisioning(e, "phone number"))?;
     if created.generate_first_message {
-        greeting::refresh_in_background(s.db.clone(), caller.org, vec![created.id]);
+        greeting::refresh_in_background(s.db.clone(), s.egress.clone(), caller.org, vec![created.id]);
     }
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -185,7 +185,7 @@ pub async fn update(
     };
     let updated = store::update(&s.db, caller.org, id, changes, caller.actor).await.map_err(storage_error)?;
     if updated.generate_first_message && updated.generated_first_message.is_none() {
-        greeting::refresh_in_background(s.db.clone(), caller.org, vec![updated.id]);
+        greeting::refresh_in_background(s.db.clone(), s.egress.clone(), caller.org, vec![updated.id]);
     }
     Ok(Json(updated))
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::agent::call_log::TranscriptWriter;
 use crate::agent::live::LiveSessions;
 use crate::domain::call::CallStatus;
+use crate::providers::egress::Egress;
 use crate::storage::Db;
 
 pub mod dev_phone;
@@ -29,6 +30,8 @@ pub struct TwilioState {
     pub public_base_url: String,
     pub live: Arc<LiveSessions>,
     pub transcripts: TranscriptWriter,
+    /// Where the agents' model requests may go.
+    pub egress: Egress,
 }
 
 /// A Twilio call status as the carrier-neutral status; `initiated` (outbound calls) counts as

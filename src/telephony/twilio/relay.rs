@@ -58,7 +58,7 @@ pub async fn relay(
     if call.status.is_final() || call.ended_reason.is_some() {
         return (StatusCode::CONFLICT, "the call is over").into_response();
     }
-    let setup = match assembly::for_call(&state.db, &call, state.live.clone(), state.transcripts.clone()).await {
+    let setup = match assembly::for_call(&state.db, &state.egress, &call, state.live.clone(), state.transcripts.clone()).await {
         Ok(setup) => setup,
         Err(e) => return internal(e),
     };

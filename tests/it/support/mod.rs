@@ -111,6 +111,8 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
         data_dir: data_dir.path().to_owned(),
         twilio_api_base: twilio.base_url(),
         provider_verify_interval_secs: 0,
+        // The fake model servers and webhook receivers listen on loopback.
+        egress_allow: vec!["127.0.0.1".into(), "::1".into(), "localhost".into()],
         ..Config::default()
     };
     adjust(&mut config);
