@@ -85,6 +85,7 @@ impl Application {
         let audit_retention =
             (config.audit_retention_days > 0).then(|| chrono::Duration::days(config.audit_retention_days.min(36_500) as i64));
         let egress = Egress::new(config.egress_policy()?);
+        let rate_limits = Arc::new(http::rate_limit::RateLimits::from_config(&config)?);
         let automations = Worker::from_config(db.clone(), &config, egress.clone())?;
         let live = LiveSessions::new(&config.node_id);
         let shutdown_grace = Duration::from_secs(config.shutdown_grace_secs);
@@ -97,6 +98,7 @@ impl Application {
             transcripts: TranscriptWriter::start(db.clone()),
             sign_in_limiter: Default::default(),
             egress,
+            rate_limits,
         };
         let metrics = http::metrics_router(state.clone());
         Ok(Self {

@@ -31,6 +31,9 @@ pub const KEYS: &[&str] = &[
     "allow_private_targets",
     "allow_private_webhook_targets",
     "egress_allow",
+    "rate_limit_per_token",
+    "rate_limit_per_address",
+    "trusted_proxies",
     "automation_retry_base_secs",
     "retention_interval_secs",
     "audit_retention_days",
@@ -79,6 +82,13 @@ pub struct Config {
     /// networks (in the environment, comma-separated).
     #[serde(deserialize_with = "list_or_commas")]
     pub egress_allow: Vec<String>,
+    /// API requests per minute one token may send (0 = no limit); bursts of a tenth of it.
+    pub rate_limit_per_token: u32,
+    /// API requests per minute one client address may send (0 = no limit).
+    pub rate_limit_per_address: u32,
+    /// Proxies (addresses or CIDRs) whose `X-Forwarded-For` names the client.
+    #[serde(deserialize_with = "list_or_commas")]
+    pub trusted_proxies: Vec<String>,
     /// The first wait before a failed automation action is tried again (doubling after that).
     pub automation_retry_base_secs: u64,
     /// How often expired transcripts and call records are purged (0 = never).
@@ -107,6 +117,9 @@ impl Default for Config {
             allow_private_targets: false,
             allow_private_webhook_targets: false,
             egress_allow: Vec::new(),
+            rate_limit_per_token: 1200,
+            rate_limit_per_address: 2400,
+            trusted_proxies: Vec::new(),
             automation_retry_base_secs: 10,
             retention_interval_secs: 3600,
             shutdown_grace_secs: 300,

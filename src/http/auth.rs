@@ -31,6 +31,7 @@ impl FromRequestParts<AppState> for Caller {
             header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).map(str::trim).ok_or(ApiError::Unauthorized)?;
         let owner =
             tokens::authenticate(&state.db, token).await.map_err(|e| ApiError::from_storage(e, "token"))?.ok_or(ApiError::Unauthorized)?;
+        state.rate_limits.admit_token(owner.token_id)?;
         let reads = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
         if !reads && !owner.role.can_change() {
             return Err(ApiError::Forbidden(format!(

@@ -38,6 +38,9 @@ pub enum ApiError {
     Upstream(String),
     #[error("the database is unavailable")]
     Unavailable,
+    /// Too many requests from one token or address; the next is let through after `retry_after`.
+    #[error("too many requests from this {per}; slow down and try again in {} seconds", retry_after_secs(*retry_after))]
+    RateLimited { retry_after: std::time::Duration, per: &'static str },
     /// The request ran past the server's time limit and was stopped.
     #[error("the request took longer than {0} seconds and was stopped; try again")]
     Timeout(u64),
@@ -60,6 +63,10 @@ pub const PROBLEM_TYPES: &[(&str, &str)] = &[
     ("unprocessable", "The request is understood but cannot be carried out, e.g. the carrier refused it."),
     ("upstream", "A service Switchboard depends on (the carrier, a model server) could not be reached or answered badly."),
     ("unavailable", "The database is unavailable. Try again shortly."),
+    (
+        "rate-limited",
+        "Too many requests from one API token or client address. Wait the number of seconds in `Retry-After`, then go on at a slower pace.",
+    ),
     ("timeout", "The request ran past the server's time limit (60 seconds) and was stopped. Try again."),
     ("internal", "Something failed on the server. The cause is logged; the request can be tried again."),
 ];
@@ -97,6 +104,7 @@ impl ApiError {
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -114,6 +122,7 @@ impl ApiError {
             ApiError::Upstream(_) => "upstream",
             ApiError::Unavailable => "unavailable",
             ApiError::Timeout(_) => "timeout",
+            ApiError::RateLimited { .. } => "rate-limited",
             ApiError::Unexpected(_) => "internal",
         }
     }
@@ -175,6 +184,14 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let ApiError::RateLimited { retry_after, .. } = self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs(retry_after)));
+        }
         response
     }
+}
+
+/// Whole seconds, rounded up, at least one.
+fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
 }

@@ -11,6 +11,7 @@ pub mod input;
 pub mod metrics;
 pub mod openapi;
 pub mod pagination;
+pub mod rate_limit;
 
 use std::sync::Arc;
 
@@ -54,6 +55,8 @@ pub struct AppState {
     pub sign_in_limiter: Arc<console::auth::SignInLimiter>,
     /// Where requests to URLs tenants set may go.
     pub egress: Egress,
+    /// The API's request rate limits.
+    pub rate_limits: Arc<rate_limit::RateLimits>,
 }
 
 /// The Twilio routes run on their own state, made from the server's.
@@ -108,7 +111,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(api::api_tokens::revoke))
         .routes(routes!(api::users::list, api::users::add))
         .routes(routes!(api::users::change_role, api::users::remove))
-        .routes(routes!(openapi::openapi_json));
+        .routes(routes!(openapi::openapi_json))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::by_address));
     let (router, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/api/v1", api)
         .routes(routes!(healthz))

@@ -100,6 +100,7 @@ fn document_common_errors(operation: &mut Operation, method: &str) {
         add("413", "The body is larger than 1 MiB");
         add("422", "A field breaks a rule; `errors` names it");
     }
+    add("429", "Too many requests from this API token or client address; wait `Retry-After` seconds");
     add("500", "The server failed; the cause is logged");
 }
 

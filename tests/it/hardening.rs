@@ -277,3 +277,39 @@ async fn tenant_urls_reach_private_addresses_only_where_the_operator_allows() {
     assert_eq!(reply.body["errors"][0]["field"], "actions[1].url", "{}", reply.body);
     reply.problem(422);
 }
+
+/// Too many requests from one token or one address are answered 429 with `Retry-After`, as
+/// problem+json; the limit of one token does not slow another.
+#[tokio::test]
+async fn api_requests_over_the_rate_limit_wait_as_told() {
+    let app = crate::support::spawn_app_with(crate::support::Backend::Sqlite, |config| {
+        config.rate_limit_per_token = 60; // one a second, bursts of six
+        config.rate_limit_per_address = 0;
+    })
+    .await;
+    let statuses: Vec<u16> =
+        futures_util::future::join_all((0..8).map(|_| app.get("/api/v1/apps"))).await.iter().map(|r| r.status.as_u16()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 6, "{statuses:?}");
+    let limited = app.get("/api/v1/apps").await;
+    let retry_after: u64 = limited.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    assert!(limited.problem(429).contains("API token"));
+    let other = app.post("/api/v1/api-tokens", json!({ "name": "second" })).await;
+    assert_eq!(other.status.as_u16(), 429, "the same token is still limited");
+    tokio::time::sleep(std::time::Duration::from_secs(retry_after)).await;
+    app.get("/api/v1/apps").await.expect(200);
+
+    let app = crate::support::spawn_app_with(crate::support::Backend::Sqlite, |config| {
+        config.rate_limit_per_address = 60;
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        // Without a token: guessing tokens is slowed too.
+        statuses.push(client.get(format!("http://{}/api/v1/apps", app.addr)).send().await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 401, 429, 429]);
+    let unlimited = client.get(format!("http://{}/healthz", app.addr)).send().await.unwrap();
+    assert_eq!(unlimited.status(), 200, "only the API is limited");
+}

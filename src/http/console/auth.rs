@@ -292,7 +292,7 @@ pub async fn sign_in(
     if expected.is_empty() || !bool::from(expected.as_bytes().ct_eq(form.csrf.as_bytes())) || !same_origin(&headers) {
         return again(StatusCode::FORBIDDEN, "The sign-in form had expired. Please try again.");
     }
-    if !state.sign_in_limiter.admit(client.ip()) {
+    if !state.sign_in_limiter.admit(state.rate_limits.client_address(client.ip(), &headers)) {
         return again(StatusCode::TOO_MANY_REQUESTS, "Too many sign-in attempts from your network. Wait ten minutes and try again.");
     }
     let Ok(email) = Email::parse(&form.email) else {

@@ -51,6 +51,7 @@ pub struct TestApp {
 pub struct Reply {
     pub status: StatusCode,
     pub content_type: String,
+    pub headers: reqwest::header::HeaderMap,
     pub body: Value,
     pub text: String,
 }
@@ -235,8 +236,9 @@ impl TestApp {
 pub async fn read_reply(response: reqwest::Response) -> Reply {
     let status = response.status();
     let content_type = response.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let headers = response.headers().clone();
     let text = response.text().await.unwrap_or_default();
-    Reply { status, content_type, body: serde_json::from_str(&text).unwrap_or(Value::Null), text }
+    Reply { status, content_type, headers, body: serde_json::from_str(&text).unwrap_or(Value::Null), text }
 }
 
 /// A number served by an agent through an active Twilio provider.
