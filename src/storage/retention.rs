@@ -8,7 +8,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::audit::{self, Change};
-use super::{Db, Result, StorageError, Tx, on_pool, on_tx};
+use super::{Db, Result, StorageError, on_pool, on_tx};
 use crate::domain::audit::Actor;
 use crate::domain::ids::OrgId;
 use crate::domain::org::RetentionPolicy;
@@ -56,54 +56,81 @@ pub async fn purge_expired(db: &Db, now: DateTime<Utc>) -> Result<()> {
     Ok(())
 }
 
-/// Audit entries deleted per statement, so a large purge never holds the database for long.
-const AUDIT_PURGE_BATCH: i64 = 1000;
+/// Rows deleted per statement, each its own transaction, so a large purge never holds the
+/// database (SQLite's single write lock) for long: live calls' turns are written in between.
+const PURGE_BATCH: i64 = 1000;
 
 /// Deletes audit entries written before `before`, in batches; returns how many went.
 pub async fn purge_audit(db: &Db, before: DateTime<Utc>) -> Result<u64> {
-    let mut purged = 0;
-    loop {
-        let deleted = on_pool!(db, |pool| {
+    in_batches(|| async {
+        Ok(on_pool!(db, |pool| {
             sqlx::query("DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE created_at < $1 ORDER BY id LIMIT $2)")
                 .bind(before)
-                .bind(AUDIT_PURGE_BATCH)
+                .bind(PURGE_BATCH)
                 .execute(pool)
                 .await
                 .map(|done| done.rows_affected())
-        })?;
-        purged += deleted;
-        if deleted < AUDIT_PURGE_BATCH as u64 {
-            return Ok(purged);
+        })?)
+    })
+    .await
+}
+
+/// Repeats a batch deletion until a batch comes back short; returns the rows removed.
+async fn in_batches<F: Future<Output = Result<u64>>>(mut delete_batch: impl FnMut() -> F) -> Result<u64> {
+    let mut deleted = 0;
+    loop {
+        let batch = delete_batch().await?;
+        deleted += batch;
+        if batch < PURGE_BATCH as u64 {
+            return Ok(deleted);
         }
     }
 }
 
-/// Rows of `$1`'s calls that started before `$2`.
+/// Deletes `$3` rows of `{table}` (its key `{key}`, selected as `{columns}` of `t`) that belong
+/// to `$1`'s calls started before `$2`.
 macro_rules! of_old_calls {
-    () => {
-        "org_id = $1 AND call_id IN (SELECT id FROM calls WHERE org_id = $1 AND started_at < $2)"
+    ($table:literal, $key:literal, $columns:literal) => {
+        concat!(
+            "DELETE FROM ",
+            $table,
+            " WHERE ",
+            $key,
+            " IN (SELECT ",
+            $columns,
+            " FROM ",
+            $table,
+            " t JOIN calls c ",
+            "ON c.id = t.call_id WHERE t.org_id = $1 AND c.started_at < $2 LIMIT $3)"
+        )
     };
 }
 
 async fn purge_org(db: &Db, org: OrgId, now: DateTime<Utc>, policy: RetentionPolicy) -> Result<()> {
     let cutoff = |days: Option<i64>| days.map(|d| now - chrono::Duration::days(d));
-    let mut tx = db.begin().await?;
     let (mut turns, mut events, mut records) = (0, 0, 0);
     if let Some(before) = cutoff(policy.transcript_days) {
-        turns = delete_old(&mut tx, concat!("DELETE FROM conversation_turns WHERE ", of_old_calls!()), org, before).await?;
-        events = delete_old(&mut tx, concat!("DELETE FROM events WHERE ", of_old_calls!()), org, before).await?;
+        turns = delete_old(db, of_old_calls!("conversation_turns", "(call_id, sequence)", "t.call_id, t.sequence"), org, before).await?;
+        events = delete_old(db, of_old_calls!("events", "id", "t.id"), org, before).await?;
     }
     if let Some(before) = cutoff(policy.record_days) {
-        records = delete_old(&mut tx, "DELETE FROM calls WHERE org_id = $1 AND started_at < $2", org, before).await?;
+        let sql = "DELETE FROM calls WHERE id IN (SELECT id FROM calls WHERE org_id = $1 AND started_at < $2 LIMIT $3)";
+        records = delete_old(db, sql, org, before).await?;
     }
     if turns + events + records > 0 {
         let details = json!({ "transcript_turns": turns, "events": events, "call_records": records, "policy": policy });
+        let mut tx = db.begin().await?;
         audit::record(&mut tx, org, Change::new(Actor::System, "retention.purged", org, details)).await?;
+        tx.commit().await?;
     }
-    tx.commit().await
+    Ok(())
 }
 
-/// Runs one purge statement (`$1` the organisation, `$2` the cutoff); returns the rows removed.
-async fn delete_old(tx: &mut Tx, sql: &'static str, org: OrgId, before: DateTime<Utc>) -> Result<u64> {
-    Ok(on_tx!(tx, |conn| sqlx::query(sql).bind(org.0).bind(before).execute(conn).await.map(|r| r.rows_affected()))?)
+/// Runs one purge statement (`$1` the organisation, `$2` the cutoff, `$3` the batch) until it
+/// finds nothing more; returns the rows removed.
+async fn delete_old(db: &Db, sql: &'static str, org: OrgId, before: DateTime<Utc>) -> Result<u64> {
+    in_batches(|| async {
+        Ok(on_pool!(db, |pool| sqlx::query(sql).bind(org.0).bind(before).bind(PURGE_BATCH).execute(pool).await.map(|r| r.rows_affected()))?)
+    })
+    .await
 }
