@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::domain::org::Email;
 use crate::http::{self, AppState};
 use crate::providers::egress::Egress;
+use crate::storage::backup::MasterKeys;
 use crate::storage::secrets::{Cipher, write_private_file};
 use crate::storage::{Db, calls, orgs, retention};
 use crate::telephony::twilio::rest::TwilioClient;
@@ -53,10 +54,23 @@ const CALLBACK_LINGER: Duration = Duration::from_secs(3);
 
 /// The master key: from `secret_key`, else from `{data_dir}/master.key` (created when missing).
 pub fn master_cipher(config: &Config) -> anyhow::Result<Cipher> {
-    match &config.secret_key {
-        Some(key) => Cipher::from_base64(key),
-        None => Cipher::from_key_file(&config.data_dir.join("master.key")),
-    }
+    let current = match &config.secret_key {
+        Some(key) => Cipher::from_base64(key)?,
+        None => Cipher::from_key_file(&config.data_dir.join("master.key"))?,
+    };
+    current.with_previous_keys(&config.previous_secret_keys)
+}
+
+/// The master keys as configured, base64, for a backup.
+pub fn master_keys(config: &Config) -> anyhow::Result<MasterKeys> {
+    let current = match &config.secret_key {
+        Some(key) => key.trim().to_owned(),
+        None => {
+            let path = config.data_dir.join("master.key");
+            std::fs::read_to_string(&path).with_context(|| format!("reading the master key {}", path.display()))?.trim().to_owned()
+        }
+    };
+    Ok(MasterKeys { current, previous: config.previous_secret_keys.clone() })
 }
 
 /// Connects to the configured database and applies pending migrations.

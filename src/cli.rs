@@ -1,8 +1,9 @@
-//! The `switchboard` command line: `serve`, `migrate`, `admin …`, `config` and `dial`.
+//! The `switchboard` command line: `serve`, `migrate`, `admin …`, `config`, `dial`, `backup`,
+//! `restore` and `secrets …`.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -14,7 +15,8 @@ use crate::domain::audit::Actor;
 use crate::domain::ids::OrgId;
 use crate::domain::org::{self, Email, Role};
 use crate::domain::phone_number::E164;
-use crate::storage::{orgs, phone_numbers, phone_providers, tokens, users};
+use crate::storage::secrets::{self, write_private_file};
+use crate::storage::{backup, orgs, phone_numbers, phone_providers, rekey, tokens, users};
 use crate::telephony::twilio::dev_phone;
 
 #[derive(Parser)]
@@ -66,6 +68,31 @@ enum Command {
         #[arg(long)]
         script: Option<PathBuf>,
     },
+    /// Write a consistent copy of the live SQLite database and its master keys to a new file
+    /// (mode 0600); the server may keep running.
+    Backup {
+        /// The backup file to create; it must not exist yet.
+        file: PathBuf,
+    },
+    /// Bring back a backup into the configured database and data folder (stop the server first).
+    Restore {
+        file: PathBuf,
+        /// Replace an existing database and master key file (kept beside as `*.before-restore`).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Master key rotation.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Print a new random master key (base64), for `secret_key`.
+    GenerateKey,
+    /// Re-encrypt every stored credential under the current master key (`secret_key`), opening
+    /// old values with `previous_secret_keys`; safe while servers run and to run again.
+    Rotate,
 }
 
 // The variant names are the subcommands (`create-org`, `create-user`, `create-token`).
@@ -139,7 +166,104 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Admin(command) => admin(command, &config).await,
         Command::Dial { to, from, server, script } => dial(&config, to, from, server, script).await,
+        Command::Backup { file } => backup(&config, &file).await,
+        Command::Restore { file, force } => restore(&config, &file, force).await,
+        Command::Secrets(SecretsCommand::GenerateKey) => {
+            println!("{}", secrets::generate_key()?.as_str());
+            Ok(())
+        }
+        Command::Secrets(SecretsCommand::Rotate) => rotate_secrets(&config).await,
     }
+}
+
+async fn backup(config: &Config, file: &Path) -> anyhow::Result<()> {
+    let db = app::open_database(config).await?;
+    let manifest = backup::write(&db, &app::master_keys(config)?, file).await;
+    db.close().await;
+    let manifest = manifest?;
+    eprintln!(
+        "wrote {} ({} bytes of database and the master key); keep it as safe as the key itself",
+        file.display(),
+        manifest.database_bytes
+    );
+    Ok(())
+}
+
+async fn restore(config: &Config, file: &Path, force: bool) -> anyhow::Result<()> {
+    let target = backup::sqlite_file(&config.database_url)?
+        .context("`switchboard restore` restores into a SQLite database; set database_url to sqlite://path")?;
+    anyhow::ensure!(!target.exists() || force, "{} exists; stop the server and pass --force to replace it", target.display());
+    let unpacked = backup::unpack(file, &target)?;
+    let key_file = config.data_dir.join("master.key");
+    match &config.secret_key {
+        Some(key) => anyhow::ensure!(
+            key.trim() == unpacked.keys.current.trim(),
+            "the configured secret_key is not the master key of this backup; unset it to restore the backup's key into {}",
+            key_file.display()
+        ),
+        None => {
+            let existing = std::fs::read_to_string(&key_file).ok();
+            if existing.as_deref().map(str::trim) != Some(unpacked.keys.current.trim()) {
+                anyhow::ensure!(existing.is_none() || force, "{} holds another master key; pass --force to replace it", key_file.display());
+                set_aside(&key_file)?;
+                write_private_file(&key_file, unpacked.keys.current.as_bytes())?;
+            }
+        }
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        set_aside(Path::new(&format!("{}{suffix}", target.display())))?;
+    }
+    std::fs::rename(&unpacked.database, &target).with_context(|| format!("moving the restored database to {}", target.display()))?;
+    let mut restored = config.clone();
+    restored.previous_secret_keys.extend(unpacked.keys.previous.iter().cloned());
+    let db = app::open_database(&restored).await?;
+    let credentials = rekey::survey(&db).await;
+    db.close().await;
+    let credentials = credentials?;
+    anyhow::ensure!(
+        credentials.unreadable.is_empty(),
+        "restored, but these credentials do not open with the backup's keys: {}",
+        credentials.unreadable.join(", ")
+    );
+    eprintln!(
+        "restored {} (written {} by Switchboard {}); {} stored credentials open with its master key",
+        target.display(),
+        unpacked.manifest.created_at.format("%Y-%m-%d %H:%M UTC"),
+        unpacked.manifest.version,
+        credentials.current + credentials.previous
+    );
+    if !unpacked.keys.previous.is_empty() {
+        eprintln!(
+            "the backup was taken during a key rotation: add its previous keys to previous_secret_keys, then run `switchboard secrets rotate`"
+        );
+    }
+    Ok(())
+}
+
+/// Moves `path`, if it exists, to `{path}.before-restore`.
+fn set_aside(path: &Path) -> anyhow::Result<()> {
+    if path.exists() {
+        let aside = format!("{}.before-restore", path.display());
+        std::fs::rename(path, &aside).with_context(|| format!("moving {} to {aside}", path.display()))?;
+    }
+    Ok(())
+}
+
+async fn rotate_secrets(config: &Config) -> anyhow::Result<()> {
+    let db = app::open_database(config).await?;
+    let rotation = rekey::rotate(&db, Actor::System).await;
+    db.close().await;
+    let rotation = rotation?;
+    eprintln!("{} credentials re-encrypted under the current key, {} already were", rotation.rekeyed, rotation.current);
+    anyhow::ensure!(
+        rotation.unreadable.is_empty(),
+        "no configured key opens these credentials (left as they are): {}",
+        rotation.unreadable.join(", ")
+    );
+    if !config.previous_secret_keys.is_empty() {
+        eprintln!("every credential is under the current key: remove previous_secret_keys from every node's configuration");
+    }
+    Ok(())
 }
 
 async fn admin(command: AdminCommand, config: &Config) -> anyhow::Result<()> {

@@ -22,6 +22,7 @@ pub const KEYS: &[&str] = &[
     "data_dir",
     "public_base_url",
     "secret_key",
+    "previous_secret_keys",
     "log",
     "twilio_api_base",
     "provider_verify_interval_secs",
@@ -59,6 +60,10 @@ pub struct Config {
     /// Base64 of the 32-byte master key; when absent, `{data_dir}/master.key` is used (created
     /// with mode 0600 on first start).
     pub secret_key: Option<String>,
+    /// Earlier master keys (base64) still accepted for decrypting while `secrets rotate`
+    /// re-encrypts stored credentials under `secret_key` (in the environment, comma-separated).
+    #[serde(deserialize_with = "list_or_commas")]
+    pub previous_secret_keys: Vec<String>,
     /// Log filter, e.g. `info` or `switchboard=debug,info`.
     pub log: String,
     /// Base URL of Twilio's REST API.
@@ -108,6 +113,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             public_base_url: None,
             secret_key: None,
+            previous_secret_keys: Vec::new(),
             log: "info".into(),
             twilio_api_base: "https://api.twilio.com".into(),
             provider_verify_interval_secs: 6 * 3600,
@@ -198,6 +204,7 @@ impl Config {
     pub fn redacted_toml(&self) -> String {
         let mut shown = self.clone();
         shown.secret_key = shown.secret_key.map(|_| "<redacted>".into());
+        shown.previous_secret_keys = shown.previous_secret_keys.iter().map(|_| "<redacted>".into()).collect();
         shown.database_url = redact_url_password(&shown.database_url);
         shown.smtp_url = shown.smtp_url.map(|url| redact_url_password(&url));
         toml::to_string_pretty(&shown).expect("the configuration serialises to TOML")
@@ -288,11 +295,12 @@ mod tests {
     fn secrets_are_redacted() {
         let config = Config {
             secret_key: Some("c2VjcmV0".into()),
+            previous_secret_keys: vec!["b2xkc2VjcmV0".into()],
             database_url: "postgres://sb:hunter2@127.0.0.1:5432/sb".into(),
             ..Config::default()
         };
         let shown = config.redacted_toml();
-        assert!(!shown.contains("c2VjcmV0") && !shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("c2VjcmV0") && !shown.contains("b2xkc2VjcmV0") && !shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("<redacted>"));
     }
 

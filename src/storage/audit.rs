@@ -74,10 +74,11 @@ pub struct AuditFilter {
 pub async fn list(db: &Db, org: OrgId, filter: &AuditFilter, page: PageRequest) -> Result<Page<AuditEntry>> {
     let sql = "SELECT id, org_id, actor, action, resource_type, resource_id, details, created_at
                FROM audit_log WHERE org_id = $1 AND ($2 IS NULL OR id < $2)
-                 AND ($3 IS NULL OR action = $3 OR action LIKE $4) AND ($5 IS NULL OR actor = $5)
+                 AND ($3 IS NULL OR action = $3 OR action LIKE $4 ESCAPE '\\') AND ($5 IS NULL OR actor = $5)
                ORDER BY id DESC LIMIT $6";
-    // `user` finds `user.created`, `user.signed_in`, …: a prefix up to a dot (no wildcards).
-    let prefix = filter.action.as_ref().map(|a| format!("{}.%", a.replace(['%', '_'], "")));
+    // `user` finds `user.created`, `user.signed_in`, …: a prefix up to a dot, taken literally
+    // (`llm_provider` has an underscore, which LIKE would read as a wildcard).
+    let prefix = filter.action.as_ref().map(|a| format!("{}.%", a.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
     let rows: Vec<AuditRow> = on_pool!(db, |pool| {
         sqlx::query_as(sql)
             .bind(org.0)

@@ -3,6 +3,10 @@
 //! column) through the associated data, so a ciphertext copied to another row does not decrypt.
 //!
 //! Stored layout: `0x01` (format version) ‖ 24-byte random nonce ‖ ciphertext with tag.
+//!
+//! Key rotation: a cipher encrypts under the current master key and decrypts under it or any
+//! previous key (`previous_secret_keys`), so servers keep working while `secrets rotate`
+//! re-encrypts stored values under the current key (`storage::rekey`).
 
 use std::io::Write;
 use std::path::Path;
@@ -23,9 +27,17 @@ pub enum CryptoError {
     Decrypt,
 }
 
-/// Encrypts and decrypts secrets under the master key.
+/// Encrypts and decrypts secrets under the master key (and decrypts under previous keys).
 pub struct Cipher {
     aead: XChaCha20Poly1305,
+    previous: Vec<XChaCha20Poly1305>,
+}
+
+/// Which key opened a stored value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenedWith {
+    Current,
+    Previous,
 }
 
 impl std::fmt::Debug for Cipher {
@@ -50,15 +62,21 @@ impl SecretSlot<'_> {
 
 impl Cipher {
     pub fn new(key: &[u8; 32]) -> Self {
-        Self { aead: XChaCha20Poly1305::new(key.into()) }
+        Self { aead: XChaCha20Poly1305::new(key.into()), previous: Vec::new() }
     }
 
     /// Parses a base64 master key, which must decode to exactly 32 bytes.
     pub fn from_base64(key: &str) -> anyhow::Result<Self> {
-        let bytes = Zeroizing::new(BASE64.decode(key.trim()).context("secret_key is not valid base64")?);
-        let key: &[u8; 32] =
-            bytes.as_slice().try_into().map_err(|_| anyhow::anyhow!("secret_key must decode to 32 bytes, got {}", bytes.len()))?;
-        Ok(Self::new(key))
+        Ok(Self::new(&*decode_key("secret_key", key)?))
+    }
+
+    /// Also opens values sealed under these earlier master keys (base64), during a rotation.
+    pub fn with_previous_keys(mut self, keys: &[String]) -> anyhow::Result<Self> {
+        for (i, key) in keys.iter().enumerate() {
+            let key = decode_key(&format!("previous_secret_keys[{i}]"), key)?;
+            self.previous.push(XChaCha20Poly1305::new((&*key).into()));
+        }
+        Ok(self)
     }
 
     /// Reads the master key from `path`, creating it (mode 0600) with a fresh random key when the
@@ -67,12 +85,10 @@ impl Cipher {
         match std::fs::read_to_string(path) {
             Ok(text) => Self::from_base64(&text).with_context(|| format!("reading the key file {}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut key = Zeroizing::new([0u8; 32]);
-                getrandom::getrandom(key.as_mut()).context("reading randomness for the master key")?;
-                let encoded = Zeroizing::new(BASE64.encode(key.as_slice()));
+                let encoded = generate_key()?;
                 write_private_file(path, encoded.as_bytes())?;
                 tracing::info!(path = %path.display(), "created a new master key file");
-                Ok(Self::new(&key))
+                Self::from_base64(&encoded)
             }
             Err(e) => Err(e).with_context(|| format!("reading the key file {}", path.display())),
         }
@@ -93,14 +109,42 @@ impl Cipher {
     }
 
     pub fn decrypt(&self, slot: &SecretSlot<'_>, stored: &[u8]) -> Result<Zeroizing<String>, CryptoError> {
+        self.open(slot, stored).map(|(plain, _)| plain)
+    }
+
+    /// Decrypts and says whether the current key or a previous one opened the value.
+    pub fn open(&self, slot: &SecretSlot<'_>, stored: &[u8]) -> Result<(Zeroizing<String>, OpenedWith), CryptoError> {
         if stored.len() < 1 + NONCE_LEN || stored[0] != FORMAT_V1 {
             return Err(CryptoError::Decrypt);
         }
         let nonce = XNonce::from_slice(&stored[1..1 + NONCE_LEN]);
         let aad = slot.associated_data();
-        let plain = self.aead.decrypt(nonce, Payload { msg: &stored[1 + NONCE_LEN..], aad: &aad }).map_err(|_| CryptoError::Decrypt)?;
-        String::from_utf8(plain).map(Zeroizing::new).map_err(|_| CryptoError::Decrypt)
+        let payload = || Payload { msg: &stored[1 + NONCE_LEN..], aad: &aad };
+        let (plain, opened_with) = match self.aead.decrypt(nonce, payload()) {
+            Ok(plain) => (plain, OpenedWith::Current),
+            Err(_) => {
+                let plain = self.previous.iter().find_map(|key| key.decrypt(nonce, payload()).ok()).ok_or(CryptoError::Decrypt)?;
+                (plain, OpenedWith::Previous)
+            }
+        };
+        let plain = String::from_utf8(plain).map(Zeroizing::new).map_err(|_| CryptoError::Decrypt)?;
+        Ok((plain, opened_with))
     }
+}
+
+/// A base64 master key, which must decode to exactly 32 bytes; `setting` names it in errors.
+fn decode_key(setting: &str, key: &str) -> anyhow::Result<Zeroizing<[u8; 32]>> {
+    let bytes = Zeroizing::new(BASE64.decode(key.trim()).with_context(|| format!("{setting} is not valid base64"))?);
+    let key: [u8; 32] =
+        bytes.as_slice().try_into().map_err(|_| anyhow::anyhow!("{setting} must decode to 32 bytes, got {}", bytes.len()))?;
+    Ok(Zeroizing::new(key))
+}
+
+/// A new random master key, base64.
+pub fn generate_key() -> anyhow::Result<Zeroizing<String>> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    getrandom::getrandom(key.as_mut()).context("reading randomness for the master key")?;
+    Ok(Zeroizing::new(BASE64.encode(key.as_slice())))
 }
 
 /// Creates a folder (and its missing parents) only its owner can enter (mode 0700).
@@ -166,6 +210,21 @@ mod tests {
         let last = stored.len() - 1;
         stored[last] ^= 1;
         assert!(cipher.decrypt(&slot("auth_token"), &stored).is_err());
+    }
+
+    #[test]
+    fn previous_keys_open_old_values_and_new_ones_use_the_current_key() {
+        let old = generate_key().unwrap();
+        let new = generate_key().unwrap();
+        let sealed_before = Cipher::from_base64(&old).unwrap().encrypt(&slot("auth_token"), "s3cret");
+        let rotating = Cipher::from_base64(&new).unwrap().with_previous_keys(&[old.to_string()]).unwrap();
+        let (plain, with) = rotating.open(&slot("auth_token"), &sealed_before).unwrap();
+        assert_eq!((plain.as_str(), with), ("s3cret", OpenedWith::Previous));
+        let sealed_now = rotating.encrypt(&slot("auth_token"), "s3cret");
+        assert_eq!(rotating.open(&slot("auth_token"), &sealed_now).unwrap().1, OpenedWith::Current);
+        assert!(Cipher::from_base64(&old).unwrap().decrypt(&slot("auth_token"), &sealed_now).is_err());
+        let err = Cipher::from_base64(&new).unwrap().with_previous_keys(&["c2hvcnQ=".into()]).unwrap_err().to_string();
+        assert!(err.contains("previous_secret_keys[0]"), "{err}");
     }
 
     #[test]
