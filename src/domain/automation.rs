@@ -73,6 +73,19 @@ pub struct Category {
     pub description: String,
 }
 
+/// Extra request headers of a webhook: names to text values. (A named schema, so that client
+/// generators see one model, not one per place an action appears.)
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(transparent)]
+pub struct WebhookHeaders(pub BTreeMap<String, String>);
+
+impl std::ops::Deref for WebhookHeaders {
+    type Target = BTreeMap<String, String>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
 /// One step of an automation. Text fields are templates.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -80,9 +93,8 @@ pub enum Action {
     /// POST the event JSON, signed, to `url`.
     Webhook {
         url: String,
-        /// Extra request headers.
         #[serde(default)]
-        headers: BTreeMap<String, String>,
+        headers: WebhookHeaders,
     },
     /// Send an e-mail through the configured SMTP server.
     Email { to: Vec<String>, subject: String, body: String },
@@ -138,7 +150,7 @@ impl Action {
         match self {
             Action::Webhook { url, headers } => {
                 http_url(&format!("{field}.url"), url)?;
-                for (name, value) in headers {
+                for (name, value) in headers.iter() {
                     let valid_name = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
                     let reserved = ["content-type", "switchboard-signature", "idempotency-key", "host", "content-length"]
                         .contains(&name.to_ascii_lowercase().as_str());

@@ -12,7 +12,7 @@ use super::validation::Invalid;
 /// A phone number in E.164 form: `+`, a country code not starting with 0, 8 to 15 digits in all.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(into = "String", try_from = "String")]
-#[schema(value_type = String, example = "+14155550100")]
+#[schema(value_type = String, example = "+14155550100", pattern = r"^\+[1-9][0-9]{7,14}$")]
 pub struct E164(String);
 
 impl E164 {
@@ -51,7 +51,7 @@ impl From<E164> for String {
 /// A three-digit area code, as Twilio searches by (`AreaCode=415`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
-#[schema(value_type = String, example = "415")]
+#[schema(value_type = String, example = "415", pattern = "^[0-9]{3}$")]
 pub struct AreaCode(String);
 
 impl AreaCode {

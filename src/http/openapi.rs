@@ -56,7 +56,7 @@ pub fn finish(mut doc: Document) -> Document {
                 name(operation);
                 problems_as_problem_json(operation);
                 if api {
-                    document_common_errors(operation, method);
+                    document_common_errors(operation, method, path.contains('{'));
                 }
             }
         }
@@ -86,7 +86,7 @@ fn problems_as_problem_json(operation: &mut Operation) {
     }
 }
 
-fn document_common_errors(operation: &mut Operation, method: &str) {
+fn document_common_errors(operation: &mut Operation, method: &str, names_a_resource: bool) {
     let changes = method != "get";
     let mut add = |status: &str, description: &str| {
         operation.responses.responses.entry(status.to_owned()).or_insert_with(|| problem(description));
@@ -95,6 +95,9 @@ fn document_common_errors(operation: &mut Operation, method: &str) {
     add("401", "Missing, unknown or revoked API token");
     if changes {
         add("403", "The token's role (`member`) may read but not change");
+    }
+    if names_a_resource {
+        add("404", "The resource does not exist in your organisation");
     }
     if operation.request_body.is_some() {
         add("413", "The body is larger than 1 MiB");

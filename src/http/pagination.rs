@@ -18,8 +18,10 @@ const MAX_LIMIT: u32 = 200;
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// How many items to return, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]{22}$")]
     pub cursor: Option<String>,
 }
 

@@ -11,6 +11,7 @@ mod automations;
 mod calls;
 mod cli;
 mod console;
+mod contract;
 mod conversations;
 mod hardening;
 mod llama_cpp;

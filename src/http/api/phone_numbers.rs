@@ -48,8 +48,14 @@ pub struct CreatePhoneNumber {
     #[schema(value_type = String, format = Uuid)]
     pub(crate) provider_id: PhoneProviderId,
     pub(crate) agent_id: AgentId,
+    /// Buy any number in this area code (one of the three number sources).
+    #[schema(pattern = "^[0-9]{3}$")]
     pub(crate) area_code: Option<String>,
+    /// Attach (if the account owns it) or buy this number (one of the three number sources).
+    #[schema(pattern = r"^\+[1-9][0-9]{7,14}$")]
     pub(crate) phone_number: Option<String>,
+    /// Attach the account's number with this SID (one of the three number sources).
+    #[schema(pattern = "^PN[0-9a-fA-F]{32}$")]
     pub(crate) twilio_sid: Option<String>,
     #[serde(default)]
     pub(crate) expand_languages: bool,

@@ -32,13 +32,14 @@ pub struct CreatePhoneProvider {
     kind: PhoneProviderKind,
     /// `AC` followed by 32 hex digits.
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, pattern = "^AC[0-9a-fA-F]{32}$")]
     pub(crate) account_sid: String,
     /// The account's primary auth token; verifies webhook signatures. Never returned.
     #[serde(default)]
     #[schema(required = true)]
     auth_token: String,
-    /// Optional API key (`SK…`) for REST calls, with its secret.
+    /// Optional API key (`SK` followed by 32 hex digits) for REST calls, with its secret.
+    #[schema(pattern = "^SK[0-9a-fA-F]{32}$")]
     api_key_sid: Option<String>,
     api_key_secret: Option<String>,
 }
@@ -165,8 +166,10 @@ pub async fn verify(
 #[into_params(parameter_in = Query)]
 pub struct NumberSearch {
     /// Three-digit area code, e.g. 415.
+    #[param(pattern = "^[0-9]{3}$")]
     pub(crate) area_code: Option<String>,
     /// ISO 3166 country code (default US).
+    #[param(pattern = "^[A-Za-z]{2}$")]
     pub(crate) country: Option<String>,
 }
 

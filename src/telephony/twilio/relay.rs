@@ -39,7 +39,8 @@ const MAX_RELAY_MESSAGE: usize = 64 << 10;
 /// The relay WebSocket of one call. The signature is checked before anything is said about the
 /// call (an unknown call is refused like a bad signature), and only one session may hold a call.
 #[utoipa::path(get, path = "/twilio/relay/{call_id}", tag = "twilio", security(()), params(("call_id" = CallId, Path)), responses(
-    (status = 101, description = "WebSocket (ConversationRelay protocol)"), (status = 403, description = "Bad signature or no such call"),
+    (status = 101, description = "WebSocket (ConversationRelay protocol)"), (status = 400, description = "Not a call id, or not a WebSocket handshake"),
+    (status = 403, description = "Bad signature or no such call"),
     (status = 409, description = "The call is over, or another session holds it")))]
 pub async fn relay(
     State(state): State<TwilioState>,
