@@ -88,6 +88,9 @@ as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -o \
 
 export TEST_POSTGRES_URL="postgres://switchboard@127.0.0.1:$PG_PORT/postgres"
 
+# Each fuzz target (bolero) runs for this long on random input, after its kept inputs.
+export BOLERO_RANDOM_TEST_TIME_MS="${BOLERO_RANDOM_TEST_TIME_MS:-10000}"
+
 log "running the test suite (SQLite and PostgreSQL)"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --no-fail-fast "$@"

@@ -164,13 +164,15 @@ impl Config {
             anyhow::ensure!(path.exists(), "the configuration file {} does not exist", path.display());
             figment = figment.merge(Toml::file_exact(path));
         }
-        let config: Config = figment
-            .merge(Env::prefixed(ENV_PREFIX).only(KEYS))
-            .merge(Serialized::globals(overrides))
-            .extract()
-            .context("reading the configuration")?;
-        config.check()?;
+        let config = Self::extract(figment.merge(Env::prefixed(ENV_PREFIX).only(KEYS)).merge(Serialized::globals(overrides)))?;
         Ok((config, unknown_variable_warnings(std::env::vars().map(|(k, _)| k))))
+    }
+
+    /// The configuration the layers make, checked.
+    fn extract(layers: Figment) -> anyhow::Result<Self> {
+        let config: Config = layers.extract().context("reading the configuration")?;
+        config.check()?;
+        Ok(config)
     }
 
     fn check(&self) -> anyhow::Result<()> {
@@ -251,6 +253,26 @@ fn unknown_variable_warnings(names: impl Iterator<Item = String>) -> Vec<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fuzz target: any text as the configuration file is read or refused with an error, never
+    /// a panic; what is read passes its own checks again.
+    #[test]
+    fn fuzz_any_configuration_file() {
+        bolero::check!().with_type::<String>().for_each(|text| {
+            let layers = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(text));
+            if let Ok(config) = Config::extract(layers) {
+                config.check().unwrap();
+                let _ = config.redacted_toml();
+            }
+        });
+        // Text that is TOML with every kind of value, so the sample reaches the checks too.
+        bolero::check!().with_type::<(String, String, u16, bool)>().for_each(|(url, list, port, flag)| {
+            let text = format!(
+                "public_base_url = {url:?}\negress_allow = {list:?}\nlisten = \"127.0.0.1:{port}\"\nallow_private_targets = {flag}\n"
+            );
+            let _ = Config::extract(Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(&text)));
+        });
+    }
 
     #[test]
     fn misspelled_variables_get_a_suggestion() {

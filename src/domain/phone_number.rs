@@ -158,6 +158,20 @@ impl PhoneNumber {
 mod tests {
     use super::*;
 
+    /// Fuzz target: what parses as E.164 is `+`, 8 to 15 digits without a leading 0, and parses
+    /// again to itself; anything else is refused with a message naming the field.
+    #[test]
+    fn fuzz_any_phone_number() {
+        bolero::check!().with_type::<String>().for_each(|text| match E164::parse("to", text) {
+            Ok(number) => {
+                let digits = number.as_str().strip_prefix('+').expect("starts with +");
+                assert!((8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0'));
+                assert_eq!(E164::parse("to", number.as_str()).unwrap(), number);
+            }
+            Err(invalid) => assert_eq!(invalid.field, "to"),
+        });
+    }
+
     #[test]
     fn e164_accepts_only_plus_and_digits() {
         assert_eq!(E164::parse("to", " +14155550100 ").unwrap().as_str(), "+14155550100");

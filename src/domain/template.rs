@@ -108,6 +108,24 @@ mod tests {
 
     use super::*;
 
+    /// Fuzz target (`cargo bolero test domain::template::tests::fuzz_any_template` runs it under
+    /// libFuzzer; `cargo test` runs a bounded random sample and the kept inputs in `__fuzz__`):
+    /// any text parses or is refused with a message, and what parses renders; text without
+    /// braces renders as itself.
+    #[test]
+    fn fuzz_any_template() {
+        let context = json!({ "call": { "from": "+14155550100", "turns": [{ "text": "hi" }] }, "agent": { "name": "Ava" } });
+        bolero::check!().with_type::<String>().for_each(|source| match Template::parse("body", source) {
+            Ok(template) => {
+                let rendered = template.render(&context);
+                if !source.contains(['{', '}']) {
+                    assert_eq!(&rendered, source);
+                }
+            }
+            Err(invalid) => assert!(!invalid.message.is_empty()),
+        });
+    }
+
     #[test]
     fn placeholders_render_from_the_context() {
         let context = json!({ "call": { "from": "+14155550123", "duration_ms": 42000, "agent": null }, "steps": [{ "status": 200 }] });

@@ -451,6 +451,36 @@ impl ToolCallAccumulator {
 mod tests {
     use super::*;
 
+    /// Fuzz target: any bytes a model server streams, cut into chunks anywhere, are framed into
+    /// server-sent events and read as chunks, tool-call deltas and errors without a panic; the
+    /// assembled calls all have a name and an id.
+    #[test]
+    fn fuzz_any_model_stream() {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        bolero::check!().with_type::<(Vec<u8>, Vec<u8>)>().for_each(|(stream, cuts)| {
+            let mut pieces = Vec::new();
+            let mut rest = stream.as_slice();
+            for cut in cuts {
+                let at = usize::from(*cut).min(rest.len());
+                let (piece, tail) = rest.split_at(at);
+                pieces.push(Ok::<_, std::convert::Infallible>(piece.to_vec()));
+                rest = tail;
+            }
+            pieces.push(Ok(rest.to_vec()));
+            let mut calls = ToolCallAccumulator::default();
+            runtime.block_on(async {
+                let mut events = std::pin::pin!(futures_util::stream::iter(pieces).eventsource());
+                while let Some(Ok(event)) = events.next().await {
+                    if let Ok(chunk) = serde_json::from_str::<StreamChunk>(&event.data) {
+                        let _ = chunk.error.map(|e| e.summary());
+                        chunk.choices.into_iter().flat_map(|c| c.delta.tool_calls).for_each(|delta| calls.add(delta));
+                    }
+                }
+            });
+            assert!(calls.finish().iter().all(|call| !call.name.is_empty() && !call.id.is_empty()));
+        });
+    }
+
     fn accumulate(deltas: &[&str]) -> Vec<ToolCall> {
         let mut acc = ToolCallAccumulator::default();
         for d in deltas {

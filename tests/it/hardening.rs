@@ -313,3 +313,34 @@ async fn api_requests_over_the_rate_limit_wait_as_told() {
     let unlimited = client.get(format!("http://{}/healthz", app.addr)).send().await.unwrap();
     assert_eq!(unlimited.status(), 200, "only the API is limited");
 }
+
+/// Fuzz target over the live server: signed Twilio webhooks (voice, status, fallback,
+/// connect-action) for the line's account, with any values for any parameters Twilio sends
+/// (statuses, durations, sequence numbers, timestamps, numbers, unknown names), never get a 5xx.
+/// `cargo test` runs a bounded random sample (`BOLERO_RANDOM_TEST_TIME_MS`).
+#[test]
+fn fuzz_signed_webhooks_with_any_parameters() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let app = runtime.block_on(crate::support::spawn_app(crate::support::Backend::Sqlite));
+    let line = runtime.block_on(app.phone_line(json!({ "name": "Ava" })));
+    // A failing case is reported, not recovered from: nothing is used after an unwind.
+    let (runtime, app) = (std::panic::AssertUnwindSafe(runtime), std::panic::AssertUnwindSafe(app));
+    const PATHS: [&str; 4] = ["/twilio/voice", "/twilio/status", "/twilio/fallback", "/twilio/connect-action"];
+    const NAMES: [&str; 9] =
+        ["CallStatus", "CallDuration", "SequenceNumber", "Timestamp", "From", "To", "Direction", "ErrorCode", "HandoffData"];
+    bolero::check!().with_type::<(u8, u8, Vec<(u8, String)>, Vec<(String, String)>)>().for_each(|(path, call, known, unknown)| {
+        let call_sid = sid("CA", ['a', 'b', 'c', 'd'][usize::from(*call % 4)]);
+        let mut params = vec![
+            ("AccountSid".to_owned(), line.account.clone()),
+            ("CallSid".to_owned(), call_sid),
+            ("To".to_owned(), crate::support::LINE_NUMBER.to_owned()),
+            ("From".to_owned(), "+14155550199".to_owned()),
+        ];
+        params.extend(known.iter().map(|(name, value)| (NAMES[usize::from(*name) % NAMES.len()].to_owned(), value.clone())));
+        params.extend(unknown.iter().cloned());
+        let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let path = PATHS[usize::from(*path) % PATHS.len()];
+        let reply = runtime.block_on(app.twilio_post(path, &pairs, Some(crate::support::LINE_TOKEN)));
+        assert!(reply.status.as_u16() < 500, "{path} {params:?} answered {}: {}", reply.status, reply.text);
+    });
+}

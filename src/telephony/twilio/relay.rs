@@ -256,6 +256,22 @@ mod tests {
         Call::example()
     }
 
+    /// Fuzz target: any text on the relay socket, JSON or not, becomes an event or nothing,
+    /// without a panic; a prompt's words come through as Twilio sent them.
+    #[test]
+    fn fuzz_any_relay_message() {
+        let c = call();
+        bolero::check!().with_type::<(String, String, bool)>().for_each(|(raw, words, last)| {
+            let _ = caller_event(raw, &c);
+            let prompt = json!({ "type": "prompt", "voicePrompt": words, "lang": "en-US", "last": last }).to_string();
+            match caller_event(&prompt, &c) {
+                Some(CallerEvent::Said { text, .. }) => assert!(*last && text == *words),
+                None => assert!(!*last || words.trim().is_empty()),
+                other => panic!("a prompt became {other:?}"),
+            }
+        });
+    }
+
     #[test]
     fn twilio_messages_become_caller_events_leniently() {
         let c = call();
