@@ -13,7 +13,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::agent::call_log::TranscriptWriter;
-use crate::agent::live::{self, LiveSessions};
+use crate::agent::live::LiveSessions;
 use crate::automations::Worker;
 use crate::config::Config;
 use crate::domain::org::Email;
@@ -101,7 +101,7 @@ impl Application {
         let egress = Egress::new(config.egress_policy()?);
         let rate_limits = Arc::new(http::rate_limit::RateLimits::from_config(&config)?);
         let automations = Worker::from_config(db.clone(), &config, egress.clone())?;
-        let live = LiveSessions::new(&config.node_id);
+        let live = LiveSessions::new(&config.node_id, Duration::from_secs(config.session_lease_secs));
         let shutdown_grace = Duration::from_secs(config.shutdown_grace_secs);
         let state = AppState {
             db: db.clone(),
@@ -154,7 +154,7 @@ impl Application {
                 }
             }),
             tokio::spawn(self.automations.run()),
-            tokio::spawn(recover_orphaned_calls(self.db.clone(), self.twilio.clone())),
+            tokio::spawn(recover_orphaned_calls(self.db.clone(), self.twilio.clone(), self.live.lease())),
             tokio::spawn(renew_session_leases(self.db.clone(), self.live.clone())),
         ];
         if !self.verify_every.is_zero() {
@@ -215,11 +215,11 @@ async fn verify_providers_periodically(db: Db, twilio: TwilioClient, period: Dur
 }
 
 /// Settles calls whose sessions died, in the background so start-up never waits for Twilio:
-/// at once (with calls no session ever took), then every minute (leases run out a minute after
-/// their process dies).
-async fn recover_orphaned_calls(db: Db, twilio: TwilioClient) {
+/// at once (with calls no session ever took), then once per session lease (leases run out that
+/// long after their process dies).
+async fn recover_orphaned_calls(db: Db, twilio: TwilioClient, lease: Duration) {
     let mut untaken = true;
-    let mut ticks = tokio::time::interval(Duration::from_secs(60));
+    let mut ticks = tokio::time::interval(lease);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
@@ -234,14 +234,14 @@ async fn recover_orphaned_calls(db: Db, twilio: TwilioClient) {
 
 /// Keeps this process's claims on its live calls from running out.
 async fn renew_session_leases(db: Db, live: Arc<LiveSessions>) {
-    let mut ticks = tokio::time::interval(live::LEASE_RENEWAL);
+    let mut ticks = tokio::time::interval(live.lease_renewal());
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
         if live.count() == 0 {
             continue;
         }
-        if let Err(e) = calls::renew_session_leases(&db, live.owner(), crate::domain::time::now() + live::SESSION_LEASE).await {
+        if let Err(e) = calls::renew_session_leases(&db, live.owner(), crate::domain::time::now() + live.lease()).await {
             tracing::error!(error = ?e, "could not renew the leases of live calls");
         }
     }

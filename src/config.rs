@@ -39,6 +39,7 @@ pub const KEYS: &[&str] = &[
     "retention_interval_secs",
     "audit_retention_days",
     "shutdown_grace_secs",
+    "session_lease_secs",
 ];
 /// Variables with the prefix that are not configuration keys but are still ours.
 const OTHER_VARIABLES: &[&str] = &["config"];
@@ -100,6 +101,9 @@ pub struct Config {
     pub retention_interval_secs: u64,
     /// On SIGTERM, how long live calls may go on before their agents say goodbye.
     pub shutdown_grace_secs: u64,
+    /// How long a process's claim on a live call lasts without renewal (renewed every third of
+    /// it): how soon after a process dies another settles its calls.
+    pub session_lease_secs: u64,
     /// Days the audit log keeps its entries (0 keeps them forever).
     pub audit_retention_days: u64,
 }
@@ -129,6 +133,7 @@ impl Default for Config {
             automation_retry_base_secs: 10,
             retention_interval_secs: 3600,
             shutdown_grace_secs: 300,
+            session_lease_secs: 60,
             audit_retention_days: 365,
         }
     }
@@ -185,6 +190,7 @@ impl Config {
             anyhow::ensure!(matches!(url.scheme(), "smtp" | "smtps"), "smtp_url: must start with smtp:// or smtps://");
         }
         anyhow::ensure!(self.automation_retry_base_secs > 0, "automation_retry_base_secs: must be at least 1");
+        anyhow::ensure!((3..=3600).contains(&self.session_lease_secs), "session_lease_secs: must be between 3 and 3600");
         self.egress_policy()?;
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! draining it takes no new calls (and `/readyz` says so), live sessions go on, and when the
 //! grace period is over every session is told to wind down (say a short goodbye, end with
 //! `server_shutdown`). Its `owner` name (node id plus a per-process suffix) claims calls in
-//! storage under a lease of [`SESSION_LEASE`], renewed every [`LEASE_RENEWAL`] while the process
+//! storage under a lease (`session_lease_secs`), renewed every third of it while the process
 //! lives, so restart recovery on any node tells a dead session from a live one. `/metrics` reads
 //! its counters: live calls, agent replies, and the time from the caller's words to the model's
 //! first token.
@@ -17,14 +17,9 @@ use tokio::sync::{Notify, watch};
 use crate::domain::ids::CallId;
 use crate::telemetry::Histogram;
 
-/// How long a claim on a call lasts without renewal: recovery waits this long after a process
-/// dies before it settles that process's calls.
-pub const SESSION_LEASE: Duration = Duration::from_secs(60);
-/// How often a process renews the leases of its live calls.
-pub const LEASE_RENEWAL: Duration = Duration::from_secs(20);
-
 pub struct LiveSessions {
     owner: String,
+    lease: Duration,
     calls: Mutex<HashSet<CallId>>,
     emptied: Notify,
     draining: AtomicBool,
@@ -50,13 +45,15 @@ impl Drop for LiveSession {
 }
 
 impl LiveSessions {
-    /// The registry of a process on node `node_id`.
-    pub fn new(node_id: &str) -> Arc<Self> {
+    /// The registry of a process on node `node_id`, whose claims on calls last `lease` without
+    /// renewal.
+    pub fn new(node_id: &str, lease: Duration) -> Arc<Self> {
         let mut suffix = [0u8; 4];
         getrandom::getrandom(&mut suffix).expect("the operating system provides randomness");
         let suffix: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
         Arc::new(Self {
             owner: format!("{node_id}/{suffix}"),
+            lease,
             calls: Mutex::default(),
             emptied: Notify::new(),
             draining: AtomicBool::new(false),
@@ -69,6 +66,17 @@ impl LiveSessions {
     /// This process's name in session claims.
     pub fn owner(&self) -> &str {
         &self.owner
+    }
+
+    /// How long a claim on a call lasts without renewal: recovery waits this long after a
+    /// process dies before it settles that process's calls.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// How often this process renews the leases of its live calls.
+    pub fn lease_renewal(&self) -> Duration {
+        self.lease / 3
     }
 
     /// Registers the session of `call` for as long as the returned guard lives.
@@ -141,8 +149,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_registry_empties_when_the_last_session_leaves() {
-        let live = LiveSessions::new("node-a");
-        assert!(live.owner().starts_with("node-a/") && live.owner() != LiveSessions::new("node-a").owner(), "one name per process");
+        let live = LiveSessions::new("node-a", Duration::from_secs(60));
+        assert!(
+            live.owner().starts_with("node-a/") && live.owner() != LiveSessions::new("node-a", Duration::from_secs(60)).owner(),
+            "one name per process"
+        );
         let first = live.enter(CallId::generate());
         let second = live.enter(CallId::generate());
         assert_eq!(live.count(), 2);

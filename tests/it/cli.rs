@@ -1,10 +1,7 @@
 //! The `switchboard` binary as an operator uses it: admin commands, `config`, and `serve` with
 //! graceful shutdown — and nothing secret in what it prints or logs.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -50,38 +47,10 @@ async fn operator_commands_and_a_served_api() {
     assert!(shown.contains("secret_key = \"<redacted>\"") && !shown.contains("QUJD"), "{shown}");
     assert!(warnings.contains("SWITCHBOARD_LISTN; did you mean SWITCHBOARD_LISTEN?"), "{warnings}");
 
-    let mut server = switchboard(dir.path())
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("SWITCHBOARD_METRICS_LISTEN", "127.0.0.1:0")
-        .env("SWITCHBOARD_LOG", "debug")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let reader = {
-        let log = log.clone();
-        let stderr = server.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = log.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        })
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let addr = loop {
-        let found = log
-            .lock()
-            .unwrap()
-            .lines()
-            .find_map(|l| l.split("address=").nth(1).and_then(|a| a.split_whitespace().next()).map(str::to_owned));
-        if let Some(addr) = found {
-            break addr;
-        }
-        assert!(Instant::now() < deadline, "the server did not start: {}", log.lock().unwrap());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let mut serve = switchboard(dir.path());
+    serve.args(["serve", "--listen", "127.0.0.1:0"]).env("SWITCHBOARD_LOG", "debug");
+    let mut server = crate::support::server_process::ServerProcess::spawn(serve).await;
+    let addr = server.addr;
 
     let client = reqwest::Client::new();
     let created = client
@@ -96,11 +65,9 @@ async fn operator_commands_and_a_served_api() {
         client.get(format!("http://{addr}/api/v1/phone-providers")).bearer_auth(&token).send().await.unwrap().text().await.unwrap();
     assert!(listed.contains("Main") && !listed.contains(AUTH_TOKEN));
 
-    assert!(Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap().success());
-    let status = server.wait().unwrap();
-    reader.join().unwrap();
+    assert!(Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().unwrap().success());
+    let (status, log) = server.wait();
     assert!(status.success(), "graceful shutdown exits 0: {status}");
-    let log = log.lock().unwrap();
     assert!(log.contains("stopped"), "{log}");
     assert!(!log.contains(AUTH_TOKEN) && !log.contains(&token) && !log.contains(password.trim()), "a secret reached the log");
     assert!(!dir.path().join("admin-token").exists(), "no first-start bootstrap on a database that has an organisation");

@@ -396,7 +396,7 @@ async fn the_session_runs_without_a_transport_and_ends_at_max_duration() {
         llm: Some((Arc::new(LlmClient::new(Egress::unrestricted(), &call.llm.base_url, None)) as Arc<dyn ChatModel>, "fake-model".into())),
         greeting: None,
         other_languages: vec![],
-        live: switchboard::agent::live::LiveSessions::new("test"),
+        live: switchboard::agent::live::LiveSessions::new("test", std::time::Duration::from_secs(60)),
     };
     let (commands_tx, mut commands) = tokio::sync::mpsc::channel(16);
     let (events, events_rx) = tokio::sync::mpsc::channel(16);

@@ -13,6 +13,7 @@ mod cli;
 mod console;
 mod contract;
 mod conversations;
+mod faults;
 mod hardening;
 mod llama_cpp;
 mod phone_numbers;

@@ -115,7 +115,7 @@ fn ava() -> AgentSpec {
 fn start(agent: AgentSpec, greeting: Option<&str>, scripts: Vec<Vec<(u64, LlmEvent)>>) -> Call {
     let model = Arc::new(ScriptedModel { scripts: Mutex::new(scripts.into()), ..Default::default() });
     let log = MemoryLog::default();
-    let live = LiveSessions::new("test");
+    let live = LiveSessions::new("test", std::time::Duration::from_secs(60));
     let setup = SessionSetup {
         live: live.clone(),
         log: log.clone(),

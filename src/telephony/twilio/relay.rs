@@ -23,7 +23,6 @@ use tracing::Instrument;
 use super::{TwilioState, call_status, provisioning, signature};
 use crate::agent::assembly;
 use crate::agent::call_log::StoredCallLog;
-use crate::agent::live;
 use crate::agent::session::{AgentCommand, CallerEvent, Ending, Handoff, Session, SessionSetup};
 use crate::domain::call::{Call, CallEnding, CallStatus, EndReason, EndedBy};
 use crate::domain::ids::CallId;
@@ -63,7 +62,7 @@ pub async fn relay(
         Ok(setup) => setup,
         Err(e) => return internal(e),
     };
-    let lease_until = time::now() + live::SESSION_LEASE;
+    let lease_until = time::now() + state.live.lease();
     match calls::claim_session(&state.db, call.org_id, call.id, state.live.owner(), lease_until).await {
         Ok(true) => {}
         Ok(false) => {

@@ -6,6 +6,7 @@ pub mod browser;
 pub mod fake_llm;
 pub mod fake_twilio;
 pub mod relay_client;
+pub mod server_process;
 pub mod smtp_server;
 pub mod twilio_openapi;
 pub mod webhook_sink;
@@ -146,6 +147,14 @@ impl TestApp {
     /// Sends the server the shutdown signal, as SIGTERM would.
     pub fn begin_shutdown(&self) {
         self.shutdown.notify_one();
+    }
+
+    /// Stops this in-process server (waiting until it has) and points every helper at `addr`,
+    /// a `switchboard serve` process on the same database.
+    pub async fn hand_over_to(&mut self, addr: SocketAddr) {
+        self.begin_shutdown();
+        (&mut self.server).await.unwrap().unwrap();
+        self.addr = addr;
     }
 
     pub fn url(&self, path: &str) -> String {
