@@ -13,7 +13,6 @@
 //! `cargo bench --bench relay_sessions` (`SESSIONS=500,2000,5000` by default; about four file
 //! descriptors per session).
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
@@ -26,7 +25,7 @@ use switchboard::telephony::twilio::signature;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use support::{TOKEN, incoming_call};
+use support::{TOKEN, incoming_call, spawn_role, usage};
 
 /// The stub model's time to first token.
 const MODEL_DELAY: Duration = Duration::from_millis(200);
@@ -34,10 +33,9 @@ const MODEL_DELAY: Duration = Duration::from_millis(200);
 const TURNS_PER_CALL: usize = 3;
 /// The turn rate the window is sized for.
 const TURNS_PER_SECOND: f64 = 460.0;
-const ROLE: &str = "RELAY_BENCH_ROLE";
 
 fn main() {
-    match std::env::var(ROLE).as_deref() {
+    match std::env::var(support::ROLE).as_deref() {
         Ok("model") => runtime().block_on(serve_model()),
         Ok("server") => runtime().block_on(serve_switchboard()),
         _ => runtime().block_on(generate_load()),
@@ -76,46 +74,6 @@ async fn serve_switchboard() {
     let bench = support::serve(std::env::var("MODEL_URL").ok(), |_| {}).await;
     println!("{} {}", bench.base, bench.account);
     std::future::pending::<()>().await;
-}
-
-/// Starts this benchmark again in `role`, and returns the child and its first line of output.
-async fn spawn_role(role: &str, env: &[(&str, &str)]) -> (Child, String) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .env(ROLE, role)
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
-        line.trim().to_owned()
-    })
-    .await
-    .unwrap();
-    assert!(!line.is_empty(), "the {role} role reports where it listens");
-    (child, line)
-}
-
-/// CPU seconds (user + system) and resident memory (KiB) of a process.
-fn usage(pid: u32) -> (f64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let rss = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0);
-    (ticks as f64 / clock_ticks_per_second(), rss)
-}
-
-fn clock_ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
-        .unwrap_or(100.0)
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

@@ -1,5 +1,9 @@
-//! What the benchmarks need: the real server on 127.0.0.1 with a SQLite file, serving one
-//! number whose agent may use a given LLM endpoint.
+//! What the benchmarks need: the real server on 127.0.0.1 (on a SQLite file, or a fresh
+//! PostgreSQL database), serving one number whose agent may use a given LLM endpoint; and, for
+//! benchmarks that run as several processes, a way to start this benchmark again in a role and
+//! read a process's CPU time and memory.
+
+use std::process::{Child, Command, Stdio};
 
 use switchboard::app::Application;
 use switchboard::config::Config;
@@ -12,6 +16,8 @@ use switchboard::domain::provider::{PhoneProviderKind, PhoneProviderStatus};
 use switchboard::storage::{Db, agents, apps, llm_providers, orgs, phone_numbers, phone_providers};
 
 pub const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+/// The environment variable that tells a benchmark process which role it plays.
+pub const ROLE: &str = "SWITCHBOARD_BENCH_ROLE";
 pub const NUMBER: &str = "+14155550100";
 
 /// A running server and the Twilio account that owns its number.
@@ -94,4 +100,59 @@ pub fn incoming_call(account: &str, call: u64) -> Vec<(String, String)> {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect()
+}
+
+/// Starts this benchmark again in `role`, and returns the child and its first line of output.
+#[allow(dead_code)] // each benchmark uses what it needs
+pub async fn spawn_role(role: &str, env: &[(&str, &str)]) -> (Child, String) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env(ROLE, role)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        line.trim().to_owned()
+    })
+    .await
+    .unwrap();
+    assert!(!line.is_empty(), "the {role} role reports where it listens");
+    (child, line)
+}
+
+/// CPU seconds (user + system) and resident memory (KiB) of a process.
+#[allow(dead_code)]
+pub fn usage(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0);
+    (ticks as f64 / clock_ticks_per_second(), rss)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// A new, empty PostgreSQL database on the server of `url` (which names any database there);
+/// returns its URL.
+#[allow(dead_code)]
+pub async fn fresh_postgres_database(url: &str) -> String {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(url).await.expect("the PostgreSQL server answers");
+    let name = format!("switchboard_bench_{}", std::process::id());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();
+    let mut fresh = url::Url::parse(url).unwrap();
+    fresh.set_path(&name);
+    fresh.to_string()
 }

@@ -124,11 +124,15 @@ impl CallRow {
 /// call (idempotent on the call SID).
 pub async fn open(db: &Db, org: OrgId, new: NewCall) -> Result<Call> {
     let refused = new.refused_reason.is_some();
-    let sql = "INSERT INTO calls (id, org_id, app_id, phone_number_id, provider_id, agent_id, agent_version, call_sid,
+    let sql = concat!(
+        r#"INSERT INTO calls (id, org_id, app_id, phone_number_id, provider_id, agent_id, agent_version, call_sid,
                    from_number, to_number, direction, status, started_at, ended_by, ended_reason, is_test)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT (call_sid) DO NOTHING";
-    on_pool!(db, |pool| {
-        sqlx::query(sql)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT (call_sid) DO NOTHING
+               RETURNING "#,
+        columns!()
+    );
+    let created: Option<CallRow> = on_pool!(db, |pool| {
+        sqlx::query_as(sql)
             .bind(CallId::generate().0)
             .bind(org.0)
             .bind(new.app_id.map(|a| a.0))
@@ -145,10 +149,12 @@ pub async fn open(db: &Db, org: OrgId, new: NewCall) -> Result<Call> {
             .bind(refused.then_some(EndedBy::System.as_str()))
             .bind(new.refused_reason.map(EndReason::as_str))
             .bind(new.is_test)
-            .execute(pool)
+            .fetch_optional(pool)
             .await
-            .map(|_| ())
     })?;
+    if let Some(created) = created {
+        return created.into_domain();
+    }
     let sql = concat!("SELECT ", columns!(), " FROM calls WHERE call_sid = $1 AND org_id = $2");
     let row: Option<CallRow> = on_pool!(db, |pool| sqlx::query_as(sql).bind(&new.call_sid).bind(org.0).fetch_optional(pool).await)?;
     // Another organisation holding the same SID would be a carrier bug; refuse rather than mix.

@@ -151,23 +151,30 @@ pub struct ProviderSecrets {
 }
 
 pub async fn secrets(db: &Db, org: OrgId, id: PhoneProviderId) -> Result<ProviderSecrets> {
-    type SecretsRow = (String, Vec<u8>, Option<String>, Option<Vec<u8>>);
-    let row: Option<SecretsRow> = on_pool!(db, |pool| {
-        sqlx::query_as(
-            "SELECT account_sid, auth_token_enc, api_key_sid, api_key_secret_enc FROM phone_providers WHERE id = $1 AND org_id = $2",
-        )
-        .bind(id.0)
-        .bind(org.0)
-        .fetch_optional(pool)
-        .await
-    })?;
-    let (account_sid, token_enc, key_sid, key_enc) = row.ok_or(StorageError::NotFound)?;
-    let auth_token = db.cipher().decrypt(&slot(org, id, "auth_token"), &token_enc)?;
-    let api_key = match (key_sid, key_enc) {
+    Ok(with_secrets(db, org, id).await?.1)
+}
+
+#[derive(sqlx::FromRow)]
+struct SealedProviderRow {
+    #[sqlx(flatten)]
+    provider: ProviderRow,
+    auth_token_enc: Vec<u8>,
+    api_key_secret_enc: Option<Vec<u8>>,
+}
+
+/// A provider and its decrypted credentials, read at once (a webhook checks the signature with
+/// the one and answers with the other).
+pub async fn with_secrets(db: &Db, org: OrgId, id: PhoneProviderId) -> Result<(PhoneProvider, ProviderSecrets)> {
+    let sql = concat!("SELECT ", columns!(), ", auth_token_enc, api_key_secret_enc FROM phone_providers WHERE id = $1 AND org_id = $2");
+    let row: Option<SealedProviderRow> = on_pool!(db, |pool| sqlx::query_as(sql).bind(id.0).bind(org.0).fetch_optional(pool).await)?;
+    let SealedProviderRow { provider, auth_token_enc, api_key_secret_enc } = row.ok_or(StorageError::NotFound)?;
+    let auth_token = db.cipher().decrypt(&slot(org, id, "auth_token"), &auth_token_enc)?;
+    let api_key = match (provider.api_key_sid.clone(), api_key_secret_enc) {
         (Some(sid), Some(enc)) => Some((sid, db.cipher().decrypt(&slot(org, id, "api_key_secret"), &enc)?)),
         _ => None,
     };
-    Ok(ProviderSecrets { account_sid, auth_token, api_key })
+    let secrets = ProviderSecrets { account_sid: provider.account_sid.clone(), auth_token, api_key };
+    Ok((provider.into_domain()?, secrets))
 }
 
 /// Every provider of every organisation, for the periodic credential check.

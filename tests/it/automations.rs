@@ -39,6 +39,17 @@ per_backend!(
 
 on_both_backends!(stale_calls_are_settled_with_twilio);
 
+/// An enabled automation that posts every ended call to `sink`.
+fn webhook_to(sink: &WebhookSink) -> AutomationSpec {
+    AutomationSpec {
+        name: "hook".into(),
+        trigger: Trigger::AgentConversationEnded,
+        filters: Filters::default(),
+        actions: vec![Action::Webhook { url: sink.url.clone(), headers: Default::default() }],
+        enabled: true,
+    }
+}
+
 /// An app whose webhooks may reach loopback and whose retries start after a second.
 async fn app_for_automations(backend: Backend, smtp: Option<&SmtpServer>) -> TestApp {
     let smtp_url = smtp.map(SmtpServer::url);
@@ -324,13 +335,7 @@ async fn queue_fixture(backend: Backend) -> QueueFixture {
     let org = orgs::create(&db, "acme", Actor::System).await.unwrap().id;
     let app = apps::create(&db, org, AppSpec::new("Support", "").unwrap(), Actor::System).await.unwrap();
     let sink = WebhookSink::start().await;
-    let spec = AutomationSpec {
-        name: "hook".into(),
-        trigger: Trigger::AgentConversationEnded,
-        filters: Filters::default(),
-        actions: vec![Action::Webhook { url: sink.url.clone(), headers: Default::default() }],
-        enabled: true,
-    };
+    let spec = webhook_to(&sink);
     let (automation, _) = automations::create(&db, org, app.id, spec, Actor::System).await.unwrap();
     let mut new = crate::calls::new_call("CA1", &app.id.to_string(), &uuid::Uuid::now_v7().to_string(), CallStatus::InProgress, 1);
     new.agent_id = None;
@@ -492,13 +497,7 @@ async fn automations_are_validated_and_private_targets_refused(backend: Backend)
     let sink = WebhookSink::start().await;
     let hook = json!({ "name": "hook", "actions": [{ "type": "webhook", "url": sink.url }] });
     assert!(app.post(&path, hook.clone()).await.problem(422).contains("egress_allow"));
-    let spec = AutomationSpec {
-        name: "hook".into(),
-        trigger: Trigger::AgentConversationEnded,
-        filters: Filters::default(),
-        actions: vec![Action::Webhook { url: sink.url.clone(), headers: Default::default() }],
-        enabled: true,
-    };
+    let spec = webhook_to(&sink);
     let app_uuid: AppId = app_id.parse().unwrap();
     let (stored, secret) = automations::create(&app.db, app.org, app_uuid, spec, Actor::System).await.unwrap();
     let created = json!({ "id": stored.id.to_string(), "signing_secret": secret });

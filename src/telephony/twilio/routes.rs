@@ -131,13 +131,12 @@ async fn verify(state: &TwilioState, req: &TwilioRequest) -> Result<Verified, Re
     }
     let base = state.public_base_url.clone();
     for (org, provider_id) in candidates {
-        let token = match phone_providers::secrets(&state.db, org, provider_id).await {
-            Ok(secrets) => secrets.auth_token,
+        let (provider, secrets) = match phone_providers::with_secrets(&state.db, org, provider_id).await {
+            Ok(found) => found,
             Err(StorageError::NotFound) => continue,
             Err(e) => return Err(e.into()),
         };
-        if req.is_signed_by(&base, &token) {
-            let provider = phone_providers::get(&state.db, org, provider_id).await?;
+        if req.is_signed_by(&base, &secrets.auth_token) {
             let call = call.filter(|c| c.org_id == org);
             let number = number.filter(|n| n.org_id == org);
             return Ok(Verified { org, provider, call, number });
