@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod app;
+pub mod audio;
 pub mod automations;
 pub mod cli;
 pub mod config;
