@@ -305,7 +305,7 @@ struct Failure {
 
 /// A short reason from an error response: the API's `error.message` when there is one, else the
 /// start of the body, on one line.
-async fn error_reason(mut response: reqwest::Response, deadline: Instant) -> String {
+pub(super) async fn error_reason(mut response: reqwest::Response, deadline: Instant) -> String {
     let mut body = Vec::new();
     while body.len() < MAX_ERROR_BODY {
         match tokio::time::timeout_at(deadline, response.chunk()).await {

@@ -4,3 +4,4 @@
 
 pub mod egress;
 pub mod llm;
+pub mod speech;
