@@ -13,7 +13,7 @@ use crate::providers::egress::Egress;
 use crate::storage::Db;
 
 pub mod dev_phone;
-pub mod media;
+pub mod media_stream;
 pub mod provisioning;
 pub mod recovery;
 pub mod relay;
