@@ -15,3 +15,4 @@ pub mod model;
 pub mod prompt;
 pub mod session;
 pub mod tools;
+pub mod voice;

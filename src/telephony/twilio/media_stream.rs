@@ -1,10 +1,10 @@
 //! Twilio's Media Streams WebSocket protocol (shared/specs/twilio.md §5), without the socket:
 //! the messages Twilio sends, read leniently (sequence numbers, chunks and timestamps as the
 //! strings Twilio writes or as numbers; unknown events and fields ignored; audio of any length),
-//! the messages we send (always JSON text, never binary frames), a check of the sequence numbers,
-//! and [`Playback`], which tells from echoed marks what the caller actually heard.
+//! the messages we send (always JSON text, never binary frames), and a check of the sequence
+//! numbers.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -253,62 +253,6 @@ impl SequenceCheck {
     }
 }
 
-/// What the caller heard of the agent's speech. Each piece of synthesised audio is sent with the
-/// words it speaks and followed by a mark; a mark that comes back means its words were played.
-/// After `clear`, Twilio returns every pending mark at once, so marks pending at a clear count as
-/// not heard, whenever their echo arrives.
-#[derive(Default)]
-pub struct Playback {
-    next_mark: u64,
-    /// Marks sent and not yet echoed, with their words, in order.
-    pending: VecDeque<(String, String)>,
-    /// Marks cleared before their echo came back.
-    cleared: Vec<String>,
-    heard: String,
-}
-
-impl Playback {
-    /// Notes a piece of speech about to be sent; returns the name of the mark to send after it.
-    pub fn queue(&mut self, words: &str) -> String {
-        self.next_mark += 1;
-        let name = format!("speech-{}", self.next_mark);
-        self.pending.push_back((name.clone(), words.to_owned()));
-        name
-    }
-
-    /// The caller spoke over the agent: everything pending will not be heard.
-    pub fn clear(&mut self) {
-        self.cleared.extend(self.pending.drain(..).map(|(name, _)| name));
-    }
-
-    /// A mark came back; returns the words it confirms were played, if any.
-    pub fn echoed(&mut self, name: &str) -> Option<&str> {
-        if let Some(at) = self.cleared.iter().position(|n| n == name) {
-            self.cleared.swap_remove(at);
-            return None;
-        }
-        let at = self.pending.iter().position(|(n, _)| n == name)?;
-        // Marks return in order; one that overtakes others confirms them too.
-        let mut played = String::new();
-        for (_, words) in self.pending.drain(..=at) {
-            played.push_str(&words);
-        }
-        let start = self.heard.len();
-        self.heard.push_str(&played);
-        Some(&self.heard[start..])
-    }
-
-    /// Whether audio is still playing (marks pending).
-    pub fn is_playing(&self) -> bool {
-        !self.pending.is_empty()
-    }
-
-    /// Every word the caller heard so far.
-    pub fn heard(&self) -> &str {
-        &self.heard
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,27 +310,6 @@ mod tests {
         assert_eq!(check.observe(Some(5)), Some(Gap { expected: 3, got: 5 }));
         assert_eq!(check.observe(Some(4)), Some(Gap { expected: 6, got: 4 }), "reordered");
         assert_eq!(check.observe(Some(6)), None);
-    }
-
-    #[test]
-    fn the_caller_heard_what_played_before_the_clear() {
-        let mut playback = Playback::default();
-        let first = playback.queue("Your order ships ");
-        let second = playback.queue("on Tuesday, ");
-        let third = playback.queue("and the tracking number is 42.");
-        assert_eq!(playback.echoed(&first), Some("Your order ships "));
-        // The caller speaks: Twilio drops the rest and returns the pending marks at once.
-        playback.clear();
-        assert!(!playback.is_playing());
-        assert_eq!(playback.echoed(&second), None);
-        assert_eq!(playback.echoed(&third), None);
-        assert_eq!(playback.heard(), "Your order ships ");
-        // Speech after the clear plays as usual; an echo that overtakes confirms what came before.
-        let fourth = playback.queue("Sure. ");
-        let fifth = playback.queue("Go ahead.");
-        assert_eq!(playback.echoed(&fifth), Some("Sure. Go ahead."));
-        assert_eq!(playback.echoed(&fourth), None, "already confirmed");
-        assert_eq!(playback.heard(), "Your order ships Sure. Go ahead.");
     }
 
     /// Fuzz target: any text on the media socket is read or refused without a panic; any audio

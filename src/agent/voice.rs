@@ -1,0 +1,518 @@
+//! The speech layer of calls where Switchboard hears and speaks itself (Media Streams): between a
+//! transport's audio (20 ms frames of 8 kHz samples in; audio to play with a mark after each
+//! piece, and `clear`, out) and an agent [`Session`](super::session::Session) (caller events in,
+//! commands out), so the session is the same as for ConversationRelay calls.
+//!
+//! - Hearing: a frame whose level reaches `speech_level_dbfs` counts as speech; the caller
+//!   starts speaking after `min_speech` of it and stops after `end_of_turn_silence` without it
+//!   ([`SpeechGate`]; a voice activity and end-of-turn model replace the level next). Each
+//!   utterance, with the frames that confirmed it, is transcribed and reaches the session as
+//!   `Said`; an empty transcript is dropped.
+//! - Speaking: the session's tokens are cut into sentences; each is synthesised as soon as it is
+//!   complete (the first audio leaves before the reply is), resampled to 8 kHz, and sent piece by
+//!   piece, each followed by a mark; the sentence's words ride on its last mark.
+//! - Barge-in: caller speech confirmed while the agent is speaking clears the transport's
+//!   buffer, stops synthesis, and tells the session what the caller heard of the agent's
+//!   utterance: the words of the marks that came back before the clear ([`Playback`]).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
+use tokio::sync::mpsc;
+
+use super::session::{AgentCommand, CallerEvent, Ending};
+use crate::audio::frames::{SpeechGate, Transition, level_dbfs};
+use crate::audio::resample::Resampler;
+use crate::providers::speech::{Audio, SpeechToText, TextToSpeech};
+
+/// The rate of the audio a transport carries.
+pub const TRANSPORT_RATE: u32 = 8000;
+
+/// What the transport hears.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TransportIn {
+    /// 20 ms of the caller's audio.
+    Audio(Vec<i16>),
+    /// A mark came back: the audio before it has played (or was cleared).
+    Played(String),
+    Digits(String),
+    HungUp,
+}
+
+/// What the transport is told to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TransportOut {
+    /// Play this audio, then send back `mark`.
+    Play {
+        audio: Vec<i16>,
+        mark: String,
+    },
+    /// Drop everything buffered (the caller spoke over the agent).
+    Clear,
+    End(Ending),
+}
+
+/// How the agent hears and speaks.
+#[derive(Clone, Debug)]
+pub struct VoiceSettings {
+    /// The caller's language for recognition (BCP 47).
+    pub language: String,
+    pub voice: String,
+    pub speech_level_dbfs: f32,
+    pub min_speech: Duration,
+    pub end_of_turn_silence: Duration,
+}
+
+/// A piece of synthesised speech at the transport's rate; the last piece of a sentence carries
+/// the sentence.
+struct Synthesized {
+    audio: Vec<i16>,
+    words: Option<String>,
+}
+
+pub struct Voice {
+    pub stt: Arc<dyn SpeechToText>,
+    pub tts: Arc<dyn TextToSpeech>,
+    pub settings: VoiceSettings,
+}
+
+/// The channels a voice sits between.
+pub struct VoiceLinks {
+    pub from_transport: mpsc::Receiver<TransportIn>,
+    pub to_transport: mpsc::Sender<TransportOut>,
+    pub to_session: mpsc::Sender<CallerEvent>,
+    pub from_session: mpsc::Receiver<AgentCommand>,
+}
+
+impl Voice {
+    /// Runs until the session ends (its command channel closes) or the caller hangs up.
+    pub async fn run(self, links: VoiceLinks) {
+        let VoiceLinks { mut from_transport, to_transport, to_session, mut from_session } = links;
+        let Voice { stt, tts, mut settings } = self;
+        let mut gate = SpeechGate::new(settings.min_speech, settings.end_of_turn_silence);
+        let confirm_frames = (settings.min_speech.as_millis() / 20).max(1) as usize;
+        let mut recent: VecDeque<Vec<i16>> = VecDeque::new();
+        let mut utterance: Vec<i16> = Vec::new();
+        // Transcribed side by side, delivered in the order spoken.
+        let mut transcriptions = FuturesOrdered::new();
+        let mut playback = Playback::default();
+        let mut speaker = Speaker::start(tts.clone(), settings.voice.clone());
+        let mut sentence = String::new();
+        // Where the agent's current utterance starts in what the caller heard.
+        let mut utterance_heard_from = 0;
+        let mut utterance_open = false;
+        loop {
+            tokio::select! {
+                input = from_transport.recv() => match input {
+                    Some(TransportIn::Audio(frame)) => {
+                        let speech = level_dbfs(&frame) >= settings.speech_level_dbfs;
+                        if gate.is_speaking() {
+                            utterance.extend_from_slice(&frame);
+                        } else {
+                            recent.push_back(frame);
+                            if recent.len() > confirm_frames {
+                                recent.pop_front();
+                            }
+                        }
+                        match gate.frame(speech) {
+                            Transition::Started => {
+                                utterance = recent.drain(..).flatten().collect();
+                                if playback.is_playing() || speaker.is_busy() {
+                                    // Barge-in: stop the agent and say what was heard.
+                                    speaker = Speaker::start(tts.clone(), settings.voice.clone());
+                                    sentence.clear();
+                                    playback.clear();
+                                    let _ = to_transport.send(TransportOut::Clear).await;
+                                    let heard = playback.heard()[utterance_heard_from..].trim().to_owned();
+                                    let _ = to_session.send(CallerEvent::Interrupted { heard }).await;
+                                    utterance_open = false;
+                                }
+                            }
+                            Transition::Stopped => {
+                                let said = Audio { rate: TRANSPORT_RATE, samples: std::mem::take(&mut utterance) };
+                                let (stt, language) = (stt.clone(), settings.language.clone());
+                                transcriptions.push_back(async move { stt.transcribe(&said, &language).await });
+                            }
+                            Transition::None => {}
+                        }
+                    }
+                    Some(TransportIn::Played(mark)) => {
+                        playback.echoed(&mark);
+                    }
+                    Some(TransportIn::Digits(digits)) => {
+                        let _ = to_session.send(CallerEvent::Digits(digits)).await;
+                    }
+                    Some(TransportIn::HungUp) | None => {
+                        let _ = to_session.send(CallerEvent::HungUp).await;
+                        return;
+                    }
+                },
+                Some(done) = transcriptions.next(), if !transcriptions.is_empty() => match done {
+                    Ok(text) if !text.trim().is_empty() => {
+                        let _ = to_session.send(CallerEvent::Said { text, language: Some(settings.language.clone()) }).await;
+                    }
+                    Ok(_) => tracing::debug!("an utterance had no words"),
+                    Err(e) => tracing::warn!(error = %e, "could not transcribe an utterance"),
+                },
+                Some(piece) = speaker.output.recv() => {
+                    let mark = playback.queue(piece.words.as_deref().unwrap_or_default());
+                    let _ = to_transport.send(TransportOut::Play { audio: piece.audio, mark }).await;
+                }
+                command = from_session.recv() => match command {
+                    Some(AgentCommand::Speak { token, last }) => {
+                        if !utterance_open {
+                            utterance_open = true;
+                            utterance_heard_from = playback.heard().len();
+                        }
+                        sentence.push_str(&token);
+                        if let Some(end) = last_sentence_end(&sentence) {
+                            let complete: String = sentence.drain(..end).collect();
+                            speaker.say(complete);
+                        }
+                        if last {
+                            speaker.say(std::mem::take(&mut sentence));
+                            utterance_open = false;
+                        }
+                    }
+                    Some(AgentCommand::SwitchLanguage { locale }) => settings.language = locale,
+                    Some(AgentCommand::End(ending)) => {
+                        let _ = to_transport.send(TransportOut::End(ending)).await;
+                    }
+                    None => return,
+                },
+            }
+        }
+    }
+}
+
+/// Where the last complete sentence of `text` ends (after its punctuation and space), if any.
+fn last_sentence_end(text: &str) -> Option<usize> {
+    let characters: Vec<(usize, char)> = text.char_indices().collect();
+    characters
+        .windows(2)
+        .rev()
+        .find(|pair| matches!(pair[0].1, '.' | '!' | '?' | ';' | ':') && pair[1].1.is_whitespace())
+        .map(|pair| pair[1].0 + pair[1].1.len_utf8())
+}
+
+/// Synthesises sentences one after another, in the background; dropped (or replaced) to stop.
+struct Speaker {
+    sentences: mpsc::UnboundedSender<String>,
+    output: mpsc::Receiver<Synthesized>,
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Speaker {
+    fn start(tts: Arc<dyn TextToSpeech>, voice: String) -> Self {
+        let (sentences, mut queue) = mpsc::unbounded_channel::<String>();
+        let (out, output) = mpsc::channel(16);
+        let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = pending.clone();
+        let task = tokio::spawn(async move {
+            while let Some(sentence) = queue.recv().await {
+                let mut pieces = tts.synthesize(&sentence, &voice);
+                let mut resampler: Option<(u32, Resampler)> = None;
+                let mut last = Vec::new();
+                while let Some(piece) = pieces.recv().await {
+                    let piece = match piece {
+                        Ok(piece) => piece,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not synthesise speech");
+                            break;
+                        }
+                    };
+                    if resampler.as_ref().is_none_or(|(rate, _)| *rate != piece.rate) {
+                        match Resampler::new(piece.rate, TRANSPORT_RATE) {
+                            Ok(new) => resampler = Some((piece.rate, new)),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "speech at a rate that cannot be played");
+                                break;
+                            }
+                        }
+                    }
+                    let mut audio = Vec::new();
+                    resampler.as_mut().expect("set above").1.process(&piece.samples, &mut audio);
+                    // Each piece goes out as it comes; the last one waits to carry the words.
+                    let earlier = std::mem::replace(&mut last, audio);
+                    if !earlier.is_empty() && out.send(Synthesized { audio: earlier, words: None }).await.is_err() {
+                        return;
+                    }
+                }
+                counter.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                if out.send(Synthesized { audio: last, words: Some(sentence) }).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Self { sentences, output, pending, task }
+    }
+
+    fn say(&self, sentence: String) {
+        if sentence.trim().is_empty() {
+            return;
+        }
+        self.pending.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.sentences.send(sentence);
+    }
+
+    /// Whether sentences are still being synthesised.
+    fn is_busy(&self) -> bool {
+        self.pending.load(std::sync::atomic::Ordering::SeqCst) > 0
+    }
+}
+
+impl Drop for Speaker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What the caller heard of the agent's speech. Each piece of synthesised audio is sent with the
+/// words it speaks and followed by a mark; a mark that comes back means its words were played.
+/// After `clear`, Twilio returns every pending mark at once, so marks pending at a clear count as
+/// not heard, whenever their echo arrives.
+#[derive(Default)]
+pub struct Playback {
+    next_mark: u64,
+    /// Marks sent and not yet echoed, with their words, in order.
+    pending: VecDeque<(String, String)>,
+    /// Marks cleared before their echo came back.
+    cleared: Vec<String>,
+    heard: String,
+}
+
+impl Playback {
+    /// Notes a piece of speech about to be sent; returns the name of the mark to send after it.
+    pub fn queue(&mut self, words: &str) -> String {
+        self.next_mark += 1;
+        let name = format!("speech-{}", self.next_mark);
+        self.pending.push_back((name.clone(), words.to_owned()));
+        name
+    }
+
+    /// The caller spoke over the agent: everything pending will not be heard.
+    pub fn clear(&mut self) {
+        self.cleared.extend(self.pending.drain(..).map(|(name, _)| name));
+    }
+
+    /// A mark came back; returns the words it confirms were played, if any.
+    pub fn echoed(&mut self, name: &str) -> Option<&str> {
+        if let Some(at) = self.cleared.iter().position(|n| n == name) {
+            self.cleared.swap_remove(at);
+            return None;
+        }
+        let at = self.pending.iter().position(|(n, _)| n == name)?;
+        // Marks return in order; one that overtakes others confirms them too.
+        let mut played = String::new();
+        for (_, words) in self.pending.drain(..=at) {
+            played.push_str(&words);
+        }
+        let start = self.heard.len();
+        self.heard.push_str(&played);
+        Some(&self.heard[start..])
+    }
+
+    /// Whether audio is still playing (marks pending).
+    pub fn is_playing(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Every word the caller heard so far.
+    pub fn heard(&self) -> &str {
+        &self.heard
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::providers::speech::SpeechError;
+
+    /// Transcribes every utterance as the next scripted text, noting how long each was.
+    struct ScriptedEars {
+        words: Mutex<VecDeque<&'static str>>,
+        lengths: Mutex<Vec<usize>>,
+    }
+
+    impl SpeechToText for ScriptedEars {
+        fn transcribe<'a>(
+            &'a self,
+            utterance: &'a Audio,
+            _language: &'a str,
+        ) -> std::pin::Pin<Box<dyn Future<Output = Result<String, SpeechError>> + Send + 'a>> {
+            self.lengths.lock().unwrap().push(utterance.samples.len());
+            let next = self.words.lock().unwrap().pop_front().unwrap_or_default();
+            Box::pin(async move { Ok(next.to_owned()) })
+        }
+    }
+
+    /// Speaks 10 ms of 16 kHz audio per character, in two pieces.
+    struct Mouth;
+
+    impl TextToSpeech for Mouth {
+        fn synthesize(&self, text: &str, _voice: &str) -> mpsc::Receiver<Result<Audio, SpeechError>> {
+            let (tx, rx) = mpsc::channel(4);
+            let samples = text.chars().count() * 160;
+            tokio::spawn(async move {
+                for half in [samples / 2, samples - samples / 2] {
+                    let _ = tx.send(Ok(Audio { rate: 16_000, samples: vec![1000; half] })).await;
+                }
+            });
+            rx
+        }
+    }
+
+    struct Call {
+        transport_in: mpsc::Sender<TransportIn>,
+        transport_out: mpsc::Receiver<TransportOut>,
+        session_in: mpsc::Receiver<CallerEvent>,
+        session_out: mpsc::Sender<AgentCommand>,
+        ears: Arc<ScriptedEars>,
+    }
+
+    fn call(words: &[&'static str]) -> Call {
+        let ears = Arc::new(ScriptedEars { words: Mutex::new(words.iter().copied().collect()), lengths: Mutex::default() });
+        let (transport_in, from_transport) = mpsc::channel(64);
+        let (to_transport, transport_out) = mpsc::channel(64);
+        let (to_session, session_in) = mpsc::channel(64);
+        let (session_out, from_session) = mpsc::channel(64);
+        let settings = VoiceSettings {
+            language: "en-US".into(),
+            voice: "alloy".into(),
+            speech_level_dbfs: -40.0,
+            min_speech: Duration::from_millis(100),
+            end_of_turn_silence: Duration::from_millis(400),
+        };
+        let voice = Voice { stt: ears.clone(), tts: Arc::new(Mouth), settings };
+        tokio::spawn(voice.run(VoiceLinks { from_transport, to_transport, to_session, from_session }));
+        Call { transport_in, transport_out, session_in, session_out, ears }
+    }
+
+    const LOUD: i16 = 8000;
+
+    impl Call {
+        async fn caller(&self, level: i16, milliseconds: u64) {
+            for _ in 0..milliseconds / 20 {
+                self.transport_in.send(TransportIn::Audio(vec![level; 160])).await.unwrap();
+            }
+        }
+
+        async fn agent_says(&self, words: &str) {
+            for token in words.split_inclusive(' ') {
+                self.session_out.send(AgentCommand::Speak { token: token.to_owned(), last: false }).await.unwrap();
+            }
+            self.session_out.send(AgentCommand::Speak { token: String::new(), last: true }).await.unwrap();
+        }
+
+        /// The next pieces played, up to and including the one that carries `count` sentences.
+        async fn played(&mut self, count: usize) -> Vec<(usize, String)> {
+            let mut pieces = Vec::new();
+            while pieces.len() < count {
+                match tokio::time::timeout(Duration::from_secs(2), self.transport_out.recv()).await.unwrap().unwrap() {
+                    TransportOut::Play { audio, mark } => pieces.push((audio.len(), mark)),
+                    other => panic!("expected audio, got {other:?}"),
+                }
+            }
+            pieces
+        }
+
+        async fn event(&mut self) -> CallerEvent {
+            tokio::time::timeout(Duration::from_secs(2), self.session_in.recv()).await.unwrap().unwrap()
+        }
+    }
+
+    #[tokio::test]
+    async fn speech_becomes_turns_and_turns_become_audio_with_marks() {
+        let mut call = call(&["I need to change my order"]);
+        call.agent_says("Hello, this is Ava. How can I help?").await;
+        // Two sentences, two pieces each, at 8 kHz: 5 ms of audio per character.
+        let played = call.played(4).await;
+        let samples: usize = played.iter().map(|(n, _)| n).sum();
+        let expected = "Hello, this is Ava. How can I help?".chars().count() * 80;
+        assert!(samples.abs_diff(expected) <= 4, "{samples} samples for {expected}");
+        for (_, mark) in &played {
+            call.transport_in.send(TransportIn::Played(mark.clone())).await.unwrap();
+        }
+        // A click is not speech; 300 ms of speech then 400 ms of silence is one utterance.
+        call.caller(LOUD, 40).await;
+        call.caller(0, 200).await;
+        call.caller(LOUD, 300).await;
+        call.caller(0, 400).await;
+        assert_eq!(call.event().await, CallerEvent::Said { text: "I need to change my order".into(), language: Some("en-US".into()) });
+        let lengths = call.ears.lengths.lock().unwrap().clone();
+        assert_eq!(lengths.len(), 1, "one utterance: {lengths:?}");
+        assert!(lengths[0] >= 300 * 8, "the frames that confirmed speech are kept: {} samples", lengths[0]);
+    }
+
+    #[tokio::test]
+    async fn speaking_over_the_agent_clears_it_and_says_what_was_heard() {
+        let mut call = call(&["Tuesday works"]);
+        call.agent_says("Your order ships on Monday. Would Tuesday suit you better?").await;
+        let played = call.played(4).await;
+        // The caller heard the first sentence (its marks came back), then spoke.
+        for (_, mark) in &played[..2] {
+            call.transport_in.send(TransportIn::Played(mark.clone())).await.unwrap();
+        }
+        call.caller(LOUD, 100).await;
+        let mut cleared = false;
+        while let Ok(Some(out)) = tokio::time::timeout(Duration::from_millis(200), call.transport_out.recv()).await {
+            cleared |= out == TransportOut::Clear;
+        }
+        assert!(cleared, "the transport's buffer is cleared");
+        assert_eq!(call.event().await, CallerEvent::Interrupted { heard: "Your order ships on Monday.".into() });
+        // The marks Twilio returns after the clear do not count as heard.
+        for (_, mark) in &played[2..] {
+            call.transport_in.send(TransportIn::Played(mark.clone())).await.unwrap();
+        }
+        call.caller(LOUD, 200).await;
+        call.caller(0, 400).await;
+        assert_eq!(call.event().await, CallerEvent::Said { text: "Tuesday works".into(), language: Some("en-US".into()) });
+    }
+
+    #[tokio::test]
+    async fn keys_hang_ups_and_endings_pass_through() {
+        let mut call = call(&[]);
+        call.transport_in.send(TransportIn::Digits("42".into())).await.unwrap();
+        assert_eq!(call.event().await, CallerEvent::Digits("42".into()));
+        let ending = Ending::new(crate::domain::call::EndedBy::Agent, crate::domain::call::EndReason::AgentEnded);
+        call.session_out.send(AgentCommand::End(ending.clone())).await.unwrap();
+        assert_eq!(call.transport_out.recv().await, Some(TransportOut::End(ending)));
+        call.transport_in.send(TransportIn::HungUp).await.unwrap();
+        assert_eq!(call.event().await, CallerEvent::HungUp);
+    }
+
+    #[test]
+    fn the_caller_heard_what_played_before_the_clear() {
+        let mut playback = Playback::default();
+        let first = playback.queue("Your order ships ");
+        let second = playback.queue("on Tuesday, ");
+        let third = playback.queue("and the tracking number is 42.");
+        assert_eq!(playback.echoed(&first), Some("Your order ships "));
+        // The caller speaks: Twilio drops the rest and returns the pending marks at once.
+        playback.clear();
+        assert!(!playback.is_playing());
+        assert_eq!(playback.echoed(&second), None);
+        assert_eq!(playback.echoed(&third), None);
+        assert_eq!(playback.heard(), "Your order ships ");
+        // Speech after the clear plays as usual; an echo that overtakes confirms what came before.
+        let fourth = playback.queue("Sure. ");
+        let fifth = playback.queue("Go ahead.");
+        assert_eq!(playback.echoed(&fifth), Some("Sure. Go ahead."));
+        assert_eq!(playback.echoed(&fourth), None, "already confirmed");
+        assert_eq!(playback.heard(), "Your order ships Sure. Go ahead.");
+    }
+
+    #[test]
+    fn sentences_end_at_punctuation_followed_by_a_space() {
+        assert_eq!(last_sentence_end("Hello. How"), Some(7));
+        assert_eq!(last_sentence_end("It costs 3.50 dollars"), None);
+        assert_eq!(last_sentence_end("Yes! Sure? Ok"), Some(11));
+        assert_eq!(last_sentence_end("Hello."), None, "the end of the text waits for more or for `last`");
+    }
+}
