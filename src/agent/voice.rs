@@ -242,6 +242,9 @@ impl Speaker {
                         return;
                     }
                 }
+                if let Some((_, resampler)) = resampler.as_mut() {
+                    resampler.finish(&mut last);
+                }
                 counter.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                 if out.send(Synthesized { audio: last, words: Some(sentence) }).await.is_err() {
                     return;
@@ -431,11 +434,12 @@ mod tests {
     async fn speech_becomes_turns_and_turns_become_audio_with_marks() {
         let mut call = call(&["I need to change my order"]);
         call.agent_says("Hello, this is Ava. How can I help?").await;
-        // Two sentences, two pieces each, at 8 kHz: 5 ms of audio per character.
+        // Two sentences, two pieces each, at 8 kHz: 10 ms of audio per character, and each
+        // sentence's last 0.75 ms that the resampler's filter held.
         let played = call.played(4).await;
         let samples: usize = played.iter().map(|(n, _)| n).sum();
-        let expected = "Hello, this is Ava. How can I help?".chars().count() * 80;
-        assert!(samples.abs_diff(expected) <= 4, "{samples} samples for {expected}");
+        let expected = "Hello, this is Ava. How can I help?".chars().count() * 80 + 2 * 6;
+        assert_eq!(samples, expected);
         for (_, mark) in &played {
             call.transport_in.send(TransportIn::Played(mark.clone())).await.unwrap();
         }
