@@ -13,8 +13,9 @@ const MAX_UP: u32 = 1000;
 pub struct Resampler {
     up: u64,
     down: u64,
-    /// Phase-major: the taps of phase `p` are `filter[p * TAPS_PER_PHASE..][..TAPS_PER_PHASE]`.
-    filter: Vec<f32>,
+    /// Phase-major, each phase's taps oldest input first: output = Σ taps[j] × window[j] over
+    /// the last [`TAPS_PER_PHASE`] input samples, a plain loop that stays fast in debug builds.
+    filter: Vec<[f32; TAPS_PER_PHASE]>,
     /// Input samples still needed; `history[0]` is input sample number `base` (negative before
     /// the start, where the input counts as silence).
     history: Vec<f32>,
@@ -68,11 +69,17 @@ impl Resampler {
                 break;
             }
             let phase = (self.position % self.up) as usize;
-            let taps = &self.filter[phase * TAPS_PER_PHASE..][..TAPS_PER_PHASE];
-            // taps[k] weighs input sample `newest - k`.
+            let taps = &self.filter[phase];
             let end = (newest - self.base) as usize;
-            let window = &self.history[end + 1 - TAPS_PER_PHASE..=end];
-            let sum: f32 = taps.iter().zip(window.iter().rev()).map(|(t, x)| t * x).sum();
+            let window: &[f32; TAPS_PER_PHASE] = self.history[end + 1 - TAPS_PER_PHASE..=end].try_into().expect("a whole window");
+            // Four running sums (independent additions a processor overlaps), then combined.
+            let mut sums = [0.0f32; 4];
+            for (taps, window) in taps.chunks_exact(4).zip(window.chunks_exact(4)) {
+                for lane in 0..4 {
+                    sums[lane] += taps[lane] * window[lane];
+                }
+            }
+            let sum = (sums[0] + sums[1]) + (sums[2] + sums[3]);
             out.push(sum.round().clamp(f32::from(i16::MIN), f32::from(i16::MAX)) as i16);
             self.position += self.down;
         }
@@ -86,8 +93,8 @@ impl Resampler {
 
 /// The windowed-sinc low-pass for `up` phases, cutting at `0.9 × cutoff` (cycles per
 /// upsampled sample, `cutoff` being the lower rate's Nyquist frequency), scaled by `up` to make up
-/// for the zeros interpolation inserts; rearranged phase-major.
-fn polyphase_filter(up: usize, lower_rate_per_upsampled: f64) -> Vec<f32> {
+/// for the zeros interpolation inserts; rearranged phase by phase, oldest input first.
+fn polyphase_filter(up: usize, lower_rate_per_upsampled: f64) -> Vec<[f32; TAPS_PER_PHASE]> {
     let length = up * TAPS_PER_PHASE;
     let cutoff = 0.5 * lower_rate_per_upsampled * 0.9;
     let center = (length as f64 - 1.0) / 2.0;
@@ -102,15 +109,18 @@ fn polyphase_filter(up: usize, lower_rate_per_upsampled: f64) -> Vec<f32> {
         })
         .collect();
     // Unit gain at 0 Hz for every phase, so silence stays silent and a level stays its level.
-    let mut filter = vec![0.0f32; length];
-    for phase in 0..up {
-        let taps: Vec<f64> = (0..TAPS_PER_PHASE).map(|k| prototype[phase + k * up]).collect();
-        let gain: f64 = taps.iter().sum();
-        for (k, tap) in taps.iter().enumerate() {
-            filter[phase * TAPS_PER_PHASE + k] = (tap / gain) as f32;
-        }
-    }
-    filter
+    (0..up)
+        .map(|phase| {
+            // Tap k of a phase weighs the input sample k places before the newest.
+            let taps: Vec<f64> = (0..TAPS_PER_PHASE).map(|k| prototype[phase + k * up]).collect();
+            let gain: f64 = taps.iter().sum();
+            let mut oldest_first = [0.0f32; TAPS_PER_PHASE];
+            for (k, tap) in taps.iter().enumerate() {
+                oldest_first[TAPS_PER_PHASE - 1 - k] = (tap / gain) as f32;
+            }
+            oldest_first
+        })
+        .collect()
 }
 
 fn gcd(a: u32, b: u32) -> u32 {
