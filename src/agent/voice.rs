@@ -93,7 +93,6 @@ impl Voice {
         let VoiceLinks { mut from_transport, to_transport, to_session, mut from_session } = links;
         let Voice { stt, tts, mut settings } = self;
         let mut gate = SpeechGate::new(settings.min_speech, settings.end_of_turn_silence);
-        let confirm_frames = (settings.min_speech.as_millis() / 20).max(1) as usize;
         let mut recent: VecDeque<Vec<i16>> = VecDeque::new();
         let mut utterance: Vec<i16> = Vec::new();
         // Transcribed side by side, delivered in the order spoken.
@@ -113,7 +112,7 @@ impl Voice {
                             utterance.extend_from_slice(&frame);
                         } else {
                             recent.push_back(frame);
-                            if recent.len() > confirm_frames {
+                            if recent.len() > gate.min_speech_frames() {
                                 recent.pop_front();
                             }
                         }

@@ -84,6 +84,11 @@ impl SpeechGate {
         self.speaking
     }
 
+    /// How many frames of speech in a row confirm that the caller started speaking.
+    pub fn min_speech_frames(&self) -> usize {
+        self.min_speech as usize
+    }
+
     /// Takes the next frame's verdict.
     pub fn frame(&mut self, speech: bool) -> Transition {
         if speech != self.speaking {

@@ -275,15 +275,20 @@ async fn prometheus_metrics(State(state): State<AppState>) -> impl IntoResponse 
 mod tests {
     use super::*;
 
+    /// Serves `router` on a loopback port; returns its address.
+    async fn serve(router: Router) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        address
+    }
+
     #[tokio::test]
     async fn a_panicking_handler_answers_a_problem_instead_of_dropping_the_connection() {
         async fn boom() -> &'static str {
             panic!("input nobody expected")
         }
-        let router = Router::new().route("/boom", get(boom)).layer(axum::middleware::from_fn(catch_panic));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let address = serve(Router::new().route("/boom", get(boom)).layer(axum::middleware::from_fn(catch_panic))).await;
         let response = reqwest::get(format!("http://{address}/boom")).await.unwrap();
         assert_eq!(response.status(), 500);
         assert_eq!(response.headers()["content-type"], "application/problem+json");
@@ -297,10 +302,7 @@ mod tests {
             tokio::time::sleep(REQUEST_TIME_LIMIT * 2).await;
             "too late"
         }
-        let router = Router::new().route("/stuck", get(stuck)).layer(axum::middleware::from_fn(limit_time));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let address = serve(Router::new().route("/stuck", get(stuck)).layer(axum::middleware::from_fn(limit_time))).await;
         let response = reqwest::get(format!("http://{address}/stuck")).await.unwrap();
         assert_eq!(response.status(), 503);
         let problem: serde_json::Value = response.json().await.unwrap();

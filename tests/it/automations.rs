@@ -63,17 +63,6 @@ async fn app_for_automations(backend: Backend, smtp: Option<&SmtpServer>) -> Tes
 }
 
 /// Polls `path` until `condition` holds on its JSON body (10 s at most).
-async fn until(app: &TestApp, path: &str, condition: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..200 {
-        let body = app.get(path).await.expect(200);
-        if condition(&body) {
-            return body;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{path} never reached the expected state: {}", app.get(path).await.body);
-}
-
 fn signature_of(secret: &str, timestamp: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(format!("{timestamp}.").as_bytes());
@@ -139,7 +128,7 @@ async fn a_finished_call_is_delivered_classified_mailed_and_ticketed(backend: Ba
     assert_eq!(relay.next().await.unwrap()["type"], "end");
     relay.close().await;
 
-    let runs = until(&app, &format!("/api/v1/automations/{automation}/runs"), |b| b["data"][0]["status"] == "succeeded").await;
+    let runs = app.until(&format!("/api/v1/automations/{automation}/runs"), |b| b["data"][0]["status"] == "succeeded").await;
     let run = &runs["data"][0];
     assert_eq!((run["attempts"].as_i64(), run["next_step"].as_i64()), (Some(1), Some(4)), "{run}");
     assert_eq!(run["outputs"][1]["status"], 204);
@@ -169,7 +158,7 @@ async fn a_finished_call_is_delivered_classified_mailed_and_ticketed(backend: Ba
     assert_eq!(kinds, ["call.ended", "call.analyzed"]);
     assert_eq!(events[1]["call"]["analysis"]["resolution"], "escalated");
 
-    until(&app, &format!("/api/v1/automations/{}/runs", on_analysis["id"].as_str().unwrap()), |b| b["data"][0]["status"] == "succeeded")
+    app.until(&format!("/api/v1/automations/{}/runs", on_analysis["id"].as_str().unwrap()), |b| b["data"][0]["status"] == "succeeded")
         .await;
     let analyzed: Value = serde_json::from_slice(&analyzed_sink.deliveries()[0].body).unwrap();
     assert_eq!(analyzed["type"], "call.analyzed");
@@ -218,14 +207,14 @@ async fn a_receiver_that_is_down_gets_the_event_once_it_is_up(backend: Backend) 
         [("AccountSid", line.account.as_str()), ("CallSid", call_sid.as_str()), ("CallStatus", "completed"), ("CallDuration", "30")];
     app.twilio_post("/twilio/status", &params, Some(LINE_TOKEN)).await.expect(204);
 
-    let failing = until(&app, &runs_path, |b| b["data"][0]["attempts"].as_i64() >= Some(1) && b["data"][0]["status"] == "pending").await;
+    let failing = app.until(&runs_path, |b| b["data"][0]["attempts"].as_i64() >= Some(1) && b["data"][0]["status"] == "pending").await;
     let run = &failing["data"][0];
     assert!(run["last_error"].as_str().unwrap().contains("HTTP 503"), "{run}");
     assert!(run["next_attempt_at"].is_string());
     assert!(sink.refused() >= 1);
 
     sink.set_down(false);
-    let done = until(&app, &runs_path, |b| b["data"][0]["status"] == "succeeded").await;
+    let done = app.until(&runs_path, |b| b["data"][0]["status"] == "succeeded").await;
     assert!(done["data"][0]["attempts"].as_i64().unwrap() >= 2, "{}", done["data"][0]);
     assert_eq!(done["data"][0]["last_error"], Value::Null, "a success clears the earlier attempt's error");
     assert_eq!(sink.deliveries().len(), 1, "delivered once");
@@ -240,7 +229,7 @@ async fn a_model_that_refuses_the_request_fails_the_run_without_retries(backend:
     llm.script([Reply::fails(401), Reply::fails(401), Reply::fails(401)]);
     let (line, runs_path) = classifying_line(&app, &llm).await;
     end_a_call(&app, &line, 'r').await;
-    let failed = until(&app, &runs_path, |b| b["data"][0]["status"] == "failed").await;
+    let failed = app.until(&runs_path, |b| b["data"][0]["status"] == "failed").await;
     let run = &failed["data"][0];
     assert_eq!(run["attempts"], 1, "a 401 is not worth another attempt: {run}");
     assert!(
@@ -258,7 +247,7 @@ async fn invalid_classifications_fail_clearly_and_can_be_retried(backend: Backen
     let (line, runs_path) = classifying_line(&app, &llm).await;
     end_a_call(&app, &line, 'e').await;
 
-    let failed = until(&app, &runs_path, |b| b["data"][0]["status"] == "failed").await;
+    let failed = app.until(&runs_path, |b| b["data"][0]["status"] == "failed").await;
     let run = &failed["data"][0];
     assert!(run["last_error"].as_str().unwrap().contains("no valid classification in 3 tries"), "{run}");
     assert_eq!(llm.requests().len(), 3, "asked three times");
@@ -267,7 +256,7 @@ async fn invalid_classifications_fail_clearly_and_can_be_retried(backend: Backen
     llm.script([Reply::says(r#"{"sentiment":"positive","resolution":"resolved","satisfaction":5,"summary":"All good.","categories":{}}"#)]);
     let run_id = run["id"].as_str().unwrap();
     app.post(&format!("/api/v1/automation-runs/{run_id}/retry"), json!(null)).await.expect(200);
-    until(&app, &runs_path, |b| b["data"][0]["status"] == "succeeded").await;
+    app.until(&runs_path, |b| b["data"][0]["status"] == "succeeded").await;
     let detail = app.post(&format!("/api/v1/automation-runs/{run_id}/retry"), json!(null)).await.problem(409);
     assert!(detail.contains("succeeded"), "{detail}");
     let call = app.get("/api/v1/calls").await.expect(200)["data"][0].clone();
@@ -305,10 +294,11 @@ async fn a_refused_json_schema_falls_back_to_json_mode(backend: Backend) {
     let (line, runs_path) = classifying_line(&app, &llm).await;
     for (n, letter) in [(1, 'f'), (2, 'b')] {
         end_a_call(&app, &line, letter).await;
-        let runs = until(&app, &runs_path, |b| {
-            b["data"].as_array().unwrap().len() == n && b["data"].as_array().unwrap().iter().all(|r| r["status"] == "succeeded")
-        })
-        .await;
+        let runs = app
+            .until(&runs_path, |b| {
+                b["data"].as_array().unwrap().len() == n && b["data"].as_array().unwrap().iter().all(|r| r["status"] == "succeeded")
+            })
+            .await;
         assert_eq!(runs["data"][0]["attempts"], 1, "the refusal was not a failed attempt: {}", runs["data"][0]);
     }
     let formats: Vec<Value> = llm.requests().iter().map(|r| r["response_format"]["type"].clone()).collect();
@@ -446,13 +436,14 @@ async fn a_restart_finalises_an_orphaned_call_exactly_once(backend: Backend) {
     let stop = std::sync::Arc::new(tokio::sync::Notify::new());
     let signal = stop.clone();
     let running = tokio::spawn(second.run(async move { signal.notified().await }));
-    let record = until(&app, &format!("/api/v1/calls/{}", dead.id), |r| r["ended_reason"].is_string()).await;
+    let record = app.until(&format!("/api/v1/calls/{}", dead.id), |r| r["ended_reason"].is_string()).await;
     assert_eq!((record["ended_by"].as_str(), record["ended_reason"].as_str()), (Some("system"), Some("server_restart")));
     assert!(app.twilio.call_updates().iter().any(|(sid, form)| sid == &dead_sid && form.contains(&("Status".into(), "completed".into()))));
-    let gone = until(&app, "/api/v1/calls", |b| {
-        b["data"].as_array().unwrap().iter().any(|c| c["call_sid"] == gone_sid.as_str() && c["status"] == "completed")
-    })
-    .await;
+    let gone = app
+        .until("/api/v1/calls", |b| {
+            b["data"].as_array().unwrap().iter().any(|c| c["call_sid"] == gone_sid.as_str() && c["status"] == "completed")
+        })
+        .await;
     let by_sid = |sid: &str| gone["data"].as_array().unwrap().iter().find(|c| c["call_sid"] == sid).unwrap().clone();
     assert_eq!(by_sid(&gone_sid)["duration_secs"], 4, "Twilio's answer");
     assert_eq!(by_sid(&waiting_sid)["ended_reason"], Value::Null, "a live call without a session is left to Twilio");
@@ -511,7 +502,7 @@ async fn automations_are_validated_and_private_targets_refused(backend: Backend)
     app.ring(&line, &call_sid).await.expect(200);
     let params = [("AccountSid", line.account.as_str()), ("CallSid", call_sid.as_str()), ("CallStatus", "completed")];
     app.twilio_post("/twilio/status", &params, Some(LINE_TOKEN)).await.expect(204);
-    let runs = until(&app, &format!("/api/v1/automations/{id}/runs"), |b| b["data"][0]["status"] == "failed").await;
+    let runs = app.until(&format!("/api/v1/automations/{id}/runs"), |b| b["data"][0]["status"] == "failed").await;
     assert!(runs["data"][0]["last_error"].as_str().unwrap().contains("private or local address"), "{}", runs["data"][0]);
     assert_eq!(sink.deliveries().len(), 0);
 

@@ -48,18 +48,6 @@ async fn exchange(call: &mut LiveCall, words: &str) {
     call.agent_said.push(call.relay.utterance().await.text);
 }
 
-/// The call's record once `condition` holds (a dead node's calls are settled after its lease).
-async fn record_when(app: &TestApp, id: &str, condition: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..300 {
-        let record = app.get(&format!("/api/v1/calls/{id}")).await.expect(200);
-        if condition(&record) {
-            return record;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("call {id} never reached the expected state: {}", app.get(&format!("/api/v1/calls/{id}")).await.body);
-}
-
 /// What the transcript holds, by side.
 fn stored_words(record: &Value, role: &str) -> Vec<String> {
     record["transcript"].as_array().unwrap().iter().filter(|t| t["role"] == role).map(|t| t["text"].as_str().unwrap().to_owned()).collect()
@@ -68,7 +56,7 @@ fn stored_words(record: &Value, role: &str) -> Vec<String> {
 /// The call was settled after its session died: spoken turns all stored, one `call.ended`, and
 /// Twilio's late final callback adds nothing.
 async fn assert_settled_after_death(app: &TestApp, line: &PhoneLine, call: &LiveCall) {
-    let record = record_when(app, &call.id, |r| r["ended_reason"] == "server_restart").await;
+    let record = app.until(&format!("/api/v1/calls/{}", call.id), |r| r["ended_reason"] == "server_restart").await;
     assert_eq!(record["ended_by"], "system");
     assert_eq!(stored_words(&record, "caller"), call.caller_said, "every caller turn is stored");
     for said in &call.agent_said {
@@ -138,7 +126,9 @@ async fn two_nodes_share_one_postgresql_and_the_survivor_settles_a_dead_nodes_ca
         call.relay.close().await;
         let params = [("AccountSid", line.account.as_str()), ("CallSid", call.sid.as_str()), ("CallStatus", "completed")];
         app.twilio_post("/twilio/status", &params, Some(LINE_TOKEN)).await.expect(204);
-        let record = record_when(&app, &call.id, |r| r["status"] == "completed" && r["transcript"].as_array().unwrap().len() >= 4).await;
+        let record = app
+            .until(&format!("/api/v1/calls/{}", call.id), |r| r["status"] == "completed" && r["transcript"].as_array().unwrap().len() >= 4)
+            .await;
         assert_eq!(stored_words(&record, "caller"), call.caller_said);
         assert_ne!(record["ended_reason"], "server_restart", "a live node's call is not taken from it");
     }

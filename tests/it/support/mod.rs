@@ -230,6 +230,19 @@ impl TestApp {
         read_reply(request.send().await.expect("the server answers")).await
     }
 
+    /// The body of `GET path` once `condition` holds (background work is asked again every 50 ms,
+    /// for up to 30 s).
+    pub async fn until(&self, path: &str, condition: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..600 {
+            let body = self.get(path).await.expect(200);
+            if condition(&body) {
+                return body;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("{path} never reached the expected state: {}", self.get(path).await.body);
+    }
+
     /// Creates an app and returns its id.
     pub async fn create_app(&self, name: &str) -> String {
         self.post("/api/v1/apps", serde_json::json!({ "name": name })).await.expect(201)["id"].as_str().unwrap().to_owned()
