@@ -5,18 +5,22 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::agent::speech;
 use crate::app::{self, Application};
 use crate::config::{Config, Overrides};
 use crate::domain::audit::Actor;
 use crate::domain::ids::OrgId;
 use crate::domain::org::{self, Email, Role};
-use crate::domain::phone_number::E164;
+use crate::domain::phone_number::{E164, PhoneNumber};
+use crate::providers::egress::Egress;
+use crate::providers::speech::{OpenAiSpeech, SpeechToText, TextToSpeech};
 use crate::storage::secrets::{self, write_private_file};
-use crate::storage::{backup, orgs, phone_numbers, phone_providers, rekey, tokens, users};
+use crate::storage::{Db, backup, orgs, phone_numbers, phone_providers, rekey, tokens, users};
 use crate::telephony::twilio::dev_phone;
 
 #[derive(Parser)]
@@ -36,6 +40,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once per run: the size of its largest variant (dial's options) does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the server (HTTP API and webhooks); migrates the database first.
     Serve {
@@ -54,7 +60,8 @@ enum Command {
     /// Print the effective configuration, secrets redacted.
     Config,
     /// Call an agent without a carrier: plays Twilio against a running server. Type what the
-    /// caller says (or give a script); `/dtmf 12`, `/interrupt`, `/wait 3` and `/hangup` act.
+    /// caller says (or give a script); `/dtmf 12`, `/interrupt`, `/play FILE.wav`, `/wait 3` and
+    /// `/hangup` act.
     Dial {
         /// The number to call: one of your phone numbers.
         to: String,
@@ -67,6 +74,8 @@ enum Command {
         /// A file with one caller line per line, sent one after each agent reply.
         #[arg(long)]
         script: Option<PathBuf>,
+        #[command(flatten)]
+        audio: DialAudio,
     },
     /// Write a consistent copy of the live SQLite database and its master keys to a new file
     /// (mode 0600); the server may keep running.
@@ -165,7 +174,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin(command) => admin(command, &config).await,
-        Command::Dial { to, from, server, script } => dial(&config, to, from, server, script).await,
+        Command::Dial { to, from, server, script, audio } => dial(&config, to, from, server, script, audio).await,
         Command::Backup { file } => backup(&config, &file).await,
         Command::Restore { file, force } => restore(&config, &file, force).await,
         Command::Secrets(SecretsCommand::GenerateKey) => {
@@ -300,20 +309,34 @@ async fn admin(command: AdminCommand, config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn dial(config: &Config, to: String, from: String, server: Option<String>, script: Option<PathBuf>) -> anyhow::Result<()> {
+async fn dial(
+    config: &Config,
+    to: String,
+    from: String,
+    server: Option<String>,
+    script: Option<PathBuf>,
+    audio: DialAudio,
+) -> anyhow::Result<()> {
     let to = E164::parse("to", &to)?;
     let from = E164::parse("from", &from)?;
-    let script = match script {
+    let mut script: Option<Vec<String>> = match script {
         Some(path) => Some(
             std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?.lines().map(str::to_owned).collect(),
         ),
         None => None,
     };
+    let audio_lines: Vec<String> =
+        audio.say.iter().cloned().chain(audio.wav.iter().map(|file| format!("/play {}", file.display()))).collect();
+    if !audio_lines.is_empty() {
+        script.get_or_insert_default().extend(audio_lines);
+    }
     let db = app::open_database(config).await?;
     let number = phone_numbers::find_by_number(&db, to.as_str())
         .await?
         .with_context(|| format!("{} is not one of your phone numbers", to.as_str()))?;
     let secrets = phone_providers::secrets(&db, number.org_id, number.provider_id).await?;
+    let record = audio.audio.then(|| audio.record.clone());
+    let audio = audio.phone(config, &db, &number).await?;
     db.close().await;
     let server = server.unwrap_or_else(|| format!("http://{}", config.listen)).trim_end_matches('/').to_owned();
     let public_base_url = config.public_base_url.clone().map(|u| u.trim_end_matches('/').to_owned()).unwrap_or_else(|| server.clone());
@@ -325,11 +348,70 @@ async fn dial(config: &Config, to: String, from: String, server: Option<String>,
         account_sid: secrets.account_sid,
         auth_token: secrets.auth_token.to_string(),
         test: false,
+        audio,
     };
     let outcome = dev_phone::from_terminal(dial, script).await?;
     println!("{}", outcome.summary);
+    if let Some(record) = record {
+        println!("what you heard is in {}", record.display());
+    }
     anyhow::ensure!(outcome.ok, "the call did not go through");
     Ok(())
+}
+
+/// How `dial` speaks and listens on media-stream numbers.
+#[derive(clap::Args)]
+struct DialAudio {
+    /// Speak and listen in audio (Media Streams numbers): the caller's lines are synthesised and
+    /// sent in real time, the agent's audio is played into a WAV file and transcribed.
+    #[arg(long)]
+    audio: bool,
+    /// A line the caller says, after the script's (repeatable).
+    #[arg(long = "say", requires = "audio")]
+    say: Vec<String>,
+    /// A WAV file the caller plays, after the lines said (repeatable).
+    #[arg(long = "wav", requires = "audio")]
+    wav: Vec<PathBuf>,
+    /// An OpenAI-compatible audio API for the caller's voice and for transcribing the agent
+    /// (default: the agent's own speech providers).
+    #[arg(long, requires = "audio")]
+    speech_url: Option<String>,
+    #[arg(long, env = "SWITCHBOARD_DIAL_SPEECH_KEY", requires = "speech_url")]
+    speech_key: Option<String>,
+    #[arg(long, default_value = "tts-1", requires = "speech_url")]
+    speech_model: String,
+    #[arg(long, default_value = "whisper-1", requires = "speech_url")]
+    transcription_model: String,
+    /// The caller's voice.
+    #[arg(long, default_value = "alloy", requires = "audio")]
+    voice: String,
+    /// Where to write what the caller heard.
+    #[arg(long, default_value = "switchboard-dial.wav", requires = "audio")]
+    record: PathBuf,
+}
+
+impl DialAudio {
+    /// The phone's voice and ears: the given audio API, else the number's agent's providers.
+    async fn phone(self, config: &Config, db: &Db, number: &PhoneNumber) -> anyhow::Result<Option<dev_phone::AudioPhone>> {
+        if !self.audio {
+            return Ok(None);
+        }
+        let egress = Egress::new(config.egress_policy()?);
+        let (mouth, ears): (Arc<dyn TextToSpeech>, Arc<dyn SpeechToText>) = match &self.speech_url {
+            Some(url) => {
+                let speech = OpenAiSpeech::new(egress, url, self.speech_key.clone(), &self.transcription_model, &self.speech_model);
+                let speech = Arc::new(speech);
+                (speech.clone(), speech)
+            }
+            None => {
+                let ears = speech::for_number(db, &egress, number)
+                    .await?
+                    .context("the agent has no speech providers: give the phone --speech-url")?;
+                (ears.tts, ears.stt)
+            }
+        };
+        Ok(Some(dev_phone::AudioPhone { mouth: Some(mouth), voice: self.voice, ears: Some(ears), record: Some(self.record) }))
+    }
 }
 
 /// A password for `email`: asked for on a terminal; otherwise generated and printed once.

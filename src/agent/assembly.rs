@@ -9,6 +9,7 @@ use super::live::LiveSessions;
 use super::model;
 use super::session::SessionSetup;
 use crate::domain::call::Call;
+use crate::domain::phone_number::ServiceMode;
 use crate::providers::egress::Egress;
 use crate::providers::llm::ChatModel;
 use crate::storage::{Db, StorageError, agents, phone_numbers};
@@ -34,6 +35,7 @@ pub async fn for_call(
         log: StoredCallLog { db: db.clone(), org, call: call.id, transcripts },
         caller: call.from.clone(),
         greeting: Some(number.greeting(&agent).to_owned()),
+        carrier_speaks_greeting: number.mode == ServiceMode::ConversationRelay,
         other_languages: number.other_languages(),
         agent,
         llm,

@@ -14,5 +14,6 @@ pub mod memory;
 pub mod model;
 pub mod prompt;
 pub mod session;
+pub mod speech;
 pub mod tools;
 pub mod voice;

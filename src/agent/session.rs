@@ -145,8 +145,11 @@ pub struct SessionSetup<L> {
     pub agent: AgentSpec,
     /// The model and the model name to ask for, or `None` when the agent has no LLM provider.
     pub llm: Option<(Arc<dyn ChatModel>, String)>,
-    /// The greeting the transport already speaks (ConversationRelay's welcomeGreeting).
+    /// The agent's first words.
     pub greeting: Option<String>,
+    /// Whether the carrier speaks the greeting itself (ConversationRelay's welcomeGreeting);
+    /// otherwise the session says it first.
+    pub carrier_speaks_greeting: bool,
     pub other_languages: Vec<String>,
     /// This node's live sessions: the wind-down signal and the metrics.
     pub live: Arc<LiveSessions>,
@@ -253,8 +256,11 @@ impl<L: CallLog> Session<L> {
     /// Runs the conversation until it ends, and returns how it ended (already recorded).
     pub async fn run(mut self, mut events: mpsc::Receiver<CallerEvent>) -> Ending {
         if let Some(greeting) = self.setup.greeting.clone().filter(|g| !g.trim().is_empty()) {
-            let now = time::now();
-            self.store_agent_turn(&greeting, now, false, None).await;
+            if self.setup.carrier_speaks_greeting {
+                self.store_agent_turn(&greeting, time::now(), false, None).await;
+            } else {
+                self.say(&greeting).await;
+            }
             self.quiet_until += speaking_time(&greeting);
         }
         loop {

@@ -24,9 +24,11 @@ use futures_util::stream::FuturesOrdered;
 use tokio::sync::mpsc;
 
 use super::session::{AgentCommand, CallerEvent, Ending};
+use crate::audio::Audio;
 use crate::audio::frames::{SpeechGate, Transition, level_dbfs};
 use crate::audio::resample::Resampler;
-use crate::providers::speech::{Audio, SpeechToText, TextToSpeech};
+use crate::domain::agent::AgentSpeech;
+use crate::providers::speech::{SpeechToText, TextToSpeech};
 
 /// The rate of the audio a transport carries.
 pub const TRANSPORT_RATE: u32 = 8000;
@@ -58,12 +60,20 @@ pub enum TransportOut {
 /// How the agent hears and speaks.
 #[derive(Clone, Debug)]
 pub struct VoiceSettings {
-    /// The caller's language for recognition (BCP 47).
+    /// The call's language (BCP 47), for recognition and the voice; a language switch changes both.
     pub language: String,
-    pub voice: String,
+    /// The agent's speech settings: voices per language, end-of-turn silence.
+    pub speech: AgentSpeech,
+    /// The voice for languages `speech` names none for.
+    pub default_voice: String,
     pub speech_level_dbfs: f32,
     pub min_speech: Duration,
-    pub end_of_turn_silence: Duration,
+}
+
+impl VoiceSettings {
+    fn voice(&self) -> String {
+        self.speech.voice_for(&self.language, &self.default_voice).to_owned()
+    }
 }
 
 /// A piece of synthesised speech at the transport's rate; the last piece of a sentence carries
@@ -92,18 +102,27 @@ impl Voice {
     pub async fn run(self, links: VoiceLinks) {
         let VoiceLinks { mut from_transport, to_transport, to_session, mut from_session } = links;
         let Voice { stt, tts, mut settings } = self;
-        let mut gate = SpeechGate::new(settings.min_speech, settings.end_of_turn_silence);
+        let end_of_turn_silence = Duration::from_millis(settings.speech.end_of_turn_silence_ms.unsigned_abs());
+        let mut gate = SpeechGate::new(settings.min_speech, end_of_turn_silence);
         let mut recent: VecDeque<Vec<i16>> = VecDeque::new();
         let mut utterance: Vec<i16> = Vec::new();
         // Transcribed side by side, delivered in the order spoken.
         let mut transcriptions = FuturesOrdered::new();
         let mut playback = Playback::default();
-        let mut speaker = Speaker::start(tts.clone(), settings.voice.clone());
+        let mut speaker = Speaker::start(tts.clone());
         let mut sentence = String::new();
         // Where the agent's current utterance starts in what the caller heard.
         let mut utterance_heard_from = 0;
         let mut utterance_open = false;
+        // The session's ending waits until its last words have gone to the transport.
+        let mut ending: Option<Ending> = None;
+        let mut session_open = true;
         loop {
+            if ending.is_some() && speaker.is_idle() {
+                // The session's last command: the voice's work is done.
+                let _ = to_transport.send(TransportOut::End(ending.take().expect("checked"))).await;
+                return;
+            }
             tokio::select! {
                 input = from_transport.recv() => match input {
                     Some(TransportIn::Audio(frame)) => {
@@ -121,7 +140,7 @@ impl Voice {
                                 utterance = recent.drain(..).flatten().collect();
                                 if playback.is_playing() || speaker.is_busy() {
                                     // Barge-in: stop the agent and say what was heard.
-                                    speaker = Speaker::start(tts.clone(), settings.voice.clone());
+                                    speaker = Speaker::start(tts.clone());
                                     sentence.clear();
                                     playback.clear();
                                     let _ = to_transport.send(TransportOut::Clear).await;
@@ -160,7 +179,9 @@ impl Voice {
                     let mark = playback.queue(piece.words.as_deref().unwrap_or_default());
                     let _ = to_transport.send(TransportOut::Play { audio: piece.audio, mark }).await;
                 }
-                command = from_session.recv() => match command {
+                // Looks again for the end of the last words while an ending waits.
+                _ = tokio::time::sleep(crate::audio::frames::FRAME), if ending.is_some() => {}
+                command = from_session.recv(), if session_open => match command {
                     Some(AgentCommand::Speak { token, last }) => {
                         if !utterance_open {
                             utterance_open = true;
@@ -169,17 +190,16 @@ impl Voice {
                         sentence.push_str(&token);
                         if let Some(end) = last_sentence_end(&sentence) {
                             let complete: String = sentence.drain(..end).collect();
-                            speaker.say(complete);
+                            speaker.say(complete, settings.voice());
                         }
                         if last {
-                            speaker.say(std::mem::take(&mut sentence));
+                            speaker.say(std::mem::take(&mut sentence), settings.voice());
                             utterance_open = false;
                         }
                     }
                     Some(AgentCommand::SwitchLanguage { locale }) => settings.language = locale,
-                    Some(AgentCommand::End(ending)) => {
-                        let _ = to_transport.send(TransportOut::End(ending)).await;
-                    }
+                    Some(AgentCommand::End(end)) => ending = Some(end),
+                    None if ending.is_some() => session_open = false,
                     None => return,
                 },
             }
@@ -199,20 +219,21 @@ fn last_sentence_end(text: &str) -> Option<usize> {
 
 /// Synthesises sentences one after another, in the background; dropped (or replaced) to stop.
 struct Speaker {
-    sentences: mpsc::UnboundedSender<String>,
+    /// Sentences to say, each with its voice.
+    sentences: mpsc::UnboundedSender<(String, String)>,
     output: mpsc::Receiver<Synthesized>,
     pending: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Speaker {
-    fn start(tts: Arc<dyn TextToSpeech>, voice: String) -> Self {
-        let (sentences, mut queue) = mpsc::unbounded_channel::<String>();
+    fn start(tts: Arc<dyn TextToSpeech>) -> Self {
+        let (sentences, mut queue) = mpsc::unbounded_channel::<(String, String)>();
         let (out, output) = mpsc::channel(16);
         let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = pending.clone();
         let task = tokio::spawn(async move {
-            while let Some(sentence) = queue.recv().await {
+            while let Some((sentence, voice)) = queue.recv().await {
                 let mut pieces = tts.synthesize(&sentence, &voice);
                 let mut resampler: Option<(u32, Resampler)> = None;
                 let mut last = Vec::new();
@@ -244,26 +265,31 @@ impl Speaker {
                 if let Some((_, resampler)) = resampler.as_mut() {
                     resampler.finish(&mut last);
                 }
-                counter.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                 if out.send(Synthesized { audio: last, words: Some(sentence) }).await.is_err() {
                     return;
                 }
+                counter.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             }
         });
         Self { sentences, output, pending, task }
     }
 
-    fn say(&self, sentence: String) {
+    fn say(&self, sentence: String, voice: String) {
         if sentence.trim().is_empty() {
             return;
         }
         self.pending.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let _ = self.sentences.send(sentence);
+        let _ = self.sentences.send((sentence, voice));
     }
 
     /// Whether sentences are still being synthesised.
     fn is_busy(&self) -> bool {
         self.pending.load(std::sync::atomic::Ordering::SeqCst) > 0
+    }
+
+    /// Whether everything said has been synthesised and handed over.
+    fn is_idle(&self) -> bool {
+        !self.is_busy() && self.output.is_empty()
     }
 }
 
@@ -386,10 +412,10 @@ mod tests {
         let (session_out, from_session) = mpsc::channel(64);
         let settings = VoiceSettings {
             language: "en-US".into(),
-            voice: "alloy".into(),
+            speech: AgentSpeech { end_of_turn_silence_ms: 400, ..AgentSpeech::default() },
+            default_voice: "alloy".into(),
             speech_level_dbfs: -40.0,
             min_speech: Duration::from_millis(100),
-            end_of_turn_silence: Duration::from_millis(400),
         };
         let voice = Voice { stt: ears.clone(), tts: Arc::new(Mouth), settings };
         tokio::spawn(voice.run(VoiceLinks { from_transport, to_transport, to_session, from_session }));
@@ -479,15 +505,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn keys_hang_ups_and_endings_pass_through() {
+    async fn keys_and_hang_ups_pass_through_and_the_ending_waits_for_the_last_words() {
         let mut call = call(&[]);
         call.transport_in.send(TransportIn::Digits("42".into())).await.unwrap();
         assert_eq!(call.event().await, CallerEvent::Digits("42".into()));
-        let ending = Ending::new(crate::domain::call::EndedBy::Agent, crate::domain::call::EndReason::AgentEnded);
-        call.session_out.send(AgentCommand::End(ending.clone())).await.unwrap();
-        assert_eq!(call.transport_out.recv().await, Some(TransportOut::End(ending)));
         call.transport_in.send(TransportIn::HungUp).await.unwrap();
         assert_eq!(call.event().await, CallerEvent::HungUp);
+        // The agent's last words play before its ending reaches the transport, which is the end
+        // of the voice's work.
+        let mut call = self::call(&[]);
+        call.agent_says("Goodbye.").await;
+        let ending = Ending::new(crate::domain::call::EndedBy::Agent, crate::domain::call::EndReason::AgentEnded);
+        call.session_out.send(AgentCommand::End(ending.clone())).await.unwrap();
+        let mut outs = Vec::new();
+        while let Some(out) = call.transport_out.recv().await {
+            outs.push(out);
+        }
+        assert!(
+            matches!(outs.as_slice(), [TransportOut::Play { .. }, TransportOut::Play { .. }, TransportOut::End(end)] if *end == ending),
+            "{outs:?}"
+        );
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Agents: what a conversational agent is told, how it sounds, which model thinks for it and
 //! which tools it may use. Every change makes a new version; calls remember the version they ran.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::ids::{AgentId, AppId, LlmProviderId, OrgId};
+use super::ids::{AgentId, AppId, LlmProviderId, OrgId, SpeechProviderId};
 use super::phone_number::E164;
 use super::text_enum;
 use super::validation::{Invalid, bounded_text, in_range, required_text};
@@ -51,6 +53,63 @@ pub struct AgentSpec {
     pub tools: Vec<AgentTool>,
     /// Where `transferCall` sends the caller.
     pub transfer_number: Option<E164>,
+    /// How the agent hears and speaks on `media_stream` numbers.
+    #[serde(default)]
+    pub speech: AgentSpeech,
+}
+
+/// Default silence, in milliseconds, that ends a caller's turn on `media_stream` numbers.
+pub const DEFAULT_END_OF_TURN_SILENCE_MS: i64 = 700;
+
+/// How the agent hears and speaks where Switchboard does the speech (`media_stream` numbers;
+/// on `conversation_relay` numbers Twilio does). A provider left out is the organisation's
+/// newest one that can do the job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentSpeech {
+    /// Recognises the caller: a speech provider with a transcription model.
+    pub speech_to_text_provider_id: Option<SpeechProviderId>,
+    /// Speaks for the agent: a speech provider with a speech model.
+    pub text_to_speech_provider_id: Option<SpeechProviderId>,
+    /// The voice for a language (`fr`) or a locale (`fr-CA`); others use the agent's `voice`,
+    /// else the provider's default voice. A language switch changes the voice with it.
+    pub voices: BTreeMap<String, String>,
+    /// Silence that ends the caller's turn, in milliseconds (200–5000, default 700). Callers
+    /// who read out numbers or addresses pause longer: raise it for such agents.
+    pub end_of_turn_silence_ms: i64,
+}
+
+impl Default for AgentSpeech {
+    fn default() -> Self {
+        Self {
+            speech_to_text_provider_id: None,
+            text_to_speech_provider_id: None,
+            voices: BTreeMap::new(),
+            end_of_turn_silence_ms: DEFAULT_END_OF_TURN_SILENCE_MS,
+        }
+    }
+}
+
+impl AgentSpeech {
+    fn validate(mut self) -> Result<Self, Invalid> {
+        in_range("speech.end_of_turn_silence_ms", self.end_of_turn_silence_ms, 200, 5_000, "milliseconds")?;
+        let mut voices = BTreeMap::new();
+        for (language, voice) in std::mem::take(&mut self.voices) {
+            if super::languages::find(&language).is_none() {
+                return Err(Invalid::new("speech.voices", format!("`{language}` is not a supported language or locale (see /languages)")));
+            }
+            voices.insert(language, required_text("speech.voices", voice.trim(), 200)?);
+        }
+        self.voices = voices;
+        Ok(self)
+    }
+
+    /// The voice for a call in `locale`: the one named for the locale, else for its language,
+    /// else `fallback` (the agent's voice or the provider's default).
+    pub fn voice_for<'a>(&'a self, locale: &str, fallback: &'a str) -> &'a str {
+        let language = super::languages::find(locale).map(|l| l.id.as_str());
+        self.voices.get(locale).or_else(|| language.and_then(|id| self.voices.get(id))).map_or(fallback, String::as_str)
+    }
 }
 
 impl AgentSpec {
@@ -72,6 +131,7 @@ impl AgentSpec {
             voice: None,
             tools: vec![AgentTool::EndConversation],
             transfer_number: None,
+            speech: AgentSpeech::default(),
         }
     }
 
@@ -125,6 +185,7 @@ impl AgentSpec {
                 true
             }
         });
+        self.speech = self.speech.validate()?;
         if self.tools.contains(&AgentTool::TransferCall) && self.transfer_number.is_none() {
             return Err(Invalid::new("transfer_number", "is required when the transferCall tool is enabled"));
         }
@@ -210,6 +271,19 @@ mod tests {
         let mut spec = AgentSpec::named("Ava");
         spec.end_call_phrases = vec!["?!".into()];
         assert_eq!(spec.validate().unwrap_err().field, "end_call_phrases");
+    }
+
+    #[test]
+    fn voices_are_per_language_or_locale() {
+        let voices = [("fr".to_owned(), " juliette ".to_owned()), ("fr-CA".to_owned(), "gabrielle".to_owned())].into();
+        let speech = AgentSpeech { voices, ..AgentSpeech::default() }.validate().unwrap();
+        assert_eq!(speech.voice_for("fr-CA", "alloy"), "gabrielle");
+        assert_eq!(speech.voice_for("fr-FR", "alloy"), "juliette", "trimmed, found by language");
+        assert_eq!(speech.voice_for("en-US", "alloy"), "alloy");
+        let spec = AgentSpeech { voices: [("klingon".to_owned(), "worf".to_owned())].into(), ..AgentSpeech::default() };
+        assert_eq!(spec.validate().unwrap_err().field, "speech.voices");
+        let spec = AgentSpeech { end_of_turn_silence_ms: 50, ..AgentSpeech::default() };
+        assert_eq!(spec.validate().unwrap_err().field, "speech.end_of_turn_silence_ms");
     }
 
     #[test]

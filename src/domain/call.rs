@@ -112,6 +112,7 @@ text_enum!(
         ServiceDisabled => "service_disabled",
         ProviderInactive => "provider_inactive",
         ServerDraining => "server_draining",
+        NoSpeechProvider => "no_speech_provider",
     }
 );
 

@@ -49,6 +49,8 @@ id_type!(/// A phone provider account (Twilio credentials).
     PhoneProviderId);
 id_type!(/// An OpenAI-compatible LLM endpoint.
     LlmProviderId);
+id_type!(/// A speech vendor account (speech-to-text, text-to-speech or both).
+    SpeechProviderId);
 id_type!(/// An app: a container of agents and phone numbers.
     AppId);
 id_type!(/// A conversational agent.

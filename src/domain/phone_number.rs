@@ -75,19 +75,6 @@ text_enum!(
     ServiceMode { ConversationRelay => "conversation_relay", MediaStream => "media_stream" }
 );
 
-impl ServiceMode {
-    /// The mode, if calls in it can converse on this version of Switchboard.
-    pub fn available(self, field: &str) -> Result<Self, Invalid> {
-        match self {
-            ServiceMode::ConversationRelay => Ok(self),
-            ServiceMode::MediaStream => Err(Invalid::new(
-                field,
-                "`media_stream` (Switchboard's own speech over Twilio Media Streams) is not available yet; use `conversation_relay`",
-            )),
-        }
-    }
-}
-
 text_enum!(
     /// Whether a phone service answers calls.
     ServiceStatus { Active => "active", Disabled => "disabled", Error => "error" }

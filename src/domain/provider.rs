@@ -1,10 +1,11 @@
-//! Phone providers (a carrier account: today Twilio) and LLM providers (any OpenAI-compatible
-//! endpoint). Credentials live here only as write-only inputs; what is shown never holds them.
+//! Phone providers (a carrier account: today Twilio), LLM providers (any OpenAI-compatible
+//! endpoint) and speech providers (the vendors Media Streams calls hear and speak through).
+//! Credentials live here only as write-only inputs; what is shown never holds them.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::ids::{LlmProviderId, OrgId, PhoneProviderId};
+use super::ids::{LlmProviderId, OrgId, PhoneProviderId, SpeechProviderId};
 use super::text_enum;
 use super::validation::{Invalid, http_url, required_text};
 
@@ -83,7 +84,7 @@ pub struct LlmProvider {
 }
 
 /// A validated LLM base URL, without a trailing slash.
-pub fn llm_base_url(value: &str) -> Result<String, Invalid> {
+pub fn api_base_url(value: &str) -> Result<String, Invalid> {
     let url = http_url("base_url", value)?;
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
@@ -95,6 +96,60 @@ pub fn model_name(field: &str, value: &str) -> Result<String, Invalid> {
         return Err(Invalid::new(field, "must not contain spaces"));
     }
     Ok(model)
+}
+
+text_enum!(
+    /// The API a speech provider speaks: `openai` is `/audio/transcriptions` and
+    /// `/audio/speech`, which OpenAI and self-hosted servers share.
+    SpeechProviderKind { OpenAi => "openai" }
+);
+
+/// A speech vendor account as shown to users: no API key, only whether one is set. It can
+/// transcribe when it has a transcription model and speak when it has a speech model.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct SpeechProvider {
+    pub id: SpeechProviderId,
+    #[serde(skip)]
+    pub org_id: OrgId,
+    pub name: String,
+    pub kind: SpeechProviderKind,
+    /// Base URL of the vendor's API, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    /// The recognition model (`whisper-1`, `nova-3`); none when this provider does not transcribe.
+    pub transcription_model: Option<String>,
+    /// The synthesis model (`gpt-4o-mini-tts`, `eleven_flash_v2_5`); none when it does not speak.
+    pub speech_model: Option<String>,
+    /// The voice used when an agent names none for the call's language.
+    pub default_voice: Option<String>,
+    pub has_api_key: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl SpeechProvider {
+    pub fn transcribes(&self) -> bool {
+        self.transcription_model.is_some()
+    }
+
+    pub fn speaks(&self) -> bool {
+        self.speech_model.is_some()
+    }
+}
+
+/// What a speech provider must have: a transcription model, a speech model, or both; a speaking
+/// provider needs a voice.
+pub fn speech_capabilities(
+    transcription_model: Option<&str>,
+    speech_model: Option<&str>,
+    default_voice: Option<&str>,
+) -> Result<(), Invalid> {
+    if transcription_model.is_none() && speech_model.is_none() {
+        return Err(Invalid::new("transcription_model", "a speech provider needs a `transcription_model`, a `speech_model`, or both"));
+    }
+    if speech_model.is_some() && default_voice.is_none() {
+        return Err(Invalid::new("default_voice", "is required with a `speech_model` (e.g. `alloy`)"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -111,8 +166,16 @@ mod tests {
     }
 
     #[test]
+    fn speech_providers_need_a_model_and_speaking_ones_a_voice() {
+        assert!(speech_capabilities(Some("whisper-1"), Some("tts-1"), Some("alloy")).is_ok());
+        assert!(speech_capabilities(Some("whisper-1"), None, None).is_ok());
+        assert_eq!(speech_capabilities(None, None, None).unwrap_err().field, "transcription_model");
+        assert_eq!(speech_capabilities(None, Some("tts-1"), None).unwrap_err().field, "default_voice");
+    }
+
+    #[test]
     fn base_urls_lose_trailing_slash() {
-        assert_eq!(llm_base_url("http://127.0.0.1:8000/v1/").unwrap(), "http://127.0.0.1:8000/v1");
-        assert!(llm_base_url("file:///etc/passwd").is_err());
+        assert_eq!(api_base_url("http://127.0.0.1:8000/v1/").unwrap(), "http://127.0.0.1:8000/v1");
+        assert!(api_base_url("file:///etc/passwd").is_err());
     }
 }

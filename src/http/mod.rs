@@ -84,6 +84,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(api::llm_providers::list, api::llm_providers::create))
         .routes(routes!(api::llm_providers::get, api::llm_providers::update, api::llm_providers::delete))
         .routes(routes!(api::llm_providers::test))
+        .routes(routes!(api::speech_providers::list, api::speech_providers::create))
+        .routes(routes!(api::speech_providers::get, api::speech_providers::update, api::speech_providers::delete))
         .routes(routes!(api::apps::list, api::apps::create))
         .routes(routes!(api::apps::get, api::apps::update, api::apps::delete))
         .routes(routes!(api::agents::list, api::agents::create))
@@ -122,6 +124,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(twilio::fallback))
         .routes(routes!(twilio::connect_action))
         .routes(routes!(crate::telephony::twilio::relay::relay))
+        .routes(routes!(crate::telephony::twilio::media::media))
         .split_for_parts();
     let doc = Arc::new(openapi::finish(doc));
     let console = Router::new()

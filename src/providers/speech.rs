@@ -17,13 +17,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::egress::{Egress, Refused};
-
-/// Mono 16-bit samples at `rate` Hz.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Audio {
-    pub rate: u32,
-    pub samples: Vec<i16>,
-}
+use crate::audio::Audio;
+use crate::audio::wav;
 
 /// Why a speech request gave no (complete) answer.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -101,6 +96,43 @@ impl OpenAiSpeech {
     }
 }
 
+/// Which of a provider's abilities a check found wanting, and why.
+#[derive(Debug, PartialEq)]
+pub struct CheckFailed {
+    pub ability: Ability,
+    pub error: SpeechError,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Ability {
+    Transcribe,
+    Speak,
+}
+
+impl OpenAiSpeech {
+    /// Asks the server to do what the provider is for: transcribe half a second of silence
+    /// (any text will do) and synthesise a word with `voice` (some audio must come). This checks
+    /// the URL, the key, the models and the voice at once.
+    pub async fn check(&self, transcribes: bool, speaks: Option<&str>) -> Result<(), CheckFailed> {
+        if transcribes {
+            let silence = Audio { rate: 8000, samples: vec![0; 4000] };
+            self.transcribe(&silence, "en").await.map_err(|error| CheckFailed { ability: Ability::Transcribe, error })?;
+        }
+        if let Some(voice) = speaks {
+            let failed = |error| CheckFailed { ability: Ability::Speak, error };
+            let mut audio = self.synthesize("OK.", voice);
+            let mut samples = 0;
+            while let Some(piece) = audio.recv().await {
+                samples += piece.map_err(failed)?.samples.len();
+            }
+            if samples == 0 {
+                return Err(failed(SpeechError::Unreadable("the answer held no audio".into())));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Deserialize)]
 struct TranscriptionBody {
     text: String,
@@ -110,7 +142,7 @@ impl SpeechToText for OpenAiSpeech {
     fn transcribe<'a>(&'a self, utterance: &'a Audio, language: &'a str) -> Pending<'a, String> {
         Box::pin(async move {
             let deadline = Instant::now() + self.timeout;
-            let wav = reqwest::multipart::Part::bytes(wav(utterance))
+            let wav = reqwest::multipart::Part::bytes(wav::encode(utterance))
                 .file_name("utterance.wav")
                 .mime_str("audio/wav")
                 .expect("a valid MIME type");
@@ -194,9 +226,6 @@ struct PcmReader {
     rate: Option<u32>,
 }
 
-/// A WAV header is this long when its `data` chunk follows `fmt ` directly.
-const WAV_HEADER: usize = 44;
-
 impl PcmReader {
     fn push(&mut self, chunk: &[u8]) -> Result<Option<Audio>, SpeechError> {
         self.pending.extend_from_slice(chunk);
@@ -207,7 +236,7 @@ impl PcmReader {
             if &self.pending[..4] != b"RIFF" {
                 self.rate = Some(RAW_PCM_RATE);
             } else {
-                let Some((rate, data_start)) = wav_format(&self.pending)? else { return Ok(None) };
+                let Some((rate, data_start)) = wav::format(&self.pending).map_err(SpeechError::Unreadable)? else { return Ok(None) };
                 self.pending.drain(..data_start);
                 self.rate = Some(rate);
             }
@@ -220,63 +249,6 @@ impl PcmReader {
         self.pending.drain(..whole);
         Ok(Some(Audio { rate: self.rate.expect("set above"), samples }))
     }
-}
-
-/// The sample rate of a 16-bit mono PCM WAV and where its samples start; `None` until the
-/// header has arrived.
-fn wav_format(bytes: &[u8]) -> Result<Option<(u32, usize)>, SpeechError> {
-    let unreadable = |why: &str| SpeechError::Unreadable(format!("the WAV audio {why}"));
-    if bytes.len() < 12 {
-        return Ok(None);
-    }
-    if &bytes[8..12] != b"WAVE" {
-        return Err(unreadable("is not WAVE"));
-    }
-    let (mut at, mut rate) = (12, None);
-    while bytes.len() >= at + 8 {
-        let size = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("four bytes")) as usize;
-        match &bytes[at..at + 4] {
-            b"fmt " => {
-                if bytes.len() < at + 8 + 16 {
-                    return Ok(None);
-                }
-                let format = &bytes[at + 8..at + 8 + 16];
-                let (encoding, channels, bits) = (
-                    u16::from_le_bytes([format[0], format[1]]),
-                    u16::from_le_bytes([format[2], format[3]]),
-                    u16::from_le_bytes([format[14], format[15]]),
-                );
-                if (encoding, channels, bits) != (1, 1, 16) {
-                    return Err(unreadable("is not 16-bit mono PCM"));
-                }
-                rate = Some(u32::from_le_bytes(format[4..8].try_into().expect("four bytes")));
-            }
-            b"data" => return Ok(Some((rate.ok_or_else(|| unreadable("has data before its format"))?, at + 8))),
-            _ => {}
-        }
-        at += 8 + size + size % 2;
-    }
-    Ok(None)
-}
-
-/// A WAV file of `audio` (16-bit mono PCM).
-fn wav(audio: &Audio) -> Vec<u8> {
-    let data = (audio.samples.len() * 2) as u32;
-    let mut out = Vec::with_capacity(WAV_HEADER + data as usize);
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + data).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    out.extend_from_slice(&1u16.to_le_bytes()); // mono
-    out.extend_from_slice(&audio.rate.to_le_bytes());
-    out.extend_from_slice(&(audio.rate * 2).to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&data.to_le_bytes());
-    out.extend(audio.samples.iter().flat_map(|s| s.to_le_bytes()));
-    out
 }
 
 #[cfg(test)]
@@ -336,8 +308,8 @@ mod tests {
         let field = |name: &str| received.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap();
         assert_eq!((field("model"), field("language")), (b"whisper-1".to_vec(), b"fr".to_vec()));
         let file = field("file");
-        assert_eq!(wav_format(&file), Ok(Some((8000, WAV_HEADER))));
-        assert_eq!(&file[WAV_HEADER..], &[0, 0, 0xE8, 0x03, 0x18, 0xFC, 0xFF, 0x7F]);
+        assert_eq!(wav::format(&file), Ok(Some((8000, wav::WAV_HEADER))));
+        assert_eq!(&file[wav::WAV_HEADER..], &[0, 0, 0xE8, 0x03, 0x18, 0xFC, 0xFF, 0x7F]);
     }
 
     #[tokio::test]
@@ -348,7 +320,7 @@ mod tests {
         let samples: Vec<i16> = (0..100).map(|i| i * 300 - 15_000).collect();
         for (content_type, body, rate) in [
             (None, samples.iter().flat_map(|s| s.to_le_bytes()).collect::<Vec<u8>>(), RAW_PCM_RATE),
-            (Some("audio/wav"), wav(&Audio { rate: 22_050, samples: samples.clone() }), 22_050),
+            (Some("audio/wav"), wav::encode(&Audio { rate: 22_050, samples: samples.clone() }), 22_050),
         ] {
             *fake.speech.lock().unwrap() = (content_type, body);
             let mut pieces = speech.synthesize("Hello.", "alloy");
@@ -372,10 +344,6 @@ mod tests {
         assert!(matches!(closed.transcribe(&utterance, "en-US").await, Err(SpeechError::NotAllowed(_))));
         let mut refused = closed.synthesize("Hi", "alloy");
         assert!(matches!(refused.recv().await, Some(Err(SpeechError::NotAllowed(_)))));
-        let mut stereo = wav(&Audio { rate: 8000, samples: vec![0; 4] });
-        stereo[22] = 2; // channels
-        assert!(matches!(wav_format(&stereo), Err(SpeechError::Unreadable(why)) if why.contains("16-bit mono")));
-        assert_eq!(wav_format(&stereo[..30]), Ok(None), "a header still arriving");
     }
 
     /// Fuzz target: any bytes a speech server streams, cut anywhere, become samples or a clear

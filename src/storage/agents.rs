@@ -46,17 +46,41 @@ impl From<AgentRow> for Agent {
     }
 }
 
-/// Refuses an LLM provider of another organisation (or none at all) with a field error.
-async fn check_llm_provider(tx: &mut Tx, org: OrgId, spec: &AgentSpec) -> Result<()> {
-    let Some(provider) = spec.llm_provider_id else { return Ok(()) };
-    let found: Option<i32> = on_tx!(tx, |conn| {
-        sqlx::query_scalar("SELECT 1 FROM llm_providers WHERE id = $1 AND org_id = $2")
-            .bind(provider.0)
-            .bind(org.0)
-            .fetch_optional(conn)
-            .await
-    })?;
-    found.map(|_| ()).ok_or_else(|| Invalid::new("llm_provider_id", format!("no LLM provider {provider} in this organisation")).into())
+/// Refuses providers of another organisation (or none at all), and speech providers that cannot
+/// do their job, with a field error.
+async fn check_providers(tx: &mut Tx, org: OrgId, spec: &AgentSpec) -> Result<()> {
+    if let Some(provider) = spec.llm_provider_id
+        && !provider_row_exists(tx, org, "SELECT 1 FROM llm_providers WHERE id = $1 AND org_id = $2", provider.0).await?
+    {
+        return Err(Invalid::new("llm_provider_id", format!("no LLM provider {provider} in this organisation")).into());
+    }
+    let speech = [
+        (
+            spec.speech.speech_to_text_provider_id,
+            "speech.speech_to_text_provider_id",
+            "SELECT 1 FROM speech_providers WHERE id = $1 AND org_id = $2 AND transcription_model IS NOT NULL",
+            "that transcribes (has a transcription model)",
+        ),
+        (
+            spec.speech.text_to_speech_provider_id,
+            "speech.text_to_speech_provider_id",
+            "SELECT 1 FROM speech_providers WHERE id = $1 AND org_id = $2 AND speech_model IS NOT NULL",
+            "that speaks (has a speech model)",
+        ),
+    ];
+    for (provider, field, sql, able) in speech {
+        if let Some(provider) = provider
+            && !provider_row_exists(tx, org, sql, provider.0).await?
+        {
+            return Err(Invalid::new(field, format!("no speech provider {provider} {able} in this organisation")).into());
+        }
+    }
+    Ok(())
+}
+
+async fn provider_row_exists(tx: &mut Tx, org: OrgId, sql: &'static str, id: Uuid) -> Result<bool> {
+    let found: Option<i32> = on_tx!(tx, |conn| sqlx::query_scalar(sql).bind(id).bind(org.0).fetch_optional(conn).await)?;
+    Ok(found.is_some())
 }
 
 async fn insert_version(tx: &mut Tx, org: OrgId, agent: &Agent) -> Result<()> {
@@ -80,17 +104,20 @@ pub async fn create(db: &Db, org: OrgId, app: AppId, spec: AgentSpec, actor: Act
     let agent = Agent { id: AgentId::generate(), org_id: org, app_id: app, spec, version: 1, created_at: now, updated_at: now };
     let mut tx = db.begin().await?;
     apps::ensure_exists(&mut tx, org, app).await?;
-    check_llm_provider(&mut tx, org, &agent.spec).await?;
+    check_providers(&mut tx, org, &agent.spec).await?;
     on_tx!(&mut tx, |conn| {
         sqlx::query(
-            "INSERT INTO agents (id, org_id, app_id, name, llm_provider_id, spec, version, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+            "INSERT INTO agents (id, org_id, app_id, name, llm_provider_id, speech_to_text_provider_id, text_to_speech_provider_id,
+                 spec, version, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
         )
         .bind(agent.id.0)
         .bind(org.0)
         .bind(app.0)
         .bind(&agent.spec.name)
         .bind(agent.spec.llm_provider_id.map(|p| p.0))
+        .bind(agent.spec.speech.speech_to_text_provider_id.map(|p| p.0))
+        .bind(agent.spec.speech.text_to_speech_provider_id.map(|p| p.0))
         .bind(Json(&agent.spec))
         .bind(agent.version)
         .bind(now)
@@ -140,16 +167,19 @@ pub async fn update(db: &Db, org: OrgId, current: &Agent, spec: AgentSpec, actor
     }
     let now = time::now();
     let mut tx = db.begin().await?;
-    check_llm_provider(&mut tx, org, &spec).await?;
+    check_providers(&mut tx, org, &spec).await?;
     let row: Option<AgentRow> = on_tx!(&mut tx, |conn| {
         sqlx::query_as(concat!(
-            "UPDATE agents SET name = $1, llm_provider_id = $2, spec = $3, version = version + 1, updated_at = $4
-             WHERE id = $5 AND org_id = $6 AND version = $7
+            "UPDATE agents SET name = $1, llm_provider_id = $2, speech_to_text_provider_id = $3, text_to_speech_provider_id = $4,
+                 spec = $5, version = version + 1, updated_at = $6
+             WHERE id = $7 AND org_id = $8 AND version = $9
              RETURNING ",
             columns!()
         ))
         .bind(&spec.name)
         .bind(spec.llm_provider_id.map(|p| p.0))
+        .bind(spec.speech.speech_to_text_provider_id.map(|p| p.0))
+        .bind(spec.speech.text_to_speech_provider_id.map(|p| p.0))
         .bind(Json(&spec))
         .bind(now)
         .bind(current.id.0)

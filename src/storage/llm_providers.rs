@@ -116,17 +116,7 @@ pub async fn list(db: &Db, org: OrgId, page: PageRequest) -> Result<Page<LlmProv
 
 /// The provider's API key, decrypted, for calling the model.
 pub async fn api_key(db: &Db, org: OrgId, id: LlmProviderId) -> Result<Option<zeroize::Zeroizing<String>>> {
-    let sealed: Option<Option<Vec<u8>>> = on_pool!(db, |pool| {
-        sqlx::query_scalar("SELECT api_key_enc FROM llm_providers WHERE id = $1 AND org_id = $2")
-            .bind(id.0)
-            .bind(org.0)
-            .fetch_optional(pool)
-            .await
-    })?;
-    match sealed.ok_or(StorageError::NotFound)? {
-        Some(sealed) => Ok(Some(db.cipher().decrypt(&slot(org, id), &sealed)?)),
-        None => Ok(None),
-    }
+    super::open_api_key(db, TABLE, org, id.0).await
 }
 
 pub async fn update(db: &Db, org: OrgId, id: LlmProviderId, changes: LlmProviderChanges, actor: Actor) -> Result<LlmProvider> {

@@ -23,6 +23,7 @@ pub mod phone_providers;
 pub mod rekey;
 pub mod retention;
 pub mod secrets;
+pub mod speech_providers;
 pub mod tickets;
 pub mod tokens;
 pub mod users;
@@ -311,6 +312,23 @@ impl PageRequest {
 
 /// Deletes one tenant-owned row by id and records it in the audit log, in one transaction.
 /// A row still referenced elsewhere is refused with `Conflict(in_use)`.
+/// The sealed `api_key_enc` of a provider row of `table` (one of our own constants), opened.
+async fn open_api_key(
+    db: &Db,
+    table: &'static str,
+    org: crate::domain::ids::OrgId,
+    id: Uuid,
+) -> Result<Option<zeroize::Zeroizing<String>>> {
+    let sql = format!("SELECT api_key_enc FROM {table} WHERE id = $1 AND org_id = $2");
+    let sealed: Option<Option<Vec<u8>>> =
+        on_pool!(db, |pool| { sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str())).bind(id).bind(org.0).fetch_optional(pool).await })?;
+    let slot = secrets::SecretSlot { org: org.0, table, row: id, column: "api_key" };
+    match sealed.ok_or(StorageError::NotFound)? {
+        Some(sealed) => Ok(Some(db.cipher().decrypt(&slot, &sealed)?)),
+        None => Ok(None),
+    }
+}
+
 pub(crate) async fn delete_owned(
     db: &Db,
     org: crate::domain::ids::OrgId,

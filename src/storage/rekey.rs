@@ -27,6 +27,7 @@ const SEALED_COLUMNS: &[SealedColumn] = &[
     SealedColumn { table: "phone_providers", column: "auth_token", resource: "phone_provider" },
     SealedColumn { table: "phone_providers", column: "api_key_secret", resource: "phone_provider" },
     SealedColumn { table: "llm_providers", column: "api_key", resource: "llm_provider" },
+    SealedColumn { table: "speech_providers", column: "api_key", resource: "speech_provider" },
     SealedColumn { table: "automations", column: "secret", resource: "automation" },
 ];
 

@@ -188,6 +188,12 @@ async fn health_metrics_and_languages(app: TestApp) {
         "POST /twilio/fallback",
         "POST /twilio/connect-action",
         "GET /twilio/relay/{call_id}",
+        "GET /twilio/media/{call_id}",
+        "GET /api/v1/speech-providers",
+        "POST /api/v1/speech-providers",
+        "GET /api/v1/speech-providers/{id}",
+        "PATCH /api/v1/speech-providers/{id}",
+        "DELETE /api/v1/speech-providers/{id}",
     ]
     .into_iter()
     .map(String::from)

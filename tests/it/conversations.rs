@@ -395,6 +395,7 @@ async fn the_session_runs_without_a_transport_and_ends_at_max_duration() {
         agent,
         llm: Some((Arc::new(LlmClient::new(Egress::unrestricted(), &call.llm.base_url, None)) as Arc<dyn ChatModel>, "fake-model".into())),
         greeting: None,
+        carrier_speaks_greeting: true,
         other_languages: vec![],
         live: switchboard::agent::live::LiveSessions::new("test", std::time::Duration::from_secs(60)),
     };

@@ -16,6 +16,7 @@ mod conversations;
 mod faults;
 mod hardening;
 mod llama_cpp;
+mod media_streams;
 mod phone_numbers;
 mod providers;
 mod tenancy;

@@ -63,7 +63,7 @@ async fn phone_numbers_are_listed_edited_and_removed(app: TestApp) {
 
     let path = format!("/api/v1/phone-numbers/{}", number.id);
     let refused = app.patch(&path, json!({ "agent_id": ben, "mode": "media_stream" })).await.problem(422);
-    assert!(refused.contains("mode") && refused.contains("conversation_relay"), "{refused}");
+    assert!(refused.contains("speech provider") && refused.contains("conversation_relay"), "{refused}");
     let changed = app
         .patch(&path, json!({ "agent_id": ben, "expand_languages": true, "languages": ["fr", "es-MX", "fr"], "mode": "conversation_relay", "status": "disabled" }))
         .await

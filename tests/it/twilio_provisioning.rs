@@ -164,7 +164,7 @@ async fn existing_numbers_are_attached_and_restored(app: TestApp) {
         )
         .await
         .problem(422);
-    assert!(by_sid.contains("not available yet"), "{by_sid}");
+    assert!(by_sid.contains("speech provider"), "no one to hear and speak: {by_sid}");
     assert!(app.twilio.number("+13125550100").unwrap().voice["voice_url"] == "https://old.example.com/voice", "nothing changed at Twilio");
     let by_sid = app
         .post(

@@ -2,11 +2,8 @@
 //! refusals, status callbacks (duplicates, reordering), fallback and the connect action.
 
 use serde_json::json;
-use switchboard::domain::audit::Actor;
 use switchboard::domain::ids::PhoneProviderId;
-use switchboard::domain::phone_number::ServiceMode;
 use switchboard::domain::provider::PhoneProviderStatus;
-use switchboard::storage::phone_numbers::{self, PhoneNumberChanges};
 use switchboard::storage::phone_providers;
 
 use crate::support::{LINE_NUMBER as NUMBER, LINE_TOKEN as TOKEN, PhoneLine, TestApp, on_both_backends, sid};
@@ -85,11 +82,15 @@ async fn signed_incoming_call_opens_a_record_and_connects_the_agent(app: TestApp
     app.patch(&number_path, json!({ "expand_languages": true, "languages": ["fr", "es-MX", "en"] })).await.expect(200);
     let reply = app.twilio_post("/twilio/voice", &incoming(&sid("CA", 'b'), &line.account, NUMBER), Some(TOKEN)).await;
     assert!(reply.text.contains(r#"<Language code="fr-FR"/><Language code="es-MX"/><Parameter"#), "{}", reply.text);
-    // The API refuses `media_stream` until its adapter exists; the TwiML is checked through storage.
+    // Media streams need someone to hear and speak: a speech provider.
     let refused = app.patch(&number_path, json!({ "mode": "media_stream" })).await.problem(422);
-    assert!(refused.contains("not available yet"), "{refused}");
-    let media = PhoneNumberChanges { mode: Some(ServiceMode::MediaStream), ..Default::default() };
-    phone_numbers::update(&app.db, app.org, line.number_id.parse().unwrap(), media, Actor::System).await.unwrap();
+    assert!(refused.contains("speech provider"), "{refused}");
+    let speech = crate::support::fake_speech::FakeSpeech::start().await;
+    let body = json!({ "name": "S", "base_url": speech.base_url, "api_key": crate::support::fake_speech::API_KEY,
+        "transcription_model": crate::support::fake_speech::TRANSCRIPTION_MODEL, "speech_model": crate::support::fake_speech::SPEECH_MODEL,
+        "default_voice": "alloy" });
+    app.post("/api/v1/speech-providers", body).await.expect(201);
+    app.patch(&number_path, json!({ "mode": "media_stream" })).await.expect(200);
     let reply = app.twilio_post("/twilio/voice", &incoming(&sid("CA", 'c'), &line.account, NUMBER), Some(TOKEN)).await;
     let media_call = calls_of(&app).await[0]["id"].as_str().unwrap().to_owned();
     let app_id = app.get(&number_path).await.expect(200)["app_id"].as_str().unwrap().to_owned();

@@ -123,6 +123,7 @@ fn start(agent: AgentSpec, greeting: Option<&str>, scripts: Vec<Vec<(u64, LlmEve
         agent,
         llm: Some((model.clone() as Arc<dyn ChatModel>, "scripted".into())),
         greeting: greeting.map(str::to_owned),
+        carrier_speaks_greeting: true,
         other_languages: vec!["fr-FR".into()],
     };
     let (events, event_rx) = mpsc::channel(8);

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::nullable;
 use crate::agent::prompt::{self, CallContext};
 use crate::agent::{greeting, tools};
-use crate::domain::agent::{Agent, AgentSpec, AgentTool, AgentVersion};
+use crate::domain::agent::{Agent, AgentSpec, AgentSpeech, AgentTool, AgentVersion};
 use crate::domain::ids::{AgentId, AppId, LlmProviderId};
 use crate::domain::phone_number::E164;
 use crate::domain::validation::Invalid;
@@ -54,6 +54,9 @@ pub struct AgentFields {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     pub(crate) transfer_number: Option<Option<String>>,
+    /// How the agent hears and speaks on `media_stream` numbers; replaced as a whole, absent
+    /// fields inside take their defaults.
+    pub(crate) speech: Option<AgentSpeech>,
 }
 
 impl AgentFields {
@@ -75,6 +78,7 @@ impl AgentFields {
             voice: Some(spec.voice),
             tools: Some(spec.tools),
             transfer_number: Some(spec.transfer_number.map(|n| n.as_str().to_owned())),
+            speech: Some(spec.speech),
         }
     }
 
@@ -97,7 +101,8 @@ impl AgentFields {
             model,
             temperature,
             voice,
-            tools
+            tools,
+            speech
         );
         if let Some(number) = self.transfer_number {
             spec.transfer_number = number.as_deref().map(|n| E164::parse("transfer_number", n)).transpose()?;

@@ -75,7 +75,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<LlmProvider>), ApiError> {
     let new = NewLlmProvider {
         name: provider::provider_name(&body.name)?,
-        base_url: provider::llm_base_url(&body.base_url)?,
+        base_url: provider::api_base_url(&body.base_url)?,
         default_model: provider::model_name("default_model", &body.default_model)?,
         api_key: body.api_key.as_deref().map(api_key).transpose()?,
     };
@@ -102,7 +102,7 @@ pub async fn update(
 ) -> Result<Json<LlmProvider>, ApiError> {
     let changes = LlmProviderChanges {
         name: body.name.as_deref().map(provider::provider_name).transpose()?,
-        base_url: body.base_url.as_deref().map(provider::llm_base_url).transpose()?,
+        base_url: body.base_url.as_deref().map(provider::api_base_url).transpose()?,
         default_model: body.default_model.as_deref().map(|m| provider::model_name("default_model", m)).transpose()?,
         api_key: body.api_key.map(|key| key.as_deref().map(api_key).transpose()).transpose()?,
     };

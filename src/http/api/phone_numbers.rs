@@ -9,8 +9,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::agent::greeting;
-use crate::domain::ids::{AgentId, AppId, PhoneNumberId, PhoneProviderId};
+use crate::agent::{greeting, speech};
+use crate::domain::agent::AgentSpec;
+use crate::domain::ids::{AgentId, AppId, OrgId, PhoneNumberId, PhoneProviderId};
 use crate::domain::languages;
 use crate::domain::phone_number::{AreaCode, E164, PhoneNumber, ServiceMode, ServiceStatus};
 use crate::domain::provider;
@@ -138,7 +139,7 @@ pub async fn create(
         expand_languages: body.expand_languages,
         languages: languages::validate_codes(&body.languages)?,
         generate_first_message: body.generate_first_message,
-        mode: body.mode.available("mode")?,
+        mode: body.mode,
         source: body.source()?,
     };
     // Check the app, agent and provider before spending money at Twilio.
@@ -152,6 +153,7 @@ pub async fn create(
     phone_providers::get(&s.db, caller.org, body.provider_id)
         .await
         .map_err(|_| Invalid::new("provider_id", format!("no phone provider {} in this organisation", body.provider_id)))?;
+    can_serve(&s, caller.org, body.mode, &agent.spec).await?;
     let created = provisioning::create_service(&s.db, &s.twilio, &s.config.public_base_url(), caller.org, request, caller.actor)
         .await
         .map_err(|e| ApiError::from_provisioning(e, "phone number"))?;
@@ -159,6 +161,20 @@ pub async fn create(
         greeting::refresh_in_background(s.db.clone(), s.egress.clone(), caller.org, vec![created.id]);
     }
     Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Refuses `media_stream` for an agent nobody can hear and speak for: Switchboard does the speech
+/// there, so the organisation needs a speech provider that transcribes and one that speaks.
+async fn can_serve(s: &AppState, org: OrgId, mode: ServiceMode, agent: &AgentSpec) -> Result<(), ApiError> {
+    if mode == ServiceMode::MediaStream && speech::providers_for(&s.db, org, agent).await.map_err(storage_error)?.is_none() {
+        return Err(Invalid::new(
+            "mode",
+            "`media_stream` needs a speech provider that transcribes and one that speaks (add them under /speech-providers), \
+             or use `conversation_relay`",
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// Read a phone number.
@@ -181,12 +197,18 @@ pub async fn update(
     if body.status == Some(ServiceStatus::Error) {
         return Err(Invalid::new("status", "can be set to `active` or `disabled`; `error` is set by the platform").into());
     }
+    if body.mode.is_some() || body.agent_id.is_some() {
+        let current = store::get(&s.db, caller.org, id).await.map_err(storage_error)?;
+        let agent = agents::get(&s.db, caller.org, body.agent_id.unwrap_or(current.agent_id)).await;
+        let agent = agent.map_err(|_| Invalid::new("agent_id", "no such agent in this app"))?;
+        can_serve(&s, caller.org, body.mode.unwrap_or(current.mode), &agent.spec).await?;
+    }
     let changes = PhoneNumberChanges {
         agent_id: body.agent_id,
         expand_languages: body.expand_languages,
         languages: body.languages.as_deref().map(languages::validate_codes).transpose()?,
         generate_first_message: body.generate_first_message,
-        mode: body.mode.map(|mode| mode.available("mode")).transpose()?,
+        mode: body.mode,
         status: body.status,
     };
     let updated = store::update(&s.db, caller.org, id, changes, caller.actor).await.map_err(storage_error)?;

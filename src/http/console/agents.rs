@@ -226,6 +226,7 @@ impl AgentForm {
             voice: None,
             tools: Some(self.tools),
             transfer_number: Some(self.transfer_number),
+            speech: None,
         })
     }
 }

@@ -1,8 +1,9 @@
 //! The test call ("Testing Your Phone Integration"): talk to a number's agent from the browser by
 //! typing. The browser holds a WebSocket to this server, which places the call through the real
 //! call path by playing Twilio against itself (the dev phone of `switchboard dial`): signed
-//! webhook, call record (marked as a test, so analytics leave it out), ConversationRelay socket,
-//! callbacks. The agent's words stream back to the browser as they come.
+//! webhook, call record (marked as a test, so analytics leave it out), ConversationRelay or Media
+//! Streams socket, callbacks. The agent's words stream back to the browser as they come; on
+//! media-stream numbers the typed words are spoken and the agent's audio transcribed.
 
 use askama::Template;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -15,14 +16,15 @@ use tokio::sync::mpsc;
 
 use super::auth::{Viewer, same_origin};
 use super::{ConsoleError, Layout};
+use crate::agent::speech;
 use crate::domain::ids::PhoneNumberId;
-use crate::domain::phone_number::PhoneNumber;
+use crate::domain::phone_number::{PhoneNumber, ServiceMode};
 use crate::http::AppState;
 use crate::http::api::phone_numbers as numbers_api;
 use crate::http::error::ApiError;
 use crate::http::input::ApiPath;
 use crate::storage::phone_providers;
-use crate::telephony::twilio::dev_phone::{self, CallerAction, Dial, PhoneEvent};
+use crate::telephony::twilio::dev_phone::{self, AudioPhone, CallerAction, Dial, PhoneEvent};
 
 /// The caller number test calls come from.
 const TEST_CALLER: &str = "+15555550100";
@@ -68,6 +70,15 @@ pub async fn socket(
         account_sid: secrets.account_sid,
         auth_token: secrets.auth_token.to_string(),
         test: true,
+        audio: match number.mode {
+            ServiceMode::ConversationRelay => None,
+            // The typed words are spoken and the agent's audio transcribed by the agent's own
+            // speech providers, so the call goes through the whole audio path.
+            ServiceMode::MediaStream => speech::for_number(&state.db, &state.egress, &number)
+                .await
+                .map_err(|e| ApiError::from_storage(e, "agent"))?
+                .map(|ears| AudioPhone { mouth: Some(ears.tts), voice: ears.default_voice, ears: Some(ears.stt), record: None }),
+        },
     };
     Ok(upgrade.on_upgrade(move |socket| bridge(socket, dial)))
 }

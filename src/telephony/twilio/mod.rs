@@ -1,4 +1,5 @@
-//! Twilio: signed webhooks (`routes`), the ConversationRelay WebSocket (`relay`), request
+//! Twilio: signed webhooks (`routes`), the call WebSockets (`relay` for ConversationRelay,
+//! `media` for Media Streams, sharing `call_socket`; `media_stream` is that protocol), request
 //! signatures (`signature`), TwiML (`twiml`), the REST client (`rest`), number provisioning, and
 //! `dev_phone`, which plays Twilio for `switchboard dial`. The webhooks and sockets run on
 //! [`TwilioState`], not on the HTTP API's state; Twilio's call statuses become carrier-neutral
@@ -12,7 +13,9 @@ use crate::domain::call::CallStatus;
 use crate::providers::egress::Egress;
 use crate::storage::Db;
 
+pub mod call_socket;
 pub mod dev_phone;
+pub mod media;
 pub mod media_stream;
 pub mod provisioning;
 pub mod recovery;

@@ -4,32 +4,28 @@
 //! the session's [`AgentCommand`]s into Twilio's messages (shared/specs/twilio.md §6).
 //!
 //! When the session ends the call itself, Twilio closes the socket and asks
-//! `/twilio/connect-action` what next. If Twilio has not ended a hang-up within
-//! `HANG_UP_GRACE`, we end it through the REST API.
+//! `/twilio/connect-action` what next (the handshake and the end of a session are shared with
+//! Media Streams in `call_socket`).
 
 use std::collections::VecDeque;
-use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::{TwilioState, call_status, provisioning, signature};
+use super::{TwilioState, call_socket};
 use crate::agent::assembly;
 use crate::agent::call_log::StoredCallLog;
 use crate::agent::session::{AgentCommand, CallerEvent, Ending, Handoff, Session, SessionSetup};
-use crate::domain::call::{Call, CallEnding, CallStatus, EndReason, EndedBy};
+use crate::domain::call::Call;
 use crate::domain::ids::CallId;
-use crate::domain::time;
-use crate::storage::{StorageError, calls, phone_providers};
 
-const HANG_UP_GRACE: Duration = Duration::from_secs(5);
 /// ConversationRelay's messages are small JSON texts: small socket buffers keep an idle call
 /// cheap (the defaults are 128 KiB each way), and a larger message is refused.
 const RELAY_BUFFER: usize = 4 << 10;
@@ -47,51 +43,22 @@ pub async fn relay(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let call = match signed_call(&state, call_id, &headers).await {
-        Ok(Some(call)) => call,
-        Ok(None) => {
-            tracing::warn!(call = %call_id, "rejected a relay handshake: unknown call or a signature that does not verify");
-            return (StatusCode::FORBIDDEN, "signature does not verify").into_response();
-        }
-        Err(e) => return internal(e),
+    let call = match call_socket::signed_open_call(&state, "relay", call_id, &headers).await {
+        Ok(call) => call,
+        Err(refused) => return refused,
     };
-    if call.status.is_final() || call.ended_reason.is_some() {
-        return (StatusCode::CONFLICT, "the call is over").into_response();
-    }
     let setup = match assembly::for_call(&state.db, &state.egress, &call, state.live.clone(), state.transcripts.clone()).await {
         Ok(setup) => setup,
-        Err(e) => return internal(e),
+        Err(e) => return call_socket::internal(e),
     };
-    let lease_until = time::now() + state.live.lease();
-    match calls::claim_session(&state.db, call.org_id, call.id, state.live.owner(), lease_until).await {
-        Ok(true) => {}
-        Ok(false) => {
-            tracing::warn!(call = %call_id, "refused a second relay socket for a call whose session is live");
-            return (StatusCode::CONFLICT, "another session holds this call").into_response();
-        }
-        Err(e) => return internal(e),
+    if let Err(refused) = call_socket::claim(&state, &call).await {
+        return refused;
     }
     upgrade
         .read_buffer_size(RELAY_BUFFER)
         .write_buffer_size(RELAY_BUFFER)
         .max_message_size(MAX_RELAY_MESSAGE)
         .on_upgrade(move |socket| converse(state, call, setup, socket))
-}
-
-/// The call, if it exists and the handshake is signed with its account's auth token.
-async fn signed_call(state: &TwilioState, call_id: CallId, headers: &HeaderMap) -> Result<Option<Call>, StorageError> {
-    let Some(call) = calls::find_by_id(&state.db, call_id).await? else { return Ok(None) };
-    let Some(provider) = call.provider_id else { return Ok(None) };
-    let token = phone_providers::secrets(&state.db, call.org_id, provider).await?.auth_token;
-    let url = format!("{}/twilio/relay/{call_id}", super::routes::websocket_base(&state.public_base_url));
-    let signed =
-        headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).is_some_and(|sig| signature::verify_websocket(&token, &url, sig));
-    Ok(signed.then_some(call))
-}
-
-fn internal(e: StorageError) -> Response {
-    tracing::error!(error = ?e, "relay handshake failed");
-    (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
 }
 
 /// A message from Twilio. Unknown types and fields are tolerated.
@@ -211,45 +178,13 @@ async fn converse(state: TwilioState, call: Call, setup: SessionSetup<StoredCall
             },
         }
     }
-    let ending = match session.await {
-        Ok(ending) => ending,
-        Err(e) => {
-            tracing::error!(call = %call.id, error = %e, "the agent session crashed");
-            let crashed = CallEnding::new(EndedBy::System, EndReason::Error);
-            if let Err(e) = calls::finish_conversation(&state.db, call.org_id, call.id, &crashed).await {
-                tracing::error!(call = %call.id, error = ?e, "could not record the crashed session's ending");
-            }
-            Ending::new(EndedBy::System, EndReason::Error)
-        }
-    };
-    tracing::info!(call = %call.id, reason = %ending.reason, "relay session ended");
-    if ending.ended_by != EndedBy::Caller && ending.transfer_to.is_none() {
-        tokio::spawn(hang_up_if_still_live(state, call));
-    }
-}
-
-/// The REST fallback: end a call that Twilio has not ended shortly after the session did. Our
-/// record is already final by then, so Twilio is asked; when it cannot answer, the hang-up is
-/// sent anyway (ending an ended call changes nothing).
-async fn hang_up_if_still_live(state: TwilioState, call: Call) {
-    tokio::time::sleep(HANG_UP_GRACE).await;
-    let Some(provider) = call.provider_id else { return };
-    let result = match provisioning::credentials(&state.db, call.org_id, provider).await {
-        Ok(creds) => match state.client.fetch_call(&creds, &call.call_sid).await {
-            Ok(remote) if call_status(&remote.status).is_some_and(CallStatus::is_final) => return,
-            _ => state.client.hang_up(&creds, &call.call_sid).await.map_err(|e| e.to_string()),
-        },
-        Err(e) => Err(e.to_string()),
-    };
-    match result {
-        Ok(()) => tracing::info!(call = %call.id, "hung up through the REST API after the session ended"),
-        Err(e) => tracing::warn!(call = %call.id, error = %e, "could not hang up through the REST API"),
-    }
+    call_socket::conclude(&state, &call, session).await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::call::{EndReason, EndedBy};
 
     fn call() -> Call {
         Call::example()

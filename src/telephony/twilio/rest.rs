@@ -364,6 +364,12 @@ impl TwilioClient {
         required(self.send(credentials, reqwest::Method::GET, &url, &[], &[]).await?)
     }
 
+    /// Hands a live call to new instructions (TwiML), leaving whatever it was doing.
+    pub async fn redirect(&self, credentials: &Credentials, call_sid: &str, twiml: &str) -> Result<(), TwilioError> {
+        let url = self.url(credentials, &format!("/Calls/{call_sid}.json"));
+        self.send::<Value>(credentials, reqwest::Method::POST, &url, &[], &[("Twiml", twiml.to_owned())]).await.map(|_| ())
+    }
+
     /// Ends a live call.
     pub async fn hang_up(&self, credentials: &Credentials, call_sid: &str) -> Result<(), TwilioError> {
         let url = self.url(credentials, &format!("/Calls/{call_sid}.json"));

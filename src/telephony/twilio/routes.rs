@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 
 use super::{TwilioState, call_status, signature, twiml};
+use crate::agent::speech;
 use crate::domain::agent::Agent;
 use crate::domain::call::{Call, CallDirection, CallStatus, EndReason, StatusEvent};
 use crate::domain::ids::{CallId, OrgId};
@@ -206,10 +207,18 @@ async fn route(state: &TwilioState, verified: &Verified, refuse_new: Option<EndR
         Some(number) => Some(agents::get(&state.db, verified.org, number.agent_id).await?),
         None => None,
     };
-    let refused = match &verified.number {
-        Some(_) if refuse_new.is_some() => refuse_new,
-        Some(number) => refusal(number, &verified.provider),
-        None => Some(EndReason::UnknownNumber),
+    let refused = match (&verified.number, &agent) {
+        (Some(_), _) if refuse_new.is_some() => refuse_new,
+        (Some(number), Some(agent)) => match refusal(number, &verified.provider) {
+            // Switchboard does the speech: someone must hear and speak.
+            None if number.mode == ServiceMode::MediaStream
+                && speech::providers_for(&state.db, verified.org, &agent.spec).await?.is_none() =>
+            {
+                Some(EndReason::NoSpeechProvider)
+            }
+            refused => refused,
+        },
+        _ => Some(EndReason::UnknownNumber),
     };
     Ok(Routing { agent, refused })
 }

@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod fake_llm;
+pub mod fake_speech;
 pub mod fake_twilio;
 pub mod relay_client;
 pub mod server_process;

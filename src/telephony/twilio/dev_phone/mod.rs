@@ -1,21 +1,25 @@
 //! A phone without a carrier. It plays Twilio against a running server: posts the signed
-//! incoming-call webhook, reads the TwiML, opens the ConversationRelay socket as Twilio would,
-//! passes the agent's speech on as it streams and the caller's actions in, and posts the
-//! connect-action and status callbacks when the call ends. [`call`] is driven through channels;
-//! `switchboard dial` runs it from the terminal ([`from_terminal`]) and the console's test call
-//! from the browser.
+//! incoming-call webhook, reads the TwiML, opens the call's socket as Twilio would —
+//! ConversationRelay (`relay`: text both ways) or Media Streams (`media`: audio both ways, in
+//! real time, with Twilio's playback buffer, marks and clear) — passes what the agent says on and
+//! the caller's actions in, and posts the connect-action and status callbacks when the call
+//! ends. [`call`] is driven through channels; `switchboard dial` runs it from the terminal
+//! ([`from_terminal`]) and the console's test call from the browser.
 //!
 //! Typed lines starting with `/` are actions: `/dtmf 123`, `/interrupt` (cut the agent off),
-//! `/wait SECONDS` (stay silent), `/hangup`.
+//! `/play FILE.wav` (media streams), `/wait SECONDS` (stay silent), `/hangup`.
+
+mod media;
+mod relay;
+
+pub use media::AudioPhone;
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use super::signature;
@@ -32,6 +36,9 @@ pub struct Dial {
     pub auth_token: String,
     /// Marks the call as a test (excluded from analytics): the console's test calls.
     pub test: bool,
+    /// How the phone speaks and listens on media-stream numbers; without it, only
+    /// ConversationRelay numbers can be dialled.
+    pub audio: Option<AudioPhone>,
 }
 
 /// The form parameter that marks a dev-phone call as a test call. Twilio never sends it; it is
@@ -130,6 +137,8 @@ pub enum CallerAction {
     Digits(String),
     /// Talk over the agent (it has been heard up to where a voice would be by now).
     Interrupt,
+    /// Play a WAV file as the caller's voice (media streams).
+    Play(std::path::PathBuf),
     HangUp,
 }
 
@@ -142,6 +151,7 @@ impl CallerAction {
             ("/hangup", _) => Some(CallerAction::HangUp),
             ("/interrupt", _) => Some(CallerAction::Interrupt),
             ("/dtmf", digits) => Some(CallerAction::Digits(digits.to_owned())),
+            ("/play", file) => Some(CallerAction::Play(file.into())),
             _ => Some(CallerAction::Say(line.to_owned())),
         }
     }
@@ -156,7 +166,7 @@ pub enum PhoneEvent {
     Refused(String),
     /// The agent's greeting, spoken by the carrier.
     Greeting(String),
-    /// Part of what the agent says, as it streams.
+    /// Part of what the agent says, as it streams (on media streams: an utterance as heard).
     Token(String),
     /// The agent finished an utterance.
     UtteranceEnd,
@@ -168,7 +178,7 @@ pub enum PhoneEvent {
 
 /// Places the call and runs it to its end: `actions` are what the caller does, `events` what
 /// they hear. The call ends when the agent ends it, the caller hangs up, or `actions` closes.
-pub async fn call(dial: Dial, mut actions: mpsc::Receiver<CallerAction>, events: mpsc::Sender<PhoneEvent>) -> anyhow::Result<Outcome> {
+pub async fn call(dial: Dial, actions: mpsc::Receiver<CallerAction>, events: mpsc::Sender<PhoneEvent>) -> anyhow::Result<Outcome> {
     let mut twilio = Twilio { dial: &dial, http: reqwest::Client::new(), call_sid: random_call_sid(), sequence: 0 };
     let started = Instant::now();
     let mut params = twilio.base_params("ringing");
@@ -176,113 +186,90 @@ pub async fn call(dial: Dial, mut actions: mpsc::Receiver<CallerAction>, events:
         params.push((TEST_CALL_PARAM.to_owned(), "true".to_owned()));
     }
     let twiml = twilio.post("/twilio/voice", &params).await?;
-    let Some(relay_url) = attribute(&twiml, "ConversationRelay", "url") else {
-        if let Some(words) = element_text(&twiml, "Say") {
-            let _ = events.send(PhoneEvent::Refused(words)).await;
-            return Ok(Outcome { summary: "call refused by the server".into(), ok: false });
+    let (mode, socket_url) = match (attribute(&twiml, "ConversationRelay", "url"), attribute(&twiml, "Stream", "url")) {
+        (Some(url), _) => ("relay", url),
+        (None, Some(url)) => ("media", url),
+        (None, None) => {
+            if let Some(words) = element_text(&twiml, "Say") {
+                let _ = events.send(PhoneEvent::Refused(words)).await;
+                return Ok(Outcome { summary: "call refused by the server".into(), ok: false });
+            }
+            bail!("the server did not connect the call to an agent: {twiml}");
         }
-        bail!("the server did not connect the call to a ConversationRelay agent (media streams are not supported by dial): {twiml}");
     };
-    let call_id = relay_url.rsplit('/').next().unwrap_or_default().to_owned();
+    let call_id = socket_url.rsplit('/').next().unwrap_or_default().to_owned();
     let _ = events.send(PhoneEvent::Connected { call_id }).await;
     twilio.status_callback("in-progress", &[]).await;
-    if let Some(greeting) = attribute(&twiml, "ConversationRelay", "welcomeGreeting") {
-        let _ = events.send(PhoneEvent::Greeting(greeting)).await;
-    }
 
-    // Twilio signs the URL written in the TwiML; we reach it through `server`.
-    let path =
-        relay_url.split_once("://").and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_owned())).context("relay URL has no path")?;
-    let socket_url = format!("{}{path}", dial.server.replacen("http", "ws", 1));
-    let mut request = socket_url.as_str().into_client_request()?;
-    request.headers_mut().insert("X-Twilio-Signature", signature::sign(&dial.auth_token, &relay_url, &[]).parse()?);
-    let (socket, _) = tokio_tungstenite::connect_async(request).await.context("opening the relay WebSocket")?;
-    let (mut outgoing, mut incoming) = socket.split();
-    let setup = json!({ "type": "setup", "sessionId": "VXdevphone", "accountSid": dial.account_sid, "parentCallSid": "", "callSid": twilio.call_sid,
-        "from": dial.from, "to": dial.to, "forwardedFrom": "", "callType": "PSTN", "callerName": "", "direction": "inbound", "callStatus": "IN-PROGRESS", "customParameters": {} });
-    outgoing.send(Message::Text(setup.to_string().into())).await?;
-
-    // The agent's current (or last) utterance and when it began, to tell what a caller who
-    // interrupts has heard by now: Twilio's voice speaks far slower than the text streams.
-    let mut speaking = String::new();
-    let mut speaking_since = tokio::time::Instant::now();
-    let mut utterance_open = false;
-    let mut handoff: Option<String> = None;
-    loop {
-        tokio::select! {
-            message = incoming.next() => {
-                let Some(Ok(message)) = message else { break };
-                let Message::Text(text) = message else { continue };
-                let message: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                match message["type"].as_str() {
-                    Some("text") => {
-                        if !utterance_open {
-                            utterance_open = true;
-                            speaking.clear();
-                            speaking_since = tokio::time::Instant::now();
-                        }
-                        let token = message["token"].as_str().unwrap_or_default();
-                        speaking.push_str(token);
-                        let _ = events.send(PhoneEvent::Token(token.to_owned())).await;
-                        if message["last"] == true {
-                            utterance_open = false;
-                            let _ = events.send(PhoneEvent::UtteranceEnd).await;
-                        }
-                    }
-                    Some("language") => {
-                        let _ = events.send(PhoneEvent::Language(message["ttsLanguage"].as_str().unwrap_or("?").to_owned())).await;
-                    }
-                    Some("end") => {
-                        handoff = Some(message["handoffData"].as_str().unwrap_or_default().to_owned());
-                        break;
-                    }
-                    _ => tracing::debug!(%message, "the dev phone ignores a relay message"),
-                }
-            }
-            action = actions.recv() => {
-                let message = match action {
-                    None | Some(CallerAction::HangUp) => break,
-                    Some(CallerAction::Say(words)) => json!({ "type": "prompt", "voicePrompt": words, "lang": "en-US", "last": true }),
-                    Some(CallerAction::Digits(digits)) => {
-                        for digit in digits.chars() {
-                            outgoing.send(Message::Text(json!({ "type": "dtmf", "digit": digit.to_string() }).to_string().into())).await?;
-                        }
-                        continue;
-                    }
-                    Some(CallerAction::Interrupt) => {
-                        utterance_open = false;
-                        let heard = heard_so_far(&std::mem::take(&mut speaking), speaking_since.elapsed());
-                        let _ = events.send(PhoneEvent::Interrupted { heard: heard.clone() }).await;
-                        json!({ "type": "interrupt", "utteranceUntilInterrupt": heard, "durationUntilInterruptMs": 500 })
-                    }
-                };
-                outgoing.send(Message::Text(message.to_string().into())).await?;
-            }
+    // Twilio signs the URL written in the TwiML (without parameters); we reach it through `server`.
+    let path = socket_url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_owned()))
+        .context("socket URL has no path")?;
+    let mut request = format!("{}{path}", dial.server.replacen("http", "ws", 1)).as_str().into_client_request()?;
+    request.headers_mut().insert("X-Twilio-Signature", signature::sign(&dial.auth_token, &socket_url, &[]).parse()?);
+    let (socket, _) = tokio_tungstenite::connect_async(request).await.with_context(|| format!("opening the {mode} WebSocket"))?;
+    let ended = if mode == "relay" {
+        if let Some(greeting) = attribute(&twiml, "ConversationRelay", "welcomeGreeting") {
+            let _ = events.send(PhoneEvent::Greeting(greeting)).await;
         }
-    }
-    let _ = outgoing.close().await;
+        relay::converse(&twilio, socket, actions, &events).await?
+    } else {
+        let Some(audio) = &dial.audio else {
+            bail!("this number uses media streams (Switchboard's own speech): dial it with --audio");
+        };
+        let parameters = stream_parameters(&twiml);
+        media::converse(&twilio, audio, socket, parameters, actions, &events).await?
+    };
     let duration = started.elapsed().as_secs().to_string();
-    let outcome = match handoff {
-        Some(data) => {
+    let outcome = match ended {
+        Ended::ByAgent { handoff } => {
             let mut params = twilio.base_params("in-progress");
-            params.extend([
-                ("SessionId".into(), "VXdevphone".into()),
-                ("SessionStatus".into(), "ended".into()),
-                ("SessionDuration".into(), duration.clone()),
-                ("HandoffData".into(), data.clone()),
-            ]);
+            if let Some(data) = &handoff {
+                params.extend([
+                    ("SessionId".into(), "VXdevphone".into()),
+                    ("SessionStatus".into(), "ended".into()),
+                    ("SessionDuration".into(), duration.clone()),
+                    ("HandoffData".into(), data.clone()),
+                ]);
+            }
             let next = twilio.post("/twilio/connect-action", &params).await?;
-            let handoff: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
-            let reason = handoff["reason"].as_str().unwrap_or("ended").to_owned();
+            let handoff: Value = handoff.and_then(|data| serde_json::from_str(&data).ok()).unwrap_or(Value::Null);
+            let reason = handoff["reason"].as_str().map_or_else(String::new, |r| format!(" ({r})"));
             match element_text(&next, "Dial") {
-                Some(number) => Outcome { summary: format!("call transferred to {number} ({reason}) after {duration}s"), ok: true },
-                None => Outcome { summary: format!("call ended by the agent ({reason}) after {duration}s"), ok: true },
+                Some(number) => Outcome { summary: format!("call transferred to {number}{reason} after {duration}s"), ok: true },
+                None => Outcome { summary: format!("call ended by the agent{reason} after {duration}s"), ok: true },
             }
         }
-        None => Outcome { summary: format!("you hung up after {duration}s"), ok: true },
+        Ended::ByCaller => Outcome { summary: format!("you hung up after {duration}s"), ok: true },
     };
     twilio.status_callback("completed", &[("CallDuration", duration), ("Duration", "1".into())]).await;
     Ok(outcome)
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// How a conversation on the socket ended.
+enum Ended {
+    /// The agent closed it; ConversationRelay says what next in its handoff data.
+    ByAgent {
+        handoff: Option<String>,
+    },
+    ByCaller,
+}
+
+/// The `<Parameter name value>` pairs of a `<Stream>`.
+fn stream_parameters(twiml: &str) -> Vec<(String, String)> {
+    let mut parameters = Vec::new();
+    let mut rest = twiml;
+    while let Some(at) = rest.find("<Parameter ") {
+        rest = &rest[at..];
+        if let (Some(name), Some(value)) = (attribute(rest, "Parameter", "name"), attribute(rest, "Parameter", "value")) {
+            parameters.push((name, value));
+        }
+        rest = &rest["<Parameter ".len()..];
+    }
+    parameters
 }
 
 /// Runs a call from the terminal (`switchboard dial`): prints what the agent says as it streams
@@ -378,31 +365,9 @@ fn random_call_sid() -> String {
     format!("CA{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
-/// Words a voice speaking at about 15 characters a second has said of `utterance` after
-/// `elapsed`, cut back to a whole word.
-fn heard_so_far(utterance: &str, elapsed: Duration) -> String {
-    let spoken = (elapsed.as_millis() / 65) as usize;
-    if spoken >= utterance.chars().count() {
-        return utterance.trim().to_owned();
-    }
-    let prefix: String = utterance.chars().take(spoken).collect();
-    match prefix.rfind(' ') {
-        Some(end) => prefix[..end].trim().to_owned(),
-        None => String::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_interrupting_caller_heard_whole_words_at_speaking_pace() {
-        let reply = "We are open from nine to five";
-        assert_eq!(heard_so_far(reply, Duration::from_millis(0)), "");
-        assert_eq!(heard_so_far(reply, Duration::from_millis(65 * 13)), "We are open");
-        assert_eq!(heard_so_far(reply, Duration::from_secs(10)), reply);
-    }
 
     #[test]
     fn reads_attributes_and_say_from_twiml() {
@@ -413,6 +378,9 @@ mod tests {
         assert_eq!(element_text("<Response><Say>Sorry &amp; bye</Say><Hangup/></Response>", "Say").as_deref(), Some("Sorry & bye"));
         assert_eq!(element_text("<Response><Dial>+14155550199</Dial></Response>", "Dial").as_deref(), Some("+14155550199"));
         assert_eq!(random_call_sid().len(), 34);
+        let stream = r#"<Response><Connect action="a"><Stream url="wss://h/twilio/media/1"><Parameter name="call_id" value="1"/><Parameter name="x" value="a&amp;b"/></Stream></Connect></Response>"#;
+        assert_eq!(attribute(stream, "Stream", "url").as_deref(), Some("wss://h/twilio/media/1"));
+        assert_eq!(stream_parameters(stream), [("call_id".to_owned(), "1".to_owned()), ("x".to_owned(), "a&b".to_owned())]);
     }
 
     #[test]
@@ -421,6 +389,7 @@ mod tests {
         assert_eq!(CallerAction::parse("/dtmf 12#"), Some(CallerAction::Digits("12#".into())));
         assert_eq!(CallerAction::parse("/interrupt"), Some(CallerAction::Interrupt));
         assert_eq!(CallerAction::parse("/hangup"), Some(CallerAction::HangUp));
+        assert_eq!(CallerAction::parse("/play hello.wav"), Some(CallerAction::Play("hello.wav".into())));
         assert_eq!(CallerAction::parse("   "), None);
     }
 }

@@ -1,0 +1,22 @@
+-- Speech providers (postgres). Keep in step with ../sqlite/0006_speech_providers.sql.
+-- A speech vendor account that Media Streams calls hear (transcription_model) and speak
+-- (speech_model) through; its API key is sealed like the LLM providers' keys.
+CREATE TABLE speech_providers (
+    id                  UUID PRIMARY KEY,
+    org_id              UUID NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+    name                TEXT NOT NULL,
+    kind                TEXT NOT NULL,
+    base_url            TEXT NOT NULL,
+    api_key_enc         BYTEA,
+    transcription_model TEXT,
+    speech_model        TEXT,
+    default_voice       TEXT,
+    created_at          TIMESTAMPTZ NOT NULL,
+    updated_at          TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX speech_providers_org ON speech_providers (org_id, id);
+
+-- The agent's speech providers are also columns (besides its spec), for the foreign keys that
+-- keep a provider in use from being deleted.
+ALTER TABLE agents ADD COLUMN speech_to_text_provider_id UUID REFERENCES speech_providers(id);
+ALTER TABLE agents ADD COLUMN text_to_speech_provider_id UUID REFERENCES speech_providers(id);

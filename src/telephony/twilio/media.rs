@@ -1,0 +1,364 @@
+//! Media Streams calls: Switchboard hears and speaks itself. Twilio streams the caller's audio
+//! (8 kHz μ-law, 20 ms a message) over a WebSocket per call (`GET /twilio/media/{call_id}`) and
+//! plays the audio we send back, returning each mark we send once the audio before it has
+//! played (shared/specs/twilio.md §5). This adapter checks the handshake like the relay's
+//! (`call_socket`), then sits between the socket and an agent [`Voice`] (speech in and out) in
+//! front of the same [`Session`] ConversationRelay calls use.
+//!
+//! Outbound audio is paced: one 20 ms frame per 20 ms, a few frames ahead of real time, so that
+//! `clear` drops little and marks come back when the caller has heard the words. When the agent
+//! ends the call, its last words play out (their marks return) before the stream is closed;
+//! Twilio then asks `/twilio/connect-action`, which hangs up. A transfer is a REST redirect of
+//! the call to a `<Dial>`.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::media_stream::{self, Outbound, SequenceCheck, StreamEvent};
+use super::{TwilioState, call_socket, provisioning, twiml};
+use crate::agent::session::{Ending, Handoff, Session};
+use crate::agent::speech::{self, AgentEars};
+use crate::agent::voice::{TRANSPORT_RATE, TransportIn, TransportOut, Voice, VoiceLinks, VoiceSettings};
+use crate::agent::{assembly, call_log::StoredCallLog, session::SessionSetup};
+use crate::audio::frames::{FRAME, Framer};
+use crate::audio::g711;
+use crate::domain::call::Call;
+use crate::domain::ids::CallId;
+
+/// Audio sent ahead of real time, so a late tick never leaves the caller in silence.
+const LEAD_FRAMES: u32 = 3;
+/// How long the agent's last words may take to come back played before the stream is closed
+/// anyway, beyond the audio still queued.
+const LAST_WORDS_GRACE: Duration = Duration::from_secs(3);
+/// Caller frames waiting for the voice; more means the server is overloaded, and frames drop.
+const CALLER_BACKLOG: usize = 250;
+/// Media messages are small JSON texts (20 ms of audio is about 300 bytes).
+const MEDIA_BUFFER: usize = 8 << 10;
+const MAX_MEDIA_MESSAGE: usize = 64 << 10;
+/// Below this level a frame is not speech.
+const SPEECH_LEVEL_DBFS: f32 = -35.0;
+/// Speech shorter than this is a click or line noise.
+const MIN_SPEECH: Duration = Duration::from_millis(120);
+
+/// The Media Streams WebSocket of one call. Signed like the relay's; one session per call; a
+/// call whose agent has no speech providers is refused (503), as its voice webhook should have.
+#[utoipa::path(get, path = "/twilio/media/{call_id}", tag = "twilio", security(()), params(("call_id" = CallId, Path)), responses(
+    (status = 101, description = "WebSocket (Media Streams protocol)"), (status = 400, description = "Not a call id, or not a WebSocket handshake"),
+    (status = 403, description = "Bad signature or no such call"),
+    (status = 409, description = "The call is over, or another session holds it"),
+    (status = 503, description = "The agent has no speech providers")))]
+pub async fn media(
+    State(state): State<TwilioState>,
+    Path(call_id): Path<CallId>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let call = match call_socket::signed_open_call(&state, "media", call_id, &headers).await {
+        Ok(call) => call,
+        Err(refused) => return refused,
+    };
+    let setup = match assembly::for_call(&state.db, &state.egress, &call, state.live.clone(), state.transcripts.clone()).await {
+        Ok(setup) => setup,
+        Err(e) => return call_socket::internal(e),
+    };
+    let ears = match speech::for_agent(&state.db, &state.egress, call.org_id, &setup.agent).await {
+        Ok(Some(ears)) => ears,
+        Ok(None) => {
+            tracing::warn!(call = %call_id, "refused a media stream: the agent has no speech providers");
+            return (StatusCode::SERVICE_UNAVAILABLE, "the agent has no speech providers").into_response();
+        }
+        Err(e) => return call_socket::internal(e),
+    };
+    if let Err(refused) = call_socket::claim(&state, &call).await {
+        return refused;
+    }
+    upgrade
+        .read_buffer_size(MEDIA_BUFFER)
+        .write_buffer_size(MEDIA_BUFFER)
+        .max_message_size(MAX_MEDIA_MESSAGE)
+        .on_upgrade(move |socket| converse(state, call, setup, ears, socket))
+}
+
+/// What waits to be sent to Twilio, in order: frames of μ-law audio and the marks after them.
+enum Queued {
+    Frame(Vec<u8>),
+    Mark(String),
+}
+
+/// The outbound side of a stream: audio queued as frames, sent one per frame time.
+struct Pacer {
+    queue: VecDeque<Queued>,
+    /// When the next frame is due.
+    next_at: Instant,
+    /// Marks sent and not yet returned.
+    marks_out: usize,
+}
+
+impl Pacer {
+    fn new() -> Self {
+        Self { queue: VecDeque::new(), next_at: Instant::now(), marks_out: 0 }
+    }
+
+    /// Queues 8 kHz samples as μ-law frames, then `mark`.
+    fn play(&mut self, samples: &[i16], mark: String) {
+        let mut encoded = Vec::with_capacity(samples.len());
+        g711::encode_into(samples, &mut encoded);
+        let frame = crate::audio::frames::samples_per_frame(TRANSPORT_RATE);
+        self.queue.extend(encoded.chunks(frame).map(|chunk| Queued::Frame(chunk.to_vec())));
+        self.queue.push_back(Queued::Mark(mark));
+    }
+
+    /// The messages due now: marks at the head, then one frame if its time has come. Starting
+    /// after a pause, up to `LEAD_FRAMES` frames go at once.
+    fn due(&mut self, now: Instant) -> Vec<Queued> {
+        let mut due = Vec::new();
+        while let Some(Queued::Mark(_)) = self.queue.front() {
+            due.push(self.queue.pop_front().expect("just seen"));
+            self.marks_out += 1;
+        }
+        if self.queue.is_empty() {
+            return due;
+        }
+        if self.next_at + FRAME * LEAD_FRAMES < now {
+            // Idle (or stalled): start again from now, a few frames ahead.
+            self.next_at = now - FRAME * LEAD_FRAMES;
+        }
+        if self.next_at <= now + FRAME * LEAD_FRAMES {
+            due.push(self.queue.pop_front().expect("not empty"));
+            self.next_at += FRAME;
+        }
+        due
+    }
+
+    /// When `due` has something again, if ever.
+    fn wake_at(&self) -> Option<Instant> {
+        match self.queue.front() {
+            None => None,
+            Some(Queued::Mark(_)) => Some(Instant::now()),
+            Some(Queued::Frame(_)) => Some(self.next_at - FRAME * LEAD_FRAMES),
+        }
+    }
+
+    /// Drops what is queued; the marks among it were never sent and will not come back.
+    fn clear(&mut self) {
+        self.queue.clear();
+    }
+
+    fn played(&mut self) {
+        self.marks_out = self.marks_out.saturating_sub(1);
+    }
+
+    /// Everything queued has been sent and every mark has come back.
+    fn is_done(&self) -> bool {
+        self.queue.is_empty() && self.marks_out == 0
+    }
+
+    /// How long the queued audio takes to play.
+    fn queued_duration(&self) -> Duration {
+        FRAME * self.queue.iter().filter(|q| matches!(q, Queued::Frame(_))).count() as u32
+    }
+}
+
+async fn converse(state: TwilioState, call: Call, setup: SessionSetup<StoredCallLog>, ears: AgentEars, socket: WebSocket) {
+    let _live = state.live.enter(call.id);
+    let (mut outgoing, mut incoming) = socket.split();
+    let (event_tx, event_rx) = mpsc::channel(32);
+    let (command_tx, command_rx) = mpsc::channel(64);
+    let (caller_tx, from_transport) = mpsc::channel(CALLER_BACKLOG);
+    let (to_transport, mut agent_rx) = mpsc::channel(64);
+    let settings = VoiceSettings {
+        language: "en-US".to_owned(),
+        speech: setup.agent.speech.clone(),
+        default_voice: ears.default_voice,
+        speech_level_dbfs: SPEECH_LEVEL_DBFS,
+        min_speech: MIN_SPEECH,
+    };
+    let span = tracing::info_span!("session", call = %call.id);
+    let session = tokio::spawn(Session::new(setup, command_tx).run(event_rx).instrument(span.clone()));
+    let voice = Voice { stt: ears.stt, tts: ears.tts, settings };
+    tokio::spawn(voice.run(VoiceLinks { from_transport, to_transport, to_session: event_tx, from_session: command_rx }).instrument(span));
+    tracing::info!(call = %call.id, "media stream session started");
+
+    let mut stream_sid: Option<String> = None;
+    let mut sequence = SequenceCheck::default();
+    let mut framer = Framer::new(TRANSPORT_RATE);
+    let mut pacer = Pacer::new();
+    // The way to the voice; dropped when the caller is gone, which the voice hears as a hang-up.
+    let mut caller = Some(caller_tx);
+    let mut voice_open = true;
+    let mut ending: Option<(Ending, Instant)> = None;
+    while voice_open || ending.is_some() {
+        let socket_open = caller.is_some();
+        let wake = pacer.wake_at().filter(|_| stream_sid.is_some() && socket_open);
+        tokio::select! {
+            message = incoming.next(), if socket_open => match message {
+                Some(Ok(Message::Text(text))) => match media_stream::parse(&text) {
+                    Ok(StreamEvent::Start(start)) => {
+                        sequence.observe(start.sequence);
+                        if start.call_sid != call.call_sid {
+                            tracing::warn!(call = %call.id, call_sid = %start.call_sid, "the stream names another call SID");
+                        }
+                        stream_sid = Some(start.stream_sid);
+                    }
+                    Ok(StreamEvent::Media { sequence: number, track, audio, .. }) => {
+                        if let Some(gap) = sequence.observe(number) {
+                            tracing::info!(call = %call.id, expected = gap.expected, got = gap.got, "a gap in the stream's sequence");
+                        }
+                        if track == "inbound" && let Some(to_voice) = &caller {
+                            let mut samples = Vec::with_capacity(audio.len());
+                            g711::decode_into(&audio, &mut samples);
+                            framer.push(&samples, |frame| {
+                                // A closed voice has finished (the agent's last words play on).
+                                if let Err(mpsc::error::TrySendError::Full(_)) = to_voice.try_send(TransportIn::Audio(frame.to_vec())) {
+                                    tracing::warn!(call = %call.id, "dropped a frame of caller audio: the voice is behind");
+                                }
+                            });
+                        }
+                    }
+                    Ok(StreamEvent::Dtmf { sequence: number, digit }) => {
+                        sequence.observe(number);
+                        tell(&caller, TransportIn::Digits(digit)).await;
+                    }
+                    Ok(StreamEvent::Mark { sequence: number, name }) => {
+                        sequence.observe(number);
+                        pacer.played();
+                        tell(&caller, TransportIn::Played(name)).await;
+                    }
+                    Ok(StreamEvent::Stop { .. }) => caller = None,
+                    Ok(StreamEvent::Connected | StreamEvent::Other) => {}
+                    Err(e) => tracing::warn!(call = %call.id, error = %e, "unreadable Media Streams message"),
+                },
+                Some(Ok(Message::Close(_)) | Err(_)) | None => caller = None,
+                Some(Ok(_)) => {} // binary, ping, pong: not part of the protocol
+            },
+            () = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
+                let sid = stream_sid.as_deref().expect("waking needs a stream");
+                for item in pacer.due(Instant::now()) {
+                    let text = match &item {
+                        Queued::Frame(audio) => Outbound::Media(audio).to_json(sid),
+                        Queued::Mark(name) => Outbound::Mark(name).to_json(sid),
+                    };
+                    if outgoing.send(Message::Text(text.into())).await.is_err() {
+                        caller = None;
+                        break;
+                    }
+                }
+            },
+            out = agent_rx.recv(), if voice_open => match out {
+                Some(TransportOut::Play { audio, mark }) => pacer.play(&audio, mark),
+                Some(TransportOut::Clear) => {
+                    pacer.clear();
+                    if let Some(sid) = &stream_sid
+                        && socket_open
+                        && outgoing.send(Message::Text(Outbound::Clear.to_json(sid).into())).await.is_err()
+                    {
+                        caller = None;
+                    }
+                }
+                Some(TransportOut::End(end)) => {
+                    let deadline = Instant::now() + pacer.queued_duration() + LAST_WORDS_GRACE;
+                    ending = Some((end, deadline));
+                }
+                None => voice_open = false, // the caller hung up, or the session ended
+            },
+            () = tokio::time::sleep(FRAME), if ending.is_some() => {}
+        }
+        // The agent's last words have played (or will not): hand the call on.
+        if let Some((end, deadline)) = &ending
+            && (pacer.is_done() || Instant::now() >= *deadline || caller.is_none())
+        {
+            if caller.take().is_some() {
+                hand_off(&state, &call, end).await;
+                let _ = outgoing.send(Message::Close(None)).await;
+            }
+            ending = None;
+        }
+    }
+    call_socket::conclude(&state, &call, session).await;
+}
+
+/// Passes an event to the voice while the caller is there.
+async fn tell(caller: &Option<mpsc::Sender<TransportIn>>, event: TransportIn) {
+    if let Some(to_voice) = caller {
+        let _ = to_voice.send(event).await;
+    }
+}
+
+/// The agent ended the call: a transfer redirects the call to its target through the REST API
+/// (the stream ends with it); a hang-up is left to `/twilio/connect-action` once the stream
+/// closes.
+async fn hand_off(state: &TwilioState, call: &Call, ending: &Ending) {
+    let Handoff::Transfer { to } = ending.handoff() else { return };
+    let Some(provider) = call.provider_id else { return };
+    let result = match provisioning::credentials(&state.db, call.org_id, provider).await {
+        Ok(creds) => state.client.redirect(&creds, &call.call_sid, &twiml::dial(&to)).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = result {
+        tracing::warn!(call = %call.id, error = %e, "could not transfer the call through the REST API");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent(due: &[Queued]) -> Vec<String> {
+        due.iter()
+            .map(|q| match q {
+                Queued::Frame(audio) => format!("frame:{}", audio.len()),
+                Queued::Mark(name) => format!("mark:{name}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn audio_goes_out_a_frame_per_frame_time_a_little_ahead_with_marks_after_it() {
+        let mut pacer = Pacer::new();
+        // 100 ms of audio: five frames, then the mark.
+        pacer.play(&[1000; 800], "speech-1".into());
+        assert_eq!(pacer.queued_duration(), Duration::from_millis(100));
+        let start = Instant::now();
+        let mut log = Vec::new();
+        while let Some(at) = pacer.wake_at() {
+            tokio::time::sleep_until(at).await;
+            for item in sent(&pacer.due(Instant::now())) {
+                log.push((Instant::now().duration_since(start).as_millis(), item));
+            }
+        }
+        let times: Vec<u128> = log.iter().map(|(t, _)| *t).collect();
+        // The first frame and three ahead go at once; the rest one per 20 ms; the mark right
+        // after the last frame.
+        assert_eq!(times, [0, 0, 0, 0, 20, 20], "{log:?}");
+        assert_eq!(log.last().unwrap().1, "mark:speech-1");
+        assert!(!pacer.is_done(), "the mark has not come back");
+        pacer.played();
+        assert!(pacer.is_done());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn clearing_drops_queued_audio_and_its_unsent_marks() {
+        let mut pacer = Pacer::new();
+        pacer.play(&[1000; 1600], "speech-1".into());
+        pacer.play(&[1000; 160], "speech-2".into());
+        let first = pacer.due(Instant::now());
+        assert_eq!(sent(&first), ["frame:160"]);
+        pacer.clear();
+        assert_eq!(pacer.wake_at(), None);
+        assert!(pacer.is_done(), "no mark was sent, none is awaited");
+        // A pause resets the schedule: new speech starts at once.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        pacer.play(&[1000; 160], "speech-3".into());
+        assert_eq!(sent(&pacer.due(Instant::now())), ["frame:160"]);
+        assert_eq!(sent(&pacer.due(Instant::now())), ["mark:speech-3"]);
+    }
+}

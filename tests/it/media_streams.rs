@@ -1,0 +1,235 @@
+//! Media Streams calls, where Switchboard hears and speaks itself: speech providers verified
+//! when saved, numbers that need them, and whole calls through the dev phone's audio mode (real
+//! time, Twilio's playback buffer and marks) against a fake model and a fake OpenAI-compatible
+//! speech server whose "voice" reads back exactly what survived the telephone path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchboard::providers::egress::Egress;
+use switchboard::providers::speech::OpenAiSpeech;
+use switchboard::telephony::twilio::dev_phone::{self, AudioPhone, CallerAction, Dial, PhoneEvent};
+use tokio::sync::mpsc;
+
+use crate::support::fake_llm::{FakeLlm, Reply};
+use crate::support::fake_speech::{self, FakeSpeech, SpeechStyle};
+use crate::support::{LINE_NUMBER, LINE_TOKEN, PhoneLine, TestApp, on_both_backends};
+
+on_both_backends!(
+    speech_providers_are_verified_when_saved,
+    media_stream_numbers_need_someone_to_hear_and_speak,
+    a_media_stream_call_holds_a_whole_conversation
+);
+
+fn provider_body(fake: &FakeSpeech, extra: Value) -> Value {
+    let mut body = json!({ "name": "Fake speech", "base_url": fake.base_url, "api_key": fake_speech::API_KEY,
+        "transcription_model": fake_speech::TRANSCRIPTION_MODEL, "speech_model": fake_speech::SPEECH_MODEL, "default_voice": "alloy" });
+    for (key, value) in extra.as_object().unwrap() {
+        body[key] = value.clone();
+    }
+    body
+}
+
+async fn speech_providers_are_verified_when_saved(app: TestApp) {
+    let fake = FakeSpeech::start().await;
+    let refused = |field: &'static str, body: Value| {
+        let app = &app;
+        async move {
+            let reply = app.post("/api/v1/speech-providers", body).await;
+            assert_eq!(reply.body["errors"][0]["field"], field, "{}", reply.body);
+            reply.problem(422)
+        }
+    };
+    let detail = refused("api_key", provider_body(&fake, json!({ "api_key": "sk-wrong" }))).await;
+    assert!(detail.contains("Incorrect API key"), "the vendor's words are passed on: {detail}");
+    let detail = refused("transcription_model", provider_body(&fake, json!({ "transcription_model": "whisper-9" }))).await;
+    assert!(detail.contains("whisper-9") && detail.contains("transcribing"), "{detail}");
+    refused("speech_model", provider_body(&fake, json!({ "speech_model": "tts-9" }))).await;
+    refused("transcription_model", provider_body(&fake, json!({ "transcription_model": null, "speech_model": null }))).await;
+    refused("default_voice", provider_body(&fake, json!({ "default_voice": null }))).await;
+    refused("base_url", provider_body(&fake, json!({ "base_url": "http://127.0.0.1:9/v1" }))).await;
+    assert!(app.get("/api/v1/speech-providers").await.expect(200)["data"].as_array().unwrap().is_empty(), "nothing was stored");
+
+    let (spoken, heard) = (fake.spoken().len(), fake.heard().len());
+    let both = app.post("/api/v1/speech-providers", provider_body(&fake, json!({}))).await.expect(201);
+    assert_eq!((both["kind"].as_str(), both["has_api_key"].as_bool()), (Some("openai"), Some(true)));
+    assert!(!both.to_string().contains(fake_speech::API_KEY), "the key is never shown: {both}");
+    fake.answer_like(SpeechStyle::Wav22k);
+    let speaks = app
+        .post(
+            "/api/v1/speech-providers",
+            provider_body(&fake, json!({ "name": "Voice only", "transcription_model": null, "default_voice": "nova" })),
+        )
+        .await
+        .expect(201);
+    assert_eq!(fake.spoken().len(), spoken + 2, "each speaking provider said a test word");
+    assert_eq!(fake.heard().len(), heard + 1, "the transcribing one transcribed a test utterance");
+
+    // Agents name providers that can do the job.
+    let app_id = app.create_app("Support").await;
+    let speech = json!({ "speech_to_text_provider_id": speaks["id"], "text_to_speech_provider_id": speaks["id"] });
+    let reply = app.post(&format!("/api/v1/apps/{app_id}/agents"), json!({ "name": "Ava", "speech": speech })).await;
+    assert_eq!(reply.body["errors"][0]["field"], "speech.speech_to_text_provider_id", "{}", reply.body);
+    reply.problem(422);
+    let speech =
+        json!({ "speech_to_text_provider_id": both["id"], "text_to_speech_provider_id": speaks["id"], "voices": { "fr": "juliette" } });
+    let agent = app.post(&format!("/api/v1/apps/{app_id}/agents"), json!({ "name": "Ava", "speech": speech })).await.expect(201);
+    assert_eq!(agent["speech"]["end_of_turn_silence_ms"], 700, "absent settings take their defaults: {agent}");
+    let path = format!("/api/v1/speech-providers/{}", speaks["id"].as_str().unwrap());
+    assert!(app.delete(&path).await.problem(409).contains("agents still use"));
+
+    // A new name is not checked again; a new key is, and a wrong one changes nothing.
+    let spoken = fake.spoken().len();
+    app.patch(&path, json!({ "name": "Nova" })).await.expect(200);
+    assert_eq!(fake.spoken().len(), spoken);
+    let reply = app.patch(&path, json!({ "api_key": "sk-stolen", "default_voice": "echo" })).await;
+    assert_eq!(reply.body["errors"][0]["field"], "api_key", "{}", reply.body);
+    reply.problem(422);
+    let kept = app.get(&path).await.expect(200);
+    assert_eq!((kept["name"].as_str(), kept["default_voice"].as_str()), (Some("Nova"), Some("nova")));
+    let changed = app.patch(&path, json!({ "default_voice": "echo" })).await.expect(200);
+    assert_eq!(changed["default_voice"], "echo");
+    assert_eq!(fake.spoken().last().unwrap().1, "echo", "checked with the new voice");
+}
+
+/// A line whose agent thinks with a fake model and hears and speaks through a fake speech
+/// server; the number uses media streams.
+async fn media_line(app: &TestApp, mut agent: Value) -> (FakeLlm, FakeSpeech, PhoneLine) {
+    let llm = FakeLlm::start().await;
+    let fake = FakeSpeech::start().await;
+    let model = json!({ "name": "fake", "base_url": llm.base_url, "default_model": "fake-model" });
+    agent["llm_provider_id"] = app.post("/api/v1/llm-providers", model).await.expect(201)["id"].clone();
+    let line = app.phone_line(agent).await;
+    let number = format!("/api/v1/phone-numbers/{}", line.number_id);
+    let refused = app.patch(&number, json!({ "mode": "media_stream" })).await.problem(422);
+    assert!(refused.contains("speech provider"), "{refused}");
+    app.post("/api/v1/speech-providers", provider_body(&fake, json!({}))).await.expect(201);
+    assert_eq!(app.patch(&number, json!({ "mode": "media_stream" })).await.expect(200)["mode"], "media_stream");
+    (llm, fake, line)
+}
+
+fn dial(app: &TestApp, line: &PhoneLine, fake: &FakeSpeech) -> Dial {
+    let speech = Arc::new(OpenAiSpeech::new(
+        Egress::unrestricted(),
+        &fake.base_url,
+        Some(fake_speech::API_KEY.into()),
+        fake_speech::TRANSCRIPTION_MODEL,
+        fake_speech::SPEECH_MODEL,
+    ));
+    Dial {
+        to: LINE_NUMBER.into(),
+        from: "+14155550123".into(),
+        server: format!("http://{}", app.addr),
+        public_base_url: format!("http://{}", app.addr),
+        account_sid: line.account.clone(),
+        auth_token: LINE_TOKEN.into(),
+        test: false,
+        audio: Some(AudioPhone { mouth: Some(speech.clone()), voice: "echo".into(), ears: Some(speech), record: None }),
+    }
+}
+
+/// The next thing the phone hears that `pick` takes, skipping the rest.
+async fn hear<T>(events: &mut mpsc::Receiver<PhoneEvent>, mut pick: impl FnMut(PhoneEvent) -> Option<T>) -> T {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(20), events.recv())
+            .await
+            .expect("the phone heard something")
+            .expect("the call goes on");
+        if let Some(found) = pick(event) {
+            return found;
+        }
+    }
+}
+
+async fn agent_says(events: &mut mpsc::Receiver<PhoneEvent>) -> String {
+    hear(events, |event| match event {
+        PhoneEvent::Token(words) => Some(words),
+        _ => None,
+    })
+    .await
+}
+
+async fn media_stream_numbers_need_someone_to_hear_and_speak(app: TestApp) {
+    let (_llm, fake, line) = media_line(&app, json!({ "name": "Ava", "first_message": "Hello." })).await;
+    let call_sid = crate::support::sid("CA", 'm');
+    let twiml = app.ring(&line, &call_sid).await;
+    assert!(twiml.text.contains("<Stream url=\"ws://"), "{}", twiml.text);
+    let call_id = app.get("/api/v1/calls").await.expect(200)["data"][0]["id"].as_str().unwrap().to_owned();
+
+    // The handshake is signed like the relay's; an unsigned one learns nothing.
+    let url = format!("ws://{}/twilio/media/{call_id}", app.addr);
+    let Err(unsigned) = tokio_tungstenite::connect_async(url.as_str()).await else { panic!("an unsigned handshake was accepted") };
+    assert!(unsigned.to_string().contains("403"), "{unsigned}");
+
+    // Without a provider that speaks, new calls are turned away politely, and the record says why.
+    let provider = app.get("/api/v1/speech-providers").await.expect(200)["data"][0]["id"].as_str().unwrap().to_owned();
+    app.delete(&format!("/api/v1/speech-providers/{provider}")).await.expect(204);
+    let refused = app.ring(&line, &crate::support::sid("CA", 'n')).await;
+    assert!(refused.text.contains("<Say>") && refused.text.contains("<Hangup/>"), "{}", refused.text);
+    let calls = app.get("/api/v1/calls").await.expect(200);
+    assert_eq!(calls["data"][0]["ended_reason"], "no_speech_provider", "{calls}");
+    assert!(fake.spoken().len() == 1, "only the check when the provider was saved");
+}
+
+async fn a_media_stream_call_holds_a_whole_conversation(app: TestApp) {
+    let agent =
+        json!({ "name": "Ava", "first_message": "Hello, this is Ava. How can I help?", "speech": { "end_of_turn_silence_ms": 300 } });
+    let (llm, fake, line) = media_line(&app, agent).await;
+    llm.script([
+        Reply::says("Your order ships on Monday."),
+        Reply::says("Order 42 found. I can move it to Tuesday, Wednesday or Friday, whichever suits you best."),
+        Reply::calls("endConversation", json!({ "summary": "Moved order 42 to Tuesday.", "closing_message": "Done. Goodbye!" })),
+    ]);
+    let (act, actions) = mpsc::channel(8);
+    let (hear_tx, mut events) = mpsc::channel(64);
+    let call = tokio::spawn(dev_phone::call(dial(&app, &line, &fake), actions, hear_tx));
+
+    assert_eq!(agent_says(&mut events).await, "Hello, this is Ava. How can I help?");
+    act.send(CallerAction::Say("I need to change my order.".into())).await.unwrap();
+    assert_eq!(agent_says(&mut events).await, "Your order ships on Monday.");
+    // Keys reach the model; its long answer is cut off by the caller.
+    act.send(CallerAction::Digits("42#".into())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    act.send(CallerAction::Say("Tuesday please.".into())).await.unwrap();
+    let heard = hear(&mut events, |event| match event {
+        PhoneEvent::Interrupted { heard } => Some(heard),
+        _ => None,
+    })
+    .await;
+    assert!(heard.starts_with("Order 42 found. I can"), "the phone heard the start of the answer: {heard:?}");
+    assert_eq!(agent_says(&mut events).await, "Done. Goodbye!");
+    let outcome = tokio::time::timeout(Duration::from_secs(20), call).await.unwrap().unwrap().unwrap();
+    assert!(outcome.summary.starts_with("call ended by the agent"), "{}", outcome.summary);
+
+    let calls = app.get("/api/v1/calls").await.expect(200);
+    let id = calls["data"][0]["id"].as_str().unwrap();
+    let detail = app.until(&format!("/api/v1/calls/{id}"), |d| d["status"] == "completed").await;
+    assert_eq!((detail["ended_by"].as_str(), detail["ended_reason"].as_str()), (Some("agent"), Some("agent_ended")), "{detail}");
+    let turns: Vec<(String, String, bool)> = detail["transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["role"].as_str().unwrap().to_owned(), t["text"].as_str().unwrap().to_owned(), t["interrupted"] == true))
+        .collect();
+    let expected = [
+        ("agent", "Hello, this is Ava. How can I help?", false),
+        ("caller", "I need to change my order.", false),
+        ("agent", "Your order ships on Monday.", false),
+        ("caller", "42", false),
+        // What the caller heard before speaking: the sentences whose marks came back.
+        ("agent", "Order 42 found.", true),
+        ("caller", "Tuesday please.", false),
+    ];
+    for (i, (role, content, interrupted)) in expected.iter().enumerate() {
+        assert_eq!((turns[i].0.as_str(), turns[i].2), (*role, *interrupted), "turn {i}: {turns:?}");
+        assert!(turns[i].1.contains(content), "turn {i}: {turns:?}");
+    }
+    assert_eq!(turns.last().unwrap().1, "Done. Goodbye!", "{turns:?}");
+    // The model was told the caller heard only the first sentence.
+    let third = llm.requests()[2]["messages"].to_string();
+    assert!(third.contains("Order 42 found.") && !third.contains("whichever suits you best"), "{third}");
+    // Recognition in the call's language; the agent's voice is the provider's default.
+    assert!(fake.heard().iter().any(|(text, language)| text == "I need to change my order." && language == "en"), "{:?}", fake.heard());
+    assert!(fake.spoken().iter().any(|(text, voice)| text.starts_with("Hello, this is Ava.") && voice == "alloy"), "{:?}", fake.spoken());
+}

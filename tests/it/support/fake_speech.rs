@@ -1,0 +1,216 @@
+//! A fake OpenAI-compatible audio server on 127.0.0.1 (`/v1/audio/transcriptions`,
+//! `/v1/audio/speech`), speaking the real wire protocol: multipart uploads answered with
+//! `{"text": …}`, speech streamed in chunks that split samples, errors in OpenAI's shape (401 for
+//! a wrong key, 404 for an unknown model). Two answer styles seen in the wild: raw 24 kHz PCM
+//! (OpenAI's `pcm`) and a WAV at its own rate (servers built on Piper answer 22.05 kHz WAV even
+//! when asked for `pcm`).
+//!
+//! Its "voice" is a code the tests can read back through any telephone path: each byte of the
+//! text is two 30 ms steps of a constant level, one per half-byte ([`speak`]); its recognition
+//! reads the steps back ([`hear`]). So what the agent "hears" is exactly what survived μ-law,
+//! resampling, framing, the speech gate and barge-in.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Multipart, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+use switchboard::audio::{Audio, wav};
+
+pub const API_KEY: &str = "sk-speech-test";
+pub const TRANSCRIPTION_MODEL: &str = "whisper-1";
+pub const SPEECH_MODEL: &str = "tts-1";
+
+/// How the server answers speech requests.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum SpeechStyle {
+    /// Raw 16-bit PCM at 24 kHz, as OpenAI's `pcm`.
+    #[default]
+    RawPcm24k,
+    /// A WAV at 22.05 kHz whatever was asked.
+    Wav22k,
+}
+
+#[derive(Clone, Default)]
+pub struct FakeSpeech {
+    pub base_url: String,
+    style: Arc<Mutex<SpeechStyle>>,
+    /// Texts asked to be spoken, with their voice.
+    spoken: Arc<Mutex<Vec<(String, String)>>>,
+    /// Transcriptions answered, with the language asked for.
+    heard: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl FakeSpeech {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let fake = FakeSpeech { base_url: format!("http://{}/v1", listener.local_addr().unwrap()), ..Default::default() };
+        let app = Router::new()
+            .route("/v1/audio/transcriptions", post(transcribe))
+            .route("/v1/audio/speech", post(synthesize))
+            .with_state(fake.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        fake
+    }
+
+    pub fn answer_like(&self, style: SpeechStyle) {
+        *self.style.lock().unwrap() = style;
+    }
+
+    /// Every text synthesised so far, with its voice.
+    pub fn spoken(&self) -> Vec<(String, String)> {
+        self.spoken.lock().unwrap().clone()
+    }
+
+    /// Every transcription answered so far, with its language.
+    pub fn heard(&self) -> Vec<(String, String)> {
+        self.heard.lock().unwrap().clone()
+    }
+}
+
+/// Samples per code step at `rate`: 10 ms.
+fn step(rate: u32) -> usize {
+    rate as usize / 100
+}
+
+const BASE_LEVEL: f64 = 4000.0;
+const LEVEL_STEP: f64 = 1300.0;
+/// Code is never quieter than this, even where a resampler's filter rings between steps.
+const SILENT_BELOW: i16 = 1000;
+
+/// The fake voice: `text` as levels, two 10 ms steps a byte, at `rate`.
+pub fn speak(text: &str, rate: u32) -> Vec<i16> {
+    let mut samples = Vec::new();
+    for byte in text.bytes() {
+        for nibble in [byte >> 4, byte & 0x0F] {
+            let level = (BASE_LEVEL + f64::from(nibble) * LEVEL_STEP) as i16;
+            samples.extend(std::iter::repeat_n(level, step(rate)));
+        }
+    }
+    samples
+}
+
+/// The fake recognition: the text of every stretch of code in `audio`, each read from its own
+/// start (so pieces synthesised apart, with a gap between them, read back joined).
+pub fn hear(audio: &Audio) -> String {
+    let step = step(audio.rate);
+    let mut nibbles = Vec::new();
+    let mut at = 0;
+    while at < audio.samples.len() {
+        let Some(start) = audio.samples[at..].iter().position(|s| s.abs() >= SILENT_BELOW).map(|i| at + i) else { break };
+        let length = audio.samples[start..].iter().position(|s| s.abs() < SILENT_BELOW).unwrap_or(audio.samples.len() - start);
+        let steps = (length + step / 2) / step;
+        for k in 0..steps {
+            let mut middle: Vec<i16> =
+                audio.samples[start + k * step + step / 4..(start + k * step + step * 3 / 4).min(start + length)].to_vec();
+            if middle.is_empty() {
+                break;
+            }
+            middle.sort_unstable();
+            let level = middle[middle.len() / 2];
+            nibbles.push(((f64::from(level) - BASE_LEVEL) / LEVEL_STEP).round().clamp(0.0, 15.0) as u8);
+        }
+        at = start + length;
+    }
+    let bytes: Vec<u8> = nibbles.chunks_exact(2).map(|pair| pair[0] << 4 | pair[1]).collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn openai_error(status: StatusCode, message: &str, code: &str) -> Response {
+    (status, axum::Json(json!({ "error": { "message": message, "type": "invalid_request_error", "param": null, "code": code } })))
+        .into_response()
+}
+
+fn authorised(headers: &HeaderMap) -> bool {
+    headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {API_KEY}"))
+}
+
+fn unauthorised() -> Response {
+    openai_error(StatusCode::UNAUTHORIZED, "Incorrect API key provided.", "invalid_api_key")
+}
+
+async fn transcribe(State(fake): State<FakeSpeech>, headers: HeaderMap, mut form: Multipart) -> Response {
+    if !authorised(&headers) {
+        return unauthorised();
+    }
+    let (mut file, mut model, mut language) = (None, String::new(), String::new());
+    while let Ok(Some(field)) = form.next_field().await {
+        match field.name().unwrap_or_default().to_owned().as_str() {
+            "file" => file = field.bytes().await.ok(),
+            "model" => model = field.text().await.unwrap_or_default(),
+            "language" => language = field.text().await.unwrap_or_default(),
+            _ => {}
+        }
+    }
+    if model != TRANSCRIPTION_MODEL {
+        return openai_error(
+            StatusCode::NOT_FOUND,
+            &format!("The model `{model}` does not exist or you do not have access to it."),
+            "model_not_found",
+        );
+    }
+    let Some(Ok(audio)) = file.map(|bytes| wav::decode(&bytes)) else {
+        return openai_error(StatusCode::BAD_REQUEST, "Invalid file format.", "invalid_value");
+    };
+    let text = hear(&audio);
+    fake.heard.lock().unwrap().push((text.clone(), language));
+    axum::Json(json!({ "text": text })).into_response()
+}
+
+async fn synthesize(State(fake): State<FakeSpeech>, headers: HeaderMap, axum::Json(request): axum::Json<Value>) -> Response {
+    if !authorised(&headers) {
+        return unauthorised();
+    }
+    if request["model"] != SPEECH_MODEL {
+        return openai_error(StatusCode::NOT_FOUND, &format!("The model `{}` does not exist.", request["model"]), "model_not_found");
+    }
+    let (text, voice) =
+        (request["input"].as_str().unwrap_or_default().to_owned(), request["voice"].as_str().unwrap_or_default().to_owned());
+    fake.spoken.lock().unwrap().push((text.clone(), voice));
+    let style = *fake.style.lock().unwrap();
+    let (content_type, bytes) = match style {
+        SpeechStyle::RawPcm24k => ("audio/pcm", speak(&text, 24_000).iter().flat_map(|s| s.to_le_bytes()).collect::<Vec<u8>>()),
+        SpeechStyle::Wav22k => ("audio/wav", wav::encode(&Audio { rate: 22_050, samples: speak(&text, 22_050) })),
+    };
+    // Streamed as it is "synthesised": odd-sized chunks (samples split between them), a few ms apart.
+    let chunks: Vec<Vec<u8>> = bytes.chunks(4801).map(<[u8]>::to_vec).collect();
+    let stream = futures_util::stream::unfold(chunks.into_iter(), |mut chunks| async move {
+        let chunk = chunks.next()?;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        Some((Ok::<_, std::io::Error>(chunk), chunks))
+    });
+    ([("content-type", content_type)], Body::from_stream(stream)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use switchboard::audio::g711;
+    use switchboard::audio::resample::Resampler;
+
+    #[test]
+    fn the_code_reads_back_through_a_telephone_line() {
+        for rate in [8000, 22_050, 24_000] {
+            let audio = Audio { rate, samples: [vec![0; 500], speak("Hi, I'm Ava! ", rate), speak("Zebra~", rate), vec![0; 900]].concat() };
+            assert_eq!(hear(&audio), "Hi, I'm Ava! Zebra~");
+            // Two sentences synthesised apart, resampled to 8 kHz and sent as μ-law.
+            let mut line = Vec::new();
+            for sentence in ["Hi, I'm Ava! ", "Zebra~"] {
+                let mut resampler = Resampler::new(rate, 8000).unwrap();
+                resampler.process(&speak(sentence, rate), &mut line);
+                resampler.finish(&mut line);
+            }
+            let mut mulaw = Vec::new();
+            g711::encode_into(&line, &mut mulaw);
+            let mut heard = Vec::new();
+            g711::decode_into(&mulaw, &mut heard);
+            assert_eq!(hear(&Audio { rate: 8000, samples: heard }), "Hi, I'm Ava! Zebra~", "from {rate} Hz");
+        }
+    }
+}
