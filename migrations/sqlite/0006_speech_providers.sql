@@ -20,3 +20,9 @@ CREATE INDEX speech_providers_org ON speech_providers (org_id, id);
 -- keep a provider in use from being deleted.
 ALTER TABLE agents ADD COLUMN speech_to_text_provider_id BLOB REFERENCES speech_providers(id);
 ALTER TABLE agents ADD COLUMN text_to_speech_provider_id BLOB REFERENCES speech_providers(id);
+
+-- On calls Switchboard hears and speaks itself, each agent turn keeps where the caller's wait
+-- went (end of turn, transcription, first token, first audio, first frame: a JSON object) and
+-- the whole wait, voice to voice, as a column for analytics.
+ALTER TABLE conversation_turns ADD COLUMN voice_latency TEXT;
+ALTER TABLE conversation_turns ADD COLUMN voice_to_voice_ms INTEGER;

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::domain::call::CallEnding;
+use crate::domain::call::{CallEnding, VoiceLatency};
 use crate::domain::ids::{CallId, OrgId};
 use crate::storage::Db;
 use crate::storage::calls::{self, MAX_TURNS_PER_APPEND, NewTurn};
@@ -27,6 +27,8 @@ pub trait CallLog: Send + Sync + 'static {
     fn cut(&self, sequence: i64, heard: &str) -> impl Future<Output = ()> + Send;
     /// Records how the call ended (the first ending recorded wins), finalising the call.
     fn finish(&self, ending: &CallEnding<'_>) -> impl Future<Output = ()> + Send;
+    /// Records where the caller's wait for a stored agent turn went.
+    fn measured(&self, sequence: i64, latency: VoiceLatency) -> impl Future<Output = ()> + Send;
 }
 
 /// A turn waiting to be written, and who waits for its sequence number.
@@ -145,6 +147,12 @@ impl CallLog for StoredCallLog {
     async fn finish(&self, ending: &CallEnding<'_>) {
         if let Err(e) = calls::finish_conversation(&self.db, self.org, self.call, ending).await {
             tracing::error!(call = %self.call, error = ?e, "could not record how the call ended");
+        }
+    }
+
+    async fn measured(&self, sequence: i64, latency: VoiceLatency) {
+        if let Err(e) = calls::set_voice_latency(&self.db, self.org, self.call, sequence, &latency).await {
+            tracing::warn!(call = %self.call, error = ?e, "could not record a turn's latency");
         }
     }
 }

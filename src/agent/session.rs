@@ -52,12 +52,12 @@ use super::memory::Memory;
 use super::prompt::{self, CallContext};
 use super::tools::{self, ToolAction};
 use crate::domain::agent::AgentSpec;
-use crate::domain::call::{CallEnding, EndReason, EndedBy, Outcome, TurnRole};
+use crate::domain::call::{CallEnding, EndReason, EndedBy, Outcome, TurnRole, VoiceLatency};
 use crate::domain::time;
 use crate::providers::llm::{self, ChatMessage, ChatModel, ChatRequest, LlmEvent, ToolCall, ToolSpec};
 use crate::storage::calls::NewTurn;
 
-/// What the caller did.
+/// What the caller did (and, from transports that do the speech, how long they waited).
 #[derive(Clone, Debug, PartialEq)]
 pub enum CallerEvent {
     /// A finished utterance, as text.
@@ -72,6 +72,9 @@ pub enum CallerEvent {
     },
     /// A key pressed on the keypad.
     Digits(String),
+    /// Where the caller's wait for the answer to their last words went; it belongs to the
+    /// next agent turn stored, or to the last one if it is already stored.
+    Waited(VoiceLatency),
     HungUp,
 }
 
@@ -220,6 +223,9 @@ pub struct Session<L: CallLog> {
     /// Keys pressed since the caller's last pause, and when that answer is complete.
     keys: String,
     keys_done: Option<Instant>,
+    /// The last agent turn stored, and a wait measured for an agent turn not stored yet.
+    last_agent_turn: Option<i64>,
+    unstored_wait: Option<VoiceLatency>,
 }
 
 impl<L: CallLog> Session<L> {
@@ -244,6 +250,8 @@ impl<L: CallLog> Session<L> {
             last_spoken: None,
             keys: String::new(),
             keys_done: None,
+            last_agent_turn: None,
+            unstored_wait: None,
         }
     }
 
@@ -305,6 +313,10 @@ impl<L: CallLog> Session<L> {
             Step::Caller(None | Some(CallerEvent::HungUp)) => return Some(self.caller_hung_up().await),
             Step::Caller(Some(CallerEvent::Interrupted { heard })) => self.interrupted(&heard).await,
             Step::Caller(Some(CallerEvent::Said { text, language })) => self.heard(text, language).await,
+            Step::Caller(Some(CallerEvent::Waited(latency))) => match (&self.state, self.last_agent_turn) {
+                (State::Listening { .. } | State::Ending { .. }, Some(sequence)) => self.setup.log.measured(sequence, latency).await,
+                _ => self.unstored_wait = Some(latency),
+            },
             Step::Caller(Some(CallerEvent::Digits(digits))) => {
                 self.keys.push_str(&digits);
                 self.keys_done = Some(if digits.contains('#') { Instant::now() } else { Instant::now() + KEYPAD_PAUSE });
@@ -663,7 +675,7 @@ impl<L: CallLog> Session<L> {
     }
 
     async fn store(
-        &self,
+        &mut self,
         role: TurnRole,
         text: &str,
         started_at: DateTime<Utc>,
@@ -679,7 +691,14 @@ impl<L: CallLog> Session<L> {
             interrupted,
             latency_ms,
         };
-        self.setup.log.append(turn).await
+        let sequence = self.setup.log.append(turn).await;
+        if role == TurnRole::Agent && sequence.is_some() {
+            self.last_agent_turn = sequence;
+            if let (Some(sequence), Some(wait)) = (sequence, self.unstored_wait.take()) {
+                self.setup.log.measured(sequence, wait).await;
+            }
+        }
+        sequence
     }
 }
 

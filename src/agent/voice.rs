@@ -22,12 +22,14 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::session::{AgentCommand, CallerEvent, Ending};
 use crate::audio::Audio;
 use crate::audio::frames::{SpeechGate, Transition, level_dbfs};
 use crate::audio::resample::Resampler;
 use crate::domain::agent::AgentSpeech;
+use crate::domain::call::VoiceLatency;
 use crate::providers::speech::{SpeechToText, TextToSpeech};
 
 /// The rate of the audio a transport carries.
@@ -40,6 +42,8 @@ pub enum TransportIn {
     Audio(Vec<i16>),
     /// A mark came back: the audio before it has played (or was cleared).
     Played(String),
+    /// The first frame of the audio before this mark went out to the caller.
+    Sending(String),
     Digits(String),
     HungUp,
 }
@@ -73,6 +77,32 @@ pub struct VoiceSettings {
 impl VoiceSettings {
     fn voice(&self) -> String {
         self.speech.voice_for(&self.language, &self.default_voice).to_owned()
+    }
+}
+
+/// The caller's wait for the answer to their last words, as it is measured: when they stopped
+/// speaking, when that was taken as the end of their turn, when the transcript came, and then
+/// the answer's first token, first synthesised audio (and its mark) and first frame sent.
+struct Wait {
+    stopped_speaking: Instant,
+    turn_ended: Instant,
+    transcribed: Instant,
+    first_token: Option<Instant>,
+    first_audio: Option<(Instant, String)>,
+}
+
+impl Wait {
+    fn measured(&self, first_frame: Instant) -> Option<VoiceLatency> {
+        let (first_token, (first_audio, _)) = (self.first_token?, self.first_audio.as_ref()?);
+        let ms = |from: Instant, to: Instant| to.saturating_duration_since(from).as_millis() as i64;
+        Some(VoiceLatency {
+            end_of_turn_ms: ms(self.stopped_speaking, self.turn_ended),
+            transcription_ms: ms(self.turn_ended, self.transcribed),
+            first_token_ms: ms(self.transcribed, first_token),
+            first_audio_ms: ms(first_token, *first_audio),
+            first_frame_ms: ms(*first_audio, first_frame),
+            voice_to_voice_ms: ms(self.stopped_speaking, first_frame),
+        })
     }
 }
 
@@ -114,6 +144,10 @@ impl Voice {
         // Where the agent's current utterance starts in what the caller heard.
         let mut utterance_heard_from = 0;
         let mut utterance_open = false;
+        // Frames since the caller's last speech (audio time, whatever the network did), and the
+        // wait for the answer to their last words.
+        let mut frames_since_speech: u32 = 0;
+        let mut wait: Option<Wait> = None;
         // The session's ending waits until its last words have gone to the transport.
         let mut ending: Option<Ending> = None;
         let mut session_open = true;
@@ -127,6 +161,7 @@ impl Voice {
                 input = from_transport.recv() => match input {
                     Some(TransportIn::Audio(frame)) => {
                         let speech = level_dbfs(&frame) >= settings.speech_level_dbfs;
+                        frames_since_speech = if speech { 0 } else { frames_since_speech.saturating_add(1) };
                         if gate.is_speaking() {
                             utterance.extend_from_slice(&frame);
                         } else {
@@ -144,6 +179,7 @@ impl Voice {
                                     sentence.clear();
                                     playback.clear();
                                     let _ = to_transport.send(TransportOut::Clear).await;
+                                    wait = None;
                                     let heard = playback.heard()[utterance_heard_from..].trim().to_owned();
                                     let _ = to_session.send(CallerEvent::Interrupted { heard }).await;
                                     utterance_open = false;
@@ -152,13 +188,25 @@ impl Voice {
                             Transition::Stopped => {
                                 let said = Audio { rate: TRANSPORT_RATE, samples: std::mem::take(&mut utterance) };
                                 let (stt, language) = (stt.clone(), settings.language.clone());
-                                transcriptions.push_back(async move { stt.transcribe(&said, &language).await });
+                                let turn_ended = Instant::now();
+                                let stopped_speaking = turn_ended - crate::audio::frames::FRAME * frames_since_speech;
+                                transcriptions.push_back(async move {
+                                    let text = stt.transcribe(&said, &language).await;
+                                    (text, stopped_speaking, turn_ended)
+                                });
                             }
                             Transition::None => {}
                         }
                     }
                     Some(TransportIn::Played(mark)) => {
                         playback.echoed(&mark);
+                    }
+                    Some(TransportIn::Sending(mark)) => {
+                        if wait.as_ref().is_some_and(|w| w.first_audio.as_ref().is_some_and(|(_, first)| *first == mark))
+                            && let Some(latency) = wait.take().and_then(|w| w.measured(Instant::now()))
+                        {
+                            let _ = to_session.send(CallerEvent::Waited(latency)).await;
+                        }
                     }
                     Some(TransportIn::Digits(digits)) => {
                         let _ = to_session.send(CallerEvent::Digits(digits)).await;
@@ -168,8 +216,9 @@ impl Voice {
                         return;
                     }
                 },
-                Some(done) = transcriptions.next(), if !transcriptions.is_empty() => match done {
+                Some((done, stopped_speaking, turn_ended)) = transcriptions.next(), if !transcriptions.is_empty() => match done {
                     Ok(text) if !text.trim().is_empty() => {
+                        wait = Some(Wait { stopped_speaking, turn_ended, transcribed: Instant::now(), first_token: None, first_audio: None });
                         let _ = to_session.send(CallerEvent::Said { text, language: Some(settings.language.clone()) }).await;
                     }
                     Ok(_) => tracing::debug!("an utterance had no words"),
@@ -177,12 +226,18 @@ impl Voice {
                 },
                 Some(piece) = speaker.output.recv() => {
                     let mark = playback.queue(piece.words.as_deref().unwrap_or_default());
+                    if let Some(wait) = wait.as_mut().filter(|w| w.first_token.is_some() && w.first_audio.is_none()) {
+                        wait.first_audio = Some((Instant::now(), mark.clone()));
+                    }
                     let _ = to_transport.send(TransportOut::Play { audio: piece.audio, mark }).await;
                 }
                 // Looks again for the end of the last words while an ending waits.
                 _ = tokio::time::sleep(crate::audio::frames::FRAME), if ending.is_some() => {}
                 command = from_session.recv(), if session_open => match command {
                     Some(AgentCommand::Speak { token, last }) => {
+                        if let Some(wait) = wait.as_mut().filter(|w| w.first_token.is_none() && !token.is_empty()) {
+                            wait.first_token = Some(Instant::now());
+                        }
                         if !utterance_open {
                             utterance_open = true;
                             utterance_heard_from = playback.heard().len();
@@ -525,6 +580,25 @@ mod tests {
             matches!(outs.as_slice(), [TransportOut::Play { .. }, TransportOut::Play { .. }, TransportOut::End(end)] if *end == ending),
             "{outs:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_callers_wait_is_measured_from_their_last_word_to_the_first_frame_sent() {
+        let mut call = call(&["Where is my order?"]);
+        call.caller(LOUD, 300).await;
+        call.caller(0, 400).await;
+        assert!(matches!(call.event().await, CallerEvent::Said { .. }));
+        call.agent_says("It ships today.").await;
+        let played = call.played(2).await;
+        call.transport_in.send(TransportIn::Sending(played[0].1.clone())).await.unwrap();
+        let CallerEvent::Waited(wait) = call.event().await else { panic!("expected the wait") };
+        assert_eq!(wait.end_of_turn_ms, 400, "the silence that ended the turn, in audio time");
+        let parts = wait.end_of_turn_ms + wait.transcription_ms + wait.first_token_ms + wait.first_audio_ms + wait.first_frame_ms;
+        assert!((parts - wait.voice_to_voice_ms).abs() <= 5, "the parts add up (to rounding): {wait:?}");
+        // A mark of later audio measures nothing more.
+        call.transport_in.send(TransportIn::Sending(played[1].1.clone())).await.unwrap();
+        call.transport_in.send(TransportIn::Digits("1".into())).await.unwrap();
+        assert_eq!(call.event().await, CallerEvent::Digits("1".into()));
     }
 
     #[test]

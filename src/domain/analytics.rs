@@ -97,7 +97,10 @@ pub struct CallFigures {
     pub calls: i64,
     pub total_duration_secs: i64,
     pub average_duration_secs: Option<f64>,
+    /// The caller's last words to the agent's first token.
     pub response_time: ResponseTime,
+    /// Media Streams calls: the caller's last word to the first sound of the answer.
+    pub voice_to_voice: ResponseTime,
     /// Resolved calls over classified calls; `null` when none is classified.
     pub resolution_rate: Option<f64>,
     /// Calls the AI classification covers.

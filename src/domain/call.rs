@@ -2,7 +2,7 @@
 //! stored when it is spoken.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::event::Analysis;
 use super::ids::{AgentId, AppId, CallId, OrgId, PhoneNumberId, PhoneProviderId};
@@ -243,6 +243,27 @@ pub struct Turn {
     pub interrupted: bool,
     /// Milliseconds from the caller's prompt to the agent's first token.
     pub latency_ms: Option<i64>,
+    /// On calls Switchboard hears and speaks itself: where the caller's wait for this agent
+    /// turn went.
+    pub voice_latency: Option<VoiceLatency>,
+}
+
+/// Where the time went between the caller's last word and the first sound of the agent's
+/// answer, in milliseconds, on calls Switchboard hears and speaks itself (Media Streams).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct VoiceLatency {
+    /// The caller stopped speaking → the end of their turn was decided.
+    pub end_of_turn_ms: i64,
+    /// End of turn → final transcript.
+    pub transcription_ms: i64,
+    /// Final transcript → the model's first token.
+    pub first_token_ms: i64,
+    /// First token → first synthesised audio.
+    pub first_audio_ms: i64,
+    /// First synthesised audio → its first frame sent to the caller.
+    pub first_frame_ms: i64,
+    /// The caller stopped speaking → the first frame of the answer sent: the caller's wait.
+    pub voice_to_voice_ms: i64,
 }
 
 impl Call {

@@ -13,12 +13,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::call::{Call, CallDirection, CallStatus, Turn, TurnRole};
+use super::call::{Call, CallDirection, CallStatus, Turn, TurnRole, VoiceLatency};
 use super::ids::{AgentId, AppId, CallId, OrgId, PhoneNumberId};
 use super::text_enum;
 
-/// The version of the payload below.
-pub const SCHEMA_VERSION: i64 = 1;
+/// The version of the payload below. Version 2 added each agent turn's `voice_latency` and the
+/// call's voice-to-voice percentiles (Media Streams calls); version 1 stays published.
+pub const SCHEMA_VERSION: i64 = 2;
 
 text_enum!(
     /// The kinds of event.
@@ -107,6 +108,10 @@ pub struct SpokenTurn {
     pub language: Option<String>,
     /// For agent turns: the caller's last words to the agent's first token, in milliseconds.
     pub latency_ms: Option<i64>,
+    /// For agent turns of calls Switchboard hears and speaks itself: where the caller's wait
+    /// went, up to the first sound of the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice_latency: Option<VoiceLatency>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -126,6 +131,12 @@ pub struct Latency {
     pub average_ms: Option<i64>,
     pub p50_ms: Option<i64>,
     pub p95_ms: Option<i64>,
+    /// Media Streams calls: the caller's wait from their last word to the first sound of each
+    /// answer (`voice_latency.voice_to_voice_ms`), nearest-rank percentiles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice_to_voice_p50_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice_to_voice_p95_ms: Option<i64>,
 }
 
 text_enum!(
@@ -185,6 +196,7 @@ impl CallSnapshot {
                     interrupted: turn.interrupted,
                     language: turn.language.clone(),
                     latency_ms: turn.latency_ms,
+                    voice_latency: turn.voice_latency,
                 }),
                 TurnRole::System => {}
             }
@@ -203,11 +215,15 @@ impl CallSnapshot {
         let mut latencies: Vec<i64> = spoken.iter().filter_map(|t| t.latency_ms).collect();
         let turns_ms = latencies.clone();
         latencies.sort_unstable();
+        let mut waits: Vec<i64> = spoken.iter().filter_map(|t| t.voice_latency.map(|l| l.voice_to_voice_ms)).collect();
+        waits.sort_unstable();
         let latency = Latency {
             average_ms: (!latencies.is_empty()).then(|| latencies.iter().sum::<i64>() / latencies.len() as i64),
             p50_ms: nearest_rank(&latencies, 50),
             p95_ms: nearest_rank(&latencies, 95),
             turns_ms,
+            voice_to_voice_p50_ms: nearest_rank(&waits, 50),
+            voice_to_voice_p95_ms: nearest_rank(&waits, 95),
         };
         let duration_ms = call.duration_secs.map(|s| s * 1000).or_else(|| {
             let ended = call.ended_at?;
@@ -299,6 +315,7 @@ mod tests {
             ended_at: Some(at),
             interrupted: false,
             latency_ms: latency,
+            voice_latency: None,
         }
     }
 

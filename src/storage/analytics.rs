@@ -50,12 +50,13 @@ struct FiguresRow {
 }
 
 impl FiguresRow {
-    fn figures(&self, response_time: ResponseTime) -> CallFigures {
+    fn figures(&self, response_time: ResponseTime, voice_to_voice: ResponseTime) -> CallFigures {
         CallFigures {
             calls: self.calls,
             total_duration_secs: self.total_duration_secs,
             average_duration_secs: self.average_duration_secs,
             response_time,
+            voice_to_voice,
             resolution_rate: (self.classified > 0).then(|| self.resolved as f64 / self.classified as f64),
             classified_calls: self.classified,
             average_satisfaction: self.average_satisfaction,
@@ -88,8 +89,10 @@ pub async fn figures(db: &Db, scope: &Scope, buckets: &[Bucket]) -> Result<Figur
         format!("SELECT c.agent_id AS group_id, {FIGURES} FROM calls c WHERE {in_scope} AND c.agent_id IS NOT NULL GROUP BY c.agent_id");
     let totals: Vec<FiguresRow> = fetch(db, scope, &totals_sql).await?;
     let per_agent: Vec<FiguresRow> = fetch(db, scope, &per_agent_sql).await?;
-    let overall_latency: Vec<LatencyRow> = fetch(db, scope, &latency_sql(&in_scope, None)).await?;
-    let agent_latency: Vec<LatencyRow> = fetch(db, scope, &latency_sql(&in_scope, Some("c.agent_id"))).await?;
+    let overall_latency: Vec<LatencyRow> = fetch(db, scope, &latency_sql(&in_scope, None, RESPONSE_TIME)).await?;
+    let agent_latency: Vec<LatencyRow> = fetch(db, scope, &latency_sql(&in_scope, Some("c.agent_id"), RESPONSE_TIME)).await?;
+    let overall_wait: Vec<LatencyRow> = fetch(db, scope, &latency_sql(&in_scope, None, VOICE_TO_VOICE)).await?;
+    let agent_wait: Vec<LatencyRow> = fetch(db, scope, &latency_sql(&in_scope, Some("c.agent_id"), VOICE_TO_VOICE)).await?;
     let latency_of = |rows: &[LatencyRow], group: Option<Uuid>| {
         rows.iter()
             .find(|r| r.group_id == group)
@@ -110,14 +113,17 @@ pub async fn figures(db: &Db, scope: &Scope, buckets: &[Bucket]) -> Result<Figur
             Some(AgentFigures {
                 agent_id: AgentId(id),
                 name: names.iter().find(|(agent, _)| *agent == id).map(|(_, name)| name.clone()),
-                figures: row.figures(latency_of(&agent_latency, Some(id))),
+                figures: row.figures(latency_of(&agent_latency, Some(id)), latency_of(&agent_wait, Some(id))),
             })
         })
         .collect();
     let sentiment = counts(db, scope, "c.sentiment", "c.sentiment IS NOT NULL").await?;
     let ended_reasons = counts(db, scope, "COALESCE(c.ended_reason, 'unknown')", "1 = 1").await?;
     Ok(Figures {
-        totals: totals.first().map(|row| row.figures(latency_of(&overall_latency, None))).unwrap_or_default(),
+        totals: totals
+            .first()
+            .map(|row| row.figures(latency_of(&overall_latency, None), latency_of(&overall_wait, None)))
+            .unwrap_or_default(),
         agents,
         sentiment,
         ended_reasons,
@@ -125,17 +131,22 @@ pub async fn figures(db: &Db, scope: &Scope, buckets: &[Bucket]) -> Result<Figur
     })
 }
 
-/// Average and nearest-rank p50/p95 of agent turn latencies, grouped by `group` (all together
-/// when `None`).
-fn latency_sql(in_scope: &str, group: Option<&str>) -> String {
+/// Agent turns' caller's words → first token.
+const RESPONSE_TIME: &str = "t.latency_ms";
+/// Agent turns' caller's last word → first sound of the answer.
+const VOICE_TO_VOICE: &str = "t.voice_to_voice_ms";
+
+/// Average and nearest-rank p50/p95 of agent turn latencies (`column`, one of the constants
+/// above), grouped by `group` (all together when `None`).
+fn latency_sql(in_scope: &str, group: Option<&str>, column: &str) -> String {
     let partition = group.map(|g| format!("PARTITION BY {g} ")).unwrap_or_default();
     let group = group.unwrap_or("CAST(NULL AS UUID)");
     format!(
         "WITH ranked AS (
-             SELECT {group} AS group_id, t.latency_ms AS ms,
-                    ROW_NUMBER() OVER ({partition}ORDER BY t.latency_ms) AS rn, COUNT(*) OVER ({partition}) AS n
+             SELECT {group} AS group_id, {column} AS ms,
+                    ROW_NUMBER() OVER ({partition}ORDER BY {column}) AS rn, COUNT(*) OVER ({partition}) AS n
              FROM conversation_turns t JOIN calls c ON c.id = t.call_id
-             WHERE {in_scope} AND t.role = 'agent' AND t.latency_ms IS NOT NULL)
+             WHERE {in_scope} AND t.role = 'agent' AND {column} IS NOT NULL)
          SELECT group_id, CAST(AVG(ms) AS DOUBLE PRECISION) AS average_ms,
                 MIN(CASE WHEN rn * 100 >= 50 * n THEN ms END) AS p50_ms,
                 MIN(CASE WHEN rn * 100 >= 95 * n THEN ms END) AS p95_ms

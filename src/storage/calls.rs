@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::audit::Change;
 use super::{Db, Page, PageRequest, Result, StorageError, Tx, events, on_pool, on_tx, parse_stored};
 use crate::domain::audit::Actor;
-use crate::domain::call::{Call, CallDirection, CallEnding, CallStatus, EndReason, EndedBy, StatusEvent, Turn, TurnRole};
+use crate::domain::call::{Call, CallDirection, CallEnding, CallStatus, EndReason, EndedBy, StatusEvent, Turn, TurnRole, VoiceLatency};
 use crate::domain::event::{Analysis, EventType};
 use crate::domain::ids::{AgentId, AppId, CallId, OrgId, PhoneNumberId, PhoneProviderId};
 use crate::domain::time;
@@ -437,9 +437,10 @@ struct TurnRow {
     ended_at: Option<DateTime<Utc>>,
     interrupted: bool,
     latency_ms: Option<i64>,
+    voice_latency: Option<Json<VoiceLatency>>,
 }
 
-const TRANSCRIPT: &str = "SELECT sequence, role, text, language, started_at, ended_at, interrupted, latency_ms
+const TRANSCRIPT: &str = "SELECT sequence, role, text, language, started_at, ended_at, interrupted, latency_ms, voice_latency
                           FROM conversation_turns WHERE call_id = $1 AND org_id = $2 ORDER BY sequence";
 
 /// The call's transcript in spoken order.
@@ -466,6 +467,7 @@ fn into_turns(rows: Vec<TurnRow>) -> Result<Vec<Turn>> {
                 ended_at: r.ended_at,
                 interrupted: r.interrupted,
                 latency_ms: r.latency_ms,
+                voice_latency: r.voice_latency.map(|l| l.0),
             })
         })
         .collect()
@@ -547,6 +549,24 @@ pub async fn cut_turn(db: &Db, org: OrgId, call: CallId, sequence: i64, heard: &
     let sql = "UPDATE conversation_turns SET text = $1, interrupted = TRUE WHERE call_id = $2 AND org_id = $3 AND sequence = $4";
     let updated = on_pool!(db, |pool| {
         sqlx::query(sql).bind(storable(heard)).bind(call.0).bind(org.0).bind(sequence).execute(pool).await.map(|r| r.rows_affected())
+    })?;
+    if updated == 0 { Err(StorageError::NotFound) } else { Ok(()) }
+}
+
+/// Records where the caller's wait for a stored agent turn went.
+pub async fn set_voice_latency(db: &Db, org: OrgId, call: CallId, sequence: i64, latency: &VoiceLatency) -> Result<()> {
+    let sql = "UPDATE conversation_turns SET voice_latency = $1, voice_to_voice_ms = $2
+               WHERE call_id = $3 AND org_id = $4 AND sequence = $5 AND role = 'agent'";
+    let updated = on_pool!(db, |pool| {
+        sqlx::query(sql)
+            .bind(Json(latency))
+            .bind(latency.voice_to_voice_ms)
+            .bind(call.0)
+            .bind(org.0)
+            .bind(sequence)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
     })?;
     if updated == 0 { Err(StorageError::NotFound) } else { Ok(()) }
 }

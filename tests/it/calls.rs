@@ -100,7 +100,7 @@ async fn a_call_shows_its_transcript(app: TestApp) {
         json!({
             "sequence": 2, "role": "caller", "text": "My bill is wrong.", "language": "en-US",
             "started_at": transcript[1]["started_at"], "ended_at": transcript[1]["ended_at"],
-            "interrupted": false, "latency_ms": null,
+            "interrupted": false, "latency_ms": null, "voice_latency": null,
         })
     );
     let t0 = chrono::DateTime::parse_from_rfc3339(transcript[0]["started_at"].as_str().unwrap()).unwrap();

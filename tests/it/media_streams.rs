@@ -226,6 +226,20 @@ async fn a_media_stream_call_holds_a_whole_conversation(app: TestApp) {
         assert!(turns[i].1.contains(content), "turn {i}: {turns:?}");
     }
     assert_eq!(turns.last().unwrap().1, "Done. Goodbye!", "{turns:?}");
+    // Each answer to the caller's words keeps where their wait went: the end-of-turn silence
+    // (300 ms of audio), then transcription, model, synthesis and the first frame sent.
+    let answered = &detail["transcript"][2]["voice_latency"];
+    assert_eq!(answered["end_of_turn_ms"], 300, "{answered}");
+    let parts: i64 = ["end_of_turn_ms", "transcription_ms", "first_token_ms", "first_audio_ms", "first_frame_ms"]
+        .iter()
+        .map(|part| answered[part].as_i64().unwrap())
+        .sum();
+    assert!((parts - answered["voice_to_voice_ms"].as_i64().unwrap()).abs() <= 5, "{answered}");
+    let events = app.until(&format!("/api/v1/calls/{id}/events"), |e| !e.as_array().unwrap().is_empty()).await;
+    let event = &events[0];
+    assert_eq!(event["schema_version"], 2, "{event}");
+    assert!(event["call"]["latency"]["voice_to_voice_p50_ms"].as_i64().is_some_and(|ms| ms >= 300), "{event}");
+    assert_eq!(event["call"]["transcript"]["turns"][2]["voice_latency"], *answered);
     // The model was told the caller heard only the first sentence.
     let third = llm.requests()[2]["messages"].to_string();
     assert!(third.contains("Order 42 found.") && !third.contains("whichever suits you best"), "{third}");

@@ -66,6 +66,7 @@ type Recorded = (EndedBy, EndReason, Option<Outcome>);
 struct MemoryLog {
     turns: Arc<Mutex<Vec<NewTurn>>>,
     endings: Arc<Mutex<Vec<Recorded>>>,
+    measured: Arc<Mutex<Vec<(i64, VoiceLatency)>>>,
 }
 
 impl CallLog for MemoryLog {
@@ -84,6 +85,10 @@ impl CallLog for MemoryLog {
 
     async fn finish(&self, ending: &CallEnding<'_>) {
         self.endings.lock().unwrap().push((ending.ended_by, ending.reason, ending.outcome));
+    }
+
+    async fn measured(&self, sequence: i64, latency: VoiceLatency) {
+        self.measured.lock().unwrap().push((sequence, latency));
     }
 }
 
@@ -426,4 +431,36 @@ async fn a_long_call_shows_the_model_a_summary_and_the_recent_turns() {
     assert_eq!(last.last(), Some(&user("Detail number 39 about the party")));
     assert!(!last.contains(&user("Detail number 0 about the party")), "the oldest turns are in the summary only");
     assert_eq!(call.log.transcript().len(), 80, "the transcript keeps everything");
+}
+
+/// A wait as a transport that does the speech measures it.
+fn wait_of(voice_to_voice_ms: i64) -> VoiceLatency {
+    VoiceLatency {
+        end_of_turn_ms: 300,
+        transcription_ms: 100,
+        first_token_ms: voice_to_voice_ms - 450,
+        first_audio_ms: 30,
+        first_frame_ms: 20,
+        voice_to_voice_ms,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_measured_wait_belongs_to_the_answer_it_came_before_or_after() {
+    let mut call = start(ava(), None, vec![slowly("We open at nine, and close at five.", 100), says("Yes, on Saturdays too.")]);
+    call.say("When are you open?").await;
+    // The first sound went out while the answer was still streaming: it waits for the turn.
+    call.send(CallerEvent::Waited(wait_of(900))).await;
+    assert_eq!(call.utterance().await, "We open at nine, and close at five.");
+    call.say("Saturdays as well?").await;
+    assert_eq!(call.utterance().await, "Yes, on Saturdays too.");
+    // This answer streamed at once and is stored before its first sound is sent.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    call.send(CallerEvent::Waited(wait_of(700))).await;
+    call.send(CallerEvent::HungUp).await;
+    let (_, _, log) = call.until_end().await;
+    let agent_turns: Vec<i64> =
+        log.transcript().iter().enumerate().filter(|(_, (role, _, _))| *role == TurnRole::Agent).map(|(i, _)| i as i64 + 1).collect();
+    let measured = log.measured.lock().unwrap().clone();
+    assert_eq!(measured, vec![(agent_turns[0], wait_of(900)), (agent_turns[1], wait_of(700))]);
 }

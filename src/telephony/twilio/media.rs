@@ -89,8 +89,9 @@ pub async fn media(
 }
 
 /// What waits to be sent to Twilio, in order: frames of μ-law audio and the marks after them.
+/// The first frame of each piece names the piece's mark, so the voice learns when it starts.
 enum Queued {
-    Frame(Vec<u8>),
+    Frame { audio: Vec<u8>, starts: Option<String> },
     Mark(String),
 }
 
@@ -113,7 +114,9 @@ impl Pacer {
         let mut encoded = Vec::with_capacity(samples.len());
         g711::encode_into(samples, &mut encoded);
         let frame = crate::audio::frames::samples_per_frame(TRANSPORT_RATE);
-        self.queue.extend(encoded.chunks(frame).map(|chunk| Queued::Frame(chunk.to_vec())));
+        for (i, chunk) in encoded.chunks(frame).enumerate() {
+            self.queue.push_back(Queued::Frame { audio: chunk.to_vec(), starts: (i == 0).then(|| mark.clone()) });
+        }
         self.queue.push_back(Queued::Mark(mark));
     }
 
@@ -144,7 +147,7 @@ impl Pacer {
         match self.queue.front() {
             None => None,
             Some(Queued::Mark(_)) => Some(Instant::now()),
-            Some(Queued::Frame(_)) => Some(self.next_at - FRAME * LEAD_FRAMES),
+            Some(Queued::Frame { .. }) => Some(self.next_at - FRAME * LEAD_FRAMES),
         }
     }
 
@@ -164,7 +167,7 @@ impl Pacer {
 
     /// How long the queued audio takes to play.
     fn queued_duration(&self) -> Duration {
-        FRAME * self.queue.iter().filter(|q| matches!(q, Queued::Frame(_))).count() as u32
+        FRAME * self.queue.iter().filter(|q| matches!(q, Queued::Frame { .. })).count() as u32
     }
 }
 
@@ -244,12 +247,15 @@ async fn converse(state: TwilioState, call: Call, setup: SessionSetup<StoredCall
                 let sid = stream_sid.as_deref().expect("waking needs a stream");
                 for item in pacer.due(Instant::now()) {
                     let text = match &item {
-                        Queued::Frame(audio) => Outbound::Media(audio).to_json(sid),
+                        Queued::Frame { audio, .. } => Outbound::Media(audio).to_json(sid),
                         Queued::Mark(name) => Outbound::Mark(name).to_json(sid),
                     };
                     if outgoing.send(Message::Text(text.into())).await.is_err() {
                         caller = None;
                         break;
+                    }
+                    if let Queued::Frame { starts: Some(mark), .. } = item {
+                        tell(&caller, TransportIn::Sending(mark)).await;
                     }
                 }
             },
@@ -315,7 +321,8 @@ mod tests {
     fn sent(due: &[Queued]) -> Vec<String> {
         due.iter()
             .map(|q| match q {
-                Queued::Frame(audio) => format!("frame:{}", audio.len()),
+                Queued::Frame { audio, starts: None } => format!("frame:{}", audio.len()),
+                Queued::Frame { audio, starts: Some(mark) } => format!("frame:{}:{mark}", audio.len()),
                 Queued::Mark(name) => format!("mark:{name}"),
             })
             .collect()
@@ -336,9 +343,10 @@ mod tests {
             }
         }
         let times: Vec<u128> = log.iter().map(|(t, _)| *t).collect();
-        // The first frame and three ahead go at once; the rest one per 20 ms; the mark right
-        // after the last frame.
+        // The first frame (naming the piece's mark) and three ahead go at once; the rest one
+        // per 20 ms; the mark right after the last frame.
         assert_eq!(times, [0, 0, 0, 0, 20, 20], "{log:?}");
+        assert_eq!(log[0].1, "frame:160:speech-1");
         assert_eq!(log.last().unwrap().1, "mark:speech-1");
         assert!(!pacer.is_done(), "the mark has not come back");
         pacer.played();
@@ -351,14 +359,14 @@ mod tests {
         pacer.play(&[1000; 1600], "speech-1".into());
         pacer.play(&[1000; 160], "speech-2".into());
         let first = pacer.due(Instant::now());
-        assert_eq!(sent(&first), ["frame:160"]);
+        assert_eq!(sent(&first), ["frame:160:speech-1"]);
         pacer.clear();
         assert_eq!(pacer.wake_at(), None);
         assert!(pacer.is_done(), "no mark was sent, none is awaited");
         // A pause resets the schedule: new speech starts at once.
         tokio::time::advance(Duration::from_secs(2)).await;
         pacer.play(&[1000; 160], "speech-3".into());
-        assert_eq!(sent(&pacer.due(Instant::now())), ["frame:160"]);
+        assert_eq!(sent(&pacer.due(Instant::now())), ["frame:160:speech-3"]);
         assert_eq!(sent(&pacer.due(Instant::now())), ["mark:speech-3"]);
     }
 }
