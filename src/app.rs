@@ -113,6 +113,7 @@ impl Application {
             sign_in_limiter: Default::default(),
             egress,
             rate_limits,
+            speech_cache: Default::default(),
         };
         let metrics = http::metrics_router(state.clone());
         Ok(Self {

@@ -4,13 +4,17 @@
 
 use std::sync::Arc;
 
+use super::voice::SpeechCache;
 use crate::domain::agent::AgentSpec;
 use crate::domain::ids::{OrgId, SpeechProviderId};
-use crate::domain::phone_number::PhoneNumber;
+use crate::domain::phone_number::{PhoneNumber, ServiceMode};
 use crate::domain::provider::SpeechProvider;
 use crate::providers::egress::Egress;
 use crate::providers::speech::{OpenAiSpeech, SpeechToText, TextToSpeech};
 use crate::storage::{Db, PageRequest, Result, agents, speech_providers};
+
+/// The language a call starts in.
+pub const CALL_LANGUAGE: &str = "en-US";
 
 /// How an agent hears and speaks.
 pub struct AgentEars {
@@ -18,6 +22,9 @@ pub struct AgentEars {
     pub tts: Arc<dyn TextToSpeech>,
     /// The speaking provider's voice, for languages the agent names no voice for.
     pub default_voice: String,
+    /// The speaking provider as the speech cache knows it: its id and the version of its
+    /// settings, so a changed provider is synthesised afresh.
+    pub synthesizer: String,
 }
 
 /// The providers that hear and speak for `agent`; `None` when the organisation has none that
@@ -44,14 +51,39 @@ pub async fn for_agent(db: &Db, egress: &Egress, org: OrgId, agent: &AgentSpec) 
     let Some((hears, speaks)) = providers_for(db, org, agent).await? else { return Ok(None) };
     let stt = client(db, egress, &hears).await?;
     let tts = client(db, egress, &speaks).await?;
-    let default_voice = agent.voice.clone().or(speaks.default_voice).unwrap_or_default();
-    Ok(Some(AgentEars { stt: Arc::new(stt), tts: Arc::new(tts), default_voice }))
+    let default_voice = agent.voice.clone().or(speaks.default_voice.clone()).unwrap_or_default();
+    let synthesizer = format!("{}@{}", speaks.id, speaks.updated_at.timestamp_micros());
+    Ok(Some(AgentEars { stt: Arc::new(stt), tts: Arc::new(tts), default_voice, synthesizer }))
 }
 
 /// Clients for the providers of the agent that answers `number`.
 pub async fn for_number(db: &Db, egress: &Egress, number: &PhoneNumber) -> Result<Option<AgentEars>> {
     let agent = agents::get(db, number.org_id, number.agent_id).await?;
     for_agent(db, egress, number.org_id, &agent.spec).await
+}
+
+/// Synthesises the greeting of `number`'s calls ahead into `cache`, in the background, when
+/// the number uses media streams: a call's first words start as soon as its stream does.
+pub fn warm_greeting_in_background(db: Db, egress: Egress, cache: SpeechCache, number: PhoneNumber) {
+    if number.mode != ServiceMode::MediaStream {
+        return;
+    }
+    tokio::spawn(async move {
+        if let Err(e) = warm_greeting(&db, &egress, &cache, &number).await {
+            tracing::warn!(number = %number.id, error = ?e, "could not synthesise the greeting ahead");
+        }
+    });
+}
+
+/// Nothing happens when nobody can speak for the agent.
+async fn warm_greeting(db: &Db, egress: &Egress, cache: &SpeechCache, number: &PhoneNumber) -> Result<()> {
+    let agent = agents::get(db, number.org_id, number.agent_id).await?.spec;
+    let Some(ears) = for_agent(db, egress, number.org_id, &agent).await? else { return Ok(()) };
+    let voice = agent.speech.voice_for(CALL_LANGUAGE, &ears.default_voice);
+    if let Err(e) = cache.warm(ears.tts.as_ref(), &ears.synthesizer, voice, number.greeting(&agent)).await {
+        tracing::warn!(number = %number.id, error = %e, "could not synthesise the greeting ahead");
+    }
+    Ok(())
 }
 
 async fn client(db: &Db, egress: &Egress, provider: &SpeechProvider) -> Result<OpenAiSpeech> {

@@ -77,7 +77,19 @@ pub struct AgentSpeech {
     /// Silence that ends the caller's turn, in milliseconds (200–5000, default 700). Callers
     /// who read out numbers or addresses pause longer: raise it for such agents.
     pub end_of_turn_silence_ms: i64,
+    /// Whether "mhm", "yeah", "okay" and the like stop the agent mid-sentence (default: they
+    /// do not; anything longer than a short utterance always does).
+    pub backchannels_interrupt: bool,
+    /// Said when the answer has not begun `filler_after_ms` after the caller's turn ended, so
+    /// the line is never dead (empty: never). Not part of the transcript.
+    pub filler: String,
+    /// 300–10000, default 1500.
+    pub filler_after_ms: i64,
 }
+
+/// Default filler and its delay.
+pub const DEFAULT_FILLER: &str = "One moment.";
+pub const DEFAULT_FILLER_AFTER_MS: i64 = 1500;
 
 impl Default for AgentSpeech {
     fn default() -> Self {
@@ -86,6 +98,9 @@ impl Default for AgentSpeech {
             text_to_speech_provider_id: None,
             voices: BTreeMap::new(),
             end_of_turn_silence_ms: DEFAULT_END_OF_TURN_SILENCE_MS,
+            backchannels_interrupt: false,
+            filler: DEFAULT_FILLER.to_owned(),
+            filler_after_ms: DEFAULT_FILLER_AFTER_MS,
         }
     }
 }
@@ -93,6 +108,8 @@ impl Default for AgentSpeech {
 impl AgentSpeech {
     fn validate(mut self) -> Result<Self, Invalid> {
         in_range("speech.end_of_turn_silence_ms", self.end_of_turn_silence_ms, 200, 5_000, "milliseconds")?;
+        in_range("speech.filler_after_ms", self.filler_after_ms, 300, 10_000, "milliseconds")?;
+        self.filler = bounded_text("speech.filler", self.filler.trim(), 200)?;
         let mut voices = BTreeMap::new();
         for (language, voice) in std::mem::take(&mut self.voices) {
             if super::languages::find(&language).is_none() {

@@ -26,6 +26,7 @@ use utoipa_axum::routes;
 
 use crate::agent::call_log::TranscriptWriter;
 use crate::agent::live::LiveSessions;
+use crate::agent::voice::SpeechCache;
 use crate::config::Config;
 use crate::providers::egress::Egress;
 use crate::storage::Db;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub egress: Egress,
     /// The API's request rate limits.
     pub rate_limits: Arc<rate_limit::RateLimits>,
+    /// Synthesised greetings and fillers of this process's Media Streams calls.
+    pub speech_cache: SpeechCache,
 }
 
 /// The Twilio routes run on their own state, made from the server's.
@@ -69,6 +72,7 @@ impl FromRef<AppState> for TwilioState {
             live: state.live.clone(),
             transcripts: state.transcripts.clone(),
             egress: state.egress.clone(),
+            speech_cache: state.speech_cache.clone(),
         }
     }
 }

@@ -160,6 +160,7 @@ pub async fn create(
     if created.generate_first_message {
         greeting::refresh_in_background(s.db.clone(), s.egress.clone(), caller.org, vec![created.id]);
     }
+    speech::warm_greeting_in_background(s.db.clone(), s.egress.clone(), s.speech_cache.clone(), created.clone());
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -215,6 +216,7 @@ pub async fn update(
     if updated.generate_first_message && updated.generated_first_message.is_none() {
         greeting::refresh_in_background(s.db.clone(), s.egress.clone(), caller.org, vec![updated.id]);
     }
+    speech::warm_greeting_in_background(s.db.clone(), s.egress.clone(), s.speech_cache.clone(), updated.clone());
     Ok(Json(updated))
 }
 

@@ -179,7 +179,7 @@ async fn converse(state: TwilioState, call: Call, setup: SessionSetup<StoredCall
     let (caller_tx, from_transport) = mpsc::channel(CALLER_BACKLOG);
     let (to_transport, mut agent_rx) = mpsc::channel(64);
     let settings = VoiceSettings {
-        language: "en-US".to_owned(),
+        language: speech::CALL_LANGUAGE.to_owned(),
         speech: setup.agent.speech.clone(),
         default_voice: ears.default_voice,
         speech_level_dbfs: SPEECH_LEVEL_DBFS,
@@ -187,7 +187,7 @@ async fn converse(state: TwilioState, call: Call, setup: SessionSetup<StoredCall
     };
     let span = tracing::info_span!("session", call = %call.id);
     let session = tokio::spawn(Session::new(setup, command_tx).run(event_rx).instrument(span.clone()));
-    let voice = Voice { stt: ears.stt, tts: ears.tts, settings };
+    let voice = Voice { stt: ears.stt, tts: ears.tts, cache: state.speech_cache.clone(), synthesizer: ears.synthesizer, settings };
     tokio::spawn(voice.run(VoiceLinks { from_transport, to_transport, to_session: event_tx, from_session: command_rx }).instrument(span));
     tracing::info!(call = %call.id, "media stream session started");
 

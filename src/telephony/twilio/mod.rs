@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::agent::call_log::TranscriptWriter;
 use crate::agent::live::LiveSessions;
+use crate::agent::voice::SpeechCache;
 use crate::domain::call::CallStatus;
 use crate::providers::egress::Egress;
 use crate::storage::Db;
@@ -36,6 +37,8 @@ pub struct TwilioState {
     pub transcripts: TranscriptWriter,
     /// Where the agents' model requests may go.
     pub egress: Egress,
+    /// Synthesised greetings and fillers of this process's Media Streams calls.
+    pub speech_cache: SpeechCache,
 }
 
 /// A Twilio call status as the carrier-neutral status; `initiated` (outbound calls) counts as

@@ -192,6 +192,7 @@ async fn answer_call(state: &TwilioState, req: &TwilioRequest) -> Result<String,
         return Ok(twiml::say_and_hang_up(apology));
     };
     tracing::info!(call = %call.id, agent = %agent.id, "incoming call");
+    speech::warm_greeting_in_background(state.db.clone(), state.egress.clone(), state.speech_cache.clone(), number.clone());
     Ok(connect_to_agent(state, &call, number, agent))
 }
 

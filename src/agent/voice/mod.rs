@@ -1,0 +1,399 @@
+//! The speech layer of calls where Switchboard hears and speaks itself (Media Streams): between a
+//! transport's audio (20 ms frames of 8 kHz samples in; audio to play with a mark after each
+//! piece, and `clear`, out) and an agent [`Session`](super::session::Session) (caller events in,
+//! commands out), so the session is the same as for ConversationRelay calls.
+//!
+//! - Hearing: a frame whose level reaches `speech_level_dbfs` counts as speech; the caller
+//!   starts speaking after `min_speech` of it and stops after the agent's end-of-turn silence
+//!   without it ([`SpeechGate`]; a voice activity and end-of-turn model replace the level next).
+//!   Each utterance, with the frames that confirmed it, is transcribed and reaches the session
+//!   as `Said`; an empty transcript is dropped.
+//! - Speaking (`speaker`): the session's tokens are cut into sentences; each is synthesised as
+//!   soon as it is complete (the first audio leaves before the reply is), resampled to 8 kHz,
+//!   and sent piece by piece, each followed by a mark; the sentence's words ride on its last
+//!   mark. Fixed phrases (the greeting, the filler) come from a [`SpeechCache`].
+//! - Barge-in: caller speech confirmed while the agent is speaking clears the transport's
+//!   buffer, stops synthesis, and tells the session what the caller heard of the agent's
+//!   utterance: the words of the marks that came back before the clear (`playback`). Unless the
+//!   agent says otherwise, speech over the agent waits to be heard out while it is short: a
+//!   backchannel ("mhm", "okay") lets the agent go on (`backchannel`); anything else, or
+//!   anything longer than a short utterance, interrupts.
+//! - No dead air: when the answer has not begun a moment after the caller's turn ended, a
+//!   filler ("One moment.") is said aside.
+//! - Measuring: the caller's wait for each answer, from their last word to the first frame of
+//!   the answer sent, in parts ([`VoiceLatency`]), goes to the session as `Waited`.
+
+mod backchannel;
+mod playback;
+mod speaker;
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use self::playback::Playback;
+pub use self::speaker::SpeechCache;
+use self::speaker::{Speaker, last_sentence_end, sentences};
+use super::session::{AgentCommand, CallerEvent, Ending};
+use crate::audio::Audio;
+use crate::audio::frames::{FRAME, SpeechGate, Transition, level_dbfs};
+use crate::domain::agent::AgentSpeech;
+use crate::domain::call::VoiceLatency;
+use crate::providers::speech::{SpeechError, SpeechToText, TextToSpeech};
+
+/// The rate of the audio a transport carries.
+pub const TRANSPORT_RATE: u32 = 8000;
+
+/// What the transport hears.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TransportIn {
+    /// 20 ms of the caller's audio.
+    Audio(Vec<i16>),
+    /// A mark came back: the audio before it has played (or was cleared).
+    Played(String),
+    /// The first frame of the audio before this mark went out to the caller.
+    Sending(String),
+    Digits(String),
+    HungUp,
+}
+
+/// What the transport is told to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TransportOut {
+    /// Play this audio, then send back `mark`.
+    Play {
+        audio: Vec<i16>,
+        mark: String,
+    },
+    /// Drop everything buffered (the caller spoke over the agent).
+    Clear,
+    End(Ending),
+}
+
+/// How the agent hears and speaks.
+#[derive(Clone, Debug)]
+pub struct VoiceSettings {
+    /// The call's language (BCP 47), for recognition and the voice; a language switch changes both.
+    pub language: String,
+    /// The agent's speech settings: voices per language, end-of-turn silence.
+    pub speech: AgentSpeech,
+    /// The voice for languages `speech` names none for.
+    pub default_voice: String,
+    pub speech_level_dbfs: f32,
+    pub min_speech: Duration,
+}
+
+impl VoiceSettings {
+    fn voice(&self) -> String {
+        self.speech.voice_for(&self.language, &self.default_voice).to_owned()
+    }
+}
+
+/// The caller's wait for the answer to their last words, as it is measured: when they stopped
+/// speaking, when that was taken as the end of their turn, when the transcript came, and then
+/// the answer's first token, first synthesised audio (and its mark) and first frame sent.
+struct Wait {
+    stopped_speaking: Instant,
+    turn_ended: Instant,
+    transcribed: Instant,
+    first_token: Option<Instant>,
+    first_audio: Option<(Instant, String)>,
+}
+
+impl Wait {
+    fn measured(&self, first_frame: Instant) -> Option<VoiceLatency> {
+        let (first_token, (first_audio, _)) = (self.first_token?, self.first_audio.as_ref()?);
+        let ms = |from: Instant, to: Instant| to.saturating_duration_since(from).as_millis() as i64;
+        Some(VoiceLatency {
+            end_of_turn_ms: ms(self.stopped_speaking, self.turn_ended),
+            transcription_ms: ms(self.turn_ended, self.transcribed),
+            first_token_ms: ms(self.transcribed, first_token),
+            first_audio_ms: ms(first_token, *first_audio),
+            first_frame_ms: ms(*first_audio, first_frame),
+            voice_to_voice_ms: ms(self.stopped_speaking, first_frame),
+        })
+    }
+}
+
+pub struct Voice {
+    pub stt: Arc<dyn SpeechToText>,
+    pub tts: Arc<dyn TextToSpeech>,
+    /// Fixed phrases already synthesised, and the name `tts` has there.
+    pub cache: SpeechCache,
+    pub synthesizer: String,
+    pub settings: VoiceSettings,
+}
+
+/// The channels a voice sits between.
+pub struct VoiceLinks {
+    pub from_transport: mpsc::Receiver<TransportIn>,
+    pub to_transport: mpsc::Sender<TransportOut>,
+    pub to_session: mpsc::Sender<CallerEvent>,
+    pub from_session: mpsc::Receiver<AgentCommand>,
+}
+
+/// The longest speech over the agent that waits to be heard out as a possible backchannel.
+const SHORT_UTTERANCE: Duration = Duration::from_millis(700);
+
+/// An utterance being transcribed: its words, when the caller stopped speaking and when that
+/// was taken as the end of their turn, and whether it came over the agent's speech.
+type Transcription = Pin<Box<dyn Future<Output = (Result<String, SpeechError>, Instant, Instant, bool)> + Send>>;
+
+/// Everything a voice keeps track of during a call.
+struct Voicing {
+    stt: Arc<dyn SpeechToText>,
+    tts: Arc<dyn TextToSpeech>,
+    cache: SpeechCache,
+    synthesizer: String,
+    settings: VoiceSettings,
+    to_transport: mpsc::Sender<TransportOut>,
+    to_session: mpsc::Sender<CallerEvent>,
+    gate: SpeechGate,
+    /// The frames before speech was confirmed (they belong to the utterance), and the utterance.
+    recent: VecDeque<Vec<i16>>,
+    utterance: Vec<i16>,
+    /// Frames since the caller's last speech, in audio time whatever the network did.
+    frames_since_speech: u32,
+    /// The current utterance came over the agent's speech and may be a backchannel.
+    over_agent: bool,
+    /// Transcribed side by side, delivered in the order spoken.
+    transcriptions: FuturesOrdered<Transcription>,
+    playback: Playback,
+    speaker: Speaker,
+    /// The agent's words not yet a whole sentence.
+    sentence: String,
+    /// Where the agent's current utterance starts in what the caller heard.
+    utterance_heard_from: usize,
+    utterance_open: bool,
+    /// The caller's wait for the answer to their last words, and when a filler is due.
+    wait: Option<Wait>,
+    filler_at: Option<Instant>,
+}
+
+impl Voice {
+    /// Runs until the session ends (its ending has gone to the transport after the last words)
+    /// or the caller hangs up.
+    pub async fn run(self, links: VoiceLinks) {
+        let VoiceLinks { mut from_transport, to_transport, to_session, mut from_session } = links;
+        let end_of_turn_silence = Duration::from_millis(self.settings.speech.end_of_turn_silence_ms.unsigned_abs());
+        let speaker = Speaker::start(self.tts.clone(), self.cache.clone(), self.synthesizer.clone());
+        let mut voicing = Voicing {
+            gate: SpeechGate::new(self.settings.min_speech, end_of_turn_silence),
+            stt: self.stt,
+            tts: self.tts,
+            cache: self.cache,
+            synthesizer: self.synthesizer,
+            settings: self.settings,
+            to_transport,
+            to_session,
+            recent: VecDeque::new(),
+            utterance: Vec::new(),
+            frames_since_speech: 0,
+            over_agent: false,
+            transcriptions: FuturesOrdered::new(),
+            playback: Playback::default(),
+            speaker,
+            sentence: String::new(),
+            utterance_heard_from: 0,
+            utterance_open: false,
+            wait: None,
+            filler_at: None,
+        };
+        voicing.warm_filler();
+        // The session's ending waits until its last words have gone to the transport.
+        let mut ending: Option<Ending> = None;
+        let mut session_open = true;
+        loop {
+            if ending.is_some() && voicing.speaker.is_idle() {
+                // The session's last command: the voice's work is done.
+                let _ = voicing.to_transport.send(TransportOut::End(ending.take().expect("checked"))).await;
+                return;
+            }
+            let filler_at = voicing.filler_at;
+            tokio::select! {
+                input = from_transport.recv() => match input {
+                    Some(TransportIn::Audio(frame)) => voicing.heard_frame(frame).await,
+                    Some(TransportIn::Played(mark)) => {
+                        voicing.playback.echoed(&mark);
+                    }
+                    Some(TransportIn::Sending(mark)) => voicing.sending(&mark).await,
+                    Some(TransportIn::Digits(digits)) => {
+                        let _ = voicing.to_session.send(CallerEvent::Digits(digits)).await;
+                    }
+                    Some(TransportIn::HungUp) | None => {
+                        let _ = voicing.to_session.send(CallerEvent::HungUp).await;
+                        return;
+                    }
+                },
+                Some((words, stopped_speaking, turn_ended, over_agent)) = voicing.transcriptions.next(), if !voicing.transcriptions.is_empty() => {
+                    voicing.transcribed(words, stopped_speaking, turn_ended, over_agent).await;
+                }
+                Some(piece) = voicing.speaker.output.recv() => {
+                    let mark = voicing.playback.queue(piece.words.as_deref().unwrap_or_default());
+                    if let Some(wait) = voicing.wait.as_mut().filter(|w| w.first_token.is_some() && w.first_audio.is_none()) {
+                        wait.first_audio = Some((Instant::now(), mark.clone()));
+                    }
+                    let _ = voicing.to_transport.send(TransportOut::Play { audio: piece.audio, mark }).await;
+                }
+                () = tokio::time::sleep_until(filler_at.unwrap_or_else(Instant::now)), if filler_at.is_some() => {
+                    voicing.filler_at = None;
+                    if !voicing.speaker.is_busy() && !voicing.playback.is_playing() {
+                        voicing.speaker.say_aside(voicing.settings.speech.filler.clone(), voicing.settings.voice());
+                    }
+                }
+                // Looks again for the end of the last words while an ending waits.
+                _ = tokio::time::sleep(FRAME), if ending.is_some() => {}
+                command = from_session.recv(), if session_open => match command {
+                    Some(AgentCommand::Speak { token, last }) => voicing.speak(&token, last),
+                    Some(AgentCommand::SwitchLanguage { locale }) => voicing.settings.language = locale,
+                    Some(AgentCommand::End(end)) => ending = Some(end),
+                    None if ending.is_some() => session_open = false,
+                    None => return,
+                },
+            }
+        }
+    }
+}
+
+impl Voicing {
+    /// Whether the agent is speaking (or about to).
+    fn agent_speaking(&self) -> bool {
+        self.playback.is_playing() || self.speaker.is_busy()
+    }
+
+    /// Synthesises the filler ahead, so it starts at once when it is needed.
+    fn warm_filler(&self) {
+        let filler = self.settings.speech.filler.clone();
+        if filler.is_empty() {
+            return;
+        }
+        let (cache, tts, synthesizer, voice) = (self.cache.clone(), self.tts.clone(), self.synthesizer.clone(), self.settings.voice());
+        tokio::spawn(async move {
+            if let Err(e) = cache.warm(tts.as_ref(), &synthesizer, &voice, &filler).await {
+                tracing::debug!(error = %e, "could not synthesise the filler ahead");
+            }
+        });
+    }
+
+    async fn heard_frame(&mut self, frame: Vec<i16>) {
+        let speech = level_dbfs(&frame) >= self.settings.speech_level_dbfs;
+        self.frames_since_speech = if speech { 0 } else { self.frames_since_speech.saturating_add(1) };
+        if self.gate.is_speaking() {
+            self.utterance.extend_from_slice(&frame);
+        } else {
+            self.recent.push_back(frame);
+            if self.recent.len() > self.gate.min_speech_frames() {
+                self.recent.pop_front();
+            }
+        }
+        match self.gate.frame(speech) {
+            Transition::Started => {
+                self.utterance = self.recent.drain(..).flatten().collect();
+                self.filler_at = None;
+                if self.agent_speaking() {
+                    if self.settings.speech.backchannels_interrupt {
+                        self.barge_in().await;
+                    } else {
+                        // Heard out while it is short: it may only be "mhm".
+                        self.over_agent = true;
+                    }
+                }
+            }
+            Transition::None if self.over_agent && self.gate.is_speaking() => {
+                let spoken = FRAME * (self.utterance.len() / crate::audio::frames::samples_per_frame(TRANSPORT_RATE)) as u32;
+                if spoken > SHORT_UTTERANCE {
+                    self.over_agent = false;
+                    if self.agent_speaking() {
+                        self.barge_in().await;
+                    }
+                }
+            }
+            Transition::Stopped => {
+                let said = Audio { rate: TRANSPORT_RATE, samples: std::mem::take(&mut self.utterance) };
+                let (stt, language) = (self.stt.clone(), self.settings.language.clone());
+                let turn_ended = Instant::now();
+                let stopped_speaking = turn_ended - FRAME * self.frames_since_speech;
+                let over_agent = std::mem::take(&mut self.over_agent);
+                self.transcriptions.push_back(Box::pin(async move {
+                    let words = stt.transcribe(&said, &language).await;
+                    (words, stopped_speaking, turn_ended, over_agent)
+                }));
+            }
+            Transition::None => {}
+        }
+    }
+
+    /// The caller spoke over the agent: stop it, and tell the session what was heard.
+    async fn barge_in(&mut self) {
+        self.speaker = Speaker::start(self.tts.clone(), self.cache.clone(), self.synthesizer.clone());
+        self.sentence.clear();
+        self.playback.clear();
+        let _ = self.to_transport.send(TransportOut::Clear).await;
+        self.wait = None;
+        let heard = self.playback.heard()[self.utterance_heard_from..].trim().to_owned();
+        let _ = self.to_session.send(CallerEvent::Interrupted { heard }).await;
+        self.utterance_open = false;
+    }
+
+    async fn transcribed(&mut self, words: Result<String, SpeechError>, stopped_speaking: Instant, turn_ended: Instant, over_agent: bool) {
+        let text = match words {
+            Ok(text) if !text.trim().is_empty() => text,
+            Ok(_) => return tracing::debug!("an utterance had no words"),
+            Err(e) => return tracing::warn!(error = %e, "could not transcribe an utterance"),
+        };
+        if over_agent && backchannel::is_backchannel(&text) {
+            return tracing::debug!(%text, "a backchannel: the agent goes on");
+        }
+        if over_agent && self.agent_speaking() {
+            // A short utterance that is not a backchannel ("No, Tuesday.") interrupts.
+            self.barge_in().await;
+        }
+        self.wait = Some(Wait { stopped_speaking, turn_ended, transcribed: Instant::now(), first_token: None, first_audio: None });
+        if !self.settings.speech.filler.is_empty() {
+            self.filler_at = Some(Instant::now() + Duration::from_millis(self.settings.speech.filler_after_ms.unsigned_abs()));
+        }
+        let _ = self.to_session.send(CallerEvent::Said { text, language: Some(self.settings.language.clone()) }).await;
+    }
+
+    /// The first frame of a piece went out: the end of the caller's wait, if it is that piece.
+    async fn sending(&mut self, mark: &str) {
+        if self.wait.as_ref().is_some_and(|w| w.first_audio.as_ref().is_some_and(|(_, first)| first == mark))
+            && let Some(latency) = self.wait.take().and_then(|w| w.measured(Instant::now()))
+        {
+            let _ = self.to_session.send(CallerEvent::Waited(latency)).await;
+        }
+    }
+
+    fn speak(&mut self, token: &str, last: bool) {
+        if !token.is_empty() {
+            self.filler_at = None;
+            if let Some(wait) = self.wait.as_mut().filter(|w| w.first_token.is_none()) {
+                wait.first_token = Some(Instant::now());
+            }
+        }
+        if !self.utterance_open {
+            self.utterance_open = true;
+            self.utterance_heard_from = self.playback.heard().len();
+        }
+        self.sentence.push_str(token);
+        if let Some(end) = last_sentence_end(&self.sentence) {
+            let complete: String = self.sentence.drain(..end).collect();
+            for sentence in sentences(&complete) {
+                self.speaker.say(sentence, self.settings.voice());
+            }
+        }
+        if last {
+            self.speaker.say(std::mem::take(&mut self.sentence), self.settings.voice());
+            self.utterance_open = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
