@@ -396,14 +396,16 @@ impl DialAudio {
         if !self.audio {
             return Ok(None);
         }
-        let egress = Egress::new(config.egress_policy()?);
         let (mouth, ears): (Arc<dyn TextToSpeech>, Arc<dyn SpeechToText>) = match &self.speech_url {
+            // The operator named this server: it is not a tenant's URL.
             Some(url) => {
-                let speech = OpenAiSpeech::new(egress, url, self.speech_key.clone(), &self.transcription_model, &self.speech_model);
+                let speech =
+                    OpenAiSpeech::new(Egress::unrestricted(), url, self.speech_key.clone(), &self.transcription_model, &self.speech_model);
                 let speech = Arc::new(speech);
                 (speech.clone(), speech)
             }
             None => {
+                let egress = Egress::new(config.egress_policy()?);
                 let ears = speech::for_number(db, &egress, number)
                     .await?
                     .context("the agent has no speech providers: give the phone --speech-url")?;

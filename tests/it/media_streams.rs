@@ -19,7 +19,8 @@ use crate::support::{LINE_NUMBER, LINE_TOKEN, PhoneLine, TestApp, on_both_backen
 on_both_backends!(
     speech_providers_are_verified_when_saved,
     media_stream_numbers_need_someone_to_hear_and_speak,
-    a_media_stream_call_holds_a_whole_conversation
+    a_media_stream_call_holds_a_whole_conversation,
+    the_dev_phone_speaks_and_records_from_the_terminal,
 );
 
 fn provider_body(fake: &FakeSpeech, extra: Value) -> Value {
@@ -264,4 +265,32 @@ async fn a_media_stream_call_holds_a_whole_conversation(app: TestApp) {
     // Recognition in the call's language; the agent's voice is the provider's default.
     assert!(fake.heard().iter().any(|(text, language)| text == "I need to change my order." && language == "en"), "{:?}", fake.heard());
     assert!(fake.spoken().iter().any(|(text, voice)| text.starts_with("Hello, this is Ava.") && voice == "alloy"), "{:?}", fake.spoken());
+}
+
+/// `switchboard dial --audio` as a user runs it: lines said through an OpenAI-compatible speech
+/// server, the agent's words transcribed and printed, what the caller heard in a WAV file.
+async fn the_dev_phone_speaks_and_records_from_the_terminal(app: TestApp) {
+    let (llm, fake, _line) = media_line(&app, json!({ "name": "Ava", "first_message": "Hi, this is Ava." })).await;
+    llm.script([
+        Reply::says("We open at nine."),
+        Reply::calls("endConversation", json!({ "summary": "Opening hours.", "closing_message": "Goodbye!" })),
+    ]);
+    let record = app.data_dir.path().join("heard.wav");
+    let mut dial = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    dial.arg("--data-dir").arg(app.data_dir.path()).arg("--database-url").arg(&app.database_url);
+    dial.args(["dial", LINE_NUMBER, "--from", "+14155550123", "--server", &format!("http://{}", app.addr), "--audio"])
+        .args(["--say", "When do you open?", "--say", "Thanks, bye."])
+        .args(["--speech-url", &fake.base_url, "--speech-key", fake_speech::API_KEY, "--record"])
+        .arg(&record);
+    dial.env_remove("RUST_LOG").env("SWITCHBOARD_LOG", "warn");
+    let output = tokio::task::spawn_blocking(move || dial.output().unwrap()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    for line in ["agent: Hi, this is Ava.", "you: When do you open?", "agent: We open at nine.", "agent: Goodbye!", "call ended by the agent"] {
+        assert!(stdout.contains(line), "`{line}` missing from:\n{stdout}");
+    }
+    let heard = switchboard::audio::wav::decode(&std::fs::read(&record).unwrap()).unwrap();
+    assert_eq!(heard.rate, 8000);
+    assert!(fake_speech::hear(&heard).starts_with("Hi, this is Ava."), "the recording holds what the caller heard");
+    assert!(heard.samples.len() > 8000, "and the time between: {} samples", heard.samples.len());
 }

@@ -272,6 +272,9 @@ fn stream_parameters(twiml: &str) -> Vec<(String, String)> {
     parameters
 }
 
+/// How long a script in audio waits for the agent's greeting to start.
+const GREETING_WAIT: Duration = Duration::from_secs(3);
+
 /// Runs a call from the terminal (`switchboard dial`): prints what the agent says as it streams
 /// and sends each typed line, or each line of a script. A script waits for the agent to finish
 /// before its next line (`/wait SECONDS` pauses it) and hangs up 10 s after its last line if
@@ -281,10 +284,13 @@ pub async fn from_terminal(dial: Dial, script: Option<Vec<String>>) -> anyhow::R
     println!("calling {} from {}", dial.to, dial.from);
     let (act, actions) = mpsc::channel(16);
     let (hear, mut events) = mpsc::channel(256);
+    // In audio the agent's greeting is heard before a script's first line (as long as it takes
+    // to start: an agent may have none).
+    let greeting_wait = dial.audio.as_ref().map(|_| tokio::time::Instant::now() + GREETING_WAIT);
     let mut call = tokio::spawn(call(dial, actions, hear));
     let mut script = script.map(|lines| lines.into_iter());
     let mut terminal = BufReader::new(tokio::io::stdin()).lines();
-    let mut agent_busy = false;
+    let mut agent_busy = greeting_wait.is_some();
     let mut line_open = false;
     let mut hang_up_at: Option<tokio::time::Instant> = None;
     let mut input_done = false;
@@ -303,8 +309,15 @@ pub async fn from_terminal(dial: Dial, script: Option<Vec<String>>) -> anyhow::R
                 None => std::future::pending().await,
             }
         };
+        let no_greeting = async {
+            match greeting_wait {
+                Some(at) if agent_busy && !line_open => tokio::time::sleep_until(at).await,
+                _ => std::future::pending().await,
+            }
+        };
         tokio::select! {
             outcome = &mut call => return outcome.context("the call task failed")?,
+            () = no_greeting => agent_busy = false,
             () = give_up => { let _ = act.send(CallerAction::HangUp).await; hang_up_at = None; }
             event = events.recv() => match event {
                 Some(PhoneEvent::Connected { call_id }) => println!("connected (call record {call_id})"),
