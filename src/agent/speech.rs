@@ -10,7 +10,7 @@ use crate::domain::ids::{OrgId, SpeechProviderId};
 use crate::domain::phone_number::{PhoneNumber, ServiceMode};
 use crate::domain::provider::SpeechProvider;
 use crate::providers::egress::Egress;
-use crate::providers::speech::{OpenAiSpeech, SpeechToText, TextToSpeech};
+use crate::providers::speech::{SpeechAccount, SpeechToText, TextToSpeech};
 use crate::storage::{Db, PageRequest, Result, agents, speech_providers};
 
 /// The language a call starts in.
@@ -49,11 +49,12 @@ pub async fn providers_for(db: &Db, org: OrgId, agent: &AgentSpec) -> Result<Opt
 /// Clients for the providers that hear and speak for `agent`.
 pub async fn for_agent(db: &Db, egress: &Egress, org: OrgId, agent: &AgentSpec) -> Result<Option<AgentEars>> {
     let Some((hears, speaks)) = providers_for(db, org, agent).await? else { return Ok(None) };
-    let stt = client(db, egress, &hears).await?;
-    let tts = client(db, egress, &speaks).await?;
+    let (Some(stt), Some(tts)) = (account(db, &hears).await?.recognizer(egress), account(db, &speaks).await?.synthesizer(egress)) else {
+        return Ok(None);
+    };
     let default_voice = agent.voice.clone().or(speaks.default_voice.clone()).unwrap_or_default();
     let synthesizer = format!("{}@{}", speaks.id, speaks.updated_at.timestamp_micros());
-    Ok(Some(AgentEars { stt: Arc::new(stt), tts: Arc::new(tts), default_voice, synthesizer }))
+    Ok(Some(AgentEars { stt, tts, default_voice, synthesizer }))
 }
 
 /// Clients for the providers of the agent that answers `number`.
@@ -86,8 +87,12 @@ async fn warm_greeting(db: &Db, egress: &Egress, cache: &SpeechCache, number: &P
     Ok(())
 }
 
-async fn client(db: &Db, egress: &Egress, provider: &SpeechProvider) -> Result<OpenAiSpeech> {
-    let key = speech_providers::api_key(db, provider.org_id, provider.id).await?.map(|k| k.to_string());
-    let models = (provider.transcription_model.as_deref().unwrap_or_default(), provider.speech_model.as_deref().unwrap_or_default());
-    Ok(OpenAiSpeech::new(egress.clone(), &provider.base_url, key, models.0, models.1))
+async fn account(db: &Db, provider: &SpeechProvider) -> Result<SpeechAccount> {
+    Ok(SpeechAccount {
+        kind: provider.kind,
+        base_url: provider.base_url.clone(),
+        api_key: speech_providers::api_key(db, provider.org_id, provider.id).await?.map(|k| k.to_string()),
+        transcription_model: provider.transcription_model.clone(),
+        speech_model: provider.speech_model.clone(),
+    })
 }

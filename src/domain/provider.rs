@@ -99,10 +99,23 @@ pub fn model_name(field: &str, value: &str) -> Result<String, Invalid> {
 }
 
 text_enum!(
-    /// The API a speech provider speaks: `openai` is `/audio/transcriptions` and
-    /// `/audio/speech`, which OpenAI and self-hosted servers share.
-    SpeechProviderKind { OpenAi => "openai" }
+    /// The API a speech provider speaks: `openai` (`/audio/transcriptions` and `/audio/speech`,
+    /// OpenAI and self-hosted servers), `deepgram` (streaming recognition over the `/listen`
+    /// WebSocket), `elevenlabs` (streamed synthesis from `/text-to-speech/{voice}/stream`).
+    SpeechProviderKind { OpenAi => "openai", Deepgram => "deepgram", ElevenLabs => "elevenlabs" }
 );
+
+impl SpeechProviderKind {
+    /// Where the vendor's API lives when no base URL is given; OpenAI-compatible servers are
+    /// anywhere, so they need one.
+    pub fn default_base_url(self) -> Option<&'static str> {
+        match self {
+            SpeechProviderKind::OpenAi => None,
+            SpeechProviderKind::Deepgram => Some("https://api.deepgram.com/v1"),
+            SpeechProviderKind::ElevenLabs => Some("https://api.elevenlabs.io/v1"),
+        }
+    }
+}
 
 /// A speech vendor account as shown to users: no API key, only whether one is set. It can
 /// transcribe when it has a transcription model and speak when it has a speech model.
@@ -136,18 +149,29 @@ impl SpeechProvider {
     }
 }
 
-/// What a speech provider must have: a transcription model, a speech model, or both; a speaking
-/// provider needs a voice.
+/// What a speech provider of `kind` must have: Deepgram only transcribes, ElevenLabs only
+/// speaks, an OpenAI-compatible server does either or both; a speaking provider needs a voice.
 pub fn speech_capabilities(
+    kind: SpeechProviderKind,
     transcription_model: Option<&str>,
     speech_model: Option<&str>,
     default_voice: Option<&str>,
 ) -> Result<(), Invalid> {
+    match kind {
+        SpeechProviderKind::Deepgram if speech_model.is_some() => {
+            return Err(Invalid::new("speech_model", "Deepgram providers transcribe only; leave `speech_model` out"));
+        }
+        SpeechProviderKind::ElevenLabs if transcription_model.is_some() => {
+            return Err(Invalid::new("transcription_model", "ElevenLabs providers speak only; leave `transcription_model` out"));
+        }
+        _ => {}
+    }
     if transcription_model.is_none() && speech_model.is_none() {
-        return Err(Invalid::new("transcription_model", "a speech provider needs a `transcription_model`, a `speech_model`, or both"));
+        let field = if kind == SpeechProviderKind::ElevenLabs { "speech_model" } else { "transcription_model" };
+        return Err(Invalid::new(field, "a speech provider needs a `transcription_model`, a `speech_model`, or both"));
     }
     if speech_model.is_some() && default_voice.is_none() {
-        return Err(Invalid::new("default_voice", "is required with a `speech_model` (e.g. `alloy`)"));
+        return Err(Invalid::new("default_voice", "is required with a `speech_model` (e.g. `alloy`, or an ElevenLabs voice id)"));
     }
     Ok(())
 }
@@ -166,11 +190,16 @@ mod tests {
     }
 
     #[test]
-    fn speech_providers_need_a_model_and_speaking_ones_a_voice() {
-        assert!(speech_capabilities(Some("whisper-1"), Some("tts-1"), Some("alloy")).is_ok());
-        assert!(speech_capabilities(Some("whisper-1"), None, None).is_ok());
-        assert_eq!(speech_capabilities(None, None, None).unwrap_err().field, "transcription_model");
-        assert_eq!(speech_capabilities(None, Some("tts-1"), None).unwrap_err().field, "default_voice");
+    fn speech_providers_need_what_their_vendor_does() {
+        use SpeechProviderKind::*;
+        assert!(speech_capabilities(OpenAi, Some("whisper-1"), Some("tts-1"), Some("alloy")).is_ok());
+        assert!(speech_capabilities(OpenAi, Some("whisper-1"), None, None).is_ok());
+        assert_eq!(speech_capabilities(OpenAi, None, None, None).unwrap_err().field, "transcription_model");
+        assert_eq!(speech_capabilities(OpenAi, None, Some("tts-1"), None).unwrap_err().field, "default_voice");
+        assert_eq!(speech_capabilities(Deepgram, Some("nova-3"), Some("aura"), Some("x")).unwrap_err().field, "speech_model");
+        assert_eq!(speech_capabilities(ElevenLabs, Some("scribe"), None, None).unwrap_err().field, "transcription_model");
+        assert_eq!(speech_capabilities(ElevenLabs, None, None, None).unwrap_err().field, "speech_model");
+        assert!(speech_capabilities(ElevenLabs, None, Some("eleven_flash_v2_5"), Some("21m00Tcm4TlvDq8ikWAM")).is_ok());
     }
 
     #[test]

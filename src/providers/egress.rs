@@ -196,6 +196,44 @@ impl Egress {
     }
 }
 
+impl Egress {
+    /// Opens a TCP connection to `url`'s host and port through the policy, for protocols the
+    /// HTTP clients do not speak (WebSockets): a name is resolved and checked now, and the
+    /// connection goes to an address that passed, so it cannot rebind in between.
+    pub async fn connect(&self, url: &Url) -> Result<tokio::net::TcpStream, ConnectError> {
+        let (Some(host), Some(port)) = (url.host(), url.port_or_known_default()) else {
+            return Err(ConnectError::Failed(std::io::Error::new(std::io::ErrorKind::InvalidInput, "the URL names no host")));
+        };
+        let trusted = self.policy.allow_private || self.policy.names(&host, port);
+        let addresses: Vec<SocketAddr> = match (&host, literal_address(&host)) {
+            (_, Some(ip)) => vec![SocketAddr::new(ip, port)],
+            (Host::Domain(name), None) => {
+                let found = tokio::net::lookup_host((*name, port)).await.map_err(ConnectError::Failed)?;
+                found.collect()
+            }
+            _ => Vec::new(),
+        };
+        if !trusted && let Some(refused) = addresses.iter().find(|a| !self.policy.admits_address(a.ip())) {
+            let literal = literal_address(&host).is_some();
+            return Err(ConnectError::Refused(Refused { host: host.to_string(), address: refused.ip(), literal }));
+        }
+        let connect = tokio::net::TcpStream::connect(addresses.as_slice());
+        tokio::time::timeout(Duration::from_secs(5), connect)
+            .await
+            .map_err(|_| ConnectError::Failed(std::io::Error::new(std::io::ErrorKind::TimedOut, "connecting timed out")))?
+            .map_err(ConnectError::Failed)
+    }
+}
+
+/// Why [`Egress::connect`] did not connect.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Refused(Refused),
+    #[error("{0}")]
+    Failed(std::io::Error),
+}
+
 fn literal_address(host: &Host<&str>) -> Option<IpAddr> {
     match host {
         Host::Ipv4(v4) => Some(IpAddr::V4(*v4)),

@@ -317,14 +317,16 @@ pub(super) async fn error_reason(mut response: reqwest::Response, deadline: Inst
     reason_from_body(&body)
 }
 
-/// What a tenant may see of an error answer: the API's own error message, on one line, at most
-/// 200 characters — never any other content, which may come from a server that is not a model
+/// What a tenant may see of an error answer: the API's own error message (see [`ErrorBody`]),
+/// on one line, at most 200 characters — never any other content, which may come from a server that is not a model
 /// server at all (a provider URL pointed at an internal service).
-fn reason_from_body(body: &[u8]) -> String {
-    match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(ErrorBody { error: Some(error) }) => {
+pub(super) fn reason_from_body(body: &[u8]) -> String {
+    let found =
+        serde_json::from_slice::<ErrorBody>(body).ok().and_then(|body| body.error.or(body.detail).map(|e| e.summary()).or(body.err_msg));
+    match found {
+        Some(summary) => {
             let message: String =
-                error.summary().split_whitespace().collect::<Vec<_>>().join(" ").chars().filter(|c| !c.is_control()).take(200).collect();
+                summary.split_whitespace().collect::<Vec<_>>().join(" ").chars().filter(|c| !c.is_control()).take(200).collect();
             if message.is_empty() { "the server reported an error".to_owned() } else { message }
         }
         _ if body.iter().all(u8::is_ascii_whitespace) => "no reason given".to_owned(),
@@ -337,13 +339,20 @@ fn null_as_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: 
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+/// An error answer: OpenAI's `error`, or what other vendors use (`detail`: ElevenLabs and
+/// FastAPI servers; `err_msg`: Deepgram).
 #[derive(Deserialize)]
 struct ErrorBody {
     #[serde(default)]
     error: Option<ApiErrorObject>,
+    #[serde(default)]
+    detail: Option<ApiErrorObject>,
+    #[serde(default)]
+    err_msg: Option<String>,
 }
 
-/// The API's `error` object; some servers send a bare string instead.
+/// The API's `error` object; some servers send a bare string instead, FastAPI a list of
+/// validation problems.
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum ApiErrorObject {
@@ -352,12 +361,20 @@ enum ApiErrorObject {
         message: Option<String>,
     },
     Text(String),
+    Problems(Vec<Problem>),
+}
+
+#[derive(Deserialize)]
+struct Problem {
+    #[serde(default)]
+    msg: String,
 }
 
 impl ApiErrorObject {
     fn summary(&self) -> String {
         match self {
             ApiErrorObject::Object { message: Some(message) } | ApiErrorObject::Text(message) => message.clone(),
+            ApiErrorObject::Problems(problems) => problems.iter().map(|p| p.msg.as_str()).collect::<Vec<_>>().join("; "),
             ApiErrorObject::Object { message: None } => "the server reported an error".to_owned(),
         }
     }
@@ -493,6 +510,12 @@ mod tests {
     fn error_answers_show_only_the_apis_own_message() {
         assert_eq!(reason_from_body(br#"{"error":{"message":"Invalid API key\nprovided","type":"auth"}}"#), "Invalid API key provided");
         assert_eq!(reason_from_body(br#"{"error":"model not found"}"#), "model not found");
+        assert_eq!(reason_from_body(br#"{"detail":{"status":"invalid_api_key","message":"Invalid API key"}}"#), "Invalid API key");
+        assert_eq!(reason_from_body(br#"{"detail":[{"loc":["body","text"],"msg":"field required"}]}"#), "field required");
+        assert_eq!(
+            reason_from_body(br#"{"err_code":"INVALID_AUTH","err_msg":"Invalid credentials.","request_id":"x"}"#),
+            "Invalid credentials."
+        );
         let page = b"<html><body>internal admin console: db password hunter2</body></html>";
         let shown = reason_from_body(page);
         assert!(!shown.contains("hunter2") && !shown.contains("admin"), "{shown}");

@@ -21,6 +21,7 @@ on_both_backends!(
     media_stream_numbers_need_someone_to_hear_and_speak,
     a_media_stream_call_holds_a_whole_conversation,
     the_dev_phone_speaks_and_records_from_the_terminal,
+    deepgram_hears_and_elevenlabs_speaks,
 );
 
 fn provider_body(fake: &FakeSpeech, extra: Value) -> Value {
@@ -286,11 +287,78 @@ async fn the_dev_phone_speaks_and_records_from_the_terminal(app: TestApp) {
     let output = tokio::task::spawn_blocking(move || dial.output().unwrap()).await.unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    for line in ["agent: Hi, this is Ava.", "you: When do you open?", "agent: We open at nine.", "agent: Goodbye!", "call ended by the agent"] {
+    for line in
+        ["agent: Hi, this is Ava.", "you: When do you open?", "agent: We open at nine.", "agent: Goodbye!", "call ended by the agent"]
+    {
         assert!(stdout.contains(line), "`{line}` missing from:\n{stdout}");
     }
     let heard = switchboard::audio::wav::decode(&std::fs::read(&record).unwrap()).unwrap();
     assert_eq!(heard.rate, 8000);
     assert!(fake_speech::hear(&heard).starts_with("Hi, this is Ava."), "the recording holds what the caller heard");
     assert!(heard.samples.len() > 8000, "and the time between: {} samples", heard.samples.len());
+}
+
+/// The agent hears through Deepgram's streaming API and speaks through ElevenLabs', each
+/// verified when saved; the phone itself talks through the OpenAI-compatible fake.
+async fn deepgram_hears_and_elevenlabs_speaks(app: TestApp) {
+    let fake = FakeSpeech::start().await;
+    let refused = |field: &'static str, body: Value| {
+        let app = &app;
+        async move {
+            let reply = app.post("/api/v1/speech-providers", body).await;
+            assert_eq!(reply.body["errors"][0]["field"], field, "{}", reply.body);
+            reply.problem(422)
+        }
+    };
+    let deepgram = json!({ "name": "Deepgram", "kind": "deepgram", "base_url": fake.base_url, "api_key": fake_speech::API_KEY,
+        "transcription_model": fake_speech::DEEPGRAM_MODEL });
+    let with = |base: &Value, extra: Value| {
+        let mut body = base.clone();
+        for (key, value) in extra.as_object().unwrap() {
+            body[key] = value.clone();
+        }
+        body
+    };
+    assert!(refused("api_key", with(&deepgram, json!({ "api_key": "dg-wrong" }))).await.contains("Invalid credentials."));
+    assert!(refused("transcription_model", with(&deepgram, json!({ "transcription_model": "nova-9" }))).await.contains("No such model"));
+    refused("speech_model", with(&deepgram, json!({ "speech_model": "aura", "default_voice": "x" }))).await;
+    let hears = app.post("/api/v1/speech-providers", deepgram.clone()).await.expect(201);
+    let voice = "21m00Tcm4TlvDq8ikWAM";
+    let elevenlabs = json!({ "name": "ElevenLabs", "kind": "elevenlabs", "base_url": fake.base_url, "api_key": fake_speech::API_KEY,
+        "speech_model": fake_speech::ELEVENLABS_MODEL, "default_voice": voice });
+    assert!(refused("api_key", with(&elevenlabs, json!({ "api_key": "el-wrong" }))).await.contains("Invalid API key"));
+    assert!(refused("speech_model", with(&elevenlabs, json!({ "speech_model": "eleven_v9" }))).await.contains("does not exist"));
+    let speaks = app.post("/api/v1/speech-providers", elevenlabs).await.expect(201);
+    let without_url =
+        app.post("/api/v1/speech-providers", json!({ "name": "D", "kind": "deepgram", "transcription_model": "nova-3" })).await;
+    assert_eq!(
+        without_url.body["errors"][0]["field"], "base_url",
+        "Deepgram's own API is the default, which this machine cannot reach: {}",
+        without_url.body
+    );
+
+    let llm = FakeLlm::start().await;
+    let model = json!({ "name": "fake", "base_url": llm.base_url, "default_model": "fake-model" });
+    let llm_id = app.post("/api/v1/llm-providers", model).await.expect(201)["id"].clone();
+    llm.script([
+        Reply::says("We open at nine."),
+        Reply::calls("endConversation", json!({ "summary": "Opening hours.", "closing_message": "Goodbye!" })),
+    ]);
+    let agent = json!({ "name": "Ava", "first_message": "Hi, this is Ava.", "llm_provider_id": llm_id,
+        "speech": { "speech_to_text_provider_id": hears["id"], "text_to_speech_provider_id": speaks["id"], "end_of_turn_silence_ms": 300 } });
+    let line = app.phone_line(agent).await;
+    app.patch(&format!("/api/v1/phone-numbers/{}", line.number_id), json!({ "mode": "media_stream" })).await.expect(200);
+    let (act, actions) = mpsc::channel(8);
+    let (hear_tx, mut events) = mpsc::channel(64);
+    let call = tokio::spawn(dev_phone::call(dial(&app, &line, &fake), actions, hear_tx));
+    assert_eq!(agent_says(&mut events).await, "Hi, this is Ava.");
+    act.send(CallerAction::Say("When do you open tomorrow?".into())).await.unwrap();
+    assert_eq!(agent_says(&mut events).await, "We open at nine.");
+    act.send(CallerAction::Say("Thanks, bye.".into())).await.unwrap();
+    assert_eq!(agent_says(&mut events).await, "Goodbye!");
+    let outcome = tokio::time::timeout(Duration::from_secs(20), call).await.unwrap().unwrap().unwrap();
+    assert!(outcome.summary.starts_with("call ended by the agent"), "{}", outcome.summary);
+    // Deepgram was asked in the call's language; ElevenLabs spoke with the provider's voice.
+    assert!(fake.heard().contains(&("When do you open tomorrow?".to_owned(), "en-US".to_owned())), "{:?}", fake.heard());
+    assert!(fake.spoken().contains(&("We open at nine.".to_owned(), voice.to_owned())), "{:?}", fake.spoken());
 }

@@ -16,7 +16,7 @@ use crate::http::auth::Caller;
 use crate::http::error::{ApiError, Problem};
 use crate::http::input::{ApiJson, ApiPath, ApiQuery};
 use crate::http::pagination::{ListResponse, PageParams};
-use crate::providers::speech::{Ability, OpenAiSpeech, SpeechError};
+use crate::providers::speech::{self, Ability, SpeechAccount, SpeechError};
 use crate::storage::speech_providers::{self as store, SpeechSettings};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -25,20 +25,20 @@ pub struct CreateSpeechProvider {
     #[serde(default)]
     #[schema(required = true)]
     pub(crate) name: String,
-    /// The vendor's API; `openai` (the default) also fits self-hosted OpenAI-compatible servers.
+    /// The vendor's API: `openai` (the default; also self-hosted OpenAI-compatible servers),
+    /// `deepgram` (recognition only) or `elevenlabs` (synthesis only).
     #[serde(default = "openai")]
     pub(crate) kind: SpeechProviderKind,
-    /// e.g. `https://api.openai.com/v1` or `http://127.0.0.1:8000/v1`.
-    #[serde(default)]
-    #[schema(required = true)]
-    pub(crate) base_url: String,
-    /// Sent as `Authorization: Bearer`; optional for local servers. Never returned.
+    /// e.g. `https://api.openai.com/v1` or `http://127.0.0.1:8000/v1`; required for `openai`,
+    /// Deepgram's and ElevenLabs' own APIs otherwise.
+    pub(crate) base_url: Option<String>,
+    /// The vendor's API key; optional for local servers. Never returned.
     pub(crate) api_key: Option<String>,
-    /// Set to recognise callers with this provider, e.g. `whisper-1`.
+    /// Set to recognise callers with this provider, e.g. `whisper-1` or `nova-3`.
     pub(crate) transcription_model: Option<String>,
-    /// Set to speak with this provider, e.g. `gpt-4o-mini-tts`.
+    /// Set to speak with this provider, e.g. `gpt-4o-mini-tts` or `eleven_flash_v2_5`.
     pub(crate) speech_model: Option<String>,
-    /// Required with `speech_model`, e.g. `alloy`.
+    /// Required with `speech_model`, e.g. `alloy` or an ElevenLabs voice id.
     pub(crate) default_voice: Option<String>,
 }
 
@@ -73,14 +73,18 @@ fn storage_error(e: crate::storage::StorageError) -> ApiError {
 
 /// Checks the settings, then asks the vendor to do what the provider is for; the failure names
 /// the field to fix (the URL, the key, or the model that was refused).
-async fn verified(s: &AppState, settings: &SpeechSettings, api_key: Option<String>) -> Result<(), ApiError> {
+async fn verified(s: &AppState, kind: SpeechProviderKind, settings: &SpeechSettings, api_key: Option<String>) -> Result<(), ApiError> {
     let voice = settings.default_voice.as_deref();
-    provider::speech_capabilities(settings.transcription_model.as_deref(), settings.speech_model.as_deref(), voice)?;
+    provider::speech_capabilities(kind, settings.transcription_model.as_deref(), settings.speech_model.as_deref(), voice)?;
     reachable_url(&s.egress, "base_url", &settings.base_url).await?;
-    let models = (settings.transcription_model.as_deref().unwrap_or_default(), settings.speech_model.as_deref().unwrap_or_default());
-    let speech = OpenAiSpeech::new(s.egress.clone(), &settings.base_url, api_key, models.0, models.1);
-    let speaks = settings.speech_model.as_ref().and(voice);
-    speech.check(settings.transcription_model.is_some(), speaks).await.map_err(|failed| {
+    let account = SpeechAccount {
+        kind,
+        base_url: settings.base_url.clone(),
+        api_key,
+        transcription_model: settings.transcription_model.clone(),
+        speech_model: settings.speech_model.clone(),
+    };
+    speech::check(&s.egress, &account, voice).await.map_err(|failed| {
         let field = match (&failed.error, failed.ability) {
             (SpeechError::Unreachable(_) | SpeechError::Timeout | SpeechError::NotAllowed(_), _) => "base_url",
             (SpeechError::Refused { status: 401 | 403, .. }, _) => "api_key",
@@ -125,15 +129,19 @@ pub async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<CreateSpeechProvider>,
 ) -> Result<(StatusCode, Json<SpeechProvider>), ApiError> {
+    let base_url = match (body.base_url.as_deref(), body.kind.default_base_url()) {
+        (Some(url), _) | (None, Some(url)) => provider::api_base_url(url)?,
+        (None, None) => return Err(Invalid::new("base_url", "is required for an OpenAI-compatible server").into()),
+    };
     let settings = SpeechSettings {
         name: provider::provider_name(&body.name)?,
-        base_url: provider::api_base_url(&body.base_url)?,
+        base_url,
         transcription_model: optional_model("transcription_model", body.transcription_model)?,
         speech_model: optional_model("speech_model", body.speech_model)?,
         default_voice: optional_voice(body.default_voice)?,
     };
     let key = body.api_key.as_deref().map(api_key).transpose()?;
-    verified(&s, &settings, key.clone()).await?;
+    verified(&s, body.kind, &settings, key.clone()).await?;
     let created = store::create(&s.db, caller.org, body.kind, settings, key.as_deref(), caller.actor).await.map_err(storage_error)?;
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -183,7 +191,7 @@ pub async fn update(
             Some(key) => key.clone(),
             None => store::api_key(&s.db, caller.org, id).await.map_err(storage_error)?.map(|k| k.to_string()),
         };
-        verified(&s, &settings, key).await?;
+        verified(&s, current.kind, &settings, key).await?;
     }
     let updated = store::update(&s.db, caller.org, id, settings, new_key.as_ref().map(Option::as_deref), caller.actor).await;
     Ok(Json(updated.map_err(storage_error)?))

@@ -1,9 +1,15 @@
-//! A fake OpenAI-compatible audio server on 127.0.0.1 (`/v1/audio/transcriptions`,
-//! `/v1/audio/speech`), speaking the real wire protocol: multipart uploads answered with
-//! `{"text": …}`, speech streamed in chunks that split samples, errors in OpenAI's shape (401 for
-//! a wrong key, 404 for an unknown model). Two answer styles seen in the wild: raw 24 kHz PCM
-//! (OpenAI's `pcm`) and a WAV at its own rate (servers built on Piper answer 22.05 kHz WAV even
-//! when asked for `pcm`).
+//! A fake speech server on 127.0.0.1 that speaks three vendors' real wire protocols:
+//! - OpenAI-compatible (`/v1/audio/transcriptions`, `/v1/audio/speech`): multipart uploads
+//!   answered with `{"text": …}`, speech streamed in chunks that split samples, errors in
+//!   OpenAI's shape (401 for a wrong key, 404 for an unknown model). Two answer styles seen in
+//!   the wild: raw 24 kHz PCM (OpenAI's `pcm`) and a WAV at its own rate (servers built on Piper
+//!   answer 22.05 kHz WAV even when asked for `pcm`).
+//! - Deepgram's streaming recognition (`/v1/listen` WebSocket, `Authorization: Token`): binary
+//!   16-bit PCM in, an interim `Results` (`is_final: false`) while audio arrives, then on
+//!   `CloseStream` the final results in two parts, `Metadata`, and a close; a wrong key or model
+//!   refuses the handshake with Deepgram's `{"err_code", "err_msg"}`.
+//! - ElevenLabs' streamed synthesis (`/v1/text-to-speech/{voice}/stream?output_format=pcm_16000`,
+//!   `xi-api-key`): raw 16 kHz PCM in chunks; errors as `{"detail": {"status", "message"}}`.
 //!
 //! Its "voice" is a code the tests can read back through any telephone path: each byte of the
 //! text is two 30 ms steps of a constant level, one per half-byte ([`speak`]); its recognition
@@ -25,6 +31,8 @@ use switchboard::audio::{Audio, wav};
 pub const API_KEY: &str = "sk-speech-test";
 pub const TRANSCRIPTION_MODEL: &str = "whisper-1";
 pub const SPEECH_MODEL: &str = "tts-1";
+pub const DEEPGRAM_MODEL: &str = "nova-3";
+pub const ELEVENLABS_MODEL: &str = "eleven_flash_v2_5";
 
 /// How the server answers speech requests.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -53,6 +61,8 @@ impl FakeSpeech {
         let app = Router::new()
             .route("/v1/audio/transcriptions", post(transcribe))
             .route("/v1/audio/speech", post(synthesize))
+            .route("/v1/listen", axum::routing::get(deepgram_listen))
+            .route("/v1/text-to-speech/{voice}/stream", post(elevenlabs_stream))
             .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         fake
@@ -174,10 +184,15 @@ async fn synthesize(State(fake): State<FakeSpeech>, headers: HeaderMap, axum::Js
     fake.spoken.lock().unwrap().push((text.clone(), voice));
     let style = *fake.style.lock().unwrap();
     let (content_type, bytes) = match style {
-        SpeechStyle::RawPcm24k => ("audio/pcm", speak(&text, 24_000).iter().flat_map(|s| s.to_le_bytes()).collect::<Vec<u8>>()),
+        SpeechStyle::RawPcm24k => ("audio/pcm", pcm_bytes(&speak(&text, 24_000))),
         SpeechStyle::Wav22k => ("audio/wav", wav::encode(&Audio { rate: 22_050, samples: speak(&text, 22_050) })),
     };
-    // Streamed as it is "synthesised": odd-sized chunks (samples split between them), a few ms apart.
+    streamed(content_type, bytes)
+}
+
+/// Raw 16-bit little-endian samples streamed in odd-sized chunks (samples split between
+/// them), a few milliseconds apart, as a synthesiser streams.
+fn streamed(content_type: &'static str, bytes: Vec<u8>) -> Response {
     let chunks: Vec<Vec<u8>> = bytes.chunks(4801).map(<[u8]>::to_vec).collect();
     let stream = futures_util::stream::unfold(chunks.into_iter(), |mut chunks| async move {
         let chunk = chunks.next()?;
@@ -185,6 +200,89 @@ async fn synthesize(State(fake): State<FakeSpeech>, headers: HeaderMap, axum::Js
         Some((Ok::<_, std::io::Error>(chunk), chunks))
     });
     ([("content-type", content_type)], Body::from_stream(stream)).into_response()
+}
+
+fn pcm_bytes(samples: &[i16]) -> Vec<u8> {
+    samples.iter().flat_map(|s| s.to_le_bytes()).collect()
+}
+
+async fn elevenlabs_stream(
+    State(fake): State<FakeSpeech>,
+    axum::extract::Path(voice): axum::extract::Path<String>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+    axum::Json(request): axum::Json<Value>,
+) -> Response {
+    let refuse = |status: StatusCode, code: &str, message: &str| {
+        (status, axum::Json(json!({ "detail": { "status": code, "message": message } }))).into_response()
+    };
+    if headers.get("xi-api-key").and_then(|v| v.to_str().ok()) != Some(API_KEY) {
+        return refuse(StatusCode::UNAUTHORIZED, "invalid_api_key", "Invalid API key");
+    }
+    if request["model_id"] != ELEVENLABS_MODEL {
+        return refuse(StatusCode::BAD_REQUEST, "model_not_found", "A model with this ID does not exist");
+    }
+    if query.get("output_format").map(String::as_str) != Some("pcm_16000") {
+        return refuse(StatusCode::BAD_REQUEST, "invalid_output_format", "Unsupported output format");
+    }
+    let text = request["text"].as_str().unwrap_or_default().to_owned();
+    fake.spoken.lock().unwrap().push((text.clone(), voice));
+    streamed("audio/pcm", pcm_bytes(&speak(&text, 16_000)))
+}
+
+async fn deepgram_listen(
+    State(fake): State<FakeSpeech>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+    upgrade: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    let refuse = |status: StatusCode, code: &str, message: &str| {
+        (status, axum::Json(json!({ "err_code": code, "err_msg": message, "request_id": "fake" }))).into_response()
+    };
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Token {API_KEY}")) {
+        return refuse(StatusCode::UNAUTHORIZED, "INVALID_AUTH", "Invalid credentials.");
+    }
+    if query.get("model").map(String::as_str) != Some(DEEPGRAM_MODEL) {
+        return refuse(StatusCode::BAD_REQUEST, "Bad Request", "No such model/language/tier combination found.");
+    }
+    let rate: u32 = query.get("sample_rate").and_then(|r| r.parse().ok()).unwrap_or(16_000);
+    let language = query.get("language").cloned().unwrap_or_default();
+    upgrade.on_upgrade(move |socket| deepgram_session(fake, socket, rate, language))
+}
+
+async fn deepgram_session(fake: FakeSpeech, mut socket: axum::extract::ws::WebSocket, rate: u32, language: String) {
+    use axum::extract::ws::Message;
+    let results = |transcript: &str, is_final: bool| {
+        let body = json!({ "type": "Results", "channel_index": [0, 1], "duration": 1.0, "start": 0.0, "is_final": is_final,
+            "speech_final": is_final, "channel": { "alternatives": [{ "transcript": transcript, "confidence": 0.99, "words": [] }] } });
+        Message::Text(body.to_string().into())
+    };
+    let mut samples: Vec<i16> = Vec::new();
+    let mut interim_sent = false;
+    while let Some(Ok(message)) = socket.recv().await {
+        match message {
+            Message::Binary(bytes) => {
+                samples.extend(bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])));
+                if !interim_sent {
+                    interim_sent = true;
+                    let _ = socket.send(results("…", false)).await;
+                }
+            }
+            Message::Text(text) if text.contains("CloseStream") => break,
+            Message::Close(_) => return,
+            _ => {}
+        }
+    }
+    let text = hear(&Audio { rate, samples });
+    fake.heard.lock().unwrap().push((text.clone(), language));
+    // The final transcript in two results, as Deepgram finalises segment by segment.
+    let cut = text.char_indices().filter(|(_, c)| *c == ' ').map(|(i, _)| i).nth(1).unwrap_or(text.len());
+    for part in [&text[..cut], &text[cut..]] {
+        let _ = socket.send(results(part, true)).await;
+    }
+    let metadata = json!({ "type": "Metadata", "request_id": "fake", "duration": 1.0, "channels": 1 });
+    let _ = socket.send(Message::Text(metadata.to_string().into())).await;
+    let _ = socket.send(Message::Close(None)).await;
 }
 
 #[cfg(test)]
