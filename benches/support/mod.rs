@@ -10,7 +10,7 @@ use switchboard::config::Config;
 use switchboard::domain::agent::AgentSpec;
 use switchboard::domain::app::AppSpec;
 use switchboard::domain::audit::Actor;
-use switchboard::domain::ids::{AppId, OrgId};
+use switchboard::domain::ids::{AgentId, AppId, OrgId, PhoneNumberId};
 use switchboard::domain::phone_number::{E164, ServiceMode};
 use switchboard::domain::provider::{PhoneProviderKind, PhoneProviderStatus};
 use switchboard::storage::{Db, agents, apps, llm_providers, orgs, phone_numbers, phone_providers};
@@ -28,6 +28,8 @@ pub struct Bench {
     pub db: Db,
     pub org: OrgId,
     pub app: AppId,
+    pub agent: AgentId,
+    pub number: PhoneNumberId,
     _data: tempfile::TempDir,
 }
 
@@ -83,8 +85,8 @@ pub async fn serve(llm_base_url: Option<String>, adjust: impl FnOnce(&mut Config
         mode: ServiceMode::ConversationRelay,
         previous_voice_settings: None,
     };
-    phone_numbers::create(&db, org, number, Actor::System).await.unwrap();
-    Bench { base, account, db, org, app: app_row.id, _data: dir }
+    let number = phone_numbers::create(&db, org, number, Actor::System).await.unwrap().id;
+    Bench { base, account, db, org, app: app_row.id, agent: agent.id, number, _data: dir }
 }
 
 /// The signed incoming-call webhook form for a new call.

@@ -132,8 +132,8 @@ impl Pacer {
             return due;
         }
         if self.next_at + FRAME * LEAD_FRAMES < now {
-            // Idle (or stalled): start again from now, a few frames ahead.
-            self.next_at = now - FRAME * LEAD_FRAMES;
+            // Idle (or stalled): start again from now; the lead goes out at once.
+            self.next_at = now;
         }
         if self.next_at <= now + FRAME * LEAD_FRAMES {
             due.push(self.queue.pop_front().expect("not empty"));
@@ -363,10 +363,13 @@ mod tests {
         pacer.clear();
         assert_eq!(pacer.wake_at(), None);
         assert!(pacer.is_done(), "no mark was sent, none is awaited");
-        // A pause resets the schedule: new speech starts at once.
+        // A pause resets the schedule: new speech starts at once, its lead and no more.
         tokio::time::advance(Duration::from_secs(2)).await;
-        pacer.play(&[1000; 160], "speech-3".into());
-        assert_eq!(sent(&pacer.due(Instant::now())), ["frame:160:speech-3"]);
-        assert_eq!(sent(&pacer.due(Instant::now())), ["mark:speech-3"]);
+        pacer.play(&[1000; 1600], "speech-3".into());
+        let mut at_once = Vec::new();
+        while pacer.wake_at().is_some_and(|at| at <= Instant::now()) {
+            at_once.extend(sent(&pacer.due(Instant::now())));
+        }
+        assert_eq!(at_once, ["frame:160:speech-3", "frame:160", "frame:160", "frame:160"]);
     }
 }
