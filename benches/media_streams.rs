@@ -252,7 +252,7 @@ async fn converse(socket: Socket, call: u64) -> Measured {
                                 run += 1;
                                 // The first frames of a piece go out together, ahead of time.
                                 if run > 4 {
-                                    measured.pacing.push(if gap > FRAME { gap - FRAME } else { FRAME - gap });
+                                    measured.pacing.push(gap.abs_diff(FRAME));
                                 }
                             } else {
                                 run = 0;
