@@ -8,7 +8,7 @@
 //! Each caller waits for the greeting to play, speaks, hears the start of the answer, speaks over
 //! it (a barge-in: the agent interrupts on any speech), is answered again, and hangs up.
 //! Printed: the server's CPU and memory per call, the pacing of the frames the server sends
-//! (how far apart they arrive, off 20 ms, p50/p99), barge-in (the frame that confirms speech →
+//! (how far apart they arrive within a piece of speech, after its lead, off 20 ms, p50/p99), barge-in (the frame that confirms speech →
 //! `clear` arriving, p50/p99) and the latency the server adds to a turn (the caller's last
 //! speech → the answer's first frame, minus the end-of-turn silence and the stubs' delays).
 //!
@@ -192,6 +192,7 @@ async fn converse(socket: Socket, call: u64) -> Measured {
     let mut played_until = Instant::now();
     let mut marks: VecDeque<(Instant, String)> = VecDeque::new();
     let (mut last_frame, mut run) = (None::<Instant>, 0usize);
+    let mut greeting_heard = false;
     let mut heard_answer_frames = 0;
     let mut confirmed_at = None;
     let mut step = Step::AwaitGreeting;
@@ -233,7 +234,7 @@ async fn converse(socket: Socket, call: u64) -> Measured {
                     let mark = json!({ "event": "mark", "sequenceNumber": sequence.to_string(), "streamSid": sid, "mark": { "name": name } });
                     let _ = outgoing.send(Message::Text(mark.to_string().into())).await;
                 }
-                if step == Step::AwaitGreeting && marks.is_empty() && played_until + Duration::from_millis(200) < now && last_frame.is_some() {
+                if step == Step::AwaitGreeting && marks.is_empty() && played_until + Duration::from_millis(200) < now && greeting_heard {
                     step = Step::Speaking { frames: 0, then_interrupt: false };
                 }
                 if matches!(step, Step::AwaitSecondAnswer { .. }) && measured.added.len() == 2 && marks.is_empty() && played_until < now {
@@ -260,6 +261,7 @@ async fn converse(socket: Socket, call: u64) -> Measured {
                         }
                         last_frame = Some(now);
                         played_until = played_until.max(now) + FRAME;
+                        greeting_heard = true;
                         match step {
                             Step::AwaitAnswer { since } | Step::AwaitSecondAnswer { since } if measured.added.len() < 2 => {
                                 let waited = END_OF_TURN_MS + (TRANSCRIPTION_DELAY + MODEL_DELAY + SPEECH_DELAY).as_millis() as u64;
@@ -274,7 +276,11 @@ async fn converse(socket: Socket, call: u64) -> Measured {
                             _ => {}
                         }
                     }
-                    Some("mark") => marks.push_back((played_until, message["mark"]["name"].as_str().unwrap_or_default().to_owned())),
+                    Some("mark") => {
+                        marks.push_back((played_until, message["mark"]["name"].as_str().unwrap_or_default().to_owned()));
+                        // The next piece starts with its lead at once (a refill, not jitter).
+                        (last_frame, run) = (None, 0);
+                    }
                     Some("clear") => {
                         if let Some(confirmed) = confirmed_at.take() {
                             measured.barge_in.push(now - confirmed);

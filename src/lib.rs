@@ -3,7 +3,6 @@
 
 pub mod agent;
 pub mod app;
-pub mod audio;
 pub mod automations;
 pub mod cli;
 pub mod config;
@@ -13,3 +12,5 @@ pub mod providers;
 pub mod storage;
 pub mod telemetry;
 pub mod telephony;
+
+pub use switchboard_audio as audio;
