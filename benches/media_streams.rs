@@ -34,7 +34,7 @@ use switchboard::telephony::twilio::signature;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use support::{TOKEN, incoming_call, spawn_role, usage};
+use support::{TOKEN, incoming_call, runtime, spawn_role, usage};
 
 /// The stubs' delays: transcription, the model's first token, synthesis's first audio.
 const TRANSCRIPTION_DELAY: Duration = Duration::from_millis(100);
@@ -54,10 +54,6 @@ fn main() {
         Ok("server") => runtime().block_on(serve_switchboard()),
         _ => runtime().block_on(generate_load()),
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
 }
 
 /// Role `stubs`: an OpenAI-compatible model (a one-sentence answer after `MODEL_DELAY`) and
@@ -144,7 +140,8 @@ async fn open_stream(http: &reqwest::Client, base: &str, account: &str, call: u6
     let stream_url = format!("{}/twilio/media/{call_id}", base.replacen("http", "ws", 1));
     let mut request = stream_url.as_str().into_client_request().unwrap();
     request.headers_mut().insert("X-Twilio-Signature", signature::sign(TOKEN, &stream_url, &[]).parse().unwrap());
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    // Twilio's side, like ours, sends each frame at once (no Nagle).
+    let (mut socket, _) = tokio_tungstenite::connect_async_with_config(request, None, true).await.unwrap();
     let start = json!({ "event": "start", "sequenceNumber": "1", "start": { "streamSid": format!("MZ{call:032x}"),
         "callSid": format!("CA{call:032x}"), "accountSid": account, "tracks": ["inbound"], "customParameters": {},
         "mediaFormat": { "encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1 } } });

@@ -25,7 +25,7 @@ use switchboard::telephony::twilio::signature;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use support::{TOKEN, incoming_call, spawn_role, usage};
+use support::{TOKEN, incoming_call, runtime, spawn_role, usage};
 
 /// The stub model's time to first token.
 const MODEL_DELAY: Duration = Duration::from_millis(200);
@@ -40,10 +40,6 @@ fn main() {
         Ok("server") => runtime().block_on(serve_switchboard()),
         _ => runtime().block_on(generate_load()),
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
 }
 
 /// Role `model`: a stand-in OpenAI-compatible model that waits `MODEL_DELAY`, then streams a

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::agent::call_log::TranscriptWriter;
@@ -170,7 +171,14 @@ impl Application {
             shutdown.await;
             drain(&live, grace).await;
         };
-        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+        // Calls' audio goes out 20 ms at a time: small writes must not wait for the peer's
+        // acknowledgement of the last one (Nagle's algorithm), or frames go out in pairs.
+        let listener = self.listener.tap_io(|stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
+            }
+        });
+        axum::serve(listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(drained)
             .await
             .context("serving HTTP")?;

@@ -104,6 +104,12 @@ pub fn incoming_call(account: &str, call: u64) -> Vec<(String, String)> {
     .collect()
 }
 
+/// The runtime each role of a benchmark runs on.
+#[allow(dead_code)]
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+}
+
 /// Starts this benchmark again in `role`, and returns the child and its first line of output.
 #[allow(dead_code)] // each benchmark uses what it needs
 pub async fn spawn_role(role: &str, env: &[(&str, &str)]) -> (Child, String) {

@@ -24,25 +24,43 @@ on_both_backends!(
     deepgram_hears_and_elevenlabs_speaks,
 );
 
-fn provider_body(fake: &FakeSpeech, extra: Value) -> Value {
-    let mut body = json!({ "name": "Fake speech", "base_url": fake.base_url, "api_key": fake_speech::API_KEY,
-        "transcription_model": fake_speech::TRANSCRIPTION_MODEL, "speech_model": fake_speech::SPEECH_MODEL, "default_voice": "alloy" });
-    for (key, value) in extra.as_object().unwrap() {
+/// `base` with the fields of `changes` set (or replaced).
+fn with(base: &Value, changes: Value) -> Value {
+    let mut body = base.clone();
+    for (key, value) in changes.as_object().unwrap() {
         body[key] = value.clone();
     }
     body
 }
 
+fn provider_body(fake: &FakeSpeech, changes: Value) -> Value {
+    let body = json!({ "name": "Fake speech", "base_url": fake.base_url, "api_key": fake_speech::API_KEY,
+        "transcription_model": fake_speech::TRANSCRIPTION_MODEL, "speech_model": fake_speech::SPEECH_MODEL, "default_voice": "alloy" });
+    with(&body, changes)
+}
+
+/// Creating a speech provider from `body` is refused, naming `field`; returns the detail.
+async fn refused(app: &TestApp, field: &str, body: Value) -> String {
+    let reply = app.post("/api/v1/speech-providers", body).await;
+    assert_eq!(reply.body["errors"][0]["field"], field, "{}", reply.body);
+    reply.problem(422)
+}
+
+/// Places a call to the line through the dev phone: what the caller does, what they hear, and
+/// the call's outcome.
+fn place_call(
+    app: &TestApp,
+    line: &PhoneLine,
+    fake: &FakeSpeech,
+) -> (mpsc::Sender<CallerAction>, mpsc::Receiver<PhoneEvent>, tokio::task::JoinHandle<anyhow::Result<dev_phone::Outcome>>) {
+    let (act, actions) = mpsc::channel(8);
+    let (hear, events) = mpsc::channel(64);
+    (act, events, tokio::spawn(dev_phone::call(dial(app, line, fake), actions, hear)))
+}
+
 async fn speech_providers_are_verified_when_saved(app: TestApp) {
     let fake = FakeSpeech::start().await;
-    let refused = |field: &'static str, body: Value| {
-        let app = &app;
-        async move {
-            let reply = app.post("/api/v1/speech-providers", body).await;
-            assert_eq!(reply.body["errors"][0]["field"], field, "{}", reply.body);
-            reply.problem(422)
-        }
-    };
+    let refused = |field: &'static str, body: Value| refused(&app, field, body);
     let detail = refused("api_key", provider_body(&fake, json!({ "api_key": "sk-wrong" }))).await;
     assert!(detail.contains("Incorrect API key"), "the vendor's words are passed on: {detail}");
     let detail = refused("transcription_model", provider_body(&fake, json!({ "transcription_model": "whisper-9" }))).await;
@@ -195,9 +213,7 @@ async fn a_media_stream_call_holds_a_whole_conversation(app: TestApp) {
         ),
         Reply::calls("endConversation", json!({ "summary": "Moved order 42 to Tuesday.", "closing_message": "Done. Goodbye!" })),
     ]);
-    let (act, actions) = mpsc::channel(8);
-    let (hear_tx, mut events) = mpsc::channel(64);
-    let call = tokio::spawn(dev_phone::call(dial(&app, &line, &fake), actions, hear_tx));
+    let (act, mut events, call) = place_call(&app, &line, &fake);
 
     assert_eq!(agent_says(&mut events).await, "Hello, this is Ava. How can I help?");
     act.send(CallerAction::Say("I need to change my order.".into())).await.unwrap();
@@ -302,23 +318,9 @@ async fn the_dev_phone_speaks_and_records_from_the_terminal(app: TestApp) {
 /// verified when saved; the phone itself talks through the OpenAI-compatible fake.
 async fn deepgram_hears_and_elevenlabs_speaks(app: TestApp) {
     let fake = FakeSpeech::start().await;
-    let refused = |field: &'static str, body: Value| {
-        let app = &app;
-        async move {
-            let reply = app.post("/api/v1/speech-providers", body).await;
-            assert_eq!(reply.body["errors"][0]["field"], field, "{}", reply.body);
-            reply.problem(422)
-        }
-    };
+    let refused = |field: &'static str, body: Value| refused(&app, field, body);
     let deepgram = json!({ "name": "Deepgram", "kind": "deepgram", "base_url": fake.base_url, "api_key": fake_speech::API_KEY,
         "transcription_model": fake_speech::DEEPGRAM_MODEL });
-    let with = |base: &Value, extra: Value| {
-        let mut body = base.clone();
-        for (key, value) in extra.as_object().unwrap() {
-            body[key] = value.clone();
-        }
-        body
-    };
     assert!(refused("api_key", with(&deepgram, json!({ "api_key": "dg-wrong" }))).await.contains("Invalid credentials."));
     assert!(refused("transcription_model", with(&deepgram, json!({ "transcription_model": "nova-9" }))).await.contains("No such model"));
     refused("speech_model", with(&deepgram, json!({ "speech_model": "aura", "default_voice": "x" }))).await;
@@ -348,9 +350,7 @@ async fn deepgram_hears_and_elevenlabs_speaks(app: TestApp) {
         "speech": { "speech_to_text_provider_id": hears["id"], "text_to_speech_provider_id": speaks["id"], "end_of_turn_silence_ms": 300 } });
     let line = app.phone_line(agent).await;
     app.patch(&format!("/api/v1/phone-numbers/{}", line.number_id), json!({ "mode": "media_stream" })).await.expect(200);
-    let (act, actions) = mpsc::channel(8);
-    let (hear_tx, mut events) = mpsc::channel(64);
-    let call = tokio::spawn(dev_phone::call(dial(&app, &line, &fake), actions, hear_tx));
+    let (act, mut events, call) = place_call(&app, &line, &fake);
     assert_eq!(agent_says(&mut events).await, "Hi, this is Ava.");
     act.send(CallerAction::Say("When do you open tomorrow?".into())).await.unwrap();
     assert_eq!(agent_says(&mut events).await, "We open at nine.");

@@ -208,7 +208,8 @@ pub async fn call(dial: Dial, actions: mpsc::Receiver<CallerAction>, events: mps
         .context("socket URL has no path")?;
     let mut request = format!("{}{path}", dial.server.replacen("http", "ws", 1)).as_str().into_client_request()?;
     request.headers_mut().insert("X-Twilio-Signature", signature::sign(&dial.auth_token, &socket_url, &[]).parse()?);
-    let (socket, _) = tokio_tungstenite::connect_async(request).await.with_context(|| format!("opening the {mode} WebSocket"))?;
+    let (socket, _) =
+        tokio_tungstenite::connect_async_with_config(request, None, true).await.with_context(|| format!("opening the {mode} WebSocket"))?;
     let ended = if mode == "relay" {
         if let Some(greeting) = attribute(&twiml, "ConversationRelay", "welcomeGreeting") {
             let _ = events.send(PhoneEvent::Greeting(greeting)).await;
