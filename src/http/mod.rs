@@ -173,6 +173,8 @@ pub fn router(state: AppState) -> Router {
         .route("/settings/llm-providers", get(console::settings::llm_providers).post(console::settings::add_llm_provider))
         .route("/settings/llm-providers/{id}/test", post(console::settings::test_llm_provider))
         .route("/settings/llm-providers/{id}/remove", post(console::settings::remove_llm_provider))
+        .route("/settings/speech-providers", get(console::speech::list).post(console::speech::add))
+        .route("/settings/speech-providers/{id}/remove", post(console::speech::remove))
         .route("/settings/retention", get(console::settings::retention).post(console::settings::set_retention))
         .route("/settings/users", get(console::team::users).post(console::team::add_user))
         .route("/settings/users/{id}/role", post(console::team::change_role))

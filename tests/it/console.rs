@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::support::browser::Browser;
 use crate::support::fake_llm::{FakeLlm, Reply};
+use crate::support::fake_speech::{self, FakeSpeech};
 use crate::support::relay_client::RelayClient;
 use crate::support::{Backend, LINE_TOKEN, TestApp, on_both_backends, sid, spawn_app};
 
@@ -534,6 +535,24 @@ async fn settings_manage_people_tokens_models_and_retention(app: TestApp) {
     llm.script([Reply::fails(401)]);
     let (_, _, page) = owner.submit(&format!("/settings/llm-providers/{test}"), &[]).await;
     assert!(page.contains("No answer from fake-model") && page.contains("401"), "{page}");
+
+    // Speech providers: tested with the vendor when added; a refusal shows beside its field.
+    let speech = FakeSpeech::start().await;
+    owner.get("/settings/speech-providers").await;
+    let fields = |key: &'static str| {
+        [("name", "Voices"), ("kind", "openai"), ("base_url", speech.base_url.as_str()), ("transcription_model", "whisper-1")]
+            .into_iter()
+            .chain([("speech_model", "tts-1"), ("default_voice", "alloy"), ("api_key", key)])
+            .collect::<Vec<_>>()
+    };
+    let (status, _, page) = owner.submit("/settings/speech-providers", &fields("sk-wrong")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("id=\"api_key-error\"") && page.contains("Incorrect API key"), "{page}");
+    assert!(page.contains("value=\"Voices\"") && !page.contains("sk-wrong"), "what was typed stays, but not the key");
+    let (status, _, _) = owner.submit("/settings/speech-providers", &fields(fake_speech::API_KEY)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, page) = owner.get("/settings/speech-providers").await;
+    assert!(page.contains("data-provider=\"Voices\"") && page.contains("whisper-1") && page.contains("tts-1 · alloy"), "{page}");
 
     // Retention: a typo is explained beside its field; a valid policy is saved.
     owner.get("/settings/retention").await;

@@ -18,6 +18,7 @@ pub mod charts;
 pub mod insights;
 pub mod numbers;
 pub mod settings;
+pub mod speech;
 pub mod team;
 pub mod test_call;
 
