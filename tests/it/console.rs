@@ -553,6 +553,39 @@ async fn settings_manage_people_tokens_models_and_retention(app: TestApp) {
     assert_eq!(status, StatusCode::SEE_OTHER);
     let (_, _, page) = owner.get("/settings/speech-providers").await;
     assert!(page.contains("data-provider=\"Voices\"") && page.contains("whisper-1") && page.contains("tts-1 · alloy"), "{page}");
+    // An agent's voice settings: providers, voices per language, turn-taking, filler.
+    let voices = app.get("/api/v1/speech-providers").await.expect(200)["data"][0]["id"].as_str().unwrap().to_owned();
+    let app_id = app.create_app("Voices").await;
+    let agent = app.create_agent(&app_id, "Ava").await;
+    owner.get(&format!("/agents/{agent}")).await;
+    let form = |voices_text: &'static str, voices: &str| {
+        [("name", "Ava"), ("instructions", "Help callers."), ("conversation_timeout_secs", "30"), ("max_call_duration_secs", "1800")]
+            .into_iter()
+            .map(|(k, v)| (k, v.to_owned()))
+            .chain([
+                ("speech_to_text_provider_id", voices.to_owned()),
+                ("text_to_speech_provider_id", voices.to_owned()),
+                ("voices", voices_text.to_owned()),
+                ("end_of_turn_silence_ms", "1200".to_owned()),
+                ("backchannels_interrupt", "on".to_owned()),
+                ("filler", "Let me check.".to_owned()),
+                ("filler_after_ms", "900".to_owned()),
+            ])
+            .collect::<Vec<_>>()
+    };
+    let typo = form("fr juliette", &voices);
+    let (status, _, page) = owner.submit(&format!("/agents/{agent}"), &borrowed(&typo)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("id=\"voices-error\"") && page.contains("language=voice"), "{page}");
+    let good = form("fr=juliette", &voices);
+    let (status, _, _) = owner.submit(&format!("/agents/{agent}"), &borrowed(&good)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let speech = app.get(&format!("/api/v1/agents/{agent}")).await.expect(200)["speech"].clone();
+    assert_eq!(
+        speech,
+        json!({ "speech_to_text_provider_id": voices, "text_to_speech_provider_id": voices, "voices": { "fr": "juliette" },
+                "end_of_turn_silence_ms": 1200, "backchannels_interrupt": true, "filler": "Let me check.", "filler_after_ms": 900 })
+    );
 
     // Retention: a typo is explained beside its field; a valid policy is saved.
     owner.get("/settings/retention").await;
@@ -821,4 +854,9 @@ async fn in_chromium_pages_render_forged_forms_fail_members_only_read_and_wrong_
 /// A member API token of the test app's organisation.
 async fn tokens_for_member(app: &TestApp) -> String {
     app.post("/api/v1/api-tokens", json!({ "name": "reader", "role": "member" })).await.expect(201)["token"].as_str().unwrap().to_owned()
+}
+
+/// Form fields as the `submit` helper takes them.
+fn borrowed<'a>(fields: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    fields.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }

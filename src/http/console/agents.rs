@@ -11,15 +11,15 @@ use serde_json::Value;
 
 use super::auth::{Submitted, Viewer, redirect_with_notice};
 use super::{ConsoleError, Cursor, FormErrors, Layout, first_page};
-use crate::domain::agent::{Agent, AgentSpec, AgentTool, AgentVersion};
+use crate::domain::agent::{Agent, AgentSpec, AgentSpeech, AgentTool, AgentVersion};
 use crate::domain::app::App;
-use crate::domain::ids::{AgentId, AppId, LlmProviderId};
+use crate::domain::ids::{AgentId, AppId, LlmProviderId, SpeechProviderId};
 use crate::domain::phone_number::PhoneNumber;
-use crate::domain::provider::LlmProvider;
+use crate::domain::provider::{LlmProvider, SpeechProvider};
 use crate::domain::validation::Invalid;
 use crate::http::AppState;
 use crate::http::api::agents::{self as api, AgentFields, PreviewQuery, PromptPreview};
-use crate::http::api::{apps as apps_api, llm_providers as llm_api, phone_numbers as numbers_api};
+use crate::http::api::{apps as apps_api, llm_providers as llm_api, phone_numbers as numbers_api, speech_providers as speech_api};
 use crate::http::error::ApiError;
 use crate::http::input::{ApiJson, ApiPath, ApiQuery};
 
@@ -121,6 +121,7 @@ struct AgentPage {
     app: App,
     agent: Agent,
     providers: Vec<LlmProvider>,
+    speech_providers: Vec<SpeechProvider>,
     tools: &'static [AgentTool],
     history: Vec<VersionEntry>,
     /// The numbers that reach this agent, for a test call.
@@ -134,6 +135,11 @@ impl AgentPage {
         self.agent.spec.end_call_phrases.join("\n")
     }
 
+    /// The voices per language, one `language=voice` a line.
+    fn voices(&self) -> String {
+        self.agent.spec.speech.voices.iter().map(|(language, voice)| format!("{language}={voice}")).collect::<Vec<_>>().join("\n")
+    }
+
     fn preview_tools(&self) -> String {
         serde_json::to_string_pretty(&self.preview.tools).unwrap_or_default()
     }
@@ -143,6 +149,7 @@ async fn agent_page(state: AppState, viewer: &Viewer, agent: Agent, errors: Form
     let caller = viewer.caller();
     let app = apps_api::get(State(state.clone()), caller, ApiPath(agent.app_id)).await?.0;
     let providers = llm_api::list(State(state.clone()), caller, first_page(None)).await?.0.data;
+    let speech_providers = speech_api::list(State(state.clone()), caller, first_page(None)).await?.0.data;
     let versions = api::versions(State(state.clone()), caller, ApiPath(agent.id)).await?.0.data;
     let history = versions
         .iter()
@@ -158,7 +165,7 @@ async fn agent_page(state: AppState, viewer: &Viewer, agent: Agent, errors: Form
         api::prompt_preview(State(state), caller, ApiPath(agent.id), ApiQuery(PreviewQuery { caller: None, languages: None })).await?.0;
     let status = if errors.any() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     let layout = viewer.layout(agent.spec.name.clone(), "apps");
-    let page = AgentPage { layout, app, agent, providers, tools: AgentTool::ALL, history, numbers, preview, errors };
+    let page = AgentPage { layout, app, agent, providers, speech_providers, tools: AgentTool::ALL, history, numbers, preview, errors };
     Ok((status, viewer.render(&page)).into_response())
 }
 
@@ -197,11 +204,41 @@ pub struct AgentForm {
     transfer_number: Option<String>,
     #[serde(default)]
     tools: Vec<AgentTool>,
+    speech_to_text_provider_id: Option<SpeechProviderId>,
+    text_to_speech_provider_id: Option<SpeechProviderId>,
+    /// One `language=voice` a line.
+    #[serde(default)]
+    voices: String,
+    #[serde(default)]
+    end_of_turn_silence_ms: String,
+    /// A ticked checkbox.
+    backchannels_interrupt: Option<String>,
+    #[serde(default)]
+    filler: String,
+    #[serde(default)]
+    filler_after_ms: String,
 }
 
 /// A whole number of seconds typed into `field`.
 fn seconds(field: &str, text: &str) -> Result<i64, Invalid> {
     text.trim().parse().map_err(|_| Invalid::new(field, "must be a whole number of seconds"))
+}
+
+/// A whole number of milliseconds typed into `field`.
+fn milliseconds(field: &str, text: &str) -> Result<i64, Invalid> {
+    text.trim().parse().map_err(|_| Invalid::new(field, "must be a whole number of milliseconds"))
+}
+
+/// `language=voice` lines.
+fn voices(text: &str) -> Result<std::collections::BTreeMap<String, String>, Invalid> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(|line| match line.split_once('=') {
+            Some((language, voice)) => Ok((language.trim().to_owned(), voice.trim().to_owned())),
+            None => Err(Invalid::new("speech.voices", format!("`{line}`: write one `language=voice` a line, e.g. fr=juliette"))),
+        })
+        .collect()
 }
 
 impl AgentForm {
@@ -226,7 +263,15 @@ impl AgentForm {
             voice: None,
             tools: Some(self.tools),
             transfer_number: Some(self.transfer_number),
-            speech: None,
+            speech: Some(AgentSpeech {
+                speech_to_text_provider_id: self.speech_to_text_provider_id,
+                text_to_speech_provider_id: self.text_to_speech_provider_id,
+                voices: voices(&self.voices)?,
+                end_of_turn_silence_ms: milliseconds("speech.end_of_turn_silence_ms", &self.end_of_turn_silence_ms)?,
+                backchannels_interrupt: self.backchannels_interrupt.is_some(),
+                filler: self.filler,
+                filler_after_ms: milliseconds("speech.filler_after_ms", &self.filler_after_ms)?,
+            }),
         })
     }
 }
