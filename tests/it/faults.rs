@@ -48,6 +48,13 @@ async fn exchange(call: &mut LiveCall, words: &str) {
     call.agent_said.push(call.relay.utterance().await.text);
 }
 
+/// Waits until the call's turns so far are written (they are, milliseconds after they are
+/// spoken; a kill in between loses the turn in flight, which no test should count on).
+async fn written(app: &TestApp, call: &LiveCall) {
+    let path = format!("/api/v1/calls/{}", call.id);
+    app.until(&path, |r| call.agent_said.iter().all(|said| stored_words(r, "agent").contains(said))).await;
+}
+
 /// What the transcript holds, by side.
 fn stored_words(record: &Value, role: &str) -> Vec<String> {
     record["transcript"].as_array().unwrap().iter().filter(|t| t["role"] == role).map(|t| t["text"].as_str().unwrap().to_owned()).collect()
@@ -81,6 +88,9 @@ async fn live_calls_outlive_kill_9_and_a_restart_of_their_node() {
     for fill in ['1', '2', '3', '4'] {
         calls.push(place_call(&app, &line, fill).await);
     }
+    for call in &calls {
+        written(&app, call).await;
+    }
 
     node.kill();
     let restarted = ServerProcess::node_of(&app, "node-a", LEASE_SECS).await;
@@ -111,6 +121,9 @@ async fn two_nodes_share_one_postgresql_and_the_survivor_settles_a_dead_nodes_ca
     let mut on_a = vec![place_call(&app, &line, '1').await, place_call(&app, &line, '2').await];
     app.addr = b.addr;
     let mut on_b = vec![place_call(&app, &line, '3').await, place_call(&app, &line, '4').await];
+    for call in &on_a {
+        written(&app, call).await;
+    }
 
     a.kill();
     // The survivor keeps serving its own calls and the API.
