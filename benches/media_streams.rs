@@ -30,11 +30,9 @@ use switchboard::domain::audit::Actor;
 use switchboard::domain::phone_number::ServiceMode;
 use switchboard::domain::provider::SpeechProviderKind;
 use switchboard::storage::{agents, phone_numbers, speech_providers};
-use switchboard::telephony::twilio::signature;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use support::{TOKEN, incoming_call, runtime, spawn_role, usage};
+use support::{Socket, answer_call, runtime, spawn_role, usage};
 
 /// The stubs' delays: transcription, the model's first token, synthesis's first audio.
 const TRANSCRIPTION_DELAY: Duration = Duration::from_millis(100);
@@ -99,7 +97,7 @@ async fn serve_stubs() {
 /// URL and the Twilio account, then serves until killed.
 async fn serve_switchboard() {
     let stubs = std::env::var("STUBS_URL").unwrap();
-    let bench = support::serve(Some(stubs.clone()), |config| config.allow_private_targets = true).await;
+    let bench = support::serve(Some(stubs.clone()), |_| {}).await;
     let settings = speech_providers::SpeechSettings {
         name: "stub".into(),
         base_url: stubs,
@@ -121,27 +119,8 @@ async fn serve_switchboard() {
     std::future::pending::<()>().await;
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 async fn open_stream(http: &reqwest::Client, base: &str, account: &str, call: u64) -> Socket {
-    let params = incoming_call(account, call);
-    let url = format!("{base}/twilio/voice");
-    let twiml = http
-        .post(&url)
-        .header("X-Twilio-Signature", signature::sign(TOKEN, &url, &params))
-        .form(&params)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let call_id = twiml.split("/twilio/media/").nth(1).unwrap_or_else(|| panic!("not a stream: {twiml}")).split('"').next().unwrap();
-    let stream_url = format!("{}/twilio/media/{call_id}", base.replacen("http", "ws", 1));
-    let mut request = stream_url.as_str().into_client_request().unwrap();
-    request.headers_mut().insert("X-Twilio-Signature", signature::sign(TOKEN, &stream_url, &[]).parse().unwrap());
-    // Twilio's side, like ours, sends each frame at once (no Nagle).
-    let (mut socket, _) = tokio_tungstenite::connect_async_with_config(request, None, true).await.unwrap();
+    let mut socket = answer_call(http, base, account, call, "media").await;
     let start = json!({ "event": "start", "sequenceNumber": "1", "start": { "streamSid": format!("MZ{call:032x}"),
         "callSid": format!("CA{call:032x}"), "accountSid": account, "tracks": ["inbound"], "customParameters": {},
         "mediaFormat": { "encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1 } } });

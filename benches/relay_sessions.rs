@@ -21,11 +21,9 @@ use axum::body::Body;
 use axum::response::IntoResponse;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use switchboard::telephony::twilio::signature;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use support::{TOKEN, incoming_call, runtime, spawn_role, usage};
+use support::{Socket, answer_call, runtime, spawn_role, usage};
 
 /// The stub model's time to first token.
 const MODEL_DELAY: Duration = Duration::from_millis(200);
@@ -72,26 +70,8 @@ async fn serve_switchboard() {
     std::future::pending::<()>().await;
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 async fn open_session(http: &reqwest::Client, base: &str, account: &str, call: u64) -> Socket {
-    let params = incoming_call(account, call);
-    let url = format!("{base}/twilio/voice");
-    let twiml = http
-        .post(&url)
-        .header("X-Twilio-Signature", signature::sign(TOKEN, &url, &params))
-        .form(&params)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let call_id = twiml.split("/twilio/relay/").nth(1).unwrap().split('"').next().unwrap().to_owned();
-    let relay_url = format!("{}/twilio/relay/{call_id}", base.replacen("http", "ws", 1));
-    let mut request = relay_url.as_str().into_client_request().unwrap();
-    request.headers_mut().insert("X-Twilio-Signature", signature::sign(TOKEN, &relay_url, &[]).parse().unwrap());
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut socket = answer_call(http, base, account, call, "relay").await;
     socket.send(Message::Text(json!({ "type": "setup", "callSid": format!("CA{call:032x}") }).to_string().into())).await.unwrap();
     socket
 }

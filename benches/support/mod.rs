@@ -34,7 +34,7 @@ pub struct Bench {
 }
 
 /// Starts the server with one active number, after `adjust` changes its configuration; its
-/// agent uses `llm_base_url` when given.
+/// agent uses `llm_base_url` when given. `BENCH_LOG` (a level) shows the server's log.
 pub async fn serve(llm_base_url: Option<String>, adjust: impl FnOnce(&mut Config)) -> Bench {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config {
@@ -43,10 +43,15 @@ pub async fn serve(llm_base_url: Option<String>, adjust: impl FnOnce(&mut Config
         database_url: format!("sqlite://{}/bench.db", dir.path().display()),
         data_dir: dir.path().to_owned(),
         provider_verify_interval_secs: 0,
-        log: "error".into(),
+        log: std::env::var("BENCH_LOG").unwrap_or_else(|_| "error".into()),
+        // The stubs and receivers of the benchmarks listen on loopback.
+        allow_private_targets: true,
         ..Config::default()
     };
     adjust(&mut config);
+    if std::env::var_os("BENCH_LOG").is_some() {
+        switchboard::telemetry::init(&config.log);
+    }
     let app = Application::build(config.clone()).await.unwrap();
     let base = format!("http://{}", app.local_addr());
     tokio::spawn(app.run(std::future::pending()));
@@ -102,6 +107,26 @@ pub fn incoming_call(account: &str, call: u64) -> Vec<(String, String)> {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect()
+}
+
+pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Rings the number as Twilio would for call number `call` and opens the call's socket
+/// (`relay` or `media`) named in the TwiML, signed; the handshake sends each frame at once.
+#[allow(dead_code)]
+pub async fn answer_call(http: &reqwest::Client, base: &str, account: &str, call: u64, socket: &str) -> Socket {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let params = incoming_call(account, call);
+    let url = format!("{base}/twilio/voice");
+    let signed = switchboard::telephony::twilio::signature::sign(TOKEN, &url, &params);
+    let twiml = http.post(&url).header("X-Twilio-Signature", signed).form(&params).send().await.unwrap().text().await.unwrap();
+    let marker = format!("/twilio/{socket}/");
+    let call_id = twiml.split(&marker).nth(1).unwrap_or_else(|| panic!("no {socket} socket in {twiml}")).split('"').next().unwrap();
+    let socket_url = format!("{}{marker}{call_id}", base.replacen("http", "ws", 1));
+    let mut request = socket_url.as_str().into_client_request().unwrap();
+    let signed = switchboard::telephony::twilio::signature::sign(TOKEN, &socket_url, &[]);
+    request.headers_mut().insert("X-Twilio-Signature", signed.parse().unwrap());
+    tokio_tungstenite::connect_async_with_config(request, None, true).await.unwrap().0
 }
 
 /// The runtime each role of a benchmark runs on.
