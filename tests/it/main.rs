@@ -20,5 +20,6 @@ mod media_streams;
 mod phone_numbers;
 mod providers;
 mod tenancy;
+mod turn_models;
 mod twilio_provisioning;
 mod twilio_webhooks;

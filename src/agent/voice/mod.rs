@@ -3,11 +3,11 @@
 //! piece, and `clear`, out) and an agent [`Session`](super::session::Session) (caller events in,
 //! commands out), so the session is the same as for ConversationRelay calls.
 //!
-//! - Hearing: a frame whose level reaches `speech_level_dbfs` counts as speech; the caller
-//!   starts speaking after `min_speech` of it and stops after the agent's end-of-turn silence
-//!   without it ([`SpeechGate`]; a voice activity and end-of-turn model replace the level next).
-//!   Each utterance, with the frames that confirmed it, is transcribed and reaches the session
-//!   as `Said`; an empty transcript is dropped.
+//! - Hearing (`hearing`): Silero VAD (else the level) tells speech frames; the end-of-turn
+//!   model (else silence alone) decides when a pause ends the caller's turn, with the agent's
+//!   patience for callers who pause mid-sentence. Each utterance, with the frames that
+//!   confirmed it, is transcribed and reaches the session as `Said`; an empty transcript is
+//!   dropped.
 //! - Speaking (`speaker`): the session's tokens are cut into sentences; each is synthesised as
 //!   soon as it is complete (the first audio leaves before the reply is), resampled to 8 kHz,
 //!   and sent piece by piece, each followed by a mark; the sentence's words ride on its last
@@ -24,6 +24,7 @@
 //!   the answer sent, in parts ([`VoiceLatency`]), goes to the session as `Waited`.
 
 mod backchannel;
+pub mod hearing;
 mod playback;
 mod speaker;
 
@@ -37,14 +38,17 @@ use futures_util::stream::FuturesOrdered;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use self::hearing::{EndOfTurn, Endpointing, Heard, SpeechDetector, TurnDetector};
 use self::playback::Playback;
 pub use self::speaker::SpeechCache;
 use self::speaker::{Speaker, last_sentence_end, sentences};
 use super::session::{AgentCommand, CallerEvent, Ending};
 use crate::audio::Audio;
-use crate::audio::frames::{FRAME, SpeechGate, Transition, level_dbfs};
+use crate::audio::frames::{FRAME, samples_per_frame};
 use crate::domain::agent::AgentSpeech;
 use crate::domain::call::VoiceLatency;
+use crate::models::vad::SileroVad;
+use crate::models::{ModelError, TurnModels};
 use crate::providers::speech::{SpeechError, SpeechToText, TextToSpeech};
 
 /// The rate of the audio a transport carries.
@@ -121,6 +125,19 @@ impl Wait {
     }
 }
 
+/// The models a voice hears with; without them, loudness and silence.
+#[derive(Clone, Default)]
+pub struct Hearing {
+    pub vad: Option<Arc<SileroVad>>,
+    pub end_of_turn: Option<Arc<dyn EndOfTurn>>,
+}
+
+impl Hearing {
+    pub fn from_models(models: Option<&TurnModels>) -> Self {
+        Self { vad: models.map(|m| m.vad.clone()), end_of_turn: models.map(|m| m.end_of_turn.clone() as Arc<dyn EndOfTurn>) }
+    }
+}
+
 pub struct Voice {
     pub stt: Arc<dyn SpeechToText>,
     pub tts: Arc<dyn TextToSpeech>,
@@ -128,6 +145,7 @@ pub struct Voice {
     pub cache: SpeechCache,
     pub synthesizer: String,
     pub settings: VoiceSettings,
+    pub hearing: Hearing,
 }
 
 /// The channels a voice sits between.
@@ -140,6 +158,16 @@ pub struct VoiceLinks {
 
 /// The longest speech over the agent that waits to be heard out as a possible backchannel.
 const SHORT_UTTERANCE: Duration = Duration::from_millis(700);
+/// Silence after the caller's last word kept in the audio to transcribe.
+const KEPT_SILENCE: Duration = Duration::from_millis(200);
+
+/// The end-of-turn model's answer, once it has one (never, while it is not asked).
+async fn model_answer(verdict: &mut Option<tokio::task::JoinHandle<Result<f32, ModelError>>>) -> Result<f32, ModelError> {
+    match verdict {
+        Some(thinking) => thinking.await.unwrap_or_else(|e| Err(ModelError::Inference(e.to_string()))),
+        None => std::future::pending().await,
+    }
+}
 
 /// An utterance being transcribed: its words, when the caller stopped speaking and when that
 /// was taken as the end of their turn, and whether it came over the agent's speech.
@@ -154,12 +182,12 @@ struct Voicing {
     settings: VoiceSettings,
     to_transport: mpsc::Sender<TransportOut>,
     to_session: mpsc::Sender<CallerEvent>,
-    gate: SpeechGate,
+    turn: TurnDetector,
+    /// The end-of-turn model thinking about the utterance so far.
+    verdict: Option<tokio::task::JoinHandle<Result<f32, ModelError>>>,
     /// The frames before speech was confirmed (they belong to the utterance), and the utterance.
     recent: VecDeque<Vec<i16>>,
     utterance: Vec<i16>,
-    /// Frames since the caller's last speech, in audio time whatever the network did.
-    frames_since_speech: u32,
     /// The current utterance came over the agent's speech and may be a backchannel.
     over_agent: bool,
     /// Transcribed side by side, delivered in the order spoken.
@@ -181,10 +209,21 @@ impl Voice {
     /// or the caller hangs up.
     pub async fn run(self, links: VoiceLinks) {
         let VoiceLinks { mut from_transport, to_transport, to_session, mut from_session } = links;
-        let end_of_turn_silence = Duration::from_millis(self.settings.speech.end_of_turn_silence_ms.unsigned_abs());
+        let speech = &self.settings.speech;
+        let endpointing = Endpointing {
+            silence: Duration::from_millis(speech.end_of_turn_silence_ms.unsigned_abs()),
+            patience: Duration::from_millis(speech.patience_ms.unsigned_abs()),
+        };
+        let detector = match self.hearing.vad {
+            Some(vad) => {
+                SpeechDetector::Model { vad: crate::models::vad::VadStream::new(vad), fallback_level: self.settings.speech_level_dbfs }
+            }
+            None => SpeechDetector::Level(self.settings.speech_level_dbfs),
+        };
         let speaker = Speaker::start(self.tts.clone(), self.cache.clone(), self.synthesizer.clone());
         let mut voicing = Voicing {
-            gate: SpeechGate::new(self.settings.min_speech, end_of_turn_silence),
+            turn: TurnDetector::new(detector, self.hearing.end_of_turn, self.settings.min_speech, endpointing),
+            verdict: None,
             stt: self.stt,
             tts: self.tts,
             cache: self.cache,
@@ -194,7 +233,6 @@ impl Voice {
             to_session,
             recent: VecDeque::new(),
             utterance: Vec::new(),
-            frames_since_speech: 0,
             over_agent: false,
             transcriptions: FuturesOrdered::new(),
             playback: Playback::default(),
@@ -231,6 +269,12 @@ impl Voice {
                         return;
                     }
                 },
+                completion = model_answer(&mut voicing.verdict) => {
+                    voicing.verdict = None;
+                    if let Heard::Ended { silence } = voicing.turn.answered(completion) {
+                        voicing.end_turn(silence);
+                    }
+                }
                 Some((words, stopped_speaking, turn_ended, over_agent)) = voicing.transcriptions.next(), if !voicing.transcriptions.is_empty() => {
                     voicing.transcribed(words, stopped_speaking, turn_ended, over_agent).await;
                 }
@@ -282,18 +326,16 @@ impl Voicing {
     }
 
     async fn heard_frame(&mut self, frame: Vec<i16>) {
-        let speech = level_dbfs(&frame) >= self.settings.speech_level_dbfs;
-        self.frames_since_speech = if speech { 0 } else { self.frames_since_speech.saturating_add(1) };
-        if self.gate.is_speaking() {
+        if self.turn.in_turn() {
             self.utterance.extend_from_slice(&frame);
         } else {
-            self.recent.push_back(frame);
-            if self.recent.len() > self.gate.min_speech_frames() {
+            self.recent.push_back(frame.clone());
+            if self.recent.len() > self.turn.min_speech_frames() {
                 self.recent.pop_front();
             }
         }
-        match self.gate.frame(speech) {
-            Transition::Started => {
+        match self.turn.frame(&frame) {
+            Heard::Started => {
                 self.utterance = self.recent.drain(..).flatten().collect();
                 self.filler_at = None;
                 if self.agent_speaking() {
@@ -305,8 +347,20 @@ impl Voicing {
                     }
                 }
             }
-            Transition::None if self.over_agent && self.gate.is_speaking() => {
-                let spoken = FRAME * (self.utterance.len() / crate::audio::frames::samples_per_frame(TRANSPORT_RATE)) as u32;
+            Heard::Ask => {
+                if let Some(model) = self.turn.end_of_turn() {
+                    let utterance = Audio { rate: TRANSPORT_RATE, samples: self.utterance.clone() };
+                    self.verdict = Some(tokio::task::spawn_blocking(move || model.completion(&utterance)));
+                }
+            }
+            Heard::Resumed => {
+                if let Some(thinking) = self.verdict.take() {
+                    thinking.abort();
+                }
+            }
+            Heard::Ended { silence } => self.end_turn(silence),
+            Heard::Nothing if self.over_agent && self.turn.is_speaking() => {
+                let spoken = FRAME * (self.utterance.len() / samples_per_frame(TRANSPORT_RATE)) as u32;
                 if spoken > SHORT_UTTERANCE {
                     self.over_agent = false;
                     if self.agent_speaking() {
@@ -314,19 +368,28 @@ impl Voicing {
                     }
                 }
             }
-            Transition::Stopped => {
-                let said = Audio { rate: TRANSPORT_RATE, samples: std::mem::take(&mut self.utterance) };
-                let (stt, language) = (self.stt.clone(), self.settings.language.clone());
-                let turn_ended = Instant::now();
-                let stopped_speaking = turn_ended - FRAME * self.frames_since_speech;
-                let over_agent = std::mem::take(&mut self.over_agent);
-                self.transcriptions.push_back(Box::pin(async move {
-                    let words = stt.transcribe(&said, &language).await;
-                    (words, stopped_speaking, turn_ended, over_agent)
-                }));
-            }
-            Transition::None => {}
+            Heard::Nothing => {}
         }
+    }
+
+    /// The caller's turn is over, their last speech `silence` ago: transcribe the utterance
+    /// (with no more than [`KEPT_SILENCE`] of the silence after it).
+    fn end_turn(&mut self, silence: Duration) {
+        if let Some(thinking) = self.verdict.take() {
+            thinking.abort();
+        }
+        let mut samples = std::mem::take(&mut self.utterance);
+        let trailing = (silence.saturating_sub(KEPT_SILENCE).as_millis() as usize) * TRANSPORT_RATE as usize / 1000;
+        samples.truncate(samples.len().saturating_sub(trailing));
+        let said = Audio { rate: TRANSPORT_RATE, samples };
+        let (stt, language) = (self.stt.clone(), self.settings.language.clone());
+        let turn_ended = Instant::now();
+        let stopped_speaking = turn_ended - silence;
+        let over_agent = std::mem::take(&mut self.over_agent);
+        self.transcriptions.push_back(Box::pin(async move {
+            let words = stt.transcribe(&said, &language).await;
+            (words, stopped_speaking, turn_ended, over_agent)
+        }));
     }
 
     /// The caller spoke over the agent: stop it, and tell the session what was heard.

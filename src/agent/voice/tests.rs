@@ -53,6 +53,10 @@ fn call(words: &[&'static str]) -> Call {
 }
 
 fn call_with(words: &[&'static str], speech: AgentSpeech) -> Call {
+    call_hearing(words, speech, Hearing::default())
+}
+
+fn call_hearing(words: &[&'static str], speech: AgentSpeech, hearing: Hearing) -> Call {
     let ears = Arc::new(ScriptedEars { words: Mutex::new(words.iter().copied().collect()), lengths: Mutex::default() });
     let (transport_in, from_transport) = mpsc::channel(64);
     let (to_transport, transport_out) = mpsc::channel(64);
@@ -65,7 +69,8 @@ fn call_with(words: &[&'static str], speech: AgentSpeech) -> Call {
         speech_level_dbfs: -40.0,
         min_speech: Duration::from_millis(100),
     };
-    let voice = Voice { stt: ears.clone(), tts: Arc::new(Mouth), cache: SpeechCache::default(), synthesizer: "mouth".into(), settings };
+    let voice =
+        Voice { stt: ears.clone(), tts: Arc::new(Mouth), cache: SpeechCache::default(), synthesizer: "mouth".into(), settings, hearing };
     tokio::spawn(voice.run(VoiceLinks { from_transport, to_transport, to_session, from_session }));
     Call { transport_in, transport_out, session_in, session_out, ears }
 }
@@ -255,6 +260,64 @@ async fn the_callers_wait_is_measured_from_their_last_word_to_the_first_frame_se
     call.transport_in.send(TransportIn::Sending(played[1].1.clone())).await.unwrap();
     call.transport_in.send(TransportIn::Digits("1".into())).await.unwrap();
     assert_eq!(call.event().await, CallerEvent::Digits("1".into()));
+}
+
+/// An end-of-turn model that hears every utterance as finished or as unfinished, and notes the
+/// length of each it was asked about.
+struct ScriptedTurnEnd {
+    finished: bool,
+    asked: Mutex<Vec<usize>>,
+}
+
+impl EndOfTurn for ScriptedTurnEnd {
+    fn completion(&self, utterance: &Audio) -> Result<f32, ModelError> {
+        self.asked.lock().unwrap().push(utterance.samples.len());
+        Ok(if self.finished { 0.9 } else { 0.1 })
+    }
+}
+
+fn with_turn_model(words: &[&'static str], finished: bool, speech: AgentSpeech) -> (Call, Arc<ScriptedTurnEnd>) {
+    let model = Arc::new(ScriptedTurnEnd { finished, asked: Mutex::default() });
+    let hearing = Hearing { vad: None, end_of_turn: Some(model.clone()) };
+    (call_hearing(words, speech, hearing), model)
+}
+
+/// Whether the session hears anything within `within`.
+async fn quiet_for(call: &mut Call, within: Duration) -> bool {
+    tokio::time::timeout(within, call.session_in.recv()).await.is_err()
+}
+
+#[tokio::test]
+async fn a_turn_the_model_hears_finished_ends_at_a_short_pause() {
+    // Silence alone would wait 700 ms; the model is asked after 200 ms.
+    let (mut call, model) = with_turn_model(&["Where is my order?"], true, AgentSpeech::default());
+    call.caller(LOUD, 600).await;
+    call.caller(0, 300).await;
+    assert_eq!(call.event().await, CallerEvent::Said { text: "Where is my order?".into(), language: Some("en-US".into()) });
+    let asked = model.asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 1);
+    assert!(asked[0] >= 600 * 8, "asked about the whole utterance: {asked:?}");
+    let transcribed = call.ears.lengths.lock().unwrap()[0];
+    assert!(transcribed <= (600 + 200 + 20) * 8, "not much of the silence is transcribed: {transcribed}");
+}
+
+#[tokio::test]
+async fn a_caller_who_pauses_mid_sentence_gets_the_agents_patience() {
+    let speech = AgentSpeech { patience_ms: 1200, ..AgentSpeech::default() };
+    let (mut call, model) = with_turn_model(&["My number is 415 555 0123"], false, speech);
+    // "My number is 415…" a pause longer than the silence rule's 700 ms "…555 0123".
+    call.caller(LOUD, 500).await;
+    call.caller(0, 900).await;
+    assert!(quiet_for(&mut call, Duration::from_millis(200)).await, "an unfinished turn waits");
+    call.caller(LOUD, 500).await;
+    call.caller(0, 1000).await;
+    assert!(quiet_for(&mut call, Duration::from_millis(200)).await, "the patience counts from the last word");
+    call.caller(0, 200).await;
+    assert_eq!(call.event().await, CallerEvent::Said { text: "My number is 415 555 0123".into(), language: Some("en-US".into()) });
+    let lengths = call.ears.lengths.lock().unwrap().clone();
+    assert_eq!(lengths.len(), 1, "one utterance, pause and all: {lengths:?}");
+    assert!(lengths[0] >= (500 + 900 + 500) * 8, "{lengths:?}");
+    assert_eq!(model.asked.lock().unwrap().len(), 2, "asked at each pause");
 }
 
 #[test]

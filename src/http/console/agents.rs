@@ -211,6 +211,8 @@ pub struct AgentForm {
     voices: String,
     #[serde(default)]
     end_of_turn_silence_ms: String,
+    #[serde(default)]
+    patience_ms: String,
     /// A ticked checkbox.
     backchannels_interrupt: Option<String>,
     #[serde(default)]
@@ -268,6 +270,7 @@ impl AgentForm {
                 text_to_speech_provider_id: self.text_to_speech_provider_id,
                 voices: voices(&self.voices)?,
                 end_of_turn_silence_ms: milliseconds("speech.end_of_turn_silence_ms", &self.end_of_turn_silence_ms)?,
+                patience_ms: milliseconds("speech.patience_ms", &self.patience_ms)?,
                 backchannels_interrupt: self.backchannels_interrupt.is_some(),
                 filler: self.filler,
                 filler_after_ms: milliseconds("speech.filler_after_ms", &self.filler_after_ms)?,

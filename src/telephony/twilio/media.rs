@@ -27,7 +27,7 @@ use super::media_stream::{self, Outbound, SequenceCheck, StreamEvent};
 use super::{TwilioState, call_socket, provisioning, twiml};
 use crate::agent::session::{Ending, Handoff, Session};
 use crate::agent::speech::{self, AgentEars};
-use crate::agent::voice::{TRANSPORT_RATE, TransportIn, TransportOut, Voice, VoiceLinks, VoiceSettings};
+use crate::agent::voice::{Hearing, TRANSPORT_RATE, TransportIn, TransportOut, Voice, VoiceLinks, VoiceSettings};
 use crate::agent::{assembly, call_log::StoredCallLog, session::SessionSetup};
 use crate::audio::frames::{FRAME, Framer};
 use crate::audio::g711;
@@ -187,7 +187,14 @@ async fn converse(state: TwilioState, call: Call, setup: SessionSetup<StoredCall
     };
     let span = tracing::info_span!("session", call = %call.id);
     let session = tokio::spawn(Session::new(setup, command_tx).run(event_rx).instrument(span.clone()));
-    let voice = Voice { stt: ears.stt, tts: ears.tts, cache: state.speech_cache.clone(), synthesizer: ears.synthesizer, settings };
+    let voice = Voice {
+        stt: ears.stt,
+        tts: ears.tts,
+        cache: state.speech_cache.clone(),
+        synthesizer: ears.synthesizer,
+        settings,
+        hearing: Hearing::from_models(state.turn_models.as_deref()),
+    };
     tokio::spawn(voice.run(VoiceLinks { from_transport, to_transport, to_session: event_tx, from_session: command_rx }).instrument(span));
     tracing::info!(call = %call.id, "media stream session started");
 

@@ -11,6 +11,7 @@ use crate::agent::call_log::TranscriptWriter;
 use crate::agent::live::LiveSessions;
 use crate::agent::voice::SpeechCache;
 use crate::domain::call::CallStatus;
+use crate::models::TurnModels;
 use crate::providers::egress::Egress;
 use crate::storage::Db;
 
@@ -39,6 +40,8 @@ pub struct TwilioState {
     pub egress: Egress,
     /// Synthesised greetings and fillers of this process's Media Streams calls.
     pub speech_cache: SpeechCache,
+    /// Voice activity and end-of-turn models, when installed.
+    pub turn_models: Option<Arc<TurnModels>>,
 }
 
 /// A Twilio call status as the carrier-neutral status; `initiated` (outbound calls) counts as

