@@ -567,6 +567,7 @@ async fn settings_manage_people_tokens_models_and_retention(app: TestApp) {
                 ("text_to_speech_provider_id", voices.to_owned()),
                 ("voices", voices_text.to_owned()),
                 ("end_of_turn_silence_ms", "1200".to_owned()),
+                ("patience_ms", "3500".to_owned()),
                 ("backchannels_interrupt", "on".to_owned()),
                 ("filler", "Let me check.".to_owned()),
                 ("filler_after_ms", "900".to_owned()),
@@ -584,7 +585,7 @@ async fn settings_manage_people_tokens_models_and_retention(app: TestApp) {
     assert_eq!(
         speech,
         json!({ "speech_to_text_provider_id": voices, "text_to_speech_provider_id": voices, "voices": { "fr": "juliette" },
-                "end_of_turn_silence_ms": 1200, "backchannels_interrupt": true, "filler": "Let me check.", "filler_after_ms": 900 })
+                "end_of_turn_silence_ms": 1200, "patience_ms": 3500, "backchannels_interrupt": true, "filler": "Let me check.", "filler_after_ms": 900 })
     );
 
     // Retention: a typo is explained beside its field; a valid policy is saved.

@@ -96,6 +96,11 @@ async fn speech_providers_are_verified_when_saved(app: TestApp) {
         json!({ "speech_to_text_provider_id": both["id"], "text_to_speech_provider_id": speaks["id"], "voices": { "fr": "juliette" } });
     let agent = app.post(&format!("/api/v1/apps/{app_id}/agents"), json!({ "name": "Ava", "speech": speech })).await.expect(201);
     assert_eq!(agent["speech"]["end_of_turn_silence_ms"], 700, "absent settings take their defaults: {agent}");
+    assert_eq!(agent["speech"]["patience_ms"], 2000, "{agent}");
+    let impatient = json!({ "name": "Ava", "speech": { "patience_ms": 50 } });
+    let reply = app.post(&format!("/api/v1/apps/{app_id}/agents"), impatient).await;
+    assert_eq!(reply.body["errors"][0]["field"], "speech.patience_ms", "{}", reply.body);
+    reply.problem(422);
     let path = format!("/api/v1/speech-providers/{}", speaks["id"].as_str().unwrap());
     assert!(app.delete(&path).await.problem(409).contains("agents still use"));
 
