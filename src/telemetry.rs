@@ -8,7 +8,12 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber once; later calls (tests starting many apps) are no-ops.
 pub fn init(filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
+    let filter = std::env::var(EnvFilter::DEFAULT_ENV).unwrap_or_else(|_| filter.to_owned());
+    // ONNX Runtime (the `ort` target) reports each allocation at info: only its warnings are
+    // news, unless the filter names it.
+    let names_ort = filter.split(',').any(|directive| directive.trim().starts_with("ort"));
+    let filter = if names_ort { filter } else { format!("{filter},ort=warn") };
+    let filter = EnvFilter::new(filter);
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

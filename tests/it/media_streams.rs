@@ -20,6 +20,7 @@ on_both_backends!(
     speech_providers_are_verified_when_saved,
     media_stream_numbers_need_someone_to_hear_and_speak,
     a_media_stream_call_holds_a_whole_conversation,
+    a_caller_talking_while_the_agent_thinks_then_hanging_up_mid_sentence,
     the_dev_phone_speaks_and_records_from_the_terminal,
     deepgram_hears_and_elevenlabs_speaks,
 );
@@ -287,6 +288,52 @@ async fn a_media_stream_call_holds_a_whole_conversation(app: TestApp) {
     // Recognition in the call's language; the agent's voice is the provider's default.
     assert!(fake.heard().iter().any(|(text, language)| text == "I need to change my order." && language == "en"), "{:?}", fake.heard());
     assert!(fake.spoken().iter().any(|(text, voice)| text.starts_with("Hello, this is Ava.") && voice == "alloy"), "{:?}", fake.spoken());
+}
+
+/// The timing a real caller produces: a second sentence while the model is still thinking about
+/// the first (both reach it, as two turns), then a hang-up while the agent is mid-sentence (the
+/// record keeps what had played, and the call ends as the caller's).
+async fn a_caller_talking_while_the_agent_thinks_then_hanging_up_mid_sentence(app: TestApp) {
+    let agent = json!({ "name": "Ava", "first_message": "Hi, Ava here.", "speech": { "end_of_turn_silence_ms": 300 } });
+    let (llm, fake, line) = media_line(&app, agent).await;
+    llm.script([
+        Reply::says("Let me look that up for you.").slowly(Duration::from_millis(1500)),
+        Reply::says("Order 42 ships on Tuesday."),
+        Reply::says(
+            "Tuesday's delivery window is nine to five. The courier texts you an hour before they arrive, with a link to follow the van on a map and to leave a note for the driver. Anything else?",
+        ),
+    ]);
+    let (act, mut events, call) = place_call(&app, &line, &fake);
+    assert_eq!(agent_says(&mut events).await, "Hi, Ava here.");
+    act.send(CallerAction::Say("Where is my order?".into())).await.unwrap();
+    // The caller's turn ends 300 ms after their last word; the model is slow to begin.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    act.send(CallerAction::Say("It's order 42.".into())).await.unwrap();
+    assert_eq!(agent_says(&mut events).await, "Order 42 ships on Tuesday.");
+    let asked_again = llm.requests()[1]["messages"].to_string();
+    assert!(asked_again.contains("Where is my order?") && asked_again.contains("It's order 42."), "{asked_again}");
+
+    act.send(CallerAction::Say("When?".into())).await.unwrap();
+    // The answer starts about half a second later; its first sentence plays for 0.9 s and the
+    // second for 3 s. The caller hangs up during the second.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    act.send(CallerAction::HangUp).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), call).await.unwrap().unwrap().unwrap();
+
+    let id = app.get("/api/v1/calls").await.expect(200)["data"][0]["id"].as_str().unwrap().to_owned();
+    let detail = app.until(&format!("/api/v1/calls/{id}"), |d| d["ended_reason"].is_string()).await;
+    assert_eq!((detail["ended_by"].as_str(), detail["ended_reason"].as_str()), (Some("caller"), Some("caller_hangup")), "{detail}");
+    let turns: Vec<(&str, &str)> =
+        detail["transcript"].as_array().unwrap().iter().map(|t| (t["role"].as_str().unwrap(), t["text"].as_str().unwrap())).collect();
+    assert_eq!(
+        &turns[1..4],
+        [("caller", "Where is my order?"), ("caller", "It's order 42."), ("agent", "Order 42 ships on Tuesday.")],
+        "{turns:?}"
+    );
+    let (role, last) = turns[5];
+    assert_eq!(role, "agent", "{turns:?}");
+    assert_eq!(last, "Tuesday's delivery window is nine to five.", "only what played is kept: {turns:?}");
+    assert_eq!(detail["transcript"][5]["interrupted"], true, "{detail}");
 }
 
 /// `switchboard dial --audio` as a user runs it: lines said through an OpenAI-compatible speech

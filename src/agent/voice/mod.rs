@@ -6,8 +6,8 @@
 //! - Hearing (`hearing`): Silero VAD (else the level) tells speech frames; the end-of-turn
 //!   model (else silence alone) decides when a pause ends the caller's turn, with the agent's
 //!   patience for callers who pause mid-sentence. Each utterance, with the frames that
-//!   confirmed it, is transcribed and reaches the session as `Said`; an empty transcript is
-//!   dropped.
+//!   confirmed it, is transcribed and reaches the session as `Said`; a transcript without a
+//!   letter or digit is dropped.
 //! - Speaking (`speaker`): the session's tokens are cut into sentences; each is synthesised as
 //!   soon as it is complete (the first audio leaves before the reply is), resampled to 8 kHz,
 //!   and sent piece by piece, each followed by a mark; the sentence's words ride on its last
@@ -17,7 +17,8 @@
 //!   utterance: the words of the marks that came back before the clear (`playback`). Unless the
 //!   agent says otherwise, speech over the agent waits to be heard out while it is short: a
 //!   backchannel ("mhm", "okay") lets the agent go on (`backchannel`); anything else, or
-//!   anything longer than a short utterance, interrupts.
+//!   anything longer than a short utterance, interrupts. A hang-up over the agent cuts its turn
+//!   to what had played the same way.
 //! - No dead air: when the answer has not begun a moment after the caller's turn ended, a
 //!   filler ("One moment.") is said aside.
 //! - Measuring: the caller's wait for each answer, from their last word to the first frame of
@@ -265,6 +266,10 @@ impl Voice {
                         let _ = voicing.to_session.send(CallerEvent::Digits(digits)).await;
                     }
                     Some(TransportIn::HungUp) | None => {
+                        // Hung up over the agent: its turn keeps what had played.
+                        if voicing.agent_speaking() {
+                            voicing.tell_what_was_heard().await;
+                        }
                         let _ = voicing.to_session.send(CallerEvent::HungUp).await;
                         return;
                     }
@@ -399,6 +404,12 @@ impl Voicing {
         self.playback.clear();
         let _ = self.to_transport.send(TransportOut::Clear).await;
         self.wait = None;
+        self.tell_what_was_heard().await;
+    }
+
+    /// Tells the session the agent was cut off, and what the caller heard of its utterance:
+    /// the words of the marks that came back.
+    async fn tell_what_was_heard(&mut self) {
         let heard = self.playback.heard()[self.utterance_heard_from..].trim().to_owned();
         let _ = self.to_session.send(CallerEvent::Interrupted { heard }).await;
         self.utterance_open = false;
@@ -406,7 +417,9 @@ impl Voicing {
 
     async fn transcribed(&mut self, words: Result<String, SpeechError>, stopped_speaking: Instant, turn_ended: Instant, over_agent: bool) {
         let text = match words {
-            Ok(text) if !text.trim().is_empty() => text,
+            // Punctuation or control characters alone ("...", what recognisers return for a
+            // breath or noise) are no words.
+            Ok(text) if text.chars().any(char::is_alphanumeric) => text.trim().to_owned(),
             Ok(_) => return tracing::debug!("an utterance had no words"),
             Err(e) => return tracing::warn!(error = %e, "could not transcribe an utterance"),
         };

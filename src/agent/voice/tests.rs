@@ -132,6 +132,17 @@ async fn speech_becomes_turns_and_turns_become_audio_with_marks() {
     assert!(lengths[0] >= 300 * 8, "the frames that confirmed speech are kept: {} samples", lengths[0]);
 }
 
+#[tokio::test]
+async fn transcripts_without_words_are_not_turns() {
+    let mut call = call(&["...", "\u{1}\u{2}", " Hello? "]);
+    for _ in 0..3 {
+        call.caller(LOUD, 300).await;
+        call.caller(0, 400).await;
+    }
+    assert_eq!(call.event().await, CallerEvent::Said { text: "Hello?".into(), language: Some("en-US".into()) });
+    assert_eq!(call.ears.lengths.lock().unwrap().len(), 3);
+}
+
 /// Whether the transport is told to clear within `within`, skipping audio.
 async fn cleared(call: &mut Call, within: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + within;
