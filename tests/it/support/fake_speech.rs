@@ -3,7 +3,8 @@
 //!   answered with `{"text": …}`, speech streamed in chunks that split samples, errors in
 //!   OpenAI's shape (401 for a wrong key, 404 for an unknown model). Two answer styles seen in
 //!   the wild: raw 24 kHz PCM (OpenAI's `pcm`) and a WAV at its own rate (servers built on Piper
-//!   answer 22.05 kHz WAV even when asked for `pcm`).
+//!   answer 22.05 kHz WAV even when asked for `pcm`). Every request is checked against OpenAI's
+//!   published request schemas (`openai_audio_schema`) and refused with a 400 if they forbid it.
 //! - Deepgram's streaming recognition (`/v1/listen` WebSocket, `Authorization: Token`): binary
 //!   16-bit PCM in, an interim `Results` (`is_final: false`) while audio arrives, then on
 //!   `CloseStream` the final results in two parts, `Metadata`, and a close; a wrong key or model
@@ -27,6 +28,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 use switchboard::audio::{Audio, wav};
+
+use super::openai_audio_schema;
 
 pub const API_KEY: &str = "sk-speech-test";
 pub const TRANSCRIPTION_MODEL: &str = "whisper-1";
@@ -149,13 +152,25 @@ async fn transcribe(State(fake): State<FakeSpeech>, headers: HeaderMap, mut form
         return unauthorised();
     }
     let (mut file, mut model, mut language) = (None, String::new(), String::new());
+    let mut fields = Vec::new();
     while let Ok(Some(field)) = form.next_field().await {
-        match field.name().unwrap_or_default().to_owned().as_str() {
-            "file" => file = field.bytes().await.ok(),
-            "model" => model = field.text().await.unwrap_or_default(),
-            "language" => language = field.text().await.unwrap_or_default(),
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "file" {
+            file = field.bytes().await.ok();
+            fields.push((name, None));
+            continue;
+        }
+        let text = field.text().await.unwrap_or_default();
+        match name.as_str() {
+            "model" => model = text.clone(),
+            "language" => language = text.clone(),
             _ => {}
         }
+        fields.push((name, Some(text)));
+    }
+    let problems = openai_audio_schema::transcription_violations(&fields);
+    if !problems.is_empty() {
+        return openai_error(StatusCode::BAD_REQUEST, &problems.join("; "), "invalid_request_error");
     }
     if model != TRANSCRIPTION_MODEL {
         return openai_error(
@@ -175,6 +190,10 @@ async fn transcribe(State(fake): State<FakeSpeech>, headers: HeaderMap, mut form
 async fn synthesize(State(fake): State<FakeSpeech>, headers: HeaderMap, axum::Json(request): axum::Json<Value>) -> Response {
     if !authorised(&headers) {
         return unauthorised();
+    }
+    let problems = openai_audio_schema::speech_violations(&request);
+    if !problems.is_empty() {
+        return openai_error(StatusCode::BAD_REQUEST, &problems.join("; "), "invalid_request_error");
     }
     if request["model"] != SPEECH_MODEL {
         return openai_error(StatusCode::NOT_FOUND, &format!("The model `{}` does not exist.", request["model"]), "model_not_found");

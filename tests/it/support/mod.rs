@@ -6,6 +6,7 @@ pub mod browser;
 pub mod fake_llm;
 pub mod fake_speech;
 pub mod fake_twilio;
+pub mod openai_audio_schema;
 pub mod relay_client;
 pub mod server_process;
 pub mod smtp_server;
