@@ -78,10 +78,10 @@ fn check(what: &str, schema: &Value, value: &Value, problems: &mut Vec<String>) 
     {
         problems.push(format!("{what}: longer than {max} characters"));
     }
-    if let Some(number) = value.as_f64() {
-        if schema["minimum"].as_f64().is_some_and(|min| number < min) || schema["maximum"].as_f64().is_some_and(|max| number > max) {
-            problems.push(format!("{what}: {number} is out of range"));
-        }
+    if let Some(number) = value.as_f64()
+        && (schema["minimum"].as_f64().is_some_and(|min| number < min) || schema["maximum"].as_f64().is_some_and(|max| number > max))
+    {
+        problems.push(format!("{what}: {number} is out of range"));
     }
     if let Some(object) = value.as_object().filter(|_| schema["type"] == "object") {
         for required in schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str) {
