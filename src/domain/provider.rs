@@ -106,6 +106,15 @@ text_enum!(
 );
 
 impl SpeechProviderKind {
+    /// The vendor as people name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            SpeechProviderKind::OpenAi => "OpenAI-compatible",
+            SpeechProviderKind::Deepgram => "Deepgram",
+            SpeechProviderKind::ElevenLabs => "ElevenLabs",
+        }
+    }
+
     /// Where the vendor's API lives when no base URL is given; OpenAI-compatible servers are
     /// anywhere, so they need one.
     pub fn default_base_url(self) -> Option<&'static str> {

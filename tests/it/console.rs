@@ -386,6 +386,7 @@ async fn in_chromium_an_agent_gets_a_number_takes_a_call_and_shows_the_conversat
     assert_eq!(browser.find("#first_message").await.prop("value").await.unwrap().as_deref(), Some("Hi, this is Ava from Acme."));
     assert!(browser.text("#preview-heading").await.contains("Prompt preview"));
     browser.screenshot("agent").await;
+    browser.screenshot_at("agent-voice", "#speech_to_text_provider_id").await;
 
     // The number: bought by area code, answered by Ava, with French.
     browser.go(&format!("/apps/{app_id}/numbers")).await;
@@ -792,6 +793,7 @@ async fn in_chromium_pages_render_forged_forms_fail_members_only_read_and_wrong_
         ("analytics-empty", format!("/apps/{app_id}/analytics")),
         ("settings-phone-providers", "/settings/phone-providers".to_owned()),
         ("settings-llm-providers", "/settings/llm-providers".to_owned()),
+        ("settings-speech-providers", "/settings/speech-providers".to_owned()),
         ("settings-users", "/settings/users".to_owned()),
         ("settings-api-tokens", "/settings/api-tokens".to_owned()),
         ("settings-retention", "/settings/retention".to_owned()),

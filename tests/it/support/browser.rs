@@ -139,10 +139,16 @@ impl Browser {
     /// Saves the page at desktop and at phone width, and checks that at phone width the page does
     /// not scroll sideways (wide tables scroll inside their own frame).
     pub async fn screenshot(&self, name: &str) {
+        self.screenshot_at(name, "body").await;
+    }
+
+    /// [`Self::screenshot`] with the element `css` scrolled into view (a section far down a page).
+    pub async fn screenshot_at(&self, name: &str, css: &str) {
         let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots");
         std::fs::create_dir_all(&folder).unwrap();
         for (label, (width, height)) in [("desktop", DESKTOP), ("phone", PHONE)] {
             self.client.set_window_size(width, height).await.unwrap();
+            self.client.execute("document.querySelector(arguments[0]).scrollIntoView()", vec![serde_json::json!(css)]).await.unwrap();
             let png = self.client.screenshot().await.unwrap();
             let fits = self
                 .client
