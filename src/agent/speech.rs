@@ -11,7 +11,7 @@ use crate::domain::phone_number::{PhoneNumber, ServiceMode};
 use crate::domain::provider::SpeechProvider;
 use crate::providers::egress::Egress;
 use crate::providers::speech::{SpeechAccount, SpeechToText, TextToSpeech};
-use crate::storage::{Db, PageRequest, Result, agents, speech_providers};
+use crate::storage::{Db, PageRequest, Result, StorageError, agents, speech_providers};
 
 /// The language a call starts in.
 pub const CALL_LANGUAGE: &str = "en-US";
@@ -52,9 +52,7 @@ pub async fn for_agent(db: &Db, egress: &Egress, org: OrgId, agent: &AgentSpec) 
     let (Some(stt), Some(tts)) = (account(db, &hears).await?.recognizer(egress), account(db, &speaks).await?.synthesizer(egress)) else {
         return Ok(None);
     };
-    let default_voice = agent.voice.clone().or(speaks.default_voice.clone()).unwrap_or_default();
-    let synthesizer = format!("{}@{}", speaks.id, speaks.updated_at.timestamp_micros());
-    Ok(Some(AgentEars { stt, tts, default_voice, synthesizer }))
+    Ok(Some(AgentEars { stt, tts, default_voice: default_voice(agent, &speaks), synthesizer: synthesizer_name(&speaks) }))
 }
 
 /// Clients for the providers of the agent that answers `number`.
@@ -70,21 +68,48 @@ pub fn warm_greeting_in_background(db: Db, egress: Egress, cache: SpeechCache, n
         return;
     }
     tokio::spawn(async move {
-        if let Err(e) = warm_greeting(&db, &egress, &cache, &number).await {
-            tracing::warn!(number = %number.id, error = ?e, "could not synthesise the greeting ahead");
+        let found = async {
+            let agent = agents::get(&db, number.org_id, number.agent_id).await?.spec;
+            Ok::<_, StorageError>(providers_for(&db, number.org_id, &agent).await?.map(|(_, speaks)| (agent, speaks)))
+        };
+        match found.await {
+            // Nothing to do when nobody can speak for the agent.
+            Ok(Some((agent, speaks))) => warm_greeting(&db, &egress, &cache, &number, &agent, &speaks).await,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(number = %number.id, error = ?e, "could not synthesise the greeting ahead"),
         }
     });
 }
 
-/// Nothing happens when nobody can speak for the agent.
-async fn warm_greeting(db: &Db, egress: &Egress, cache: &SpeechCache, number: &PhoneNumber) -> Result<()> {
-    let agent = agents::get(db, number.org_id, number.agent_id).await?.spec;
-    let Some(ears) = for_agent(db, egress, number.org_id, &agent).await? else { return Ok(()) };
-    let voice = agent.speech.voice_for(CALL_LANGUAGE, &ears.default_voice);
-    if let Err(e) = cache.warm(ears.tts.as_ref(), &ears.synthesizer, voice, number.greeting(&agent)).await {
-        tracing::warn!(number = %number.id, error = %e, "could not synthesise the greeting ahead");
+/// [`warm_greeting_in_background`] for a call being routed, whose agent and speaking provider
+/// were just read.
+pub fn warm_greeting_for_call(db: Db, egress: Egress, cache: SpeechCache, number: PhoneNumber, agent: AgentSpec, speaks: SpeechProvider) {
+    tokio::spawn(async move { warm_greeting(&db, &egress, &cache, &number, &agent, &speaks).await });
+}
+
+async fn warm_greeting(db: &Db, egress: &Egress, cache: &SpeechCache, number: &PhoneNumber, agent: &AgentSpec, speaks: &SpeechProvider) {
+    let synthesized = async {
+        let Some(tts) = account(db, speaks).await?.synthesizer(egress) else { return Ok(()) };
+        let default_voice = default_voice(agent, speaks);
+        let voice = agent.speech.voice_for(CALL_LANGUAGE, &default_voice);
+        if let Err(e) = cache.warm(tts.as_ref(), &synthesizer_name(speaks), voice, number.greeting(agent)).await {
+            tracing::warn!(number = %number.id, error = %e, "could not synthesise the greeting ahead");
+        }
+        Ok::<_, StorageError>(())
+    };
+    if let Err(e) = synthesized.await {
+        tracing::warn!(number = %number.id, error = ?e, "could not synthesise the greeting ahead");
     }
-    Ok(())
+}
+
+/// The voice for languages the agent names none for: the agent's, else the provider's default.
+fn default_voice(agent: &AgentSpec, speaks: &SpeechProvider) -> String {
+    agent.voice.clone().or(speaks.default_voice.clone()).unwrap_or_default()
+}
+
+/// The speaking provider as the speech cache knows it: its id and the version of its settings.
+fn synthesizer_name(speaks: &SpeechProvider) -> String {
+    format!("{}@{}", speaks.id, speaks.updated_at.timestamp_micros())
 }
 
 async fn account(db: &Db, provider: &SpeechProvider) -> Result<SpeechAccount> {

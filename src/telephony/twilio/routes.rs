@@ -20,7 +20,7 @@ use crate::domain::agent::Agent;
 use crate::domain::call::{Call, CallDirection, CallStatus, EndReason, StatusEvent};
 use crate::domain::ids::{CallId, OrgId};
 use crate::domain::phone_number::{PhoneNumber, ServiceMode, ServiceStatus};
-use crate::domain::provider::{PhoneProvider, PhoneProviderStatus};
+use crate::domain::provider::{PhoneProvider, PhoneProviderStatus, SpeechProvider};
 use crate::domain::time;
 use crate::storage::calls::{self, NewCall};
 use crate::storage::{Db, StorageError, agents, phone_numbers, phone_providers};
@@ -192,13 +192,24 @@ async fn answer_call(state: &TwilioState, req: &TwilioRequest) -> Result<String,
         return Ok(twiml::say_and_hang_up(apology));
     };
     tracing::info!(call = %call.id, agent = %agent.id, "incoming call");
-    speech::warm_greeting_in_background(state.db.clone(), state.egress.clone(), state.speech_cache.clone(), number.clone());
+    if let Some((_, speaks)) = routing.speakers {
+        speech::warm_greeting_for_call(
+            state.db.clone(),
+            state.egress.clone(),
+            state.speech_cache.clone(),
+            number.clone(),
+            agent.spec.clone(),
+            speaks,
+        );
+    }
     Ok(connect_to_agent(state, &call, number, agent))
 }
 
-/// Where an incoming call goes: the number's agent, and why the call is refused, if it is.
+/// Where an incoming call goes: the number's agent, who hears and speaks for it on a
+/// `media_stream` number, and why the call is refused, if it is.
 struct Routing {
     agent: Option<Agent>,
+    speakers: Option<(SpeechProvider, SpeechProvider)>,
     refused: Option<EndReason>,
 }
 
@@ -208,20 +219,22 @@ async fn route(state: &TwilioState, verified: &Verified, refuse_new: Option<EndR
         Some(number) => Some(agents::get(&state.db, verified.org, number.agent_id).await?),
         None => None,
     };
+    let speakers = match (&verified.number, &agent) {
+        (Some(number), Some(agent)) if number.mode == ServiceMode::MediaStream => {
+            speech::providers_for(&state.db, verified.org, &agent.spec).await?
+        }
+        _ => None,
+    };
     let refused = match (&verified.number, &agent) {
         (Some(_), _) if refuse_new.is_some() => refuse_new,
-        (Some(number), Some(agent)) => match refusal(number, &verified.provider) {
+        (Some(number), Some(_)) => match refusal(number, &verified.provider) {
             // Switchboard does the speech: someone must hear and speak.
-            None if number.mode == ServiceMode::MediaStream
-                && speech::providers_for(&state.db, verified.org, &agent.spec).await?.is_none() =>
-            {
-                Some(EndReason::NoSpeechProvider)
-            }
+            None if number.mode == ServiceMode::MediaStream && speakers.is_none() => Some(EndReason::NoSpeechProvider),
             refused => refused,
         },
         _ => Some(EndReason::UnknownNumber),
     };
-    Ok(Routing { agent, refused })
+    Ok(Routing { agent, speakers, refused })
 }
 
 /// The call's record: the one already open, else a new one made from the request (the voice
