@@ -65,7 +65,7 @@ async fn serve_stubs() {
             let frame = frames.get(i).cloned();
             async move {
                 if i == 0 {
-                    tokio::time::sleep(MODEL_DELAY).await;
+                    exactly(MODEL_DELAY).await;
                 }
                 frame.map(|f| (Ok::<_, std::io::Error>(f), i + 1))
             }
@@ -73,11 +73,11 @@ async fn serve_stubs() {
         ([("content-type", "text/event-stream")], Body::from_stream(stream))
     }
     async fn transcribe() -> impl IntoResponse {
-        tokio::time::sleep(TRANSCRIPTION_DELAY).await;
+        exactly(TRANSCRIPTION_DELAY).await;
         axum::Json(json!({ "text": "Hello, can you help me?" }))
     }
     async fn speak(axum::Json(request): axum::Json<Value>) -> impl IntoResponse {
-        tokio::time::sleep(SPEECH_DELAY).await;
+        exactly(SPEECH_DELAY).await;
         let samples = request["input"].as_str().unwrap_or_default().chars().count() * 720;
         let tone: Vec<u8> = (0..samples).flat_map(|i| (((i % 48) as i16 - 24) * 400).to_le_bytes()).collect();
         let chunks: Vec<Result<Vec<u8>, std::io::Error>> = tone.chunks(4800).map(|c| Ok(c.to_vec())).collect();
@@ -90,6 +90,16 @@ async fn serve_stubs() {
         .route("/v1/audio/transcriptions", axum::routing::post(transcribe))
         .route("/v1/audio/speech", axum::routing::post(speak));
     axum::serve(listener, app).await.unwrap();
+}
+
+/// Waits `delay` to the microsecond: Tokio's timers round up to the next millisecond, which the
+/// server-added latency would otherwise count (up to a millisecond per stub, three per turn).
+async fn exactly(delay: Duration) {
+    let deadline = Instant::now() + delay;
+    tokio::time::sleep(delay.saturating_sub(Duration::from_millis(1))).await;
+    while Instant::now() < deadline {
+        tokio::task::yield_now().await;
+    }
 }
 
 /// Role `server`: Switchboard on SQLite with one `media_stream` number whose agent thinks,
@@ -140,6 +150,19 @@ struct Measured {
     added: Vec<Duration>,
 }
 
+/// What the generator reads of a message from the server.
+#[derive(serde::Deserialize)]
+struct Heard<'a> {
+    event: &'a str,
+    #[serde(borrow)]
+    mark: Option<HeardMark<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct HeardMark<'a> {
+    name: &'a str,
+}
+
 /// What the caller is doing.
 #[derive(PartialEq)]
 enum Step {
@@ -180,9 +203,13 @@ async fn converse(socket: Socket, call: u64) -> Measured {
                 let loud = matches!(step, Step::Speaking { .. } | Step::Interrupt);
                 sequence += 1;
                 chunk += 1;
-                let media = json!({ "event": "media", "sequenceNumber": sequence.to_string(), "streamSid": sid,
-                    "media": { "track": "inbound", "chunk": chunk.to_string(), "timestamp": (chunk * 20).to_string(), "payload": if loud { &speech } else { &silence } } });
-                if outgoing.send(Message::Text(media.to_string().into())).await.is_err() {
+                // Written directly: at 1,000 calls the generator's own CPU shows in what it measures.
+                let payload = if loud { &speech } else { &silence };
+                let media = format!(
+                    r#"{{"event":"media","sequenceNumber":"{sequence}","streamSid":"{sid}","media":{{"track":"inbound","chunk":"{chunk}","timestamp":"{}","payload":"{payload}"}}}}"#,
+                    chunk * 20
+                );
+                if outgoing.send(Message::Text(media.into())).await.is_err() {
                     break;
                 }
                 match &mut step {
@@ -219,10 +246,10 @@ async fn converse(socket: Socket, call: u64) -> Measured {
             }
             message = incoming.next() => {
                 let Some(Ok(Message::Text(text))) = message else { break };
-                let message: Value = serde_json::from_str(&text).unwrap();
                 let now = Instant::now();
-                match message["event"].as_str() {
-                    Some("media") => {
+                let message: Heard = serde_json::from_str(&text).unwrap();
+                match message.event {
+                    "media" => {
                         if let Some(last) = last_frame {
                             let gap = now - last;
                             if gap < Duration::from_millis(100) {
@@ -252,12 +279,12 @@ async fn converse(socket: Socket, call: u64) -> Measured {
                             _ => {}
                         }
                     }
-                    Some("mark") => {
-                        marks.push_back((played_until, message["mark"]["name"].as_str().unwrap_or_default().to_owned()));
+                    "mark" => {
+                        marks.push_back((played_until, message.mark.map(|m| m.name.to_owned()).unwrap_or_default()));
                         // The next piece starts with its lead at once (a refill, not jitter).
                         (last_frame, run) = (None, 0);
                     }
-                    Some("clear") => {
+                    "clear" => {
                         if let Some(confirmed) = confirmed_at.take() {
                             measured.barge_in.push(now - confirmed);
                         }
