@@ -1,8 +1,11 @@
-//! Generated first messages. A phone service with `generate_first_message` greets callers with
-//! words the model wrote from the agent's instructions. They are written in the background
-//! whenever the service or its agent changes and cached on the service, so answering a call
-//! never waits for the model; until they exist, the agent's own first message is used.
+//! Greetings made ahead, whenever a phone service or its agent changes, so answering a call
+//! never waits: a service with `generate_first_message` greets callers with words the model
+//! wrote from the agent's instructions, cached on the service (until they exist, the agent's own
+//! first message is used); and on `media_stream` services the greeting's audio is synthesised
+//! into the speech cache.
 
+use super::speech;
+use super::voice::SpeechCache;
 use crate::domain::ids::{OrgId, PhoneNumberId};
 use crate::providers::egress::Egress;
 use crate::providers::llm::{self, ChatMessage, ChatRequest};
@@ -14,8 +17,9 @@ const INSTRUCTION: &str = "Write the first thing you say when you answer a phone
 friendly spoken sentences that say who you are and invite the caller to say what they need. \
 Answer with those words only, without quotes.";
 
-/// Writes the greeting of each service in the background.
-pub fn refresh_in_background(db: Db, egress: Egress, org: OrgId, numbers: Vec<PhoneNumberId>) {
+/// Makes the greeting of each service ahead, in the background: its words when the model writes
+/// them and they are missing, then its audio.
+pub fn refresh_in_background(db: Db, egress: Egress, cache: SpeechCache, org: OrgId, numbers: Vec<PhoneNumberId>) {
     if numbers.is_empty() {
         return;
     }
@@ -24,14 +28,18 @@ pub fn refresh_in_background(db: Db, egress: Egress, org: OrgId, numbers: Vec<Ph
             if let Err(e) = generate(&db, &egress, org, number).await {
                 tracing::warn!(number = %number, error = ?e, "could not generate a first message");
             }
+            match phone_numbers::get(&db, org, number).await {
+                Ok(service) => speech::warm_greeting(&db, &egress, &cache, &service).await,
+                Err(e) => tracing::warn!(number = %number, error = ?e, "could not synthesise the greeting ahead"),
+            }
         }
     });
 }
 
-/// Asks the agent's model for a greeting and caches it on the service.
+/// Asks the agent's model for a greeting and caches it on the service, unless it has one.
 pub async fn generate(db: &Db, egress: &Egress, org: OrgId, number: PhoneNumberId) -> Result<()> {
     let service = phone_numbers::get(db, org, number).await?;
-    if !service.generate_first_message {
+    if !service.generate_first_message || service.generated_first_message.is_some() {
         return Ok(());
     }
     let agent = agents::get(db, org, service.agent_id).await?;

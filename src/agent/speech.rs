@@ -61,33 +61,38 @@ pub async fn for_number(db: &Db, egress: &Egress, number: &PhoneNumber) -> Resul
     for_agent(db, egress, number.org_id, &agent.spec).await
 }
 
-/// Synthesises the greeting of `number`'s calls ahead into `cache`, in the background, when
-/// the number uses media streams: a call's first words start as soon as its stream does.
-pub fn warm_greeting_in_background(db: Db, egress: Egress, cache: SpeechCache, number: PhoneNumber) {
+/// Synthesises the greeting of `number`'s calls ahead into `cache` when the number uses media
+/// streams: a call's first words start as soon as its stream does.
+pub async fn warm_greeting(db: &Db, egress: &Egress, cache: &SpeechCache, number: &PhoneNumber) {
     if number.mode != ServiceMode::MediaStream {
         return;
     }
-    tokio::spawn(async move {
-        let found = async {
-            let agent = agents::get(&db, number.org_id, number.agent_id).await?.spec;
-            Ok::<_, StorageError>(providers_for(&db, number.org_id, &agent).await?.map(|(_, speaks)| (agent, speaks)))
-        };
-        match found.await {
-            // Nothing to do when nobody can speak for the agent.
-            Ok(Some((agent, speaks))) => warm_greeting(&db, &egress, &cache, &number, &agent, &speaks).await,
-            Ok(None) => {}
-            Err(e) => tracing::warn!(number = %number.id, error = ?e, "could not synthesise the greeting ahead"),
-        }
-    });
+    let found = async {
+        let agent = agents::get(db, number.org_id, number.agent_id).await?.spec;
+        Ok::<_, StorageError>(providers_for(db, number.org_id, &agent).await?.map(|(_, speaks)| (agent, speaks)))
+    };
+    match found.await {
+        // Nothing to do when nobody can speak for the agent.
+        Ok(Some((agent, speaks))) => synthesize_greeting(db, egress, cache, number, &agent, &speaks).await,
+        Ok(None) => {}
+        Err(e) => tracing::warn!(number = %number.id, error = ?e, "could not synthesise the greeting ahead"),
+    }
 }
 
-/// [`warm_greeting_in_background`] for a call being routed, whose agent and speaking provider
-/// were just read.
+/// [`warm_greeting`] in the background for a call being routed, whose agent and speaking
+/// provider were just read.
 pub fn warm_greeting_for_call(db: Db, egress: Egress, cache: SpeechCache, number: PhoneNumber, agent: AgentSpec, speaks: SpeechProvider) {
-    tokio::spawn(async move { warm_greeting(&db, &egress, &cache, &number, &agent, &speaks).await });
+    tokio::spawn(async move { synthesize_greeting(&db, &egress, &cache, &number, &agent, &speaks).await });
 }
 
-async fn warm_greeting(db: &Db, egress: &Egress, cache: &SpeechCache, number: &PhoneNumber, agent: &AgentSpec, speaks: &SpeechProvider) {
+async fn synthesize_greeting(
+    db: &Db,
+    egress: &Egress,
+    cache: &SpeechCache,
+    number: &PhoneNumber,
+    agent: &AgentSpec,
+    speaks: &SpeechProvider,
+) {
     let synthesized = async {
         let Some(tts) = account(db, speaks).await?.synthesizer(egress) else { return Ok(()) };
         let default_voice = default_voice(agent, speaks);

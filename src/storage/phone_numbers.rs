@@ -234,6 +234,18 @@ pub async fn forget_generated_greetings(db: &Db, org: OrgId, agent: AgentId) -> 
     Ok(ids.into_iter().map(PhoneNumberId).collect())
 }
 
+/// The numbers `agent` answers.
+pub async fn answered_by(db: &Db, org: OrgId, agent: AgentId) -> Result<Vec<PhoneNumberId>> {
+    let ids: Vec<Uuid> = on_pool!(db, |pool| {
+        sqlx::query_scalar("SELECT id FROM phone_numbers WHERE org_id = $1 AND agent_id = $2 ORDER BY id")
+            .bind(org.0)
+            .bind(agent.0)
+            .fetch_all(pool)
+            .await
+    })?;
+    Ok(ids.into_iter().map(PhoneNumberId).collect())
+}
+
 /// Call counts of one number.
 #[derive(Clone, Debug, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct CallActivity {

@@ -193,6 +193,16 @@ async fn media_stream_numbers_need_someone_to_hear_and_speak(app: TestApp) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(greeted(), "{:?}", fake.spoken());
+    // A new greeting is synthesised as soon as the agent changes, before any call.
+    app.patch(&format!("/api/v1/agents/{}", line.agent), json!({ "first_message": "Welcome back." })).await.expect(200);
+    let regreeted = || fake.spoken().iter().any(|(text, _)| text == "Welcome back.");
+    for _ in 0..100 {
+        if regreeted() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(regreeted(), "{:?}", fake.spoken());
 
     // The handshake is signed like the relay's; an unsigned one learns nothing.
     let url = format!("ws://{}/twilio/media/{call_id}", app.addr);

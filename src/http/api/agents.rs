@@ -163,8 +163,11 @@ pub async fn update(
     let spec = body.apply(current.spec.clone())?;
     let updated = agents::update(&s.db, caller.org, &current, spec, caller.actor).await.map_err(storage_error)?;
     if updated.version != current.version {
-        let stale = phone_numbers::forget_generated_greetings(&s.db, caller.org, id).await.map_err(storage_error)?;
-        greeting::refresh_in_background(s.db.clone(), s.egress.clone(), caller.org, stale);
+        // Its numbers' greetings are made again: the words (where the model writes them) and
+        // the audio.
+        phone_numbers::forget_generated_greetings(&s.db, caller.org, id).await.map_err(storage_error)?;
+        let numbers = phone_numbers::answered_by(&s.db, caller.org, id).await.map_err(storage_error)?;
+        greeting::refresh_in_background(s.db.clone(), s.egress.clone(), s.speech_cache.clone(), caller.org, numbers);
     }
     Ok(Json(updated))
 }

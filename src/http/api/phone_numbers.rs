@@ -157,10 +157,7 @@ pub async fn create(
     let created = provisioning::create_service(&s.db, &s.twilio, &s.config.public_base_url(), caller.org, request, caller.actor)
         .await
         .map_err(|e| ApiError::from_provisioning(e, "phone number"))?;
-    if created.generate_first_message {
-        greeting::refresh_in_background(s.db.clone(), s.egress.clone(), caller.org, vec![created.id]);
-    }
-    speech::warm_greeting_in_background(s.db.clone(), s.egress.clone(), s.speech_cache.clone(), created.clone());
+    greeting::refresh_in_background(s.db.clone(), s.egress.clone(), s.speech_cache.clone(), caller.org, vec![created.id]);
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -213,10 +210,7 @@ pub async fn update(
         status: body.status,
     };
     let updated = store::update(&s.db, caller.org, id, changes, caller.actor).await.map_err(storage_error)?;
-    if updated.generate_first_message && updated.generated_first_message.is_none() {
-        greeting::refresh_in_background(s.db.clone(), s.egress.clone(), caller.org, vec![updated.id]);
-    }
-    speech::warm_greeting_in_background(s.db.clone(), s.egress.clone(), s.speech_cache.clone(), updated.clone());
+    greeting::refresh_in_background(s.db.clone(), s.egress.clone(), s.speech_cache.clone(), caller.org, vec![updated.id]);
     Ok(Json(updated))
 }
 
