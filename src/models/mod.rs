@@ -21,6 +21,8 @@ pub use self::onnx::ModelError;
 pub struct TurnModels {
     pub vad: Arc<vad::SileroVad>,
     pub end_of_turn: Arc<turn::SmartTurn>,
+    /// One per session of the end-of-turn model: the questions it answers at once.
+    pub end_of_turn_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl TurnModels {
@@ -37,6 +39,7 @@ impl TurnModels {
         Ok(Some(Self {
             vad: Arc::new(vad::SileroVad::load(runtime, &models_dir.join(SILERO_VAD_FILE), sessions)?),
             end_of_turn: Arc::new(turn::SmartTurn::load(runtime, &models_dir.join(SMART_TURN_FILE), sessions)?),
+            end_of_turn_slots: Arc::new(tokio::sync::Semaphore::new(sessions)),
         }))
     }
 }

@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
 use self::hearing::{EndOfTurn, Endpointing, Heard, SpeechDetector, TurnDetector};
@@ -130,12 +130,17 @@ impl Wait {
 #[derive(Clone, Default)]
 pub struct Hearing {
     pub vad: Option<Arc<SileroVad>>,
-    pub end_of_turn: Option<Arc<dyn EndOfTurn>>,
+    /// The end-of-turn model, and the questions it may answer at once across calls (more wait
+    /// their turn here, not on threads of their own).
+    pub end_of_turn: Option<(Arc<dyn EndOfTurn>, Arc<Semaphore>)>,
 }
 
 impl Hearing {
     pub fn from_models(models: Option<&TurnModels>) -> Self {
-        Self { vad: models.map(|m| m.vad.clone()), end_of_turn: models.map(|m| m.end_of_turn.clone() as Arc<dyn EndOfTurn>) }
+        Self {
+            vad: models.map(|m| m.vad.clone()),
+            end_of_turn: models.map(|m| (m.end_of_turn.clone() as Arc<dyn EndOfTurn>, m.end_of_turn_slots.clone())),
+        }
     }
 }
 
@@ -184,6 +189,7 @@ struct Voicing {
     to_transport: mpsc::Sender<TransportOut>,
     to_session: mpsc::Sender<CallerEvent>,
     turn: TurnDetector,
+    end_of_turn_slots: Option<Arc<Semaphore>>,
     /// The end-of-turn model thinking about the utterance so far.
     verdict: Option<tokio::task::JoinHandle<Result<f32, ModelError>>>,
     /// The frames before speech was confirmed (they belong to the utterance), and the utterance.
@@ -223,7 +229,13 @@ impl Voice {
         };
         let speaker = Speaker::start(self.tts.clone(), self.cache.clone(), self.synthesizer.clone());
         let mut voicing = Voicing {
-            turn: TurnDetector::new(detector, self.hearing.end_of_turn, self.settings.min_speech, endpointing),
+            turn: TurnDetector::new(
+                detector,
+                self.hearing.end_of_turn.as_ref().map(|(model, _)| model.clone()),
+                self.settings.min_speech,
+                endpointing,
+            ),
+            end_of_turn_slots: self.hearing.end_of_turn.map(|(_, slots)| slots),
             verdict: None,
             stt: self.stt,
             tts: self.tts,
@@ -353,9 +365,14 @@ impl Voicing {
                 }
             }
             Heard::Ask => {
-                if let Some(model) = self.turn.end_of_turn() {
+                if let (Some(model), Some(slots)) = (self.turn.end_of_turn(), self.end_of_turn_slots.clone()) {
                     let utterance = Audio { rate: TRANSPORT_RATE, samples: self.utterance.clone() };
-                    self.verdict = Some(tokio::task::spawn_blocking(move || model.completion(&utterance)));
+                    self.verdict = Some(tokio::spawn(async move {
+                        let _slot = slots.acquire_owned().await.map_err(|e| ModelError::Inference(e.to_string()))?;
+                        tokio::task::spawn_blocking(move || model.completion(&utterance))
+                            .await
+                            .unwrap_or_else(|e| Err(ModelError::Inference(e.to_string())))
+                    }));
                 }
             }
             Heard::Resumed => {

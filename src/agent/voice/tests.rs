@@ -289,7 +289,7 @@ impl EndOfTurn for ScriptedTurnEnd {
 
 fn with_turn_model(words: &[&'static str], finished: bool, speech: AgentSpeech) -> (Call, Arc<ScriptedTurnEnd>) {
     let model = Arc::new(ScriptedTurnEnd { finished, asked: Mutex::default() });
-    let hearing = Hearing { vad: None, end_of_turn: Some(model.clone()) };
+    let hearing = Hearing { vad: None, end_of_turn: Some((model.clone(), Arc::new(Semaphore::new(1)))) };
     (call_hearing(words, speech, hearing), model)
 }
 
@@ -329,6 +329,23 @@ async fn a_caller_who_pauses_mid_sentence_gets_the_agents_patience() {
     assert_eq!(lengths.len(), 1, "one utterance, pause and all: {lengths:?}");
     assert!(lengths[0] >= (500 + 900 + 500) * 8, "{lengths:?}");
     assert_eq!(model.asked.lock().unwrap().len(), 2, "asked at each pause");
+}
+
+#[tokio::test]
+async fn questions_to_the_end_of_turn_model_wait_for_a_free_slot() {
+    let model = Arc::new(ScriptedTurnEnd { finished: true, asked: Mutex::default() });
+    let slots = Arc::new(Semaphore::new(1));
+    // Another call's question holds the only slot.
+    let busy = slots.clone().acquire_owned().await.unwrap();
+    let hearing = Hearing { vad: None, end_of_turn: Some((model.clone(), slots)) };
+    let mut call = call_hearing(&["Where is my order?"], AgentSpeech::default(), hearing);
+    call.caller(LOUD, 600).await;
+    call.caller(0, 300).await;
+    assert!(quiet_for(&mut call, Duration::from_millis(200)).await);
+    assert!(model.asked.lock().unwrap().is_empty(), "not asked while the slot is taken");
+    drop(busy);
+    assert_eq!(call.event().await, CallerEvent::Said { text: "Where is my order?".into(), language: Some("en-US".into()) });
+    assert_eq!(model.asked.lock().unwrap().len(), 1);
 }
 
 #[test]
