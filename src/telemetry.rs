@@ -51,7 +51,8 @@ impl Histogram {
             let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
         }
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum_secs);
-        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+        let labels = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let _ = writeln!(out, "{name}_sum{labels} {}", self.sum_secs);
+        let _ = writeln!(out, "{name}_count{labels} {}", self.count);
     }
 }

@@ -273,8 +273,12 @@ async fn prometheus_metrics(State(state): State<AppState>) -> impl IntoResponse 
             "NaN".to_owned()
         }
     };
+    let mut models = String::new();
+    if let Some(turn_models) = &state.turn_models {
+        turn_models.end_of_turn.render(&mut models);
+    }
     let text = format!(
-        "{}{}# HELP switchboard_transcript_turns_waiting Transcript turns queued for writing.\n# TYPE switchboard_transcript_turns_waiting gauge\n\
+        "{}{}{models}# HELP switchboard_transcript_turns_waiting Transcript turns queued for writing.\n# TYPE switchboard_transcript_turns_waiting gauge\n\
          switchboard_transcript_turns_waiting {}\n# HELP switchboard_automation_runs_due Automation runs due now, across nodes.\n\
          # TYPE switchboard_automation_runs_due gauge\nswitchboard_automation_runs_due {due_runs}\n",
         state.metrics.render(),

@@ -3,6 +3,8 @@
 //! last eight seconds as Whisper-style log-mel features and answers with a probability.
 
 use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
 
 use ort::environment::Environment;
 use ort::value::Tensor;
@@ -11,6 +13,7 @@ use super::onnx::{ModelError, SessionPool};
 use crate::audio::Audio;
 use crate::audio::mel::{LogMel, MEL_BANDS, MEL_FRAMES, MEL_RATE, WINDOW_SAMPLES};
 use crate::audio::resample::Resampler;
+use crate::telemetry::Histogram;
 
 /// At or above this the turn counts as complete.
 pub const COMPLETE: f32 = 0.5;
@@ -18,16 +21,38 @@ pub const COMPLETE: f32 = 0.5;
 pub struct SmartTurn {
     pool: SessionPool,
     mel: LogMel,
+    /// How long each answer took (features and inference), and how many said finished.
+    timings: Mutex<(Histogram, u64)>,
 }
 
 impl SmartTurn {
     pub fn load(runtime: &Environment, path: &Path, sessions: usize) -> Result<Self, ModelError> {
-        Ok(Self { pool: SessionPool::load(runtime, path, sessions)?, mel: LogMel::new() })
+        Ok(Self { pool: SessionPool::load(runtime, path, sessions)?, mel: LogMel::new(), timings: Mutex::default() })
     }
 
     /// The probability that the caller has finished their turn with `utterance` (any rate).
     /// Takes tens of milliseconds of CPU: call it off the async threads.
     pub fn completion(&self, utterance: &Audio) -> Result<f32, ModelError> {
+        let started = Instant::now();
+        let probability = self.infer(utterance)?;
+        let mut timings = self.timings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        timings.0.observe(started.elapsed().as_secs_f64());
+        timings.1 += u64::from(probability >= COMPLETE);
+        Ok(probability)
+    }
+
+    /// Its Prometheus metrics: answer time, and answers that heard a finished turn.
+    pub fn render(&self, out: &mut String) {
+        let timings = self.timings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        out.push_str("# HELP switchboard_end_of_turn_seconds Time the end-of-turn model took to answer.\n");
+        out.push_str("# TYPE switchboard_end_of_turn_seconds histogram\n");
+        timings.0.render("switchboard_end_of_turn_seconds", "", out);
+        out.push_str("# HELP switchboard_end_of_turn_finished_total Answers that heard the caller finished.\n");
+        out.push_str("# TYPE switchboard_end_of_turn_finished_total counter\n");
+        out.push_str(&format!("switchboard_end_of_turn_finished_total {}\n", timings.1));
+    }
+
+    fn infer(&self, utterance: &Audio) -> Result<f32, ModelError> {
         let keep = utterance.samples.len().saturating_sub(WINDOW_SAMPLES * utterance.rate as usize / MEL_RATE as usize + 1);
         let mut samples = Vec::with_capacity(WINDOW_SAMPLES);
         let mut resampler = Resampler::new(utterance.rate, MEL_RATE).map_err(|e| ModelError::Inference(e.to_string()))?;

@@ -71,4 +71,9 @@ fn smart_turn_hears_a_finished_question_and_an_unfinished_sentence() {
     let unfinished = models.end_of_turn.completion(&spoken("I want a pizza with cheese and")).unwrap();
     assert!(finished >= 0.5, "a question is a finished turn: {finished}");
     assert!(unfinished < 0.5, "a sentence cut off after \"and\" is not: {unfinished}");
+    // Operators see how long it takes and what it heard.
+    let mut metrics = String::new();
+    models.end_of_turn.render(&mut metrics);
+    assert!(metrics.contains("switchboard_end_of_turn_seconds_count 2"), "{metrics}");
+    assert!(metrics.contains("switchboard_end_of_turn_finished_total 1"), "{metrics}");
 }
