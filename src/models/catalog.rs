@@ -26,22 +26,24 @@ pub struct CatalogEntry {
     pub files: &'static [ModelFile],
 }
 
-/// ONNX Runtime's shared library, from the `onnxruntime` wheel built for this machine's
-/// architecture (MIT).
-#[cfg(target_arch = "x86_64")]
-const ONNX_RUNTIME_WHEEL: Wheel = Wheel {
+/// ONNX Runtime's shared library, from the `onnxruntime` wheel built for this machine (MIT):
+/// Linux on x86_64 or aarch64; elsewhere there is none, and the models cannot run.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+const ONNX_RUNTIME_WHEEL: Option<Wheel> = Some(Wheel {
     project: "onnxruntime",
     version: "1.32.0",
     filename: "onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl",
     sha256: "5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d",
-};
-#[cfg(target_arch = "aarch64")]
-const ONNX_RUNTIME_WHEEL: Wheel = Wheel {
+});
+#[cfg(all(target_os = "linux", target_arch = "aarch64"))]
+const ONNX_RUNTIME_WHEEL: Option<Wheel> = Some(Wheel {
     project: "onnxruntime",
     version: "1.32.0",
     filename: "onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_aarch64.whl",
     sha256: "2303372a85299b6757b0e11e1cbf13e410ddf7e10c37f4b37e99d1c90e7daf7c",
-};
+});
+#[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+const ONNX_RUNTIME_WHEEL: Option<Wheel> = None;
 
 /// Pipecat's wheel (BSD-2-Clause) carries Silero VAD and Smart Turn v3.2.
 const PIPECAT_WHEEL: Wheel = Wheel {
@@ -60,14 +62,16 @@ pub const ONNX_RUNTIME_LIBRARY: &str = "libonnxruntime.so";
 pub const SILERO_VAD_FILE: &str = "silero_vad.onnx";
 pub const SMART_TURN_FILE: &str = "smart-turn-v3.2-cpu.onnx";
 
-/// Everything `switchboard models install` installs.
-pub fn catalog() -> Vec<CatalogEntry> {
-    vec![
+/// Everything `switchboard models install` installs; an error saying why when this machine
+/// cannot run them.
+pub fn catalog() -> Result<Vec<CatalogEntry>, &'static str> {
+    let runtime = ONNX_RUNTIME_WHEEL.ok_or("ONNX Runtime is published for Linux on x86_64 and aarch64 only: the models cannot run here")?;
+    Ok(vec![
         CatalogEntry {
             name: ONNX_RUNTIME,
             purpose: "runs the ONNX models below",
             licence: "MIT",
-            wheel: ONNX_RUNTIME_WHEEL,
+            wheel: runtime,
             files: &[ModelFile { inside: "onnxruntime/capi/libonnxruntime.so.1.32.0", name: ONNX_RUNTIME_LIBRARY }],
         },
         CatalogEntry {
@@ -84,5 +88,5 @@ pub fn catalog() -> Vec<CatalogEntry> {
             wheel: PIPECAT_WHEEL,
             files: &[ModelFile { inside: "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx", name: SMART_TURN_FILE }],
         },
-    ]
+    ])
 }
