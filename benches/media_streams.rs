@@ -10,7 +10,9 @@
 //! Printed: the server's CPU and memory per call, the pacing of the frames the server sends
 //! (how far apart they arrive within a piece of speech, after its lead, off 20 ms, p50/p99), barge-in (the frame that confirms speech →
 //! `clear` arriving, p50/p99) and the latency the server adds to a turn (the caller's last
-//! speech → the answer's first frame, minus the end-of-turn silence and the stubs' delays).
+//! speech → the answer's first frame, minus the end-of-turn silence and the stubs' delays), then
+//! the server's own account of where that went (each answer's stored voice latency, read back
+//! through the API).
 //!
 //! `cargo bench --bench media_streams` (`CALLS=100,1000` by default).
 
@@ -27,9 +29,10 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use switchboard::audio::g711;
 use switchboard::domain::audit::Actor;
+use switchboard::domain::org::Role;
 use switchboard::domain::phone_number::ServiceMode;
 use switchboard::domain::provider::SpeechProviderKind;
-use switchboard::storage::{agents, phone_numbers, speech_providers};
+use switchboard::storage::{agents, phone_numbers, speech_providers, tokens};
 use tokio_tungstenite::tungstenite::Message;
 
 use support::{Socket, answer_call, runtime, spawn_role, usage};
@@ -107,7 +110,8 @@ async fn exactly(delay: Duration) {
 /// URL and the Twilio account, then serves until killed.
 async fn serve_switchboard() {
     let stubs = std::env::var("STUBS_URL").unwrap();
-    let bench = support::serve(Some(stubs.clone()), |_| {}).await;
+    // The generator reads every call's record afterwards, faster than the API's rate limits allow.
+    let bench = support::serve(Some(stubs.clone()), |config| (config.rate_limit_per_token, config.rate_limit_per_address) = (0, 0)).await;
     let settings = speech_providers::SpeechSettings {
         name: "stub".into(),
         base_url: stubs,
@@ -125,7 +129,8 @@ async fn serve_switchboard() {
     agents::update(&bench.db, bench.org, &agent, spec, Actor::System).await.unwrap();
     let media = phone_numbers::PhoneNumberChanges { mode: Some(ServiceMode::MediaStream), ..Default::default() };
     phone_numbers::update(&bench.db, bench.org, bench.number, media, Actor::System).await.unwrap();
-    println!("{} {}", bench.base, bench.account);
+    let (_, token) = tokens::create(&bench.db, bench.org, "bench", Role::Member, Actor::System).await.unwrap();
+    println!("{} {} {}", bench.base, bench.account, token.as_str());
     std::future::pending::<()>().await;
 }
 
@@ -310,6 +315,44 @@ async fn converse(socket: Socket, call: u64) -> Measured {
     measured
 }
 
+/// The server's own account of each answer's wait (the `voice_latency` of the last `calls`
+/// calls' agent turns), less the stubs' delays: which step adds what.
+async fn where_the_wait_went(http: &reqwest::Client, base: &str, token: &str, calls: usize) {
+    let get = |path: String| http.get(format!("{base}{path}")).bearer_auth(token).send();
+    let mut ids = Vec::new();
+    let mut cursor = String::new();
+    while ids.len() < calls {
+        let page: Value = get(format!("/api/v1/calls?limit=100{cursor}")).await.unwrap().json().await.unwrap();
+        ids.extend(page["data"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    let parts = [
+        ("transcription", TRANSCRIPTION_DELAY),
+        ("first_token", MODEL_DELAY),
+        ("first_audio", SPEECH_DELAY),
+        ("first_frame", Duration::ZERO),
+    ];
+    let mut added: Vec<Vec<Duration>> = vec![Vec::new(); parts.len()];
+    for id in ids.iter().take(calls) {
+        let call: Value = get(format!("/api/v1/calls/{id}")).await.unwrap().json().await.unwrap();
+        for latency in call["transcript"].as_array().into_iter().flatten().map(|t| &t["voice_latency"]).filter(|l| l.is_object()) {
+            for ((name, stub), values) in parts.iter().zip(&mut added) {
+                let ms = latency[format!("{name}_ms")].as_u64().unwrap_or_default();
+                values.push(Duration::from_millis(ms).saturating_sub(*stub));
+            }
+        }
+    }
+    let shown: Vec<String> = parts
+        .iter()
+        .zip(&mut added)
+        .map(|((name, _), values)| format!("{name} p50 {:.0} ms, p99 {:.0} ms", percentile(values, 0.50), percentile(values, 0.99)))
+        .collect();
+    println!("  as the server measured it (whole milliseconds, beyond the stubs): {}", shown.join("; "));
+}
+
 fn percentile(values: &mut [Duration], q: f64) -> f64 {
     if values.is_empty() {
         return f64::NAN;
@@ -323,7 +366,7 @@ async fn generate_load() {
         std::env::var("CALLS").unwrap_or_else(|_| "100,1000".into()).split(',').filter_map(|n| n.trim().parse().ok()).collect();
     let (mut stubs, stubs_url) = spawn_role("stubs", &[]).await;
     let (mut server, ready) = spawn_role("server", &[("STUBS_URL", &stubs_url)]).await;
-    let (base, account) = ready.split_once(' ').map(|(b, a)| (b.to_owned(), a.to_owned())).unwrap();
+    let [base, account, token]: [String; 3] = ready.split(' ').map(str::to_owned).collect::<Vec<_>>().try_into().unwrap();
     let pid = server.id();
     let http = reqwest::Client::new();
     let mut call = 0u64;
@@ -364,6 +407,7 @@ async fn generate_load() {
             percentile(&mut all.added, 0.50),
             percentile(&mut all.added, 0.99),
         );
+        where_the_wait_went(&http, &base, &token, calls).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let _ = server.kill();
