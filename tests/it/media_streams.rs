@@ -346,6 +346,43 @@ async fn a_caller_talking_while_the_agent_thinks_then_hanging_up_mid_sentence(ap
     assert_eq!(detail["transcript"][5]["interrupted"], true, "{detail}");
 }
 
+/// A server with the turn-taking models installed hears real speech with Silero VAD and ends a
+/// finished question at a short pause by Smart Turn's ear, long before the agent's (here long)
+/// end-of-turn silence; `/metrics` shows the model at work.
+#[tokio::test]
+async fn with_the_models_a_finished_question_ends_the_turn_at_a_short_pause() {
+    let models = crate::turn_models::installed_models_dir();
+    let app = crate::support::spawn_app_with(crate::support::Backend::Sqlite, |config| {
+        std::os::unix::fs::symlink(&models, config.data_dir.join("models")).unwrap();
+    })
+    .await;
+    let agent = json!({ "name": "Ava", "first_message": "Hi, Ava here.", "speech": { "end_of_turn_silence_ms": 2000 } });
+    let (llm, fake, line) = media_line(&app, agent).await;
+    llm.script([Reply::says("We open at nine tomorrow.")]);
+    let question = "Can you tell me when you open tomorrow?";
+    fake.hear_every_utterance_as(question);
+    let spoken = app.data_dir.path().join("question.wav");
+    let status = std::process::Command::new("espeak-ng").args(["-v", "en-us", "-w"]).arg(&spoken).arg(question).status().unwrap();
+    assert!(status.success());
+
+    // The phone's own ears read the agent's coded voice.
+    let phone = FakeSpeech::start().await;
+    let (act, mut events, call) = place_call(&app, &line, &phone);
+    assert_eq!(agent_says(&mut events).await, "Hi, Ava here.");
+    act.send(CallerAction::Play(spoken)).await.unwrap();
+    assert_eq!(agent_says(&mut events).await, "We open at nine tomorrow.");
+    act.send(CallerAction::HangUp).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), call).await.unwrap().unwrap().unwrap();
+
+    let id = app.get("/api/v1/calls").await.expect(200)["data"][0]["id"].as_str().unwrap().to_owned();
+    let detail = app.until(&format!("/api/v1/calls/{id}"), |d| d["transcript"][2]["voice_latency"].is_object()).await;
+    assert_eq!(detail["transcript"][1]["text"], question, "{detail}");
+    let waited = detail["transcript"][2]["voice_latency"]["end_of_turn_ms"].as_i64().unwrap();
+    assert!(waited < 1000, "the model ended the turn, not 2 s of silence: {waited} ms");
+    let metrics = reqwest::get(format!("http://{}/metrics", app.metrics_addr)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("switchboard_end_of_turn_finished_total 1"), "{metrics}");
+}
+
 /// `switchboard dial --audio` as a user runs it: lines said through an OpenAI-compatible speech
 /// server, the agent's words transcribed and printed, what the caller heard in a WAV file.
 async fn the_dev_phone_speaks_and_records_from_the_terminal(app: TestApp) {

@@ -11,10 +11,15 @@ use switchboard::audio::{Audio, g711, wav};
 use switchboard::models::TurnModels;
 use switchboard::models::vad::VadStream;
 
+/// Where scripts/test.sh installed the models.
+pub fn installed_models_dir() -> PathBuf {
+    std::env::var("SWITCHBOARD_TEST_MODELS")
+        .expect("SWITCHBOARD_TEST_MODELS is not set: run the suite with scripts/test.sh, which installs the models")
+        .into()
+}
+
 fn models() -> TurnModels {
-    let dir = std::env::var("SWITCHBOARD_TEST_MODELS")
-        .expect("SWITCHBOARD_TEST_MODELS is not set: run the suite with scripts/test.sh, which installs the models");
-    TurnModels::load(&PathBuf::from(dir)).expect("the models load").expect("the models are installed")
+    TurnModels::load(&installed_models_dir()).expect("the models load").expect("the models are installed")
 }
 
 /// `text` spoken by espeak-ng as a caller sounds on the phone: 8 kHz through μ-law.

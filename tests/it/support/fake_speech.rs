@@ -55,6 +55,9 @@ pub struct FakeSpeech {
     spoken: Arc<Mutex<Vec<(String, String)>>>,
     /// Transcriptions answered, with the language asked for.
     heard: Arc<Mutex<Vec<(String, String)>>>,
+    /// What every utterance is heard as, when set: a recogniser's answer to real speech, which
+    /// the coded voice's reading cannot give.
+    hears_as: Arc<Mutex<Option<String>>>,
 }
 
 impl FakeSpeech {
@@ -69,6 +72,11 @@ impl FakeSpeech {
             .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         fake
+    }
+
+    /// Transcribes every utterance from now on as `text` (for tests that play real speech).
+    pub fn hear_every_utterance_as(&self, text: &str) {
+        *self.hears_as.lock().unwrap() = Some(text.to_owned());
     }
 
     pub fn answer_like(&self, style: SpeechStyle) {
@@ -182,7 +190,7 @@ async fn transcribe(State(fake): State<FakeSpeech>, headers: HeaderMap, mut form
     let Some(Ok(audio)) = file.map(|bytes| wav::decode(&bytes)) else {
         return openai_error(StatusCode::BAD_REQUEST, "Invalid file format.", "invalid_value");
     };
-    let text = hear(&audio);
+    let text = fake.hears_as.lock().unwrap().clone().unwrap_or_else(|| hear(&audio));
     fake.heard.lock().unwrap().push((text.clone(), language));
     axum::Json(json!({ "text": text })).into_response()
 }
