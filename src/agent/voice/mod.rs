@@ -7,7 +7,8 @@
 //!   model (else silence alone) decides when a pause ends the caller's turn, with the agent's
 //!   patience for callers who pause mid-sentence. Each utterance, with the frames that
 //!   confirmed it, is transcribed and reaches the session as `Said`; a transcript without a
-//!   letter or digit is dropped.
+//!   letter or digit is dropped, and one that ends mid-sentence ("I'd like to…", `unfinished`)
+//!   is held for the agent's patience and joined to what the caller says next.
 //! - Speaking (`speaker`): the session's tokens are cut into sentences; each is synthesised as
 //!   soon as it is complete (the first audio leaves before the reply is), resampled to 8 kHz,
 //!   and sent piece by piece, each followed by a mark; the sentence's words ride on its last
@@ -28,6 +29,7 @@ mod backchannel;
 pub mod hearing;
 mod playback;
 mod speaker;
+mod unfinished;
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -206,6 +208,9 @@ struct Voicing {
     /// Where the agent's current utterance starts in what the caller heard.
     utterance_heard_from: usize,
     utterance_open: bool,
+    /// Words that ended mid-sentence, held until the caller goes on or the agent's patience is
+    /// up, and when that is.
+    held: Option<(String, Instant)>,
     /// The caller's wait for the answer to their last words, and when a filler is due.
     wait: Option<Wait>,
     filler_at: Option<Instant>,
@@ -253,6 +258,7 @@ impl Voice {
             sentence: String::new(),
             utterance_heard_from: 0,
             utterance_open: false,
+            held: None,
             wait: None,
             filler_at: None,
         };
@@ -266,7 +272,7 @@ impl Voice {
                 let _ = voicing.to_transport.send(TransportOut::End(ending.take().expect("checked"))).await;
                 return;
             }
-            let filler_at = voicing.filler_at;
+            let (filler_at, held_until) = (voicing.filler_at, voicing.held.as_ref().map(|(_, until)| *until));
             tokio::select! {
                 input = from_transport.recv() => match input {
                     Some(TransportIn::Audio(frame)) => voicing.heard_frame(frame).await,
@@ -281,6 +287,10 @@ impl Voice {
                         // Hung up over the agent: its turn keeps what had played.
                         if voicing.agent_speaking() {
                             voicing.tell_what_was_heard().await;
+                        }
+                        // Words held for more are still the caller's turn.
+                        if let Some((text, _)) = voicing.held.take() {
+                            voicing.say_to_session(text).await;
                         }
                         let _ = voicing.to_session.send(CallerEvent::HungUp).await;
                         return;
@@ -307,6 +317,9 @@ impl Voice {
                     if !voicing.speaker.is_busy() && !voicing.playback.is_playing() {
                         voicing.speaker.say_aside(voicing.settings.speech.filler.clone(), voicing.settings.voice());
                     }
+                }
+                () = tokio::time::sleep_until(held_until.unwrap_or_else(Instant::now)), if held_until.is_some() => {
+                    voicing.patience_up().await;
                 }
                 // Looks again for the end of the last words while an ending waits.
                 _ = tokio::time::sleep(FRAME), if ending.is_some() => {}
@@ -447,7 +460,42 @@ impl Voicing {
             // A short utterance that is not a backchannel ("No, Tuesday.") interrupts.
             self.barge_in().await;
         }
+        let text = match self.held.take() {
+            Some((before, _)) => format!("{before} {text}"),
+            None => text,
+        };
         self.wait = Some(Wait { stopped_speaking, turn_ended, transcribed: Instant::now(), first_token: None, first_audio: None });
+        if unfinished::sounds_unfinished(&text, &self.settings.language) {
+            tracing::debug!(%text, "the caller stopped mid-sentence: waiting for more");
+            self.held = Some((text, Instant::now() + Duration::from_millis(self.settings.speech.patience_ms.unsigned_abs())));
+            return;
+        }
+        self.say_to_session(text).await;
+    }
+
+    /// The agent's patience with words that ended mid-sentence is up: they go to the session as
+    /// they are, unless the caller is speaking again (then they join what comes).
+    async fn patience_up(&mut self) {
+        if self.turn.in_turn() {
+            if let Some((_, until)) = self.held.as_mut() {
+                *until = Instant::now() + Duration::from_millis(self.settings.speech.patience_ms.unsigned_abs());
+            }
+            return;
+        }
+        if let Some((text, _)) = self.held.take() {
+            // The end of the turn was decided now.
+            if let Some(wait) = self.wait.as_mut() {
+                wait.turn_ended = Instant::now();
+            }
+            self.say_to_session(text).await;
+        }
+    }
+
+    /// The caller's words go to the session; the wait for the answer (and the filler) starts.
+    async fn say_to_session(&mut self, text: String) {
+        if let Some(wait) = self.wait.as_mut() {
+            wait.transcribed = Instant::now();
+        }
         if !self.settings.speech.filler.is_empty() {
             self.filler_at = Some(Instant::now() + Duration::from_millis(self.settings.speech.filler_after_ms.unsigned_abs()));
         }

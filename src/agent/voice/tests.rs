@@ -133,6 +133,35 @@ async fn speech_becomes_turns_and_turns_become_audio_with_marks() {
 }
 
 #[tokio::test]
+async fn words_that_end_mid_sentence_wait_for_the_rest() {
+    let speech = AgentSpeech { end_of_turn_silence_ms: 400, patience_ms: 1000, ..AgentSpeech::default() };
+    let mut call = call_with(&["I'd like to", "um, change my order."], speech);
+    call.caller(LOUD, 300).await;
+    call.caller(0, 400).await;
+    assert!(quiet_for(&mut call, Duration::from_millis(300)).await, "\"I'd like to\" is held");
+    call.caller(LOUD, 300).await;
+    call.caller(0, 400).await;
+    assert_eq!(call.event().await, CallerEvent::Said { text: "I'd like to um, change my order.".into(), language: Some("en-US".into()) });
+}
+
+#[tokio::test]
+async fn held_words_go_on_when_the_patience_is_up_or_the_caller_hangs_up() {
+    let speech = AgentSpeech { end_of_turn_silence_ms: 400, patience_ms: 500, ..AgentSpeech::default() };
+    let mut call = call_with(&["Can I book a table for", "It's for the"], speech);
+    call.caller(LOUD, 300).await;
+    call.caller(0, 400).await;
+    let held_at = tokio::time::Instant::now();
+    assert_eq!(call.event().await, CallerEvent::Said { text: "Can I book a table for".into(), language: Some("en-US".into()) });
+    assert!(held_at.elapsed() >= Duration::from_millis(400), "not before the patience is up");
+    call.caller(LOUD, 300).await;
+    call.caller(0, 400).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    call.transport_in.send(TransportIn::HungUp).await.unwrap();
+    assert_eq!(call.event().await, CallerEvent::Said { text: "It's for the".into(), language: Some("en-US".into()) });
+    assert_eq!(call.event().await, CallerEvent::HungUp);
+}
+
+#[tokio::test]
 async fn transcripts_without_words_are_not_turns() {
     let mut call = call(&["...", "\u{1}\u{2}", " Hello? "]);
     for _ in 0..3 {
