@@ -79,9 +79,9 @@ pub struct AgentSpeech {
     /// Silence that ends the caller's turn, in milliseconds (200–5000, default 700), where no
     /// end-of-turn model decides (the turn-taking models are not installed).
     pub end_of_turn_silence_ms: i64,
-    /// How long the agent waits for a caller the end-of-turn model heard stop mid-sentence
-    /// (reading out a number or an address, "um…") before answering anyway, in milliseconds
-    /// (300–10000, default 2000). Raise it for callers who read out long numbers.
+    /// How long the agent waits for a caller who stopped mid-sentence (the end-of-turn model
+    /// heard it, or their words end on "to", "and", "um"…) before answering anyway, in
+    /// milliseconds (300–10000, default 2000). Raise it for callers who read out long numbers.
     pub patience_ms: i64,
     /// Whether "mhm", "yeah", "okay" and the like stop the agent mid-sentence (default: they
     /// do not; anything longer than a short utterance always does).

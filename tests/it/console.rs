@@ -558,7 +558,8 @@ async fn settings_manage_people_tokens_models_and_retention(app: TestApp) {
     let voices = app.get("/api/v1/speech-providers").await.expect(200)["data"][0]["id"].as_str().unwrap().to_owned();
     let app_id = app.create_app("Voices").await;
     let agent = app.create_agent(&app_id, "Ava").await;
-    owner.get(&format!("/agents/{agent}")).await;
+    let (_, _, page) = owner.get(&format!("/agents/{agent}")).await;
+    assert!(page.contains("turn-taking models are not installed"), "the page says which setting ends turns here");
     let form = |voices_text: &'static str, voices: &str| {
         [("name", "Ava"), ("instructions", "Help callers."), ("conversation_timeout_secs", "30"), ("max_call_duration_secs", "1800")]
             .into_iter()

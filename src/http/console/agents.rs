@@ -127,6 +127,8 @@ struct AgentPage {
     /// The numbers that reach this agent, for a test call.
     numbers: Vec<PhoneNumber>,
     preview: PromptPreview,
+    /// Whether this server has the turn-taking models (which setting ends turns depends on it).
+    hears_with_models: bool,
     errors: FormErrors,
 }
 
@@ -161,11 +163,24 @@ async fn agent_page(state: AppState, viewer: &Viewer, agent: Agent, errors: Form
         .collect();
     let listings = numbers_api::list(State(state.clone()), caller, ApiPath(agent.app_id), super::picker_page()).await?.0.data;
     let numbers = listings.into_iter().map(|l| l.number).filter(|n| n.agent_id == agent.id).collect();
+    let hears_with_models = state.turn_models.is_some();
     let preview =
         api::prompt_preview(State(state), caller, ApiPath(agent.id), ApiQuery(PreviewQuery { caller: None, languages: None })).await?.0;
     let status = if errors.any() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     let layout = viewer.layout(agent.spec.name.clone(), "apps");
-    let page = AgentPage { layout, app, agent, providers, speech_providers, tools: AgentTool::ALL, history, numbers, preview, errors };
+    let page = AgentPage {
+        layout,
+        app,
+        agent,
+        providers,
+        speech_providers,
+        tools: AgentTool::ALL,
+        history,
+        numbers,
+        preview,
+        hears_with_models,
+        errors,
+    };
     Ok((status, viewer.render(&page)).into_response())
 }
 
