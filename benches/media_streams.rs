@@ -35,7 +35,7 @@ use switchboard::domain::provider::SpeechProviderKind;
 use switchboard::storage::{agents, phone_numbers, speech_providers, tokens};
 use tokio_tungstenite::tungstenite::Message;
 
-use support::{Socket, answer_call, runtime, spawn_role, usage};
+use support::{Socket, answer_call, exactly, runtime, spawn_role, streamed_answer, usage};
 
 /// The stubs' delays: transcription, the model's first token, synthesis's first audio.
 const TRANSCRIPTION_DELAY: Duration = Duration::from_millis(100);
@@ -62,18 +62,7 @@ fn main() {
 /// speech is 30 ms of a steady tone per character after `SPEECH_DELAY`). Prints its base URL.
 async fn serve_stubs() {
     async fn complete() -> impl IntoResponse {
-        let answer = "Sure, I can help you with that right away, let me check it for you.";
-        let frames = [format!("data: {}\n\n", json!({ "choices": [{ "delta": { "content": answer } }] })), "data: [DONE]\n\n".to_owned()];
-        let stream = futures_util::stream::unfold(0usize, move |i| {
-            let frame = frames.get(i).cloned();
-            async move {
-                if i == 0 {
-                    exactly(MODEL_DELAY).await;
-                }
-                frame.map(|f| (Ok::<_, std::io::Error>(f), i + 1))
-            }
-        });
-        ([("content-type", "text/event-stream")], Body::from_stream(stream))
+        streamed_answer(&["Sure, I can help you with that right away, let me check it for you."], MODEL_DELAY)
     }
     async fn transcribe() -> impl IntoResponse {
         exactly(TRANSCRIPTION_DELAY).await;
@@ -93,16 +82,6 @@ async fn serve_stubs() {
         .route("/v1/audio/transcriptions", axum::routing::post(transcribe))
         .route("/v1/audio/speech", axum::routing::post(speak));
     axum::serve(listener, app).await.unwrap();
-}
-
-/// Waits `delay` to the microsecond: Tokio's timers round up to the next millisecond, which the
-/// server-added latency would otherwise count (up to a millisecond per stub, three per turn).
-async fn exactly(delay: Duration) {
-    let deadline = Instant::now() + delay;
-    tokio::time::sleep(delay.saturating_sub(Duration::from_millis(1))).await;
-    while Instant::now() < deadline {
-        tokio::task::yield_now().await;
-    }
 }
 
 /// Role `server`: Switchboard on SQLite with one `media_stream` number whose agent thinks,

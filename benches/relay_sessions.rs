@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use axum::body::Body;
 use axum::response::IntoResponse;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -44,18 +43,7 @@ fn main() {
 /// two-token answer. Prints its URL.
 async fn serve_model() {
     async fn complete() -> impl IntoResponse {
-        let frames = [
-            "data: {\"choices\":[{\"delta\":{\"content\":\"Sure, \"}}]}\n\n",
-            "data: {\"choices\":[{\"delta\":{\"content\":\"done.\"}}]}\n\n",
-            "data: [DONE]\n\n",
-        ];
-        let stream = futures_util::stream::unfold(0usize, move |i| async move {
-            if i == 0 {
-                tokio::time::sleep(MODEL_DELAY).await;
-            }
-            frames.get(i).map(|f| (Ok::<_, std::io::Error>(*f), i + 1))
-        });
-        ([("content-type", "text/event-stream")], Body::from_stream(stream))
+        support::streamed_answer(&["Sure, ", "done."], MODEL_DELAY)
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     println!("http://{}/v1", listener.local_addr().unwrap());

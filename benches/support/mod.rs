@@ -189,3 +189,34 @@ pub async fn fresh_postgres_database(url: &str) -> String {
     fresh.set_path(&name);
     fresh.to_string()
 }
+
+/// Waits `delay` to the microsecond: Tokio's timers round up to the next millisecond, which a
+/// benchmark's server-added latency would otherwise count as the server's.
+#[allow(dead_code)]
+pub async fn exactly(delay: std::time::Duration) {
+    let deadline = std::time::Instant::now() + delay;
+    tokio::time::sleep(delay.saturating_sub(std::time::Duration::from_millis(1))).await;
+    while std::time::Instant::now() < deadline {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A stub model's streamed Chat Completions answer: after `delay`, one SSE event per token,
+/// then `[DONE]`.
+#[allow(dead_code)]
+pub fn streamed_answer(tokens: &[&str], delay: std::time::Duration) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut events: Vec<String> =
+        tokens.iter().map(|token| format!("data: {}\n\n", serde_json::json!({ "choices": [{ "delta": { "content": token } }] }))).collect();
+    events.push("data: [DONE]\n\n".to_owned());
+    let stream = futures_util::stream::unfold(0usize, move |i| {
+        let event = events.get(i).cloned();
+        async move {
+            if i == 0 {
+                exactly(delay).await;
+            }
+            event.map(|e| (Ok::<_, std::io::Error>(e), i + 1))
+        }
+    });
+    ([("content-type", "text/event-stream")], axum::body::Body::from_stream(stream)).into_response()
+}
