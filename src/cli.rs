@@ -19,7 +19,7 @@ use crate::domain::org::{self, Email, Role};
 use crate::domain::phone_number::{E164, PhoneNumber};
 use crate::models::{catalog, install};
 use crate::providers::egress::Egress;
-use crate::providers::speech::{OpenAiSpeech, SpeechToText, TextToSpeech};
+use crate::providers::speech::{OpenAiSpeech, SpeakingVoice, SpeechToText, TextToSpeech};
 use crate::storage::secrets::{self, write_private_file};
 use crate::storage::{Db, backup, orgs, phone_numbers, phone_providers, rekey, tokens, users};
 use crate::telephony::twilio::dev_phone;
@@ -222,7 +222,7 @@ fn list_models(config: &Config) -> anyhow::Result<()> {
         match manifest.get(entry.name) {
             Some(model) => {
                 let bytes: u64 = model.files.iter().map(|f| f.bytes).sum();
-                println!("{:<16} {:<8} {:>6.1} MB  {:<13} {}", model.name, model.version, bytes as f64 / 1e6, model.licence, entry.purpose);
+                println!("{:<16} {:<8} {:>6.1} MB  {} ({})", model.name, model.version, bytes as f64 / 1e6, entry.purpose, model.licence);
             }
             None => println!("{:<16} not installed: run `switchboard models install` ({})", entry.name, entry.purpose),
         }
@@ -457,7 +457,12 @@ impl DialAudio {
                 (ears.tts, ears.stt)
             }
         };
-        Ok(Some(dev_phone::AudioPhone { mouth: Some(mouth), voice: self.voice, ears: Some(ears), record: Some(self.record) }))
+        Ok(Some(dev_phone::AudioPhone {
+            mouth: Some(mouth),
+            voice: SpeakingVoice::new(self.voice, speech::CALL_LANGUAGE),
+            ears: Some(ears),
+            record: Some(self.record),
+        }))
     }
 }
 

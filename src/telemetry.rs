@@ -9,10 +9,14 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber once; later calls (tests starting many apps) are no-ops.
 pub fn init(filter: &str) {
     let filter = std::env::var(EnvFilter::DEFAULT_ENV).unwrap_or_else(|_| filter.to_owned());
-    // ONNX Runtime (the `ort` target) reports each allocation at info: only its warnings are
-    // news, unless the filter names it.
-    let names_ort = filter.split(',').any(|directive| directive.trim().starts_with("ort"));
-    let filter = if names_ort { filter } else { format!("{filter},ort=warn") };
+    // ONNX Runtime (the `ort` target) reports each allocation at info and whisper.cpp each
+    // step of loading a model: only their warnings are news, unless the filter names them.
+    let mut filter = filter;
+    for chatty in ["ort", "whisper_rs"] {
+        if !filter.split(',').any(|directive| directive.trim().starts_with(chatty)) {
+            filter = format!("{filter},{chatty}=warn");
+        }
+    }
     let filter = EnvFilter::new(filter);
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -10,7 +10,7 @@ use crate::domain::ids::{OrgId, SpeechProviderId};
 use crate::domain::phone_number::{PhoneNumber, ServiceMode};
 use crate::domain::provider::SpeechProvider;
 use crate::providers::egress::Egress;
-use crate::providers::speech::{SpeechAccount, SpeechToText, TextToSpeech};
+use crate::providers::speech::{SpeakingVoice, SpeechAccount, SpeechToText, TextToSpeech};
 use crate::storage::{Db, PageRequest, Result, StorageError, agents, speech_providers};
 
 /// The language a call starts in.
@@ -96,8 +96,8 @@ async fn synthesize_greeting(
     let synthesized = async {
         let Some(tts) = account(db, speaks).await?.synthesizer(egress) else { return Ok(()) };
         let default_voice = default_voice(agent, speaks);
-        let voice = agent.speech.voice_for(CALL_LANGUAGE, &default_voice);
-        if let Err(e) = cache.warm(tts.as_ref(), &synthesizer_name(speaks), voice, number.greeting(agent)).await {
+        let voice = SpeakingVoice::new(agent.speech.voice_for(CALL_LANGUAGE, &default_voice), CALL_LANGUAGE);
+        if let Err(e) = cache.warm(tts.as_ref(), &synthesizer_name(speaks), &voice, number.greeting(agent)).await {
             tracing::warn!(number = %number.id, error = %e, "could not synthesise the greeting ahead");
         }
         Ok::<_, StorageError>(())

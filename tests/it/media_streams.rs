@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchboard::providers::egress::Egress;
-use switchboard::providers::speech::OpenAiSpeech;
+use switchboard::providers::speech::{OpenAiSpeech, SpeakingVoice};
 use switchboard::telephony::twilio::dev_phone::{self, AudioPhone, CallerAction, Dial, PhoneEvent};
 use tokio::sync::mpsc;
 
@@ -151,7 +151,12 @@ fn dial(app: &TestApp, line: &PhoneLine, fake: &FakeSpeech) -> Dial {
         account_sid: line.account.clone(),
         auth_token: LINE_TOKEN.into(),
         test: false,
-        audio: Some(AudioPhone { mouth: Some(speech.clone()), voice: "echo".into(), ears: Some(speech), record: None }),
+        audio: Some(AudioPhone {
+            mouth: Some(speech.clone()),
+            voice: SpeakingVoice::new("echo", "en-US"),
+            ears: Some(speech),
+            record: None,
+        }),
     }
 }
 

@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use switchboard::audio::resample::Resampler;
 use switchboard::audio::{Audio, g711, wav};
 use switchboard::models::TurnModels;
 use switchboard::models::vad::VadStream;
@@ -23,17 +22,19 @@ fn models() -> TurnModels {
 }
 
 /// `text` spoken by espeak-ng as a caller sounds on the phone: 8 kHz through μ-law.
-fn spoken(text: &str) -> Audio {
+pub fn spoken(text: &str) -> Audio {
     let output = std::process::Command::new("espeak-ng").args(["-v", "en-us", "--stdout", text]).output().expect("espeak-ng runs");
     assert!(output.status.success(), "espeak-ng: {}", String::from_utf8_lossy(&output.stderr));
-    let voice = wav::decode(&output.stdout).expect("espeak-ng writes WAV");
-    let mut samples = Vec::new();
-    let mut resampler = Resampler::new(voice.rate, 8000).unwrap();
-    resampler.process(&voice.samples, &mut samples);
-    resampler.finish(&mut samples);
+    let mut heard = over_the_phone(&wav::decode(&output.stdout).expect("espeak-ng writes WAV"));
     // Trimmed to the speech, as a caller's turn is when their pause begins.
-    let end = samples.iter().rposition(|s| s.unsigned_abs() > 300).unwrap_or(0);
-    samples.truncate(end + 1);
+    let end = heard.samples.iter().rposition(|s| s.unsigned_abs() > 300).unwrap_or(0);
+    heard.samples.truncate(end + 1);
+    heard
+}
+
+/// `voice` as the other end of a phone line hears it: 8 kHz through μ-law.
+pub fn over_the_phone(voice: &Audio) -> Audio {
+    let samples = voice.at_rate(8000).unwrap().samples;
     let mut line = Vec::new();
     g711::encode_into(&samples, &mut line);
     let mut heard = Vec::new();

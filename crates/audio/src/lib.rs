@@ -18,3 +18,22 @@ pub struct Audio {
     pub rate: u32,
     pub samples: Vec<i16>,
 }
+
+impl Audio {
+    /// The same sound at `rate`, converted whole (the filter's tail included).
+    pub fn at_rate(&self, rate: u32) -> Result<Audio, resample::UnsupportedRates> {
+        if rate == self.rate {
+            return Ok(self.clone());
+        }
+        let mut resampler = resample::Resampler::new(self.rate, rate)?;
+        let mut samples = Vec::with_capacity(self.samples.len() * rate as usize / self.rate as usize + resample::TAPS_PER_PHASE);
+        resampler.process(&self.samples, &mut samples);
+        resampler.finish(&mut samples);
+        Ok(Audio { rate, samples })
+    }
+
+    /// The samples as floats in −1..1, as models read them.
+    pub fn to_floats(&self) -> Vec<f32> {
+        self.samples.iter().map(|s| f32::from(*s) / 32768.0).collect()
+    }
+}

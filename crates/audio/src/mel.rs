@@ -19,7 +19,8 @@ pub const MEL_BANDS: usize = 80;
 pub const MEL_FRAMES: usize = WINDOW_SAMPLES / HOP;
 const FFT_SIZE: usize = 400;
 const HOP: usize = 160;
-const FREQUENCY_BINS: usize = FFT_SIZE / 2 + 1;
+/// Frequency bins of the 400-point FFT the features are computed with.
+pub const FREQUENCY_BINS: usize = FFT_SIZE / 2 + 1;
 
 /// Computes features; keeps its FFT plan, window and filterbank between calls.
 pub struct LogMel {
@@ -107,6 +108,18 @@ fn mel_to_hertz(mel: f64) -> f64 {
 
 /// Triangular filters evenly spaced in mels from 0 Hz to the Nyquist frequency, each scaled to
 /// equal area (Slaney normalisation), stored sparsely.
+/// The filterbank as a dense matrix, band-major ([`MEL_BANDS`] × 201 frequency bins of a
+/// 400-point FFT at 16 kHz): what Whisper's own models carry beside their weights.
+pub fn filterbank() -> Vec<f32> {
+    let mut dense = vec![0.0f32; MEL_BANDS * FREQUENCY_BINS];
+    for (band, (first, weights)) in slaney_filterbank().into_iter().enumerate() {
+        for (offset, weight) in weights.into_iter().enumerate() {
+            dense[band * FREQUENCY_BINS + first + offset] = weight as f32;
+        }
+    }
+    dense
+}
+
 fn slaney_filterbank() -> Vec<(usize, Vec<f64>)> {
     let top = hertz_to_mel(f64::from(MEL_RATE) / 2.0);
     let edges: Vec<f64> = (0..MEL_BANDS + 2).map(|i| mel_to_hertz(top * i as f64 / (MEL_BANDS + 1) as f64)).collect();

@@ -52,7 +52,7 @@ use crate::domain::agent::AgentSpeech;
 use crate::domain::call::VoiceLatency;
 use crate::models::vad::SileroVad;
 use crate::models::{ModelError, TurnModels};
-use crate::providers::speech::{SpeechError, SpeechToText, TextToSpeech};
+use crate::providers::speech::{SpeakingVoice, SpeechError, SpeechToText, TextToSpeech};
 
 /// The rate of the audio a transport carries.
 pub const TRANSPORT_RATE: u32 = 8000;
@@ -97,8 +97,8 @@ pub struct VoiceSettings {
 }
 
 impl VoiceSettings {
-    fn voice(&self) -> String {
-        self.speech.voice_for(&self.language, &self.default_voice).to_owned()
+    fn voice(&self) -> SpeakingVoice {
+        SpeakingVoice::new(self.speech.voice_for(&self.language, &self.default_voice), &self.language)
     }
 }
 

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::TRANSPORT_RATE;
 use crate::audio::resample::Resampler;
-use crate::providers::speech::{SpeechError, TextToSpeech};
+use crate::providers::speech::{SpeakingVoice, SpeechError, TextToSpeech};
 
 /// A piece of synthesised speech at the transport's rate; the last piece of a sentence carries
 /// the words the caller hears in it (none for words said aside, like a filler).
@@ -48,7 +48,7 @@ pub(super) fn sentences(text: &str) -> Vec<String> {
 
 /// What a synthesiser, a voice and a sentence sound like: the synthesiser is named with its
 /// settings' version, so a changed provider is a different key.
-type CacheKey = (String, String, String);
+type CacheKey = (String, SpeakingVoice, String);
 
 /// The most sentences the cache keeps (about 3 s of 8 kHz audio each: some 25 MB at most).
 const CACHE_ENTRIES: usize = 512;
@@ -85,9 +85,9 @@ impl SpeechCache {
     }
 
     /// Synthesises each sentence of `text` not cached yet and keeps it.
-    pub async fn warm(&self, tts: &dyn TextToSpeech, synthesizer: &str, voice: &str, text: &str) -> Result<(), SpeechError> {
+    pub async fn warm(&self, tts: &dyn TextToSpeech, synthesizer: &str, voice: &SpeakingVoice, text: &str) -> Result<(), SpeechError> {
         for sentence in sentences(text) {
-            let key = (synthesizer.to_owned(), voice.to_owned(), sentence.clone());
+            let key = (synthesizer.to_owned(), voice.clone(), sentence.clone());
             if self.get(&key).is_some() {
                 continue;
             }
@@ -110,7 +110,7 @@ impl SpeechCache {
 async fn synthesize<F: Future<Output = bool>>(
     tts: &dyn TextToSpeech,
     sentence: &str,
-    voice: &str,
+    voice: &SpeakingVoice,
     mut each: impl FnMut(Vec<i16>) -> F,
 ) -> Result<Option<Vec<i16>>, SpeechError> {
     let mut pieces = tts.synthesize(sentence, voice);
@@ -138,7 +138,7 @@ async fn synthesize<F: Future<Output = bool>>(
 /// (a filler is said aside).
 struct Line {
     words: String,
-    voice: String,
+    voice: SpeakingVoice,
     aside: bool,
 }
 
@@ -196,13 +196,13 @@ impl Speaker {
     }
 
     /// Says a sentence as the agent's words.
-    pub fn say(&self, words: String, voice: String) {
+    pub fn say(&self, words: String, voice: SpeakingVoice) {
         self.queue(Line { words, voice, aside: false });
     }
 
     /// Says a sentence that is not the agent's words (the caller hears it, the transcript and
     /// the model do not).
-    pub fn say_aside(&self, words: String, voice: String) {
+    pub fn say_aside(&self, words: String, voice: SpeakingVoice) {
         self.queue(Line { words, voice, aside: true });
     }
 

@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 
 use super::*;
-use crate::providers::speech::SpeechError;
+use crate::providers::speech::{SpeakingVoice, SpeechError};
 
 /// Transcribes every utterance as the next scripted text, noting how long each was.
 struct ScriptedEars {
@@ -28,7 +28,7 @@ impl SpeechToText for ScriptedEars {
 struct Mouth;
 
 impl TextToSpeech for Mouth {
-    fn synthesize(&self, text: &str, _voice: &str) -> mpsc::Receiver<Result<Audio, SpeechError>> {
+    fn synthesize(&self, text: &str, _voice: &SpeakingVoice) -> mpsc::Receiver<Result<Audio, SpeechError>> {
         let (tx, rx) = mpsc::channel(4);
         let samples = text.chars().count() * 160;
         tokio::spawn(async move {

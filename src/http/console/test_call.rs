@@ -23,6 +23,7 @@ use crate::http::AppState;
 use crate::http::api::phone_numbers as numbers_api;
 use crate::http::error::ApiError;
 use crate::http::input::ApiPath;
+use crate::providers::speech::SpeakingVoice;
 use crate::storage::phone_providers;
 use crate::telephony::twilio::dev_phone::{self, AudioPhone, CallerAction, Dial, PhoneEvent};
 
@@ -77,7 +78,12 @@ pub async fn socket(
             ServiceMode::MediaStream => speech::for_number(&state.db, &state.egress, &number)
                 .await
                 .map_err(|e| ApiError::from_storage(e, "agent"))?
-                .map(|ears| AudioPhone { mouth: Some(ears.tts), voice: ears.default_voice, ears: Some(ears.stt), record: None }),
+                .map(|ears| AudioPhone {
+                    mouth: Some(ears.tts),
+                    voice: SpeakingVoice::new(ears.default_voice, speech::CALL_LANGUAGE),
+                    ears: Some(ears.stt),
+                    record: None,
+                }),
         },
     };
     Ok(upgrade.on_upgrade(move |socket| bridge(socket, dial)))

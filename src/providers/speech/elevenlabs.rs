@@ -6,7 +6,7 @@
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::{SpeechError, TextToSpeech, request, stream_speech};
+use super::{SpeakingVoice, SpeechError, TextToSpeech, request, stream_speech};
 use crate::audio::Audio;
 use crate::providers::egress::Egress;
 
@@ -27,8 +27,8 @@ impl ElevenLabs {
 }
 
 impl TextToSpeech for ElevenLabs {
-    fn synthesize(&self, text: &str, voice: &str) -> mpsc::Receiver<Result<Audio, SpeechError>> {
-        let voice: String = url::form_urlencoded::byte_serialize(voice.as_bytes()).collect();
+    fn synthesize(&self, text: &str, voice: &SpeakingVoice) -> mpsc::Receiver<Result<Audio, SpeechError>> {
+        let voice: String = url::form_urlencoded::byte_serialize(voice.name.as_bytes()).collect();
         let path = format!("/text-to-speech/{voice}/stream?output_format=pcm_16000");
         let body = json!({ "text": text, "model_id": self.model });
         let prepared = request(&self.egress, reqwest::Method::POST, &self.base_url, &path).map(|request| {

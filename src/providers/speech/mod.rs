@@ -1,5 +1,5 @@
 //! Speech vendors behind two small interfaces, [`SpeechToText`] and [`TextToSpeech`], which the
-//! Media Streams pipeline listens and speaks through (and the embedded engines will implement):
+//! Media Streams pipeline listens and speaks through: the engines inside the server (`embedded`),
 //! the OpenAI-compatible audio API that hosted and self-hosted servers share (`openai`),
 //! Deepgram's streaming recognition (`deepgram`) and ElevenLabs' streamed synthesis
 //! (`elevenlabs`). [`SpeechAccount`] makes the client a stored provider calls for, and
@@ -8,6 +8,7 @@
 
 mod deepgram;
 mod elevenlabs;
+pub mod embedded;
 mod openai;
 
 use std::pin::Pin;
@@ -36,6 +37,8 @@ pub enum SpeechError {
     Unreadable(String),
     #[error(transparent)]
     NotAllowed(#[from] Refused),
+    #[error("the embedded speech engine failed: {0}")]
+    Engine(String),
 }
 
 type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, SpeechError>> + Send + 'a>>;
@@ -49,7 +52,22 @@ pub trait SpeechToText: Send + Sync {
 /// Turns text into audio, streamed: pieces of audio as they are synthesised, then the end of
 /// the channel (or an error). Dropping the receiver stops the synthesis.
 pub trait TextToSpeech: Send + Sync {
-    fn synthesize(&self, text: &str, voice: &str) -> mpsc::Receiver<Result<Audio, SpeechError>>;
+    fn synthesize(&self, text: &str, voice: &SpeakingVoice) -> mpsc::Receiver<Result<Audio, SpeechError>>;
+}
+
+/// Who speaks: a vendor's voice by name, in the language of the words (vendors whose voices
+/// speak any language ignore it; the embedded engines choose by it).
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct SpeakingVoice {
+    pub name: String,
+    /// A BCP 47 tag such as `en-US`.
+    pub language: String,
+}
+
+impl SpeakingVoice {
+    pub fn new(name: impl Into<String>, language: impl Into<String>) -> Self {
+        Self { name: name.into(), language: language.into() }
+    }
 }
 
 /// How long one request may take.
@@ -111,7 +129,7 @@ pub async fn check(egress: &Egress, account: &SpeechAccount, voice: Option<&str>
     }
     if let (Some(tts), Some(voice)) = (account.synthesizer(egress), voice) {
         let failed = |error| CheckFailed { ability: Ability::Speak, error };
-        let mut audio = tts.synthesize("OK.", voice);
+        let mut audio = tts.synthesize("OK.", &SpeakingVoice::new(voice, "en-US"));
         let mut samples = 0;
         while let Some(piece) = audio.recv().await {
             samples += piece.map_err(failed)?.samples.len();

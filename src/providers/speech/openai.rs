@@ -9,7 +9,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{Pending, REQUEST_TIMEOUT, SpeechError, SpeechToText, TextToSpeech, request, send, stream_speech};
+use super::{Pending, REQUEST_TIMEOUT, SpeakingVoice, SpeechError, SpeechToText, TextToSpeech, request, send, stream_speech};
 use crate::audio::{Audio, wav};
 use crate::providers::egress::Egress;
 
@@ -82,8 +82,8 @@ impl SpeechToText for OpenAiSpeech {
 }
 
 impl TextToSpeech for OpenAiSpeech {
-    fn synthesize(&self, text: &str, voice: &str) -> mpsc::Receiver<Result<Audio, SpeechError>> {
-        let body = json!({ "model": self.speech_model, "input": text, "voice": voice, "response_format": "pcm" });
+    fn synthesize(&self, text: &str, voice: &SpeakingVoice) -> mpsc::Receiver<Result<Audio, SpeechError>> {
+        let body = json!({ "model": self.speech_model, "input": text, "voice": voice.name, "response_format": "pcm" });
         stream_speech(self.post("/audio/speech").map(|request| request.json(&body)), RAW_PCM_RATE)
     }
 }
@@ -160,7 +160,7 @@ mod tests {
             (Some("audio/wav"), wav::encode(&Audio { rate: 22_050, samples: samples.clone() }), 22_050),
         ] {
             *fake.speech.lock().unwrap() = (content_type, body);
-            let mut pieces = speech.synthesize("Hello.", "alloy");
+            let mut pieces = speech.synthesize("Hello.", &SpeakingVoice::new("alloy", "en-US"));
             let mut heard = Vec::new();
             while let Some(piece) = pieces.recv().await {
                 let piece = piece.unwrap();
@@ -179,7 +179,7 @@ mod tests {
         let closed = OpenAiSpeech::new(Egress::new(Default::default()), "http://127.0.0.1:9/v1", None, "m", "m");
         let utterance = Audio { rate: 8000, samples: vec![0; 160] };
         assert!(matches!(closed.transcribe(&utterance, "en-US").await, Err(SpeechError::NotAllowed(_))));
-        let mut refused = closed.synthesize("Hi", "alloy");
+        let mut refused = closed.synthesize("Hi", &SpeakingVoice::new("alloy", "en-US"));
         assert!(matches!(refused.recv().await, Some(Err(SpeechError::NotAllowed(_)))));
     }
 }

@@ -22,7 +22,7 @@ use super::{CallerAction, Ended, PhoneEvent, Socket, Twilio};
 use crate::audio::frames::{FRAME, samples_per_frame};
 use crate::audio::resample::Resampler;
 use crate::audio::{Audio, g711, wav};
-use crate::providers::speech::{SpeechToText, TextToSpeech};
+use crate::providers::speech::{SpeakingVoice, SpeechToText, TextToSpeech};
 
 /// The rate of telephone audio.
 const PHONE_RATE: u32 = 8000;
@@ -34,7 +34,7 @@ pub struct AudioPhone {
     /// Synthesises what the caller says.
     pub mouth: Option<Arc<dyn TextToSpeech>>,
     /// The caller's voice, for `mouth`.
-    pub voice: String,
+    pub voice: SpeakingVoice,
     /// Transcribes what the agent says, to show it.
     pub ears: Option<Arc<dyn SpeechToText>>,
     /// Where to write everything the caller heard (8 kHz WAV).
