@@ -19,7 +19,7 @@ use crate::automations::Worker;
 use crate::config::Config;
 use crate::domain::org::Email;
 use crate::http::{self, AppState};
-use crate::models::TurnModels;
+use crate::models::LoadedModels;
 use crate::providers::egress::Egress;
 use crate::storage::backup::MasterKeys;
 use crate::storage::secrets::{Cipher, write_private_file};
@@ -105,7 +105,8 @@ impl Application {
         let automations = Worker::from_config(db.clone(), &config, egress.clone())?;
         let live = LiveSessions::new(&config.node_id, Duration::from_secs(config.session_lease_secs));
         let shutdown_grace = Duration::from_secs(config.shutdown_grace_secs);
-        let config_models_dir = config.models_dir();
+        let (config_models_dir, config_auto_install) =
+            (config.models_dir(), config.models_auto_install.then(|| config.models_index_url.clone()));
         let state = AppState {
             db: db.clone(),
             config: Arc::new(config),
@@ -117,7 +118,7 @@ impl Application {
             egress,
             rate_limits,
             speech_cache: Default::default(),
-            turn_models: load_turn_models(&config_models_dir),
+            models: LoadedModels::load(config_models_dir, config_auto_install).await,
         };
         let metrics = http::metrics_router(state.clone());
         Ok(Self {
@@ -198,27 +199,6 @@ impl Application {
 /// hear an apology) while it keeps serving the webhooks of its live calls; those go on until they
 /// end or `grace` is over; then every agent says a short goodbye and ends its call
 /// (`server_shutdown`), and the server stops once they have (at most [`WIND_DOWN_LIMIT`] later).
-/// The turn-taking models in `models_dir`, if installed and loadable; without them Media Streams
-/// calls hear by loudness and end turns by silence.
-fn load_turn_models(models_dir: &std::path::Path) -> Option<Arc<TurnModels>> {
-    match TurnModels::load(models_dir) {
-        Ok(Some(models)) => {
-            tracing::info!(models = %models_dir.display(), "Media Streams calls hear with Silero VAD and end turns with Smart Turn v3.2");
-            Some(Arc::new(models))
-        }
-        Ok(None) => {
-            tracing::info!(
-                "turn-taking models not installed (`switchboard models install`): Media Streams calls hear by loudness and end turns by silence"
-            );
-            None
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "turn-taking models could not be loaded: Media Streams calls hear by loudness and end turns by silence");
-            None
-        }
-    }
-}
-
 async fn drain(live: &LiveSessions, grace: Duration) {
     live.begin_draining();
     let had_calls = live.count() > 0;

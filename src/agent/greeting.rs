@@ -4,9 +4,12 @@
 //! first message is used); and on `media_stream` services the greeting's audio is synthesised
 //! into the speech cache.
 
+use std::sync::Arc;
+
 use super::speech;
 use super::voice::SpeechCache;
 use crate::domain::ids::{OrgId, PhoneNumberId};
+use crate::models::LoadedModels;
 use crate::providers::egress::Egress;
 use crate::providers::llm::{self, ChatMessage, ChatRequest};
 use crate::storage::{Db, Result, agents, phone_numbers};
@@ -19,7 +22,14 @@ Answer with those words only, without quotes.";
 
 /// Makes the greeting of each service ahead, in the background: its words when the model writes
 /// them and they are missing, then its audio.
-pub fn refresh_in_background(db: Db, egress: Egress, cache: SpeechCache, org: OrgId, numbers: Vec<PhoneNumberId>) {
+pub fn refresh_in_background(
+    db: Db,
+    egress: Egress,
+    models: Arc<LoadedModels>,
+    cache: SpeechCache,
+    org: OrgId,
+    numbers: Vec<PhoneNumberId>,
+) {
     if numbers.is_empty() {
         return;
     }
@@ -29,7 +39,7 @@ pub fn refresh_in_background(db: Db, egress: Egress, cache: SpeechCache, org: Or
                 tracing::warn!(number = %number, error = ?e, "could not generate a first message");
             }
             match phone_numbers::get(&db, org, number).await {
-                Ok(service) => speech::warm_greeting(&db, &egress, &cache, &service).await,
+                Ok(service) => speech::warm_greeting(&db, &egress, &models, &cache, &service).await,
                 Err(e) => tracing::warn!(number = %number, error = ?e, "could not synthesise the greeting ahead"),
             }
         }

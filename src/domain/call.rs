@@ -113,6 +113,7 @@ text_enum!(
         ProviderInactive => "provider_inactive",
         ServerDraining => "server_draining",
         NoSpeechProvider => "no_speech_provider",
+        SpeechNotReady => "speech_not_ready",
     }
 );
 

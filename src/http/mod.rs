@@ -28,7 +28,7 @@ use crate::agent::call_log::TranscriptWriter;
 use crate::agent::live::LiveSessions;
 use crate::agent::voice::SpeechCache;
 use crate::config::Config;
-use crate::models::TurnModels;
+use crate::models::LoadedModels;
 use crate::providers::egress::Egress;
 use crate::storage::Db;
 use crate::telephony::twilio::TwilioState;
@@ -61,8 +61,8 @@ pub struct AppState {
     pub rate_limits: Arc<rate_limit::RateLimits>,
     /// Synthesised greetings and fillers of this process's Media Streams calls.
     pub speech_cache: SpeechCache,
-    /// Voice activity and end-of-turn models, when installed.
-    pub turn_models: Option<Arc<TurnModels>>,
+    /// The models this server runs itself (turn-taking, embedded speech), as far as installed.
+    pub models: Arc<LoadedModels>,
 }
 
 /// The Twilio routes run on their own state, made from the server's.
@@ -76,7 +76,7 @@ impl FromRef<AppState> for TwilioState {
             transcripts: state.transcripts.clone(),
             egress: state.egress.clone(),
             speech_cache: state.speech_cache.clone(),
-            turn_models: state.turn_models.clone(),
+            models: state.models.clone(),
         }
     }
 }
@@ -274,7 +274,7 @@ async fn prometheus_metrics(State(state): State<AppState>) -> impl IntoResponse 
         }
     };
     let mut models = String::new();
-    if let Some(turn_models) = &state.turn_models {
+    if let Some(turn_models) = state.models.turn() {
         turn_models.end_of_turn.render(&mut models);
     }
     let text = format!(

@@ -16,8 +16,11 @@ pub mod vad;
 pub mod whisper;
 pub mod whisper_ggml;
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use url::Url;
 
 use self::catalog::{
     ONNX_RUNTIME, ONNX_RUNTIME_LIBRARY, PIPER_JOE, PIPER_JOE_CONFIG, PIPER_JOE_FILE, SILERO_VAD, SILERO_VAD_FILE, SMART_TURN,
@@ -95,10 +98,157 @@ impl SpeechEngines {
     }
 }
 
-/// What the models folder held when the server started, loaded; a part is absent when it is
-/// not installed (or could not be loaded, which the server logs).
-#[derive(Default)]
+/// The models this server runs, as far as they are installed and loaded. When a call needs the
+/// speech engines and they are missing, [`LoadedModels::speech_engines`] installs the catalog
+/// in the background (if the configuration allows it) and loads what it brought.
 pub struct LoadedModels {
-    pub turn: Option<TurnModels>,
-    pub speech: Option<Arc<SpeechEngines>>,
+    dir: PathBuf,
+    /// Where a background installation takes its wheels from; `None`: never in the background.
+    auto_install: Option<Url>,
+    turn: OnceLock<Arc<TurnModels>>,
+    speech: OnceLock<Arc<SpeechEngines>>,
+    installation: Mutex<Installation>,
+}
+
+/// The background installation, as the console and the log show it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Installation {
+    NotStarted,
+    /// Running: its latest progress line.
+    Running(String),
+    Failed {
+        reason: String,
+        at: Instant,
+    },
+    Done,
+}
+
+/// Whether the embedded speech engines can serve a call.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SpeechReadiness {
+    Ready,
+    /// Being installed in the background: try again in a few minutes.
+    Installing,
+    /// Not installed, and not being installed.
+    Missing,
+}
+
+/// How long after a failed background installation the next call tries again.
+const RETRY_INSTALL_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl LoadedModels {
+    /// Loads what is installed in `dir`, logging what calls will run on; `auto_install` is the
+    /// index a background installation uses, if one may run.
+    pub async fn load(dir: PathBuf, auto_install: Option<Url>) -> Arc<Self> {
+        let models = Arc::new(Self {
+            dir,
+            auto_install,
+            turn: OnceLock::new(),
+            speech: OnceLock::new(),
+            installation: Mutex::new(Installation::NotStarted),
+        });
+        models.load_installed().await;
+        models
+    }
+
+    /// Nothing loaded and nothing installed in the background (tests, tools).
+    pub fn none() -> Arc<Self> {
+        Arc::new(Self {
+            dir: PathBuf::new(),
+            auto_install: None,
+            turn: OnceLock::new(),
+            speech: OnceLock::new(),
+            installation: Mutex::new(Installation::NotStarted),
+        })
+    }
+
+    pub fn turn(&self) -> Option<&TurnModels> {
+        self.turn.get().map(Arc::as_ref)
+    }
+
+    /// The speech engines, if loaded.
+    pub fn speech(&self) -> Option<Arc<SpeechEngines>> {
+        self.speech.get().cloned()
+    }
+
+    pub fn installation(&self) -> Installation {
+        self.installation.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// The speech engines for a call that needs them: ready, or being installed (started here
+    /// when the configuration allows it), or missing.
+    pub fn speech_engines(self: &Arc<Self>) -> SpeechReadiness {
+        if self.speech.get().is_some() {
+            return SpeechReadiness::Ready;
+        }
+        let Some(index) = self.auto_install.clone() else { return SpeechReadiness::Missing };
+        let mut installation = self.installation.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*installation {
+            Installation::Running(_) => return SpeechReadiness::Installing,
+            Installation::Failed { at, .. } if at.elapsed() < RETRY_INSTALL_AFTER => return SpeechReadiness::Missing,
+            // Installed, yet nothing loaded: it failed to load, which the log says.
+            Installation::Done => return SpeechReadiness::Missing,
+            Installation::NotStarted | Installation::Failed { .. } => {}
+        }
+        *installation = Installation::Running("starting".into());
+        drop(installation);
+        tracing::info!(index = %index, models = %self.dir.display(), "installing the embedded speech engines in the background");
+        let models = Arc::clone(self);
+        tokio::spawn(async move { models.install(index).await });
+        SpeechReadiness::Installing
+    }
+
+    async fn install(self: Arc<Self>, index: Url) {
+        let catalog = match catalog::catalog() {
+            Ok(catalog) => catalog,
+            Err(reason) => return self.set(Installation::Failed { reason: reason.to_owned(), at: Instant::now() }),
+        };
+        let progress = |line: String| {
+            tracing::info!("models: {line}");
+            self.set(Installation::Running(line));
+        };
+        match install::install(&self.dir, &install::WheelSource::Index(index), &catalog, progress).await {
+            Ok(_) => {
+                self.load_installed().await;
+                self.set(Installation::Done);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the background installation of the models failed");
+                self.set(Installation::Failed { reason: e.to_string(), at: Instant::now() });
+            }
+        }
+    }
+
+    fn set(&self, installation: Installation) {
+        *self.installation.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = installation;
+    }
+
+    /// Loads whatever is installed and not loaded yet.
+    async fn load_installed(&self) {
+        if self.turn.get().is_none() {
+            match TurnModels::load(&self.dir) {
+                Ok(Some(models)) => {
+                    tracing::info!(models = %self.dir.display(), "Media Streams calls hear with Silero VAD and end turns with Smart Turn v3.2");
+                    let _ = self.turn.set(Arc::new(models));
+                }
+                Ok(None) => tracing::info!(
+                    "turn-taking models not installed (`switchboard models install`): Media Streams calls hear by loudness and end turns by silence"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "turn-taking models could not be loaded: calls hear by loudness and end turns by silence")
+                }
+            }
+        }
+        if self.speech.get().is_none() {
+            match SpeechEngines::load(&self.dir).await {
+                Ok(Some(engines)) => {
+                    let voice = if engines.voice.is_some() { "Piper's joe voice and espeak-ng" } else { "espeak-ng" };
+                    tracing::info!(voice, "embedded speech engines loaded: Whisper base hears, {voice} speaks");
+                    let _ = self.speech.set(Arc::new(engines));
+                }
+                Ok(None) => tracing::info!("embedded speech engines not installed: Media Streams calls need a speech provider"),
+                Err(e) => tracing::warn!(error = %e, "the embedded speech engines could not be loaded"),
+            }
+        }
+    }
 }

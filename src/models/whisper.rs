@@ -3,7 +3,9 @@
 //! state and one thread (ggml's threads spin while they wait, which starves a busy machine), and
 //! as many decodes run at once as there are cores: the rest wait their turn in order.
 //! Utterances are short, so the encoder reads only as much of its 30-second window as the
-//! utterance fills (plus a margin), which makes a decode several times faster.
+//! utterance fills (plus a margin), which makes a decode several times faster; a decode that
+//! loops there (Whisper repeating itself until its token budget runs out) is done again on the
+//! whole window.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -63,53 +65,77 @@ impl Whisper {
     }
 }
 
+/// The words of `samples`: decoded on the encoder window trimmed to the utterance; when that
+/// decode loops (it used its whole token budget), decoded again on the whole 30-second window,
+/// which is slower but does not loop on the silence after the words.
 fn decode(state: &mut WhisperState, samples: &[f32], language: &str) -> Result<String, ModelError> {
+    let budget = most_tokens(samples.len());
+    let (text, tokens) = decode_once(state, samples, language, encoder_positions(samples.len()), budget)?;
+    if tokens < budget {
+        return Ok(without_loop(&text, 3));
+    }
+    let (text, tokens) = decode_once(state, samples, language, FULL_WINDOW, budget)?;
+    // Whisper can still fail to stop and say the same words again: one round is what was said.
+    Ok(without_loop(&text, if tokens >= budget { 2 } else { 3 }))
+}
+
+/// One greedy decode reading `positions` of the encoder's window, at most `budget` tokens: its
+/// text and the tokens it took.
+fn decode_once(
+    state: &mut WhisperState,
+    samples: &[f32],
+    language: &str,
+    positions: i32,
+    budget: i32,
+) -> Result<(String, i32), ModelError> {
     let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
     params.set_n_threads(1);
     params.set_language(Some(language));
-    params.set_audio_ctx(encoder_positions(samples.len()));
-    params.set_max_tokens(most_tokens(samples.len()));
+    params.set_audio_ctx(positions);
+    params.set_max_tokens(budget);
     // No second tries at higher temperatures: they sample at random, and on line noise each
     // fails again, so a turn would wait for six decodes.
     params.set_temperature_inc(0.0);
     params.set_no_context(true);
     params.set_single_segment(true);
-    params.set_no_timestamps(true);
+    // With timestamps the model marks where speech ends, which keeps it from repeating itself
+    // on a window trimmed to the utterance.
+    params.set_no_timestamps(false);
     params.set_suppress_nst(true);
     params.set_print_special(false);
     params.set_print_progress(false);
     params.set_print_realtime(false);
     params.set_print_timestamps(false);
     state.full(params, samples).map_err(|e| ModelError::Inference(e.to_string()))?;
-    let mut text = String::new();
+    let (mut text, mut tokens) = (String::new(), 0);
     for segment in 0..state.full_n_segments() {
         if let Some(segment) = state.get_segment(segment) {
+            tokens += segment.n_tokens();
             text.push_str(&segment.to_str_lossy().map_err(|e| ModelError::Inference(e.to_string()))?);
         }
     }
-    Ok(without_repeats(text.trim()))
+    Ok((text.trim().to_owned(), tokens))
 }
 
-/// `text` with each sentence that repeats the one before it dropped: when Whisper loops it says
-/// the same sentence again until its token budget runs out (the last copy often cut short).
-fn without_repeats(text: &str) -> String {
-    let mut kept: Vec<&str> = Vec::new();
-    let mut rest = text;
-    while !rest.is_empty() {
-        let end = rest.find(['.', '?', '!']).map_or(rest.len(), |i| i + 1);
-        let (sentence, tail) = rest.split_at(end);
-        let sentence = sentence.trim();
-        let repeats = kept.last().is_some_and(|last| *last == sentence || (tail.trim().is_empty() && last.starts_with(sentence)));
-        if !repeats && !sentence.is_empty() {
-            kept.push(sentence);
+/// `text` up to the end of the first round of a loop at its end: the words from some point on
+/// repeat a run of words at least `rounds` times (the last round perhaps cut short).
+fn without_loop(text: &str, rounds: usize) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    for period in 1..=words.len() / rounds {
+        for start in 0..=words.len() - rounds * period {
+            let tail = &words[start..];
+            let repeats =
+                (period..tail.len()).all(|i| tail[i] == tail[i - period] || (i == tail.len() - 1 && tail[i - period].starts_with(tail[i])));
+            if repeats {
+                return words[..start + period].join(" ");
+            }
         }
-        rest = tail;
     }
-    kept.join(" ")
+    text.to_owned()
 }
 
 /// The most tokens an utterance of `samples` (16 kHz) can hold: a fast talker's words, as
-/// tokens, with room to spare. A decode that loops (Whisper repeats itself at times) stops here.
+/// tokens, with room to spare.
 fn most_tokens(samples: usize) -> i32 {
     let seconds = samples as f64 / f64::from(WHISPER_RATE);
     (seconds * TOKENS_PER_SECOND).ceil() as i32 + 16
@@ -126,11 +152,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_looping_decode_keeps_one_copy_and_budgets_follow_the_utterance() {
-        assert_eq!(without_repeats("My order is late. My order is late. My order is late. My ord"), "My order is late.");
-        assert_eq!(without_repeats("Yes. No. Yes."), "Yes. No. Yes.");
-        assert_eq!(without_repeats("Hello there how are you"), "Hello there how are you");
-        assert_eq!(without_repeats(""), "");
+    fn a_looping_decode_keeps_one_round_and_budgets_follow_the_utterance() {
+        assert_eq!(without_loop("My order is late. My order is late. My order is late. My ord", 3), "My order is late.");
+        let looped = "Hello, this is Ava. How can I help? Hello, this is Ava. How can I help? Hello, this";
+        assert_eq!(without_loop(looped, 2), "Hello, this is Ava. How can I help?");
+        assert_eq!(without_loop(looped, 3), looped, "twice is a loop only when the budget ran out");
+        assert_eq!(without_loop("Yes, I do. Tan Goodbye Tan Goodbye Tan Goodbye Tan", 3), "Yes, I do. Tan Goodbye");
+        assert_eq!(without_loop("Tuesday, Thursday, Thursday, Thursday, Thursday,", 3), "Tuesday, Thursday,");
+        assert_eq!(without_loop("No, no. I said Tuesday.", 3), "No, no. I said Tuesday.");
+        assert_eq!(without_loop("Hello there how are you", 2), "Hello there how are you");
+        assert_eq!(without_loop("", 2), "");
         assert_eq!(most_tokens(16_000 * 2), 40);
         assert_eq!(encoder_positions(16_000 * 2), 164);
         assert_eq!(encoder_positions(16_000 * 60), FULL_WINDOW);

@@ -12,7 +12,7 @@ const AUTH_TOKEN: &str = "abcdef0123456789abcdef0123456789";
 fn switchboard(dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
     cmd.arg("--data-dir").arg(dir).arg("--database-url").arg(format!("sqlite://{}/db/switchboard.db", dir.display()));
-    cmd.env_remove("RUST_LOG").stdin(Stdio::null());
+    cmd.env_remove("RUST_LOG").env("SWITCHBOARD_MODELS_AUTO_INSTALL", "false").stdin(Stdio::null());
     cmd
 }
 

@@ -1,20 +1,35 @@
 //! The embedded speech engines as installed by `switchboard models install` (scripts/test.sh
 //! installs them and names the folder in `SWITCHBOARD_TEST_MODELS`): Whisper hears sentences
-//! espeak-ng speaks down a phone line, and what the embedded voices say transcribes back.
+//! spoken down a phone line, what the embedded voices say transcribes back, and a whole call
+//! runs with no speech vendor at all.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use serde_json::json;
 use switchboard::audio::Audio;
 use switchboard::models::SpeechEngines;
 use switchboard::providers::speech::embedded::{ESPEAK_VOICE, EmbeddedSpeech, NEURAL_VOICE};
 use switchboard::providers::speech::{SpeakingVoice, SpeechToText, TextToSpeech};
 
+use switchboard::telephony::twilio::dev_phone::{self, AudioPhone, CallerAction, Dial, PhoneEvent};
+use tokio::sync::mpsc;
+
+use crate::media_streams::{agent_says, hear};
+use crate::support::fake_llm::{FakeLlm, Reply};
+use crate::support::{LINE_NUMBER, LINE_TOKEN};
 use crate::turn_models::{installed_models_dir, over_the_phone, spoken};
 
 /// Word error rate of `heard` against `said`: edits over the words said, ignoring case and
 /// punctuation, and numbers whether written in digits or words (up to twenty as numbers, longer
 /// ones digit by digit).
 pub fn word_error_rate(said: &str, heard: &str) -> f64 {
+    let (edits, words) = word_edits(said, heard);
+    edits as f64 / words.max(1) as f64
+}
+
+/// The word edits that turn `said` into `heard`, and the words said (see [`word_error_rate`]).
+pub fn word_edits(said: &str, heard: &str) -> (usize, usize) {
     const NUMBERS: [&str; 21] = [
         "zero",
         "one",
@@ -61,7 +76,30 @@ pub fn word_error_rate(said: &str, heard: &str) -> f64 {
             row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
         }
     }
-    row[heard.len()] as f64 / said.len().max(1) as f64
+    (row[heard.len()], said.len())
+}
+
+/// What was said and what was heard across a call: the word error rate over all of it (one
+/// short phrase misheard says little; the call as a whole does).
+#[derive(Default)]
+struct Listening {
+    edits: usize,
+    words: usize,
+    pairs: Vec<(String, String)>,
+}
+
+impl Listening {
+    /// Notes a phrase; one heard as nothing like what was said fails at once.
+    fn heard(&mut self, said: &str, heard: &str) {
+        let (edits, words) = word_edits(said, heard);
+        assert!(edits * 2 <= words, "said {said:?}, heard {heard:?}");
+        (self.edits, self.words) = (self.edits + edits, self.words + words);
+        self.pairs.push((said.to_owned(), heard.to_owned()));
+    }
+
+    fn word_error_rate(&self) -> f64 {
+        self.edits as f64 / self.words.max(1) as f64
+    }
 }
 
 /// The engines as the server loads them, once for the whole test binary.
@@ -139,4 +177,98 @@ fn word_error_rate_counts_edits_over_words_said() {
     assert_eq!(word_error_rate("book a table", ""), 1.0);
     assert_eq!(word_error_rate("a table for two at 7", "a table for 2 at seven"), 0.0);
     assert_eq!(word_error_rate("order four two seven", "order 427"), 0.0);
+}
+
+/// A whole call with no speech vendor at all: the server hears and speaks with the embedded
+/// engines (and the turn-taking models), the caller is the dev phone speaking with Piper's voice
+/// and listening through Whisper. What the agent heard, what the caller heard, a backchannel
+/// over the agent, keys, a barge-in and endConversation.
+#[tokio::test]
+async fn a_whole_call_heard_and_spoken_by_the_embedded_engines() {
+    let models = installed_models_dir();
+    let app = crate::support::spawn_app_with(crate::support::Backend::Sqlite, |config| {
+        std::os::unix::fs::symlink(&models, config.data_dir.join("models")).unwrap();
+    })
+    .await;
+    let llm = FakeLlm::start().await;
+    let provider = json!({ "name": "fake", "base_url": llm.base_url, "default_model": "fake-model" });
+    let greeting = "Hello, this is Ava. How can I help?";
+    let agent = json!({ "name": "Ava", "first_message": greeting,
+        "llm_provider_id": app.post("/api/v1/llm-providers", provider).await.expect(201)["id"].clone() });
+    let line = app.phone_line(agent).await;
+    // No speech provider: the embedded engines hear and speak.
+    let number = format!("/api/v1/phone-numbers/{}", line.number_id);
+    assert_eq!(app.patch(&number, json!({ "mode": "media_stream" })).await.expect(200)["mode"], "media_stream");
+    let long_answer = "Order forty two found. I can move it to Tuesday, Wednesday or Friday, whichever suits you best. \
+                       Our couriers deliver between nine in the morning and five in the afternoon, every day of the week.";
+    llm.script([
+        Reply::says("Your order ships on Monday."),
+        Reply::says(long_answer),
+        Reply::calls(
+            "endConversation",
+            json!({ "summary": "Moved order 42 to Tuesday.", "closing_message": "All set, thank you for calling." }),
+        ),
+    ]);
+
+    let speech = Arc::new(EmbeddedSpeech::new(engines().await));
+    let dial = Dial {
+        to: LINE_NUMBER.into(),
+        from: "+14155550123".into(),
+        server: format!("http://{}", app.addr),
+        public_base_url: format!("http://{}", app.addr),
+        account_sid: line.account.clone(),
+        auth_token: LINE_TOKEN.into(),
+        test: false,
+        audio: Some(AudioPhone {
+            mouth: Some(speech.clone()),
+            voice: SpeakingVoice::new(NEURAL_VOICE, "en-US"),
+            ears: Some(speech),
+            record: None,
+        }),
+    };
+    let (act, actions) = mpsc::channel(8);
+    let (tell, mut events) = mpsc::channel(64);
+    let call = tokio::spawn(dev_phone::call(dial, actions, tell));
+
+    // What the caller heard of the agent, through the phone's own Whisper.
+    let mut phone = Listening::default();
+    phone.heard(greeting, &agent_says(&mut events).await);
+    act.send(CallerAction::Say("I need to change my order.".into())).await.unwrap();
+    phone.heard("Your order ships on Monday.", &agent_says(&mut events).await);
+    act.send(CallerAction::Digits("42#".into())).await.unwrap();
+    // Over the long answer (some twelve seconds) the caller says "yeah, okay", which lets it go
+    // on, then answers, which cuts it off.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    act.send(CallerAction::Say("Yeah, okay.".into())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    act.send(CallerAction::Say("Tuesday, please.".into())).await.unwrap();
+    let heard = hear(&mut events, |event| match event {
+        PhoneEvent::Interrupted { heard } => Some(heard),
+        _ => None,
+    })
+    .await;
+    assert!(!heard.contains("afternoon"), "the phone heard only the start of the answer: {heard:?}");
+    phone.heard("All set, thank you for calling.", &agent_says(&mut events).await);
+    tokio::time::timeout(Duration::from_secs(30), call).await.unwrap().unwrap().unwrap();
+    assert!(phone.word_error_rate() <= 0.25, "the agent's words transcribe back: {:?}", phone.pairs);
+
+    let id = app.get("/api/v1/calls").await.expect(200)["data"][0]["id"].as_str().unwrap().to_owned();
+    let detail = app.until(&format!("/api/v1/calls/{id}"), |d| d["ended_reason"].is_string()).await;
+    assert_eq!(detail["ended_reason"], "agent_ended", "{detail}");
+    let turns: Vec<(String, String, bool)> = detail["transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["role"].as_str().unwrap().to_owned(), t["text"].as_str().unwrap().to_owned(), t["interrupted"] == true))
+        .collect();
+    let callers: Vec<&str> = turns.iter().filter(|(role, ..)| role == "caller").map(|(_, text, _)| text.as_str()).collect();
+    assert_eq!(callers.len(), 3, "the backchannel is no turn: {turns:?}");
+    // What the agent heard of the caller, through the server's Whisper.
+    let mut agent = Listening::default();
+    agent.heard("I need to change my order.", callers[0]);
+    assert!(callers[1].contains("42#"), "{turns:?}");
+    agent.heard("Tuesday, please.", callers[2]);
+    assert!(agent.word_error_rate() <= 0.25, "the agent heard the caller: {:?}", agent.pairs);
+    let cut = turns.iter().find(|(.., interrupted)| *interrupted).expect("the long answer was cut");
+    assert!(cut.1.starts_with("Order forty two found.") && !cut.1.contains("afternoon"), "only what played is kept: {turns:?}");
 }

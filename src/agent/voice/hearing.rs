@@ -173,7 +173,7 @@ impl TurnDetector {
             Turn::Paused { complete: Some(false) } => self.endpointing.patience,
             _ => self.endpointing.silence.max(self.endpointing.patience),
         };
-        if FRAME * self.silent_frames >= limit { self.end() } else { Heard::Nothing }
+        if FRAME * self.silent_frames >= limit { self.end_now() } else { Heard::Nothing }
     }
 
     /// The end-of-turn model's answer to the last [`Heard::Ask`]; ignored if the caller has
@@ -192,13 +192,15 @@ impl TurnDetector {
             }
         };
         if complete {
-            return self.end();
+            return self.end_now();
         }
         self.turn = Turn::Paused { complete: Some(false) };
         self.ends_after_waiting()
     }
 
-    fn end(&mut self) -> Heard {
+    /// Ends the turn at this pause whatever the model would say: speech over the agent is a
+    /// backchannel or an interruption, and neither waits for more.
+    pub fn end_now(&mut self) -> Heard {
         self.turn = Turn::Quiet;
         Heard::Ended { silence: FRAME * self.silent_frames }
     }

@@ -164,10 +164,22 @@ pub struct VoiceLinks {
     pub from_session: mpsc::Receiver<AgentCommand>,
 }
 
-/// The longest speech over the agent that waits to be heard out as a possible backchannel.
+/// Speech over the agent is heard out this long as a possible backchannel; then what it said so
+/// far is transcribed, and unless that is only "go on" words the agent is stopped.
 const SHORT_UTTERANCE: Duration = Duration::from_millis(700);
+/// Speech over the agent that goes on this long stops the agent, whatever it says: the caller
+/// is never ignored for longer.
+const LONGEST_BACKCHANNEL: Duration = Duration::from_millis(2000);
 /// Silence after the caller's last word kept in the audio to transcribe.
 const KEPT_SILENCE: Duration = Duration::from_millis(200);
+
+/// The words of a partial transcription, once it has them (never, while none is asked for).
+async fn partial_words(partial: &mut Option<tokio::task::JoinHandle<Result<String, SpeechError>>>) -> Result<String, SpeechError> {
+    match partial {
+        Some(transcribing) => transcribing.await.unwrap_or_else(|e| Err(SpeechError::Engine(e.to_string()))),
+        None => std::future::pending().await,
+    }
+}
 
 /// The end-of-turn model's answer, once it has one (never, while it is not asked).
 async fn model_answer(verdict: &mut Option<tokio::task::JoinHandle<Result<f32, ModelError>>>) -> Result<f32, ModelError> {
@@ -199,6 +211,10 @@ struct Voicing {
     utterance: Vec<i16>,
     /// The current utterance came over the agent's speech and may be a backchannel.
     over_agent: bool,
+    /// What that utterance said so far, being transcribed to tell a long backchannel from an
+    /// interruption; whether it was asked for.
+    partial: Option<tokio::task::JoinHandle<Result<String, SpeechError>>>,
+    partial_asked: bool,
     /// Transcribed side by side, delivered in the order spoken.
     transcriptions: FuturesOrdered<Transcription>,
     playback: Playback,
@@ -252,6 +268,8 @@ impl Voice {
             recent: VecDeque::new(),
             utterance: Vec::new(),
             over_agent: false,
+            partial: None,
+            partial_asked: false,
             transcriptions: FuturesOrdered::new(),
             playback: Playback::default(),
             speaker,
@@ -296,6 +314,10 @@ impl Voice {
                         return;
                     }
                 },
+                words = partial_words(&mut voicing.partial) => {
+                    voicing.partial = None;
+                    voicing.heard_partly(words).await;
+                }
                 completion = model_answer(&mut voicing.verdict) => {
                     voicing.verdict = None;
                     if let Heard::Ended { silence } = voicing.turn.answered(completion) {
@@ -377,6 +399,11 @@ impl Voicing {
                     }
                 }
             }
+            Heard::Ask if self.over_agent => {
+                if let Heard::Ended { silence } = self.turn.end_now() {
+                    self.end_turn(silence);
+                }
+            }
             Heard::Ask => {
                 if let (Some(model), Some(slots)) = (self.turn.end_of_turn(), self.end_of_turn_slots.clone()) {
                     let utterance = Audio { rate: TRANSPORT_RATE, samples: self.utterance.clone() };
@@ -396,15 +423,45 @@ impl Voicing {
             Heard::Ended { silence } => self.end_turn(silence),
             Heard::Nothing if self.over_agent && self.turn.is_speaking() => {
                 let spoken = FRAME * (self.utterance.len() / samples_per_frame(TRANSPORT_RATE)) as u32;
-                if spoken > SHORT_UTTERANCE {
-                    self.over_agent = false;
-                    if self.agent_speaking() {
-                        self.barge_in().await;
-                    }
+                if spoken > LONGEST_BACKCHANNEL {
+                    self.stop_for_the_caller().await;
+                } else if spoken > SHORT_UTTERANCE && !self.partial_asked {
+                    self.partial_asked = true;
+                    let (stt, language) = (self.stt.clone(), self.settings.language.clone());
+                    let so_far = Audio { rate: TRANSPORT_RATE, samples: self.utterance.clone() };
+                    self.partial = Some(tokio::spawn(async move { stt.transcribe(&so_far, &language).await }));
                 }
             }
             Heard::Nothing => {}
         }
+    }
+
+    /// What the caller has said over the agent so far: "go on" words let it go on; anything
+    /// else (or nothing understood) stops it.
+    async fn heard_partly(&mut self, words: Result<String, SpeechError>) {
+        if !self.over_agent {
+            return;
+        }
+        match words {
+            Ok(text) if backchannel::is_backchannel(&text) => tracing::debug!(%text, "a long backchannel: the agent goes on"),
+            _ => self.stop_for_the_caller().await,
+        }
+    }
+
+    /// Speech over the agent is no backchannel: the agent stops and the caller has the turn.
+    async fn stop_for_the_caller(&mut self) {
+        self.over_agent = false;
+        self.forget_partial();
+        if self.agent_speaking() {
+            self.barge_in().await;
+        }
+    }
+
+    fn forget_partial(&mut self) {
+        if let Some(transcribing) = self.partial.take() {
+            transcribing.abort();
+        }
+        self.partial_asked = false;
     }
 
     /// The caller's turn is over, their last speech `silence` ago: transcribe the utterance
@@ -421,6 +478,7 @@ impl Voicing {
         let turn_ended = Instant::now();
         let stopped_speaking = turn_ended - silence;
         let over_agent = std::mem::take(&mut self.over_agent);
+        self.forget_partial();
         self.transcriptions.push_back(Box::pin(async move {
             let words = stt.transcribe(&said, &language).await;
             (words, stopped_speaking, turn_ended, over_agent)

@@ -6,10 +6,12 @@ use std::sync::Mutex;
 use super::*;
 use crate::providers::speech::{SpeakingVoice, SpeechError};
 
-/// Transcribes every utterance as the next scripted text, noting how long each was.
+/// Transcribes every utterance as the next scripted text, noting how long each was; the rest
+/// of an utterance transcribed before (its start was a partial transcription) has the same text.
 struct ScriptedEars {
     words: Mutex<VecDeque<&'static str>>,
     lengths: Mutex<Vec<usize>>,
+    last: Mutex<(Vec<i16>, &'static str)>,
 }
 
 impl SpeechToText for ScriptedEars {
@@ -19,8 +21,11 @@ impl SpeechToText for ScriptedEars {
         _language: &'a str,
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<String, SpeechError>> + Send + 'a>> {
         self.lengths.lock().unwrap().push(utterance.samples.len());
-        let next = self.words.lock().unwrap().pop_front().unwrap_or_default();
-        Box::pin(async move { Ok(next.to_owned()) })
+        let mut last = self.last.lock().unwrap();
+        let continued = !last.0.is_empty() && utterance.samples.len() > last.0.len() && utterance.samples.starts_with(&last.0);
+        let words = if continued { last.1 } else { self.words.lock().unwrap().pop_front().unwrap_or_default() };
+        *last = (utterance.samples.clone(), words);
+        Box::pin(async move { Ok(words.to_owned()) })
     }
 }
 
@@ -57,7 +62,8 @@ fn call_with(words: &[&'static str], speech: AgentSpeech) -> Call {
 }
 
 fn call_hearing(words: &[&'static str], speech: AgentSpeech, hearing: Hearing) -> Call {
-    let ears = Arc::new(ScriptedEars { words: Mutex::new(words.iter().copied().collect()), lengths: Mutex::default() });
+    let ears =
+        Arc::new(ScriptedEars { words: Mutex::new(words.iter().copied().collect()), lengths: Mutex::default(), last: Mutex::default() });
     let (transport_in, from_transport) = mpsc::channel(64);
     let (to_transport, transport_out) = mpsc::channel(64);
     let (to_session, session_in) = mpsc::channel(64);
@@ -227,6 +233,22 @@ async fn a_backchannel_lets_the_agent_go_on_and_a_short_answer_stops_it() {
 }
 
 #[tokio::test]
+async fn a_long_backchannel_is_transcribed_partway_and_nothing_longer_than_two_seconds_is_ignored() {
+    let mut call = call(&["Yeah, okay, sure.", "Mhm, mhm."]);
+    call.agent_says("Your order ships on Monday. Would Tuesday suit you better? We deliver all week long, nine to five.").await;
+    call.played(2).await;
+    // Longer than a short utterance: what it said so far is only "go on".
+    call.caller(LOUD, 900).await;
+    assert!(!cleared(&mut call, Duration::from_millis(150)).await, "\"yeah, okay, sure\" does not stop the agent");
+    call.caller(0, 400).await;
+    assert!(call.session_in.try_recv().is_err(), "nor is it a turn");
+    // Speech that goes on past two seconds stops the agent, whatever it says.
+    call.caller(LOUD, 2100).await;
+    assert!(cleared(&mut call, Duration::from_millis(200)).await, "the caller is not ignored for longer");
+    assert!(matches!(call.event().await, CallerEvent::Interrupted { .. }));
+}
+
+#[tokio::test]
 async fn agents_may_be_stopped_by_any_speech_at_once() {
     let speech = AgentSpeech { end_of_turn_silence_ms: 400, backchannels_interrupt: true, ..AgentSpeech::default() };
     let mut call = call_with(&["Mhm."], speech);
@@ -358,6 +380,25 @@ async fn a_caller_who_pauses_mid_sentence_gets_the_agents_patience() {
     assert_eq!(lengths.len(), 1, "one utterance, pause and all: {lengths:?}");
     assert!(lengths[0] >= (500 + 900 + 500) * 8, "{lengths:?}");
     assert_eq!(model.asked.lock().unwrap().len(), 2, "asked at each pause");
+}
+
+#[tokio::test]
+async fn over_the_agent_a_pause_ends_the_utterance_even_when_the_model_hears_it_unfinished() {
+    // "Mhm" over the agent, a pause shorter than the patience, then an answer: the backchannel
+    // is heard out at its pause (the agent goes on), and the answer is a turn of its own.
+    let speech = AgentSpeech { patience_ms: 2000, ..AgentSpeech::default() };
+    let (mut call, _) = with_turn_model(&["Mhm.", "No, Tuesday."], false, speech);
+    call.agent_says("Your order ships on Monday. Would Tuesday suit you better? We deliver all week long.").await;
+    call.played(2).await;
+    call.caller(LOUD, 240).await;
+    call.caller(0, 800).await;
+    assert!(!cleared(&mut call, Duration::from_millis(100)).await, "\"mhm\" does not stop the agent");
+    assert!(call.session_in.try_recv().is_err(), "nor is it a turn");
+    call.caller(LOUD, 240).await;
+    call.caller(0, 400).await;
+    assert!(cleared(&mut call, Duration::from_millis(300)).await);
+    assert!(matches!(call.event().await, CallerEvent::Interrupted { .. }));
+    assert_eq!(call.event().await, CallerEvent::Said { text: "No, Tuesday.".into(), language: Some("en-US".into()) });
 }
 
 #[tokio::test]

@@ -40,6 +40,11 @@ const HANGING: &[(&str, &[&str])] = &[
 /// Whether `transcript` ends mid-sentence, by its last word, in `language` (BCP 47; languages
 /// without a list are never held). A question or exclamation mark ends it whatever the word.
 pub(super) fn sounds_unfinished(transcript: &str, language: &str) -> bool {
+    // A recogniser that punctuates ends a clause cut off by a pause with a comma or dots.
+    let end = transcript.trim_end();
+    if end.ends_with(',') || end.ends_with('…') || end.ends_with("...") {
+        return true;
+    }
     let primary = language.split(['-', '_']).next().unwrap_or_default().to_ascii_lowercase();
     let Some((_, words)) = HANGING.iter().find(|(code, _)| *code == primary) else { return false };
     let trimmed = transcript.trim_end_matches(|c: char| c.is_whitespace() || matches!(c, '.' | ',' | '…' | '-' | '—'));
@@ -58,6 +63,10 @@ mod tests {
     fn sentences_left_hanging_are_told_from_finished_ones() {
         for text in ["I'd like to", "I'd like to...", "Can I book a table for", "Cheese and", "My address is, um", "Uh.", "It's for the"] {
             assert!(sounds_unfinished(text, "en-US"), "{text}");
+        }
+        // A clause the recogniser ended with a comma, in any language.
+        for (text, language) in [("Tuesday,", "en-US"), ("Mardi, ", "fr-FR"), ("Wtorek…", "pl-PL")] {
+            assert!(sounds_unfinished(text, language), "{text}");
         }
         for text in [
             "I'd like to change my order.",

@@ -167,7 +167,7 @@ pub async fn update(
         // the audio.
         phone_numbers::forget_generated_greetings(&s.db, caller.org, id).await.map_err(storage_error)?;
         let numbers = phone_numbers::answered_by(&s.db, caller.org, id).await.map_err(storage_error)?;
-        greeting::refresh_in_background(s.db.clone(), s.egress.clone(), s.speech_cache.clone(), caller.org, numbers);
+        greeting::refresh_in_background(s.db.clone(), s.egress.clone(), s.models.clone(), s.speech_cache.clone(), caller.org, numbers);
     }
     Ok(Json(updated))
 }

@@ -21,6 +21,7 @@ use crate::http::auth::Caller;
 use crate::http::error::{ApiError, Problem};
 use crate::http::input::{ApiJson, ApiPath, ApiQuery};
 use crate::http::pagination::{ListResponse, PageParams};
+use crate::models::SpeechReadiness;
 use crate::storage::phone_numbers::{self as store, CallActivity, PhoneNumberChanges};
 use crate::storage::{agents, apps, phone_providers};
 use crate::telephony::twilio::provisioning::{self, NumberSource, ServiceRequest};
@@ -157,18 +158,23 @@ pub async fn create(
     let created = provisioning::create_service(&s.db, &s.twilio, &s.config.public_base_url(), caller.org, request, caller.actor)
         .await
         .map_err(|e| ApiError::from_provisioning(e, "phone number"))?;
-    greeting::refresh_in_background(s.db.clone(), s.egress.clone(), s.speech_cache.clone(), caller.org, vec![created.id]);
+    greeting::refresh_in_background(s.db.clone(), s.egress.clone(), s.models.clone(), s.speech_cache.clone(), caller.org, vec![created.id]);
     Ok((StatusCode::CREATED, Json(created)))
 }
 
 /// Refuses `media_stream` for an agent nobody can hear and speak for: Switchboard does the speech
-/// there, so the organisation needs a speech provider that transcribes and one that speaks.
+/// there, through the organisation's speech providers or the embedded engines. Engines being
+/// installed in the background (started here if need be) will serve the number's calls.
 async fn can_serve(s: &AppState, org: OrgId, mode: ServiceMode, agent: &AgentSpec) -> Result<(), ApiError> {
-    if mode == ServiceMode::MediaStream && speech::providers_for(&s.db, org, agent).await.map_err(storage_error)?.is_none() {
+    if mode != ServiceMode::MediaStream {
+        return Ok(());
+    }
+    let sources = speech::sources_for(&s.db, org, agent).await.map_err(storage_error)?;
+    if speech::readiness(&sources, &s.models) == SpeechReadiness::Missing {
         return Err(Invalid::new(
             "mode",
             "`media_stream` needs a speech provider that transcribes and one that speaks (add them under /speech-providers), \
-             or use `conversation_relay`",
+             or the embedded engines (`switchboard models install`), or use `conversation_relay`",
         )
         .into());
     }
@@ -210,7 +216,7 @@ pub async fn update(
         status: body.status,
     };
     let updated = store::update(&s.db, caller.org, id, changes, caller.actor).await.map_err(storage_error)?;
-    greeting::refresh_in_background(s.db.clone(), s.egress.clone(), s.speech_cache.clone(), caller.org, vec![updated.id]);
+    greeting::refresh_in_background(s.db.clone(), s.egress.clone(), s.models.clone(), s.speech_cache.clone(), caller.org, vec![updated.id]);
     Ok(Json(updated))
 }
 

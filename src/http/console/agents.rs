@@ -163,7 +163,7 @@ async fn agent_page(state: AppState, viewer: &Viewer, agent: Agent, errors: Form
         .collect();
     let listings = numbers_api::list(State(state.clone()), caller, ApiPath(agent.app_id), super::picker_page()).await?.0.data;
     let numbers = listings.into_iter().map(|l| l.number).filter(|n| n.agent_id == agent.id).collect();
-    let hears_with_models = state.turn_models.is_some();
+    let hears_with_models = state.models.turn().is_some();
     let preview =
         api::prompt_preview(State(state), caller, ApiPath(agent.id), ApiQuery(PreviewQuery { caller: None, languages: None })).await?.0;
     let status = if errors.any() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };

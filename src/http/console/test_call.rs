@@ -75,7 +75,7 @@ pub async fn socket(
             ServiceMode::ConversationRelay => None,
             // The typed words are spoken and the agent's audio transcribed by the agent's own
             // speech providers, so the call goes through the whole audio path.
-            ServiceMode::MediaStream => speech::for_number(&state.db, &state.egress, &number)
+            ServiceMode::MediaStream => speech::for_number(&state.db, &state.egress, &state.models, &number)
                 .await
                 .map_err(|e| ApiError::from_storage(e, "agent"))?
                 .map(|ears| AudioPhone {

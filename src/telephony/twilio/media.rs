@@ -70,7 +70,7 @@ pub async fn media(
         Ok(setup) => setup,
         Err(e) => return call_socket::internal(e),
     };
-    let ears = match speech::for_agent(&state.db, &state.egress, call.org_id, &setup.agent).await {
+    let ears = match speech::for_agent(&state.db, &state.egress, &state.models, call.org_id, &setup.agent).await {
         Ok(Some(ears)) => ears,
         Ok(None) => {
             tracing::warn!(call = %call_id, "refused a media stream: the agent has no speech providers");
@@ -193,7 +193,7 @@ async fn converse(state: TwilioState, call: Call, setup: SessionSetup<StoredCall
         cache: state.speech_cache.clone(),
         synthesizer: ears.synthesizer,
         settings,
-        hearing: Hearing::from_models(state.turn_models.as_deref()),
+        hearing: Hearing::from_models(state.models.turn()),
     };
     tokio::spawn(voice.run(VoiceLinks { from_transport, to_transport, to_session: event_tx, from_session: command_rx }).instrument(span));
     tracing::info!(call = %call.id, "media stream session started");

@@ -11,7 +11,7 @@ use crate::agent::call_log::TranscriptWriter;
 use crate::agent::live::LiveSessions;
 use crate::agent::voice::SpeechCache;
 use crate::domain::call::CallStatus;
-use crate::models::TurnModels;
+use crate::models::LoadedModels;
 use crate::providers::egress::Egress;
 use crate::storage::Db;
 
@@ -40,8 +40,8 @@ pub struct TwilioState {
     pub egress: Egress,
     /// Synthesised greetings and fillers of this process's Media Streams calls.
     pub speech_cache: SpeechCache,
-    /// Voice activity and end-of-turn models, when installed.
-    pub turn_models: Option<Arc<TurnModels>>,
+    /// The models this server runs itself (turn-taking, embedded speech), as far as installed.
+    pub models: Arc<LoadedModels>,
 }
 
 /// A Twilio call status as the carrier-neutral status; `initiated` (outbound calls) counts as

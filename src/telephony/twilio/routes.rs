@@ -15,18 +15,20 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 
 use super::{TwilioState, call_status, signature, twiml};
-use crate::agent::speech;
+use crate::agent::speech::{self, SpeechSources};
 use crate::domain::agent::Agent;
 use crate::domain::call::{Call, CallDirection, CallStatus, EndReason, StatusEvent};
 use crate::domain::ids::{CallId, OrgId};
 use crate::domain::phone_number::{PhoneNumber, ServiceMode, ServiceStatus};
-use crate::domain::provider::{PhoneProvider, PhoneProviderStatus, SpeechProvider};
+use crate::domain::provider::{PhoneProvider, PhoneProviderStatus};
 use crate::domain::time;
+use crate::models::SpeechReadiness;
 use crate::storage::calls::{self, NewCall};
 use crate::storage::{Db, StorageError, agents, phone_numbers, phone_providers};
 
 const SORRY_UNAVAILABLE: &str = "Sorry, this number is not taking calls right now. Please try again later. Goodbye.";
 const SORRY_UNKNOWN: &str = "Sorry, this number is not in service. Goodbye.";
+const SORRY_SETTING_UP: &str = "Sorry, this line is still being set up. Please call again in a few minutes. Goodbye.";
 const SORRY_FAILURE: &str = "We are sorry, something went wrong on our side. Please call again later. Goodbye.";
 
 /// A form-encoded Twilio request: the path it was sent to, its parameters (repeats kept, in
@@ -188,18 +190,23 @@ async fn answer_call(state: &TwilioState, req: &TwilioRequest) -> Result<String,
     let call = record_for(state, &verified, req, &routing, status).await?;
     let (Some(number), Some(agent), None) = (&verified.number, &routing.agent, routing.refused) else {
         tracing::info!(call = %call.id, reason = ?routing.refused, "refused an incoming call");
-        let apology = if verified.number.is_some() { SORRY_UNAVAILABLE } else { SORRY_UNKNOWN };
+        let apology = match (&verified.number, routing.refused) {
+            (None, _) => SORRY_UNKNOWN,
+            (Some(_), Some(EndReason::SpeechNotReady)) => SORRY_SETTING_UP,
+            (Some(_), _) => SORRY_UNAVAILABLE,
+        };
         return Ok(twiml::say_and_hang_up(apology));
     };
     tracing::info!(call = %call.id, agent = %agent.id, "incoming call");
-    if let Some((_, speaks)) = routing.speakers {
+    if let Some(sources) = routing.speakers {
         speech::warm_greeting_for_call(
             state.db.clone(),
             state.egress.clone(),
+            state.models.clone(),
             state.speech_cache.clone(),
             number.clone(),
             agent.spec.clone(),
-            speaks,
+            sources,
         );
     }
     Ok(connect_to_agent(state, &call, number, agent))
@@ -209,7 +216,7 @@ async fn answer_call(state: &TwilioState, req: &TwilioRequest) -> Result<String,
 /// `media_stream` number, and why the call is refused, if it is.
 struct Routing {
     agent: Option<Agent>,
-    speakers: Option<(SpeechProvider, SpeechProvider)>,
+    speakers: Option<SpeechSources>,
     refused: Option<EndReason>,
 }
 
@@ -221,15 +228,19 @@ async fn route(state: &TwilioState, verified: &Verified, refuse_new: Option<EndR
     };
     let speakers = match (&verified.number, &agent) {
         (Some(number), Some(agent)) if number.mode == ServiceMode::MediaStream => {
-            speech::providers_for(&state.db, verified.org, &agent.spec).await?
+            Some(speech::sources_for(&state.db, verified.org, &agent.spec).await?)
         }
         _ => None,
     };
     let refused = match (&verified.number, &agent) {
         (Some(_), _) if refuse_new.is_some() => refuse_new,
         (Some(number), Some(_)) => match refusal(number, &verified.provider) {
-            // Switchboard does the speech: someone must hear and speak.
-            None if number.mode == ServiceMode::MediaStream && speakers.is_none() => Some(EndReason::NoSpeechProvider),
+            // Switchboard does the speech: someone must hear and speak, now.
+            None => match speakers.as_ref().map(|sources| speech::readiness(sources, &state.models)) {
+                None | Some(SpeechReadiness::Ready) => None,
+                Some(SpeechReadiness::Installing) => Some(EndReason::SpeechNotReady),
+                Some(SpeechReadiness::Missing) => Some(EndReason::NoSpeechProvider),
+            },
             refused => refused,
         },
         _ => Some(EndReason::UnknownNumber),

@@ -117,6 +117,8 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
         provider_verify_interval_secs: 0,
         // The fake model servers and webhook receivers listen on loopback.
         egress_allow: vec!["127.0.0.1".into(), "::1".into(), "localhost".into()],
+        // Nothing reaches the package index from a test; tests that install give a loopback one.
+        models_auto_install: false,
         ..Config::default()
     };
     adjust(&mut config);

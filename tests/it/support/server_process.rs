@@ -58,6 +58,7 @@ impl ServerProcess {
             .env("SWITCHBOARD_NODE_ID", node_id)
             .env("SWITCHBOARD_SESSION_LEASE_SECS", lease_secs.to_string())
             .env("SWITCHBOARD_PROVIDER_VERIFY_INTERVAL_SECS", "0")
+            .env("SWITCHBOARD_MODELS_AUTO_INSTALL", "false")
             .env("SWITCHBOARD_LOG", "info")
             .stdin(Stdio::null());
         Self::spawn(command).await
