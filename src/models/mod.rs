@@ -207,7 +207,7 @@ impl LoadedModels {
             tracing::info!("models: {line}");
             self.set(Installation::Running(line));
         };
-        match install::install(&self.dir, &install::WheelSource::Index(index), &catalog, progress).await {
+        match install::install(&self.dir, &install::WheelSource::Index { url: index, keep_in: None }, &catalog, progress).await {
             Ok(_) => {
                 self.load_installed().await;
                 self.set(Installation::Done);

@@ -539,7 +539,9 @@ async fn settings_manage_people_tokens_models_and_retention(app: TestApp) {
 
     // Speech providers: tested with the vendor when added; a refusal shows beside its field.
     let speech = FakeSpeech::start().await;
-    owner.get("/settings/speech-providers").await;
+    let (_, _, page) = owner.get("/settings/speech-providers").await;
+    // The server's own engines are not installed here (and never installed by a test).
+    assert!(page.contains("Built-in speech") && page.contains("Not installed.") && page.contains("switchboard models install"), "{page}");
     let fields = |key: &'static str| {
         [("name", "Voices"), ("kind", "openai"), ("base_url", speech.base_url.as_str()), ("transcription_model", "whisper-1")]
             .into_iter()

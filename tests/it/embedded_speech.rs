@@ -16,6 +16,7 @@ use switchboard::telephony::twilio::dev_phone::{self, AudioPhone, CallerAction, 
 use tokio::sync::mpsc;
 
 use crate::media_streams::{agent_says, hear};
+use crate::support::fake_index::FakeIndex;
 use crate::support::fake_llm::{FakeLlm, Reply};
 use crate::support::{LINE_NUMBER, LINE_TOKEN};
 use crate::turn_models::{installed_models_dir, over_the_phone, spoken};
@@ -271,4 +272,78 @@ async fn a_whole_call_heard_and_spoken_by_the_embedded_engines() {
     assert!(agent.word_error_rate() <= 0.25, "the agent heard the caller: {:?}", agent.pairs);
     let cut = turns.iter().find(|(.., interrupted)| *interrupted).expect("the long answer was cut");
     assert!(cut.1.starts_with("Order forty two found.") && !cut.1.contains("afternoon"), "only what played is kept: {turns:?}");
+}
+
+/// Where scripts/test.sh kept the wheels the models were installed from.
+fn saved_wheels() -> std::path::PathBuf {
+    std::env::var("SWITCHBOARD_TEST_WHEELS")
+        .expect("SWITCHBOARD_TEST_WHEELS is not set: run the suite with scripts/test.sh, which keeps the wheels")
+        .into()
+}
+
+/// A server with an index to install from and an agent on a `media_stream` number.
+async fn server_installing_from(wheels: std::path::PathBuf) -> (crate::support::TestApp, crate::support::PhoneLine, FakeLlm) {
+    let index = FakeIndex::serve(wheels).await;
+    let app = crate::support::spawn_app_with(crate::support::Backend::Sqlite, |config| {
+        config.models_auto_install = true;
+        config.models_index_url = index.url.parse().unwrap();
+    })
+    .await;
+    let status = app.get("/api/v1/speech-engines").await.expect(200);
+    assert_eq!((status["status"].as_str(), status["auto_install"].as_bool()), (Some("not_installed"), Some(true)), "{status}");
+    let llm = FakeLlm::start().await;
+    let provider = json!({ "name": "fake", "base_url": llm.base_url, "default_model": "fake-model" });
+    let agent = json!({ "name": "Ava", "first_message": "Hello.",
+        "llm_provider_id": app.post("/api/v1/llm-providers", provider).await.expect(201)["id"].clone() });
+    let line = app.phone_line(agent).await;
+    // Nobody hears or speaks for the agent yet: saving the number starts the installation.
+    let number = format!("/api/v1/phone-numbers/{}", line.number_id);
+    assert_eq!(app.patch(&number, json!({ "mode": "media_stream" })).await.expect(200)["mode"], "media_stream");
+    (app, line, llm)
+}
+
+#[tokio::test]
+async fn a_server_without_the_engines_installs_them_when_a_call_needs_them() {
+    let (app, line, _llm) = server_installing_from(saved_wheels()).await;
+    let installing = app.get("/api/v1/speech-engines").await.expect(200);
+    assert_eq!(installing["status"], "installing", "{installing}");
+    // A call meanwhile hears an apology, not silence, and its record says why.
+    let refused = app.ring(&line, &crate::support::sid("CA", 'i')).await;
+    assert!(refused.text.contains("still being set up") && refused.text.contains("<Hangup/>"), "{}", refused.text);
+    assert_eq!(app.get("/api/v1/calls").await.expect(200)["data"][0]["ended_reason"], "speech_not_ready");
+
+    let mut status = installing;
+    for _ in 0..600 {
+        status = app.get("/api/v1/speech-engines").await.expect(200);
+        if status["status"] != "installing" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(status["status"], "ready", "{status}");
+    assert_eq!(status["voices"], json!(["joe", "espeak"]));
+    let manifest = std::fs::read_to_string(app.data_dir.path().join("models/manifest.json")).unwrap();
+    assert!(manifest.contains("whisper-base") && manifest.contains("piper-joe"), "{manifest}");
+    // Now calls are answered.
+    let answered = app.ring(&line, &crate::support::sid("CA", 'j')).await;
+    assert!(answered.text.contains("<Stream url=\"ws://"), "{}", answered.text);
+}
+
+#[tokio::test]
+async fn a_failed_installation_says_why_and_calls_are_turned_away() {
+    let empty = tempfile::tempdir().unwrap();
+    let (app, line, _llm) = server_installing_from(empty.path().to_owned()).await;
+    let mut status = app.get("/api/v1/speech-engines").await.expect(200);
+    for _ in 0..100 {
+        if status["status"] != "installing" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = app.get("/api/v1/speech-engines").await.expect(200);
+    }
+    assert_eq!(status["status"], "failed", "{status}");
+    assert!(status["detail"].as_str().unwrap().contains("onnxruntime"), "the reason names what was missing: {status}");
+    let refused = app.ring(&line, &crate::support::sid("CA", 'k')).await;
+    assert!(refused.text.contains("not taking calls"), "{}", refused.text);
+    assert_eq!(app.get("/api/v1/calls").await.expect(200)["data"][0]["ended_reason"], "no_speech_provider");
 }

@@ -13,6 +13,7 @@ pub mod llm_providers;
 pub mod phone_numbers;
 pub mod phone_providers;
 pub mod retention;
+pub mod speech_engines;
 pub mod speech_providers;
 pub mod tickets;
 pub mod users;

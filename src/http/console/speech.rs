@@ -1,6 +1,6 @@
-//! Settings → Speech providers: the vendors `media_stream` calls hear and speak through. The
-//! API verifies each one with the vendor before it is stored; when the vendor refuses, the page
-//! says why beside the field to fix.
+//! Settings → Speech providers: the vendors `media_stream` calls hear and speak through, and
+//! the server's own engines (ready, being installed, or missing). The API verifies each vendor
+//! before it is stored; when the vendor refuses, the page says why beside the field to fix.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -14,6 +14,7 @@ use crate::domain::ids::SpeechProviderId;
 use crate::domain::provider::{SpeechProvider, SpeechProviderKind};
 use crate::domain::validation::Invalid;
 use crate::http::AppState;
+use crate::http::api::speech_engines::{self, EngineStatus, SpeechEngines};
 use crate::http::api::speech_providers::{self as api, CreateSpeechProvider};
 use crate::http::error::ApiError;
 use crate::http::input::{ApiJson, ApiPath};
@@ -61,6 +62,7 @@ struct SpeechProvidersPage {
     kinds: &'static [SpeechProviderKind],
     form: SpeechProviderForm,
     errors: FormErrors,
+    engines: SpeechEngines,
 }
 
 async fn page(
@@ -70,6 +72,7 @@ async fn page(
     form: SpeechProviderForm,
     errors: FormErrors,
 ) -> Result<Response, ConsoleError> {
+    let engines = speech_engines::get(State(state.clone()), viewer.caller()).await.0;
     let list = api::list(State(state), viewer.caller(), first_page(cursor)).await?.0;
     let status = if errors.any() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     let page = SpeechProvidersPage {
@@ -79,6 +82,7 @@ async fn page(
         kinds: SpeechProviderKind::ALL,
         form,
         errors,
+        engines,
     };
     Ok((status, viewer.render(&page)).into_response())
 }

@@ -3,6 +3,7 @@
 //! returns a `TestApp` with request helpers. Logs stay silent unless `TEST_LOG` is set.
 
 pub mod browser;
+pub mod fake_index;
 pub mod fake_llm;
 pub mod fake_speech;
 pub mod fake_twilio;
