@@ -19,9 +19,10 @@ use crate::domain::org::{self, Email, Role};
 use crate::domain::phone_number::{E164, PhoneNumber};
 use crate::models::{LoadedModels, catalog, install};
 use crate::providers::egress::Egress;
+use crate::providers::speech::embedded::{ESPEAK_VOICE, NEURAL_VOICE};
 use crate::providers::speech::{OpenAiSpeech, SpeakingVoice, SpeechToText, TextToSpeech};
 use crate::storage::secrets::{self, write_private_file};
-use crate::storage::{Db, backup, orgs, phone_numbers, phone_providers, rekey, tokens, users};
+use crate::storage::{Db, agents, backup, orgs, phone_numbers, phone_providers, rekey, tokens, users};
 use crate::telephony::twilio::dev_phone;
 
 #[derive(Parser)]
@@ -216,11 +217,12 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             eprintln!("models are in {}", config.models_dir().display());
             Ok(())
         }
-        Command::Models(ModelsCommand::List) => list_models(&config),
+        Command::Models(ModelsCommand::List) => list_models(&config).await,
     }
 }
 
-fn list_models(config: &Config) -> anyhow::Result<()> {
+/// What is installed, then who hears and speaks on each `media_stream` number.
+async fn list_models(config: &Config) -> anyhow::Result<()> {
     let manifest = install::Manifest::read(&config.models_dir())?;
     for entry in catalog::catalog().map_err(anyhow::Error::msg)? {
         match manifest.get(entry.name) {
@@ -231,6 +233,32 @@ fn list_models(config: &Config) -> anyhow::Result<()> {
             None => println!("{:<16} not installed: run `switchboard models install` ({})", entry.name, entry.purpose),
         }
     }
+    let db = app::open_database(config).await?;
+    let services = phone_numbers::media_stream_services(&db).await?;
+    if !services.is_empty() {
+        println!("\nmedia_stream numbers:");
+    }
+    let built_in_voice = if manifest.get(catalog::PIPER_JOE).is_some() { NEURAL_VOICE } else { ESPEAK_VOICE };
+    for number in services {
+        let agent = agents::get(&db, number.org_id, number.agent_id).await?;
+        let sources = speech::sources_for(&db, number.org_id, &agent.spec).await?;
+        let named = |source: &speech::SpeechSource| match source {
+            speech::SpeechSource::Provider(provider) => format!("{} “{}”", provider.kind.label(), provider.name),
+            speech::SpeechSource::Embedded => "built-in".to_owned(),
+        };
+        let voice = match &sources.speaks {
+            speech::SpeechSource::Provider(provider) => agent.spec.voice.clone().or(provider.default_voice.clone()).unwrap_or_default(),
+            speech::SpeechSource::Embedded => agent.spec.voice.clone().unwrap_or_else(|| built_in_voice.to_owned()),
+        };
+        println!(
+            "{}  agent “{}”  hears with {}, speaks with {} (voice {voice})",
+            number.number.as_str(),
+            agent.spec.name,
+            named(&sources.hears),
+            named(&sources.speaks)
+        );
+    }
+    db.close().await;
     Ok(())
 }
 

@@ -173,6 +173,14 @@ pub async fn find_by_number(db: &Db, number: &str) -> Result<Option<PhoneNumber>
     row.map(NumberRow::into_domain).transpose()
 }
 
+/// Every `media_stream` service, in every organisation, by number: what `switchboard models
+/// list` tells an operator about (who hears and speaks on each).
+pub async fn media_stream_services(db: &Db) -> Result<Vec<PhoneNumber>> {
+    let sql = concat!("SELECT ", columns!(), " FROM phone_numbers WHERE mode = 'media_stream' ORDER BY number");
+    let rows: Vec<NumberRow> = on_pool!(db, |pool| sqlx::query_as(sql).fetch_all(pool).await)?;
+    rows.into_iter().map(NumberRow::into_domain).collect()
+}
+
 /// The app's numbers, newest first. An app of another organisation is `NotFound`.
 pub async fn list(db: &Db, org: OrgId, app: AppId, page: PageRequest) -> Result<Page<PhoneNumber>> {
     apps::get(db, org, app).await?;

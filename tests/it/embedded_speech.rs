@@ -327,6 +327,15 @@ async fn a_server_without_the_engines_installs_them_when_a_call_needs_them() {
     // Now calls are answered.
     let answered = app.ring(&line, &crate::support::sid("CA", 'j')).await;
     assert!(answered.text.contains("<Stream url=\"ws://"), "{}", answered.text);
+    // The operator sees what is installed and who hears and speaks on each number.
+    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["--data-dir", app.data_dir.path().to_str().unwrap(), "--database-url", &app.database_url, "models", "list"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert!(listed.contains("whisper-base") && listed.contains("piper-joe") && !listed.contains("not installed"), "{listed}");
+    assert!(listed.contains(&format!("{LINE_NUMBER}  agent “Ava”  hears with built-in, speaks with built-in (voice joe)")), "{listed}");
 }
 
 #[tokio::test]
