@@ -35,7 +35,7 @@ use switchboard::domain::provider::SpeechProviderKind;
 use switchboard::storage::{agents, phone_numbers, speech_providers, tokens};
 use tokio_tungstenite::tungstenite::Message;
 
-use support::{Socket, answer_call, exactly, runtime, spawn_role, streamed_answer, usage};
+use support::{Socket, exactly, open_media_stream, runtime, spawn_role, streamed_answer, usage};
 
 /// The stubs' delays: transcription, the model's first token, synthesis's first audio.
 const TRANSCRIPTION_DELAY: Duration = Duration::from_millis(100);
@@ -111,16 +111,6 @@ async fn serve_switchboard() {
     let (_, token) = tokens::create(&bench.db, bench.org, "bench", Role::Member, Actor::System).await.unwrap();
     println!("{} {} {}", bench.base, bench.account, token.as_str());
     std::future::pending::<()>().await;
-}
-
-async fn open_stream(http: &reqwest::Client, base: &str, account: &str, call: u64) -> Socket {
-    let mut socket = answer_call(http, base, account, call, "media").await;
-    let start = json!({ "event": "start", "sequenceNumber": "1", "start": { "streamSid": format!("MZ{call:032x}"),
-        "callSid": format!("CA{call:032x}"), "accountSid": account, "tracks": ["inbound"], "customParameters": {},
-        "mediaFormat": { "encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1 } } });
-    socket.send(Message::Text(json!({ "event": "connected", "protocol": "Call", "version": "1.0.0" }).to_string().into())).await.unwrap();
-    socket.send(Message::Text(start.to_string().into())).await.unwrap();
-    socket
 }
 
 /// What one call measured.
@@ -355,7 +345,7 @@ async fn generate_load() {
         let mut tasks = Vec::with_capacity(calls);
         for _ in 0..calls {
             call += 1;
-            let socket = open_stream(&http, &base, &account, call).await;
+            let socket = open_media_stream(&http, &base, &account, call).await;
             tasks.push(tokio::spawn(converse(socket, call)));
         }
         tokio::time::sleep(Duration::from_secs(1)).await;

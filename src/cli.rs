@@ -496,6 +496,7 @@ impl DialAudio {
             voice: SpeakingVoice::new(voice, speech::CALL_LANGUAGE),
             ears: Some(ears),
             record: Some(self.record),
+            speaker: None,
         }))
     }
 }

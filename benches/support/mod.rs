@@ -129,6 +129,22 @@ pub async fn answer_call(http: &reqwest::Client, base: &str, account: &str, call
     tokio_tungstenite::connect_async_with_config(request, None, true).await.unwrap().0
 }
 
+/// Rings the number for call number `call` and opens its Media Streams socket, which Twilio
+/// starts with `connected` and `start`.
+#[allow(dead_code)]
+pub async fn open_media_stream(http: &reqwest::Client, base: &str, account: &str, call: u64) -> Socket {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut socket = answer_call(http, base, account, call, "media").await;
+    let start = serde_json::json!({ "event": "start", "sequenceNumber": "1", "start": { "streamSid": format!("MZ{call:032x}"),
+        "callSid": format!("CA{call:032x}"), "accountSid": account, "tracks": ["inbound"], "customParameters": {},
+        "mediaFormat": { "encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1 } } });
+    let connected = serde_json::json!({ "event": "connected", "protocol": "Call", "version": "1.0.0" });
+    socket.send(Message::Text(connected.to_string().into())).await.unwrap();
+    socket.send(Message::Text(start.to_string().into())).await.unwrap();
+    socket
+}
+
 /// The runtime each role of a benchmark runs on.
 #[allow(dead_code)]
 pub fn runtime() -> tokio::runtime::Runtime {

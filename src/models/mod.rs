@@ -11,6 +11,7 @@ pub mod espeak;
 pub mod install;
 pub mod onnx;
 pub mod piper;
+pub mod scoring;
 pub mod turn;
 pub mod vad;
 pub mod whisper;

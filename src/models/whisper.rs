@@ -4,8 +4,7 @@
 //! as many decodes run at once as there are cores: the rest wait their turn in order.
 //! Utterances are short, so the encoder reads only as much of its 30-second window as the
 //! utterance fills (plus a margin), which makes a decode several times faster; a decode that
-//! loops there (Whisper repeating itself until its token budget runs out) is done again on the
-//! whole window.
+//! looks looped there (Whisper repeating itself) is done again on the whole window.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -25,6 +24,9 @@ const POSITIONS_MARGIN: i32 = 64;
 /// Tokens per second of speech at most: fast speech is some four words a second, and a word
 /// rarely takes more than three tokens.
 const TOKENS_PER_SECOND: f64 = 12.0;
+/// A phrase of this many words said twice running is more likely Whisper looping than a caller
+/// repeating themselves: the utterance is decoded again on the whole window to tell.
+const LOOPED_PHRASE: usize = 3;
 /// The encoder's whole window: 30 seconds.
 const FULL_WINDOW: i32 = 1500;
 
@@ -66,13 +68,14 @@ impl Whisper {
 }
 
 /// The words of `samples`: decoded on the encoder window trimmed to the utterance; when that
-/// decode loops (it used its whole token budget), decoded again on the whole 30-second window,
-/// which is slower but does not loop on the silence after the words.
+/// decode looks looped (it used its whole token budget, or its last words repeat a phrase),
+/// decoded again on the whole 30-second window, which is slower but does not loop on the
+/// silence after the words.
 fn decode(state: &mut WhisperState, samples: &[f32], language: &str) -> Result<String, ModelError> {
     let budget = most_tokens(samples.len());
     let (text, tokens) = decode_once(state, samples, language, encoder_positions(samples.len()), budget)?;
-    if tokens < budget {
-        return Ok(without_loop(&text, 3));
+    if tokens < budget && loop_start(&text, 2, LOOPED_PHRASE).is_none() {
+        return Ok(text);
     }
     let (text, tokens) = decode_once(state, samples, language, FULL_WINDOW, budget)?;
     // Whisper can still fail to stop and say the same words again: one round is what was said.
@@ -120,18 +123,28 @@ fn decode_once(
 /// `text` up to the end of the first round of a loop at its end: the words from some point on
 /// repeat a run of words at least `rounds` times (the last round perhaps cut short).
 fn without_loop(text: &str, rounds: usize) -> String {
+    match loop_start(text, rounds, 1) {
+        Some(end) => text.split_whitespace().take(end).collect::<Vec<_>>().join(" "),
+        None => text.to_owned(),
+    }
+}
+
+/// Where the first round of a loop at the end of `text` ends, in words: a run of at least
+/// `shortest` words repeated at least `rounds` times up to the end (the last round perhaps cut
+/// short).
+fn loop_start(text: &str, rounds: usize, shortest: usize) -> Option<usize> {
     let words: Vec<&str> = text.split_whitespace().collect();
-    for period in 1..=words.len() / rounds {
+    for period in shortest.max(1)..=words.len() / rounds {
         for start in 0..=words.len() - rounds * period {
             let tail = &words[start..];
             let repeats =
                 (period..tail.len()).all(|i| tail[i] == tail[i - period] || (i == tail.len() - 1 && tail[i - period].starts_with(tail[i])));
             if repeats {
-                return words[..start + period].join(" ");
+                return Some(start + period);
             }
         }
     }
-    text.to_owned()
+    None
 }
 
 /// The most tokens an utterance of `samples` (16 kHz) can hold: a fast talker's words, as
@@ -162,6 +175,8 @@ mod tests {
         assert_eq!(without_loop("No, no. I said Tuesday.", 3), "No, no. I said Tuesday.");
         assert_eq!(without_loop("Hello there how are you", 2), "Hello there how are you");
         assert_eq!(without_loop("", 2), "");
+        assert_eq!(loop_start("I need to change my order. I need to change my order.", 2, LOOPED_PHRASE), Some(6));
+        assert_eq!(loop_start("Yes. Yes.", 2, LOOPED_PHRASE), None, "short words said twice are usual");
         assert_eq!(most_tokens(16_000 * 2), 40);
         assert_eq!(encoder_positions(16_000 * 2), 164);
         assert_eq!(encoder_positions(16_000 * 60), FULL_WINDOW);

@@ -715,6 +715,53 @@ async fn in_chromium_a_test_call_talks_to_the_agent_through_the_real_call_path()
     assert_eq!(app.get(&format!("/api/v1/apps/{app_id}/analytics?include_test_calls=true")).await.expect(200)["totals"]["calls"], 1);
 }
 
+/// The test call's microphone mode in Chromium, whose fake capture device plays a sentence
+/// Piper said: the browser's voice reaches the agent through the same Media Streams pipeline as
+/// a phone call (here heard and spoken by the embedded engines, no speech vendor), the agent's
+/// audio plays back, and the page shows what the server heard.
+#[tokio::test]
+async fn in_chromium_the_test_calls_microphone_talks_to_the_agent() {
+    use switchboard::providers::speech::embedded::{EmbeddedSpeech, NEURAL_VOICE};
+    let models = crate::turn_models::installed_models_dir();
+    let app = crate::support::spawn_app_with(Backend::Sqlite, |config| {
+        std::os::unix::fs::symlink(&models, config.data_dir.join("models")).unwrap();
+    })
+    .await;
+    add_user(&app, "admin@acme.example", Role::Admin).await;
+    let (llm, line) = crate::conversations::line_with_model(&app, json!({ "name": "Ava", "first_message": "Hi, this is Ava." })).await;
+    llm.script([Reply::says("Your order ships on Monday.")]);
+    let number = format!("/api/v1/phone-numbers/{}", line.number_id);
+    app.patch(&number, json!({ "mode": "media_stream" })).await.expect(200);
+
+    // The caller's voice: quiet while the greeting plays, a sentence, then quiet.
+    let said = "I need to change my order.";
+    let speech = EmbeddedSpeech::new(crate::embedded_speech::engines().await);
+    let mut voice = crate::embedded_speech::said(&speech, said, NEURAL_VOICE, "en-US").await.at_rate(16_000).unwrap();
+    voice.samples.splice(0..0, std::iter::repeat_n(0, 16_000 * 4));
+    voice.samples.extend(std::iter::repeat_n(0, 16_000 * 4));
+    let wav = app.data_dir.path().join("caller.wav");
+    std::fs::write(&wav, switchboard::audio::wav::encode(&voice)).unwrap();
+
+    let browser = Browser::with_microphone(app.url(""), &wav).await;
+    browser.sign_in("admin@acme.example", PASSWORD).await;
+    browser.go(&format!("/numbers/{}/test-call", line.number_id)).await;
+    browser.wait_for_text("#test-status", "Connected").await;
+    browser.press("#test-microphone").await;
+    browser.wait_for_text("#test-status", "Listening").await;
+    // The agent's answer, as the page heard it played.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !browser.text("#test-conversation").await.contains("Monday") {
+        assert!(std::time::Instant::now() < deadline, "no answer: {}", browser.text("#test-conversation").await);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    browser.wait_for_text("#test-record", "Monday").await;
+    let record = browser.text("#test-record").await;
+    let heard = record.lines().find(|line| line.to_lowercase().contains("order") && !line.contains("Monday")).unwrap_or_default();
+    assert!(switchboard::models::scoring::word_error_rate(said, heard) <= 0.34, "the page shows what the server heard: {record}");
+    browser.screenshot("test-call-microphone").await;
+    browser.close().await;
+}
+
 async fn another_organisations_pages_are_not_found(app: TestApp) {
     let app_id = app.create_app("Front desk").await;
     let agent = app.create_agent(&app_id, "Ava").await;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 use switchboard::audio::Audio;
 use switchboard::models::SpeechEngines;
+use switchboard::models::scoring::{word_edits, word_error_rate};
 use switchboard::providers::speech::embedded::{ESPEAK_VOICE, EmbeddedSpeech, NEURAL_VOICE};
 use switchboard::providers::speech::{SpeakingVoice, SpeechToText, TextToSpeech};
 
@@ -20,65 +21,6 @@ use crate::support::fake_index::FakeIndex;
 use crate::support::fake_llm::{FakeLlm, Reply};
 use crate::support::{LINE_NUMBER, LINE_TOKEN};
 use crate::turn_models::{installed_models_dir, over_the_phone, spoken};
-
-/// Word error rate of `heard` against `said`: edits over the words said, ignoring case and
-/// punctuation, and numbers whether written in digits or words (up to twenty as numbers, longer
-/// ones digit by digit).
-pub fn word_error_rate(said: &str, heard: &str) -> f64 {
-    let (edits, words) = word_edits(said, heard);
-    edits as f64 / words.max(1) as f64
-}
-
-/// The word edits that turn `said` into `heard`, and the words said (see [`word_error_rate`]).
-pub fn word_edits(said: &str, heard: &str) -> (usize, usize) {
-    const NUMBERS: [&str; 21] = [
-        "zero",
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "six",
-        "seven",
-        "eight",
-        "nine",
-        "ten",
-        "eleven",
-        "twelve",
-        "thirteen",
-        "fourteen",
-        "fifteen",
-        "sixteen",
-        "seventeen",
-        "eighteen",
-        "nineteen",
-        "twenty",
-    ];
-    let words = |text: &str| -> Vec<String> {
-        text.split_whitespace()
-            .map(|w| w.chars().filter(|c| c.is_alphanumeric() || *c == '\'').collect::<String>().to_lowercase())
-            .filter(|w| !w.is_empty())
-            .flat_map(|w| match w.parse::<usize>() {
-                Ok(n) if n < NUMBERS.len() => vec![NUMBERS[n].to_owned()],
-                // Longer numbers are said digit by digit (an order or a phone number).
-                Ok(_) => w.chars().map(|d| NUMBERS[d.to_digit(10).unwrap_or(0) as usize].to_owned()).collect(),
-                Err(_) => vec![w],
-            })
-            .collect()
-    };
-    let (said, heard) = (words(said), words(heard));
-    let mut row: Vec<usize> = (0..=heard.len()).collect();
-    for (i, s) in said.iter().enumerate() {
-        let mut previous = row[0];
-        row[0] = i + 1;
-        for (j, h) in heard.iter().enumerate() {
-            let substitution = previous + usize::from(s != h);
-            previous = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
-        }
-    }
-    (row[heard.len()], said.len())
-}
 
 /// What was said and what was heard across a call: the word error rate over all of it (one
 /// short phrase misheard says little; the call as a whole does).
@@ -104,7 +46,7 @@ impl Listening {
 }
 
 /// The engines as the server loads them, once for the whole test binary.
-async fn engines() -> Arc<SpeechEngines> {
+pub async fn engines() -> Arc<SpeechEngines> {
     static ENGINES: tokio::sync::OnceCell<Arc<SpeechEngines>> = tokio::sync::OnceCell::const_new();
     ENGINES
         .get_or_init(|| async {
@@ -115,7 +57,7 @@ async fn engines() -> Arc<SpeechEngines> {
 }
 
 /// What the embedded speech says for `text` in `voice` and `language`, whole.
-async fn said(speech: &EmbeddedSpeech, text: &str, voice: &str, language: &str) -> Audio {
+pub async fn said(speech: &EmbeddedSpeech, text: &str, voice: &str, language: &str) -> Audio {
     let mut pieces = speech.synthesize(text, &SpeakingVoice::new(voice, language));
     let mut audio = Audio { rate: 0, samples: Vec::new() };
     while let Some(piece) = pieces.recv().await {
@@ -171,15 +113,6 @@ async fn every_language_is_spoken_and_the_neural_voice_leaves_other_languages_to
     }
 }
 
-#[test]
-fn word_error_rate_counts_edits_over_words_said() {
-    assert_eq!(word_error_rate("Book a table, please.", "book a table please"), 0.0);
-    assert_eq!(word_error_rate("book a table", "book the table now"), 2.0 / 3.0);
-    assert_eq!(word_error_rate("book a table", ""), 1.0);
-    assert_eq!(word_error_rate("a table for two at 7", "a table for 2 at seven"), 0.0);
-    assert_eq!(word_error_rate("order four two seven", "order 427"), 0.0);
-}
-
 /// A whole call with no speech vendor at all: the server hears and speaks with the embedded
 /// engines (and the turn-taking models), the caller is the dev phone speaking with Piper's voice
 /// and listening through Whisper. What the agent heard, what the caller heard, a backchannel
@@ -225,6 +158,7 @@ async fn a_whole_call_heard_and_spoken_by_the_embedded_engines() {
             voice: SpeakingVoice::new(NEURAL_VOICE, "en-US"),
             ears: Some(speech),
             record: None,
+            speaker: None,
         }),
     };
     let (act, actions) = mpsc::channel(8);

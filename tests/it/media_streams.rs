@@ -159,6 +159,7 @@ fn dial(app: &TestApp, line: &PhoneLine, fake: &FakeSpeech) -> Dial {
             voice: SpeakingVoice::new("echo", "en-US"),
             ears: Some(speech),
             record: None,
+            speaker: None,
         }),
     }
 }

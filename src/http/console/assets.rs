@@ -21,6 +21,7 @@ static ASSETS: LazyLock<Vec<(&'static str, Asset)>> = LazyLock::new(|| {
         ("console.css", "text/css; charset=utf-8", include_bytes!("../../../static/console.css").as_slice()),
         ("console.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/console.js").as_slice()),
         ("test-call.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/test-call.js").as_slice()),
+        ("microphone.js", "text/javascript; charset=utf-8", include_bytes!("../../../static/microphone.js").as_slice()),
     ]
     .into_iter()
     .map(|(name, content_type, bytes)| {

@@ -3,7 +3,8 @@
 //! call path by playing Twilio against itself (the dev phone of `switchboard dial`): signed
 //! webhook, call record (marked as a test, so analytics leave it out), ConversationRelay or Media
 //! Streams socket, callbacks. The agent's words stream back to the browser as they come; on
-//! media-stream numbers the typed words are spoken and the agent's audio transcribed.
+//! media-stream numbers the typed words are spoken and the agent's audio transcribed, or the
+//! browser's microphone is the caller's voice and the agent's audio plays in the browser.
 
 use askama::Template;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -17,6 +18,7 @@ use tokio::sync::mpsc;
 use super::auth::{Viewer, same_origin};
 use super::{ConsoleError, Layout};
 use crate::agent::speech;
+use crate::audio::resample::Resampler;
 use crate::domain::ids::PhoneNumberId;
 use crate::domain::phone_number::{PhoneNumber, ServiceMode};
 use crate::http::AppState;
@@ -29,19 +31,24 @@ use crate::telephony::twilio::dev_phone::{self, AudioPhone, CallerAction, Dial, 
 
 /// The caller number test calls come from.
 const TEST_CALLER: &str = "+15555550100";
+/// The rate of the audio the phone carries.
+const PHONE_RATE: u32 = 8000;
 
 #[derive(Template)]
 #[template(path = "numbers/test_call.html")]
 struct TestCallPage {
     layout: Layout,
     number: PhoneNumber,
+    /// Whether the browser's microphone can be the caller's voice (media streams carry audio).
+    microphone: bool,
 }
 
 /// `GET /numbers/{id}/test-call`.
 pub async fn page(State(state): State<AppState>, Path(id): Path<PhoneNumberId>, viewer: Viewer) -> Result<Response, ConsoleError> {
     let number = numbers_api::get(State(state), viewer.caller(), ApiPath(id)).await?.0;
     let layout = viewer.layout(format!("Test call to {}", number.number.as_str()), "apps");
-    Ok(viewer.render(&TestCallPage { layout, number }))
+    let microphone = number.mode == ServiceMode::MediaStream;
+    Ok(viewer.render(&TestCallPage { layout, number, microphone }))
 }
 
 /// `GET /numbers/{id}/test-call/socket`: the browser's side of a test call. Only owners and
@@ -63,6 +70,8 @@ pub async fn socket(
     let secrets = phone_providers::secrets(&state.db, number.org_id, number.provider_id)
         .await
         .map_err(|e| ApiError::from_storage(e, "phone provider"))?;
+    // The agent's audio as it plays, for the browser's speaker (media streams).
+    let (speaker, played) = mpsc::channel(64);
     let dial = Dial {
         to: number.number.as_str().to_owned(),
         from: TEST_CALLER.to_owned(),
@@ -83,13 +92,15 @@ pub async fn socket(
                     voice: SpeakingVoice::new(ears.default_voice, speech::CALL_LANGUAGE),
                     ears: Some(ears.stt),
                     record: None,
+                    speaker: Some(speaker),
                 }),
         },
     };
-    Ok(upgrade.on_upgrade(move |socket| bridge(socket, dial)))
+    Ok(upgrade.on_upgrade(move |socket| bridge(socket, dial, played)))
 }
 
-/// What the browser sends.
+/// What the browser sends as text. After `microphone`, its binary messages are the caller's
+/// voice: 16-bit little-endian mono samples at the rate it named.
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum FromBrowser {
@@ -97,17 +108,32 @@ enum FromBrowser {
     Digits { digits: String },
     Interrupt,
     HangUp,
+    Microphone { rate: u32 },
 }
 
 /// Runs the call, passing the browser's actions in and what the phone hears out, until either
-/// side ends it.
-async fn bridge(mut browser: WebSocket, dial: Dial) {
-    let (act, actions) = mpsc::channel(16);
+/// side ends it. Once the browser speaks through its microphone, the agent's audio (`played`,
+/// 8 kHz) goes back to it as binary messages of the same form.
+async fn bridge(mut browser: WebSocket, dial: Dial, played: mpsc::Receiver<Vec<i16>>) {
+    // Closed at once on ConversationRelay numbers, where the phone plays no audio.
+    let mut played = Some(played);
+    let (act, actions) = mpsc::channel(64);
     let (hear, mut events) = mpsc::channel(256);
     let mut call = tokio::spawn(dev_phone::call(dial, actions, hear));
     let mut act = Some(act);
+    let mut microphone: Option<Resampler> = None;
     loop {
         tokio::select! {
+            samples = async { played.as_mut()?.recv().await }, if microphone.is_some() && played.is_some() => {
+                let Some(samples) = samples else {
+                    played = None;
+                    continue;
+                };
+                let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+                if browser.send(Message::Binary(bytes.into())).await.is_err() {
+                    act = None;
+                }
+            }
             outcome = &mut call => {
                 let message = match outcome {
                     Ok(Ok(outcome)) => json!({ "type": "ended", "summary": outcome.summary }),
@@ -135,11 +161,25 @@ async fn bridge(mut browser: WebSocket, dial: Dial) {
                         Ok(FromBrowser::Digits { digits }) => CallerAction::Digits(digits),
                         Ok(FromBrowser::Interrupt) => CallerAction::Interrupt,
                         Ok(FromBrowser::HangUp) => CallerAction::HangUp,
+                        Ok(FromBrowser::Microphone { rate }) => {
+                            match Resampler::new(rate, PHONE_RATE) {
+                                Ok(resampler) => microphone = Some(resampler),
+                                Err(e) => tracing::debug!(error = %e, "a test call's microphone has a rate that cannot be used"),
+                            }
+                            continue;
+                        }
                         Err(e) => {
                             tracing::debug!(error = %e, "a test call ignored a browser message");
                             continue;
                         }
                     },
+                    Some(Ok(Message::Binary(bytes))) => {
+                        let Some(resampler) = microphone.as_mut() else { continue };
+                        let voice: Vec<i16> = bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+                        let mut samples = Vec::with_capacity(voice.len());
+                        resampler.process(&voice, &mut samples);
+                        CallerAction::Audio(samples)
+                    }
                     Some(Ok(_)) => continue,
                     // The browser went away: the caller hangs up.
                     _ => CallerAction::HangUp,

@@ -25,6 +25,16 @@ pub struct Browser {
 impl Browser {
     /// Starts Chromium for the server at `base` (`http://127.0.0.1:port`).
     pub async fn open(base: String) -> Browser {
+        Self::open_with(base, &[]).await
+    }
+
+    /// Starts Chromium whose microphone plays `wav` (once), granted to every page without asking.
+    pub async fn with_microphone(base: String, wav: &std::path::Path) -> Browser {
+        let file = format!("--use-file-for-fake-audio-capture={}%noloop", wav.display());
+        Self::open_with(base, &["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", &file]).await
+    }
+
+    async fn open_with(base: String, extra_args: &[&str]) -> Browser {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -40,14 +50,17 @@ impl Browser {
         }
         let profile = tempfile::tempdir().unwrap();
         let mut capabilities = serde_json::Map::new();
-        capabilities.insert(
-            "goog:chromeOptions".into(),
-            json!({ "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                format!("--window-size={},{}", DESKTOP.0, DESKTOP.1),
-                format!("--user-data-dir={}", profile.path().display()),
-            ] }),
-        );
+        let mut args = vec![
+            "--headless=new".to_owned(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-dev-shm-usage".into(),
+            "--no-first-run".into(),
+            format!("--window-size={},{}", DESKTOP.0, DESKTOP.1),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        args.extend(extra_args.iter().map(|arg| (*arg).to_owned()));
+        capabilities.insert("goog:chromeOptions".into(), json!({ "args": args }));
         let client = ClientBuilder::rustls()
             .expect("TLS roots load")
             .capabilities(capabilities)

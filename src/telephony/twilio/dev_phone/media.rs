@@ -39,6 +39,9 @@ pub struct AudioPhone {
     pub ears: Option<Arc<dyn SpeechToText>>,
     /// Where to write everything the caller heard (8 kHz WAV).
     pub record: Option<PathBuf>,
+    /// Where the agent's audio goes as it plays, 8 kHz samples a frame at a time (a browser's
+    /// speaker); dropped when nobody keeps up.
+    pub speaker: Option<mpsc::Sender<Vec<i16>>>,
 }
 
 /// Twilio's playback buffer: the agent's audio (μ-law) and marks, in the order sent.
@@ -143,6 +146,9 @@ pub(super) async fn converse(
                     recording.extend(std::iter::repeat_n(0, frame_length));
                 } else {
                     quiet_frames = 0;
+                    if let Some(speaker) = &phone.speaker {
+                        let _ = speaker.try_send(played.clone());
+                    }
                     utterance.extend_from_slice(&played);
                     recording.extend_from_slice(&played);
                     recording.extend(std::iter::repeat_n(0, frame_length - played.len()));
@@ -192,6 +198,7 @@ pub(super) async fn converse(
                         outgoing.send(send(stream.dtmf(digit))).await?;
                     }
                 }
+                Some(CallerAction::Audio(samples)) => speaking.extend(samples),
             },
         }
     };

@@ -139,6 +139,8 @@ pub enum CallerAction {
     Interrupt,
     /// Play a WAV file as the caller's voice (media streams).
     Play(std::path::PathBuf),
+    /// The next piece of a live voice, 8 kHz samples (a microphone, media streams).
+    Audio(Vec<i16>),
     HangUp,
 }
 

@@ -75,6 +75,8 @@ pub(super) async fn converse(
                         eprintln!("cannot play {}: this number uses ConversationRelay, which takes words, not audio", file.display());
                         continue;
                     }
+                    // ConversationRelay carries words: a live voice has nowhere to go.
+                    Some(CallerAction::Audio(_)) => continue,
                     Some(CallerAction::Interrupt) => {
                         utterance_open = false;
                         let heard = heard_so_far(&std::mem::take(&mut speaking), speaking_since.elapsed());
