@@ -4,10 +4,12 @@
 //! real-time factor and word error rate, and each voice's time to the audio of a sentence (the
 //! first audio of an answer). Then calls: N concurrent Media Streams calls against a server that
 //! hears and speaks with the embedded engines (and the turn-taking models) and thinks with a stub
-//! model of fixed latency; each caller waits for the greeting, says a sentence, waits for the
-//! answer to play, says another. Printed per N: voice to voice (the caller's last word → the
-//! answer's first frame) p50/p95, the server's CPU per call and memory, and the word error rate
-//! of what the agent heard. The server, the stub and the load generator are three processes.
+//! model of fixed latency; callers ring a second apart, and each waits for the greeting, then
+//! says four sentences, each once the answer to the last has played. Printed per N: voice to voice (the caller's last word → the
+//! answer's first frame) p50/p95, the server's CPU per call and memory, the word error rate of
+//! what the agent heard, and the server's own account of each wait (end of turn, transcription,
+//! model, synthesis, first frame). The server, the stub and the load generator are three
+//! processes.
 //!
 //! `cargo bench --bench embedded_speech` with the models installed (`MODELS=DIR`, by default
 //! `target/models/models`, where scripts/test.sh installs them); `CALLS=1,2,3,4` by default.
@@ -35,11 +37,15 @@ use switchboard::providers::speech::{SpeakingVoice, SpeechToText, TextToSpeech};
 use switchboard::storage::{agents, phone_numbers, tokens};
 use tokio_tungstenite::tungstenite::Message;
 
-use support::{Socket, open_media_stream, runtime, spawn_role, streamed_answer, usage};
+use support::{FromServer, Socket, mark_played, open_media_stream, runtime, spawn_role, streamed_answer, usage};
 
 /// The stub model's delay before its first token.
 const MODEL_DELAY: Duration = Duration::from_millis(200);
 const FRAME: Duration = Duration::from_millis(20);
+/// What each caller says, one sentence after another.
+const TURNS: usize = 4;
+/// Between one caller ringing and the next.
+const STAGGER: Duration = Duration::from_millis(1100);
 /// The target an operator sizes for: voice to voice p95 under this.
 const TARGET_P95: Duration = Duration::from_millis(1500);
 
@@ -184,21 +190,9 @@ enum Step {
     Done,
 }
 
-#[derive(serde::Deserialize)]
-struct Heard<'a> {
-    event: &'a str,
-    #[serde(borrow)]
-    mark: Option<HeardMark<'a>>,
-}
-
-#[derive(serde::Deserialize)]
-struct HeardMark<'a> {
-    name: &'a str,
-}
-
 /// One caller, playing Twilio in real time (frames each way, marks returned as their audio
 /// plays), saying `lines` one after another; returns each answer's wait, voice to voice.
-async fn converse(socket: Socket, call: u64, lines: [Arc<Vec<u8>>; 2]) -> Vec<Duration> {
+async fn converse(socket: Socket, call: u64, lines: [Arc<Vec<u8>>; TURNS]) -> Vec<Duration> {
     let (mut outgoing, mut incoming) = socket.split();
     let sid = format!("MZ{call:032x}");
     let silence = BASE64.encode([0xFFu8; 160]);
@@ -238,8 +232,7 @@ async fn converse(socket: Socket, call: u64, lines: [Arc<Vec<u8>>; 2]) -> Vec<Du
                 while marks.front().is_some_and(|(at, _)| *at <= now) {
                     let (_, name) = marks.pop_front().unwrap();
                     sequence += 1;
-                    let mark = json!({ "event": "mark", "sequenceNumber": sequence.to_string(), "streamSid": sid, "mark": { "name": name } });
-                    let _ = outgoing.send(Message::Text(mark.to_string().into())).await;
+                    let _ = outgoing.send(mark_played(&sid, sequence, &name)).await;
                 }
                 // The agent's words have played and a moment has passed: the caller speaks.
                 if let Step::Listening { next } = step
@@ -254,7 +247,7 @@ async fn converse(socket: Socket, call: u64, lines: [Arc<Vec<u8>>; 2]) -> Vec<Du
             message = incoming.next() => {
                 let Some(Ok(Message::Text(text))) = message else { break };
                 let now = Instant::now();
-                let message: Heard = serde_json::from_str(&text).unwrap();
+                let message: FromServer = serde_json::from_str(&text).unwrap();
                 match message.event {
                     "media" => {
                         played_until = played_until.max(now) + FRAME;
@@ -269,8 +262,7 @@ async fn converse(socket: Socket, call: u64, lines: [Arc<Vec<u8>>; 2]) -> Vec<Du
                         played_until = now;
                         for (_, name) in marks.drain(..) {
                             sequence += 1;
-                            let mark = json!({ "event": "mark", "sequenceNumber": sequence.to_string(), "streamSid": sid, "mark": { "name": name } });
-                            let _ = outgoing.send(Message::Text(mark.to_string().into())).await;
+                            let _ = outgoing.send(mark_played(&sid, sequence, &name)).await;
                         }
                     }
                     _ => {}
@@ -287,7 +279,7 @@ async fn converse(socket: Socket, call: u64, lines: [Arc<Vec<u8>>; 2]) -> Vec<Du
 
 /// What the agent heard on the last `calls` calls (their caller turns, against what each said):
 /// the word error rate under load.
-async fn heard_under_load(http: &reqwest::Client, base: &str, token: &str, said: &[(u64, [usize; 2])]) -> f64 {
+async fn heard_under_load(http: &reqwest::Client, base: &str, token: &str, said: &[(u64, [usize; TURNS])]) -> f64 {
     let get = |path: String| http.get(format!("{base}{path}")).bearer_auth(token).send();
     let listed: Value = get(format!("/api/v1/calls?limit={}", said.len().max(1))).await.unwrap().json().await.unwrap();
     let (mut edits, mut words) = (0, 0);
@@ -340,9 +332,13 @@ async fn measure() {
         let started = Instant::now();
         let mut placed = Vec::new();
         let mut tasks = Vec::new();
-        for _ in 0..calls {
+        for placed_so_far in 0..calls {
+            // Callers ring independently, not in step: a second apart.
+            if placed_so_far > 0 {
+                tokio::time::sleep(STAGGER).await;
+            }
             call += 1;
-            let said = [(2 * call as usize) % SENTENCES.len(), (2 * call as usize + 1) % SENTENCES.len()];
+            let said: [usize; TURNS] = std::array::from_fn(|turn| (TURNS * call as usize + turn) % SENTENCES.len());
             let socket = open_media_stream(&http, &base, &account, call).await;
             tasks.push(tokio::spawn(converse(socket, call, said.map(|line| lines[line].clone()))));
             placed.push((call, said));
@@ -359,11 +355,20 @@ async fn measure() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let wer = heard_under_load(&http, &base, &token, &placed).await;
         let p95 = percentile(&mut waits, 0.95);
+        let parts = [
+            ("end_of_turn", Duration::ZERO),
+            ("transcription", Duration::ZERO),
+            ("first_token", MODEL_DELAY),
+            ("first_audio", Duration::ZERO),
+            ("first_frame", Duration::ZERO),
+        ];
+        let steps = support::voice_latency(&http, &base, &token, calls, &parts).await;
         println!(
             "{calls} concurrent calls ({} answers of {}): voice to voice p50 {:.0} ms, p95 {p95:.0} ms ({}); server CPU {:.0}% of a \
-             core per call, {:.0} MB resident during the calls; word error rate of what the agent heard {wer:.1}%",
+             core per call, {:.0} MB resident during the calls; word error rate of what the agent heard {wer:.1}%\n  as the server \
+             measured it (the model's part beyond the stub's delay): {steps}",
             waits.len(),
-            calls * 2,
+            calls * TURNS,
             percentile(&mut waits, 0.5),
             if p95 <= TARGET_P95.as_secs_f64() * 1000.0 { "within 1.5 s" } else { "over 1.5 s" },
             (cpu_after - cpu_before) * 100.0 / (elapsed * calls as f64),

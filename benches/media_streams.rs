@@ -35,7 +35,7 @@ use switchboard::domain::provider::SpeechProviderKind;
 use switchboard::storage::{agents, phone_numbers, speech_providers, tokens};
 use tokio_tungstenite::tungstenite::Message;
 
-use support::{Socket, exactly, open_media_stream, runtime, spawn_role, streamed_answer, usage};
+use support::{FromServer, Socket, exactly, mark_played, open_media_stream, runtime, spawn_role, streamed_answer, usage};
 
 /// The stubs' delays: transcription, the model's first token, synthesis's first audio.
 const TRANSCRIPTION_DELAY: Duration = Duration::from_millis(100);
@@ -124,19 +124,6 @@ struct Measured {
     added: Vec<Duration>,
 }
 
-/// What the generator reads of a message from the server.
-#[derive(serde::Deserialize)]
-struct Heard<'a> {
-    event: &'a str,
-    #[serde(borrow)]
-    mark: Option<HeardMark<'a>>,
-}
-
-#[derive(serde::Deserialize)]
-struct HeardMark<'a> {
-    name: &'a str,
-}
-
 /// What the caller is doing.
 #[derive(PartialEq)]
 enum Step {
@@ -208,8 +195,7 @@ async fn converse(socket: Socket, call: u64) -> Measured {
                 while marks.front().is_some_and(|(at, _)| *at <= now) {
                     let (_, name) = marks.pop_front().unwrap();
                     sequence += 1;
-                    let mark = json!({ "event": "mark", "sequenceNumber": sequence.to_string(), "streamSid": sid, "mark": { "name": name } });
-                    let _ = outgoing.send(Message::Text(mark.to_string().into())).await;
+                    let _ = outgoing.send(mark_played(&sid, sequence, &name)).await;
                 }
                 if step == Step::AwaitGreeting && marks.is_empty() && played_until + Duration::from_millis(200) < now && greeting_heard {
                     step = Step::Speaking { frames: 0, then_interrupt: false };
@@ -221,7 +207,7 @@ async fn converse(socket: Socket, call: u64) -> Measured {
             message = incoming.next() => {
                 let Some(Ok(Message::Text(text))) = message else { break };
                 let now = Instant::now();
-                let message: Heard = serde_json::from_str(&text).unwrap();
+                let message: FromServer = serde_json::from_str(&text).unwrap();
                 match message.event {
                     "media" => {
                         if let Some(last) = last_frame {
@@ -265,8 +251,7 @@ async fn converse(socket: Socket, call: u64) -> Measured {
                         played_until = now;
                         for (_, name) in marks.drain(..) {
                             sequence += 1;
-                            let mark = json!({ "event": "mark", "sequenceNumber": sequence.to_string(), "streamSid": sid, "mark": { "name": name } });
-                            let _ = outgoing.send(Message::Text(mark.to_string().into())).await;
+                            let _ = outgoing.send(mark_played(&sid, sequence, &name)).await;
                         }
                         if step == Step::Interrupt {
                             step = Step::Speaking { frames: heard_answer_frames, then_interrupt: true };
@@ -284,42 +269,16 @@ async fn converse(socket: Socket, call: u64) -> Measured {
     measured
 }
 
-/// The server's own account of each answer's wait (the `voice_latency` of the last `calls`
-/// calls' agent turns), less the stubs' delays: which step adds what.
+/// The server's own account of each answer's wait, less the stubs' delays: which step adds what.
 async fn where_the_wait_went(http: &reqwest::Client, base: &str, token: &str, calls: usize) {
-    let get = |path: String| http.get(format!("{base}{path}")).bearer_auth(token).send();
-    let mut ids = Vec::new();
-    let mut cursor = String::new();
-    while ids.len() < calls {
-        let page: Value = get(format!("/api/v1/calls?limit=100{cursor}")).await.unwrap().json().await.unwrap();
-        ids.extend(page["data"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_owned()));
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = format!("&cursor={next}"),
-            None => break,
-        }
-    }
-    let parts = [
+    let stubs = [
         ("transcription", TRANSCRIPTION_DELAY),
         ("first_token", MODEL_DELAY),
         ("first_audio", SPEECH_DELAY),
         ("first_frame", Duration::ZERO),
     ];
-    let mut added: Vec<Vec<Duration>> = vec![Vec::new(); parts.len()];
-    for id in ids.iter().take(calls) {
-        let call: Value = get(format!("/api/v1/calls/{id}")).await.unwrap().json().await.unwrap();
-        for latency in call["transcript"].as_array().into_iter().flatten().map(|t| &t["voice_latency"]).filter(|l| l.is_object()) {
-            for ((name, stub), values) in parts.iter().zip(&mut added) {
-                let ms = latency[format!("{name}_ms")].as_u64().unwrap_or_default();
-                values.push(Duration::from_millis(ms).saturating_sub(*stub));
-            }
-        }
-    }
-    let shown: Vec<String> = parts
-        .iter()
-        .zip(&mut added)
-        .map(|((name, _), values)| format!("{name} p50 {:.0} ms, p99 {:.0} ms", percentile(values, 0.50), percentile(values, 0.99)))
-        .collect();
-    println!("  as the server measured it (whole milliseconds, beyond the stubs): {}", shown.join("; "));
+    let shown = support::voice_latency(http, base, token, calls, &stubs).await;
+    println!("  as the server measured it (whole milliseconds, beyond the stubs): {shown}");
 }
 
 fn percentile(values: &mut [Duration], q: f64) -> f64 {

@@ -236,3 +236,65 @@ pub fn streamed_answer(tokens: &[&str], delay: std::time::Duration) -> axum::res
     });
     ([("content-type", "text/event-stream")], axum::body::Body::from_stream(stream)).into_response()
 }
+
+/// The server's own account of each answer's wait on the last `calls` calls (the stored
+/// `voice_latency` of their agent turns, read through the API): for each of `parts` (a step and
+/// what a stub adds to it by design), p50 and p95 beyond that, in whole milliseconds.
+#[allow(dead_code)]
+pub async fn voice_latency(http: &reqwest::Client, base: &str, token: &str, calls: usize, parts: &[(&str, std::time::Duration)]) -> String {
+    use std::time::Duration;
+    let get = |path: String| http.get(format!("{base}{path}")).bearer_auth(token).send();
+    let mut ids = Vec::new();
+    let mut cursor = String::new();
+    while ids.len() < calls {
+        let page: serde_json::Value = get(format!("/api/v1/calls?limit=100{cursor}")).await.unwrap().json().await.unwrap();
+        ids.extend(page["data"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    let mut added: Vec<Vec<Duration>> = vec![Vec::new(); parts.len()];
+    for id in ids.iter().take(calls) {
+        let call: serde_json::Value = get(format!("/api/v1/calls/{id}")).await.unwrap().json().await.unwrap();
+        for latency in call["transcript"].as_array().into_iter().flatten().map(|t| &t["voice_latency"]).filter(|l| l.is_object()) {
+            for ((name, stub), values) in parts.iter().zip(&mut added) {
+                let ms = latency[format!("{name}_ms")].as_u64().unwrap_or_default();
+                values.push(Duration::from_millis(ms).saturating_sub(*stub));
+            }
+        }
+    }
+    let at = |values: &mut Vec<Duration>, q: f64| {
+        values.sort();
+        values.get(((values.len() as f64 * q) as usize).min(values.len().saturating_sub(1))).map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+    };
+    parts
+        .iter()
+        .zip(&mut added)
+        .map(|((name, _), values)| format!("{name} p50 {:.0} ms, p95 {:.0} ms", at(values, 0.50), at(values, 0.95)))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// What a load generator playing Twilio reads of a message from the server: its event and, for
+/// a mark, its name.
+#[allow(dead_code)]
+#[derive(serde::Deserialize)]
+pub struct FromServer<'a> {
+    pub event: &'a str,
+    #[serde(borrow)]
+    pub mark: Option<MarkName<'a>>,
+}
+
+#[allow(dead_code)]
+#[derive(serde::Deserialize)]
+pub struct MarkName<'a> {
+    pub name: &'a str,
+}
+
+/// Twilio's message returning mark `name` on stream `sid`: its audio has played (or was cleared).
+#[allow(dead_code)]
+pub fn mark_played(sid: &str, sequence: u64, name: &str) -> tokio_tungstenite::tungstenite::Message {
+    let mark = serde_json::json!({ "event": "mark", "sequenceNumber": sequence.to_string(), "streamSid": sid, "mark": { "name": name } });
+    tokio_tungstenite::tungstenite::Message::Text(mark.to_string().into())
+}

@@ -13,10 +13,10 @@ use switchboard::models::scoring::{word_edits, word_error_rate};
 use switchboard::providers::speech::embedded::{ESPEAK_VOICE, EmbeddedSpeech, NEURAL_VOICE};
 use switchboard::providers::speech::{SpeakingVoice, SpeechToText, TextToSpeech};
 
-use switchboard::telephony::twilio::dev_phone::{self, AudioPhone, CallerAction, Dial, PhoneEvent};
+use switchboard::telephony::twilio::dev_phone::{self, AudioPhone, CallerAction, Dial};
 use tokio::sync::mpsc;
 
-use crate::media_streams::{agent_says, hear};
+use crate::media_streams::{agent_says, interrupted};
 use crate::support::fake_index::FakeIndex;
 use crate::support::fake_llm::{FakeLlm, Reply};
 use crate::support::{LINE_NUMBER, LINE_TOKEN};
@@ -177,11 +177,7 @@ async fn a_whole_call_heard_and_spoken_by_the_embedded_engines() {
     act.send(CallerAction::Say("Yeah, okay.".into())).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     act.send(CallerAction::Say("Tuesday, please.".into())).await.unwrap();
-    let heard = hear(&mut events, |event| match event {
-        PhoneEvent::Interrupted { heard } => Some(heard),
-        _ => None,
-    })
-    .await;
+    let heard = interrupted(&mut events).await;
     assert!(!heard.contains("afternoon"), "the phone heard only the start of the answer: {heard:?}");
     phone.heard("All set, thank you for calling.", &agent_says(&mut events).await);
     tokio::time::timeout(Duration::from_secs(30), call).await.unwrap().unwrap().unwrap();
@@ -289,4 +285,47 @@ async fn a_failed_installation_says_why_and_calls_are_turned_away() {
     let refused = app.ring(&line, &crate::support::sid("CA", 'k')).await;
     assert!(refused.text.contains("not taking calls"), "{}", refused.text);
     assert_eq!(app.get("/api/v1/calls").await.expect(200)["data"][0]["ended_reason"], "no_speech_provider");
+}
+
+/// `switchboard dial --audio` from the terminal on a number the built-in engines serve: with no
+/// `--speech-url`, the phone speaks and listens with the engines installed in the data folder,
+/// in the agent's own voice.
+#[tokio::test]
+async fn dial_audio_speaks_and_listens_with_the_built_in_engines() {
+    let models = installed_models_dir();
+    let app = crate::support::spawn_app_with(crate::support::Backend::Sqlite, |config| {
+        std::os::unix::fs::symlink(&models, config.data_dir.join("models")).unwrap();
+    })
+    .await;
+    let (llm, line) = crate::conversations::line_with_model(&app, json!({ "name": "Ava", "first_message": "Hi, this is Ava." })).await;
+    llm.script([
+        Reply::says("We open at nine tomorrow."),
+        Reply::calls("endConversation", json!({ "summary": "Opening hours.", "closing_message": "Thank you for calling." })),
+    ]);
+    let number = format!("/api/v1/phone-numbers/{}", line.number_id);
+    app.patch(&number, json!({ "mode": "media_stream" })).await.expect(200);
+    let mut dial = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    dial.arg("--data-dir").arg(app.data_dir.path()).arg("--database-url").arg(&app.database_url);
+    dial.args(["dial", LINE_NUMBER, "--from", "+14155550123", "--server", &format!("http://{}", app.addr), "--audio"])
+        .args(["--say", "When do you open tomorrow?", "--say", "Thanks, goodbye."])
+        .arg("--record")
+        .arg(app.data_dir.path().join("heard.wav"));
+    dial.env_remove("RUST_LOG").env("SWITCHBOARD_LOG", "warn");
+    let output = tokio::task::spawn_blocking(move || dial.output().unwrap()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("call ended by the agent"), "{stdout}");
+    let agent_lines: Vec<&str> = stdout.lines().filter_map(|line| line.strip_prefix("agent: ")).collect();
+    let mut phone = Listening::default();
+    for (said, heard) in ["Hi, this is Ava.", "We open at nine tomorrow.", "Thank you for calling."].iter().zip(&agent_lines) {
+        phone.heard(said, heard);
+    }
+    assert_eq!(agent_lines.len(), 3, "{stdout}");
+    assert!(phone.word_error_rate() <= 0.25, "{:?}", phone.pairs);
+    let id = app.get("/api/v1/calls").await.expect(200)["data"][0]["id"].as_str().unwrap().to_owned();
+    let detail = app.until(&format!("/api/v1/calls/{id}"), |d| d["ended_reason"].is_string()).await;
+    let caller =
+        detail["transcript"].as_array().unwrap().iter().find(|t| t["role"] == "caller").unwrap()["text"].as_str().unwrap().to_owned();
+    let mut agent = Listening::default();
+    agent.heard("When do you open tomorrow?", &caller);
 }

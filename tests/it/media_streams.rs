@@ -177,6 +177,15 @@ pub async fn hear<T>(events: &mut mpsc::Receiver<PhoneEvent>, mut pick: impl FnM
     }
 }
 
+/// What the phone had heard of the agent's words when it interrupted them.
+pub async fn interrupted(events: &mut mpsc::Receiver<PhoneEvent>) -> String {
+    hear(events, |event| match event {
+        PhoneEvent::Interrupted { heard } => Some(heard),
+        _ => None,
+    })
+    .await
+}
+
 pub async fn agent_says(events: &mut mpsc::Receiver<PhoneEvent>) -> String {
     hear(events, |event| match event {
         PhoneEvent::Token(words) => Some(words),
@@ -250,11 +259,7 @@ async fn a_media_stream_call_holds_a_whole_conversation(app: TestApp) {
     act.send(CallerAction::Say("Mhm, okay.".into())).await.unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
     act.send(CallerAction::Say("Tuesday please.".into())).await.unwrap();
-    let heard = hear(&mut events, |event| match event {
-        PhoneEvent::Interrupted { heard } => Some(heard),
-        _ => None,
-    })
-    .await;
+    let heard = interrupted(&mut events).await;
     assert!(heard.starts_with("Order 42 found. I can"), "the phone heard the start of the answer: {heard:?}");
     assert_eq!(agent_says(&mut events).await, "Done. Goodbye!");
     let outcome = tokio::time::timeout(Duration::from_secs(20), call).await.unwrap().unwrap().unwrap();

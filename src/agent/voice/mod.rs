@@ -44,7 +44,7 @@ use tokio::time::Instant;
 use self::hearing::{EndOfTurn, Endpointing, Heard, SpeechDetector, TurnDetector};
 use self::playback::Playback;
 pub use self::speaker::SpeechCache;
-use self::speaker::{Speaker, last_sentence_end, sentences};
+use self::speaker::{Speaker, first_clause_end, last_sentence_end, sentences};
 use super::session::{AgentCommand, CallerEvent, Ending};
 use crate::audio::Audio;
 use crate::audio::frames::{FRAME, samples_per_frame};
@@ -224,6 +224,8 @@ struct Voicing {
     /// Where the agent's current utterance starts in what the caller heard.
     utterance_heard_from: usize,
     utterance_open: bool,
+    /// Whether the current utterance's first piece has gone to the speaker.
+    first_piece_said: bool,
     /// Words that ended mid-sentence, held until the caller goes on or the agent's patience is
     /// up, and when that is.
     held: Option<(String, Instant)>,
@@ -276,6 +278,7 @@ impl Voice {
             sentence: String::new(),
             utterance_heard_from: 0,
             utterance_open: false,
+            first_piece_said: false,
             held: None,
             wait: None,
             filler_at: None,
@@ -579,13 +582,17 @@ impl Voicing {
         if !self.utterance_open {
             self.utterance_open = true;
             self.utterance_heard_from = self.playback.heard().len();
+            self.first_piece_said = false;
         }
         self.sentence.push_str(token);
-        if let Some(end) = last_sentence_end(&self.sentence) {
+        // The answer's first piece may be a clause: the caller hears it while the rest is made.
+        let first_clause = || if self.first_piece_said { None } else { first_clause_end(&self.sentence) };
+        if let Some(end) = last_sentence_end(&self.sentence).or_else(first_clause) {
             let complete: String = self.sentence.drain(..end).collect();
             for sentence in sentences(&complete) {
                 self.speaker.say(sentence, self.settings.voice());
             }
+            self.first_piece_said = true;
         }
         if last {
             self.speaker.say(std::mem::take(&mut self.sentence), self.settings.voice());

@@ -29,6 +29,13 @@ pub(super) fn last_sentence_end(text: &str) -> Option<usize> {
         .map(|pair| pair[1].0 + pair[1].1.len_utf8())
 }
 
+/// Where the first clause of `text` ends (after a comma and a space), if it has words: an
+/// answer's first piece may stop there, so its audio starts sooner ("Sure, " before the rest).
+pub(super) fn first_clause_end(text: &str) -> Option<usize> {
+    let end = text.find(", ")? + 2;
+    text[..end].chars().any(char::is_alphanumeric).then_some(end)
+}
+
 /// `text` cut into the sentences the voice synthesises one by one.
 pub(super) fn sentences(text: &str) -> Vec<String> {
     let mut rest = text.to_owned();
@@ -244,5 +251,8 @@ mod tests {
         assert_eq!(sentences("Hello, this is Ava. How can I help?"), ["Hello, this is Ava. ", "How can I help?"]);
         assert_eq!(sentences("It costs 3.50 dollars."), ["It costs 3.50 dollars."]);
         assert!(sentences("  ").is_empty());
+        assert_eq!(first_clause_end("Sure, I can help"), Some(6));
+        assert_eq!(first_clause_end("It costs 1,250 dollars"), None);
+        assert_eq!(first_clause_end(", then"), None);
     }
 }

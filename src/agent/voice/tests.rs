@@ -118,11 +118,12 @@ impl Call {
 async fn speech_becomes_turns_and_turns_become_audio_with_marks() {
     let mut call = call(&["I need to change my order"]);
     call.agent_says("Hello, this is Ava. How can I help?").await;
-    // Two sentences, two pieces each, at 8 kHz: 10 ms of audio per character, and each
-    // sentence's last 0.75 ms that the resampler's filter held.
-    let played = call.played(4).await;
+    // The first clause (heard sooner), then the rest of the sentence and the next one: two
+    // pieces each at 8 kHz, 10 ms of audio per character, and each one's last 0.75 ms that the
+    // resampler's filter held.
+    let played = call.played(6).await;
     let samples: usize = played.iter().map(|(n, _)| n).sum();
-    let expected = "Hello, this is Ava. How can I help?".chars().count() * 80 + 2 * 6;
+    let expected = "Hello, this is Ava. How can I help?".chars().count() * 80 + 3 * 6;
     assert_eq!(samples, expected);
     for (_, mark) in &played {
         call.transport_in.send(TransportIn::Played(mark.clone())).await.unwrap();
@@ -214,22 +215,26 @@ async fn speaking_over_the_agent_clears_it_and_says_what_was_heard() {
     );
 }
 
-#[tokio::test]
-async fn a_backchannel_lets_the_agent_go_on_and_a_short_answer_stops_it() {
-    let mut call = call(&["Mhm.", "No, Tuesday."]);
-    call.agent_says("Your order ships on Monday. Would Tuesday suit you better?").await;
+/// "Mhm" over the agent, then (after `pause`) an answer: the backchannel lets the agent go on and
+/// is no turn; the answer stops the agent once transcribed and is a turn of its own.
+async fn a_backchannel_then_an_answer(mut call: Call, pause: u64) {
+    call.agent_says("Your order ships on Monday. Would Tuesday suit you better? We deliver all week long.").await;
     let played = call.played(2).await;
     call.caller(LOUD, 240).await;
-    call.caller(0, 400).await;
-    assert!(!cleared(&mut call, Duration::from_millis(200)).await, "\"mhm\" does not stop the agent");
+    call.caller(0, pause).await;
+    assert!(!cleared(&mut call, Duration::from_millis(100)).await, "\"mhm\" does not stop the agent");
     assert!(call.session_in.try_recv().is_err(), "nor is it a turn");
-    // The agent goes on; a short answer that is not a backchannel stops it once transcribed.
     call.caller(LOUD, 240).await;
     call.caller(0, 400).await;
     assert!(cleared(&mut call, Duration::from_millis(300)).await);
     assert!(matches!(call.event().await, CallerEvent::Interrupted { .. }));
     assert_eq!(call.event().await, CallerEvent::Said { text: "No, Tuesday.".into(), language: Some("en-US".into()) });
     assert!(!played.is_empty());
+}
+
+#[tokio::test]
+async fn a_backchannel_lets_the_agent_go_on_and_a_short_answer_stops_it() {
+    a_backchannel_then_an_answer(call(&["Mhm.", "No, Tuesday."]), 400).await;
 }
 
 #[tokio::test]
@@ -384,21 +389,10 @@ async fn a_caller_who_pauses_mid_sentence_gets_the_agents_patience() {
 
 #[tokio::test]
 async fn over_the_agent_a_pause_ends_the_utterance_even_when_the_model_hears_it_unfinished() {
-    // "Mhm" over the agent, a pause shorter than the patience, then an answer: the backchannel
-    // is heard out at its pause (the agent goes on), and the answer is a turn of its own.
+    // A pause shorter than the patience: the backchannel is heard out at its pause all the same.
     let speech = AgentSpeech { patience_ms: 2000, ..AgentSpeech::default() };
-    let (mut call, _) = with_turn_model(&["Mhm.", "No, Tuesday."], false, speech);
-    call.agent_says("Your order ships on Monday. Would Tuesday suit you better? We deliver all week long.").await;
-    call.played(2).await;
-    call.caller(LOUD, 240).await;
-    call.caller(0, 800).await;
-    assert!(!cleared(&mut call, Duration::from_millis(100)).await, "\"mhm\" does not stop the agent");
-    assert!(call.session_in.try_recv().is_err(), "nor is it a turn");
-    call.caller(LOUD, 240).await;
-    call.caller(0, 400).await;
-    assert!(cleared(&mut call, Duration::from_millis(300)).await);
-    assert!(matches!(call.event().await, CallerEvent::Interrupted { .. }));
-    assert_eq!(call.event().await, CallerEvent::Said { text: "No, Tuesday.".into(), language: Some("en-US".into()) });
+    let (call, _) = with_turn_model(&["Mhm.", "No, Tuesday."], false, speech);
+    a_backchannel_then_an_answer(call, 800).await;
 }
 
 #[tokio::test]
