@@ -189,6 +189,7 @@ async fn health_metrics_and_languages(app: TestApp) {
         "POST /twilio/connect-action",
         "GET /twilio/relay/{call_id}",
         "GET /twilio/media/{call_id}",
+        "GET /api/v1/speech-engines",
         "GET /api/v1/speech-providers",
         "POST /api/v1/speech-providers",
         "GET /api/v1/speech-providers/{id}",

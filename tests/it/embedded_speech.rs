@@ -315,12 +315,10 @@ async fn dial_audio_speaks_and_listens_with_the_built_in_engines() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("call ended by the agent"), "{stdout}");
+    // What the phone printed of the agent (utterances close together may come as one line).
     let agent_lines: Vec<&str> = stdout.lines().filter_map(|line| line.strip_prefix("agent: ")).collect();
     let mut phone = Listening::default();
-    for (said, heard) in ["Hi, this is Ava.", "We open at nine tomorrow.", "Thank you for calling."].iter().zip(&agent_lines) {
-        phone.heard(said, heard);
-    }
-    assert_eq!(agent_lines.len(), 3, "{stdout}");
+    phone.heard("Hi, this is Ava. We open at nine tomorrow. Thank you for calling.", &agent_lines.join(" "));
     assert!(phone.word_error_rate() <= 0.25, "{:?}", phone.pairs);
     let id = app.get("/api/v1/calls").await.expect(200)["data"][0]["id"].as_str().unwrap().to_owned();
     let detail = app.until(&format!("/api/v1/calls/{id}"), |d| d["ended_reason"].is_string()).await;

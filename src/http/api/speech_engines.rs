@@ -34,7 +34,7 @@ pub enum EngineStatus {
 }
 
 /// The embedded speech engines: ready, being installed, or missing.
-#[utoipa::path(get, path = "/speech-engines", tag = "speech-providers", responses((status = 200, body = SpeechEngines)))]
+#[utoipa::path(get, path = "/speech-engines", tag = "speech-engines", responses((status = 200, body = SpeechEngines)))]
 pub async fn get(State(s): State<AppState>, _caller: Caller) -> Json<SpeechEngines> {
     Json(engines(&s))
 }

@@ -202,6 +202,7 @@ fn event_json(event: PhoneEvent) -> serde_json::Value {
         PhoneEvent::Refused(text) => json!({ "type": "refused", "text": text }),
         PhoneEvent::Greeting(text) => json!({ "type": "greeting", "text": text }),
         PhoneEvent::Token(text) => json!({ "type": "token", "text": text }),
+        PhoneEvent::Speaking => json!({ "type": "speaking" }),
         PhoneEvent::UtteranceEnd => json!({ "type": "utterance_end" }),
         PhoneEvent::Interrupted { heard } => json!({ "type": "interrupted", "heard": heard }),
         PhoneEvent::Language(locale) => json!({ "type": "language", "locale": locale }),

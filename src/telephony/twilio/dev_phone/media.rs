@@ -149,6 +149,9 @@ pub(super) async fn converse(
                     if let Some(speaker) = &phone.speaker {
                         let _ = speaker.try_send(played.clone());
                     }
+                    if utterance.is_empty() {
+                        let _ = events.try_send(PhoneEvent::Speaking);
+                    }
                     utterance.extend_from_slice(&played);
                     recording.extend_from_slice(&played);
                     recording.extend(std::iter::repeat_n(0, frame_length - played.len()));

@@ -170,6 +170,9 @@ pub enum PhoneEvent {
     Greeting(String),
     /// Part of what the agent says, as it streams (on media streams: an utterance as heard).
     Token(String),
+    /// The agent's voice began an utterance (media streams: its audio started playing; the
+    /// words come once it is transcribed).
+    Speaking,
     /// The agent finished an utterance.
     UtteranceEnd,
     /// The caller interrupted; this much of the utterance was heard.
@@ -295,6 +298,8 @@ pub async fn from_terminal(dial: Dial, script: Option<Vec<String>>) -> anyhow::R
     let mut terminal = BufReader::new(tokio::io::stdin()).lines();
     let mut agent_busy = greeting_wait.is_some();
     let mut line_open = false;
+    // Whether the agent's voice has been heard (its words may take a while to transcribe).
+    let mut agent_heard = false;
     let mut hang_up_at: Option<tokio::time::Instant> = None;
     let mut input_done = false;
     loop {
@@ -314,7 +319,7 @@ pub async fn from_terminal(dial: Dial, script: Option<Vec<String>>) -> anyhow::R
         };
         let no_greeting = async {
             match greeting_wait {
-                Some(at) if agent_busy && !line_open => tokio::time::sleep_until(at).await,
+                Some(at) if agent_busy && !line_open && !agent_heard => tokio::time::sleep_until(at).await,
                 _ => std::future::pending().await,
             }
         };
@@ -326,6 +331,10 @@ pub async fn from_terminal(dial: Dial, script: Option<Vec<String>>) -> anyhow::R
                 Some(PhoneEvent::Connected { call_id }) => println!("connected (call record {call_id})"),
                 Some(PhoneEvent::Refused(words)) => println!("server: {words}"),
                 Some(PhoneEvent::Greeting(words)) => println!("agent: {words}"),
+                Some(PhoneEvent::Speaking) => {
+                    agent_heard = true;
+                    agent_busy = true;
+                }
                 Some(PhoneEvent::Token(token)) => {
                     if !line_open {
                         print!("agent: ");
