@@ -13,13 +13,13 @@ use switchboard::models::scoring::{word_edits, word_error_rate};
 use switchboard::providers::speech::embedded::{ESPEAK_VOICE, EmbeddedSpeech, NEURAL_VOICE};
 use switchboard::providers::speech::{SpeakingVoice, SpeechToText, TextToSpeech};
 
-use switchboard::telephony::twilio::dev_phone::{self, AudioPhone, CallerAction, Dial};
+use switchboard::telephony::twilio::dev_phone::{self, CallerAction};
 use tokio::sync::mpsc;
 
-use crate::media_streams::{agent_says, interrupted};
+use crate::media_streams::{agent_says, dial_speaking_with, interrupted};
+use crate::support::LINE_NUMBER;
 use crate::support::fake_index::FakeIndex;
 use crate::support::fake_llm::{FakeLlm, Reply};
-use crate::support::{LINE_NUMBER, LINE_TOKEN};
 use crate::turn_models::{installed_models_dir, over_the_phone, spoken};
 
 /// What was said and what was heard across a call: the word error rate over all of it (one
@@ -145,22 +145,7 @@ async fn a_whole_call_heard_and_spoken_by_the_embedded_engines() {
     ]);
 
     let speech = Arc::new(EmbeddedSpeech::new(engines().await));
-    let dial = Dial {
-        to: LINE_NUMBER.into(),
-        from: "+14155550123".into(),
-        server: format!("http://{}", app.addr),
-        public_base_url: format!("http://{}", app.addr),
-        account_sid: line.account.clone(),
-        auth_token: LINE_TOKEN.into(),
-        test: false,
-        audio: Some(AudioPhone {
-            mouth: Some(speech.clone()),
-            voice: SpeakingVoice::new(NEURAL_VOICE, "en-US"),
-            ears: Some(speech),
-            record: None,
-            speaker: None,
-        }),
-    };
+    let dial = dial_speaking_with(&app, &line, speech.clone(), speech, NEURAL_VOICE);
     let (act, actions) = mpsc::channel(8);
     let (tell, mut events) = mpsc::channel(64);
     let call = tokio::spawn(dev_phone::call(dial, actions, tell));

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchboard::providers::egress::Egress;
-use switchboard::providers::speech::{OpenAiSpeech, SpeakingVoice};
+use switchboard::providers::speech::{OpenAiSpeech, SpeakingVoice, SpeechToText, TextToSpeech};
 use switchboard::telephony::twilio::dev_phone::{self, AudioPhone, CallerAction, Dial, PhoneEvent};
 use tokio::sync::mpsc;
 
@@ -146,6 +146,11 @@ fn dial(app: &TestApp, line: &PhoneLine, fake: &FakeSpeech) -> Dial {
         fake_speech::TRANSCRIPTION_MODEL,
         fake_speech::SPEECH_MODEL,
     ));
+    dial_speaking_with(app, line, speech.clone(), speech, "echo")
+}
+
+/// The dev phone calling `line`, speaking through `mouth` in `voice` and listening through `ears`.
+pub fn dial_speaking_with(app: &TestApp, line: &PhoneLine, mouth: Arc<dyn TextToSpeech>, ears: Arc<dyn SpeechToText>, voice: &str) -> Dial {
     Dial {
         to: LINE_NUMBER.into(),
         from: "+14155550123".into(),
@@ -155,9 +160,9 @@ fn dial(app: &TestApp, line: &PhoneLine, fake: &FakeSpeech) -> Dial {
         auth_token: LINE_TOKEN.into(),
         test: false,
         audio: Some(AudioPhone {
-            mouth: Some(speech.clone()),
-            voice: SpeakingVoice::new("echo", "en-US"),
-            ears: Some(speech),
+            mouth: Some(mouth),
+            voice: SpeakingVoice::new(voice, "en-US"),
+            ears: Some(ears),
             record: None,
             speaker: None,
         }),
