@@ -243,12 +243,14 @@ impl LoadedModels {
         if self.speech.get().is_none() {
             match SpeechEngines::load(&self.dir).await {
                 Ok(Some(engines)) => {
-                    let voice = if engines.voice.is_some() { "Piper's joe voice and espeak-ng" } else { "espeak-ng" };
-                    tracing::info!(voice, "embedded speech engines loaded: Whisper base hears, {voice} speaks");
+                    let voices = if engines.voice.is_some() { "Piper's joe voice and espeak-ng speak" } else { "espeak-ng speaks" };
+                    tracing::info!("built-in speech ready: Whisper base hears, {voices}");
                     let _ = self.speech.set(Arc::new(engines));
                 }
-                Ok(None) => tracing::info!("embedded speech engines not installed: Media Streams calls need a speech provider"),
-                Err(e) => tracing::warn!(error = %e, "the embedded speech engines could not be loaded"),
+                Ok(None) => tracing::info!(
+                    "built-in speech not installed: Media Streams calls need a speech provider, or install it (`switchboard models install`)"
+                ),
+                Err(e) => tracing::warn!(error = %e, "the built-in speech could not be loaded"),
             }
         }
     }
