@@ -280,11 +280,13 @@ fn stream_parameters(twiml: &str) -> Vec<(String, String)> {
 
 /// How long a script in audio waits for the agent's greeting to start.
 const GREETING_WAIT: Duration = Duration::from_secs(3);
+/// How long after its last line (and the agent's last words) a script hangs up.
+const SCRIPT_HANG_UP: Duration = Duration::from_secs(10);
 
 /// Runs a call from the terminal (`switchboard dial`): prints what the agent says as it streams
 /// and sends each typed line, or each line of a script. A script waits for the agent to finish
-/// before its next line (`/wait SECONDS` pauses it) and hangs up 10 s after its last line if
-/// the agent has not ended the call by then.
+/// before its next line (`/wait SECONDS` pauses it) and hangs up once the agent has been quiet
+/// for 10 s after its last line, if the agent has not ended the call by then.
 pub async fn from_terminal(dial: Dial, script: Option<Vec<String>>) -> anyhow::Result<Outcome> {
     use std::io::Write;
     println!("calling {} from {}", dial.to, dial.from);
@@ -334,12 +336,15 @@ pub async fn from_terminal(dial: Dial, script: Option<Vec<String>>) -> anyhow::R
                 Some(PhoneEvent::Speaking) => {
                     agent_heard = true;
                     agent_busy = true;
+                    // The agent is still talking: the script's hang-up waits for it.
+                    hang_up_at = hang_up_at.map(|_| tokio::time::Instant::now() + SCRIPT_HANG_UP);
                 }
                 Some(PhoneEvent::Token(token)) => {
                     if !line_open {
                         print!("agent: ");
                         line_open = true;
                     }
+                    hang_up_at = hang_up_at.map(|_| tokio::time::Instant::now() + SCRIPT_HANG_UP);
                     agent_busy = true;
                     print!("{token}");
                     let _ = std::io::stdout().flush();
@@ -364,7 +369,7 @@ pub async fn from_terminal(dial: Dial, script: Option<Vec<String>>) -> anyhow::R
                 let Some(line) = line? else {
                     input_done = true;
                     match script {
-                        Some(_) => hang_up_at = Some(tokio::time::Instant::now() + Duration::from_secs(10)),
+                        Some(_) => hang_up_at = Some(tokio::time::Instant::now() + SCRIPT_HANG_UP),
                         None => { let _ = act.send(CallerAction::HangUp).await; }
                     }
                     continue;
