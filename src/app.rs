@@ -21,9 +21,12 @@ use crate::domain::org::Email;
 use crate::http::{self, AppState};
 use crate::models::LoadedModels;
 use crate::providers::egress::Egress;
+use crate::recording::Recordings;
+use crate::recording::store::RecordingStore;
 use crate::storage::backup::MasterKeys;
 use crate::storage::secrets::{Cipher, write_private_file};
 use crate::storage::{Db, calls, orgs, retention};
+use crate::telephony::twilio::recording::CarrierRecordings;
 use crate::telephony::twilio::rest::TwilioClient;
 use crate::telephony::twilio::{provisioning, recovery};
 
@@ -47,6 +50,7 @@ pub struct Application {
     live: Arc<LiveSessions>,
     /// How long live calls may go on after a shutdown signal.
     shutdown_grace: Duration,
+    recordings: Recordings,
 }
 
 /// How long sessions told to wind down get to say goodbye before the server stops anyway.
@@ -107,6 +111,7 @@ impl Application {
         let shutdown_grace = Duration::from_secs(config.shutdown_grace_secs);
         let (config_models_dir, config_auto_install) =
             (config.models_dir(), config.models_auto_install.then(|| config.models_index_url.clone()));
+        let recordings = Recordings::new(db.clone(), RecordingStore::local(config.data_dir.join("recordings")));
         let state = AppState {
             db: db.clone(),
             config: Arc::new(config),
@@ -119,6 +124,7 @@ impl Application {
             rate_limits,
             speech_cache: Default::default(),
             models: LoadedModels::load(config_models_dir, config_auto_install).await,
+            recordings: recordings.clone(),
         };
         let metrics = http::metrics_router(state.clone());
         Ok(Self {
@@ -134,6 +140,7 @@ impl Application {
             audit_retention,
             live,
             shutdown_grace,
+            recordings,
         })
     }
 
@@ -166,9 +173,12 @@ impl Application {
         if !self.verify_every.is_zero() {
             background.push(tokio::spawn(verify_providers_periodically(self.db.clone(), self.twilio.clone(), self.verify_every)));
         }
-        background.push(tokio::spawn(settle_stale_calls_periodically(self.db.clone(), self.twilio.clone())));
+        let carrier_recordings =
+            CarrierRecordings { db: self.db.clone(), client: self.twilio.clone(), recordings: self.recordings.clone() };
+        background.push(tokio::spawn(settle_stale_calls_periodically(self.db.clone(), self.twilio.clone(), carrier_recordings)));
         if !self.purge_every.is_zero() {
-            background.push(tokio::spawn(purge_expired_periodically(self.db.clone(), self.purge_every, self.audit_retention)));
+            let purge = purge_expired_periodically(self.db.clone(), self.recordings.clone(), self.purge_every, self.audit_retention);
+            background.push(tokio::spawn(purge));
         }
         let (live, grace) = (self.live.clone(), self.shutdown_grace);
         let drained = async move {
@@ -260,8 +270,9 @@ async fn renew_session_leases(db: Db, live: Arc<LiveSessions>) {
     }
 }
 
-/// Asks Twilio about stale open calls every quarter of an hour.
-async fn settle_stale_calls_periodically(db: Db, twilio: TwilioClient) {
+/// Asks Twilio about stale open calls, and fetches the recordings still waiting to be, every
+/// quarter of an hour.
+async fn settle_stale_calls_periodically(db: Db, twilio: TwilioClient, carrier_recordings: CarrierRecordings) {
     let period = Duration::from_secs(15 * 60);
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -270,17 +281,23 @@ async fn settle_stale_calls_periodically(db: Db, twilio: TwilioClient) {
         if let Err(e) = recovery::settle_stale_calls(&db, &twilio).await {
             tracing::warn!(error = ?e, "could not settle stale calls");
         }
+        carrier_recordings.sweep().await;
     }
 }
 
-/// Purges expired transcripts and call records, and audit entries older than `audit_retention`
-/// (when set), once per `period`, starting at once.
-async fn purge_expired_periodically(db: Db, period: Duration, audit_retention: Option<chrono::Duration>) {
+/// Purges expired recordings, transcripts and call records, and audit entries older than
+/// `audit_retention` (when set), once per `period`, starting at once.
+async fn purge_expired_periodically(db: Db, recordings: Recordings, period: Duration, audit_retention: Option<chrono::Duration>) {
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
         let now = crate::domain::time::now();
+        match recordings.purge_expired(now).await {
+            Ok(0) => {}
+            Ok(erased) => tracing::info!(erased, "erased recordings past their retention"),
+            Err(e) => tracing::warn!(error = %e, "could not purge expired recordings"),
+        }
         if let Err(e) = retention::purge_expired(&db, now).await {
             tracing::warn!(error = ?e, "could not purge expired call data");
         }

@@ -10,6 +10,7 @@ pub mod domain;
 pub mod http;
 pub mod models;
 pub mod providers;
+pub mod recording;
 pub mod storage;
 pub mod telemetry;
 pub mod telephony;

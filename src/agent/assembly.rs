@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::call_log::{StoredCallLog, TranscriptWriter};
 use super::live::LiveSessions;
 use super::model;
-use super::session::SessionSetup;
+use super::session::{RecordingConsent, SessionSetup};
 use crate::domain::call::Call;
 use crate::domain::phone_number::ServiceMode;
 use crate::providers::egress::Egress;
@@ -37,6 +37,10 @@ pub async fn for_call(
         greeting: Some(number.greeting(&agent).to_owned()),
         carrier_speaks_greeting: number.mode == ServiceMode::ConversationRelay,
         other_languages: number.other_languages(),
+        recording: number
+            .recording
+            .announcement_for(super::speech::CALL_LANGUAGE)
+            .map(|announcement| RecordingConsent { announcement, caller_may_opt_out: number.recording.caller_may_opt_out }),
         agent,
         llm,
         live,

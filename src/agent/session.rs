@@ -53,6 +53,7 @@ use super::prompt::{self, CallContext};
 use super::tools::{self, ToolAction};
 use crate::domain::agent::AgentSpec;
 use crate::domain::call::{CallEnding, EndReason, EndedBy, Outcome, TurnRole, VoiceLatency};
+use crate::domain::recording::{OPT_OUT_KEY, OPTED_OUT_CONFIRMATION};
 use crate::domain::time;
 use crate::providers::llm::{self, ChatMessage, ChatModel, ChatRequest, LlmEvent, ToolCall, ToolSpec};
 use crate::storage::calls::NewTurn;
@@ -89,6 +90,8 @@ pub enum AgentCommand {
     SwitchLanguage {
         locale: String,
     },
+    /// The caller opted out of the recording: stop it and keep none of it.
+    StopRecording,
     /// Ends the session (already recorded); the transport carries out its [`Ending::handoff`].
     End(Ending),
 }
@@ -154,8 +157,19 @@ pub struct SessionSetup<L> {
     /// otherwise the session says it first.
     pub carrier_speaks_greeting: bool,
     pub other_languages: Vec<String>,
+    /// When the call is recorded: what the caller is told first, and whether they may opt out.
+    pub recording: Option<RecordingConsent>,
     /// This node's live sessions: the wind-down signal and the metrics.
     pub live: Arc<LiveSessions>,
+}
+
+/// How a recorded call asks for consent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordingConsent {
+    /// Spoken before the greeting (by the carrier where it speaks the greeting).
+    pub announcement: String,
+    /// A keypad answer of just [`OPT_OUT_KEY`] stops the recording.
+    pub caller_may_opt_out: bool,
 }
 
 /// Roughly how long text takes to speak, for timers (about 15 characters a second).
@@ -263,6 +277,15 @@ impl<L: CallLog> Session<L> {
 
     /// Runs the conversation until it ends, and returns how it ended (already recorded).
     pub async fn run(mut self, mut events: mpsc::Receiver<CallerEvent>) -> Ending {
+        if let Some(consent) = &self.setup.recording {
+            let announcement = consent.announcement.clone();
+            if self.setup.carrier_speaks_greeting {
+                self.store_agent_turn(&announcement, time::now(), false, None).await;
+            } else {
+                self.say(&announcement).await;
+            }
+            self.quiet_until += speaking_time(&announcement);
+        }
         if let Some(greeting) = self.setup.greeting.clone().filter(|g| !g.trim().is_empty()) {
             if self.setup.carrier_speaks_greeting {
                 self.store_agent_turn(&greeting, time::now(), false, None).await;
@@ -322,6 +345,13 @@ impl<L: CallLog> Session<L> {
                 self.keys_done = Some(if digits.contains('#') { Instant::now() } else { Instant::now() + KEYPAD_PAUSE });
                 self.quiet_until = self.quiet_until.max(Instant::now() + KEYPAD_PAUSE + silence(&self.setup.agent));
             }
+            Step::KeysDone
+                if self.keys.trim_end_matches('#') == OPT_OUT_KEY
+                    && self.setup.recording.as_ref().is_some_and(|r| r.caller_may_opt_out) =>
+            {
+                self.take_keys();
+                self.opt_out_of_recording().await;
+            }
             Step::KeysDone => {
                 if let Some(keys) = self.take_keys() {
                     self.heard(keys, None).await;
@@ -356,6 +386,16 @@ impl<L: CallLog> Session<L> {
         self.keys_done = None;
         let keys = std::mem::take(&mut self.keys);
         (!keys.is_empty()).then(|| format!("(The caller pressed {keys} on the keypad.)"))
+    }
+
+    /// The caller pressed the opt-out key: the transport stops the recording, and the agent
+    /// confirms it when it is not in the middle of something (the key is no answer to the model).
+    async fn opt_out_of_recording(&mut self) {
+        self.setup.recording = None;
+        self.send(AgentCommand::StopRecording).await;
+        if matches!(self.state, State::Listening { .. }) {
+            self.say(OPTED_OUT_CONFIRMATION).await;
+        }
     }
 
     async fn caller_hung_up(&mut self) -> Ending {

@@ -59,6 +59,8 @@ id_type!(/// A phone number bound to an agent (a phone service).
     PhoneNumberId);
 id_type!(/// A call record.
     CallId);
+id_type!(/// A call's recording.
+    RecordingId);
 id_type!(/// An entry of the audit log.
     AuditEntryId);
 id_type!(/// An automation of an app.

@@ -16,6 +16,7 @@ pub mod languages;
 pub mod org;
 pub mod phone_number;
 pub mod provider;
+pub mod recording;
 pub mod template;
 pub mod ticket;
 pub mod time;

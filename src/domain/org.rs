@@ -28,12 +28,17 @@ pub struct RetentionPolicy {
     pub transcript_days: Option<i64>,
     /// Days to keep call records (with everything attached to them).
     pub record_days: Option<i64>,
+    /// Days to keep call recordings (never longer than their records).
+    #[serde(default)]
+    pub recording_days: Option<i64>,
 }
 
 impl RetentionPolicy {
-    /// Both periods lie between 1 day and 100 years, and transcripts go no later than records.
+    /// Every period lies between 1 day and 100 years, and transcripts go no later than records.
     pub fn validate(self) -> Result<Self, Invalid> {
-        for (field, days) in [("transcript_days", self.transcript_days), ("record_days", self.record_days)] {
+        for (field, days) in
+            [("transcript_days", self.transcript_days), ("record_days", self.record_days), ("recording_days", self.recording_days)]
+        {
             if let Some(days) = days {
                 super::validation::in_range(field, days, 1, 36_500, "days")?;
             }
@@ -42,6 +47,11 @@ impl RetentionPolicy {
             && transcripts > records
         {
             return Err(Invalid::new("transcript_days", "cannot be longer than record_days: a transcript goes with its record"));
+        }
+        if let (Some(recordings), Some(records)) = (self.recording_days, self.record_days)
+            && recordings > records
+        {
+            return Err(Invalid::new("recording_days", "cannot be longer than record_days: a recording goes with its record"));
         }
         Ok(self)
     }

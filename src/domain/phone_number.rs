@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::agent::AgentSpec;
 use super::ids::{AgentId, AppId, OrgId, PhoneNumberId, PhoneProviderId};
+use super::recording::RecordingSettings;
 use super::text_enum;
 use super::validation::Invalid;
 
@@ -100,6 +101,8 @@ pub struct PhoneNumber {
     pub generated_first_message: Option<String>,
     pub mode: ServiceMode,
     pub status: ServiceStatus,
+    /// Whether calls are recorded, and what callers are told.
+    pub recording: RecordingSettings,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

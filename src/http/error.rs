@@ -27,6 +27,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("the request body is larger than the 1 MiB limit")]
     PayloadTooLarge,
+    /// A `Range` outside the resource, whose length is given.
+    #[error("the requested range lies outside the {0} bytes there are")]
+    RangeNotSatisfiable(u64),
     /// Well-formed input that breaks a rule.
     #[error("{0}")]
     Invalid(Invalid),
@@ -59,6 +62,7 @@ pub const PROBLEM_TYPES: &[(&str, &str)] = &[
     ("not-found", "The resource does not exist in your organisation (resources of other organisations are never shown)."),
     ("conflict", "The change conflicts with the current state, e.g. a resource still in use. The detail says what to do first."),
     ("payload-too-large", "The request body is larger than 1 MiB."),
+    ("range-not-satisfiable", "The `Range` asked for starts beyond the end of the resource. `Content-Range` gives its length."),
     ("validation", "A field breaks a rule. `errors` names the field and says what to fix."),
     ("unprocessable", "The request is understood but cannot be carried out, e.g. the carrier refused it."),
     ("upstream", "A service Switchboard depends on (the carrier, a model server) could not be reached or answered badly."),
@@ -100,6 +104,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Invalid(_) | ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -117,6 +122,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not-found",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge => "payload-too-large",
+            ApiError::RangeNotSatisfiable(_) => "range-not-satisfiable",
             ApiError::Invalid(_) => "validation",
             ApiError::Unprocessable(_) => "unprocessable",
             ApiError::Upstream(_) => "upstream",
@@ -186,6 +192,10 @@ impl IntoResponse for ApiError {
         }
         if let ApiError::RateLimited { retry_after, .. } = self {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs(retry_after)));
+        }
+        if let ApiError::RangeNotSatisfiable(length) = self {
+            let range = HeaderValue::from_str(&format!("bytes */{length}")).expect("digits are a valid header value");
+            response.headers_mut().insert(header::CONTENT_RANGE, range);
         }
         response
     }

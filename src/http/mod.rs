@@ -30,6 +30,7 @@ use crate::agent::voice::SpeechCache;
 use crate::config::Config;
 use crate::models::LoadedModels;
 use crate::providers::egress::Egress;
+use crate::recording::Recordings;
 use crate::storage::Db;
 use crate::telephony::twilio::TwilioState;
 use crate::telephony::twilio::rest::TwilioClient;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub speech_cache: SpeechCache,
     /// The models this server runs itself (turn-taking, embedded speech), as far as installed.
     pub models: Arc<LoadedModels>,
+    /// Call recordings: their rows and where their audio is kept.
+    pub recordings: Recordings,
 }
 
 /// The Twilio routes run on their own state, made from the server's.
@@ -77,6 +80,7 @@ impl FromRef<AppState> for TwilioState {
             egress: state.egress.clone(),
             speech_cache: state.speech_cache.clone(),
             models: state.models.clone(),
+            recordings: state.recordings.clone(),
         }
     }
 }
@@ -107,6 +111,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(api::calls::get, api::calls::delete))
         .routes(routes!(api::calls::events))
         .routes(routes!(api::calls::automation_runs))
+        .routes(routes!(api::recordings::get, api::recordings::delete))
+        .routes(routes!(api::recordings::audio))
         .routes(routes!(api::automations::list, api::automations::create))
         .routes(routes!(api::automations::get, api::automations::update, api::automations::delete))
         .routes(routes!(api::automations::runs))
@@ -130,6 +136,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(readyz))
         .routes(routes!(twilio::voice))
         .routes(routes!(twilio::status))
+        .routes(routes!(twilio::recording))
         .routes(routes!(twilio::fallback))
         .routes(routes!(twilio::connect_action))
         .routes(routes!(crate::telephony::twilio::relay::relay))

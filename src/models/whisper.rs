@@ -24,8 +24,9 @@ const POSITIONS_MARGIN: i32 = 64;
 /// Tokens per second of speech at most: fast speech is some four words a second, and a word
 /// rarely takes more than three tokens.
 const TOKENS_PER_SECOND: f64 = 12.0;
-/// A phrase of this many words said twice running is more likely Whisper looping than a caller
-/// repeating themselves: the utterance is decoded again on the whole window to tell.
+/// A phrase of this many words said again, or any word said three times running, is more likely
+/// Whisper looping than a caller repeating themselves ("please, please, please" for "Tuesday,
+/// please"): the utterance is decoded again on the whole window to tell.
 const LOOPED_PHRASE: usize = 3;
 /// The encoder's whole window: 30 seconds.
 const FULL_WINDOW: i32 = 1500;
@@ -74,7 +75,7 @@ impl Whisper {
 fn decode(state: &mut WhisperState, samples: &[f32], language: &str) -> Result<String, ModelError> {
     let budget = most_tokens(samples.len());
     let (text, tokens) = decode_once(state, samples, language, encoder_positions(samples.len()), budget)?;
-    if tokens < budget && loop_start(&text, 2, LOOPED_PHRASE).is_none() {
+    if tokens < budget && !looks_looped(&text) {
         return Ok(text);
     }
     let (text, tokens) = decode_once(state, samples, language, FULL_WINDOW, budget)?;
@@ -120,6 +121,20 @@ fn decode_once(
     Ok((text.trim().to_owned(), tokens))
 }
 
+/// Whether `text` repeats itself as Whisper does when it loops: a phrase said twice running (the
+/// second time perhaps cut short), a word three times running, or its last words said before.
+fn looks_looped(text: &str) -> bool {
+    let words = normalised_words(text);
+    let ends_as_before = words.len() > LOOPED_PHRASE
+        && words[..words.len() - 1].windows(LOOPED_PHRASE).any(|run| run == &words[words.len() - LOOPED_PHRASE..]);
+    ends_as_before || loop_start(text, 2, LOOPED_PHRASE).is_some() || loop_start(text, 3, 1).is_some()
+}
+
+/// The words of `text` without case and punctuation.
+fn normalised_words(text: &str) -> Vec<String> {
+    text.split_whitespace().map(|word| word.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect()).collect()
+}
+
 /// `text` up to the end of the first round of a loop at its end: the words from some point on
 /// repeat a run of words at least `rounds` times (the last round perhaps cut short).
 fn without_loop(text: &str, rounds: usize) -> String {
@@ -131,14 +146,14 @@ fn without_loop(text: &str, rounds: usize) -> String {
 
 /// Where the first round of a loop at the end of `text` ends, in words: a run of at least
 /// `shortest` words repeated at least `rounds` times up to the end (the last round perhaps cut
-/// short).
+/// short). Words compare without case and punctuation.
 fn loop_start(text: &str, rounds: usize, shortest: usize) -> Option<usize> {
-    let words: Vec<&str> = text.split_whitespace().collect();
+    let words = normalised_words(text);
     for period in shortest.max(1)..=words.len() / rounds {
         for start in 0..=words.len() - rounds * period {
             let tail = &words[start..];
-            let repeats =
-                (period..tail.len()).all(|i| tail[i] == tail[i - period] || (i == tail.len() - 1 && tail[i - period].starts_with(tail[i])));
+            let repeats = (period..tail.len())
+                .all(|i| tail[i] == tail[i - period] || (i == tail.len() - 1 && tail[i - period].starts_with(&tail[i])));
             if repeats {
                 return Some(start + period);
             }
@@ -177,6 +192,12 @@ mod tests {
         assert_eq!(without_loop("", 2), "");
         assert_eq!(loop_start("I need to change my order. I need to change my order.", 2, LOOPED_PHRASE), Some(6));
         assert_eq!(loop_start("Yes. Yes.", 2, LOOPED_PHRASE), None, "short words said twice are usual");
+        assert_eq!(loop_start("Please, please, please.", 3, 1), Some(1), "case and punctuation aside");
+        assert_eq!(without_loop("Please, please, please.", 3), "Please,");
+        assert!(looks_looped("need to change my order. I need to change my order."), "a loop that does not start at a round's start");
+        assert!(looks_looped("Tuesday, please, please, please."));
+        assert!(!looks_looped("No, no. I said Tuesday, not Thursday."));
+        assert!(!looks_looped("I need to change my order."));
         assert_eq!(most_tokens(16_000 * 2), 40);
         assert_eq!(encoder_positions(16_000 * 2), 164);
         assert_eq!(encoder_positions(16_000 * 60), FULL_WINDOW);

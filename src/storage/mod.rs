@@ -20,6 +20,7 @@ pub mod llm_providers;
 pub mod orgs;
 pub mod phone_numbers;
 pub mod phone_providers;
+pub mod recordings;
 pub mod rekey;
 pub mod retention;
 pub mod secrets;

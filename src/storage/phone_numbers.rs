@@ -10,6 +10,7 @@ use super::{Db, Page, PageRequest, Result, StorageError, Tx, apps, on_pool, on_t
 use crate::domain::audit::Actor;
 use crate::domain::ids::{AgentId, AppId, OrgId, PhoneNumberId, PhoneProviderId};
 use crate::domain::phone_number::{AreaCode, E164, PhoneNumber, ServiceMode, ServiceStatus};
+use crate::domain::recording::RecordingSettings;
 use crate::domain::time;
 use crate::domain::validation::Invalid;
 
@@ -17,7 +18,7 @@ use crate::domain::validation::Invalid;
 macro_rules! columns {
     () => {
         "id, org_id, app_id, provider_id, agent_id, number, twilio_sid, area_code, expand_languages, languages,
-         generate_first_message, generated_first_message, mode, status, created_at, updated_at"
+         generate_first_message, generated_first_message, mode, status, recording, created_at, updated_at"
     };
 }
 
@@ -33,6 +34,7 @@ pub struct NewPhoneNumber {
     pub languages: Vec<String>,
     pub generate_first_message: bool,
     pub mode: ServiceMode,
+    pub recording: RecordingSettings,
     /// The number's voice settings before we attached it, restored when it is detached.
     pub previous_voice_settings: Option<serde_json::Value>,
 }
@@ -46,6 +48,7 @@ pub struct PhoneNumberChanges {
     pub generate_first_message: Option<bool>,
     pub mode: Option<ServiceMode>,
     pub status: Option<ServiceStatus>,
+    pub recording: Option<RecordingSettings>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -64,6 +67,7 @@ struct NumberRow {
     generated_first_message: Option<String>,
     mode: String,
     status: String,
+    recording: Option<Json<RecordingSettings>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -86,6 +90,7 @@ impl NumberRow {
             generated_first_message: self.generated_first_message,
             mode: parse_stored("mode", &self.mode)?,
             status: parse_stored("status", &self.status)?,
+            recording: self.recording.map(|json| json.0).unwrap_or_default(),
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
@@ -122,8 +127,8 @@ pub async fn create(db: &Db, org: OrgId, new: NewPhoneNumber, actor: Actor) -> R
     }
     let sql = concat!(
         "INSERT INTO phone_numbers (id, org_id, app_id, provider_id, agent_id, number, twilio_sid, area_code,
-             expand_languages, languages, generate_first_message, mode, status, previous_voice_settings, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15) RETURNING ",
+             expand_languages, languages, generate_first_message, mode, status, previous_voice_settings, recording, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16) RETURNING ",
         columns!()
     );
     let row: NumberRow = on_tx!(&mut tx, |conn| {
@@ -142,6 +147,7 @@ pub async fn create(db: &Db, org: OrgId, new: NewPhoneNumber, actor: Actor) -> R
             .bind(new.mode.as_str())
             .bind(ServiceStatus::Active.as_str())
             .bind(new.previous_voice_settings.as_ref().map(Json))
+            .bind(Json(&new.recording))
             .bind(time::now())
             .fetch_one(conn)
             .await
@@ -302,7 +308,8 @@ pub async fn update(db: &Db, org: OrgId, id: PhoneNumberId, changes: PhoneNumber
         "UPDATE phone_numbers SET agent_id = COALESCE($1, agent_id), expand_languages = COALESCE($2, expand_languages),
              languages = COALESCE($3, languages), generate_first_message = COALESCE($4, generate_first_message),
              mode = COALESCE($5, mode), status = COALESCE($6, status),
-             generated_first_message = CASE WHEN $7 THEN NULL ELSE generated_first_message END, updated_at = $8
+             generated_first_message = CASE WHEN $7 THEN NULL ELSE generated_first_message END, updated_at = $8,
+             recording = COALESCE($11, recording)
          WHERE id = $9 AND org_id = $10 RETURNING ",
         columns!()
     );
@@ -318,6 +325,7 @@ pub async fn update(db: &Db, org: OrgId, id: PhoneNumberId, changes: PhoneNumber
             .bind(time::now())
             .bind(id.0)
             .bind(org.0)
+            .bind(changes.recording.as_ref().map(Json))
             .fetch_optional(conn)
             .await
     })?;
@@ -329,6 +337,7 @@ pub async fn update(db: &Db, org: OrgId, id: PhoneNumberId, changes: PhoneNumber
         json!({
             "agent_id": changes.agent_id, "expand_languages": changes.expand_languages, "languages": changes.languages,
             "generate_first_message": changes.generate_first_message, "mode": changes.mode, "status": changes.status,
+            "recording": changes.recording,
         }),
     );
     audit::record(&mut tx, org, change).await?;

@@ -29,6 +29,7 @@ const SEALED_COLUMNS: &[SealedColumn] = &[
     SealedColumn { table: "llm_providers", column: "api_key", resource: "llm_provider" },
     SealedColumn { table: "speech_providers", column: "api_key", resource: "speech_provider" },
     SealedColumn { table: "automations", column: "secret", resource: "automation" },
+    SealedColumn { table: "recordings", column: "key", resource: "recording" },
 ];
 
 /// Rows read per query while walking a table.

@@ -14,44 +14,63 @@ use crate::domain::ids::OrgId;
 use crate::domain::org::RetentionPolicy;
 
 pub async fn policy(db: &Db, org: OrgId) -> Result<RetentionPolicy> {
-    let row: Option<(Option<i64>, Option<i64>)> = on_pool!(db, |pool| {
-        sqlx::query_as("SELECT transcript_retention_days, record_retention_days FROM organizations WHERE id = $1")
+    let row: Option<(Option<i64>, Option<i64>, Option<i64>)> = on_pool!(db, |pool| {
+        sqlx::query_as("SELECT transcript_retention_days, record_retention_days, recording_retention_days FROM organizations WHERE id = $1")
             .bind(org.0)
             .fetch_optional(pool)
             .await
     })?;
-    let (transcript_days, record_days) = row.ok_or(StorageError::NotFound)?;
-    Ok(RetentionPolicy { transcript_days, record_days })
+    let (transcript_days, record_days, recording_days) = row.ok_or(StorageError::NotFound)?;
+    Ok(RetentionPolicy { transcript_days, record_days, recording_days })
+}
+
+/// An organisation and its days of transcripts, records and recordings.
+type PolicyRow = (Uuid, Option<i64>, Option<i64>, Option<i64>);
+
+/// The policy of every organisation that has one.
+pub async fn policies(db: &Db) -> Result<Vec<(OrgId, RetentionPolicy)>> {
+    let rows: Vec<PolicyRow> = on_pool!(db, |pool| {
+        sqlx::query_as(
+            "SELECT id, transcript_retention_days, record_retention_days, recording_retention_days FROM organizations
+             WHERE transcript_retention_days IS NOT NULL OR record_retention_days IS NOT NULL OR recording_retention_days IS NOT NULL",
+        )
+        .fetch_all(pool)
+        .await
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|(org, transcript_days, record_days, recording_days)| {
+            (OrgId(org), RetentionPolicy { transcript_days, record_days, recording_days })
+        })
+        .collect())
 }
 
 pub async fn set_policy(db: &Db, org: OrgId, policy: &RetentionPolicy, actor: Actor) -> Result<()> {
     let mut tx = db.begin().await?;
     on_tx!(&mut tx, |conn| {
-        sqlx::query("UPDATE organizations SET transcript_retention_days = $1, record_retention_days = $2 WHERE id = $3")
-            .bind(policy.transcript_days)
-            .bind(policy.record_days)
-            .bind(org.0)
-            .execute(conn)
-            .await
-            .map(|_| ())
+        sqlx::query(
+            "UPDATE organizations SET transcript_retention_days = $1, record_retention_days = $2, recording_retention_days = $3
+             WHERE id = $4",
+        )
+        .bind(policy.transcript_days)
+        .bind(policy.record_days)
+        .bind(policy.recording_days)
+        .bind(org.0)
+        .execute(conn)
+        .await
+        .map(|_| ())
     })?;
     let change = Change::new(actor, "retention.updated", org, json!(policy));
     audit::record(&mut tx, org, change).await?;
     tx.commit().await
 }
 
-/// Purges what every organisation's policy says has expired at `now`.
+/// Purges the transcripts and call records every organisation's policy says have expired at
+/// `now`. Recordings go first, through `crate::recording` (their audio is not in the database):
+/// a call whose recording is still there is not deleted.
 pub async fn purge_expired(db: &Db, now: DateTime<Utc>) -> Result<()> {
-    let orgs: Vec<(Uuid, Option<i64>, Option<i64>)> = on_pool!(db, |pool| {
-        sqlx::query_as(
-            "SELECT id, transcript_retention_days, record_retention_days FROM organizations
-             WHERE transcript_retention_days IS NOT NULL OR record_retention_days IS NOT NULL",
-        )
-        .fetch_all(pool)
-        .await
-    })?;
-    for (org, transcript_days, record_days) in orgs {
-        purge_org(db, OrgId(org), now, RetentionPolicy { transcript_days, record_days }).await?;
+    for (org, policy) in policies(db).await? {
+        purge_org(db, org, now, policy).await?;
     }
     Ok(())
 }

@@ -599,7 +599,7 @@ async fn settings_manage_people_tokens_models_and_retention(app: TestApp) {
     assert!(page.contains("Transcripts: must be a whole number of days"), "{page}");
     let (status, _, _) = owner.submit("/settings/retention", &[("transcript_days", "30"), ("record_days", "90")]).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
-    assert_eq!(app.get("/api/v1/retention").await.expect(200), json!({ "transcript_days": 30, "record_days": 90 }));
+    assert_eq!(app.get("/api/v1/retention").await.expect(200), json!({ "transcript_days": 30, "record_days": 90, "recording_days": null }));
 
     // The audit log filters by action.
     let (_, _, page) = owner.get("/settings/audit-log?action=user&actor=").await;

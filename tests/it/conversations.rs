@@ -397,6 +397,7 @@ async fn the_session_runs_without_a_transport_and_ends_at_max_duration() {
         greeting: None,
         carrier_speaks_greeting: true,
         other_languages: vec![],
+        recording: None,
         live: switchboard::agent::live::LiveSessions::new("test", std::time::Duration::from_secs(60)),
     };
     let (commands_tx, mut commands) = tokio::sync::mpsc::channel(16);

@@ -283,30 +283,32 @@ async fn dial_audio_speaks_and_listens_with_the_built_in_engines() {
     })
     .await;
     let (llm, line) = crate::conversations::line_with_model(&app, json!({ "name": "Ava", "first_message": "Hi, this is Ava." })).await;
-    llm.script([
-        Reply::says("We open at nine tomorrow."),
-        Reply::calls("endConversation", json!({ "summary": "Opening hours.", "closing_message": "Thank you for calling." })),
-    ]);
+    // Keyed to what the caller says, as a model answers: the server may hear the goodbye as two
+    // turns and ask again, and a short "goodbye" alone is easily misheard ("Dubai").
+    llm.answer("open", Reply::says("We open at nine tomorrow."));
+    let goodbye = Reply::calls("endConversation", json!({ "summary": "Opening hours.", "closing_message": "Thank you for calling." }));
+    llm.answer("thank", goodbye.clone());
+    llm.answer("bye", goodbye);
     let number = format!("/api/v1/phone-numbers/{}", line.number_id);
     app.patch(&number, json!({ "mode": "media_stream" })).await.expect(200);
     let mut dial = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
     dial.arg("--data-dir").arg(app.data_dir.path()).arg("--database-url").arg(&app.database_url);
     dial.args(["dial", LINE_NUMBER, "--from", "+14155550123", "--server", &format!("http://{}", app.addr), "--audio"])
-        .args(["--say", "When do you open tomorrow?", "--say", "Thanks, goodbye."])
+        .args(["--say", "When do you open tomorrow?", "--say", "Goodbye and thank you for your help."])
         .arg("--record")
         .arg(app.data_dir.path().join("heard.wav"));
     dial.env_remove("RUST_LOG").env("SWITCHBOARD_LOG", "warn");
     let output = tokio::task::spawn_blocking(move || dial.output().unwrap()).await.unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("call ended by the agent"), "{stdout}");
+    let id = app.get("/api/v1/calls").await.expect(200)["data"][0]["id"].as_str().unwrap().to_owned();
+    let detail = app.until(&format!("/api/v1/calls/{id}"), |d| d["ended_reason"].is_string()).await;
+    assert!(stdout.contains("call ended by the agent"), "{stdout}\nthe server heard: {}", detail["transcript"]);
     // What the phone printed of the agent (utterances close together may come as one line).
     let agent_lines: Vec<&str> = stdout.lines().filter_map(|line| line.strip_prefix("agent: ")).collect();
     let mut phone = Listening::default();
     phone.heard("Hi, this is Ava. We open at nine tomorrow. Thank you for calling.", &agent_lines.join(" "));
-    assert!(phone.word_error_rate() <= 0.25, "{:?}", phone.pairs);
-    let id = app.get("/api/v1/calls").await.expect(200)["data"][0]["id"].as_str().unwrap().to_owned();
-    let detail = app.until(&format!("/api/v1/calls/{id}"), |d| d["ended_reason"].is_string()).await;
+    assert!(phone.word_error_rate() <= 0.25, "{:?}\n{stdout}", phone.pairs);
     let caller =
         detail["transcript"].as_array().unwrap().iter().find(|t| t["role"] == "caller").unwrap()["text"].as_str().unwrap().to_owned();
     let mut agent = Listening::default();

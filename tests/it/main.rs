@@ -20,6 +20,7 @@ mod llama_cpp;
 mod media_streams;
 mod phone_numbers;
 mod providers;
+mod recordings;
 mod tenancy;
 mod turn_models;
 mod twilio_provisioning;

@@ -49,7 +49,7 @@ async fn refused(app: &TestApp, field: &str, body: Value) -> String {
 
 /// Places a call to the line through the dev phone: what the caller does, what they hear, and
 /// the call's outcome.
-fn place_call(
+pub(crate) fn place_call(
     app: &TestApp,
     line: &PhoneLine,
     fake: &FakeSpeech,
@@ -121,7 +121,7 @@ async fn speech_providers_are_verified_when_saved(app: TestApp) {
 
 /// A line whose agent thinks with a fake model and hears and speaks through a fake speech
 /// server; the number uses media streams.
-async fn media_line(app: &TestApp, mut agent: Value) -> (FakeLlm, FakeSpeech, PhoneLine) {
+pub(crate) async fn media_line(app: &TestApp, mut agent: Value) -> (FakeLlm, FakeSpeech, PhoneLine) {
     let llm = FakeLlm::start().await;
     let fake = FakeSpeech::start().await;
     let model = json!({ "name": "fake", "base_url": llm.base_url, "default_model": "fake-model" });

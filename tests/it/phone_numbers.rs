@@ -25,6 +25,7 @@ fn new_number(app: &str, provider: &str, agent: &str, number: &str) -> NewPhoneN
         languages: vec![],
         generate_first_message: false,
         mode: ServiceMode::ConversationRelay,
+        recording: Default::default(),
         previous_voice_settings: None,
     }
 }

@@ -130,6 +130,7 @@ fn start(agent: AgentSpec, greeting: Option<&str>, scripts: Vec<Vec<(u64, LlmEve
         greeting: greeting.map(str::to_owned),
         carrier_speaks_greeting: true,
         other_languages: vec!["fr-FR".into()],
+        recording: None,
     };
     let (events, event_rx) = mpsc::channel(8);
     let (command_tx, commands) = mpsc::channel(64);

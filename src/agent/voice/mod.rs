@@ -80,6 +80,8 @@ pub enum TransportOut {
     },
     /// Drop everything buffered (the caller spoke over the agent).
     Clear,
+    /// The caller opted out of the recording.
+    StopRecording,
     End(Ending),
 }
 
@@ -351,6 +353,9 @@ impl Voice {
                 command = from_session.recv(), if session_open => match command {
                     Some(AgentCommand::Speak { token, last }) => voicing.speak(&token, last),
                     Some(AgentCommand::SwitchLanguage { locale }) => voicing.settings.language = locale,
+                    Some(AgentCommand::StopRecording) => {
+                        let _ = voicing.to_transport.send(TransportOut::StopRecording).await;
+                    }
                     Some(AgentCommand::End(end)) => ending = Some(end),
                     None if ending.is_some() => session_open = false,
                     None => return,

@@ -9,6 +9,7 @@ use crate::domain::automation::AutomationRun;
 use crate::domain::call::{Call, CallStatus, EndReason, Turn};
 use crate::domain::event::CallEvent;
 use crate::domain::ids::{AgentId, AppId, CallId, PhoneNumberId};
+use crate::domain::recording::Recording;
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, Problem};
@@ -43,6 +44,8 @@ pub struct CallDetail {
     pub(crate) call: Call,
     /// The voice transcript, turn by turn, with timestamps.
     pub(crate) transcript: Vec<Turn>,
+    /// The call's recording, when it was recorded (its audio is at `/calls/{id}/recording/audio`).
+    pub(crate) recording: Option<Recording>,
 }
 
 /// List calls, newest first, optionally filtered.
@@ -103,8 +106,8 @@ pub async fn automation_runs(
     Ok(Json(crate::storage::automations::runs_for_call(&s.db, caller.org, id).await.map_err(not_found)?))
 }
 
-/// Erase a call: its record, transcript, events and their automation runs (right to erasure).
-/// Tickets stay, unlinked. The erasure is audited.
+/// Erase a call: its record, transcript, recording, events and their automation runs (right to
+/// erasure). Tickets stay, unlinked. The erasure is audited.
 #[utoipa::path(delete, path = "/calls/{id}", tag = "calls", params(("id" = CallId, Path)), responses(
     (status = 204), (status = 404, body = Problem)))]
 pub async fn delete(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<CallId>) -> Result<axum::http::StatusCode, ApiError> {
@@ -114,6 +117,7 @@ pub async fn delete(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiP
             "this call is still going on, and its agent is still talking; erase it once it has ended (hang up, or wait for the agent to end it)".into(),
         ));
     }
+    super::recordings::erase_with_call(&s, &caller, id).await?;
     store::delete(&s.db, caller.org, id, caller.actor).await.map_err(|e| ApiError::from_storage(e, "call"))?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
@@ -125,5 +129,6 @@ pub async fn get(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath
     let not_found = |e| ApiError::from_storage(e, "call");
     let call = store::get(&s.db, caller.org, id).await.map_err(not_found)?;
     let transcript = store::transcript(&s.db, caller.org, id).await.map_err(not_found)?;
-    Ok(Json(CallDetail { call, transcript }))
+    let recording = crate::storage::recordings::for_call(&s.db, caller.org, id).await.map_err(not_found)?;
+    Ok(Json(CallDetail { call, transcript, recording }))
 }

@@ -12,6 +12,7 @@ pub mod languages;
 pub mod llm_providers;
 pub mod phone_numbers;
 pub mod phone_providers;
+pub mod recordings;
 pub mod retention;
 pub mod speech_engines;
 pub mod speech_providers;

@@ -15,6 +15,7 @@ use crate::domain::ids::{AgentId, AppId, OrgId, PhoneNumberId, PhoneProviderId};
 use crate::domain::languages;
 use crate::domain::phone_number::{AreaCode, E164, PhoneNumber, ServiceMode, ServiceStatus};
 use crate::domain::provider;
+use crate::domain::recording::RecordingSettings;
 use crate::domain::validation::Invalid;
 use crate::http::AppState;
 use crate::http::auth::Caller;
@@ -36,6 +37,8 @@ pub struct UpdatePhoneNumber {
     pub(crate) mode: Option<ServiceMode>,
     /// `active` or `disabled`.
     pub(crate) status: Option<ServiceStatus>,
+    /// Recording and consent settings, replaced as a whole.
+    pub(crate) recording: Option<RecordingSettings>,
 }
 
 fn storage_error(e: crate::storage::StorageError) -> ApiError {
@@ -67,6 +70,9 @@ pub struct CreatePhoneNumber {
     pub(crate) generate_first_message: bool,
     #[serde(default = "default_mode")]
     pub(crate) mode: ServiceMode,
+    /// Recording and consent settings (default: not recorded).
+    #[serde(default)]
+    pub(crate) recording: RecordingSettings,
 }
 
 fn default_mode() -> ServiceMode {
@@ -141,6 +147,7 @@ pub async fn create(
         languages: languages::validate_codes(&body.languages)?,
         generate_first_message: body.generate_first_message,
         mode: body.mode,
+        recording: body.recording.clone().validate()?,
         source: body.source()?,
     };
     // Check the app, agent and provider before spending money at Twilio.
@@ -214,6 +221,7 @@ pub async fn update(
         generate_first_message: body.generate_first_message,
         mode: body.mode,
         status: body.status,
+        recording: body.recording.map(RecordingSettings::validate).transpose()?,
     };
     let updated = store::update(&s.db, caller.org, id, changes, caller.actor).await.map_err(storage_error)?;
     greeting::refresh_in_background(s.db.clone(), s.egress.clone(), s.models.clone(), s.speech_cache.clone(), caller.org, vec![updated.id]);

@@ -16,6 +16,7 @@ use crate::domain::ids::{AgentId, AppId, PhoneNumberId, PhoneProviderId};
 use crate::domain::languages::{self, Language};
 use crate::domain::phone_number::{NumberOffer, OwnedNumber, PhoneNumber, ServiceMode, ServiceStatus};
 use crate::domain::provider::PhoneProvider;
+use crate::domain::recording::{self, RecordingSettings};
 use crate::http::AppState;
 use crate::http::api::apps as apps_api;
 use crate::http::api::phone_numbers::{self as api, CreatePhoneNumber, PhoneNumberListing, UpdatePhoneNumber};
@@ -178,6 +179,7 @@ pub async fn create(
         languages: form.languages.clone(),
         generate_first_message: form.generate_first_message,
         mode: ServiceMode::ConversationRelay,
+        recording: RecordingSettings::default(),
     };
     match api::create(State(state.clone()), viewer.caller(), ApiPath(app), ApiJson(body)).await {
         Ok((_, created)) => {
@@ -196,6 +198,7 @@ struct EditPage {
     number: PhoneNumber,
     agents: Vec<Agent>,
     languages: Vec<&'static Language>,
+    default_announcement: &'static str,
     errors: FormErrors,
 }
 
@@ -204,7 +207,19 @@ async fn edit_page(state: AppState, viewer: &Viewer, number: PhoneNumber, errors
     let agents = super::app_agents(&state, viewer, app.id).await?;
     let status = if errors.any() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     let layout = viewer.layout(format!("Edit {}", number.number.as_str()), "apps");
-    Ok((status, viewer.render(&EditPage { layout, app, number, agents, languages: optional_languages(), errors })).into_response())
+    Ok((
+        status,
+        viewer.render(&EditPage {
+            layout,
+            app,
+            number,
+            agents,
+            languages: optional_languages(),
+            default_announcement: recording::DEFAULT_ANNOUNCEMENT,
+            errors,
+        }),
+    )
+        .into_response())
 }
 
 /// `GET /numbers/{id}/edit`.
@@ -226,6 +241,14 @@ pub struct EditForm {
     generate_first_message: bool,
     #[serde(default)]
     disabled: bool,
+    #[serde(default)]
+    record_calls: bool,
+    #[serde(default)]
+    recording_announcement: String,
+    #[serde(default)]
+    recording_opt_out: bool,
+    #[serde(default)]
+    keep_carrier_copy: bool,
 }
 
 /// `POST /numbers/{id}/edit`.
@@ -234,6 +257,15 @@ pub async fn update(
     Path(id): Path<PhoneNumberId>,
     Submitted { viewer, form }: Submitted<EditForm>,
 ) -> Result<Response, ConsoleError> {
+    // The form edits the English announcement; those of other languages (set through the API) stay.
+    let mut recording = api::get(State(state.clone()), viewer.caller(), ApiPath(id)).await?.0.recording;
+    match form.recording_announcement.trim() {
+        "" => recording.announcement.remove("en"),
+        text => recording.announcement.insert("en".to_owned(), text.to_owned()),
+    };
+    recording.enabled = form.record_calls;
+    recording.caller_may_opt_out = form.recording_opt_out;
+    recording.keep_carrier_copy = form.keep_carrier_copy;
     let body = UpdatePhoneNumber {
         agent_id: form.agent_id,
         expand_languages: Some(form.expand_languages),
@@ -241,6 +273,7 @@ pub async fn update(
         generate_first_message: Some(form.generate_first_message),
         mode: None,
         status: Some(if form.disabled { ServiceStatus::Disabled } else { ServiceStatus::Active }),
+        recording: Some(recording),
     };
     match api::update(State(state.clone()), viewer.caller(), ApiPath(id), ApiJson(body)).await {
         Ok(updated) => {

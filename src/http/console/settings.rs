@@ -286,6 +286,7 @@ pub async fn retention(State(state): State<AppState>, viewer: Viewer) -> Result<
 pub struct RetentionForm {
     transcript_days: Option<String>,
     record_days: Option<String>,
+    recording_days: Option<String>,
 }
 
 fn days(field: &str, text: Option<&str>) -> Result<Option<i64>, Invalid> {
@@ -298,7 +299,11 @@ pub async fn set_retention(
     Submitted { viewer, form }: Submitted<RetentionForm>,
 ) -> Result<Response, ConsoleError> {
     let typed = days("transcript_days", form.transcript_days.as_deref()).and_then(|transcript_days| {
-        Ok(RetentionPolicy { transcript_days, record_days: days("record_days", form.record_days.as_deref())? })
+        Ok(RetentionPolicy {
+            transcript_days,
+            record_days: days("record_days", form.record_days.as_deref())?,
+            recording_days: days("recording_days", form.recording_days.as_deref())?,
+        })
     });
     let result = match typed {
         Ok(policy) => retention_api::put(State(state.clone()), viewer.caller(), ApiJson(policy)).await.map(|_| ()),

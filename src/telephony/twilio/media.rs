@@ -30,9 +30,11 @@ use crate::agent::speech::{self, AgentEars};
 use crate::agent::voice::{Hearing, TRANSPORT_RATE, TransportIn, TransportOut, Voice, VoiceLinks, VoiceSettings};
 use crate::agent::{assembly, call_log::StoredCallLog, session::SessionSetup};
 use crate::audio::frames::{FRAME, Framer};
-use crate::audio::g711;
+use crate::audio::{g711, wav};
 use crate::domain::call::Call;
-use crate::domain::ids::CallId;
+use crate::domain::ids::{CallId, RecordingId};
+use crate::domain::recording::{RecordingSource, RecordingStatus};
+use crate::storage::recordings;
 
 /// Audio sent ahead of real time, so a late tick never leaves the caller in silence.
 const LEAD_FRAMES: u32 = 3;
@@ -93,6 +95,41 @@ pub async fn media(
 enum Queued {
     Frame { audio: Vec<u8>, starts: Option<String> },
     Mark(String),
+}
+
+/// A call recorded by Switchboard: the caller on the left channel, the agent on the right, in
+/// the caller's time (Twilio's frames keep it); the agent's audio goes where it is sent.
+struct Tape {
+    recording: RecordingId,
+    caller: Vec<i16>,
+    agent: Vec<i16>,
+}
+
+impl Tape {
+    fn caller(&mut self, samples: &[i16]) {
+        self.caller.extend_from_slice(samples);
+    }
+
+    fn agent(&mut self, frame: &[u8]) {
+        if self.agent.len() < self.caller.len() {
+            self.agent.resize(self.caller.len(), 0);
+        }
+        g711::decode_into(frame, &mut self.agent);
+    }
+
+    /// Seals and stores the recording.
+    async fn keep(self, state: &TwilioState, call: &Call) {
+        let duration_ms = (self.caller.len().max(self.agent.len()) as u64 * 1000 / u64::from(TRANSPORT_RATE)) as i64;
+        let wav = wav::encode_two_channels(TRANSPORT_RATE, &self.caller, &self.agent);
+        match state.recordings.keep(call.org_id, self.recording, wav, 2, duration_ms).await {
+            Ok(true) => tracing::info!(call = %call.id, duration_ms, "recording stored"),
+            Ok(false) => tracing::info!(call = %call.id, "recording dropped: the caller opted out"),
+            Err(e) => {
+                tracing::error!(call = %call.id, error = %e, "could not store the call's recording");
+                let _ = recordings::give_up(&state.db, call.org_id, self.recording, RecordingStatus::Failed, &e.to_string()).await;
+            }
+        }
+    }
 }
 
 /// The outbound side of a stream: audio queued as frames, sent one per frame time.
@@ -197,6 +234,13 @@ async fn converse(state: TwilioState, call: Call, setup: SessionSetup<StoredCall
     };
     tokio::spawn(voice.run(VoiceLinks { from_transport, to_transport, to_session: event_tx, from_session: command_rx }).instrument(span));
     tracing::info!(call = %call.id, "media stream session started");
+    let mut tape = match state.recordings.begin(&call, RecordingSource::Switchboard).await {
+        Ok(recording) => recording.map(|(recording, _)| Tape { recording, caller: Vec::new(), agent: Vec::new() }),
+        Err(e) => {
+            tracing::error!(call = %call.id, error = %e, "could not start recording the call; it goes on unrecorded");
+            None
+        }
+    };
 
     let mut stream_sid: Option<String> = None;
     let mut sequence = SequenceCheck::default();
@@ -226,6 +270,9 @@ async fn converse(state: TwilioState, call: Call, setup: SessionSetup<StoredCall
                         if track == "inbound" && let Some(to_voice) = &caller {
                             let mut samples = Vec::with_capacity(audio.len());
                             g711::decode_into(&audio, &mut samples);
+                            if let Some(tape) = &mut tape {
+                                tape.caller(&samples);
+                            }
                             framer.push(&samples, |frame| {
                                 // A closed voice has finished (the agent's last words play on).
                                 if let Err(mpsc::error::TrySendError::Full(_)) = to_voice.try_send(TransportIn::Audio(frame.to_vec())) {
@@ -261,6 +308,9 @@ async fn converse(state: TwilioState, call: Call, setup: SessionSetup<StoredCall
                         caller = None;
                         break;
                     }
+                    if let (Queued::Frame { audio, .. }, Some(tape)) = (&item, &mut tape) {
+                        tape.agent(audio);
+                    }
                     if let Queued::Frame { starts: Some(mark), .. } = item {
                         tell(&caller, TransportIn::Sending(mark)).await;
                     }
@@ -275,6 +325,13 @@ async fn converse(state: TwilioState, call: Call, setup: SessionSetup<StoredCall
                         && outgoing.send(Message::Text(Outbound::Clear.to_json(sid).into())).await.is_err()
                     {
                         caller = None;
+                    }
+                }
+                Some(TransportOut::StopRecording) => {
+                    if let Some(stopped) = tape.take()
+                        && let Err(e) = state.recordings.opt_out(call.org_id, stopped.recording).await
+                    {
+                        tracing::error!(call = %call.id, error = %e, "could not note the caller's opt-out of the recording");
                     }
                 }
                 Some(TransportOut::End(end)) => {
@@ -297,6 +354,9 @@ async fn converse(state: TwilioState, call: Call, setup: SessionSetup<StoredCall
         }
     }
     call_socket::conclude(&state, &call, session).await;
+    if let Some(tape) = tape {
+        tape.keep(&state, &call).await;
+    }
 }
 
 /// Passes an event to the voice while the caller is there.

@@ -1,6 +1,7 @@
 //! Twilio: signed webhooks (`routes`), the call WebSockets (`relay` for ConversationRelay,
 //! `media` for Media Streams, sharing `call_socket`; `media_stream` is that protocol), request
-//! signatures (`signature`), TwiML (`twiml`), the REST client (`rest`), number provisioning, and
+//! signatures (`signature`), TwiML (`twiml`), the REST client (`rest`), number provisioning, the
+//! recordings Twilio makes (`recording`), and
 //! `dev_phone`, which plays Twilio for `switchboard dial`. The webhooks and sockets run on
 //! [`TwilioState`], not on the HTTP API's state; Twilio's call statuses become carrier-neutral
 //! ones in [`call_status`]. Wire details follow shared/specs/twilio.md.
@@ -13,6 +14,7 @@ use crate::agent::voice::SpeechCache;
 use crate::domain::call::CallStatus;
 use crate::models::LoadedModels;
 use crate::providers::egress::Egress;
+use crate::recording::Recordings;
 use crate::storage::Db;
 
 pub mod call_socket;
@@ -20,6 +22,7 @@ pub mod dev_phone;
 pub mod media;
 pub mod media_stream;
 pub mod provisioning;
+pub mod recording;
 pub mod recovery;
 pub mod relay;
 pub mod rest;
@@ -42,6 +45,15 @@ pub struct TwilioState {
     pub speech_cache: SpeechCache,
     /// The models this server runs itself (turn-taking, embedded speech), as far as installed.
     pub models: Arc<LoadedModels>,
+    /// Call recordings: their rows and where their audio is kept.
+    pub recordings: Recordings,
+}
+
+impl TwilioState {
+    /// Recordings Twilio makes, with what fetching them needs.
+    pub fn carrier_recordings(&self) -> recording::CarrierRecordings {
+        recording::CarrierRecordings { db: self.db.clone(), client: self.client.clone(), recordings: self.recordings.clone() }
+    }
 }
 
 /// A Twilio call status as the carrier-neutral status; `initiated` (outbound calls) counts as

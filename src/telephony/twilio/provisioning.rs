@@ -9,6 +9,7 @@ use crate::domain::audit::Actor;
 use crate::domain::ids::{AgentId, AppId, OrgId, PhoneNumberId, PhoneProviderId};
 use crate::domain::phone_number::{AreaCode, E164, NumberOffer, OwnedNumber, PhoneNumber, ServiceMode};
 use crate::domain::provider::{PhoneProvider, PhoneProviderStatus};
+use crate::domain::recording::RecordingSettings;
 use crate::storage::phone_numbers::{self, NewPhoneNumber};
 use crate::storage::{Db, StorageError, phone_providers};
 
@@ -172,6 +173,7 @@ pub struct ServiceRequest {
     pub languages: Vec<String>,
     pub generate_first_message: bool,
     pub mode: ServiceMode,
+    pub recording: RecordingSettings,
     pub source: NumberSource,
 }
 
@@ -312,6 +314,7 @@ async fn store(
         languages: request.languages,
         generate_first_message: request.generate_first_message,
         mode: request.mode,
+        recording: request.recording,
         previous_voice_settings: previous.map(|p| json!(p)),
     };
     Ok(phone_numbers::create(db, org, new, actor).await?)

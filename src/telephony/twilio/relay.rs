@@ -123,14 +123,15 @@ fn caller_event(text: &str, call: &Call) -> Option<CallerEvent> {
     }
 }
 
-/// Twilio's message for a session command.
-fn relay_message(command: &AgentCommand) -> String {
-    match command {
+/// Twilio's message for a session command (stopping the recording is a REST request instead).
+fn relay_message(command: &AgentCommand) -> Option<String> {
+    let message = match command {
         AgentCommand::Speak { token, last } => json!({ "type": "text", "token": token, "last": last }),
         AgentCommand::SwitchLanguage { locale } => json!({ "type": "language", "ttsLanguage": locale, "transcriptionLanguage": locale }),
         AgentCommand::End(ending) => json!({ "type": "end", "handoffData": handoff_data(ending).to_string() }),
-    }
-    .to_string()
+        AgentCommand::StopRecording => return None,
+    };
+    Some(message.to_string())
 }
 
 /// What Twilio hands back to `/twilio/connect-action` when the session ends the call.
@@ -168,12 +169,18 @@ async fn converse(state: TwilioState, call: Call, setup: SessionSetup<StoredCall
                 Some(Ok(_)) => {}
             },
             command = command_rx.recv() => match command {
-                Some(command) => {
-                    if socket_open && outgoing.send(Message::Text(relay_message(&command).into())).await.is_err() {
-                        socket_open = false;
-                        backlog.push_back(CallerEvent::HungUp);
+                Some(command) => match relay_message(&command) {
+                    Some(message) => {
+                        if socket_open && outgoing.send(Message::Text(message.into())).await.is_err() {
+                            socket_open = false;
+                            backlog.push_back(CallerEvent::HungUp);
+                        }
                     }
-                }
+                    None => {
+                        let (carrier, call) = (state.carrier_recordings(), call.clone());
+                        tokio::spawn(async move { carrier.opt_out(&call).await });
+                    }
+                },
                 None => break,
             },
         }
@@ -233,18 +240,18 @@ mod tests {
     #[test]
     fn commands_become_twilio_messages() {
         assert_eq!(
-            relay_message(&AgentCommand::Speak { token: "Hi ".into(), last: false }),
+            relay_message(&AgentCommand::Speak { token: "Hi ".into(), last: false }).unwrap(),
             r#"{"last":false,"token":"Hi ","type":"text"}"#
         );
         let ended = Ending::new(EndedBy::Agent, EndReason::AgentEnded);
-        let end: serde_json::Value = serde_json::from_str(&relay_message(&AgentCommand::End(ended.clone()))).unwrap();
+        let end: serde_json::Value = serde_json::from_str(&relay_message(&AgentCommand::End(ended.clone())).unwrap()).unwrap();
         assert_eq!(end["type"], "end");
         assert_eq!(end["handoffData"], r#"{"action":"hangup","reason":"agent_ended"}"#);
         let transfer = Ending { transfer_to: Some("+14155550199".into()), ..Ending::new(EndedBy::Agent, EndReason::Transferred) };
-        let end: serde_json::Value = serde_json::from_str(&relay_message(&AgentCommand::End(transfer))).unwrap();
+        let end: serde_json::Value = serde_json::from_str(&relay_message(&AgentCommand::End(transfer)).unwrap()).unwrap();
         assert_eq!(end["handoffData"], r#"{"action":"transfer","reason":"transferred","to":"+14155550199"}"#);
         let lang: serde_json::Value =
-            serde_json::from_str(&relay_message(&AgentCommand::SwitchLanguage { locale: "fr-FR".into() })).unwrap();
+            serde_json::from_str(&relay_message(&AgentCommand::SwitchLanguage { locale: "fr-FR".into() }).unwrap()).unwrap();
         assert_eq!((lang["ttsLanguage"].as_str(), lang["transcriptionLanguage"].as_str()), (Some("fr-FR"), Some("fr-FR")));
     }
 }

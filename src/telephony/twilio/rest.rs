@@ -1,5 +1,5 @@
 //! Client for Twilio's 2010-04-01 REST API: account check, number search, purchase, voice
-//! settings, release, and live-call control. The base URL is configuration
+//! settings, release, live-call control and recordings. The base URL is configuration
 //! (`twilio_api_base`), so tests point it at a local fake.
 //!
 //! Every request has a timeout. Twilio answers 429 (too many concurrent requests) and 5xx are
@@ -16,6 +16,20 @@ const API_VERSION: &str = "2010-04-01";
 const ATTEMPTS: u32 = 3;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// A recording's download: four hours of two-channel 8 kHz audio is some 460 MB.
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(600);
+const MAX_RECORDING: usize = 512 << 20;
+
+/// One request to send.
+struct Exchange<'a> {
+    method: reqwest::Method,
+    url: &'a str,
+    query: &'a [(&'a str, String)],
+    form: &'a [(&'a str, String)],
+    /// The largest answer accepted.
+    most: usize,
+    timeout: Duration,
+}
 
 /// How we authenticate to an account: the account SID with its auth token, or an API key.
 #[derive(Clone)]
@@ -210,10 +224,24 @@ impl TwilioClient {
         query: &[(&str, String)],
         form: &[(&str, String)],
     ) -> Result<Option<T>, TwilioError> {
+        let exchange = Exchange { method, url, query, form, most: MAX_BODY, timeout: REQUEST_TIMEOUT };
+        match self.exchange(credentials, exchange).await? {
+            Some(body) => serde_json::from_slice(&body).map(Some).map_err(|e| TwilioError::Unreadable(e.to_string())),
+            None => Ok(None),
+        }
+    }
+
+    /// Sends a request (retrying as the module says) and returns the body of a success.
+    async fn exchange(&self, credentials: &Credentials, exchange: Exchange<'_>) -> Result<Option<Vec<u8>>, TwilioError> {
+        let Exchange { method, url, query, form, most, timeout } = exchange;
         let mut backoff = FIRST_BACKOFF;
         for attempt in 1..=ATTEMPTS {
-            let mut request =
-                self.http.request(method.clone(), url).basic_auth(&credentials.username, Some(credentials.password.as_str())).query(query);
+            let mut request = self
+                .http
+                .request(method.clone(), url)
+                .basic_auth(&credentials.username, Some(credentials.password.as_str()))
+                .query(query)
+                .timeout(timeout);
             if !form.is_empty() {
                 request = request.form(form);
             }
@@ -223,8 +251,7 @@ impl TwilioClient {
                     if response.status() == reqwest::StatusCode::NO_CONTENT {
                         return Ok(None);
                     }
-                    let body = read_body(response).await?;
-                    return serde_json::from_slice(&body).map(Some).map_err(|e| TwilioError::Unreadable(e.to_string()));
+                    return read_body(response, most).await.map(Some);
                 }
                 Ok(response) if response.status().as_u16() == 429 || response.status().is_server_error() => {
                     format!("HTTP {}", response.status().as_u16())
@@ -336,7 +363,7 @@ impl TwilioClient {
         if !status.is_success() {
             return Err(refusal(response).await);
         }
-        let body = read_body(response).await?;
+        let body = read_body(response, MAX_BODY).await?;
         let value: Value = serde_json::from_slice(&body).map_err(|e| TwilioError::Unreadable(e.to_string()))?;
         incoming_number(value)
     }
@@ -368,6 +395,27 @@ impl TwilioClient {
     pub async fn redirect(&self, credentials: &Credentials, call_sid: &str, twiml: &str) -> Result<(), TwilioError> {
         let url = self.url(credentials, &format!("/Calls/{call_sid}.json"));
         self.send::<Value>(credentials, reqwest::Method::POST, &url, &[], &[("Twiml", twiml.to_owned())]).await.map(|_| ())
+    }
+
+    /// The audio of a recording, as a WAV file (a two-channel recording of a long call is large,
+    /// so it gets a longer timeout).
+    pub async fn download_recording(&self, credentials: &Credentials, recording_sid: &str) -> Result<Vec<u8>, TwilioError> {
+        let url = self.url(credentials, &format!("/Recordings/{recording_sid}.wav"));
+        let exchange =
+            Exchange { method: reqwest::Method::GET, url: &url, query: &[], form: &[], most: MAX_RECORDING, timeout: DOWNLOAD_TIMEOUT };
+        required(self.exchange(credentials, exchange).await?)
+    }
+
+    /// Stops a recording of a live call (the caller opted out).
+    pub async fn stop_recording(&self, credentials: &Credentials, call_sid: &str, recording_sid: &str) -> Result<(), TwilioError> {
+        let url = self.url(credentials, &format!("/Calls/{call_sid}/Recordings/{recording_sid}.json"));
+        self.send::<Value>(credentials, reqwest::Method::POST, &url, &[], &[("Status", "stopped".to_owned())]).await.map(|_| ())
+    }
+
+    /// Deletes a recording at Twilio (ours is the copy kept).
+    pub async fn delete_recording(&self, credentials: &Credentials, recording_sid: &str) -> Result<(), TwilioError> {
+        let url = self.url(credentials, &format!("/Recordings/{recording_sid}.json"));
+        self.send::<Value>(credentials, reqwest::Method::DELETE, &url, &[], &[]).await.map(|_| ())
     }
 
     /// Ends a live call.
@@ -407,11 +455,11 @@ struct IncomingPage {
 const MAX_BODY: usize = 2 << 20;
 
 /// Reads an answer's body, refusing one larger than [`MAX_BODY`].
-async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, TwilioError> {
+async fn read_body(mut response: reqwest::Response, most: usize) -> Result<Vec<u8>, TwilioError> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| TwilioError::Unreachable(e.without_url().to_string()))? {
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(TwilioError::Unreadable(format!("the answer is larger than {} MiB", MAX_BODY >> 20)));
+        if body.len() + chunk.len() > most {
+            return Err(TwilioError::Unreadable(format!("the answer is larger than {} MiB", most >> 20)));
         }
         body.extend_from_slice(&chunk);
     }
@@ -452,7 +500,7 @@ fn readable_entries<T: DeserializeOwned>(entries: Vec<Value>, what: &str) -> Vec
 /// Reads Twilio's error document (`{code, message, more_info, status}`), tolerating others.
 async fn refusal(response: reqwest::Response) -> TwilioError {
     let status = response.status().as_u16();
-    let body: Value = read_body(response).await.ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
+    let body: Value = read_body(response, MAX_BODY).await.ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
     let code = body.get("code").and_then(Value::as_i64);
     let message = body.get("message").or_else(|| body.get("detail")).and_then(Value::as_str).unwrap_or("no message").to_owned();
     TwilioError::Refused { status, code, message }

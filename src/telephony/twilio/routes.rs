@@ -21,10 +21,11 @@ use crate::domain::call::{Call, CallDirection, CallStatus, EndReason, StatusEven
 use crate::domain::ids::{CallId, OrgId};
 use crate::domain::phone_number::{PhoneNumber, ServiceMode, ServiceStatus};
 use crate::domain::provider::{PhoneProvider, PhoneProviderStatus};
+use crate::domain::recording::{RecordingSource, RecordingStatus};
 use crate::domain::time;
 use crate::models::SpeechReadiness;
 use crate::storage::calls::{self, NewCall};
-use crate::storage::{Db, StorageError, agents, phone_numbers, phone_providers};
+use crate::storage::{Db, StorageError, agents, phone_numbers, phone_providers, recordings};
 
 const SORRY_UNAVAILABLE: &str = "Sorry, this number is not taking calls right now. Please try again later. Goodbye.";
 const SORRY_UNKNOWN: &str = "Sorry, this number is not in service. Goodbye.";
@@ -209,7 +210,15 @@ async fn answer_call(state: &TwilioState, req: &TwilioRequest) -> Result<String,
             sources,
         );
     }
-    Ok(connect_to_agent(state, &call, number, agent))
+    let recording = match number.mode {
+        ServiceMode::ConversationRelay => state.recordings.begin(&call, RecordingSource::Carrier).await.unwrap_or_else(|e| {
+            tracing::error!(call = %call.id, error = %e, "could not start recording the call; it goes on unrecorded");
+            None
+        }),
+        // Switchboard records Media Streams calls itself, from the stream.
+        ServiceMode::MediaStream => None,
+    };
+    Ok(connect_to_agent(state, &call, number, agent, recording.map(|(_, announcement)| announcement).as_deref()))
 }
 
 /// Where an incoming call goes: the number's agent, who hears and speaks for it on a
@@ -283,11 +292,13 @@ async fn record_for(
     Ok(calls::open(&state.db, verified.org, new).await?)
 }
 
-/// The TwiML that hands the call to the agent, in the service's mode.
-fn connect_to_agent(state: &TwilioState, call: &Call, number: &PhoneNumber, agent: &Agent) -> String {
+/// The TwiML that hands the call to the agent, in the service's mode; a call Twilio records
+/// hears `announcement` first.
+fn connect_to_agent(state: &TwilioState, call: &Call, number: &PhoneNumber, agent: &Agent, announcement: Option<&str>) -> String {
     let base = state.public_base_url.clone();
     let ws = websocket_base(&base);
     let action = format!("{base}/twilio/connect-action");
+    let recording_callback = format!("{base}/twilio/recording");
     let parameters = [("call_id", call.id.to_string())];
     match number.mode {
         ServiceMode::ConversationRelay => {
@@ -296,13 +307,64 @@ fn connect_to_agent(state: &TwilioState, call: &Call, number: &PhoneNumber, agen
                 url: &format!("{ws}/twilio/relay/{}", call.id),
                 action: &action,
                 welcome_greeting: Some(number.greeting(&agent.spec)),
-                language: "en-US",
+                language: speech::CALL_LANGUAGE,
                 other_languages: &other_languages,
                 parameters: &parameters,
+                recording: announcement.map(|announcement| twiml::CarrierRecording { callback: &recording_callback, announcement }),
             })
         }
         ServiceMode::MediaStream => twiml::connect_stream(&format!("{ws}/twilio/media/{}", call.id), &action, &parameters),
     }
+}
+
+/// Recording progress of a call Twilio records: the recording's id as it starts, then either
+/// the audio ready (fetched, sealed and stored here in the background, then deleted at Twilio
+/// unless the phone service keeps Twilio's copy) or why there is none.
+#[utoipa::path(post, path = "/twilio/recording", tag = "twilio", security(()), responses(
+    (status = 204, description = "Noted"), (status = 400, description = "Not a recording callback"),
+    (status = 403, description = "Bad signature")))]
+pub async fn recording(State(state): State<TwilioState>, req: TwilioRequest) -> Response {
+    match note_recording(&state, &req).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+async fn note_recording(state: &TwilioState, req: &TwilioRequest) -> Result<(), Rejection> {
+    let verified = verify(state, req).await?;
+    let call = verified.call.ok_or(Rejection::Malformed("CallSid names no call of ours"))?;
+    let sid = req
+        .param("RecordingSid")
+        .and_then(|sid| crate::domain::provider::twilio_sid("RecordingSid", "RE", sid).ok())
+        .ok_or(Rejection::Malformed("RecordingSid is missing or not a recording SID"))?;
+    let Some(recording) = recordings::for_call(&state.db, verified.org, call.id).await? else {
+        // Not a recording we started (the account records calls some other way): not ours to keep.
+        tracing::info!(call = %call.id, recording = %sid, "a recording callback for a recording Switchboard did not start");
+        return Ok(());
+    };
+    let carrier = state.carrier_recordings();
+    match req.param("RecordingStatus") {
+        Some("in-progress") => {
+            recordings::note_carrier_sid(&state.db, verified.org, recording.id, &sid).await?;
+            // The caller opted out before Twilio said which recording it is.
+            if recording.status == RecordingStatus::OptedOut {
+                tokio::spawn(async move { carrier.opt_out(&call).await });
+            }
+        }
+        Some("completed") => {
+            if recordings::carrier_finished(&state.db, verified.org, recording.id, &sid).await? {
+                tokio::spawn(async move { carrier.fetch(&call, recording.id, &sid).await });
+            } else if recording.status == RecordingStatus::OptedOut {
+                tokio::spawn(async move { carrier.delete_at_carrier(&call, &sid).await });
+            }
+        }
+        Some("absent") => {
+            let why = "Twilio recorded no audio (the call may have ended before the recording started)";
+            recordings::give_up(&state.db, verified.org, recording.id, RecordingStatus::Absent, why).await?;
+        }
+        _ => return Err(Rejection::Malformed("RecordingStatus is missing or unknown")),
+    }
+    Ok(())
 }
 
 /// Call-progress events.

@@ -98,9 +98,20 @@ pub struct RelaySession<'a> {
     /// Further locales the caller may be served in (expand languages).
     pub other_languages: &'a [String],
     pub parameters: &'a [(&'a str, String)],
+    /// Record the call (Twilio records; the status callback tells when the audio is ready).
+    pub recording: Option<CarrierRecording<'a>>,
 }
 
-/// `<Connect action><ConversationRelay …>`: Twilio does speech, we get text.
+/// A call Twilio records: both sides, one channel each, with a consent announcement first.
+pub struct CarrierRecording<'a> {
+    /// Where Twilio reports the recording's progress.
+    pub callback: &'a str,
+    /// Said (in the session's main language) before the agent's greeting.
+    pub announcement: &'a str,
+}
+
+/// `<Connect action><ConversationRelay …>`: Twilio does speech, we get text. A recorded call
+/// starts its recording (`<Start><Recording>`) and says the announcement first.
 pub fn connect_conversation_relay(session: &RelaySession<'_>) -> String {
     let mut relay = Element::new("ConversationRelay")
         .attr("url", session.url)
@@ -116,7 +127,23 @@ pub fn connect_conversation_relay(session: &RelaySession<'_>) -> String {
     for (name, value) in session.parameters {
         relay = relay.child(Element::new("Parameter").attr("name", *name).attr("value", value.as_str()));
     }
-    response([Element::new("Connect").attr("action", session.action).child(relay)])
+    let connect = Element::new("Connect").attr("action", session.action).child(relay);
+    match &session.recording {
+        Some(recording) => response([
+            Element::new("Start").child(
+                Element::new("Recording")
+                    .attr("channels", "dual")
+                    .attr("track", "both")
+                    .attr("trim", "do-not-trim")
+                    .attr("recordingStatusCallback", recording.callback)
+                    .attr("recordingStatusCallbackMethod", "POST")
+                    .attr("recordingStatusCallbackEvent", "in-progress completed absent"),
+            ),
+            Element::new("Say").attr("language", session.language).text(recording.announcement),
+            connect,
+        ]),
+        None => response([connect]),
+    }
 }
 
 /// `<Connect action><Stream url>`: raw audio both ways; data travels as `<Parameter>`s because
@@ -159,6 +186,7 @@ mod tests {
             language: "en-US",
             other_languages: &others,
             parameters: &params,
+            recording: None,
         });
         assert_eq!(
             doc,
@@ -195,7 +223,32 @@ mod tests {
             language: "en-US",
             other_languages: &[],
             parameters: &[],
+            recording: None,
         });
         assert!(!doc.contains("welcomeGreeting"));
+    }
+
+    #[test]
+    fn a_recorded_call_starts_recording_and_says_the_announcement_before_connecting() {
+        let doc = connect_conversation_relay(&RelaySession {
+            url: "wss://h/r",
+            action: "https://h/a",
+            welcome_greeting: Some("Hi!"),
+            language: "en-US",
+            other_languages: &[],
+            parameters: &[],
+            recording: Some(CarrierRecording { callback: "https://h/twilio/recording", announcement: "This call is recorded." }),
+        });
+        assert_eq!(
+            doc,
+            concat!(
+                r#"<?xml version="1.0" encoding="UTF-8"?><Response><Start><Recording channels="dual" track="both" trim="do-not-trim" "#,
+                r#"recordingStatusCallback="https://h/twilio/recording" recordingStatusCallbackMethod="POST" "#,
+                r#"recordingStatusCallbackEvent="in-progress completed absent"/></Start>"#,
+                r#"<Say language="en-US">This call is recorded.</Say><Connect action="https://h/a">"#,
+                r#"<ConversationRelay url="wss://h/r" language="en-US" interruptible="any" dtmfDetection="true" welcomeGreeting="Hi!"/>"#,
+                r#"</Connect></Response>"#
+            )
+        );
     }
 }

@@ -62,6 +62,7 @@ pub enum StreamStyle {
 pub struct FakeLlm {
     pub base_url: String,
     script: Arc<Mutex<VecDeque<Reply>>>,
+    answers: Arc<Mutex<Vec<(String, Reply)>>>,
     requests: Arc<Mutex<Vec<Value>>>,
     style: Arc<Mutex<StreamStyle>>,
     refuse_json_schema: Arc<Mutex<Option<u16>>>,
@@ -78,6 +79,13 @@ impl FakeLlm {
 
     pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
         self.script.lock().unwrap().extend(replies);
+    }
+
+    /// Answer every request whose latest caller message contains `words` (in any case) with
+    /// `reply`, before the script and as often as asked: like a real model, a question asked
+    /// again after a cancelled request gets the same answer, whatever the timing.
+    pub fn answer(&self, words: &str, reply: Reply) {
+        self.answers.lock().unwrap().push((words.to_lowercase(), reply));
     }
 
     pub fn stream_like(&self, style: StreamStyle) {
@@ -132,8 +140,15 @@ async fn complete(State(fake): State<FakeLlm>, axum::Json(request): axum::Json<V
         fake.requests.lock().unwrap().push(request);
         return (StatusCode::from_u16(status).unwrap(), "Internal Server Error: response_format json_schema unsupported").into_response();
     }
+    let latest_caller_words = request["messages"]
+        .as_array()
+        .and_then(|messages| messages.iter().rev().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default()
+        .to_lowercase();
+    let answer = fake.answers.lock().unwrap().iter().find(|(words, _)| latest_caller_words.contains(words)).map(|(_, r)| r.clone());
     fake.requests.lock().unwrap().push(request);
-    let reply = fake.script.lock().unwrap().pop_front().unwrap_or_else(|| Reply::says("Okay."));
+    let reply = answer.unwrap_or_else(|| fake.script.lock().unwrap().pop_front().unwrap_or_else(|| Reply::says("Okay.")));
     let style = *fake.style.lock().unwrap();
     if let Some(status) = reply.fail_with {
         return (StatusCode::from_u16(status).unwrap(), axum::Json(json!({ "error": { "message": "scripted failure" } }))).into_response();

@@ -308,6 +308,7 @@ impl TestApp {
             languages: vec![],
             generate_first_message: false,
             mode: ServiceMode::ConversationRelay,
+            recording: Default::default(),
             previous_voice_settings: None,
         };
         let number = phone_numbers::create(&self.db, self.org, new, Actor::System).await.unwrap();

@@ -295,7 +295,7 @@ pub async fn from_terminal(dial: Dial, script: Option<Vec<String>>) -> anyhow::R
     // In audio the agent's greeting is heard before a script's first line (as long as it takes
     // to start: an agent may have none).
     let greeting_wait = dial.audio.as_ref().map(|_| tokio::time::Instant::now() + GREETING_WAIT);
-    let mut call = tokio::spawn(call(dial, actions, hear));
+    let call = tokio::spawn(call(dial, actions, hear));
     let mut script = script.map(|lines| lines.into_iter());
     let mut terminal = BufReader::new(tokio::io::stdin()).lines();
     let mut agent_busy = greeting_wait.is_some();
@@ -326,7 +326,6 @@ pub async fn from_terminal(dial: Dial, script: Option<Vec<String>>) -> anyhow::R
             }
         };
         tokio::select! {
-            outcome = &mut call => return outcome.context("the call task failed")?,
             () = no_greeting => agent_busy = false,
             () = give_up => { let _ = act.send(CallerAction::HangUp).await; hang_up_at = None; }
             event = events.recv() => match event {
@@ -363,7 +362,8 @@ pub async fn from_terminal(dial: Dial, script: Option<Vec<String>>) -> anyhow::R
                     println!("[interrupting; heard: \"{heard}\"]");
                 }
                 Some(PhoneEvent::Language(locale)) => println!("[language → {locale}]"),
-                None => {}
+                // The call is over and everything it told has been printed.
+                None => return call.await.context("the call task failed")?,
             },
             line = next_line => {
                 let Some(line) = line? else {
