@@ -72,3 +72,24 @@ for (const input of document.querySelectorAll("input[data-browser-time-zone]")) 
     input.form.requestSubmit();
   }
 }
+
+// A call's recording: the turn being played is highlighted, and a turn's time plays from there.
+const player = document.querySelector("#recording-player");
+if (player) {
+  const turns = () => [...document.querySelectorAll("#conversation .turn[data-at-ms]")];
+  player.addEventListener("timeupdate", () => {
+    const now = player.currentTime * 1000;
+    let playing = null;
+    for (const turn of turns()) {
+      if (Number(turn.dataset.atMs) <= now) playing = turn;
+    }
+    for (const turn of turns()) turn.classList.toggle("playing", turn === playing && !player.paused);
+  });
+  player.addEventListener("pause", () => turns().forEach((turn) => turn.classList.remove("playing")));
+  document.querySelector("#conversation").addEventListener("click", (event) => {
+    const seek = event.target.closest("button.seek");
+    if (!seek) return;
+    player.currentTime = Number(seek.closest(".turn").dataset.atMs) / 1000;
+    player.play();
+  });
+}

@@ -161,6 +161,7 @@ pub fn router(state: AppState) -> Router {
         .route("/agents/{id}/versions/{version}/restore", post(console::agents::restore))
         .route("/apps/{id}/calls", get(console::calls::list))
         .route("/calls/{id}", get(console::calls::show))
+        .route("/calls/{id}/recording.wav", get(console::calls::recording_audio))
         .route("/calls/{id}/erase", get(console::calls::confirm_erase).post(console::calls::erase))
         .route("/apps/{id}/automations", get(console::automations::list).post(console::automations::create))
         .route("/apps/{id}/automations/new", get(console::automations::new))

@@ -762,6 +762,53 @@ async fn in_chromium_the_test_calls_microphone_talks_to_the_agent() {
     browser.close().await;
 }
 
+/// A recorded call's page plays its recording in Chromium (the audio streams by byte range, so
+/// the player knows its length and seeks), and a turn's time plays from that turn, highlighted.
+#[tokio::test]
+async fn in_chromium_a_recorded_call_plays_from_the_turn_chosen() {
+    use switchboard::domain::recording::RecordingSource;
+    use switchboard::recording::{Recordings, store::RecordingStore};
+    let app = spawn_app(Backend::Sqlite).await;
+    add_user(&app, "admin@acme.example", Role::Admin).await;
+    let call = crate::conversations::ring_agent(&app, json!({ "name": "Ava" })).await;
+    let call_id = switchboard::domain::ids::CallId(call.id.parse().unwrap());
+    let row = switchboard::storage::recordings::start(&app.db, app.org, call_id, RecordingSource::Switchboard, None).await.unwrap();
+    let mut relay = crate::conversations::connect(&app, &call).await;
+    relay.say("Hello there").await;
+    assert_eq!(relay.utterance().await.text, "Okay.");
+    relay.close().await;
+    let wav = switchboard::audio::wav::encode_two_channels(8000, &vec![300; 8000 * 10], &vec![-300; 8000 * 10]);
+    let recordings = Recordings::new(app.db.clone(), RecordingStore::local(app.data_dir.path().join("recordings")));
+    assert!(recordings.keep(app.org, row.id, wav, 2, 10_000).await.unwrap());
+
+    let browser = Browser::open(app.url("")).await;
+    browser.sign_in("admin@acme.example", PASSWORD).await;
+    browser.go(&format!("/calls/{}", call.id)).await;
+    let duration =
+        || async { browser.client.execute("return document.querySelector('#recording-player').duration", vec![]).await.unwrap() };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !duration().await.as_f64().is_some_and(|d| d > 0.0) {
+        assert!(std::time::Instant::now() < deadline, "the player never learned the recording's length");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!((duration().await.as_f64().unwrap() - 10.0).abs() < 0.1, "{}", duration().await);
+    browser.press("#conversation .turn.agent:last-of-type button.seek").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !browser.has("#conversation .turn.agent.playing").await {
+        assert!(std::time::Instant::now() < deadline, "the turn played was never highlighted");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let playing = browser.text("#conversation .turn.playing").await;
+    assert!(playing.contains("Okay."), "{playing}");
+    browser.screenshot("call-recording").await;
+    browser.close().await;
+    // Signed out, the audio is not there to take.
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let anonymous = client.get(app.url(&format!("/calls/{}/recording.wav", call.id))).send().await.unwrap();
+    assert!(anonymous.status().is_redirection(), "{}", anonymous.status());
+    assert!(anonymous.headers()[LOCATION].to_str().unwrap().contains("sign-in"), "{:?}", anonymous.headers());
+}
+
 async fn another_organisations_pages_are_not_found(app: TestApp) {
     let app_id = app.create_app("Front desk").await;
     let agent = app.create_agent(&app_id, "Ava").await;

@@ -19,6 +19,7 @@ use crate::domain::automation::AutomationRun;
 use crate::domain::call::{Call, CallStatus, EndReason, Turn, TurnRole};
 use crate::domain::event::{ToolCallRecord, tool_call_record};
 use crate::domain::ids::{AgentId, AppId, CallId, PhoneNumberId};
+use crate::domain::recording::{Recording, RecordingStatus};
 use crate::domain::ticket::Ticket;
 use crate::http::AppState;
 use crate::http::api::calls::{self as api, CallQuery, EventDetail};
@@ -157,6 +158,7 @@ struct CallPage {
     events: Vec<EventDetail>,
     runs: Vec<AutomationRun>,
     tickets: Vec<Ticket>,
+    recording: Option<Recording>,
 }
 
 impl CallPage {
@@ -164,6 +166,16 @@ impl CallPage {
     fn offset(&self, at: &DateTime<Utc>) -> String {
         let seconds = (*at - self.call.started_at).num_seconds().max(0);
         format!("{}:{:02}", seconds / 60, seconds % 60)
+    }
+
+    /// Whether the recording's audio can be played.
+    fn playable(&self) -> bool {
+        self.recording.as_ref().is_some_and(|r| r.status == RecordingStatus::Stored)
+    }
+
+    /// Milliseconds from the start of the recording to `at`, where the player finds a turn.
+    fn recording_offset_ms(&self, at: &DateTime<Utc>) -> i64 {
+        self.recording.as_ref().map_or(0, |r| (*at - r.created_at).num_milliseconds().max(0))
     }
 
     fn pretty(&self, value: &serde_json::Value) -> String {
@@ -200,7 +212,19 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<CallId>, viewer:
         })
         .collect();
     let layout = viewer.layout(format!("Call from {}", detail.call.from), "apps");
-    Ok(viewer.render(&CallPage { layout, call: detail.call, agent_name, conversation, events, runs, tickets }))
+    let recording = detail.recording;
+    Ok(viewer.render(&CallPage { layout, call: detail.call, agent_name, conversation, events, runs, tickets, recording }))
+}
+
+/// `GET /calls/{id}/recording.wav`: the recording's audio for the page's player (byte ranges
+/// pass through, so it seeks), to signed-in users of the call's organisation only.
+pub async fn recording_audio(
+    State(state): State<AppState>,
+    Path(id): Path<CallId>,
+    viewer: Viewer,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ConsoleError> {
+    Ok(crate::http::api::recordings::audio(State(state), viewer.caller(), ApiPath(id), headers).await?)
 }
 
 #[derive(Template)]
@@ -225,5 +249,5 @@ pub async fn erase(
     let call = api::get(State(state.clone()), viewer.caller(), ApiPath(id)).await?.0.call;
     api::delete(State(state), viewer.caller(), ApiPath(id)).await?;
     let back = call.app_id.map_or_else(|| "/apps".to_owned(), |app| format!("/apps/{app}/calls"));
-    Ok(redirect_with_notice(&viewer, &back, "The call, its transcript and its events were erased."))
+    Ok(redirect_with_notice(&viewer, &back, "The call, its transcript, recording and events were erased."))
 }
