@@ -22,7 +22,6 @@ use crate::http::{self, AppState};
 use crate::models::LoadedModels;
 use crate::providers::egress::Egress;
 use crate::recording::Recordings;
-use crate::recording::store::RecordingStore;
 use crate::storage::backup::MasterKeys;
 use crate::storage::secrets::{Cipher, write_private_file};
 use crate::storage::{Db, calls, orgs, retention};
@@ -111,7 +110,9 @@ impl Application {
         let shutdown_grace = Duration::from_secs(config.shutdown_grace_secs);
         let (config_models_dir, config_auto_install) =
             (config.models_dir(), config.models_auto_install.then(|| config.models_index_url.clone()));
-        let recordings = Recordings::new(db.clone(), RecordingStore::local(config.data_dir.join("recordings")));
+        let recording_store = config.recording_store()?;
+        tracing::info!(store = %recording_store.describe(), "call recordings are kept in");
+        let recordings = Recordings::new(db.clone(), recording_store);
         let state = AppState {
             db: db.clone(),
             config: Arc::new(config),

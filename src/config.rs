@@ -40,6 +40,10 @@ pub const KEYS: &[&str] = &[
     "audit_retention_days",
     "shutdown_grace_secs",
     "session_lease_secs",
+    "recordings_s3_url",
+    "recordings_s3_region",
+    "recordings_s3_access_key_id",
+    "recordings_s3_secret_access_key",
 ];
 /// Variables with the prefix that are not configuration keys but are still ours.
 const OTHER_VARIABLES: &[&str] = &["config"];
@@ -111,6 +115,13 @@ pub struct Config {
     /// When a `media_stream` agent needs the embedded speech engines and they are not
     /// installed, install them in the background (from `models_index_url`).
     pub models_auto_install: bool,
+    /// Keep call recordings in an S3-compatible bucket instead of `{data_dir}/recordings` (for
+    /// several nodes): the bucket's path-style URL, e.g. `https://s3.eu-west-1.amazonaws.com/calls`.
+    pub recordings_s3_url: Option<url::Url>,
+    /// The bucket's region (what the signature names; S3-compatible servers often ignore it).
+    pub recordings_s3_region: String,
+    pub recordings_s3_access_key_id: Option<String>,
+    pub recordings_s3_secret_access_key: Option<String>,
 }
 
 impl Default for Config {
@@ -142,6 +153,10 @@ impl Default for Config {
             audit_retention_days: 365,
             models_index_url: url::Url::parse(crate::models::install::DEFAULT_INDEX_URL).expect("a valid URL"),
             models_auto_install: true,
+            recordings_s3_url: None,
+            recordings_s3_region: "us-east-1".into(),
+            recordings_s3_access_key_id: None,
+            recordings_s3_secret_access_key: None,
         }
     }
 }
@@ -169,6 +184,17 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// Where call recordings are kept: the S3-compatible bucket when one is configured, else a
+    /// folder under `data_dir`.
+    pub fn recording_store(&self) -> anyhow::Result<crate::recording::store::RecordingStore> {
+        use crate::recording::store::{BucketAccess, RecordingStore};
+        let Some(url) = &self.recordings_s3_url else { return Ok(RecordingStore::local(self.data_dir.join("recordings"))) };
+        let (Some(key_id), Some(secret)) = (&self.recordings_s3_access_key_id, &self.recordings_s3_secret_access_key) else {
+            anyhow::bail!("recordings_s3_url is set: set recordings_s3_access_key_id and recordings_s3_secret_access_key too");
+        };
+        RecordingStore::bucket(BucketAccess { url: url.clone(), region: self.recordings_s3_region.clone(), key_id, secret })
+    }
+
     /// Where `switchboard models install` puts the models the server runs itself.
     pub fn models_dir(&self) -> PathBuf {
         self.data_dir.join("models")
@@ -227,6 +253,7 @@ impl Config {
         shown.previous_secret_keys = shown.previous_secret_keys.iter().map(|_| "<redacted>".into()).collect();
         shown.database_url = redact_url_password(&shown.database_url);
         shown.smtp_url = shown.smtp_url.map(|url| redact_url_password(&url));
+        shown.recordings_s3_secret_access_key = shown.recordings_s3_secret_access_key.map(|_| "<redacted>".into());
         toml::to_string_pretty(&shown).expect("the configuration serialises to TOML")
     }
 }

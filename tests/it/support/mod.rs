@@ -9,6 +9,7 @@ pub mod fake_speech;
 pub mod fake_twilio;
 pub mod openai_audio_schema;
 pub mod relay_client;
+pub mod s3_server;
 pub mod server_process;
 pub mod smtp_server;
 pub mod twilio_openapi;
