@@ -89,6 +89,7 @@ pub async fn serve(llm_base_url: Option<String>, adjust: impl FnOnce(&mut Config
         generate_first_message: false,
         mode: ServiceMode::ConversationRelay,
         recording: Default::default(),
+        backup: None,
         previous_voice_settings: None,
     };
     let number = phone_numbers::create(&db, org, number, Actor::System).await.unwrap().id;

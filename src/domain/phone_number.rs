@@ -81,6 +81,41 @@ text_enum!(
     ServiceStatus { Active => "active", Disabled => "disabled", Error => "error" }
 );
 
+/// Where a number's calls go when this server cannot answer them: Twilio's fallback URL for the
+/// number, which Twilio calls when the voice webhook fails or times out.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Backup {
+    /// Forward the call to this number, through the carrier's own hosted forwarding.
+    ForwardTo(E164),
+    /// A second Switchboard deployment that serves the same number: its public base URL.
+    #[schema(example = "https://switchboard-b.example.com")]
+    Deployment(String),
+}
+
+impl Backup {
+    /// The backup, checked: a deployment is an `https` base URL (`http` only on loopback) that is
+    /// not this server (`public_base_url`), which would be down with it.
+    pub fn validate(self, public_base_url: &str) -> Result<Self, Invalid> {
+        let Backup::Deployment(url) = &self else { return Ok(self) };
+        let field = "backup.deployment";
+        let parsed = url::Url::parse(url.trim()).map_err(|e| Invalid::new(field, format!("`{url}` is not a URL ({e})")))?;
+        let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+        if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
+            return Err(Invalid::new(field, "must be an https:// URL that Twilio can reach"));
+        }
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(Invalid::new(field, "give the deployment's base URL only, without a query"));
+        }
+        let same_server = url::Url::parse(public_base_url)
+            .is_ok_and(|ours| ours.host_str() == parsed.host_str() && ours.port_or_known_default() == parsed.port_or_known_default());
+        if same_server {
+            return Err(Invalid::new(field, "is this server: a backup must be a deployment that stays up when this one is down"));
+        }
+        Ok(Backup::Deployment(parsed.as_str().trim_end_matches('/').to_owned()))
+    }
+}
+
 /// A number bound to an agent through a provider: the phone service.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct PhoneNumber {
@@ -103,6 +138,9 @@ pub struct PhoneNumber {
     pub status: ServiceStatus,
     /// Whether calls are recorded, and what callers are told.
     pub recording: RecordingSettings,
+    /// Where calls go when this server cannot answer them (none: this server's own fallback,
+    /// which only helps while it is up).
+    pub backup: Option<Backup>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -168,6 +206,24 @@ mod tests {
         for bad in ["14155550100", "+1 415 555 0100", "+0123456789", "+1234567", "+1234567890123456", "+"] {
             assert!(E164::parse("to", bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn a_backup_is_a_number_or_another_deployment_never_this_server() {
+        let ours = "https://sb.example.com";
+        let other = Backup::Deployment("https://sb-b.example.com/".into()).validate(ours).unwrap();
+        assert_eq!(other, Backup::Deployment("https://sb-b.example.com".into()), "kept without the trailing slash");
+        for (bad, says) in [
+            ("https://sb.example.com", "is this server"),
+            ("https://sb.example.com:443/x", "is this server"),
+            ("http://sb-b.example.com", "https://"),
+            ("https://sb-b.example.com?x=1", "without a query"),
+            ("sb-b", "not a URL"),
+        ] {
+            let refused = Backup::Deployment(bad.into()).validate(ours).unwrap_err();
+            assert!(refused.message.contains(says), "{bad}: {}", refused.message);
+        }
+        assert!(Backup::Deployment("http://127.0.0.1:9000".into()).validate(ours).is_ok(), "http on loopback, for tests");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::audit::{self, Change};
 use super::{Db, Page, PageRequest, Result, StorageError, Tx, apps, on_pool, on_tx, parse_stored};
 use crate::domain::audit::Actor;
 use crate::domain::ids::{AgentId, AppId, OrgId, PhoneNumberId, PhoneProviderId};
-use crate::domain::phone_number::{AreaCode, E164, PhoneNumber, ServiceMode, ServiceStatus};
+use crate::domain::phone_number::{AreaCode, Backup, E164, PhoneNumber, ServiceMode, ServiceStatus};
 use crate::domain::recording::RecordingSettings;
 use crate::domain::time;
 use crate::domain::validation::Invalid;
@@ -18,7 +18,7 @@ use crate::domain::validation::Invalid;
 macro_rules! columns {
     () => {
         "id, org_id, app_id, provider_id, agent_id, number, twilio_sid, area_code, expand_languages, languages,
-         generate_first_message, generated_first_message, mode, status, recording, created_at, updated_at"
+         generate_first_message, generated_first_message, mode, status, recording, backup, created_at, updated_at"
     };
 }
 
@@ -35,6 +35,7 @@ pub struct NewPhoneNumber {
     pub generate_first_message: bool,
     pub mode: ServiceMode,
     pub recording: RecordingSettings,
+    pub backup: Option<Backup>,
     /// The number's voice settings before we attached it, restored when it is detached.
     pub previous_voice_settings: Option<serde_json::Value>,
 }
@@ -49,6 +50,8 @@ pub struct PhoneNumberChanges {
     pub mode: Option<ServiceMode>,
     pub status: Option<ServiceStatus>,
     pub recording: Option<RecordingSettings>,
+    /// `Some(None)` removes the backup.
+    pub backup: Option<Option<Backup>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -68,6 +71,7 @@ struct NumberRow {
     mode: String,
     status: String,
     recording: Option<Json<RecordingSettings>>,
+    backup: Option<Json<Backup>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -91,6 +95,7 @@ impl NumberRow {
             mode: parse_stored("mode", &self.mode)?,
             status: parse_stored("status", &self.status)?,
             recording: self.recording.map(|json| json.0).unwrap_or_default(),
+            backup: self.backup.map(|json| json.0),
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
@@ -127,8 +132,8 @@ pub async fn create(db: &Db, org: OrgId, new: NewPhoneNumber, actor: Actor) -> R
     }
     let sql = concat!(
         "INSERT INTO phone_numbers (id, org_id, app_id, provider_id, agent_id, number, twilio_sid, area_code,
-             expand_languages, languages, generate_first_message, mode, status, previous_voice_settings, recording, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16) RETURNING ",
+             expand_languages, languages, generate_first_message, mode, status, previous_voice_settings, recording, backup, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) RETURNING ",
         columns!()
     );
     let row: NumberRow = on_tx!(&mut tx, |conn| {
@@ -148,6 +153,7 @@ pub async fn create(db: &Db, org: OrgId, new: NewPhoneNumber, actor: Actor) -> R
             .bind(ServiceStatus::Active.as_str())
             .bind(new.previous_voice_settings.as_ref().map(Json))
             .bind(Json(&new.recording))
+            .bind(new.backup.as_ref().map(Json))
             .bind(time::now())
             .fetch_one(conn)
             .await
@@ -309,7 +315,7 @@ pub async fn update(db: &Db, org: OrgId, id: PhoneNumberId, changes: PhoneNumber
              languages = COALESCE($3, languages), generate_first_message = COALESCE($4, generate_first_message),
              mode = COALESCE($5, mode), status = COALESCE($6, status),
              generated_first_message = CASE WHEN $7 THEN NULL ELSE generated_first_message END, updated_at = $8,
-             recording = COALESCE($11, recording)
+             recording = COALESCE($11, recording), backup = CASE WHEN $12 THEN $13 ELSE backup END
          WHERE id = $9 AND org_id = $10 RETURNING ",
         columns!()
     );
@@ -326,6 +332,8 @@ pub async fn update(db: &Db, org: OrgId, id: PhoneNumberId, changes: PhoneNumber
             .bind(id.0)
             .bind(org.0)
             .bind(changes.recording.as_ref().map(Json))
+            .bind(changes.backup.is_some())
+            .bind(changes.backup.as_ref().and_then(|b| b.as_ref().map(Json)))
             .fetch_optional(conn)
             .await
     })?;
@@ -337,7 +345,7 @@ pub async fn update(db: &Db, org: OrgId, id: PhoneNumberId, changes: PhoneNumber
         json!({
             "agent_id": changes.agent_id, "expand_languages": changes.expand_languages, "languages": changes.languages,
             "generate_first_message": changes.generate_first_message, "mode": changes.mode, "status": changes.status,
-            "recording": changes.recording,
+            "recording": changes.recording, "backup": changes.backup,
         }),
     );
     audit::record(&mut tx, org, change).await?;

@@ -26,6 +26,7 @@ fn new_number(app: &str, provider: &str, agent: &str, number: &str) -> NewPhoneN
         generate_first_message: false,
         mode: ServiceMode::ConversationRelay,
         recording: Default::default(),
+        backup: None,
         previous_voice_settings: None,
     }
 }

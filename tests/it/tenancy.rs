@@ -40,6 +40,7 @@ async fn organisations_see_only_their_own_rows(app: TestApp) {
             generate_first_message: false,
             mode: switchboard::domain::phone_number::ServiceMode::ConversationRelay,
             recording: Default::default(),
+            backup: None,
             previous_voice_settings: None,
         },
         Actor::System,

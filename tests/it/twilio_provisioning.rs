@@ -11,6 +11,7 @@ on_both_backends!(
     numbers_are_bought_by_area_code_and_released,
     existing_numbers_are_attached_and_restored,
     twilio_errors_reach_the_user,
+    a_backup_takes_the_calls_when_this_server_cannot,
 );
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
@@ -25,6 +26,41 @@ async fn ready(app: &TestApp) -> (String, String, String, String) {
         app.post("/api/v1/phone-providers", json!({ "name": "Main", "account_sid": account, "auth_token": TOKEN })).await.expect(201);
     assert_eq!(provider["status"], "active");
     (app_id, agent, provider["id"].as_str().unwrap().to_owned(), account)
+}
+
+/// A backup number or deployment becomes the number's fallback at Twilio, so calls reach someone
+/// while this server is down; it can never be this server, and removing it points the fallback
+/// back here.
+async fn a_backup_takes_the_calls_when_this_server_cannot(app: TestApp) {
+    let (app_id, agent, provider, _) = ready(&app).await;
+    app.twilio.offer("415", &["+14155550142"]);
+    let base = format!("http://{}", app.addr);
+    let body = json!({ "provider_id": provider, "agent_id": agent, "area_code": "415", "backup": { "forward_to": "+14155550199" } });
+    let bought = app.post(&format!("/api/v1/apps/{app_id}/phone-numbers"), body).await.expect(201);
+    assert_eq!(bought["backup"], json!({ "forward_to": "+14155550199" }));
+    let fallback = || app.twilio.number("+14155550142").unwrap().voice["voice_fallback_url"].clone();
+    assert_eq!(fallback(), "https://twimlets.com/forward?PhoneNumber=%2B14155550199", "Twilio forwards by itself");
+    assert_eq!(app.twilio.number("+14155550142").unwrap().voice["voice_url"], format!("{base}/twilio/voice"));
+
+    let number = format!("/api/v1/phone-numbers/{}", bought["id"].as_str().unwrap());
+    let ourselves = app.patch(&number, json!({ "backup": { "deployment": base } })).await;
+    assert_eq!(ourselves.body["errors"][0]["field"], "backup.deployment", "{}", ourselves.body);
+    assert!(ourselves.problem(422).contains("is this server"));
+    let both = app.patch(&number, json!({ "backup": { "forward_to": "+14155550199", "deployment": "https://b.example.com" } })).await;
+    both.problem(400);
+    let other = app.patch(&number, json!({ "backup": { "deployment": "https://sb-b.example.com/" } })).await.expect(200);
+    assert_eq!(other["backup"], json!({ "deployment": "https://sb-b.example.com" }));
+    assert_eq!(fallback(), "https://sb-b.example.com/twilio/voice");
+    // Other changes leave the backup alone.
+    app.patch(&number, json!({ "generate_first_message": true })).await.expect(200);
+    assert_eq!(app.get(&number).await.expect(200)["backup"], other["backup"]);
+
+    app.twilio.set_down(true);
+    assert_eq!(app.patch(&number, json!({ "backup": null })).await.status, 502, "Twilio could not be told");
+    assert_eq!(app.get(&number).await.expect(200)["backup"], other["backup"], "so nothing changed");
+    app.twilio.set_down(false);
+    assert!(app.patch(&number, json!({ "backup": null })).await.expect(200)["backup"].is_null());
+    assert_eq!(fallback(), format!("{base}/twilio/fallback"));
 }
 
 async fn providers_are_verified_with_twilio(app: TestApp) {

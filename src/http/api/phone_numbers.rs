@@ -13,7 +13,7 @@ use crate::agent::{greeting, speech};
 use crate::domain::agent::AgentSpec;
 use crate::domain::ids::{AgentId, AppId, OrgId, PhoneNumberId, PhoneProviderId};
 use crate::domain::languages;
-use crate::domain::phone_number::{AreaCode, E164, PhoneNumber, ServiceMode, ServiceStatus};
+use crate::domain::phone_number::{AreaCode, Backup, E164, PhoneNumber, ServiceMode, ServiceStatus};
 use crate::domain::provider;
 use crate::domain::recording::RecordingSettings;
 use crate::domain::validation::Invalid;
@@ -39,6 +39,11 @@ pub struct UpdatePhoneNumber {
     pub(crate) status: Option<ServiceStatus>,
     /// Recording and consent settings, replaced as a whole.
     pub(crate) recording: Option<RecordingSettings>,
+    /// Where calls go when this server cannot answer them (set as the number's fallback at
+    /// Twilio); `null` sends them back to this server's own fallback.
+    #[serde(default, deserialize_with = "super::nullable")]
+    #[schema(value_type = Option<Backup>)]
+    pub(crate) backup: Option<Option<Backup>>,
 }
 
 fn storage_error(e: crate::storage::StorageError) -> ApiError {
@@ -73,6 +78,8 @@ pub struct CreatePhoneNumber {
     /// Recording and consent settings (default: not recorded).
     #[serde(default)]
     pub(crate) recording: RecordingSettings,
+    /// Where calls go when this server cannot answer them (set as the number's fallback at Twilio).
+    pub(crate) backup: Option<Backup>,
 }
 
 fn default_mode() -> ServiceMode {
@@ -148,6 +155,7 @@ pub async fn create(
         generate_first_message: body.generate_first_message,
         mode: body.mode,
         recording: body.recording.clone().validate()?,
+        backup: body.backup.clone().map(|b| b.validate(&s.config.public_base_url())).transpose()?,
         source: body.source()?,
     };
     // Check the app, agent and provider before spending money at Twilio.
@@ -222,7 +230,14 @@ pub async fn update(
         mode: body.mode,
         status: body.status,
         recording: body.recording.map(RecordingSettings::validate).transpose()?,
+        backup: body.backup.map(|backup| backup.map(|b| b.validate(&s.config.public_base_url())).transpose()).transpose()?,
     };
+    if let Some(backup) = &changes.backup {
+        let current = store::get(&s.db, caller.org, id).await.map_err(storage_error)?;
+        provisioning::set_backup(&s.db, &s.twilio, &s.config.public_base_url(), &current, backup.as_ref())
+            .await
+            .map_err(|e| ApiError::from_provisioning(e, "phone number"))?;
+    }
     let updated = store::update(&s.db, caller.org, id, changes, caller.actor).await.map_err(storage_error)?;
     greeting::refresh_in_background(s.db.clone(), s.egress.clone(), s.models.clone(), s.speech_cache.clone(), caller.org, vec![updated.id]);
     Ok(Json(updated))

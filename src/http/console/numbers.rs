@@ -14,9 +14,10 @@ use crate::domain::agent::Agent;
 use crate::domain::app::App;
 use crate::domain::ids::{AgentId, AppId, PhoneNumberId, PhoneProviderId};
 use crate::domain::languages::{self, Language};
-use crate::domain::phone_number::{NumberOffer, OwnedNumber, PhoneNumber, ServiceMode, ServiceStatus};
+use crate::domain::phone_number::{Backup, E164, NumberOffer, OwnedNumber, PhoneNumber, ServiceMode, ServiceStatus};
 use crate::domain::provider::PhoneProvider;
 use crate::domain::recording::{self, RecordingSettings};
+use crate::domain::validation::Invalid;
 use crate::http::AppState;
 use crate::http::api::apps as apps_api;
 use crate::http::api::phone_numbers::{self as api, CreatePhoneNumber, PhoneNumberListing, UpdatePhoneNumber};
@@ -180,6 +181,7 @@ pub async fn create(
         generate_first_message: form.generate_first_message,
         mode: ServiceMode::ConversationRelay,
         recording: RecordingSettings::default(),
+        backup: None,
     };
     match api::create(State(state.clone()), viewer.caller(), ApiPath(app), ApiJson(body)).await {
         Ok((_, created)) => {
@@ -249,6 +251,22 @@ pub struct EditForm {
     recording_opt_out: bool,
     #[serde(default)]
     keep_carrier_copy: bool,
+    #[serde(default)]
+    backup_forward_to: String,
+    #[serde(default)]
+    backup_deployment: String,
+}
+
+impl EditForm {
+    /// The backup the form asks for: a number to forward to, or another deployment, or none.
+    fn backup(&self) -> Result<Option<Backup>, Invalid> {
+        match (self.backup_forward_to.trim(), self.backup_deployment.trim()) {
+            ("", "") => Ok(None),
+            (number, "") => Ok(Some(Backup::ForwardTo(E164::parse("backup.forward_to", number)?))),
+            ("", url) => Ok(Some(Backup::Deployment(url.to_owned()))),
+            _ => Err(Invalid::new("backup.forward_to", "give a number to forward to or another deployment, not both")),
+        }
+    }
 }
 
 /// `POST /numbers/{id}/edit`.
@@ -257,8 +275,13 @@ pub async fn update(
     Path(id): Path<PhoneNumberId>,
     Submitted { viewer, form }: Submitted<EditForm>,
 ) -> Result<Response, ConsoleError> {
+    let current = api::get(State(state.clone()), viewer.caller(), ApiPath(id)).await?.0;
+    let backup = match form.backup() {
+        Ok(backup) => backup,
+        Err(invalid) => return edit_page(state, &viewer, current, FormErrors::from_api(invalid.into())?).await,
+    };
     // The form edits the English announcement; those of other languages (set through the API) stay.
-    let mut recording = api::get(State(state.clone()), viewer.caller(), ApiPath(id)).await?.0.recording;
+    let mut recording = current.recording;
     match form.recording_announcement.trim() {
         "" => recording.announcement.remove("en"),
         text => recording.announcement.insert("en".to_owned(), text.to_owned()),
@@ -274,6 +297,8 @@ pub async fn update(
         mode: None,
         status: Some(if form.disabled { ServiceStatus::Disabled } else { ServiceStatus::Active }),
         recording: Some(recording),
+        // Twilio is only told when the backup changes.
+        backup: (backup != current.backup).then_some(backup),
     };
     match api::update(State(state.clone()), viewer.caller(), ApiPath(id), ApiJson(body)).await {
         Ok(updated) => {

@@ -7,7 +7,7 @@ use serde_json::json;
 use super::rest::{Credentials, IncomingNumber, Purchase, TwilioClient, TwilioError, VoiceSettings};
 use crate::domain::audit::Actor;
 use crate::domain::ids::{AgentId, AppId, OrgId, PhoneNumberId, PhoneProviderId};
-use crate::domain::phone_number::{AreaCode, E164, NumberOffer, OwnedNumber, PhoneNumber, ServiceMode};
+use crate::domain::phone_number::{AreaCode, Backup, E164, NumberOffer, OwnedNumber, PhoneNumber, ServiceMode};
 use crate::domain::provider::{PhoneProvider, PhoneProviderStatus};
 use crate::domain::recording::RecordingSettings;
 use crate::storage::phone_numbers::{self, NewPhoneNumber};
@@ -174,6 +174,7 @@ pub struct ServiceRequest {
     pub generate_first_message: bool,
     pub mode: ServiceMode,
     pub recording: RecordingSettings,
+    pub backup: Option<Backup>,
     pub source: NumberSource,
 }
 
@@ -209,7 +210,7 @@ async fn create_service_unchecked(
         )));
     }
     let creds = credentials(db, org, provider.id).await?;
-    let ours = VoiceSettings::pointing_at(public_base_url);
+    let ours = VoiceSettings::pointing_at(public_base_url, request.backup.as_ref());
     let existing = match &request.source {
         NumberSource::Buy(_) => None,
         NumberSource::Number(number) => twilio.find_incoming_number(&creds, number.as_str()).await?,
@@ -315,6 +316,7 @@ async fn store(
         generate_first_message: request.generate_first_message,
         mode: request.mode,
         recording: request.recording,
+        backup: request.backup,
         previous_voice_settings: previous.map(|p| json!(p)),
     };
     Ok(phone_numbers::create(db, org, new, actor).await?)
@@ -337,6 +339,28 @@ async fn undo(
 }
 
 /// Removes a phone service. Its number stays in the Twilio account with the voice settings it
+/// Points Twilio's fallback for the service's number at `backup` (or back at this server), so
+/// calls still reach someone when this server cannot answer them.
+pub async fn set_backup(
+    db: &Db,
+    twilio: &TwilioClient,
+    public_base_url: &str,
+    number: &PhoneNumber,
+    backup: Option<&Backup>,
+) -> Result<(), ProvisioningError> {
+    let Some(sid) = &number.twilio_sid else { return Ok(()) };
+    let settings = VoiceSettings::pointing_at(public_base_url, backup);
+    let fields = [
+        ("VoiceFallbackUrl", settings.voice_fallback_url.unwrap_or_default()),
+        ("VoiceFallbackMethod", settings.voice_fallback_method.unwrap_or_default()),
+    ];
+    let result = async {
+        let creds = credentials(db, number.org_id, number.provider_id).await?;
+        Ok(twilio.update_voice_fields(&creds, sid, &fields).await.map(|_| ())?)
+    };
+    noting_bad_credentials(db, number.org_id, number.provider_id, result.await).await
+}
+
 /// had before we attached it (none, for a number we bought), unless `release` is asked, which
 /// gives the number back to Twilio. A number Twilio no longer has is simply forgotten. When
 /// Twilio refuses to clear some of our settings, the service is removed all the same and the

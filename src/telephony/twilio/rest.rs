@@ -12,10 +12,14 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::domain::phone_number::Backup;
+
 const API_VERSION: &str = "2010-04-01";
 const ATTEMPTS: u32 = 3;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Twilio's hosted call forwarding (a Twimlet): a fallback that works with no server of ours up.
+const FORWARDING_TWIMLET: &str = "https://twimlets.com/forward";
 /// A recording's download: four hours of two-channel 8 kHz audio is some 460 MB.
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(600);
 const MAX_RECORDING: usize = 512 << 20;
@@ -130,13 +134,22 @@ pub struct VoiceChanges {
 }
 
 impl VoiceSettings {
-    /// Settings that send a number's calls to this server. An application SID would override
-    /// the Voice URL, so attaching clears one (see [`VoiceSettings::changes_from`]).
-    pub fn pointing_at(public_base_url: &str) -> Self {
+    /// Settings that send a number's calls to this server, and to `backup` when it cannot
+    /// answer (else to this server's own fallback). An application SID would override the Voice
+    /// URL, so attaching clears one (see [`VoiceSettings::changes_from`]).
+    pub fn pointing_at(public_base_url: &str, backup: Option<&Backup>) -> Self {
+        let fallback = match backup {
+            None => format!("{public_base_url}/twilio/fallback"),
+            Some(Backup::ForwardTo(number)) => {
+                let query = url::form_urlencoded::Serializer::new(String::new()).append_pair("PhoneNumber", number.as_str()).finish();
+                format!("{FORWARDING_TWIMLET}?{query}")
+            }
+            Some(Backup::Deployment(base)) => format!("{base}/twilio/voice"),
+        };
         Self {
             voice_url: Some(format!("{public_base_url}/twilio/voice")),
             voice_method: Some("POST".into()),
-            voice_fallback_url: Some(format!("{public_base_url}/twilio/fallback")),
+            voice_fallback_url: Some(fallback),
             voice_fallback_method: Some("POST".into()),
             status_callback: Some(format!("{public_base_url}/twilio/status")),
             status_callback_method: Some("POST".into()),
@@ -511,8 +524,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_backup_is_twilios_fallback_and_needs_no_server_of_ours() {
+        let ours = "https://sb.example.com";
+        let number = crate::domain::phone_number::E164::parse("to", "+14155550199").unwrap();
+        let forward = VoiceSettings::pointing_at(ours, Some(&Backup::ForwardTo(number)));
+        assert_eq!(forward.voice_fallback_url.as_deref(), Some("https://twimlets.com/forward?PhoneNumber=%2B14155550199"));
+        let other = VoiceSettings::pointing_at(ours, Some(&Backup::Deployment("https://sb-b.example.com".into())));
+        assert_eq!(other.voice_fallback_url.as_deref(), Some("https://sb-b.example.com/twilio/voice"));
+        assert_eq!(other.voice_url.as_deref(), Some("https://sb.example.com/twilio/voice"), "calls still come here first");
+        let none = VoiceSettings::pointing_at(ours, None);
+        assert_eq!(none.voice_fallback_url.as_deref(), Some("https://sb.example.com/twilio/fallback"));
+    }
+
+    #[test]
     fn only_what_changes_is_sent() {
-        let ours = VoiceSettings::pointing_at("https://sb.example.com");
+        let ours = VoiceSettings::pointing_at("https://sb.example.com", None);
         let bare = VoiceSettings::default();
         let buy = ours.changes_from(&bare);
         assert_eq!(buy.set.len(), 6, "URLs and methods");

@@ -310,6 +310,7 @@ impl TestApp {
             generate_first_message: false,
             mode: ServiceMode::ConversationRelay,
             recording: Default::default(),
+            backup: None,
             previous_voice_settings: None,
         };
         let number = phone_numbers::create(&self.db, self.org, new, Actor::System).await.unwrap();
