@@ -16,7 +16,7 @@ use crate::config::{Config, Overrides};
 use crate::domain::audit::Actor;
 use crate::domain::ids::OrgId;
 use crate::domain::org::{self, Email, Role};
-use crate::domain::phone_number::{E164, PhoneNumber};
+use crate::domain::phone_number::{E164, PhoneNumber, ServiceMode};
 use crate::models::{LoadedModels, catalog, install};
 use crate::providers::egress::Egress;
 use crate::providers::speech::embedded::{ESPEAK_VOICE, NEURAL_VOICE};
@@ -95,6 +95,14 @@ enum Command {
     /// Master key rotation.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Check the deployment as its operator would: the public URL, the database, the recording
+    /// store, SMTP, every phone provider and number at Twilio, every LLM provider and who speaks
+    /// on each Media Streams number; says what to fix, and exits non-zero when something needs it.
+    Doctor {
+        /// Put numbers whose webhook URLs at Twilio drifted back to what they should be.
+        #[arg(long)]
+        fix: bool,
+    },
     /// The models Switchboard runs itself (turn-taking on Media Streams calls), kept in
     /// `{data_dir}/models`.
     #[command(subcommand)]
@@ -218,6 +226,10 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Models(ModelsCommand::List) => list_models(&config).await,
+        Command::Doctor { fix } => {
+            anyhow::ensure!(crate::doctor::run(&config, fix).await?, "the deployment needs fixing (see above)");
+            Ok(())
+        }
     }
 }
 
@@ -234,7 +246,7 @@ async fn list_models(config: &Config) -> anyhow::Result<()> {
         }
     }
     let db = app::open_database(config).await?;
-    let services = phone_numbers::media_stream_services(&db).await?;
+    let services: Vec<_> = phone_numbers::all(&db).await?.into_iter().filter(|n| n.mode == ServiceMode::MediaStream).collect();
     if !services.is_empty() {
         println!("\nmedia_stream numbers:");
     }

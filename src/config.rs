@@ -40,6 +40,8 @@ pub const KEYS: &[&str] = &[
     "audit_retention_days",
     "shutdown_grace_secs",
     "session_lease_secs",
+    "models_index_url",
+    "models_auto_install",
     "recordings_s3_url",
     "recordings_s3_region",
     "recordings_s3_access_key_id",

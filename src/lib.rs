@@ -6,6 +6,7 @@ pub mod app;
 pub mod automations;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod domain;
 pub mod http;
 pub mod models;

@@ -25,6 +25,15 @@ impl Mailer {
         Ok(Self { transport, from })
     }
 
+    /// Whether the SMTP server answers (and takes the credentials), without sending anything.
+    pub async fn check(&self) -> Result<(), String> {
+        match self.transport.test_connection().await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("the connection was refused".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// Sends one message to every address in `to`. Permanent SMTP refusals fail the action;
     /// everything else (server down, busy, timeouts) is retried.
     pub async fn send(&self, to: &[String], subject: &str, body: &str) -> Result<(), ActionError> {

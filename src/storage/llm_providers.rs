@@ -114,6 +114,13 @@ pub async fn list(db: &Db, org: OrgId, page: PageRequest) -> Result<Page<LlmProv
     Ok(Page::from_overfetch(rows.into_iter().map(LlmProvider::from).collect(), page, |p| p.id.0))
 }
 
+/// Every provider, in every organisation (for `doctor`).
+pub async fn list_all(db: &Db) -> Result<Vec<LlmProvider>> {
+    let sql = concat!("SELECT ", columns!(), " FROM llm_providers ORDER BY id");
+    let rows: Vec<LlmRow> = on_pool!(db, |pool| sqlx::query_as(sql).fetch_all(pool).await)?;
+    Ok(rows.into_iter().map(LlmProvider::from).collect())
+}
+
 /// The provider's API key, decrypted, for calling the model.
 pub async fn api_key(db: &Db, org: OrgId, id: LlmProviderId) -> Result<Option<zeroize::Zeroizing<String>>> {
     super::open_api_key(db, TABLE, org, id.0).await

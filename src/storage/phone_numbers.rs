@@ -185,10 +185,10 @@ pub async fn find_by_number(db: &Db, number: &str) -> Result<Option<PhoneNumber>
     row.map(NumberRow::into_domain).transpose()
 }
 
-/// Every `media_stream` service, in every organisation, by number: what `switchboard models
-/// list` tells an operator about (who hears and speaks on each).
-pub async fn media_stream_services(db: &Db) -> Result<Vec<PhoneNumber>> {
-    let sql = concat!("SELECT ", columns!(), " FROM phone_numbers WHERE mode = 'media_stream' ORDER BY number");
+/// Every service, in every organisation, by number: what the operator's commands (`models
+/// list`, `doctor`) look over.
+pub async fn all(db: &Db) -> Result<Vec<PhoneNumber>> {
+    let sql = concat!("SELECT ", columns!(), " FROM phone_numbers ORDER BY number");
     let rows: Vec<NumberRow> = on_pool!(db, |pool| sqlx::query_as(sql).fetch_all(pool).await)?;
     rows.into_iter().map(NumberRow::into_domain).collect()
 }

@@ -12,6 +12,7 @@ on_both_backends!(
     existing_numbers_are_attached_and_restored,
     twilio_errors_reach_the_user,
     a_backup_takes_the_calls_when_this_server_cannot,
+    doctor_says_what_to_fix_and_puts_drifted_numbers_back,
 );
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
@@ -61,6 +62,56 @@ async fn a_backup_takes_the_calls_when_this_server_cannot(app: TestApp) {
     app.twilio.set_down(false);
     assert!(app.patch(&number, json!({ "backup": null })).await.expect(200)["backup"].is_null());
     assert_eq!(fallback(), format!("{base}/twilio/fallback"));
+}
+
+/// `switchboard doctor` on a deployment with things wrong: a private public URL, a number
+/// someone changed in Twilio's console, a model server that is not there. It says what to fix and
+/// fails; `--fix` puts the number back.
+async fn doctor_says_what_to_fix_and_puts_drifted_numbers_back(app: TestApp) {
+    let (app_id, agent, provider, _) = ready(&app).await;
+    app.twilio.offer("415", &["+14155550142"]);
+    let body = json!({ "provider_id": provider, "agent_id": agent, "area_code": "415" });
+    app.post(&format!("/api/v1/apps/{app_id}/phone-numbers"), body).await.expect(201);
+    app.twilio.set_voice("+14155550142", "voice_url", "https://old.example.com/voice");
+    let dead_model = json!({ "name": "Gone", "base_url": "http://127.0.0.1:9/v1", "default_model": "m" });
+    app.post("/api/v1/llm-providers", dead_model).await.expect(201);
+    let base = format!("http://{}", app.addr);
+    let output = tokio::task::spawn_blocking({
+        let mut doctor = doctor(&app, false);
+        move || doctor.output().unwrap()
+    });
+    let output = output.await.unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{report}");
+    for line in [
+        format!("FIX   public_base_url: {base} is a private address Twilio cannot reach"),
+        "ok    database: opens".to_owned(),
+        "ok    recordings: the folder".to_owned(),
+        "ok    phone provider “Main”: active".to_owned(),
+        "FIX   number +14155550142: its settings at Twilio differ (voice_url was `https://old.example.com/voice`)".to_owned(),
+        "FIX   LLM provider “Gone”: m did not answer".to_owned(),
+    ] {
+        assert!(report.contains(&line), "`{line}` missing from:\n{report}");
+    }
+    let fixed = tokio::task::spawn_blocking({
+        let mut doctor = doctor(&app, true);
+        move || doctor.output().unwrap()
+    });
+    let fixed = String::from_utf8_lossy(&fixed.await.unwrap().stdout).into_owned();
+    assert!(fixed.contains("ok    number +14155550142: put back at Twilio"), "{fixed}");
+    assert_eq!(app.twilio.number("+14155550142").unwrap().voice["voice_url"], format!("{base}/twilio/voice"));
+}
+
+/// `switchboard doctor` (`--fix`) for the test server's database, Twilio and URL.
+fn doctor(app: &TestApp, fix: bool) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    cmd.arg("--data-dir").arg(app.data_dir.path()).arg("--database-url").arg(&app.database_url).arg("doctor");
+    if fix {
+        cmd.arg("--fix");
+    }
+    cmd.env_remove("RUST_LOG").env("SWITCHBOARD_LOG", "error").env("SWITCHBOARD_ALLOW_PRIVATE_TARGETS", "true");
+    cmd.env("SWITCHBOARD_TWILIO_API_BASE", app.twilio.base_url()).env("SWITCHBOARD_PUBLIC_BASE_URL", format!("http://{}", app.addr));
+    cmd
 }
 
 async fn providers_are_verified_with_twilio(app: TestApp) {

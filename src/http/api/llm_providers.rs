@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::{nullable, reachable_url};
+use crate::agent::model::ProviderCheck;
 use crate::domain::ids::LlmProviderId;
 use crate::domain::provider::{self, LlmProvider};
 use crate::domain::validation::Invalid;
@@ -15,7 +16,6 @@ use crate::http::auth::Caller;
 use crate::http::error::{ApiError, Problem};
 use crate::http::input::{ApiJson, ApiPath, ApiQuery};
 use crate::http::pagination::{ListResponse, PageParams};
-use crate::providers::llm::{self, ChatMessage, ChatRequest};
 use crate::storage::llm_providers::{self as store, LlmProviderChanges, NewLlmProvider};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -144,18 +144,7 @@ pub async fn test(
     ApiPath(id): ApiPath<LlmProviderId>,
 ) -> Result<Json<ConnectionTest>, ApiError> {
     let provider = store::get(&s.db, caller.org, id).await.map_err(storage_error)?;
-    let mut client = crate::agent::model::client(&s.db, &s.egress, &provider).await.map_err(storage_error)?;
-    client.total_timeout = std::time::Duration::from_secs(30);
-    let request = ChatRequest {
-        model: provider.default_model.clone(),
-        temperature: Some(0.0),
-        messages: vec![ChatMessage::User { content: "Reply with the single word OK.".to_owned() }],
-        tools: Vec::new(),
-        response_format: None,
-    };
-    let started = std::time::Instant::now();
-    let answer = llm::complete(&client, request).await;
-    let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    let ProviderCheck { answer, latency_ms } = crate::agent::model::check(&s.db, &s.egress, &provider).await.map_err(storage_error)?;
     Ok(Json(match answer {
         Ok(reply) => ConnectionTest {
             ok: true,

@@ -339,6 +339,39 @@ async fn undo(
 }
 
 /// Removes a phone service. Its number stays in the Twilio account with the voice settings it
+/// A number whose voice settings at Twilio are not what this server set.
+pub struct Drift {
+    /// The settings that differ, as Twilio names them, with what Twilio has now.
+    pub fields: Vec<(String, String)>,
+    /// Whether they were put back.
+    pub fixed: bool,
+}
+
+/// Compares the service's number at Twilio with what it should be (calls to this server, the
+/// fallback to its backup) and, with `fix`, puts it back.
+pub async fn voice_drift(
+    db: &Db,
+    twilio: &TwilioClient,
+    public_base_url: &str,
+    number: &PhoneNumber,
+    fix: bool,
+) -> Result<Option<Drift>, ProvisioningError> {
+    let Some(sid) = &number.twilio_sid else { return Ok(None) };
+    let creds = credentials(db, number.org_id, number.provider_id).await?;
+    let current = twilio.fetch_incoming_number(&creds, sid).await?.voice;
+    let wanted = VoiceSettings::pointing_at(public_base_url, number.backup.as_ref());
+    let changes = wanted.changes_from(&current);
+    if changes.set.is_empty() && changes.clear.is_empty() {
+        return Ok(None);
+    }
+    let names: Vec<&str> = changes.set.iter().map(|(name, _)| *name).chain(changes.clear.iter().copied()).collect();
+    let fields = current.named(&names);
+    if fix {
+        change_voice_settings(twilio, &creds, sid, &current, &wanted).await?;
+    }
+    Ok(Some(Drift { fields, fixed: fix }))
+}
+
 /// Points Twilio's fallback for the service's number at `backup` (or back at this server), so
 /// calls still reach someone when this server cannot answer them.
 pub async fn set_backup(

@@ -134,6 +134,14 @@ impl FakeTwilio {
         self.with(|s| s.call_updates.clone())
     }
 
+    /// Changes a number's voice setting as someone might in Twilio's console (`voice_url`, …).
+    pub fn set_voice(&self, phone_number: &str, field: &str, value: &str) {
+        self.with(|s| {
+            let number = s.numbers.iter_mut().find(|n| n.phone_number == phone_number).expect("an owned number");
+            number.voice.insert(field.to_owned(), value.to_owned());
+        });
+    }
+
     /// Twilio's recording of `call`, `RE…`, holding `wav`.
     pub fn record(&self, call: &str, wav: Vec<u8>) -> String {
         self.with(|s| {
