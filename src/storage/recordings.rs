@@ -155,19 +155,19 @@ pub async fn carrier_sid(db: &Db, org: OrgId, id: RecordingId) -> Result<Option<
 /// The caller pressed the opt-out key: the recording stops and is not kept. Whether it was
 /// still going (a second press changes nothing).
 pub async fn opt_out(db: &Db, org: OrgId, id: RecordingId) -> Result<bool> {
-    let moved = advance(db, org, id, &[RecordingStatus::Recording, RecordingStatus::Processing], RecordingStatus::OptedOut, None).await?;
-    if moved {
-        on_pool!(db, |pool| {
-            sqlx::query("UPDATE recordings SET opted_out_at = $1 WHERE id = $2 AND org_id = $3")
-                .bind(time::now())
-                .bind(id.0)
-                .bind(org.0)
-                .execute(pool)
-                .await
-                .map(|_| ())
-        })?;
-    }
-    Ok(moved)
+    let moved = on_pool!(db, |pool| {
+        sqlx::query("UPDATE recordings SET status = $1, opted_out_at = $2 WHERE id = $3 AND org_id = $4 AND status IN ($5, $6)")
+            .bind(RecordingStatus::OptedOut.as_str())
+            .bind(time::now())
+            .bind(id.0)
+            .bind(org.0)
+            .bind(RecordingStatus::Recording.as_str())
+            .bind(RecordingStatus::Processing.as_str())
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+    })?;
+    Ok(moved == 1)
 }
 
 /// There is no audio, and why (the carrier had none, or fetching it failed for good).
