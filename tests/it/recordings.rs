@@ -164,7 +164,23 @@ async fn twilios_recording_of_a_relay_call_is_fetched_stored_and_deleted_at_twil
     assert_eq!(recording_callback(&app, &account, &call_sid, &recording_sid, "completed", Some(LINE_TOKEN)).await, 204);
     assert_eq!(app.get(&format!("/api/v1/calls/{id}/recording")).await.expect(200)["stored_at"], stored["stored_at"]);
 
-    // Erasing only the recording keeps the call; the purge needs no recording to go first.
+    // A service that keeps Twilio's copy: erasing the recording erases that copy too.
+    app.patch(&number, json!({ "recording": { "enabled": true, "keep_carrier_copy": true } })).await.expect(200);
+    let kept_sid = sid("CA", 'f');
+    app.ring(&call.line, &kept_sid).await;
+    let kept_id = app.get("/api/v1/calls").await.expect(200)["data"][0]["id"].as_str().unwrap().to_owned();
+    let kept_recording = app.twilio.record(&kept_sid, wav.clone());
+    assert_eq!(recording_callback(&app, &account, &kept_sid, &kept_recording, "completed", Some(LINE_TOKEN)).await, 204);
+    app.until(&format!("/api/v1/calls/{kept_id}/recording"), |r| r["status"] == "stored").await;
+    assert_eq!(app.twilio.recording_status(&kept_recording).as_deref(), Some("completed"), "Twilio keeps its copy");
+    app.twilio.set_down(true);
+    assert_eq!(app.delete(&format!("/api/v1/calls/{kept_id}")).await.status, 502, "Twilio's copy could not go");
+    app.twilio.set_down(false);
+    app.get(&format!("/api/v1/calls/{kept_id}/recording")).await.expect(200);
+    assert_eq!(app.delete(&format!("/api/v1/calls/{kept_id}")).await.status, 204);
+    assert_eq!(app.twilio.recording_status(&kept_recording), None, "erased everywhere");
+
+    // Erasing only the recording keeps the call.
     assert_eq!(app.delete(&format!("/api/v1/calls/{id}/recording")).await.status, 204);
     assert_eq!(app.get(&format!("/api/v1/calls/{id}/recording")).await.status, 404);
     app.get(&format!("/api/v1/calls/{id}")).await.expect(200);

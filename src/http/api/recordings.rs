@@ -15,6 +15,7 @@ use crate::http::error::{ApiError, Problem};
 use crate::http::input::ApiPath;
 use crate::recording::{RecordingAudio, RecordingError};
 use crate::storage::{StorageError, calls, recordings};
+use crate::telephony::twilio::recording::CarrierRecordings;
 
 /// Audio sent per piece of a streamed answer.
 const PIECE: u64 = 256 << 10;
@@ -127,13 +128,23 @@ fn byte_range(header: &str, length: u64) -> Result<Option<std::ops::Range<u64>>,
     (status = 204), (status = 404, body = Problem)))]
 pub async fn delete(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<CallId>) -> Result<StatusCode, ApiError> {
     recording_of(&s, &caller, id).await?;
-    s.recordings.erase_for_call(caller.org, id, caller.actor, "erased on request").await.map_err(recording_error)?;
-    Ok(StatusCode::NO_CONTENT)
+    erase(&s, &caller, id, "erased on request").await.map(|()| StatusCode::NO_CONTENT)
 }
 
 /// Erases a call's recording before the call itself (the call's row cannot go first).
 pub(crate) async fn erase_with_call(s: &AppState, caller: &Caller, id: CallId) -> Result<(), ApiError> {
-    s.recordings.erase_for_call(caller.org, id, caller.actor, "call erased").await.map_err(|e| match e {
+    erase(s, caller, id, "call erased").await
+}
+
+/// Erases a call's recording everywhere: Twilio's copy first (nothing is erased here while it
+/// cannot be), then the audio here and its row.
+async fn erase(s: &AppState, caller: &Caller, id: CallId, why: &str) -> Result<(), ApiError> {
+    let call = calls::get(&s.db, caller.org, id).await.map_err(|e| ApiError::from_storage(e, "call"))?;
+    let carrier = CarrierRecordings { db: s.db.clone(), client: s.twilio.clone(), recordings: s.recordings.clone() };
+    carrier.erase_carrier_copy(&call).await.map_err(|why| {
+        ApiError::Upstream(format!("Twilio's copy of the recording could not be deleted ({why}); nothing was erased, try again"))
+    })?;
+    s.recordings.erase_for_call(caller.org, id, caller.actor, why).await.map_err(|e| match e {
         RecordingError::Storage(StorageError::NotFound) => ApiError::NotFound("call"),
         other => recording_error(other),
     })

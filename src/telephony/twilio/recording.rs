@@ -8,7 +8,7 @@ use super::provisioning;
 use super::rest::TwilioClient;
 use crate::domain::call::Call;
 use crate::domain::ids::RecordingId;
-use crate::domain::recording::RecordingStatus;
+use crate::domain::recording::{RecordingSource, RecordingStatus};
 use crate::recording::Recordings;
 use crate::storage::{Db, calls, phone_numbers, recordings};
 
@@ -66,13 +66,28 @@ impl CarrierRecordings {
 
     /// Deletes Twilio's copy of a recording (ours is the one kept, or none is).
     pub async fn delete_at_carrier(&self, call: &Call, sid: &str) {
-        let Some(provider) = call.provider_id else { return };
-        let result = match provisioning::credentials(&self.db, call.org_id, provider).await {
-            Ok(credentials) => self.client.delete_recording(&credentials, sid).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(why) = result {
+        if let Err(why) = self.delete_copy(call, sid).await {
             tracing::warn!(call = %call.id, %why, recording = %sid, "could not delete the recording at Twilio; delete it in the Twilio console");
+        }
+    }
+
+    /// Deletes Twilio's copy of recording `sid`; one Twilio no longer has is fine.
+    async fn delete_copy(&self, call: &Call, sid: &str) -> Result<(), String> {
+        let provider = call.provider_id.ok_or("the call's phone provider was removed")?;
+        let credentials = provisioning::credentials(&self.db, call.org_id, provider).await.map_err(|e| e.to_string())?;
+        match self.client.delete_recording(&credentials, sid).await {
+            Err(e) if !e.is_not_found() => Err(e.to_string()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Before a call's recording is erased here: Twilio's copy goes too (a service may keep one).
+    pub async fn erase_carrier_copy(&self, call: &Call) -> Result<(), String> {
+        let recording = recordings::for_call(&self.db, call.org_id, call.id).await.map_err(|e| e.to_string())?;
+        let Some(recording) = recording.filter(|r| r.source == RecordingSource::Carrier) else { return Ok(()) };
+        match recordings::carrier_sid(&self.db, call.org_id, recording.id).await.map_err(|e| e.to_string())? {
+            Some(sid) => self.delete_copy(call, &sid).await,
+            None => Ok(()),
         }
     }
 
