@@ -178,7 +178,8 @@ impl Application {
             CarrierRecordings { db: self.db.clone(), client: self.twilio.clone(), recordings: self.recordings.clone() };
         background.push(tokio::spawn(settle_stale_calls_periodically(self.db.clone(), self.twilio.clone(), carrier_recordings)));
         if !self.purge_every.is_zero() {
-            let purge = purge_expired_periodically(self.db.clone(), self.recordings.clone(), self.purge_every, self.audit_retention);
+            let carrier = CarrierRecordings { db: self.db.clone(), client: self.twilio.clone(), recordings: self.recordings.clone() };
+            let purge = purge_expired_periodically(self.db.clone(), carrier, self.purge_every, self.audit_retention);
             background.push(tokio::spawn(purge));
         }
         let (live, grace) = (self.live.clone(), self.shutdown_grace);
@@ -288,13 +289,13 @@ async fn settle_stale_calls_periodically(db: Db, twilio: TwilioClient, carrier_r
 
 /// Purges expired recordings, transcripts and call records, and audit entries older than
 /// `audit_retention` (when set), once per `period`, starting at once.
-async fn purge_expired_periodically(db: Db, recordings: Recordings, period: Duration, audit_retention: Option<chrono::Duration>) {
+async fn purge_expired_periodically(db: Db, carrier: CarrierRecordings, period: Duration, audit_retention: Option<chrono::Duration>) {
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
         let now = crate::domain::time::now();
-        match recordings.purge_expired(now).await {
+        match carrier.recordings.purge_expired(now, |doomed| carrier.erase_copy_of(doomed)).await {
             Ok(0) => {}
             Ok(erased) => tracing::info!(erased, "erased recordings past their retention"),
             Err(e) => tracing::warn!(error = %e, "could not purge expired recordings"),

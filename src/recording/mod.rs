@@ -12,6 +12,7 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
 use zeroize::Zeroizing;
 
 use crate::agent::speech::CALL_LANGUAGE;
@@ -122,19 +123,28 @@ impl Recordings {
     }
 
     /// Erases the recordings every organisation's retention policy says have expired at `now`
-    /// (`recording_days`, or `record_days` when sooner: a recording goes with its record);
-    /// returns how many went.
-    pub async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64, RecordingError> {
+    /// (`recording_days`, or `record_days` when sooner: a recording goes with its record), each
+    /// after `erase_elsewhere` (the carrier's copy) has gone; returns how many went. One whose
+    /// copy elsewhere cannot go yet stays, with its organisation's later ones, for the next purge.
+    pub async fn purge_expired(
+        &self,
+        now: DateTime<Utc>,
+        erase_elsewhere: impl for<'d> Fn(&'d Doomed) -> BoxFuture<'d, Result<(), String>>,
+    ) -> Result<u64, RecordingError> {
         let mut erased = 0;
         for (org, policy) in retention::policies(&self.db).await? {
             let days = [policy.recording_days, policy.record_days].into_iter().flatten().min();
             let Some(before) = days.map(|days| now - chrono::Duration::days(days)) else { continue };
-            loop {
+            'org: loop {
                 let batch = recordings::of_calls_before(&self.db, org, before, PURGE_BATCH).await?;
                 for doomed in &batch {
+                    if let Err(why) = erase_elsewhere(doomed).await {
+                        tracing::warn!(recording = %doomed.id, %why, "an expired recording stays until its copy elsewhere can go");
+                        break 'org;
+                    }
                     self.erase(doomed, Actor::System, "retention").await?;
+                    erased += 1;
                 }
-                erased += batch.len() as u64;
                 if (batch.len() as i64) < PURGE_BATCH {
                     break;
                 }

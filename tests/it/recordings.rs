@@ -184,6 +184,29 @@ async fn twilios_recording_of_a_relay_call_is_fetched_stored_and_deleted_at_twil
     assert_eq!(app.delete(&format!("/api/v1/calls/{id}/recording")).await.status, 204);
     assert_eq!(app.get(&format!("/api/v1/calls/{id}/recording")).await.status, 404);
     app.get(&format!("/api/v1/calls/{id}")).await.expect(200);
+
+    // The retention purge erases Twilio's kept copy too; while Twilio is away it waits.
+    let purged_sid = sid("CA", '9');
+    app.ring(&call.line, &purged_sid).await;
+    let purged_id = app.get("/api/v1/calls").await.expect(200)["data"][0]["id"].as_str().unwrap().to_owned();
+    let purged_recording = app.twilio.record(&purged_sid, wav.clone());
+    assert_eq!(recording_callback(&app, &account, &purged_sid, &purged_recording, "completed", Some(LINE_TOKEN)).await, 204);
+    app.until(&format!("/api/v1/calls/{purged_id}/recording"), |r| r["status"] == "stored").await;
+    let policy = json!({ "record_days": 30, "recording_days": 1 });
+    app.send(reqwest::Method::PUT, "/api/v1/retention", Some(&app.token), Some(&policy)).await.expect(200);
+    let carrier = switchboard::telephony::twilio::recording::CarrierRecordings {
+        db: app.db.clone(),
+        client: switchboard::telephony::twilio::rest::TwilioClient::new(&app.twilio.base_url()),
+        recordings: Recordings::new(app.db.clone(), RecordingStore::local(app.data_dir.path().join("recordings"))),
+    };
+    let later = switchboard::domain::time::now() + chrono::Duration::days(2);
+    app.twilio.set_down(true);
+    assert_eq!(carrier.recordings.purge_expired(later, |d| carrier.erase_copy_of(d)).await.unwrap(), 0);
+    app.twilio.set_down(false);
+    assert!(carrier.recordings.purge_expired(later, |d| carrier.erase_copy_of(d)).await.unwrap() >= 1);
+    assert_eq!(app.twilio.recording_status(&purged_recording), None, "purged at Twilio too");
+    assert_eq!(app.get(&format!("/api/v1/calls/{purged_id}/recording")).await.status, 404);
+    app.send(reqwest::Method::PUT, "/api/v1/retention", Some(&app.token), Some(&json!({}))).await.expect(200);
 }
 
 async fn a_caller_who_presses_9_is_not_recorded(app: TestApp) {
@@ -251,8 +274,12 @@ async fn recordings_past_their_retention_are_purged() {
     assert_eq!(saved["recording_days"], 1);
 
     let now = switchboard::domain::time::now();
-    assert_eq!(recordings.purge_expired(now).await.unwrap(), 0, "not yet a day old");
-    assert_eq!(recordings.purge_expired(now + chrono::Duration::days(2)).await.unwrap(), 1);
+    /// A recording Switchboard made has no copy elsewhere.
+    fn nowhere_else(_: &switchboard::storage::recordings::Doomed) -> futures_util::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+    assert_eq!(recordings.purge_expired(now, nowhere_else).await.unwrap(), 0, "not yet a day old");
+    assert_eq!(recordings.purge_expired(now + chrono::Duration::days(2), nowhere_else).await.unwrap(), 1);
     assert!(files_under(&app.data_dir.path().join("recordings")).is_empty());
     assert_eq!(app.get(&format!("/api/v1/calls/{}/recording", call.id)).await.status, 404);
     app.get(&format!("/api/v1/calls/{}", call.id)).await.expect(200);

@@ -4,12 +4,15 @@
 //! deleted at Twilio unless the phone service keeps Twilio's copy. A caller who opts out has the
 //! recording stopped and deleted there. Fetches that fail are tried again by the periodic sweep.
 
+use futures_util::future::BoxFuture;
+
 use super::provisioning;
 use super::rest::TwilioClient;
 use crate::domain::call::Call;
 use crate::domain::ids::RecordingId;
 use crate::domain::recording::{RecordingSource, RecordingStatus};
 use crate::recording::Recordings;
+use crate::storage::recordings::Doomed;
 use crate::storage::{Db, calls, phone_numbers, recordings};
 
 /// Fetches of one recording before it counts as failed.
@@ -79,6 +82,15 @@ impl CarrierRecordings {
             Err(e) if !e.is_not_found() => Err(e.to_string()),
             _ => Ok(()),
         }
+    }
+
+    /// Before an expired recording is purged here: Twilio's copy goes too.
+    pub fn erase_copy_of<'d>(&self, doomed: &'d Doomed) -> BoxFuture<'d, Result<(), String>> {
+        let carrier = self.clone();
+        Box::pin(async move {
+            let call = calls::get(&carrier.db, doomed.org, doomed.call).await.map_err(|e| e.to_string())?;
+            carrier.erase_carrier_copy(&call).await
+        })
     }
 
     /// Before a call's recording is erased here: Twilio's copy goes too (a service may keep one).
