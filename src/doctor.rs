@@ -182,7 +182,11 @@ async fn check_numbers(config: &Config, db: &Db, twilio: &TwilioClient, fix: boo
         match provisioning::voice_drift(db, twilio, &base, &number, fix).await {
             Ok(None) => findings.note(Verdict::Ok, &what, format!("Twilio sends its calls to {base}")),
             Ok(Some(drift)) => {
-                let fields: Vec<String> = drift.fields.iter().map(|(name, value)| format!("{name} was `{value}`")).collect();
+                let fields: Vec<String> = drift
+                    .fields
+                    .iter()
+                    .map(|(name, value)| if value.is_empty() { format!("{name} was unset") } else { format!("{name} was `{value}`") })
+                    .collect();
                 if drift.fixed {
                     findings.note(Verdict::Ok, &what, format!("put back at Twilio ({})", fields.join(", ")));
                 } else {
