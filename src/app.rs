@@ -111,7 +111,7 @@ impl Application {
         let (config_models_dir, config_auto_install) =
             (config.models_dir(), config.models_auto_install.then(|| config.models_index_url.clone()));
         let recording_store = config.recording_store()?;
-        tracing::info!(store = %recording_store.describe(), "call recordings are kept in");
+        tracing::info!(store = %recording_store.describe(), "where call recordings are kept");
         let recordings = Recordings::new(db.clone(), recording_store);
         let state = AppState {
             db: db.clone(),
