@@ -15,13 +15,12 @@ use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use zeroize::Zeroizing;
 
-use crate::agent::speech::CALL_LANGUAGE;
 use crate::domain::audit::Actor;
 use crate::domain::call::Call;
 use crate::domain::ids::{CallId, OrgId, RecordingId};
 use crate::domain::recording::RecordingSource;
 use crate::storage::recordings::{self, Doomed, StoredAudio};
-use crate::storage::{Db, StorageError, phone_numbers, retention};
+use crate::storage::{Db, StorageError, retention};
 use sealed::{Header, RecordingKey, SealError};
 use store::RecordingStore;
 
@@ -54,14 +53,9 @@ impl Recordings {
         &self.store
     }
 
-    /// Notes that `call` is being recorded by `source`, when its phone service records calls;
-    /// the recording's id and what callers are told first.
-    pub async fn begin(&self, call: &Call, source: RecordingSource) -> Result<Option<(RecordingId, String)>, RecordingError> {
-        let Some(number) = call.phone_number_id else { return Ok(None) };
-        let settings = phone_numbers::get(&self.db, call.org_id, number).await?.recording;
-        let Some(announcement) = settings.announcement_for(CALL_LANGUAGE) else { return Ok(None) };
-        let recording = recordings::start(&self.db, call.org_id, call.id, source, Some(&announcement)).await?;
-        Ok(Some((recording.id, announcement)))
+    /// Notes that `call` is being recorded by `source`, after callers heard `announcement`.
+    pub async fn begin(&self, call: &Call, source: RecordingSource, announcement: &str) -> Result<RecordingId, RecordingError> {
+        Ok(recordings::start(&self.db, call.org_id, call.id, source, Some(announcement)).await?.id)
     }
 
     /// The caller opted out: nothing of the recording is kept.

@@ -222,6 +222,8 @@ async fn converse(state: TwilioState, call: Call, setup: SessionSetup<StoredCall
         speech_level_dbfs: SPEECH_LEVEL_DBFS,
         min_speech: MIN_SPEECH,
     };
+    // The session announces the recording; this stream records it.
+    let announcement = setup.recording.as_ref().map(|consent| consent.announcement.clone());
     let span = tracing::info_span!("session", call = %call.id);
     let session = tokio::spawn(Session::new(setup, command_tx).run(event_rx).instrument(span.clone()));
     let voice = Voice {
@@ -234,12 +236,15 @@ async fn converse(state: TwilioState, call: Call, setup: SessionSetup<StoredCall
     };
     tokio::spawn(voice.run(VoiceLinks { from_transport, to_transport, to_session: event_tx, from_session: command_rx }).instrument(span));
     tracing::info!(call = %call.id, "media stream session started");
-    let mut tape = match state.recordings.begin(&call, RecordingSource::Switchboard).await {
-        Ok(recording) => recording.map(|(recording, _)| Tape { recording, caller: Vec::new(), agent: Vec::new() }),
-        Err(e) => {
-            tracing::error!(call = %call.id, error = %e, "could not start recording the call; it goes on unrecorded");
-            None
-        }
+    let mut tape = match &announcement {
+        Some(words) => match state.recordings.begin(&call, RecordingSource::Switchboard, words).await {
+            Ok(recording) => Some(Tape { recording, caller: Vec::new(), agent: Vec::new() }),
+            Err(e) => {
+                tracing::error!(call = %call.id, error = %e, "could not start recording the call; it goes on unrecorded");
+                None
+            }
+        },
+        None => None,
     };
 
     let mut stream_sid: Option<String> = None;

@@ -210,15 +210,16 @@ async fn answer_call(state: &TwilioState, req: &TwilioRequest) -> Result<String,
             sources,
         );
     }
-    let recording = match number.mode {
-        ServiceMode::ConversationRelay => state.recordings.begin(&call, RecordingSource::Carrier).await.unwrap_or_else(|e| {
-            tracing::error!(call = %call.id, error = %e, "could not start recording the call; it goes on unrecorded");
-            None
-        }),
-        // Switchboard records Media Streams calls itself, from the stream.
-        ServiceMode::MediaStream => None,
-    };
-    Ok(connect_to_agent(state, &call, number, agent, recording.map(|(_, announcement)| announcement).as_deref()))
+    // Twilio records ConversationRelay calls; Switchboard records Media Streams calls itself.
+    let mut announcement =
+        number.recording.announcement_for(speech::CALL_LANGUAGE).filter(|_| number.mode == ServiceMode::ConversationRelay);
+    if let Some(words) = &announcement
+        && let Err(e) = state.recordings.begin(&call, RecordingSource::Carrier, words).await
+    {
+        tracing::error!(call = %call.id, error = %e, "could not start recording the call; it goes on unrecorded");
+        announcement = None;
+    }
+    Ok(connect_to_agent(state, &call, number, agent, announcement.as_deref()))
 }
 
 /// Where an incoming call goes: the number's agent, who hears and speaks for it on a
