@@ -27,7 +27,7 @@ use crate::storage::secrets::{Cipher, write_private_file};
 use crate::storage::{Db, calls, orgs, retention};
 use crate::telephony::twilio::recording::CarrierRecordings;
 use crate::telephony::twilio::rest::TwilioClient;
-use crate::telephony::twilio::{provisioning, recovery};
+use crate::telephony::twilio::{pricing, provisioning, recovery};
 
 /// The e-mail of the owner a first start creates.
 pub const FIRST_OWNER_EMAIL: &str = "admin@switchboard.local";
@@ -272,8 +272,8 @@ async fn renew_session_leases(db: Db, live: Arc<LiveSessions>) {
     }
 }
 
-/// Asks Twilio about stale open calls, and fetches the recordings still waiting to be, every
-/// quarter of an hour.
+/// Asks Twilio about stale open calls and the prices of ended ones, and fetches the recordings
+/// still waiting to be, every quarter of an hour.
 async fn settle_stale_calls_periodically(db: Db, twilio: TwilioClient, carrier_recordings: CarrierRecordings) {
     let period = Duration::from_secs(15 * 60);
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -284,6 +284,9 @@ async fn settle_stale_calls_periodically(db: Db, twilio: TwilioClient, carrier_r
             tracing::warn!(error = ?e, "could not settle stale calls");
         }
         carrier_recordings.sweep().await;
+        if let Err(e) = pricing::settle_prices(&db, &twilio).await {
+            tracing::warn!(error = ?e, "could not settle the carrier's call prices");
+        }
     }
 }
 

@@ -8,7 +8,9 @@ use super::call_log::{StoredCallLog, TranscriptWriter};
 use super::live::LiveSessions;
 use super::model;
 use super::session::{RecordingConsent, SessionSetup};
+use super::usage::{MeteredModel, UsageMeter};
 use crate::domain::call::Call;
+use crate::domain::cost::Transport;
 use crate::domain::phone_number::ServiceMode;
 use crate::providers::egress::Egress;
 use crate::providers::llm::ChatModel;
@@ -30,9 +32,17 @@ pub async fn for_call(
         None => agents::get(db, org, agent_id).await?.spec,
     };
     let number = phone_numbers::get(db, org, number_id).await?;
-    let llm = model::for_agent(db, egress, org, &agent).await?.map(|(client, name)| (Arc::new(client) as Arc<dyn ChatModel>, name));
+    let transport = match number.mode {
+        ServiceMode::ConversationRelay => Transport::ConversationRelay,
+        ServiceMode::MediaStream => Transport::MediaStreams,
+    };
+    let meter = UsageMeter::new(transport);
+    let llm = model::for_agent(db, egress, org, &agent).await?.map(|found| {
+        let metered = MeteredModel::new(Arc::new(found.client), found.provider_id, meter.clone());
+        (Arc::new(metered) as Arc<dyn ChatModel>, found.model)
+    });
     Ok(SessionSetup {
-        log: StoredCallLog { db: db.clone(), org, call: call.id, transcripts },
+        log: StoredCallLog { db: db.clone(), org, call: call.id, transcripts, meter },
         caller: call.from.clone(),
         greeting: Some(number.greeting(&agent).to_owned()),
         carrier_speaks_greeting: number.mode == ServiceMode::ConversationRelay,

@@ -16,7 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::call::{CallEnding, VoiceLatency};
 use crate::domain::ids::{CallId, OrgId};
-use crate::storage::Db;
+use super::usage::UsageMeter;
+use crate::storage::{Db, costs};
 use crate::storage::calls::{self, MAX_TURNS_PER_APPEND, NewTurn};
 
 /// The session's record of its call.
@@ -131,6 +132,18 @@ pub struct StoredCallLog {
     pub org: OrgId,
     pub call: CallId,
     pub transcripts: TranscriptWriter,
+    /// What the call has used, stored as the call ends.
+    pub meter: UsageMeter,
+}
+
+impl StoredCallLog {
+    /// Stores what the call has used so far (before it is finalised, so its cost counts it; and
+    /// again after the session, for the agent's last words).
+    pub async fn store_usage(&self) {
+        if let Err(e) = costs::record_usage(&self.db, self.org, self.call, &self.meter.usage()).await {
+            tracing::error!(call = %self.call, error = ?e, "could not store what the call used");
+        }
+    }
 }
 
 impl CallLog for StoredCallLog {
@@ -145,6 +158,7 @@ impl CallLog for StoredCallLog {
     }
 
     async fn finish(&self, ending: &CallEnding<'_>) {
+        self.store_usage().await;
         if let Err(e) = calls::finish_conversation(&self.db, self.org, self.call, ending).await {
             tracing::error!(call = %self.call, error = ?e, "could not record how the call ended");
         }

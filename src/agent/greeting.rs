@@ -53,7 +53,7 @@ pub async fn generate(db: &Db, egress: &Egress, org: OrgId, number: PhoneNumberI
         return Ok(());
     }
     let agent = agents::get(db, org, service.agent_id).await?;
-    let Some((llm, model)) = model::for_agent(db, egress, org, &agent.spec).await? else {
+    let Some(model::AgentModel { client: llm, model, .. }) = model::for_agent(db, egress, org, &agent.spec).await? else {
         tracing::warn!(number = %number, "no LLM provider to generate a first message with");
         return Ok(());
     };

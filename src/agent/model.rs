@@ -2,21 +2,29 @@
 //! organisation's newest LLM provider; none when the organisation has no provider at all.
 
 use crate::domain::agent::AgentSpec;
-use crate::domain::ids::OrgId;
+use crate::domain::ids::{LlmProviderId, OrgId};
 use crate::domain::provider::LlmProvider;
 use crate::providers::egress::Egress;
 use crate::providers::llm::{self, ChatMessage, ChatRequest, LlmClient};
 use crate::storage::{Db, PageRequest, Result, llm_providers};
 
+/// The model that serves an agent.
+pub struct AgentModel {
+    pub client: LlmClient,
+    /// The model name to ask for.
+    pub model: String,
+    pub provider_id: LlmProviderId,
+}
+
 /// A client for the agent's endpoint and the model name to ask for.
-pub async fn for_agent(db: &Db, egress: &Egress, org: OrgId, agent: &AgentSpec) -> Result<Option<(LlmClient, String)>> {
+pub async fn for_agent(db: &Db, egress: &Egress, org: OrgId, agent: &AgentSpec) -> Result<Option<AgentModel>> {
     let provider = match agent.llm_provider_id {
         Some(id) => Some(llm_providers::get(db, org, id).await?),
         None => llm_providers::list(db, org, PageRequest { before: None, limit: 1 }).await?.items.pop(),
     };
     let Some(provider) = provider else { return Ok(None) };
     let model = agent.model.clone().unwrap_or(provider.default_model.clone());
-    Ok(Some((client(db, egress, &provider).await?, model)))
+    Ok(Some(AgentModel { client: client(db, egress, &provider).await?, model, provider_id: provider.id }))
 }
 
 /// What asking a provider's default model for one word showed.

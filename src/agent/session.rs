@@ -536,6 +536,8 @@ impl<L: CallLog> Session<L> {
                 reply.tool_calls = calls;
                 self.state = streaming(reply);
             }
+            // Usage is the meter's business (`agent::usage`), not the conversation's.
+            Some(LlmEvent::Usage(_)) => self.state = streaming(reply),
             Some(LlmEvent::Done) | None => self.reply_finished(reply).await,
             Some(LlmEvent::Failed(error)) => {
                 tracing::error!(%error, "the LLM failed");

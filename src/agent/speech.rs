@@ -35,6 +35,13 @@ impl SpeechSource {
     fn is_embedded(&self) -> bool {
         matches!(self, SpeechSource::Embedded)
     }
+
+    fn provider_id(&self) -> Option<SpeechProviderId> {
+        match self {
+            SpeechSource::Provider(provider) => Some(provider.id),
+            SpeechSource::Embedded => None,
+        }
+    }
 }
 
 /// Who hears and who speaks for an agent.
@@ -60,6 +67,9 @@ pub struct AgentEars {
     /// The speaking side as the speech cache knows it: a provider's id and the version of its
     /// settings (so a changed provider is synthesised afresh), or the embedded engines.
     pub synthesizer: String,
+    /// The providers that hear and speak (none: the embedded engines), for the call's usage.
+    pub hearing_provider: Option<SpeechProviderId>,
+    pub speaking_provider: Option<SpeechProviderId>,
 }
 
 /// Who hears and speaks for `agent`: the providers it names, else the organisation's newest
@@ -116,7 +126,14 @@ pub async fn ears(
         }
         (SpeechSource::Embedded, None) => return Ok(None),
     };
-    Ok(Some(AgentEars { stt, tts, default_voice, synthesizer }))
+    Ok(Some(AgentEars {
+        stt,
+        tts,
+        default_voice,
+        synthesizer,
+        hearing_provider: sources.hears.provider_id(),
+        speaking_provider: sources.speaks.provider_id(),
+    }))
 }
 
 /// Clients for whoever hears and speaks for `agent`.

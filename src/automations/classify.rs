@@ -44,7 +44,8 @@ pub async fn classify(
         },
         None => AgentSpec::named("no agent"),
     };
-    let Some((llm, model)) = model::for_agent(db, egress, org, &spec).await.map_err(|e| ActionError::Retry(e.to_string()))? else {
+    let found = model::for_agent(db, egress, org, &spec).await.map_err(|e| ActionError::Retry(e.to_string()))?;
+    let Some(model::AgentModel { client: llm, model, .. }) = found else {
         return Err(ActionError::Fail("the organisation has no LLM provider to classify with".into()));
     };
     let endpoint = format!("{} {model}", llm.base_url());

@@ -9,7 +9,8 @@ use chrono::{DateTime, Datelike, Days, Months, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use super::ids::AgentId;
+use super::cost::{Currency, Money};
+use super::ids::{AgentId, PhoneNumberId};
 use super::text_enum;
 use super::validation::Invalid;
 
@@ -106,6 +107,17 @@ pub struct CallFigures {
     /// Calls the AI classification covers.
     pub classified_calls: i64,
     pub average_satisfaction: Option<f64>,
+    pub cost: CostFigures,
+}
+
+/// What a set of calls cost, in the organisation's currency (provisional costs included).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct CostFigures {
+    pub total: Money,
+    /// Over the calls with a cost.
+    pub average_per_call: Option<Money>,
+    /// The total over the calls classified as resolved: what each resolution cost.
+    pub per_resolved_call: Option<Money>,
 }
 
 /// One step of the volume series.
@@ -118,6 +130,17 @@ pub struct SeriesPoint {
     pub calls: i64,
     pub total_duration_secs: i64,
     pub average_duration_secs: Option<f64>,
+    pub cost: Money,
+}
+
+/// One phone number's row of the per-number table.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct NumberFigures {
+    pub phone_number_id: PhoneNumberId,
+    /// The number (E.164; `null` once removed).
+    pub number: Option<String>,
+    pub calls: i64,
+    pub cost: CostFigures,
 }
 
 /// One agent's row of the per-agent table.
@@ -144,6 +167,9 @@ pub struct Report {
     pub ended_reasons: BTreeMap<String, i64>,
     pub series: Vec<SeriesPoint>,
     pub agents: Vec<AgentFigures>,
+    pub numbers: Vec<NumberFigures>,
+    /// The currency of every cost.
+    pub currency: Currency,
 }
 
 #[cfg(test)]

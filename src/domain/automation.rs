@@ -1,5 +1,6 @@
 //! Automations: what happens after a call. An automation belongs to an app, waits for a
-//! trigger (`agent_conversation_ended`, or `call_analyzed`), checks its filters against the event
+//! trigger (`agent_conversation_ended`, `call_analyzed`, or `budget_threshold_reached`, which
+//! fires the automations of every app of the organisation), checks its filters against the event
 //! and runs its actions in order. Each action's output joins the template context of the next
 //! (see [`template_context`]).
 //!
@@ -23,7 +24,11 @@ use super::validation::{Invalid, http_url, in_range, required_text};
 
 text_enum!(
     /// What starts an automation.
-    Trigger { AgentConversationEnded => "agent_conversation_ended", CallAnalyzed => "call_analyzed" }
+    Trigger {
+        AgentConversationEnded => "agent_conversation_ended",
+        CallAnalyzed => "call_analyzed",
+        BudgetThresholdReached => "budget_threshold_reached",
+    }
 );
 
 impl Trigger {
@@ -32,7 +37,14 @@ impl Trigger {
         match self {
             Trigger::AgentConversationEnded => EventType::CallEnded,
             Trigger::CallAnalyzed => EventType::CallAnalyzed,
+            Trigger::BudgetThresholdReached => EventType::BudgetThresholdReached,
         }
+    }
+
+    /// Whether the trigger is about the organisation rather than one app's calls: its
+    /// automations run whichever app's call fired it.
+    pub fn is_organisation_wide(self) -> bool {
+        self == Trigger::BudgetThresholdReached
     }
 }
 
@@ -182,6 +194,9 @@ impl Action {
                 if trigger == Trigger::CallAnalyzed {
                     return Err(Invalid::new(field, "ai_classify cannot run on `call_analyzed`: it would classify its own result again"));
                 }
+                if trigger == Trigger::BudgetThresholdReached {
+                    return Err(Invalid::new(field, "ai_classify classifies calls; it cannot run on `budget_threshold_reached`"));
+                }
                 for category in categories {
                     let name_ok = !category.name.is_empty() && category.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                     if !name_ok || category.values.is_empty() || category.values.iter().any(|v| v.trim().is_empty()) {
@@ -219,6 +234,9 @@ impl AutomationSpec {
         }
         for (i, action) in self.actions.iter().enumerate() {
             action.validate(&format!("actions[{i}]"), self.trigger)?;
+        }
+        if self.trigger.is_organisation_wide() && self.filters != Filters::default() {
+            return Err(Invalid::new("filters", "filters pick calls; `budget_threshold_reached` is about the whole organisation, so leave them empty"));
         }
         if let Some(min) = self.filters.min_duration_secs {
             in_range("filters.min_duration_secs", min, 0, 86_400, "seconds")?;
@@ -314,6 +332,7 @@ pub fn template_context(event: &CallEvent, outputs: &[Value]) -> Value {
         "summary": classification.get("summary").and_then(Value::as_str).map(str::to_owned).or_else(|| call.summary.clone()),
         "classification": classification,
         "ticket": ticket,
+        "budget": event.budget,
         "steps": outputs,
     })
 }

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::cost::{CallCost, CallUsage};
 use super::event::Analysis;
 use super::ids::{AgentId, AppId, CallId, OrgId, PhoneNumberId, PhoneProviderId};
 use super::text_enum;
@@ -76,6 +77,10 @@ pub struct Call {
     pub error_code: Option<String>,
     /// The AI classification, once an automation has made one.
     pub analysis: Option<Analysis>,
+    /// What the call's session used (tokens, speech), once it has ended.
+    pub usage: Option<CallUsage>,
+    /// What the call cost, with its breakdown, once it is final.
+    pub cost: Option<CallCost>,
     /// The process whose agent session holds (or held) the call.
     #[serde(skip)]
     pub session_node: Option<String>,
@@ -114,6 +119,7 @@ text_enum!(
         ServerDraining => "server_draining",
         NoSpeechProvider => "no_speech_provider",
         SpeechNotReady => "speech_not_ready",
+        BudgetExhausted => "budget_exhausted",
     }
 );
 
@@ -302,6 +308,8 @@ impl Call {
             language: None,
             error_code: None,
             analysis: None,
+            usage: None,
+            cost: None,
             session_node: None,
             session_lease_until: None,
             is_test: false,

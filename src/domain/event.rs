@@ -1,5 +1,7 @@
 //! Post-call events: what Switchboard tells the outside world after a call. `call.ended` is the
-//! "Agent Conversation Ended" trigger; `call.analyzed` follows an AI classification.
+//! "Agent Conversation Ended" trigger; `call.analyzed` follows an AI classification;
+//! `budget.threshold_reached` tells that a call took the month's spending over a budget
+//! threshold.
 //!
 //! The payload is versioned (`schema_version`) and published as JSON Schema under
 //! `docs/events/`; a published version never changes in place (a test compares the schema the
@@ -13,17 +15,20 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::cost::{BudgetStatus, CallCost, CallUsage};
 use super::call::{Call, CallDirection, CallStatus, Turn, TurnRole, VoiceLatency};
 use super::ids::{AgentId, AppId, CallId, OrgId, PhoneNumberId};
 use super::text_enum;
 
-/// The version of the payload below. Version 2 added each agent turn's `voice_latency` and the
-/// call's voice-to-voice percentiles (Media Streams calls); version 1 stays published.
-pub const SCHEMA_VERSION: i64 = 2;
+/// The version of the payload below. Version 3 added the call's `usage` and `cost` and the
+/// `budget.threshold_reached` event with its `budget`; version 2 added each agent turn's
+/// `voice_latency` and the call's voice-to-voice percentiles (Media Streams calls). Earlier
+/// versions stay published.
+pub const SCHEMA_VERSION: i64 = 3;
 
 text_enum!(
     /// The kinds of event.
-    EventType { CallEnded => "call.ended", CallAnalyzed => "call.analyzed" }
+    EventType { CallEnded => "call.ended", CallAnalyzed => "call.analyzed", BudgetThresholdReached => "budget.threshold_reached" }
 );
 
 /// One event as delivered (webhook body, template context).
@@ -36,7 +41,12 @@ pub struct CallEvent {
     pub schema_version: i64,
     pub created_at: DateTime<Utc>,
     pub org_id: OrgId,
+    /// The call the event is about; for `budget.threshold_reached`, the call whose cost took
+    /// the month's spending over the threshold.
     pub call: CallSnapshot,
+    /// `budget.threshold_reached` only: where the month stands against the budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetStatus>,
 }
 
 /// The call record as it stood when the event was written.
@@ -74,6 +84,13 @@ pub struct CallSnapshot {
     pub latency: Latency,
     /// The AI classification, once there is one.
     pub analysis: Option<Analysis>,
+    /// What the call's session used (model tokens, speech).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<CallUsage>,
+    /// What the call cost, line by line. Until `cost.final`, the carrier line is the price
+    /// list's rate: the carrier reports its own price a while after the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CallCost>,
 }
 
 /// The agent that answered.
@@ -173,7 +190,9 @@ pub fn json_schema() -> Value {
     let definitions: serde_json::Map<String, Value> =
         defs.into_iter().map(|(name, schema)| (name, serde_json::to_value(schema).expect("a schema serialises"))).collect();
     doc["$schema"] = Value::from("https://json-schema.org/draft/2020-12/schema");
-    doc["title"] = Value::from(format!("Switchboard post-call event (call.ended, call.analyzed), schema version {SCHEMA_VERSION}"));
+    doc["title"] = Value::from(format!(
+        "Switchboard post-call event (call.ended, call.analyzed, budget.threshold_reached), schema version {SCHEMA_VERSION}"
+    ));
     doc["$defs"] = Value::Object(definitions);
     let text = doc.to_string().replace("#/components/schemas/", "#/$defs/");
     serde_json::from_str(&text).expect("the rewritten schema is JSON")
@@ -252,6 +271,8 @@ impl CallSnapshot {
             transcript: Transcript { turns: spoken, tool_calls, text },
             latency,
             analysis,
+            usage: call.usage.clone(),
+            cost: call.cost.clone(),
         }
     }
 }
@@ -286,6 +307,7 @@ impl CallEvent {
             created_at: call.started_at,
             org_id: call.org_id,
             call: CallSnapshot::new(call, agent_name.map(str::to_owned), &[], None),
+            budget: None,
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod app;
 pub mod audit;
 pub mod automation;
 pub mod call;
+pub mod cost;
 pub mod event;
 pub mod ids;
 pub mod languages;

@@ -103,8 +103,33 @@ pub struct ChatRequest {
 pub enum LlmEvent {
     Token(String),
     ToolCalls(Vec<ToolCall>),
+    /// The tokens the request used, as the server reported them (just before `Done`; absent
+    /// when the server does not report usage).
+    Usage(TokenUsage),
     Done,
     Failed(LlmError),
+}
+
+/// Tokens one request used.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TokenUsage {
+    pub input: i64,
+    pub output: i64,
+}
+
+/// About four characters make a token in the languages these models speak most; used where a
+/// server does not say.
+pub fn estimate_tokens(characters: usize) -> i64 {
+    characters.div_ceil(4) as i64
+}
+
+impl ChatRequest {
+    /// The tokens the request's prompt (messages and tools) takes, estimated.
+    pub fn estimated_input_tokens(&self) -> i64 {
+        let messages = serde_json::to_string(&self.messages).map_or(0, |json| json.len());
+        let tools: usize = self.tools.iter().map(|tool| tool.to_json().to_string().len()).sum();
+        estimate_tokens(messages + tools)
+    }
 }
 
 /// Why a model gave no (complete) answer.
@@ -147,7 +172,7 @@ pub async fn complete(model: &dyn ChatModel, request: ChatRequest) -> Result<Str
     while let Some(event) = stream.recv().await {
         match event {
             LlmEvent::Token(token) => text.push_str(&token),
-            LlmEvent::ToolCalls(_) => {}
+            LlmEvent::ToolCalls(_) | LlmEvent::Usage(_) => {}
             LlmEvent::Done => return Ok(text),
             LlmEvent::Failed(error) => return Err(error),
         }
@@ -161,6 +186,9 @@ pub struct LlmClient {
     egress: Egress,
     base_url: String,
     api_key: Option<String>,
+    /// Whether to ask for usage in the stream (`stream_options`); cleared for a server that
+    /// refuses the option.
+    asks_usage: Arc<std::sync::atomic::AtomicBool>,
     pub first_token_timeout: Duration,
     pub idle_timeout: Duration,
     pub total_timeout: Duration,
@@ -172,6 +200,7 @@ impl LlmClient {
             egress,
             base_url: base_url.trim_end_matches('/').to_owned(),
             api_key,
+            asks_usage: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             first_token_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(10),
             total_timeout: Duration::from_secs(120),
@@ -185,6 +214,9 @@ impl LlmClient {
 
     fn body(&self, request: &ChatRequest) -> Value {
         let mut body = json!({ "model": request.model, "messages": request.messages, "stream": true });
+        if self.asks_usage.load(Ordering::Relaxed) {
+            body["stream_options"] = json!({ "include_usage": true });
+        }
         if let Some(t) = request.temperature {
             body["temperature"] = json!(t);
         }
@@ -228,6 +260,7 @@ impl LlmClient {
         });
         let mut events = std::pin::pin!(bytes.eventsource());
         let mut calls = ToolCallAccumulator::default();
+        let mut usage = None;
         let mut produced = false;
         loop {
             let wait = deadline.min(Instant::now() + if produced { self.idle_timeout } else { self.first_token_timeout });
@@ -251,6 +284,11 @@ impl LlmClient {
             if let Some(error) = parsed.error {
                 return Err(failure(LlmError::Broken(error.summary())));
             }
+            // OpenAI reports usage in a last chunk without choices; other servers in the last
+            // chunk with content, or in every chunk as a running total: the last one counts.
+            if let Some(reported) = parsed.usage {
+                usage = Some(TokenUsage { input: reported.prompt_tokens, output: reported.completion_tokens });
+            }
             for choice in parsed.choices {
                 if let Some(content) = choice.delta.content.filter(|c| !c.is_empty()) {
                     produced = true;
@@ -268,6 +306,9 @@ impl LlmClient {
         if !calls.is_empty() {
             let _ = tx.send(LlmEvent::ToolCalls(calls)).await;
         }
+        if let Some(usage) = usage {
+            let _ = tx.send(LlmEvent::Usage(usage)).await;
+        }
         let _ = tx.send(LlmEvent::Done).await;
         Ok(())
     }
@@ -283,6 +324,11 @@ impl ChatModel for LlmClient {
             loop {
                 match client.run(&request, &tx, deadline).await {
                     Ok(()) => return,
+                    Err(Failure { error: LlmError::Refused { status: 400 | 422, reason }, .. })
+                        if reason.contains("stream_options") && client.asks_usage.swap(false, Ordering::Relaxed) =>
+                    {
+                        tracing::warn!(%reason, "the model server refuses `stream_options`; asking again without usage reports");
+                    }
                     Err(Failure { before_first_token: true, error }) if !retried && error.is_transient() => {
                         tracing::warn!(%error, "LLM request failed before its first token; retrying once");
                         retried = true;
@@ -385,7 +431,17 @@ struct StreamChunk {
     #[serde(default, deserialize_with = "null_as_default")]
     choices: Vec<StreamChoice>,
     #[serde(default)]
+    usage: Option<ReportedUsage>,
+    #[serde(default)]
     error: Option<ApiErrorObject>,
+}
+
+#[derive(Deserialize)]
+struct ReportedUsage {
+    #[serde(default)]
+    prompt_tokens: i64,
+    #[serde(default)]
+    completion_tokens: i64,
 }
 
 #[derive(Deserialize)]

@@ -10,8 +10,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Db, Result, on_pool};
-use crate::domain::analytics::{AgentFigures, Bucket, CallFigures, ResponseTime, SeriesPoint};
-use crate::domain::ids::{AgentId, AppId, OrgId};
+use crate::domain::analytics::{AgentFigures, Bucket, CallFigures, CostFigures, NumberFigures, ResponseTime, SeriesPoint};
+use crate::domain::cost::Money;
+use crate::domain::ids::{AgentId, AppId, OrgId, PhoneNumberId};
 
 /// Which calls a report covers.
 pub struct Scope {
@@ -36,7 +37,9 @@ const FIGURES: &str = "COUNT(*) AS calls,
     CAST(AVG(c.duration_secs) AS DOUBLE PRECISION) AS average_duration_secs,
     CAST(COALESCE(SUM(CASE WHEN c.resolution = 'resolved' THEN 1 ELSE 0 END), 0) AS BIGINT) AS resolved,
     CAST(COALESCE(SUM(CASE WHEN c.resolution IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT) AS classified,
-    CAST(AVG(c.satisfaction) AS DOUBLE PRECISION) AS average_satisfaction";
+    CAST(AVG(c.satisfaction) AS DOUBLE PRECISION) AS average_satisfaction,
+    CAST(COALESCE(SUM(c.cost_total), 0) AS BIGINT) AS cost_total,
+    CAST(COALESCE(SUM(CASE WHEN c.cost_total IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT) AS costed";
 
 #[derive(sqlx::FromRow)]
 struct FiguresRow {
@@ -47,9 +50,17 @@ struct FiguresRow {
     resolved: i64,
     classified: i64,
     average_satisfaction: Option<f64>,
+    cost_total: i64,
+    costed: i64,
 }
 
 impl FiguresRow {
+    fn cost(&self) -> CostFigures {
+        let total = Money::from_nanos(self.cost_total);
+        let per = |count: i64| (count > 0).then(|| Money::from_nanos(self.cost_total / count));
+        CostFigures { total, average_per_call: per(self.costed), per_resolved_call: per(self.resolved) }
+    }
+
     fn figures(&self, response_time: ResponseTime, voice_to_voice: ResponseTime) -> CallFigures {
         CallFigures {
             calls: self.calls,
@@ -60,6 +71,7 @@ impl FiguresRow {
             resolution_rate: (self.classified > 0).then(|| self.resolved as f64 / self.classified as f64),
             classified_calls: self.classified,
             average_satisfaction: self.average_satisfaction,
+            cost: self.cost(),
         }
     }
 }
@@ -76,6 +88,7 @@ struct LatencyRow {
 pub struct Figures {
     pub totals: CallFigures,
     pub agents: Vec<AgentFigures>,
+    pub numbers: Vec<NumberFigures>,
     pub sentiment: BTreeMap<String, i64>,
     pub ended_reasons: BTreeMap<String, i64>,
     pub series: Vec<SeriesPoint>,
@@ -87,7 +100,31 @@ pub async fn figures(db: &Db, scope: &Scope, buckets: &[Bucket]) -> Result<Figur
     let totals_sql = format!("SELECT CAST(NULL AS UUID) AS group_id, {FIGURES} FROM calls c WHERE {in_scope}");
     let per_agent_sql =
         format!("SELECT c.agent_id AS group_id, {FIGURES} FROM calls c WHERE {in_scope} AND c.agent_id IS NOT NULL GROUP BY c.agent_id");
+    let per_number_sql = format!(
+        "SELECT c.phone_number_id AS group_id, {FIGURES} FROM calls c WHERE {in_scope} AND c.phone_number_id IS NOT NULL
+         GROUP BY c.phone_number_id"
+    );
     let totals: Vec<FiguresRow> = fetch(db, scope, &totals_sql).await?;
+    let per_number: Vec<FiguresRow> = fetch(db, scope, &per_number_sql).await?;
+    let numbers: Vec<(Uuid, String)> = on_pool!(db, |pool| {
+        sqlx::query_as("SELECT id, number FROM phone_numbers WHERE org_id = $1 AND app_id = $2")
+            .bind(scope.org.0)
+            .bind(scope.app.0)
+            .fetch_all(pool)
+            .await
+    })?;
+    let numbers = per_number
+        .iter()
+        .filter_map(|row| {
+            let id = row.group_id?;
+            Some(NumberFigures {
+                phone_number_id: PhoneNumberId(id),
+                number: numbers.iter().find(|(number, _)| *number == id).map(|(_, e164)| e164.clone()),
+                calls: row.calls,
+                cost: row.cost(),
+            })
+        })
+        .collect();
     let per_agent: Vec<FiguresRow> = fetch(db, scope, &per_agent_sql).await?;
     let overall_latency: Vec<LatencyRow> = fetch(db, scope, &latency_sql(&in_scope, None, RESPONSE_TIME)).await?;
     let agent_latency: Vec<LatencyRow> = fetch(db, scope, &latency_sql(&in_scope, Some("c.agent_id"), RESPONSE_TIME)).await?;
@@ -125,6 +162,7 @@ pub async fn figures(db: &Db, scope: &Scope, buckets: &[Bucket]) -> Result<Figur
             .map(|row| row.figures(latency_of(&overall_latency, None), latency_of(&overall_wait, None)))
             .unwrap_or_default(),
         agents,
+        numbers,
         sentiment,
         ended_reasons,
         series: series(db, scope, buckets).await?,
@@ -183,13 +221,13 @@ async fn series(db: &Db, scope: &Scope, buckets: &[Bucket]) -> Result<Vec<Series
     let sql = format!(
         "WITH buckets (idx, starts, ends) AS (VALUES {})
          SELECT b.idx AS idx, COUNT(c.id) AS calls, CAST(COALESCE(SUM(c.duration_secs), 0) AS BIGINT) AS total,
-                CAST(AVG(c.duration_secs) AS DOUBLE PRECISION) AS average
+                CAST(AVG(c.duration_secs) AS DOUBLE PRECISION) AS average, CAST(COALESCE(SUM(c.cost_total), 0) AS BIGINT) AS cost
          FROM buckets b LEFT JOIN calls c ON {} AND c.started_at >= b.starts AND c.started_at < b.ends
          GROUP BY b.idx ORDER BY b.idx",
         values.join(", "),
         in_scope(scope)
     );
-    let rows: Vec<(i64, i64, i64, Option<f64>)> = on_pool!(db, |pool| {
+    let rows: Vec<(i64, i64, i64, Option<f64>, i64)> = on_pool!(db, |pool| {
         let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
             .bind(scope.org.0)
             .bind(scope.app.0)
@@ -203,7 +241,7 @@ async fn series(db: &Db, scope: &Scope, buckets: &[Bucket]) -> Result<Vec<Series
     })?;
     Ok(rows
         .into_iter()
-        .map(|(idx, calls, total, average)| {
+        .map(|(idx, calls, total, average, cost)| {
             let bucket = &buckets[idx as usize];
             SeriesPoint {
                 bucket: bucket.label.clone(),
@@ -212,6 +250,7 @@ async fn series(db: &Db, scope: &Scope, buckets: &[Bucket]) -> Result<Vec<Series
                 calls,
                 total_duration_secs: total,
                 average_duration_secs: average,
+                cost: Money::from_nanos(cost),
             }
         })
         .collect())

@@ -285,9 +285,19 @@ pub async fn dispatch_events(db: &Db, batch: i64) -> Result<usize> {
     let mut created = 0;
     for event in pending {
         let trigger = Trigger::ALL.iter().copied().find(|t| t.event_type() == event.payload.0.event_type);
-        if let (Some(app), Some(trigger)) = (event.app_id, trigger) {
-            let sql =
-                concat!("SELECT ", columns!(), " FROM automations WHERE org_id = $1 AND app_id = $2 AND trigger = $3 AND enabled = $4");
+        // Whose automations: the event's app's, or every app's ($2 NULL) for an organisation-wide
+        // trigger.
+        let scope = match trigger {
+            Some(trigger) if trigger.is_organisation_wide() => Some((trigger, None)),
+            Some(trigger) => event.app_id.map(|app| (trigger, Some(app))),
+            None => None,
+        };
+        if let Some((trigger, app)) = scope {
+            let sql = concat!(
+                "SELECT ",
+                columns!(),
+                " FROM automations WHERE org_id = $1 AND ($2 IS NULL OR app_id = $2) AND trigger = $3 AND enabled = $4"
+            );
             let rows: Vec<AutomationRow> = on_tx!(&mut tx, |conn| {
                 sqlx::query_as(sql).bind(event.org_id).bind(app).bind(trigger.as_str()).bind(true).fetch_all(conn).await
             })?;

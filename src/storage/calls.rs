@@ -8,9 +8,10 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::audit::Change;
-use super::{Db, Page, PageRequest, Result, StorageError, Tx, events, on_pool, on_tx, parse_stored};
+use super::{Db, Page, PageRequest, Result, StorageError, Tx, costs, events, on_pool, on_tx, parse_stored};
 use crate::domain::audit::Actor;
 use crate::domain::call::{Call, CallDirection, CallEnding, CallStatus, EndReason, EndedBy, StatusEvent, Turn, TurnRole, VoiceLatency};
+use crate::domain::cost::{CallCost, CallUsage};
 use crate::domain::event::{Analysis, EventType};
 use crate::domain::ids::{AgentId, AppId, CallId, OrgId, PhoneNumberId, PhoneProviderId};
 use crate::domain::time;
@@ -20,7 +21,7 @@ macro_rules! columns {
     () => {
         "id, org_id, app_id, phone_number_id, provider_id, agent_id, agent_version, call_sid, from_number, to_number,
          direction, status, status_sequence, started_at, answered_at, ended_at, duration_secs, ended_by, ended_reason,
-         outcome, summary, language, error_code, analysis, session_node, session_lease_until, is_test"
+         outcome, summary, language, error_code, analysis, usage, cost, session_node, session_lease_until, is_test"
     };
 }
 
@@ -81,6 +82,8 @@ struct CallRow {
     language: Option<String>,
     error_code: Option<String>,
     analysis: Option<Json<Analysis>>,
+    usage: Option<Json<CallUsage>>,
+    cost: Option<Json<CallCost>>,
     session_node: Option<String>,
     session_lease_until: Option<DateTime<Utc>>,
     is_test: bool,
@@ -113,6 +116,8 @@ impl CallRow {
             language: self.language,
             error_code: self.error_code,
             analysis: self.analysis.map(|a| a.0),
+            usage: self.usage.map(|u| u.0),
+            cost: self.cost.map(|c| c.0),
             session_node: self.session_node,
             session_lease_until: self.session_lease_until,
             is_test: self.is_test,
@@ -178,7 +183,7 @@ pub async fn find_by_id(db: &Db, id: CallId) -> Result<Option<Call>> {
 }
 
 /// Reads a call inside a transaction that will update it (locked on PostgreSQL).
-async fn lock(tx: &mut Tx, org: OrgId, id: CallId) -> Result<Call> {
+pub(crate) async fn lock(tx: &mut Tx, org: OrgId, id: CallId) -> Result<Call> {
     let sql = format!(concat!("SELECT ", columns!(), " FROM calls WHERE id = $1 AND org_id = $2{}"), tx.row_lock());
     let row: Option<CallRow> =
         on_tx!(tx, |conn| sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(id.0).bind(org.0).fetch_optional(conn).await)?;
@@ -225,7 +230,8 @@ async fn finalize(tx: &mut Tx, call: &Call) -> Result<bool> {
     if updated == 0 {
         return Ok(false);
     }
-    events::write(tx, call, EventType::CallEnded).await?;
+    let cost = costs::refresh(tx, call.org_id, call.id).await?.0;
+    events::write(tx, &Call { cost, ..call.clone() }, EventType::CallEnded).await?;
     Ok(true)
 }
 

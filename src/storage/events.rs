@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::{Db, Result, Tx, calls, on_pool, on_tx};
 use crate::domain::call::Call;
+use crate::domain::cost::BudgetStatus;
 use crate::domain::event::{CallEvent, CallSnapshot, EventType, SCHEMA_VERSION};
 use crate::domain::ids::{CallId, OrgId};
 use crate::domain::time;
@@ -15,6 +16,16 @@ use crate::domain::time;
 /// Writes the `kind` event of `call`, snapshotting the record and transcript as the transaction
 /// sees them. A second event of the same kind for the same call is not written.
 pub(crate) async fn write(tx: &mut Tx, call: &Call, kind: EventType) -> Result<()> {
+    insert(tx, call, kind, None).await.map(|_| ())
+}
+
+/// Writes the `budget.threshold_reached` event of the call whose cost took the month to
+/// `budget`; returns whether it was written (a call has at most one).
+pub(crate) async fn write_budget(tx: &mut Tx, call: &Call, budget: BudgetStatus) -> Result<bool> {
+    insert(tx, call, EventType::BudgetThresholdReached, Some(budget)).await
+}
+
+async fn insert(tx: &mut Tx, call: &Call, kind: EventType, budget: Option<BudgetStatus>) -> Result<bool> {
     let turns = calls::transcript_in(tx, call.org_id, call.id).await?;
     let agent_name: Option<String> = match call.agent_id {
         Some(agent) => on_tx!(tx, |conn| {
@@ -33,10 +44,11 @@ pub(crate) async fn write(tx: &mut Tx, call: &Call, kind: EventType) -> Result<(
         created_at: time::now(),
         org_id: call.org_id,
         call: CallSnapshot::new(call, agent_name, &turns, call.analysis.clone()),
+        budget,
     };
     let sql = "INSERT INTO events (id, org_id, app_id, call_id, type, schema_version, payload, created_at)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (call_id, type) DO NOTHING";
-    on_tx!(tx, |conn| {
+    let written = on_tx!(tx, |conn| {
         sqlx::query(sql)
             .bind(event.event_id)
             .bind(call.org_id.0)
@@ -50,7 +62,7 @@ pub(crate) async fn write(tx: &mut Tx, call: &Call, kind: EventType) -> Result<(
             .await
             .map(|r| r.rows_affected())
     })?;
-    Ok(())
+    Ok(written == 1)
 }
 
 #[derive(sqlx::FromRow)]

@@ -15,6 +15,7 @@ pub mod automations;
 pub mod backup;
 pub mod calls;
 pub mod console_sessions;
+pub mod costs;
 pub mod events;
 pub mod llm_providers;
 pub mod orgs;

@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 
 use super::audit::{self, Change};
 use super::secrets::SecretSlot;
-use super::{Db, Result, StorageError, on_pool, on_tx, parse_stored};
+use super::{Db, Result, StorageError, costs, on_pool, on_tx, parse_stored};
 use crate::domain::audit::Actor;
 use crate::domain::ids::{CallId, OrgId, RecordingId};
 use crate::domain::recording::{Recording, RecordingSource, RecordingStatus};
@@ -223,6 +223,13 @@ pub async fn stored(db: &Db, org: OrgId, id: RecordingId, audio: StoredAudio<'_>
         .await
         .map(|done| done.rows_affected())
     })?;
+    if moved == 1 {
+        // The recording's minutes join its call's cost.
+        let call: Uuid = on_pool!(db, |pool| {
+            sqlx::query_scalar("SELECT call_id FROM recordings WHERE id = $1 AND org_id = $2").bind(id.0).bind(org.0).fetch_one(pool).await
+        })?;
+        costs::refresh_call(db, org, CallId(call)).await?;
+    }
     Ok(moved == 1)
 }
 

@@ -199,6 +199,15 @@ async fn health_metrics_and_languages(app: TestApp) {
         "GET /api/v1/speech-providers/{id}",
         "PATCH /api/v1/speech-providers/{id}",
         "DELETE /api/v1/speech-providers/{id}",
+        "GET /api/v1/cost-settings",
+        "PUT /api/v1/cost-settings",
+        "GET /api/v1/spending",
+        "GET /api/v1/phone-providers/{id}/prices",
+        "PUT /api/v1/phone-providers/{id}/prices",
+        "GET /api/v1/llm-providers/{id}/prices",
+        "PUT /api/v1/llm-providers/{id}/prices",
+        "GET /api/v1/speech-providers/{id}/prices",
+        "PUT /api/v1/speech-providers/{id}/prices",
     ]
     .into_iter()
     .map(String::from)

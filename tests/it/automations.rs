@@ -139,7 +139,7 @@ async fn a_finished_call_is_delivered_classified_mailed_and_ticketed(backend: Ba
     let event: Value = serde_json::from_slice(&deliveries[0].body).unwrap();
     assert_eq!(deliveries[0].headers["idempotency-key"].to_str().unwrap(), event["event_id"].as_str().unwrap());
     assert_eq!(deliveries[0].headers["x-team"], "support");
-    assert_eq!((event["type"].as_str(), event["schema_version"].as_i64()), (Some("call.ended"), Some(2)));
+    assert_eq!((event["type"].as_str(), event["schema_version"].as_i64()), (Some("call.ended"), Some(3)));
     assert_eq!(event["call"]["id"], call.id.as_str());
     assert_eq!(event["call"]["from"], "+14155550123");
     assert_eq!(event["call"]["ended_reason"], "agent_ended");

@@ -378,6 +378,7 @@ async fn the_session_runs_without_a_transport_and_ends_at_max_duration() {
     use switchboard::domain::call::EndReason;
     use switchboard::domain::ids::CallId;
     use switchboard::providers::egress::Egress;
+    use switchboard::agent::usage::UsageMeter;
     use switchboard::providers::llm::{ChatModel, LlmClient};
 
     let app = crate::support::spawn_app(Backend::Sqlite).await;
@@ -390,6 +391,7 @@ async fn the_session_runs_without_a_transport_and_ends_at_max_duration() {
             org: app.org,
             call: CallId(call.id.parse().unwrap()),
             transcripts: TranscriptWriter::start(app.db.clone()),
+            meter: UsageMeter::default(),
         },
         caller: "+14155550123".into(),
         agent,

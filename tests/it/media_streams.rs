@@ -308,7 +308,7 @@ async fn a_media_stream_call_holds_a_whole_conversation(app: TestApp) {
     assert!((parts - answered["voice_to_voice_ms"].as_i64().unwrap()).abs() <= 5, "{answered}");
     let events = app.until(&format!("/api/v1/calls/{id}/events"), |e| !e.as_array().unwrap().is_empty()).await;
     let event = &events[0];
-    assert_eq!(event["schema_version"], 2, "{event}");
+    assert_eq!(event["schema_version"], 3, "{event}");
     assert!(event["call"]["latency"]["voice_to_voice_p50_ms"].as_i64().is_some_and(|ms| ms >= 300), "{event}");
     assert_eq!(event["call"]["transcript"]["turns"][2]["voice_latency"], *answered);
     // The model was told the caller heard only the first sentence.

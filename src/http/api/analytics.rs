@@ -1,5 +1,6 @@
 //! `/apps/{app_id}/analytics`: call volume, durations, response times, resolution, sentiment,
-//! ended reasons and a per-agent table over a time range, bucketed in a time zone.
+//! ended reasons, costs, and per-agent and per-number tables over a time range, bucketed in a
+//! time zone.
 
 use axum::Json;
 use axum::extract::State;
@@ -16,6 +17,7 @@ use crate::http::auth::Caller;
 use crate::http::error::{ApiError, Problem};
 use crate::http::input::{ApiPath, ApiQuery};
 use crate::storage::analytics::{self as store, Scope};
+use crate::storage::costs;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -56,6 +58,7 @@ pub async fn report(
     let steps = buckets(from, to, size, zone)?;
     let scope = Scope { org: caller.org, app, agent: q.agent_id, from, to, include_test_calls: q.include_test_calls };
     let figures = store::figures(&s.db, &scope, &steps).await.map_err(|e| ApiError::from_storage(e, "app"))?;
+    let currency = costs::settings(&s.db, caller.org).await.map_err(|e| ApiError::from_storage(e, "organisation"))?.currency;
     Ok(Json(Report {
         from,
         to,
@@ -66,5 +69,7 @@ pub async fn report(
         ended_reasons: figures.ended_reasons,
         series: figures.series,
         agents: figures.agents,
+        numbers: figures.numbers,
+        currency,
     }))
 }

@@ -8,6 +8,7 @@ pub mod apps;
 pub mod audit_log;
 pub mod automations;
 pub mod calls;
+pub mod costs;
 pub mod languages;
 pub mod llm_providers;
 pub mod phone_numbers;

@@ -41,7 +41,7 @@ pub enum SpeechError {
     Engine(String),
 }
 
-type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, SpeechError>> + Send + 'a>>;
+pub type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, SpeechError>> + Send + 'a>>;
 
 /// Turns an utterance into text.
 pub trait SpeechToText: Send + Sync {

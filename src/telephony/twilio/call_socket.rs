@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::task::JoinHandle;
 
 use super::{TwilioState, call_status, provisioning, signature};
+use crate::agent::call_log::StoredCallLog;
 use crate::agent::session::Ending;
 use crate::domain::call::{Call, CallEnding, CallStatus, EndReason, EndedBy};
 use crate::domain::ids::CallId;
@@ -67,8 +68,9 @@ pub fn internal(e: StorageError) -> Response {
 }
 
 /// Waits for the session's ending; a session that crashed is recorded as ended by an error.
-/// Unless the caller hung up or the call goes on to a transfer, Twilio is made sure to end it.
-pub async fn conclude(state: &TwilioState, call: &Call, session: JoinHandle<Ending>) -> Ending {
+/// What the call used is stored once more, with the agent's last words. Unless the caller hung
+/// up or the call goes on to a transfer, Twilio is made sure to end it.
+pub async fn conclude(state: &TwilioState, call: &Call, session: JoinHandle<Ending>, log: &StoredCallLog) -> Ending {
     let ending = match session.await {
         Ok(ending) => ending,
         Err(e) => {
@@ -80,6 +82,7 @@ pub async fn conclude(state: &TwilioState, call: &Call, session: JoinHandle<Endi
             Ending::new(EndedBy::System, EndReason::Error)
         }
     };
+    log.store_usage().await;
     tracing::info!(call = %call.id, reason = %ending.reason, "session ended");
     if ending.ended_by != EndedBy::Caller && ending.transfer_to.is_none() {
         tokio::spawn(hang_up_if_still_live(state.clone(), call.clone()));

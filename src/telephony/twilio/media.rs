@@ -12,6 +12,7 @@
 //! the call to a `<Dial>`.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -27,6 +28,7 @@ use super::media_stream::{self, Outbound, SequenceCheck, StreamEvent};
 use super::{TwilioState, call_socket, provisioning, twiml};
 use crate::agent::session::{Ending, Handoff, Session};
 use crate::agent::speech::{self, AgentEars};
+use crate::agent::usage::{MeteredHearing, MeteredSpeaking};
 use crate::agent::voice::{Hearing, TRANSPORT_RATE, TransportIn, TransportOut, Voice, VoiceLinks, VoiceSettings};
 use crate::agent::{assembly, call_log::StoredCallLog, session::SessionSetup};
 use crate::audio::frames::{FRAME, Framer};
@@ -224,11 +226,12 @@ async fn converse(state: TwilioState, call: Call, setup: SessionSetup<StoredCall
     };
     // The session announces the recording; this stream records it.
     let announcement = setup.recording.as_ref().map(|consent| consent.announcement.clone());
+    let log = setup.log.clone();
     let span = tracing::info_span!("session", call = %call.id);
     let session = tokio::spawn(Session::new(setup, command_tx).run(event_rx).instrument(span.clone()));
     let voice = Voice {
-        stt: ears.stt,
-        tts: ears.tts,
+        stt: Arc::new(MeteredHearing::new(ears.stt, ears.hearing_provider, log.meter.clone())),
+        tts: Arc::new(MeteredSpeaking::new(ears.tts, ears.speaking_provider, log.meter.clone())),
         cache: state.speech_cache.clone(),
         synthesizer: ears.synthesizer,
         settings,
@@ -358,7 +361,7 @@ async fn converse(state: TwilioState, call: Call, setup: SessionSetup<StoredCall
             ending = None;
         }
     }
-    call_socket::conclude(&state, &call, session).await;
+    call_socket::conclude(&state, &call, session, &log).await;
     if let Some(tape) = tape {
         tape.keep(&state, &call).await;
     }

@@ -21,6 +21,7 @@ pub mod call_socket;
 pub mod dev_phone;
 pub mod media;
 pub mod media_stream;
+pub mod pricing;
 pub mod provisioning;
 pub mod recording;
 pub mod recovery;

@@ -147,6 +147,7 @@ async fn converse(state: TwilioState, call: Call, setup: SessionSetup<StoredCall
     let (mut outgoing, mut incoming) = socket.split();
     let (event_tx, event_rx) = mpsc::channel(32);
     let (command_tx, mut command_rx) = mpsc::channel(64);
+    let log = setup.log.clone();
     let session = tokio::spawn(Session::new(setup, command_tx).run(event_rx).instrument(tracing::info_span!("session", call = %call.id)));
     tracing::info!(call = %call.id, "relay session started");
     // Caller events wait here while the session is busy, so reading the socket never waits for
@@ -185,7 +186,7 @@ async fn converse(state: TwilioState, call: Call, setup: SessionSetup<StoredCall
             },
         }
     }
-    call_socket::conclude(&state, &call, session).await;
+    call_socket::conclude(&state, &call, session, &log).await;
 }
 
 #[cfg(test)]

@@ -446,6 +446,21 @@ pub struct CallResource {
     pub end_time: Option<String>,
     #[serde(default, deserialize_with = "lenient_seconds")]
     pub duration: Option<i64>,
+    /// What the call cost, filled in a while after it ended: a decimal string, negative for a
+    /// charge (`"-0.01300"`), or null until then.
+    #[serde(default, deserialize_with = "lenient_decimal")]
+    pub price: Option<String>,
+    /// The currency of `price` (`USD`).
+    #[serde(default)]
+    pub price_unit: Option<String>,
+}
+
+fn lenient_decimal<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(deserializer)? {
+        Value::String(s) if !s.trim().is_empty() => Some(s),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    })
 }
 
 fn lenient_seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {

@@ -25,7 +25,7 @@ use crate::domain::recording::{RecordingSource, RecordingStatus};
 use crate::domain::time;
 use crate::models::SpeechReadiness;
 use crate::storage::calls::{self, NewCall};
-use crate::storage::{Db, StorageError, agents, phone_numbers, phone_providers, recordings};
+use crate::storage::{Db, StorageError, agents, costs, phone_numbers, phone_providers, recordings};
 
 const SORRY_UNAVAILABLE: &str = "Sorry, this number is not taking calls right now. Please try again later. Goodbye.";
 const SORRY_UNKNOWN: &str = "Sorry, this number is not in service. Goodbye.";
@@ -186,7 +186,12 @@ async fn answer_call(state: &TwilioState, req: &TwilioRequest) -> Result<String,
     let verified = verify(state, req).await?;
     // A node that is shutting down takes no new calls; the load balancer sends them elsewhere.
     let draining = state.live.is_draining().then_some(EndReason::ServerDraining);
-    let routing = route(state, &verified, draining).await?;
+    // A budget with a hard stop, once reached, turns new calls away politely.
+    let budget_stop = match &verified.number {
+        Some(_) if draining.is_none() => costs::stop_message(&state.db, verified.org, time::now()).await?,
+        _ => None,
+    };
+    let routing = route(state, &verified, draining.or(budget_stop.as_ref().map(|_| EndReason::BudgetExhausted))).await?;
     let status = req.param("CallStatus").and_then(call_status).unwrap_or(CallStatus::Ringing);
     let call = record_for(state, &verified, req, &routing, status).await?;
     let (Some(number), Some(agent), None) = (&verified.number, &routing.agent, routing.refused) else {
@@ -194,6 +199,7 @@ async fn answer_call(state: &TwilioState, req: &TwilioRequest) -> Result<String,
         let apology = match (&verified.number, routing.refused) {
             (None, _) => SORRY_UNKNOWN,
             (Some(_), Some(EndReason::SpeechNotReady)) => SORRY_SETTING_UP,
+            (Some(_), Some(EndReason::BudgetExhausted)) => budget_stop.as_deref().unwrap_or(SORRY_UNAVAILABLE),
             (Some(_), _) => SORRY_UNAVAILABLE,
         };
         return Ok(twiml::say_and_hang_up(apology));
@@ -230,7 +236,8 @@ struct Routing {
     refused: Option<EndReason>,
 }
 
-/// Routes a call to the dialled number's agent; `refuse_new` refuses it anyway (a draining node).
+/// Routes a call to the dialled number's agent; `refuse_new` refuses it anyway (a draining node,
+/// a spent budget).
 async fn route(state: &TwilioState, verified: &Verified, refuse_new: Option<EndReason>) -> Result<Routing, Rejection> {
     let agent = match &verified.number {
         Some(number) => Some(agents::get(&state.db, verified.org, number.agent_id).await?),

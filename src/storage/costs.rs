@@ -1,0 +1,330 @@
+//! Usage and costs: the organisation's currency and budget, each provider's price list, what a
+//! call used (written by its session) and the cost computed from them (`refresh`, run when the
+//! call is finalised and again whenever an input arrives late: the carrier's price, the
+//! recording's length, the session's last words). A cost that takes a month's spending over a
+//! budget threshold writes a `budget.threshold_reached` event in the same transaction, once per
+//! month and threshold.
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::audit::{self, Change};
+use super::{Db, Result, StorageError, Tx, events, on_pool, on_tx};
+use crate::domain::audit::Actor;
+use crate::domain::call::Call;
+use crate::domain::cost::{
+    Budget, BudgetLevel, BudgetStatus, CallCost, CallUsage, CarrierPrice, CarrierPrices, CostInputs, CostSettings, Currency, ModelPrices,
+    Money, PriceLists, SpeechPrices, Spending, month_of,
+};
+use crate::domain::ids::{CallId, OrgId};
+use crate::domain::time;
+
+/// How many times the carrier is asked for a call's price before the price list stands for it.
+pub const PRICE_CHECKS: i64 = 8;
+
+pub async fn settings(db: &Db, org: OrgId) -> Result<CostSettings> {
+    let row: Option<(String, Option<Json<Budget>>)> = on_pool!(db, |pool| {
+        sqlx::query_as("SELECT currency, budget FROM organizations WHERE id = $1").bind(org.0).fetch_optional(pool).await
+    })?;
+    let (currency, budget) = row.ok_or(StorageError::NotFound)?;
+    Ok(CostSettings { currency: stored_currency(&currency)?, budget: budget.map(|b| b.0) })
+}
+
+fn stored_currency(code: &str) -> Result<Currency> {
+    Currency::parse(code).map_err(|e| StorageError::Corrupt(format!("organizations.currency: {}", e.message)))
+}
+
+pub async fn set_settings(db: &Db, org: OrgId, settings: &CostSettings, actor: Actor) -> Result<()> {
+    let mut tx = db.begin().await?;
+    on_tx!(&mut tx, |conn| {
+        sqlx::query("UPDATE organizations SET currency = $1, budget = $2 WHERE id = $3")
+            .bind(settings.currency.as_str())
+            .bind(settings.budget.as_ref().map(Json))
+            .bind(org.0)
+            .execute(conn)
+            .await
+            .map(|_| ())
+    })?;
+    audit::record(&mut tx, org, Change::new(actor, "costs.updated", org, json!(settings))).await?;
+    tx.commit().await
+}
+
+/// The kinds of provider that have a price list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PricedProvider {
+    Phone,
+    Model,
+    Speech,
+}
+
+impl PricedProvider {
+    fn table(self) -> &'static str {
+        match self {
+            PricedProvider::Phone => "phone_providers",
+            PricedProvider::Model => "llm_providers",
+            PricedProvider::Speech => "speech_providers",
+        }
+    }
+}
+
+/// The price list of provider `id` (all zero when none was set).
+pub async fn prices<P: DeserializeOwned + Default + Send + Unpin + 'static>(db: &Db, org: OrgId, kind: PricedProvider, id: Uuid) -> Result<P> {
+    let sql = format!("SELECT prices FROM {} WHERE id = $1 AND org_id = $2", kind.table());
+    let row: Option<(Option<Json<P>>,)> =
+        on_pool!(db, |pool| sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(id).bind(org.0).fetch_optional(pool).await)?;
+    Ok(row.ok_or(StorageError::NotFound)?.0.map(|p| p.0).unwrap_or_default())
+}
+
+/// Sets the price list of provider `id`; the costs of calls already settled keep the prices
+/// they were computed with.
+pub async fn set_prices<P: serde::Serialize + Sync>(db: &Db, org: OrgId, kind: PricedProvider, id: Uuid, prices: &P, actor: Actor) -> Result<()> {
+    let mut tx = db.begin().await?;
+    let sql = format!("UPDATE {} SET prices = $1 WHERE id = $2 AND org_id = $3", kind.table());
+    let updated = on_tx!(&mut tx, |conn| sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+        .bind(Json(prices))
+        .bind(id)
+        .bind(org.0)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    if updated == 0 {
+        return Err(StorageError::NotFound);
+    }
+    let action = format!("{}.prices_updated", kind.table().trim_end_matches('s'));
+    audit::record(&mut tx, org, Change::new(actor, &action, id, json!(prices))).await?;
+    tx.commit().await
+}
+
+async fn prices_in<P: DeserializeOwned + Send + Unpin + 'static>(tx: &mut Tx, org: OrgId, kind: PricedProvider, id: Uuid) -> Result<Option<P>> {
+    let sql = format!("SELECT prices FROM {} WHERE id = $1 AND org_id = $2", kind.table());
+    let row: Option<(Option<Json<P>>,)> =
+        on_tx!(tx, |conn| sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(id).bind(org.0).fetch_optional(conn).await)?;
+    Ok(row.and_then(|(prices,)| prices.map(|p| p.0)))
+}
+
+/// Stores what a call's session used (replacing what it stored before) and brings the call's
+/// cost up to date.
+pub async fn record_usage(db: &Db, org: OrgId, call: CallId, usage: &CallUsage) -> Result<()> {
+    let mut tx = db.begin().await?;
+    on_tx!(&mut tx, |conn| {
+        sqlx::query("UPDATE calls SET usage = $1 WHERE id = $2 AND org_id = $3").bind(Json(usage)).bind(call.0).bind(org.0).execute(conn).await.map(|_| ())
+    })?;
+    let budget_event = refresh(&mut tx, org, call).await?.1;
+    tx.commit().await?;
+    if budget_event {
+        db.announce_outbox_event();
+    }
+    Ok(())
+}
+
+/// Records the carrier's price for a call (`None`: not known yet, or `give_up`: not coming) and
+/// brings its cost up to date.
+pub async fn record_carrier_price(db: &Db, org: OrgId, call: CallId, price: Option<&CarrierPrice>, give_up: bool) -> Result<()> {
+    let mut tx = db.begin().await?;
+    on_tx!(&mut tx, |conn| {
+        sqlx::query(
+            "UPDATE calls SET carrier_price = COALESCE($1, carrier_price), carrier_price_unit = COALESCE($2, carrier_price_unit),
+                 price_checks = price_checks + 1
+             WHERE id = $3 AND org_id = $4",
+        )
+        .bind(price.map(|p| p.amount.nanos()))
+        .bind(price.map(|p| p.currency.as_str().to_owned()))
+        .bind(call.0)
+        .bind(org.0)
+        .execute(conn)
+        .await
+        .map(|_| ())
+    })?;
+    if give_up {
+        let sql = "UPDATE calls SET price_checks = $1 WHERE id = $2 AND org_id = $3";
+        on_tx!(&mut tx, |conn| sqlx::query(sql).bind(PRICE_CHECKS).bind(call.0).bind(org.0).execute(conn).await.map(|_| ()))?;
+    }
+    let budget_event = refresh(&mut tx, org, call).await?.1;
+    tx.commit().await?;
+    if budget_event {
+        db.announce_outbox_event();
+    }
+    Ok(())
+}
+
+/// Recomputes a call's cost after a late input (its recording's length) and stores it.
+pub async fn refresh_call(db: &Db, org: OrgId, call: CallId) -> Result<()> {
+    let mut tx = db.begin().await?;
+    let budget_event = refresh(&mut tx, org, call).await?.1;
+    tx.commit().await?;
+    if budget_event {
+        db.announce_outbox_event();
+    }
+    Ok(())
+}
+
+/// What a call's cost depends on beyond the call record: the carrier's price, how often it was
+/// asked for, and whether the call is final.
+type CostRow = (Option<i64>, Option<String>, i64, Option<DateTime<Utc>>);
+
+/// Computes and stores the cost of a finalised call from what is known now; an open call is
+/// left alone (finalisation computes it). Returns the cost, and whether a budget event was
+/// written.
+pub(crate) async fn refresh(tx: &mut Tx, org: OrgId, id: CallId) -> Result<(Option<CallCost>, bool)> {
+    let call = super::calls::lock(tx, org, id).await?;
+    let sql = "SELECT carrier_price, carrier_price_unit, price_checks, finalized_at FROM calls WHERE id = $1 AND org_id = $2";
+    let row: Option<CostRow> = on_tx!(tx, |conn| sqlx::query_as(sql).bind(id.0).bind(org.0).fetch_optional(conn).await)?;
+    let (carrier_price, carrier_unit, checks, finalized_at) = row.ok_or(StorageError::NotFound)?;
+    if finalized_at.is_none() {
+        return Ok((None, false));
+    }
+    let usage = call.usage.clone().unwrap_or_default();
+    let settings_row: (String, Option<Json<Budget>>) = on_tx!(tx, |conn| {
+        sqlx::query_as("SELECT currency, budget FROM organizations WHERE id = $1").bind(org.0).fetch_one(conn).await
+    })?;
+    let currency = stored_currency(&settings_row.0)?;
+    let mut prices = PriceLists { currency: currency.clone(), ..PriceLists::default() };
+    if let Some(provider) = call.provider_id {
+        prices.carrier = prices_in::<CarrierPrices>(tx, org, PricedProvider::Phone, provider.0).await?.unwrap_or_default();
+    }
+    if let Some(provider) = usage.model_provider_id {
+        prices.model = prices_in::<ModelPrices>(tx, org, PricedProvider::Model, provider.0).await?;
+    }
+    if let Some(provider) = usage.transcription_provider_id {
+        prices.transcription = prices_in::<SpeechPrices>(tx, org, PricedProvider::Speech, provider.0).await?;
+    }
+    if let Some(provider) = usage.synthesis_provider_id {
+        prices.synthesis = prices_in::<SpeechPrices>(tx, org, PricedProvider::Speech, provider.0).await?;
+    }
+    let recording_ms: Option<Option<i64>> = on_tx!(tx, |conn| {
+        sqlx::query_scalar("SELECT duration_ms FROM recordings WHERE call_id = $1 AND org_id = $2 AND status = 'stored'")
+            .bind(id.0)
+            .bind(org.0)
+            .fetch_optional(conn)
+            .await
+    })?;
+    let carrier_price = match (carrier_price, carrier_unit) {
+        (Some(nanos), Some(unit)) => Some(CarrierPrice { amount: Money::from_nanos(nanos), currency: stored_currency(&unit)? }),
+        _ => None,
+    };
+    let inputs = CostInputs {
+        usage,
+        call_secs: billable_secs(&call),
+        recording_secs: recording_ms.flatten().map(|ms| (ms + 999) / 1000),
+        carrier_price,
+        carrier_price_given_up: checks >= PRICE_CHECKS || call.provider_id.is_none(),
+        prices,
+    };
+    let cost = inputs.cost();
+    let sql = "UPDATE calls SET cost = $1, cost_total = $2, cost_settled_at = $3 WHERE id = $4 AND org_id = $5";
+    on_tx!(tx, |conn| sqlx::query(sql)
+        .bind(Json(&cost))
+        .bind(cost.total.nanos())
+        .bind(cost.settled.then(time::now))
+        .bind(id.0)
+        .bind(org.0)
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+    let budget_event = match settings_row.1 {
+        Some(budget) => check_budget(tx, &Call { cost: Some(cost.clone()), ..call }, &budget.0, currency).await?,
+        None => false,
+    };
+    Ok((Some(cost), budget_event))
+}
+
+/// The call's billable length: the carrier's, else from answer (or start) to end.
+fn billable_secs(call: &Call) -> i64 {
+    call.duration_secs.unwrap_or_else(|| match call.ended_at {
+        Some(ended) if call.answered_at.is_some() => (ended - call.answered_at.unwrap_or(call.started_at)).num_seconds().max(0),
+        _ => 0,
+    })
+}
+
+/// The organisation's spending in the month that began at `month_start`, and its calls.
+async fn spent_in(tx: &mut Tx, org: OrgId, month_start: DateTime<Utc>) -> Result<(Money, i64)> {
+    let (sum, calls): (Option<i64>, i64) = on_tx!(tx, |conn| {
+        sqlx::query_as("SELECT CAST(SUM(cost_total) AS BIGINT), COUNT(*) FROM calls WHERE org_id = $1 AND started_at >= $2")
+            .bind(org.0)
+            .bind(month_start)
+            .fetch_one(conn)
+            .await
+    })?;
+    Ok((Money::from_nanos(sum.unwrap_or(0)), calls))
+}
+
+/// Writes a budget event for `call` when the spending of its month has reached a threshold no
+/// event was written for yet. The threshold is claimed only if the event is written (an event
+/// per call and type), so a threshold this call cannot report fires with the next call.
+async fn check_budget(tx: &mut Tx, call: &Call, budget: &Budget, currency: Currency) -> Result<bool> {
+    let (month, month_start) = month_of(call.started_at);
+    let (spent, _) = spent_in(tx, call.org_id, month_start).await?;
+    let Some(level) = budget.level(spent) else { return Ok(false) };
+    let levels: &[BudgetLevel] = if level == BudgetLevel::Limit { &[BudgetLevel::Warning, BudgetLevel::Limit] } else { &[BudgetLevel::Warning] };
+    let mut new_levels = Vec::new();
+    for level in levels {
+        let sql = "SELECT 1 FROM budget_alerts WHERE org_id = $1 AND month = $2 AND level = $3";
+        let seen: Option<i32> =
+            on_tx!(tx, |conn| sqlx::query_scalar(sql).bind(call.org_id.0).bind(&month).bind(level.as_str()).fetch_optional(conn).await)?;
+        if seen.is_none() {
+            new_levels.push(*level);
+        }
+    }
+    if new_levels.is_empty() {
+        return Ok(false);
+    }
+    let status = BudgetStatus::new(budget, currency, month.clone(), spent);
+    if !events::write_budget(tx, call, status).await? {
+        return Ok(false);
+    }
+    let now = time::now();
+    for level in new_levels {
+        let sql = "INSERT INTO budget_alerts (org_id, month, level, call_id, created_at) VALUES ($1, $2, $3, $4, $5)";
+        on_tx!(tx, |conn| sqlx::query(sql).bind(call.org_id.0).bind(&month).bind(level.as_str()).bind(call.id.0).bind(now).execute(conn).await.map(|_| ()))?;
+    }
+    Ok(true)
+}
+
+/// The organisation's spending in the month of `now`, against its budget.
+pub async fn spending(db: &Db, org: OrgId, now: DateTime<Utc>) -> Result<Spending> {
+    let settings = settings(db, org).await?;
+    let (month, month_start) = month_of(now);
+    let mut tx = db.begin().await?;
+    let (spent, calls) = spent_in(&mut tx, org, month_start).await?;
+    tx.commit().await?;
+    let budget = settings.budget.map(|budget| BudgetStatus::new(&budget, settings.currency.clone(), month.clone(), spent));
+    Ok(Spending { month, currency: settings.currency, spent, calls, budget })
+}
+
+/// What callers hear instead of an agent while the budget stops new calls, if it does.
+pub async fn stop_message(db: &Db, org: OrgId, now: DateTime<Utc>) -> Result<Option<String>> {
+    let settings = settings(db, org).await?;
+    let Some(budget) = settings.budget.filter(|b| b.hard_stop) else { return Ok(None) };
+    let (_, month_start) = month_of(now);
+    let mut tx = db.begin().await?;
+    let (spent, _) = spent_in(&mut tx, org, month_start).await?;
+    tx.commit().await?;
+    Ok(budget.stops_calls(spent).then_some(budget.stop_message))
+}
+
+/// Finalised calls whose carrier price has not come in yet and may still be asked for, oldest
+/// first, skipping calls finalised after `settled_before` (Twilio fills the price in a little
+/// after the call).
+pub async fn awaiting_carrier_price(db: &Db, settled_before: DateTime<Utc>, limit: i64) -> Result<Vec<Call>> {
+    let ids: Vec<(Uuid, Uuid)> = on_pool!(db, |pool| {
+        sqlx::query_as(
+            "SELECT id, org_id FROM calls
+             WHERE cost_settled_at IS NULL AND finalized_at IS NOT NULL AND finalized_at < $1 AND provider_id IS NOT NULL
+               AND price_checks < $2
+             ORDER BY finalized_at LIMIT $3",
+        )
+        .bind(settled_before)
+        .bind(PRICE_CHECKS)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+    })?;
+    let mut calls = Vec::with_capacity(ids.len());
+    for (id, org) in ids {
+        calls.push(super::calls::get(db, OrgId(org), CallId(id)).await?);
+    }
+    Ok(calls)
+}
