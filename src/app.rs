@@ -284,7 +284,7 @@ async fn settle_stale_calls_periodically(db: Db, twilio: TwilioClient, carrier_r
             tracing::warn!(error = ?e, "could not settle stale calls");
         }
         carrier_recordings.sweep().await;
-        if let Err(e) = pricing::settle_prices(&db, &twilio).await {
+        if let Err(e) = pricing::settle_prices(&db, &twilio, crate::domain::time::now()).await {
             tracing::warn!(error = ?e, "could not settle the carrier's call prices");
         }
     }

@@ -14,11 +14,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::usage::UsageMeter;
 use crate::domain::call::{CallEnding, VoiceLatency};
 use crate::domain::ids::{CallId, OrgId};
-use super::usage::UsageMeter;
-use crate::storage::{Db, costs};
 use crate::storage::calls::{self, MAX_TURNS_PER_APPEND, NewTurn};
+use crate::storage::{Db, costs};
 
 /// The session's record of its call.
 pub trait CallLog: Send + Sync + 'static {

@@ -192,11 +192,8 @@ mod tests {
 
     #[tokio::test]
     async fn reported_usage_is_counted_and_not_passed_on() {
-        let model = metered(vec![
-            LlmEvent::Token("Hello there".into()),
-            LlmEvent::Usage(TokenUsage { input: 120, output: 3 }),
-            LlmEvent::Done,
-        ]);
+        let model =
+            metered(vec![LlmEvent::Token("Hello there".into()), LlmEvent::Usage(TokenUsage { input: 120, output: 3 }), LlmEvent::Done]);
         let mut answer = model.stream(request());
         let mut seen = Vec::new();
         while let Some(event) = answer.recv().await {

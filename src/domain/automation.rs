@@ -236,7 +236,10 @@ impl AutomationSpec {
             action.validate(&format!("actions[{i}]"), self.trigger)?;
         }
         if self.trigger.is_organisation_wide() && self.filters != Filters::default() {
-            return Err(Invalid::new("filters", "filters pick calls; `budget_threshold_reached` is about the whole organisation, so leave them empty"));
+            return Err(Invalid::new(
+                "filters",
+                "filters pick calls; `budget_threshold_reached` is about the whole organisation, so leave them empty",
+            ));
         }
         if let Some(min) = self.filters.min_duration_secs {
             in_range("filters.min_duration_secs", min, 0, 86_400, "seconds")?;

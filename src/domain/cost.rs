@@ -330,8 +330,22 @@ impl CostInputs {
         let model = prices.model.unwrap_or_default();
         let token_basis = if usage.model_tokens_estimated { CostBasis::Estimated } else { CostBasis::PriceList };
         let million = 1_000_000;
-        lines.extend(priced(CostItem::ModelInput, usage.model_input_tokens, CostUnit::MillionTokens, model.input_per_million_tokens, million, token_basis));
-        lines.extend(priced(CostItem::ModelOutput, usage.model_output_tokens, CostUnit::MillionTokens, model.output_per_million_tokens, million, token_basis));
+        lines.extend(priced(
+            CostItem::ModelInput,
+            usage.model_input_tokens,
+            CostUnit::MillionTokens,
+            model.input_per_million_tokens,
+            million,
+            token_basis,
+        ));
+        lines.extend(priced(
+            CostItem::ModelOutput,
+            usage.model_output_tokens,
+            CostUnit::MillionTokens,
+            model.output_per_million_tokens,
+            million,
+            token_basis,
+        ));
         let per_minute = prices.transcription.unwrap_or_default().transcription_per_minute;
         lines.extend(priced(CostItem::Transcription, usage.transcription_ms, CostUnit::Minute, per_minute, 60_000, CostBasis::PriceList));
         let per_character = prices.synthesis.unwrap_or_default().synthesis_per_character;

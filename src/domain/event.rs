@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::cost::{BudgetStatus, CallCost, CallUsage};
 use super::call::{Call, CallDirection, CallStatus, Turn, TurnRole, VoiceLatency};
+use super::cost::{BudgetStatus, CallCost, CallUsage};
 use super::ids::{AgentId, AppId, CallId, OrgId, PhoneNumberId};
 use super::text_enum;
 

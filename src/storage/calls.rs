@@ -288,11 +288,15 @@ pub async fn finish_conversation_at(db: &Db, org: OrgId, id: CallId, ending: &Ca
 /// written.
 async fn change_and_finalize(db: &Db, org: OrgId, id: CallId, change: impl FnOnce(Call) -> (Call, bool)) -> Result<Call> {
     let mut tx = db.begin().await?;
-    let (next, over) = change(lock(&mut tx, org, id).await?);
+    let before = lock(&mut tx, org, id).await?;
+    let billed_secs = before.duration_secs;
+    let (next, over) = change(before);
     write(&mut tx, &next).await?;
     let finalized = over && finalize(&mut tx, &next).await?;
+    // The carrier's length of a call already final (its last callback) changes what it cost.
+    let budget_event = !finalized && next.duration_secs != billed_secs && costs::refresh(&mut tx, org, id).await?.1;
     tx.commit().await?;
-    if finalized {
+    if finalized || budget_event {
         db.announce_outbox_event();
     }
     Ok(next)

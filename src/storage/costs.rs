@@ -71,7 +71,12 @@ impl PricedProvider {
 }
 
 /// The price list of provider `id` (all zero when none was set).
-pub async fn prices<P: DeserializeOwned + Default + Send + Unpin + 'static>(db: &Db, org: OrgId, kind: PricedProvider, id: Uuid) -> Result<P> {
+pub async fn prices<P: DeserializeOwned + Default + Send + Unpin + 'static>(
+    db: &Db,
+    org: OrgId,
+    kind: PricedProvider,
+    id: Uuid,
+) -> Result<P> {
     let sql = format!("SELECT prices FROM {} WHERE id = $1 AND org_id = $2", kind.table());
     let row: Option<(Option<Json<P>>,)> =
         on_pool!(db, |pool| sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(id).bind(org.0).fetch_optional(pool).await)?;
@@ -80,7 +85,14 @@ pub async fn prices<P: DeserializeOwned + Default + Send + Unpin + 'static>(db: 
 
 /// Sets the price list of provider `id`; the costs of calls already settled keep the prices
 /// they were computed with.
-pub async fn set_prices<P: serde::Serialize + Sync>(db: &Db, org: OrgId, kind: PricedProvider, id: Uuid, prices: &P, actor: Actor) -> Result<()> {
+pub async fn set_prices<P: serde::Serialize + Sync>(
+    db: &Db,
+    org: OrgId,
+    kind: PricedProvider,
+    id: Uuid,
+    prices: &P,
+    actor: Actor,
+) -> Result<()> {
     let mut tx = db.begin().await?;
     let sql = format!("UPDATE {} SET prices = $1 WHERE id = $2 AND org_id = $3", kind.table());
     let updated = on_tx!(&mut tx, |conn| sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
@@ -98,7 +110,12 @@ pub async fn set_prices<P: serde::Serialize + Sync>(db: &Db, org: OrgId, kind: P
     tx.commit().await
 }
 
-async fn prices_in<P: DeserializeOwned + Send + Unpin + 'static>(tx: &mut Tx, org: OrgId, kind: PricedProvider, id: Uuid) -> Result<Option<P>> {
+async fn prices_in<P: DeserializeOwned + Send + Unpin + 'static>(
+    tx: &mut Tx,
+    org: OrgId,
+    kind: PricedProvider,
+    id: Uuid,
+) -> Result<Option<P>> {
     let sql = format!("SELECT prices FROM {} WHERE id = $1 AND org_id = $2", kind.table());
     let row: Option<(Option<Json<P>>,)> =
         on_tx!(tx, |conn| sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(id).bind(org.0).fetch_optional(conn).await)?;
@@ -110,7 +127,13 @@ async fn prices_in<P: DeserializeOwned + Send + Unpin + 'static>(tx: &mut Tx, or
 pub async fn record_usage(db: &Db, org: OrgId, call: CallId, usage: &CallUsage) -> Result<()> {
     let mut tx = db.begin().await?;
     on_tx!(&mut tx, |conn| {
-        sqlx::query("UPDATE calls SET usage = $1 WHERE id = $2 AND org_id = $3").bind(Json(usage)).bind(call.0).bind(org.0).execute(conn).await.map(|_| ())
+        sqlx::query("UPDATE calls SET usage = $1 WHERE id = $2 AND org_id = $3")
+            .bind(Json(usage))
+            .bind(call.0)
+            .bind(org.0)
+            .execute(conn)
+            .await
+            .map(|_| ())
     })?;
     let budget_event = refresh(&mut tx, org, call).await?.1;
     tx.commit().await?;
@@ -258,7 +281,8 @@ async fn check_budget(tx: &mut Tx, call: &Call, budget: &Budget, currency: Curre
     let (month, month_start) = month_of(call.started_at);
     let (spent, _) = spent_in(tx, call.org_id, month_start).await?;
     let Some(level) = budget.level(spent) else { return Ok(false) };
-    let levels: &[BudgetLevel] = if level == BudgetLevel::Limit { &[BudgetLevel::Warning, BudgetLevel::Limit] } else { &[BudgetLevel::Warning] };
+    let levels: &[BudgetLevel] =
+        if level == BudgetLevel::Limit { &[BudgetLevel::Warning, BudgetLevel::Limit] } else { &[BudgetLevel::Warning] };
     let mut new_levels = Vec::new();
     for level in levels {
         let sql = "SELECT 1 FROM budget_alerts WHERE org_id = $1 AND month = $2 AND level = $3";
@@ -278,7 +302,15 @@ async fn check_budget(tx: &mut Tx, call: &Call, budget: &Budget, currency: Curre
     let now = time::now();
     for level in new_levels {
         let sql = "INSERT INTO budget_alerts (org_id, month, level, call_id, created_at) VALUES ($1, $2, $3, $4, $5)";
-        on_tx!(tx, |conn| sqlx::query(sql).bind(call.org_id.0).bind(&month).bind(level.as_str()).bind(call.id.0).bind(now).execute(conn).await.map(|_| ()))?;
+        on_tx!(tx, |conn| sqlx::query(sql)
+            .bind(call.org_id.0)
+            .bind(&month)
+            .bind(level.as_str())
+            .bind(call.id.0)
+            .bind(now)
+            .execute(conn)
+            .await
+            .map(|_| ()))?;
     }
     Ok(true)
 }

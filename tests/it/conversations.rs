@@ -374,11 +374,11 @@ async fn the_session_runs_without_a_transport_and_ends_at_max_duration() {
 
     use switchboard::agent::call_log::{StoredCallLog, TranscriptWriter};
     use switchboard::agent::session::{AgentCommand, Session, SessionSetup};
+    use switchboard::agent::usage::UsageMeter;
     use switchboard::domain::agent::AgentSpec;
     use switchboard::domain::call::EndReason;
     use switchboard::domain::ids::CallId;
     use switchboard::providers::egress::Egress;
-    use switchboard::agent::usage::UsageMeter;
     use switchboard::providers::llm::{ChatModel, LlmClient};
 
     let app = crate::support::spawn_app(Backend::Sqlite).await;

@@ -13,6 +13,7 @@ mod cli;
 mod console;
 mod contract;
 mod conversations;
+mod costs;
 mod embedded_speech;
 mod faults;
 mod hardening;

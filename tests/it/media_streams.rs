@@ -317,6 +317,18 @@ async fn a_media_stream_call_holds_a_whole_conversation(app: TestApp) {
     // Recognition in the call's language; the agent's voice is the provider's default.
     assert!(fake.heard().iter().any(|(text, language)| text == "I need to change my order." && language == "en"), "{:?}", fake.heard());
     assert!(fake.spoken().iter().any(|(text, voice)| text.starts_with("Hello, this is Ava.") && voice == "alloy"), "{:?}", fake.spoken());
+    // What the call used: the audio sent to be transcribed, the characters sent to be spoken
+    // (the greeting may come from the cache), and the model's tokens as the server counted them.
+    let usage = app.until(&format!("/api/v1/calls/{id}"), |d| d["usage"]["synthesis_characters"].as_i64() > Some(0)).await["usage"].clone();
+    assert_eq!(usage["transport"], "media_streams", "{usage}");
+    assert!(usage["transcription_ms"].as_i64().unwrap() >= 1_000, "three utterances were heard: {usage}");
+    assert!(usage["transcription_provider_id"].is_string() && usage["transcription_provider_id"] == usage["synthesis_provider_id"]);
+    let spoken: i64 = fake.spoken().iter().map(|(text, _)| text.chars().count() as i64).sum();
+    let answers = ["Your order ships on Monday.", "Done. Goodbye!"].iter().map(|t| t.len() as i64).sum::<i64>();
+    let characters = usage["synthesis_characters"].as_i64().unwrap();
+    assert!((answers..=spoken).contains(&characters), "{characters} characters of {spoken} spoken: {usage}");
+    let counted: i64 = llm.counted().iter().map(|(prompt, _)| prompt).sum();
+    assert_eq!((usage["model_input_tokens"].as_i64(), usage["model_tokens_estimated"].as_bool()), (Some(counted), Some(false)), "{usage}");
 }
 
 /// The timing a real caller produces: a second sentence while the model is still thinking about

@@ -31,7 +31,11 @@ pub async fn get_settings(State(s): State<AppState>, caller: Caller) -> Result<J
 /// converts nothing.
 #[utoipa::path(put, path = "/cost-settings", tag = "costs", request_body = CostSettings, responses(
     (status = 200, body = CostSettings), (status = 422, body = Problem)))]
-pub async fn put_settings(State(s): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CostSettings>) -> Result<Json<CostSettings>, ApiError> {
+pub async fn put_settings(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CostSettings>,
+) -> Result<Json<CostSettings>, ApiError> {
     let settings = body.validate()?;
     store::set_settings(&s.db, caller.org, &settings, caller.actor).await.map_err(storage_error("organisation"))?;
     Ok(Json(settings))
@@ -53,7 +57,14 @@ async fn read<P: DeserializeOwned + Default + Send + Unpin + 'static>(
     Ok(Json(store::prices(&s.db, caller.org, kind, id).await.map_err(storage_error(what))?))
 }
 
-async fn write<P: Serialize + Sync>(s: &AppState, caller: &Caller, kind: PricedProvider, id: Uuid, prices: P, what: &'static str) -> Result<Json<P>, ApiError> {
+async fn write<P: Serialize + Sync>(
+    s: &AppState,
+    caller: &Caller,
+    kind: PricedProvider,
+    id: Uuid,
+    prices: P,
+    what: &'static str,
+) -> Result<Json<P>, ApiError> {
     store::set_prices(&s.db, caller.org, kind, id, &prices, caller.actor).await.map_err(storage_error(what))?;
     Ok(Json(prices))
 }
@@ -61,7 +72,11 @@ async fn write<P: Serialize + Sync>(s: &AppState, caller: &Caller, kind: PricedP
 /// A phone provider's prices (all 0 until set).
 #[utoipa::path(get, path = "/phone-providers/{id}/prices", tag = "costs", params(("id" = PhoneProviderId, Path)), responses(
     (status = 200, body = CarrierPrices), (status = 404, body = Problem)))]
-pub async fn get_phone_prices(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<PhoneProviderId>) -> Result<Json<CarrierPrices>, ApiError> {
+pub async fn get_phone_prices(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<PhoneProviderId>,
+) -> Result<Json<CarrierPrices>, ApiError> {
     read(&s, &caller, PricedProvider::Phone, id.0, "phone provider").await
 }
 
@@ -81,7 +96,11 @@ pub async fn put_phone_prices(
 /// An LLM provider's prices (all 0 until set).
 #[utoipa::path(get, path = "/llm-providers/{id}/prices", tag = "costs", params(("id" = LlmProviderId, Path)), responses(
     (status = 200, body = ModelPrices), (status = 404, body = Problem)))]
-pub async fn get_model_prices(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<LlmProviderId>) -> Result<Json<ModelPrices>, ApiError> {
+pub async fn get_model_prices(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<LlmProviderId>,
+) -> Result<Json<ModelPrices>, ApiError> {
     read(&s, &caller, PricedProvider::Model, id.0, "LLM provider").await
 }
 
@@ -100,7 +119,11 @@ pub async fn put_model_prices(
 /// A speech provider's prices (all 0 until set).
 #[utoipa::path(get, path = "/speech-providers/{id}/prices", tag = "costs", params(("id" = SpeechProviderId, Path)), responses(
     (status = 200, body = SpeechPrices), (status = 404, body = Problem)))]
-pub async fn get_speech_prices(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<SpeechProviderId>) -> Result<Json<SpeechPrices>, ApiError> {
+pub async fn get_speech_prices(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<SpeechProviderId>,
+) -> Result<Json<SpeechPrices>, ApiError> {
     read(&s, &caller, PricedProvider::Speech, id.0, "speech provider").await
 }
 

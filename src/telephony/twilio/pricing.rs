@@ -3,13 +3,12 @@
 //! it never comes (`costs::PRICE_CHECKS` asks), the phone provider's per-minute rate stands for
 //! it in the call's cost (`storage::costs`).
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 
 use super::provisioning;
 use super::rest::TwilioClient;
 use crate::domain::call::Call;
 use crate::domain::cost::{CarrierPrice, Currency, Money};
-use crate::domain::time;
 use crate::storage::{Db, Result, costs};
 
 /// How long after a call is final its price is first asked for.
@@ -17,11 +16,11 @@ const FIRST_ASK_AFTER: Duration = Duration::minutes(2);
 /// Calls asked about per sweep.
 const SWEEP_BATCH: i64 = 200;
 
-/// Asks Twilio for the price of every final call still without one; returns how many prices
-/// came in.
-pub async fn settle_prices(db: &Db, client: &TwilioClient) -> Result<usize> {
+/// Asks Twilio for the price of every call final at `now` still without one; returns how many
+/// prices came in.
+pub async fn settle_prices(db: &Db, client: &TwilioClient, now: DateTime<Utc>) -> Result<usize> {
     let mut priced = 0;
-    for call in costs::awaiting_carrier_price(db, time::now() - FIRST_ASK_AFTER, SWEEP_BATCH).await? {
+    for call in costs::awaiting_carrier_price(db, now - FIRST_ASK_AFTER, SWEEP_BATCH).await? {
         let (price, give_up) = ask(db, client, &call).await;
         priced += usize::from(price.is_some());
         costs::record_carrier_price(db, call.org_id, call.id, price.as_ref(), give_up).await?;

@@ -6,6 +6,11 @@
 //! - [`StreamStyle::LlamaCppPython`] (llama-cpp-python's server): every field present with
 //!   explicit `null`s (`"tool_calls": null` beside text), and the call's id, type and full name
 //!   repeated in every tool-call delta.
+//!
+//! And the ways servers report token usage in a stream ([`UsageReport`]): OpenAI's last chunk
+//! without choices when asked (`stream_options.include_usage`, with `"usage": null` in every
+//! other chunk), llama.cpp's server's usage in the chunk that finishes the answer whether asked
+//! or not, none at all, and a strict server that refuses the `stream_options` field.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -50,6 +55,19 @@ impl Reply {
     }
 }
 
+/// How the server reports the tokens a request used.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum UsageReport {
+    /// OpenAI: a last chunk with `choices: []` and `usage`, only when the request asks.
+    #[default]
+    WhenAsked,
+    /// llama.cpp's server: `usage` in the chunk with `finish_reason`, always.
+    InFinalChunk,
+    Never,
+    /// Answers 400 to a request with `stream_options`, as some strict proxies do.
+    RefusesStreamOptions,
+}
+
 /// How the server shapes its stream.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum StreamStyle {
@@ -65,6 +83,9 @@ pub struct FakeLlm {
     answers: Arc<Mutex<Vec<(String, Reply)>>>,
     requests: Arc<Mutex<Vec<Value>>>,
     style: Arc<Mutex<StreamStyle>>,
+    usage: Arc<Mutex<UsageReport>>,
+    /// (prompt, completion) tokens of every answer, as counted here.
+    counted: Arc<Mutex<Vec<(i64, i64)>>>,
     refuse_json_schema: Arc<Mutex<Option<u16>>>,
 }
 
@@ -92,6 +113,15 @@ impl FakeLlm {
         *self.style.lock().unwrap() = style;
     }
 
+    pub fn report_usage(&self, usage: UsageReport) {
+        *self.usage.lock().unwrap() = usage;
+    }
+
+    /// The (prompt, completion) tokens of every answer streamed whole, reported or not.
+    pub fn counted(&self) -> Vec<(i64, i64)> {
+        self.counted.lock().unwrap().clone()
+    }
+
     /// Answer every request whose `response_format` is a JSON schema with this status, as some
     /// servers do (llama.cpp's with 500).
     pub fn refuse_json_schema(&self, status: u16) {
@@ -105,8 +135,19 @@ impl FakeLlm {
 }
 
 fn chunk(delta: Value) -> Bytes {
-    let body = json!({ "id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "fake", "choices": [{ "index": 0, "delta": delta, "finish_reason": null }] });
+    data(
+        json!({ "id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "fake", "choices": [{ "index": 0, "delta": delta, "finish_reason": null }] }),
+    )
+}
+
+fn data(body: Value) -> Bytes {
     Bytes::from(format!("data: {body}\n\n"))
+}
+
+/// This server's token count: a token per word of the messages, four per message.
+fn prompt_tokens(request: &Value) -> i64 {
+    let messages = request["messages"].as_array().map(Vec::as_slice).unwrap_or_default();
+    messages.iter().map(|m| 4 + m["content"].as_str().unwrap_or_default().split_whitespace().count() as i64).sum()
 }
 
 /// A text delta in the server's style.
@@ -135,6 +176,15 @@ fn tool_call_deltas(style: StreamStyle, i: usize, name: &str, arguments: &str) -
 
 async fn complete(State(fake): State<FakeLlm>, axum::Json(request): axum::Json<Value>) -> Response {
     assert_eq!(request["stream"], true, "the client must stream");
+    let usage = *fake.usage.lock().unwrap();
+    let asks_usage = request["stream_options"]["include_usage"] == true;
+    if usage == UsageReport::RefusesStreamOptions && request.get("stream_options").is_some() {
+        fake.requests.lock().unwrap().push(request);
+        let error =
+            json!({ "error": { "message": "Unrecognized request argument supplied: stream_options", "type": "invalid_request_error" } });
+        return (StatusCode::BAD_REQUEST, axum::Json(error)).into_response();
+    }
+    let prompt = prompt_tokens(&request);
     let refusal = *fake.refuse_json_schema.lock().unwrap();
     if let Some(status) = refusal.filter(|_| request["response_format"]["type"] == "json_schema") {
         fake.requests.lock().unwrap().push(request);
@@ -163,11 +213,42 @@ async fn complete(State(fake): State<FakeLlm>, axum::Json(request): axum::Json<V
             frames.push((Duration::ZERO, chunk(delta)));
         }
     }
+    let completion = (reply.tokens.len() + 8 * reply.tool_calls.len()) as i64;
+    let reported = json!({ "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion });
+    match usage {
+        UsageReport::WhenAsked if asks_usage => {
+            // OpenAI names `usage` in every chunk once asked: null until the last.
+            for (_, bytes) in frames.iter_mut().skip(1) {
+                let mut body: Value = serde_json::from_slice(&bytes[6..]).unwrap();
+                body["usage"] = Value::Null;
+                *bytes = data(body);
+            }
+            frames.push((
+                Duration::ZERO,
+                data(json!({ "id": "chatcmpl-1", "object": "chat.completion.chunk", "choices": [], "usage": reported })),
+            ));
+        }
+        UsageReport::InFinalChunk => frames.push((
+            Duration::ZERO,
+            data(json!({ "id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "fake",
+                         "choices": [{ "index": 0, "delta": {}, "finish_reason": "stop" }], "usage": reported,
+                         "timings": { "prompt_n": prompt, "predicted_n": completion } })),
+        )),
+        _ => {}
+    }
     frames.push((Duration::ZERO, Bytes::from("data: [DONE]\n\n")));
-    let stream = futures_util::stream::unfold(frames.into_iter(), |mut frames| async move {
-        let (delay, bytes) = frames.next()?;
-        tokio::time::sleep(delay).await;
-        Some((Ok::<_, std::io::Error>(bytes), frames))
+    let counted = fake.counted.clone();
+    let stream = futures_util::stream::unfold(frames.into_iter(), move |mut frames| {
+        let counted = counted.clone();
+        async move {
+            let (delay, bytes) = frames.next()?;
+            tokio::time::sleep(delay).await;
+            if frames.len() == 0 {
+                // The whole answer goes out with this frame.
+                counted.lock().unwrap().push((prompt, completion));
+            }
+            Some((Ok::<_, std::io::Error>(bytes), frames))
+        }
     });
     ([("content-type", "text/event-stream")], Body::from_stream(stream)).into_response()
 }

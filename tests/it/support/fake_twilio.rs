@@ -36,7 +36,8 @@ struct FakeState {
     down: bool,
     call_updates: Vec<(String, Vec<(String, String)>)>,
     /// Calls Twilio knows: SID → (status, duration in seconds).
-    calls: HashMap<String, (String, Option<i64>)>,
+    /// Call SID → (status, duration, price): Twilio fills the price in a while after the call.
+    calls: HashMap<String, (String, Option<i64>, Option<String>)>,
     /// Recordings: SID → (call SID, WAV audio, status).
     recordings: HashMap<String, (String, Vec<u8>, String)>,
     next_sid: u32,
@@ -127,7 +128,12 @@ impl FakeTwilio {
 
     /// Makes Twilio know a call in this state.
     pub fn set_call(&self, sid: &str, status: &str, duration: Option<i64>) {
-        self.with(|s| s.calls.insert(sid.to_owned(), (status.to_owned(), duration)));
+        self.with(|s| s.calls.insert(sid.to_owned(), (status.to_owned(), duration, None)));
+    }
+
+    /// Fills in the price of a known call, as Twilio does a while after it ends (`"-0.01700"`).
+    pub fn price_call(&self, sid: &str, price: &str) {
+        self.with(|s| s.calls.get_mut(sid).expect("a call Twilio knows").2 = Some(price.to_owned()));
     }
 
     pub fn call_updates(&self) -> Vec<(String, Vec<(String, String)>)> {
@@ -295,16 +301,17 @@ async fn handle(State(state): State<Arc<Mutex<FakeState>>>, request: Request) ->
         }
         (&Method::GET, ["Calls", file]) => {
             let call = file.trim_end_matches(".json").to_owned();
-            let Some((status, duration)) = s.calls.get(&call).cloned() else { return not_found() };
+            let Some((status, duration, price)) = s.calls.get(&call).cloned() else { return not_found() };
             let end_time = (status == "completed").then_some("Tue, 24 Nov 2026 10:01:00 +0000");
-            axum::Json(json!({ "sid": call, "account_sid": account, "status": status, "duration": duration.map(|d| d.to_string()), "end_time": end_time }))
-                .into_response()
+            axum::Json(json!({ "sid": call, "account_sid": account, "status": status, "duration": duration.map(|d| d.to_string()),
+                               "end_time": end_time, "price": price, "price_unit": "USD" }))
+            .into_response()
         }
         (&Method::POST, ["Calls", file]) => {
             let call = file.trim_end_matches(".json").to_owned();
             s.call_updates.push((call.clone(), form.clone()));
             if param(&form, "Status").as_deref() == Some("completed") {
-                s.calls.insert(call.clone(), ("completed".to_owned(), None));
+                s.calls.insert(call.clone(), ("completed".to_owned(), None, None));
             }
             axum::Json(json!({ "sid": call, "account_sid": account, "status": param(&form, "Status").unwrap_or("in-progress".into()) }))
                 .into_response()
