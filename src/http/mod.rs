@@ -194,6 +194,8 @@ pub fn router(state: AppState) -> Router {
         .route("/settings/speech-providers", get(console::speech::list).post(console::speech::add))
         .route("/settings/speech-providers/{id}/remove", post(console::speech::remove))
         .route("/settings/retention", get(console::settings::retention).post(console::settings::set_retention))
+        .route("/settings/costs", get(console::costs::costs).post(console::costs::save_settings))
+        .route("/settings/costs/{kind}/{id}", post(console::costs::save_prices))
         .route("/settings/users", get(console::team::users).post(console::team::add_user))
         .route("/settings/users/{id}/role", post(console::team::change_role))
         .route("/settings/users/{id}/remove", get(console::team::confirm_remove_user).post(console::team::remove_user))

@@ -608,6 +608,65 @@ async fn settings_manage_people_tokens_models_and_retention(app: TestApp) {
 
 on_both_backends!(settings_manage_people_tokens_models_and_retention);
 
+/// Costs in the console: the budget and a provider's prices set in forms (a typo explained beside
+/// its field first), then a call's cost on its page and in the list, and the month's spending.
+async fn costs_are_set_in_settings_and_shown_on_calls(app: TestApp) {
+    add_user(&app, "olga@example.com", Role::Owner).await;
+    let mut owner = Visitor::new(&app);
+    owner.sign_in("olga@example.com", PASSWORD).await;
+    let line = app.phone_line(json!({ "name": "Ava" })).await;
+
+    let (_, _, page) = owner.get("/settings/costs").await;
+    assert!(page.contains("No budget") && page.contains("data-prices=\"T\""), "{page}");
+    let budget = |limit: &'static str| {
+        [("currency", "usd"), ("monthly_limit", limit), ("warn_at_percent", "75"), ("hard_stop", "on"), ("stop_message", "Closed for now.")]
+    };
+    let (status, _, page) = owner.submit("/settings/costs", &budget("lots")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("Monthly budget: `lots` is not an amount"), "{page}");
+    let (status, _, _) = owner.submit("/settings/costs", &budget("50")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let settings = app.get("/api/v1/cost-settings").await.expect(200);
+    assert_eq!(
+        settings["budget"],
+        json!({ "monthly_limit": 50.0, "warn_at_percent": 75, "hard_stop": true, "stop_message": "Closed for now." })
+    );
+
+    let prices = format!("/settings/costs/phone/{}", line.provider);
+    let fields =
+        |per_minute: &'static str| [("per_minute", per_minute), ("conversation_relay_per_minute", "0.07"), ("recording_per_minute", "")];
+    let (status, _, page) = owner.submit(&prices, &fields("-1")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("Call, per minute (until Twilio&#39;s own price comes in): -1 is not an amount"), "{page}");
+    let (status, _, _) = owner.submit(&prices, &fields("0.0085")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let stored = app.get(&format!("/api/v1/phone-providers/{}/prices", line.provider)).await.expect(200);
+    assert_eq!(
+        stored,
+        json!({ "per_minute": 0.0085, "conversation_relay_per_minute": 0.07, "media_streams_per_minute": 0.0, "recording_per_minute": 0.0 })
+    );
+
+    let call_sid = sid("CA", 'k');
+    app.ring(&line, &call_sid).await.expect(200);
+    let params =
+        [("AccountSid", line.account.as_str()), ("CallSid", call_sid.as_str()), ("CallStatus", "completed"), ("CallDuration", "90")];
+    app.twilio_post("/twilio/status", &params, Some(LINE_TOKEN)).await.expect(204);
+    let call = app.until("/api/v1/calls", |b| b["data"][0]["cost"].is_object()).await["data"][0].clone();
+    assert_eq!(call["cost"]["total"], 0.017, "two started minutes at 0.0085: {call}");
+    let (_, _, page) = owner.get(&format!("/calls/{}", call["id"].as_str().unwrap())).await;
+    assert!(page.contains("USD 0.017") && page.contains("provisional") && page.contains("data-cost-item=\"carrier\""), "{page}");
+    assert!(page.contains("<td>2 min</td><td>0.017</td>"), "{page}");
+    let app_id = app.get(&format!("/api/v1/agents/{}", line.agent)).await.expect(200)["app_id"].as_str().unwrap().to_owned();
+    let (_, _, page) = owner.get(&format!("/apps/{app_id}/calls")).await;
+    assert!(page.contains("0.017<span class=\"muted\" title=\"provisional"), "{page}");
+    let (_, _, page) = owner.get("/settings/costs").await;
+    assert!(page.contains("USD 0.017 <span class=\"muted\">over 1 calls</span>") && page.contains("0% of the USD 50.00 budget"), "{page}");
+    let (_, _, page) = owner.get(&format!("/apps/{app_id}/analytics?include_test_calls=true")).await;
+    assert!(page.contains("id=\"per-number\"") && page.contains(crate::support::LINE_NUMBER), "{page}");
+}
+
+on_both_backends!(costs_are_set_in_settings_and_shown_on_calls);
+
 /// After a call: an automation made in the form (a mistake first), its ticket, the run, and the
 /// analytics chart, in Chromium.
 #[tokio::test]

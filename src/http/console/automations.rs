@@ -412,3 +412,12 @@ pub async fn retry(
     };
     Ok(redirect_with_notice(&viewer, &format!("/automations/{id}"), &notice))
 }
+
+/// A trigger as the console names it.
+pub fn trigger_label(trigger: &Trigger) -> &'static str {
+    match trigger {
+        Trigger::AgentConversationEnded => "Agent Conversation Ended",
+        Trigger::CallAnalyzed => "Call Analyzed (after an ai_classify step)",
+        Trigger::BudgetThresholdReached => "Budget Threshold Reached (any app's calls; no filters)",
+    }
+}

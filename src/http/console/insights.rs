@@ -107,6 +107,16 @@ impl AnalyticsPage {
         charts::columns("Calls", &report.series.iter().map(|p| (p.bucket.clone(), p.calls as f64)).collect::<Vec<_>>(), "")
     }
 
+    fn cost_chart(&self, report: &Report) -> String {
+        let points = report.series.iter().map(|p| (p.bucket.clone(), p.cost.units())).collect::<Vec<_>>();
+        charts::columns(&format!("Cost ({})", report.currency.as_str()), &points, "")
+    }
+
+    /// An optional amount as the page shows it.
+    fn money(&self, amount: &Option<crate::domain::cost::Money>) -> String {
+        amount.map_or_else(|| "—".to_owned(), |a| a.to_string())
+    }
+
     fn duration_chart(&self, report: &Report) -> String {
         let points = report.series.iter().map(|p| (p.bucket.clone(), p.average_duration_secs.unwrap_or(0.0).round())).collect::<Vec<_>>();
         charts::columns("Average duration (seconds)", &points, " s")

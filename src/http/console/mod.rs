@@ -15,6 +15,7 @@ pub mod auth;
 pub mod automations;
 pub mod calls;
 pub mod charts;
+pub mod costs;
 pub mod insights;
 pub mod numbers;
 pub mod settings;
