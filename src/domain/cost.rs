@@ -90,9 +90,17 @@ impl Serialize for Money {
     }
 }
 
+/// A number, or a decimal in a string (`"0.0085"`), as people write amounts.
 impl<'de> Deserialize<'de> for Money {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Money, D::Error> {
-        Money::from_units(f64::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+        let written = serde_json::Value::deserialize(deserializer)?;
+        let units = match &written {
+            serde_json::Value::Number(number) => number.as_f64(),
+            serde_json::Value::String(text) => text.trim().parse().ok(),
+            _ => None,
+        };
+        let units = units.ok_or_else(|| serde::de::Error::custom(format!("{written} is not an amount such as 0.0085")))?;
+        Money::from_units(units).map_err(serde::de::Error::custom)
     }
 }
 
@@ -502,6 +510,8 @@ mod tests {
         assert!(Money::from_units(-1.0).unwrap_err().contains("at least 0"));
         assert!(Money::from_units(0.0000000001).unwrap_err().contains("9 decimal places"));
         assert_eq!(serde_json::to_string(&money(0.3)).unwrap(), "0.3");
+        assert_eq!(serde_json::from_str::<Money>("\"0.0085\"").unwrap(), money(0.0085));
+        assert!(serde_json::from_str::<Money>("\"lots\"").unwrap_err().to_string().contains("\"lots\" is not an amount"));
         assert_eq!(Money::parse_decimal("-0.01300"), Some(money(0.013)));
         assert_eq!(Money::parse_decimal("2"), Some(money(2.0)));
         assert_eq!(Money::parse_decimal("0.1234567891"), Some(money(0.123456789)));

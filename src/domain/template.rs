@@ -12,7 +12,7 @@ use super::validation::Invalid;
 
 /// The names a path may start with (see `automation::template_context`).
 pub const ROOTS: &[&str] =
-    &["call", "event", "caller", "agent_name", "duration_secs", "transcript", "summary", "classification", "ticket", "steps"];
+    &["call", "event", "caller", "agent_name", "duration_secs", "transcript", "summary", "classification", "ticket", "budget", "steps"];
 
 /// Each root with a placeholder that uses it, as the automation form lists them.
 pub const EXAMPLES: &[(&str, &str)] = &[
