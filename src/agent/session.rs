@@ -87,6 +87,11 @@ pub enum AgentCommand {
         token: String,
         last: bool,
     },
+    /// Words the caller hears whole, whatever they say over them (the recording announcement);
+    /// an utterance of their own.
+    Announce {
+        words: String,
+    },
     SwitchLanguage {
         locale: String,
     },
@@ -279,11 +284,10 @@ impl<L: CallLog> Session<L> {
     pub async fn run(mut self, mut events: mpsc::Receiver<CallerEvent>) -> Ending {
         if let Some(consent) = &self.setup.recording {
             let announcement = consent.announcement.clone();
-            if self.setup.carrier_speaks_greeting {
-                self.store_agent_turn(&announcement, time::now(), false, None).await;
-            } else {
-                self.say(&announcement).await;
+            if !self.setup.carrier_speaks_greeting {
+                self.send(AgentCommand::Announce { words: announcement.clone() }).await;
             }
+            self.store_agent_turn(&announcement, time::now(), false, None).await;
             self.quiet_until += speaking_time(&announcement);
         }
         if let Some(greeting) = self.setup.greeting.clone().filter(|g| !g.trim().is_empty()) {

@@ -37,6 +37,9 @@ const ENCODE: [u8; 1 << 14] = {
     table
 };
 
+/// The μ-law byte of silence.
+pub const SILENCE: u8 = 0xFF;
+
 /// The linear sample a μ-law byte stands for.
 pub fn decode(byte: u8) -> i16 {
     DECODE[byte as usize]
@@ -105,5 +108,10 @@ mod tests {
         for byte in (0..=255u8).filter(|b| *b != 0x7F) {
             assert_eq!(encode(decode(byte)), byte);
         }
+    }
+
+    #[test]
+    fn silence_is_zero() {
+        assert_eq!((decode(SILENCE), encode(0)), (0, SILENCE));
     }
 }

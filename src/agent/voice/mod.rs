@@ -228,6 +228,10 @@ struct Voicing {
     utterance_open: bool,
     /// Whether the current utterance's first piece has gone to the speaker.
     first_piece_said: bool,
+    /// An announcement plays whole: the letters of it not yet sent as audio, and the marks of
+    /// the pieces sent and not yet played. Until both are done, nothing the caller says stops it.
+    unbroken_letters: usize,
+    unbroken_marks: Vec<String>,
     /// Words that ended mid-sentence, held until the caller goes on or the agent's patience is
     /// up, and when that is.
     held: Option<(String, Instant)>,
@@ -280,6 +284,8 @@ impl Voice {
             sentence: String::new(),
             utterance_heard_from: 0,
             utterance_open: false,
+            unbroken_letters: 0,
+            unbroken_marks: Vec::new(),
             first_piece_said: false,
             held: None,
             wait: None,
@@ -301,6 +307,8 @@ impl Voice {
                     Some(TransportIn::Audio(frame)) => voicing.heard_frame(frame).await,
                     Some(TransportIn::Played(mark)) => {
                         voicing.playback.echoed(&mark);
+                        let playback = &voicing.playback;
+                        voicing.unbroken_marks.retain(|mark| playback.is_pending(mark));
                     }
                     Some(TransportIn::Sending(mark)) => voicing.sending(&mark).await,
                     Some(TransportIn::Digits(digits)) => {
@@ -333,7 +341,12 @@ impl Voice {
                     voicing.transcribed(words, stopped_speaking, turn_ended, over_agent).await;
                 }
                 Some(piece) = voicing.speaker.output.recv() => {
-                    let mark = voicing.playback.queue(piece.words.as_deref().unwrap_or_default());
+                    let words = piece.words.as_deref().unwrap_or_default();
+                    let mark = voicing.playback.queue(words);
+                    if voicing.unbroken_letters > 0 {
+                        voicing.unbroken_letters = voicing.unbroken_letters.saturating_sub(letters(words));
+                        voicing.unbroken_marks.push(mark.clone());
+                    }
                     if let Some(wait) = voicing.wait.as_mut().filter(|w| w.first_token.is_some() && w.first_audio.is_none()) {
                         wait.first_audio = Some((Instant::now(), mark.clone()));
                     }
@@ -352,6 +365,10 @@ impl Voice {
                 _ = tokio::time::sleep(FRAME), if ending.is_some() => {}
                 command = from_session.recv(), if session_open => match command {
                     Some(AgentCommand::Speak { token, last }) => voicing.speak(&token, last),
+                    Some(AgentCommand::Announce { words }) => {
+                        voicing.unbroken_letters += letters(&words);
+                        voicing.speak(&words, true);
+                    }
                     Some(AgentCommand::SwitchLanguage { locale }) => voicing.settings.language = locale,
                     Some(AgentCommand::StopRecording) => {
                         let _ = voicing.to_transport.send(TransportOut::StopRecording).await;
@@ -493,8 +510,12 @@ impl Voicing {
         }));
     }
 
-    /// The caller spoke over the agent: stop it, and tell the session what was heard.
+    /// The caller spoke over the agent: stop it, and tell the session what was heard. An
+    /// announcement still playing is not stopped: the caller's words wait for their turn.
     async fn barge_in(&mut self) {
+        if self.unbroken_letters > 0 || !self.unbroken_marks.is_empty() {
+            return tracing::debug!("the caller spoke over an announcement; it plays on");
+        }
         self.speaker = Speaker::start(self.tts.clone(), self.cache.clone(), self.synthesizer.clone());
         self.sentence.clear();
         self.playback.clear();
@@ -608,3 +629,9 @@ impl Voicing {
 
 #[cfg(test)]
 mod tests;
+
+/// The letters and digits of `text`: what an announcement's pieces are counted by, whatever
+/// spaces the speaker trims.
+fn letters(text: &str) -> usize {
+    text.chars().filter(|c| c.is_alphanumeric()).count()
+}

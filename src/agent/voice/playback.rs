@@ -47,6 +47,11 @@ impl Playback {
         Some(&self.heard[start..])
     }
 
+    /// Whether the piece followed by mark `name` is still to be played.
+    pub fn is_pending(&self, name: &str) -> bool {
+        self.pending.iter().any(|(pending, _)| pending == name)
+    }
+
     /// Whether audio is still playing (marks pending).
     pub fn is_playing(&self) -> bool {
         !self.pending.is_empty()

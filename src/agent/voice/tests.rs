@@ -432,3 +432,42 @@ fn the_caller_heard_what_played_before_the_clear() {
     assert_eq!(playback.echoed(&fourth), None, "already confirmed");
     assert_eq!(playback.heard(), "Your order ships Sure. Go ahead.");
 }
+
+/// What the transport is told within `within`: the marks of the pieces played, and whether it
+/// was cleared.
+async fn sent(call: &mut Call, within: Duration) -> (Vec<String>, bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    let (mut marks, mut cleared) = (Vec::new(), false);
+    while let Ok(Some(out)) = tokio::time::timeout_at(deadline, call.transport_out.recv()).await {
+        match out {
+            TransportOut::Play { mark, .. } => marks.push(mark),
+            TransportOut::Clear => cleared = true,
+            _ => {}
+        }
+    }
+    (marks, cleared)
+}
+
+#[tokio::test]
+async fn an_announcement_plays_whole_whatever_the_caller_says() {
+    let mut call = call(&["Hello? Is anyone there?", "Wait, stop."]);
+    call.session_out.send(AgentCommand::Announce { words: "This call is recorded. Press 9 to opt out.".into() }).await.unwrap();
+    let mut marks = call.played(2).await.into_iter().map(|(_, mark)| mark).collect::<Vec<_>>();
+    // Longer than any backchannel, over the announcement: it plays on, and the words are a turn.
+    call.caller(LOUD, 2_500).await;
+    call.caller(0, 400).await;
+    let (rest, cleared) = sent(&mut call, Duration::from_millis(300)).await;
+    assert!(!cleared, "the announcement is not cut");
+    assert_eq!(call.event().await, CallerEvent::Said { text: "Hello? Is anyone there?".into(), language: Some("en-US".into()) });
+    marks.extend(rest);
+    assert_eq!(marks.len(), 4, "two sentences, two pieces each: {marks:?}");
+    // Once it has played, speech over the agent stops it again.
+    for mark in marks {
+        call.transport_in.send(TransportIn::Played(mark)).await.unwrap();
+    }
+    call.agent_says("Hi, this is Ava. How can I help you today?").await;
+    call.played(2).await;
+    call.caller(LOUD, 2_500).await;
+    assert!(sent(&mut call, Duration::from_millis(300)).await.1, "the agent's own words are interrupted as before");
+    assert!(matches!(call.event().await, CallerEvent::Interrupted { .. }));
+}

@@ -100,29 +100,35 @@ enum Queued {
 }
 
 /// A call recorded by Switchboard: the caller on the left channel, the agent on the right, in
-/// the caller's time (Twilio's frames keep it); the agent's audio goes where it is sent.
+/// the caller's time (Twilio's frames keep it); the agent's audio goes where it is sent. Kept as
+/// the μ-law bytes on the wire (one byte a sample, 8 KB a second a side) until the call ends.
 struct Tape {
     recording: RecordingId,
-    caller: Vec<i16>,
-    agent: Vec<i16>,
+    caller: Vec<u8>,
+    agent: Vec<u8>,
 }
 
 impl Tape {
-    fn caller(&mut self, samples: &[i16]) {
-        self.caller.extend_from_slice(samples);
+    fn caller(&mut self, payload: &[u8]) {
+        self.caller.extend_from_slice(payload);
     }
 
     fn agent(&mut self, frame: &[u8]) {
         if self.agent.len() < self.caller.len() {
-            self.agent.resize(self.caller.len(), 0);
+            self.agent.resize(self.caller.len(), g711::SILENCE);
         }
-        g711::decode_into(frame, &mut self.agent);
+        self.agent.extend_from_slice(frame);
     }
 
     /// Seals and stores the recording.
     async fn keep(self, state: &TwilioState, call: &Call) {
         let duration_ms = (self.caller.len().max(self.agent.len()) as u64 * 1000 / u64::from(TRANSPORT_RATE)) as i64;
-        let wav = wav::encode_two_channels(TRANSPORT_RATE, &self.caller, &self.agent);
+        let decoded = |bytes: Vec<u8>| {
+            let mut samples = Vec::with_capacity(bytes.len());
+            g711::decode_into(&bytes, &mut samples);
+            samples
+        };
+        let wav = wav::encode_two_channels(TRANSPORT_RATE, &decoded(self.caller), &decoded(self.agent));
         match state.recordings.keep(call.org_id, self.recording, wav, 2, duration_ms).await {
             Ok(true) => tracing::info!(call = %call.id, duration_ms, "recording stored"),
             Ok(false) => tracing::info!(call = %call.id, "recording dropped: the caller opted out"),
@@ -279,7 +285,7 @@ async fn converse(state: TwilioState, call: Call, setup: SessionSetup<StoredCall
                             let mut samples = Vec::with_capacity(audio.len());
                             g711::decode_into(&audio, &mut samples);
                             if let Some(tape) = &mut tape {
-                                tape.caller(&samples);
+                                tape.caller(&audio);
                             }
                             framer.push(&samples, |frame| {
                                 // A closed voice has finished (the agent's last words play on).

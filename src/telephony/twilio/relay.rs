@@ -127,6 +127,7 @@ fn caller_event(text: &str, call: &Call) -> Option<CallerEvent> {
 fn relay_message(command: &AgentCommand) -> Option<String> {
     let message = match command {
         AgentCommand::Speak { token, last } => json!({ "type": "text", "token": token, "last": last }),
+        AgentCommand::Announce { words } => json!({ "type": "text", "token": words, "last": true, "interruptible": false }),
         AgentCommand::SwitchLanguage { locale } => json!({ "type": "language", "ttsLanguage": locale, "transcriptionLanguage": locale }),
         AgentCommand::End(ending) => json!({ "type": "end", "handoffData": handoff_data(ending).to_string() }),
         AgentCommand::StopRecording => return None,
