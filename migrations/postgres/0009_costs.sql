@@ -20,6 +20,17 @@ ALTER TABLE calls ADD COLUMN price_checks BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE calls ADD COLUMN cost_settled_at TIMESTAMPTZ;
 CREATE INDEX calls_unsettled ON calls (finalized_at) WHERE cost_settled_at IS NULL;
 
+-- Each organisation's spending per calendar month (UTC, by the calls' start), kept up to date
+-- as costs change, so a budget check never sums a month of calls. Erasing a call does not undo
+-- what it cost.
+CREATE TABLE spending (
+    org_id UUID NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+    month  TEXT NOT NULL,
+    spent  BIGINT NOT NULL,
+    calls  BIGINT NOT NULL,
+    PRIMARY KEY (org_id, month)
+);
+
 -- Budget thresholds reached, one row per organisation, month and level, so each fires once.
 CREATE TABLE budget_alerts (
     org_id     UUID NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,

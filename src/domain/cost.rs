@@ -425,10 +425,9 @@ impl Budget {
     }
 }
 
-/// The calendar month (UTC) of `at`, as `2026-11`, and the moment it began.
-pub fn month_of(at: DateTime<Utc>) -> (String, DateTime<Utc>) {
-    let start = at.date_naive().with_day(1).expect("every month has a first day").and_hms_opt(0, 0, 0).expect("midnight exists");
-    (format!("{:04}-{:02}", at.year(), at.month()), start.and_utc())
+/// The calendar month (UTC) of `at`, as `2026-11`.
+pub fn month_of(at: DateTime<Utc>) -> String {
+    format!("{:04}-{:02}", at.year(), at.month())
 }
 
 /// The organisation's month against its budget, as a budget event and the API report it.
@@ -468,8 +467,9 @@ pub struct Spending {
     /// The calendar month (UTC), `YYYY-MM`.
     pub month: String,
     pub currency: Currency,
-    /// The costs of the month's calls so far (provisional ones included).
+    /// The costs of the month's calls so far (provisional ones included; erased calls too).
     pub spent: Money,
+    /// The calls priced so far.
     pub calls: i64,
     /// Where the month stands against the budget, when there is one.
     pub budget: Option<BudgetStatus>,
@@ -616,7 +616,7 @@ mod tests {
         assert_eq!((status.percent, status.level), (85, Some(BudgetLevel::Warning)));
         let zero = Budget { monthly_limit: Money::ZERO, ..budget.clone() };
         assert!(zero.validate().unwrap_err().message.contains("more than 0"));
-        let (month, start) = month_of("2026-11-30T23:59:59Z".parse().unwrap());
-        assert_eq!((month.as_str(), start.to_rfc3339().as_str()), ("2026-11", "2026-11-01T00:00:00+00:00"));
+        assert_eq!(month_of("2026-11-30T23:59:59Z".parse().unwrap()), "2026-11");
+        assert_eq!(month_of("2026-12-01T00:00:00Z".parse().unwrap()), "2026-12");
     }
 }

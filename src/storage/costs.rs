@@ -185,17 +185,17 @@ pub async fn refresh_call(db: &Db, org: OrgId, call: CallId) -> Result<()> {
 }
 
 /// What a call's cost depends on beyond the call record: the carrier's price, how often it was
-/// asked for, and whether the call is final.
-type CostRow = (Option<i64>, Option<String>, i64, Option<DateTime<Utc>>);
+/// asked for, whether the call is final; and the total it had before.
+type CostRow = (Option<i64>, Option<String>, i64, Option<DateTime<Utc>>, Option<i64>);
 
 /// Computes and stores the cost of a finalised call from what is known now; an open call is
 /// left alone (finalisation computes it). Returns the cost, and whether a budget event was
 /// written.
 pub(crate) async fn refresh(tx: &mut Tx, org: OrgId, id: CallId) -> Result<(Option<CallCost>, bool)> {
     let call = super::calls::lock(tx, org, id).await?;
-    let sql = "SELECT carrier_price, carrier_price_unit, price_checks, finalized_at FROM calls WHERE id = $1 AND org_id = $2";
+    let sql = "SELECT carrier_price, carrier_price_unit, price_checks, finalized_at, cost_total FROM calls WHERE id = $1 AND org_id = $2";
     let row: Option<CostRow> = on_tx!(tx, |conn| sqlx::query_as(sql).bind(id.0).bind(org.0).fetch_optional(conn).await)?;
-    let (carrier_price, carrier_unit, checks, finalized_at) = row.ok_or(StorageError::NotFound)?;
+    let (carrier_price, carrier_unit, checks, finalized_at, total_before) = row.ok_or(StorageError::NotFound)?;
     if finalized_at.is_none() {
         return Ok((None, false));
     }
@@ -247,6 +247,17 @@ pub(crate) async fn refresh(tx: &mut Tx, org: OrgId, id: CallId) -> Result<(Opti
         .execute(conn)
         .await
         .map(|_| ()))?;
+    let month = month_of(call.started_at);
+    let sql = "INSERT INTO spending (org_id, month, spent, calls) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (org_id, month) DO UPDATE SET spent = spending.spent + excluded.spent, calls = spending.calls + excluded.calls";
+    on_tx!(tx, |conn| sqlx::query(sql)
+        .bind(org.0)
+        .bind(&month)
+        .bind(cost.total.nanos() - total_before.unwrap_or(0))
+        .bind(i64::from(total_before.is_none()))
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
     let budget_event = match settings_row.1 {
         Some(budget) => check_budget(tx, &Call { cost: Some(cost.clone()), ..call }, &budget.0, currency).await?,
         None => false,
@@ -262,24 +273,25 @@ fn billable_secs(call: &Call) -> i64 {
     })
 }
 
-/// The organisation's spending in the month that began at `month_start`, and its calls.
-async fn spent_in(tx: &mut Tx, org: OrgId, month_start: DateTime<Utc>) -> Result<(Money, i64)> {
-    let (sum, calls): (Option<i64>, i64) = on_tx!(tx, |conn| {
-        sqlx::query_as("SELECT CAST(SUM(cost_total) AS BIGINT), COUNT(*) FROM calls WHERE org_id = $1 AND started_at >= $2")
+/// The organisation's spending in `month` (`2026-11`), and the calls it was spent on.
+async fn spent_in(tx: &mut Tx, org: OrgId, month: &str) -> Result<(Money, i64)> {
+    let row: Option<(i64, i64)> = on_tx!(tx, |conn| {
+        sqlx::query_as("SELECT spent, calls FROM spending WHERE org_id = $1 AND month = $2")
             .bind(org.0)
-            .bind(month_start)
-            .fetch_one(conn)
+            .bind(month)
+            .fetch_optional(conn)
             .await
     })?;
-    Ok((Money::from_nanos(sum.unwrap_or(0)), calls))
+    let (spent, calls) = row.unwrap_or_default();
+    Ok((Money::from_nanos(spent), calls))
 }
 
 /// Writes a budget event for `call` when the spending of its month has reached a threshold no
 /// event was written for yet. The threshold is claimed only if the event is written (an event
 /// per call and type), so a threshold this call cannot report fires with the next call.
 async fn check_budget(tx: &mut Tx, call: &Call, budget: &Budget, currency: Currency) -> Result<bool> {
-    let (month, month_start) = month_of(call.started_at);
-    let (spent, _) = spent_in(tx, call.org_id, month_start).await?;
+    let month = month_of(call.started_at);
+    let (spent, _) = spent_in(tx, call.org_id, &month).await?;
     let Some(level) = budget.level(spent) else { return Ok(false) };
     let levels: &[BudgetLevel] =
         if level == BudgetLevel::Limit { &[BudgetLevel::Warning, BudgetLevel::Limit] } else { &[BudgetLevel::Warning] };
@@ -318,9 +330,9 @@ async fn check_budget(tx: &mut Tx, call: &Call, budget: &Budget, currency: Curre
 /// The organisation's spending in the month of `now`, against its budget.
 pub async fn spending(db: &Db, org: OrgId, now: DateTime<Utc>) -> Result<Spending> {
     let settings = settings(db, org).await?;
-    let (month, month_start) = month_of(now);
+    let month = month_of(now);
     let mut tx = db.begin().await?;
-    let (spent, calls) = spent_in(&mut tx, org, month_start).await?;
+    let (spent, calls) = spent_in(&mut tx, org, &month).await?;
     tx.commit().await?;
     let budget = settings.budget.map(|budget| BudgetStatus::new(&budget, settings.currency.clone(), month.clone(), spent));
     Ok(Spending { month, currency: settings.currency, spent, calls, budget })
@@ -330,25 +342,30 @@ pub async fn spending(db: &Db, org: OrgId, now: DateTime<Utc>) -> Result<Spendin
 pub async fn stop_message(db: &Db, org: OrgId, now: DateTime<Utc>) -> Result<Option<String>> {
     let settings = settings(db, org).await?;
     let Some(budget) = settings.budget.filter(|b| b.hard_stop) else { return Ok(None) };
-    let (_, month_start) = month_of(now);
+    let month = month_of(now);
     let mut tx = db.begin().await?;
-    let (spent, _) = spent_in(&mut tx, org, month_start).await?;
+    let (spent, _) = spent_in(&mut tx, org, &month).await?;
     tx.commit().await?;
     Ok(budget.stops_calls(spent).then_some(budget.stop_message))
 }
 
+/// How long after a call its carrier price is asked for at most; older calls (those from before
+/// costs were kept among them) are not asked about.
+const PRICE_WINDOW: chrono::Duration = chrono::Duration::days(2);
+
 /// Finalised calls whose carrier price has not come in yet and may still be asked for, oldest
-/// first, skipping calls finalised after `settled_before` (Twilio fills the price in a little
-/// after the call).
-pub async fn awaiting_carrier_price(db: &Db, settled_before: DateTime<Utc>, limit: i64) -> Result<Vec<Call>> {
+/// first: finalised before `ended_before` (Twilio fills the price in a little after the call),
+/// and within [`PRICE_WINDOW`] of it.
+pub async fn awaiting_carrier_price(db: &Db, ended_before: DateTime<Utc>, limit: i64) -> Result<Vec<Call>> {
     let ids: Vec<(Uuid, Uuid)> = on_pool!(db, |pool| {
         sqlx::query_as(
             "SELECT id, org_id FROM calls
-             WHERE cost_settled_at IS NULL AND finalized_at IS NOT NULL AND finalized_at < $1 AND provider_id IS NOT NULL
-               AND price_checks < $2
-             ORDER BY finalized_at LIMIT $3",
+             WHERE cost_settled_at IS NULL AND finalized_at IS NOT NULL AND finalized_at < $1 AND finalized_at > $2
+               AND provider_id IS NOT NULL AND price_checks < $3
+             ORDER BY finalized_at LIMIT $4",
         )
-        .bind(settled_before)
+        .bind(ended_before)
+        .bind(ended_before - PRICE_WINDOW)
         .bind(PRICE_CHECKS)
         .bind(limit)
         .fetch_all(pool)
