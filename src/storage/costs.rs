@@ -77,10 +77,10 @@ pub async fn prices<P: DeserializeOwned + Default + Send + Unpin + 'static>(
     kind: PricedProvider,
     id: Uuid,
 ) -> Result<P> {
-    let sql = format!("SELECT prices FROM {} WHERE id = $1 AND org_id = $2", kind.table());
-    let row: Option<(Option<Json<P>>,)> =
-        on_pool!(db, |pool| sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(id).bind(org.0).fetch_optional(pool).await)?;
-    Ok(row.ok_or(StorageError::NotFound)?.0.map(|p| p.0).unwrap_or_default())
+    let mut tx = db.begin().await?;
+    let prices = prices_in::<P>(&mut tx, org, kind, id).await?.ok_or(StorageError::NotFound)?;
+    tx.commit().await?;
+    Ok(prices.unwrap_or_default())
 }
 
 /// Sets the price list of provider `id`; the costs of calls already settled keep the prices
@@ -110,16 +110,18 @@ pub async fn set_prices<P: serde::Serialize + Sync>(
     tx.commit().await
 }
 
+/// The price list of provider `id`: `None` when there is no such provider, `Some(None)` when
+/// it has no prices.
 async fn prices_in<P: DeserializeOwned + Send + Unpin + 'static>(
     tx: &mut Tx,
     org: OrgId,
     kind: PricedProvider,
     id: Uuid,
-) -> Result<Option<P>> {
+) -> Result<Option<Option<P>>> {
     let sql = format!("SELECT prices FROM {} WHERE id = $1 AND org_id = $2", kind.table());
     let row: Option<(Option<Json<P>>,)> =
         on_tx!(tx, |conn| sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(id).bind(org.0).fetch_optional(conn).await)?;
-    Ok(row.and_then(|(prices,)| prices.map(|p| p.0)))
+    Ok(row.map(|(prices,)| prices.map(|p| p.0)))
 }
 
 /// Stores what a call's session used (replacing what it stored before) and brings the call's
@@ -135,12 +137,7 @@ pub async fn record_usage(db: &Db, org: OrgId, call: CallId, usage: &CallUsage) 
             .await
             .map(|_| ())
     })?;
-    let budget_event = refresh(&mut tx, org, call).await?.1;
-    tx.commit().await?;
-    if budget_event {
-        db.announce_outbox_event();
-    }
-    Ok(())
+    refresh_and_commit(db, tx, org, call).await
 }
 
 /// Records the carrier's price for a call (`None`: not known yet, or `give_up`: not coming) and
@@ -165,17 +162,17 @@ pub async fn record_carrier_price(db: &Db, org: OrgId, call: CallId, price: Opti
         let sql = "UPDATE calls SET price_checks = $1 WHERE id = $2 AND org_id = $3";
         on_tx!(&mut tx, |conn| sqlx::query(sql).bind(PRICE_CHECKS).bind(call.0).bind(org.0).execute(conn).await.map(|_| ()))?;
     }
-    let budget_event = refresh(&mut tx, org, call).await?.1;
-    tx.commit().await?;
-    if budget_event {
-        db.announce_outbox_event();
-    }
-    Ok(())
+    refresh_and_commit(db, tx, org, call).await
 }
 
 /// Recomputes a call's cost after a late input (its recording's length) and stores it.
 pub async fn refresh_call(db: &Db, org: OrgId, call: CallId) -> Result<()> {
-    let mut tx = db.begin().await?;
+    refresh_and_commit(db, db.begin().await?, org, call).await
+}
+
+/// Brings the call's cost up to date in `tx` and commits it; wakes the automations worker when
+/// a budget event was written.
+async fn refresh_and_commit(db: &Db, mut tx: Tx, org: OrgId, call: CallId) -> Result<()> {
     let budget_event = refresh(&mut tx, org, call).await?.1;
     tx.commit().await?;
     if budget_event {
@@ -206,16 +203,16 @@ pub(crate) async fn refresh(tx: &mut Tx, org: OrgId, id: CallId) -> Result<(Opti
     let currency = stored_currency(&settings_row.0)?;
     let mut prices = PriceLists { currency: currency.clone(), ..PriceLists::default() };
     if let Some(provider) = call.provider_id {
-        prices.carrier = prices_in::<CarrierPrices>(tx, org, PricedProvider::Phone, provider.0).await?.unwrap_or_default();
+        prices.carrier = prices_in::<CarrierPrices>(tx, org, PricedProvider::Phone, provider.0).await?.flatten().unwrap_or_default();
     }
     if let Some(provider) = usage.model_provider_id {
-        prices.model = prices_in::<ModelPrices>(tx, org, PricedProvider::Model, provider.0).await?;
+        prices.model = prices_in::<ModelPrices>(tx, org, PricedProvider::Model, provider.0).await?.flatten();
     }
     if let Some(provider) = usage.transcription_provider_id {
-        prices.transcription = prices_in::<SpeechPrices>(tx, org, PricedProvider::Speech, provider.0).await?;
+        prices.transcription = prices_in::<SpeechPrices>(tx, org, PricedProvider::Speech, provider.0).await?.flatten();
     }
     if let Some(provider) = usage.synthesis_provider_id {
-        prices.synthesis = prices_in::<SpeechPrices>(tx, org, PricedProvider::Speech, provider.0).await?;
+        prices.synthesis = prices_in::<SpeechPrices>(tx, org, PricedProvider::Speech, provider.0).await?.flatten();
     }
     let recording_ms: Option<Option<i64>> = on_tx!(tx, |conn| {
         sqlx::query_scalar("SELECT duration_ms FROM recordings WHERE call_id = $1 AND org_id = $2 AND status = 'stored'")
