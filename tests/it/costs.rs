@@ -150,7 +150,9 @@ async fn token_usage_is_counted_however_the_server_reports_it() {
         let call = ring_agent(&app, json!({ "name": "Ava" })).await;
         call.llm.report_usage(report);
         converse(&app, &call).await;
-        let detail = app.until(&format!("/api/v1/calls/{}", call.id), |d| d["usage"]["model_output_tokens"].as_i64() > Some(0)).await;
+        let detail = app
+            .until(&format!("/api/v1/calls/{}", call.id), |d| d["usage"]["model_output_tokens"].as_i64() > Some(0) && d["cost"].is_object())
+            .await;
         let usage = &detail["usage"];
         let counted = call.llm.counted();
         let (prompt, completion) = counted.iter().fold((0, 0), |(p, c), (dp, dc)| (p + dp, c + dc));
