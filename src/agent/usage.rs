@@ -66,14 +66,22 @@ impl ChatModel for MeteredModel {
         tokio::spawn(async move {
             let mut received = 0;
             let mut reported = None;
+            // Counted before the answer's end is passed on, so whoever reads the meter after the
+            // answer finds it counted.
+            let count = |reported: Option<TokenUsage>, received: usize| match reported {
+                Some(usage) => meter.tokens(usage, false),
+                // A request refused before it produced anything is not charged.
+                None if received > 0 => meter.tokens(TokenUsage { input: input_estimate, output: estimate_tokens(received) }, true),
+                None => {}
+            };
             loop {
                 let event = tokio::select! {
                     event = answer.recv() => event,
                     // The session stopped listening (the caller spoke, the call ended): the
                     // request stops with `answer` dropped, after what it produced so far.
-                    () = tx.closed() => break,
+                    () = tx.closed() => None,
                 };
-                let Some(event) = event else { break };
+                let Some(event) = event else { return count(reported, received) };
                 match &event {
                     LlmEvent::Usage(usage) => {
                         reported = Some(*usage);
@@ -81,18 +89,15 @@ impl ChatModel for MeteredModel {
                     }
                     LlmEvent::Token(text) => received += text.len(),
                     LlmEvent::ToolCalls(calls) => received += calls.iter().map(|c| c.name.len() + c.arguments.len()).sum::<usize>(),
-                    LlmEvent::Done | LlmEvent::Failed(_) => {}
+                    LlmEvent::Done | LlmEvent::Failed(_) => {
+                        count(reported, received);
+                        let _ = tx.send(event).await;
+                        return;
+                    }
                 }
-                let last = matches!(event, LlmEvent::Done | LlmEvent::Failed(_));
-                if tx.send(event).await.is_err() || last {
-                    break;
+                if tx.send(event).await.is_err() {
+                    return count(reported, received);
                 }
-            }
-            match reported {
-                Some(usage) => meter.tokens(usage, false),
-                // A request refused before it produced anything is not charged.
-                None if received > 0 => meter.tokens(TokenUsage { input: input_estimate, output: estimate_tokens(received) }, true),
-                None => {}
             }
         });
         rx

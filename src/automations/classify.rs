@@ -10,19 +10,20 @@
 //! then the action fails with what was wrong.
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use serde_json::{Value, json};
 
 use super::ActionError;
 use crate::agent::model;
+use crate::agent::usage::{MeteredModel, UsageMeter};
 use crate::domain::agent::AgentSpec;
 use crate::domain::automation::Category;
 use crate::domain::event::{Analysis, CallEvent, Resolution, Sentiment};
 use crate::domain::ids::OrgId;
 use crate::providers::egress::Egress;
 use crate::providers::llm::{self, ChatMessage, ChatRequest, LlmError};
-use crate::storage::{Db, StorageError, agents};
+use crate::storage::{Db, StorageError, agents, costs};
 
 /// Answers asked for before an invalid classification fails the action.
 pub const TRIES: usize = 3;
@@ -45,11 +46,34 @@ pub async fn classify(
         None => AgentSpec::named("no agent"),
     };
     let found = model::for_agent(db, egress, org, &spec).await.map_err(|e| ActionError::Retry(e.to_string()))?;
-    let Some(model::AgentModel { client: llm, model, .. }) = found else {
+    let Some(model::AgentModel { client, model, provider_id }) = found else {
         return Err(ActionError::Fail("the organisation has no LLM provider to classify with".into()));
     };
-    let endpoint = format!("{} {model}", llm.base_url());
-    let mut format = remembered_format(&endpoint);
+    let endpoint = format!("{} {model}", client.base_url());
+    // What the classification costs joins the call's cost, whatever comes of it.
+    let llm = MeteredModel::new(Arc::new(client), provider_id, UsageMeter::default());
+    let outcome = ask(&llm, model, event, categories, instructions, &endpoint).await;
+    let used = llm.meter.usage();
+    let tokens = (used.model_input_tokens, used.model_output_tokens);
+    if tokens != (0, 0) {
+        let recorded = costs::record_classification(db, org, event.call.id, provider_id, tokens, used.model_tokens_estimated).await;
+        if let Err(e) = recorded {
+            tracing::warn!(call = %event.call.id, error = ?e, "could not add the classification's tokens to the call's cost");
+        }
+    }
+    outcome
+}
+
+/// Asks `llm` for the classification until a valid one comes, [`TRIES`] times at most.
+async fn ask(
+    llm: &MeteredModel,
+    model: String,
+    event: &CallEvent,
+    categories: &[Category],
+    instructions: &str,
+    endpoint: &str,
+) -> Result<Analysis, ActionError> {
+    let mut format = remembered_format(endpoint);
     let mut request = ChatRequest {
         model,
         temperature: Some(0.0),
@@ -63,12 +87,12 @@ pub async fn classify(
     let mut problem = String::new();
     let mut tries = 0;
     while tries < TRIES {
-        let answer = match llm::complete(&llm, request.clone()).await {
+        let answer = match llm::complete(llm, request.clone()).await {
             Ok(answer) => answer,
             Err(error @ LlmError::Refused { .. }) if format != OutputFormat::Plain => {
                 format = format.simpler();
                 tracing::info!(%error, ?format, "the model refused a structured-output request; asking more simply");
-                remember_format(&endpoint, format);
+                remember_format(endpoint, format);
                 request.response_format = format.response_format(categories);
                 continue;
             }

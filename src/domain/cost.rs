@@ -204,6 +204,26 @@ pub struct CallUsage {
     pub synthesis_provider_id: Option<SpeechProviderId>,
     /// Characters sent to text-to-speech.
     pub synthesis_characters: i64,
+    /// The AI classification of the call after it ended (automations' `ai_classify`): the
+    /// provider that classified it and the tokens it took, estimated as for the conversation.
+    pub classification_provider_id: Option<LlmProviderId>,
+    pub classification_input_tokens: i64,
+    pub classification_output_tokens: i64,
+    pub classification_tokens_estimated: bool,
+}
+
+impl CallUsage {
+    /// This usage with the classification's tokens of `earlier` (what the session stores does
+    /// not know of them).
+    pub fn keeping_classification_of(self, earlier: &CallUsage) -> CallUsage {
+        CallUsage {
+            classification_provider_id: earlier.classification_provider_id,
+            classification_input_tokens: earlier.classification_input_tokens,
+            classification_output_tokens: earlier.classification_output_tokens,
+            classification_tokens_estimated: earlier.classification_tokens_estimated,
+            ..self
+        }
+    }
 }
 
 /// The price lists a call's cost is computed with.
@@ -212,6 +232,7 @@ pub struct PriceLists {
     pub currency: Currency,
     pub carrier: CarrierPrices,
     pub model: Option<ModelPrices>,
+    pub classification: Option<ModelPrices>,
     pub transcription: Option<SpeechPrices>,
     pub synthesis: Option<SpeechPrices>,
 }
@@ -245,6 +266,7 @@ text_enum!(
         Recording => "recording",
         ModelInput => "model_input",
         ModelOutput => "model_output",
+        Classification => "classification",
         Transcription => "transcription",
         Synthesis => "synthesis",
     }
@@ -268,7 +290,8 @@ pub struct CostLine {
     /// How much was used, in `unit`s (speech-to-text minutes and tokens are fractional).
     pub quantity: f64,
     pub unit: CostUnit,
-    /// The price of one unit; absent for the carrier's own price.
+    /// The price of one unit; absent for the carrier's own price and the classification (input
+    /// and output priced apart).
     pub unit_price: Option<Money>,
     pub amount: Money,
     pub basis: CostBasis,
@@ -354,6 +377,25 @@ impl CostInputs {
             million,
             token_basis,
         ));
+        let (input, output) = (usage.classification_input_tokens.max(0), usage.classification_output_tokens.max(0));
+        if input + output > 0 {
+            let prices = prices.classification.unwrap_or_default();
+            let amount = prices
+                .input_per_million_tokens
+                .times(input, million)
+                .saturating_add(prices.output_per_million_tokens.times(output, million));
+            let basis = if usage.classification_tokens_estimated { CostBasis::Estimated } else { CostBasis::PriceList };
+            // Input and output priced apart: the line shows their sum and no single unit price.
+            let quantity = (input + output) as f64 / million as f64;
+            lines.push(CostLine {
+                item: CostItem::Classification,
+                quantity,
+                unit: CostUnit::MillionTokens,
+                unit_price: None,
+                amount,
+                basis,
+            });
+        }
         let per_minute = prices.transcription.unwrap_or_default().transcription_per_minute;
         lines.extend(priced(CostItem::Transcription, usage.transcription_ms, CostUnit::Minute, per_minute, 60_000, CostBasis::PriceList));
         let per_character = prices.synthesis.unwrap_or_default().synthesis_per_character;
@@ -549,6 +591,7 @@ mod tests {
                     recording_per_minute: money(0.0025),
                 },
                 model: Some(ModelPrices { input_per_million_tokens: money(0.15), output_per_million_tokens: money(0.6) }),
+                classification: None,
                 transcription: Some(SpeechPrices { transcription_per_minute: money(0.006), synthesis_per_character: Money::ZERO }),
                 synthesis: Some(SpeechPrices { transcription_per_minute: Money::ZERO, synthesis_per_character: money(0.000015) }),
             },
@@ -592,6 +635,19 @@ mod tests {
         let cost = inputs.cost();
         assert_eq!(amount(&cost, CostItem::Carrier), Some(money(0.0255)));
         assert!(cost.settled);
+    }
+
+    #[test]
+    fn the_classification_is_a_line_of_its_own() {
+        let mut inputs = inputs();
+        inputs.usage.classification_input_tokens = 2_000;
+        inputs.usage.classification_output_tokens = 100;
+        inputs.prices.classification = Some(ModelPrices { input_per_million_tokens: money(1.0), output_per_million_tokens: money(2.0) });
+        let cost = inputs.cost();
+        let line = cost.lines.iter().find(|l| l.item == CostItem::Classification).unwrap();
+        assert_eq!((line.amount, line.unit_price, line.basis), (money(0.0022), None, CostBasis::PriceList));
+        let kept = CallUsage::default().keeping_classification_of(&inputs.usage);
+        assert_eq!((kept.classification_input_tokens, kept.model_input_tokens), (2_000, 0));
     }
 
     #[test]

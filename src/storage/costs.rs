@@ -19,7 +19,7 @@ use crate::domain::cost::{
     Budget, BudgetLevel, BudgetStatus, CallCost, CallUsage, CarrierPrice, CarrierPrices, CostInputs, CostSettings, Currency, ModelPrices,
     Money, PriceLists, SpeechPrices, Spending, month_of,
 };
-use crate::domain::ids::{CallId, OrgId};
+use crate::domain::ids::{CallId, LlmProviderId, OrgId};
 use crate::domain::time;
 
 /// How many times the carrier is asked for a call's price before the price list stands for it.
@@ -124,13 +124,40 @@ async fn prices_in<P: DeserializeOwned + Send + Unpin + 'static>(
     Ok(row.map(|(prices,)| prices.map(|p| p.0)))
 }
 
-/// Stores what a call's session used (replacing what it stored before) and brings the call's
-/// cost up to date.
+/// Stores what a call's session used (replacing what it stored before; a classification's
+/// tokens stay) and brings the call's cost up to date.
 pub async fn record_usage(db: &Db, org: OrgId, call: CallId, usage: &CallUsage) -> Result<()> {
+    change_usage(db, org, call, |stored| usage.clone().keeping_classification_of(&stored)).await
+}
+
+/// Adds the tokens a classification of the call took (`provider`'s; `estimated` when some were
+/// not reported) and brings the call's cost up to date.
+pub async fn record_classification(
+    db: &Db,
+    org: OrgId,
+    call: CallId,
+    provider: LlmProviderId,
+    tokens: (i64, i64),
+    estimated: bool,
+) -> Result<()> {
+    change_usage(db, org, call, |stored| CallUsage {
+        classification_provider_id: Some(provider),
+        classification_input_tokens: stored.classification_input_tokens + tokens.0,
+        classification_output_tokens: stored.classification_output_tokens + tokens.1,
+        classification_tokens_estimated: stored.classification_tokens_estimated || estimated,
+        ..stored
+    })
+    .await
+}
+
+/// Writes what `change` makes of the call's stored usage, and its cost, in one transaction.
+async fn change_usage(db: &Db, org: OrgId, call: CallId, change: impl FnOnce(CallUsage) -> CallUsage) -> Result<()> {
     let mut tx = db.begin().await?;
+    let stored = super::calls::lock(&mut tx, org, call).await?.usage.unwrap_or_default();
+    let usage = change(stored);
     on_tx!(&mut tx, |conn| {
         sqlx::query("UPDATE calls SET usage = $1 WHERE id = $2 AND org_id = $3")
-            .bind(Json(usage))
+            .bind(Json(&usage))
             .bind(call.0)
             .bind(org.0)
             .execute(conn)
@@ -207,6 +234,9 @@ pub(crate) async fn refresh(tx: &mut Tx, org: OrgId, id: CallId) -> Result<(Opti
     }
     if let Some(provider) = usage.model_provider_id {
         prices.model = prices_in::<ModelPrices>(tx, org, PricedProvider::Model, provider.0).await?.flatten();
+    }
+    if let Some(provider) = usage.classification_provider_id {
+        prices.classification = prices_in::<ModelPrices>(tx, org, PricedProvider::Model, provider.0).await?.flatten();
     }
     if let Some(provider) = usage.transcription_provider_id {
         prices.transcription = prices_in::<SpeechPrices>(tx, org, PricedProvider::Speech, provider.0).await?.flatten();

@@ -153,6 +153,17 @@ async fn a_finished_call_is_delivered_classified_mailed_and_ticketed(backend: Ba
     let record = app.get(&format!("/api/v1/calls/{}", call.id)).await.expect(200);
     assert_eq!(record["analysis"]["sentiment"], "negative");
     assert_eq!(record["analysis"]["categories"]["topic"], "billing");
+    // The classification's tokens (the third answer, as the server counted them) join the
+    // call's usage and cost, beside the conversation's.
+    let (prompt, completion) = call.llm.counted()[2];
+    let usage = &record["usage"];
+    assert_eq!(
+        (usage["classification_input_tokens"].as_i64(), usage["classification_output_tokens"].as_i64()),
+        (Some(prompt), Some(completion))
+    );
+    let conversation: i64 = call.llm.counted()[..2].iter().map(|(p, _)| p).sum();
+    assert_eq!(usage["model_input_tokens"].as_i64(), Some(conversation), "{usage}");
+    assert!(record["cost"]["lines"].as_array().unwrap().iter().any(|l| l["item"] == "classification"), "{}", record["cost"]);
     let events = app.get(&format!("/api/v1/calls/{}/events", call.id)).await.expect(200);
     let kinds: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["call.ended", "call.analyzed"]);

@@ -218,6 +218,7 @@ pub fn line_label(line: &CostLine) -> &'static str {
         CostItem::Recording => "Recording",
         CostItem::ModelInput => "Model input",
         CostItem::ModelOutput => "Model output",
+        CostItem::Classification => "AI classification",
         CostItem::Transcription => "Speech-to-text",
         CostItem::Synthesis => "Text-to-speech",
     }
