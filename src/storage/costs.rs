@@ -26,8 +26,15 @@ use crate::domain::time;
 pub const PRICE_CHECKS: i64 = 8;
 
 pub async fn settings(db: &Db, org: OrgId) -> Result<CostSettings> {
-    let row: Option<(String, Option<Json<Budget>>)> = on_pool!(db, |pool| {
-        sqlx::query_as("SELECT currency, budget FROM organizations WHERE id = $1").bind(org.0).fetch_optional(pool).await
+    let mut tx = db.begin().await?;
+    let settings = settings_in(&mut tx, org).await?;
+    tx.commit().await?;
+    Ok(settings)
+}
+
+async fn settings_in(tx: &mut Tx, org: OrgId) -> Result<CostSettings> {
+    let row: Option<(String, Option<Json<Budget>>)> = on_tx!(tx, |conn| {
+        sqlx::query_as("SELECT currency, budget FROM organizations WHERE id = $1").bind(org.0).fetch_optional(conn).await
     })?;
     let (currency, budget) = row.ok_or(StorageError::NotFound)?;
     Ok(CostSettings { currency: stored_currency(&currency)?, budget: budget.map(|b| b.0) })
@@ -224,11 +231,8 @@ pub(crate) async fn refresh(tx: &mut Tx, org: OrgId, id: CallId) -> Result<(Opti
         return Ok((None, false));
     }
     let usage = call.usage.clone().unwrap_or_default();
-    let settings_row: (String, Option<Json<Budget>>) = on_tx!(tx, |conn| {
-        sqlx::query_as("SELECT currency, budget FROM organizations WHERE id = $1").bind(org.0).fetch_one(conn).await
-    })?;
-    let currency = stored_currency(&settings_row.0)?;
-    let mut prices = PriceLists { currency: currency.clone(), ..PriceLists::default() };
+    let settings = settings_in(tx, org).await?;
+    let mut prices = PriceLists { currency: settings.currency.clone(), ..PriceLists::default() };
     if let Some(provider) = call.provider_id {
         prices.carrier = prices_in::<CarrierPrices>(tx, org, PricedProvider::Phone, provider.0).await?.flatten().unwrap_or_default();
     }
@@ -285,8 +289,8 @@ pub(crate) async fn refresh(tx: &mut Tx, org: OrgId, id: CallId) -> Result<(Opti
         .execute(conn)
         .await
         .map(|_| ()))?;
-    let budget_event = match settings_row.1 {
-        Some(budget) => check_budget(tx, &Call { cost: Some(cost.clone()), ..call }, &budget.0, currency).await?,
+    let budget_event = match settings.budget {
+        Some(budget) => check_budget(tx, &Call { cost: Some(cost.clone()), ..call }, &budget, settings.currency).await?,
         None => false,
     };
     Ok((Some(cost), budget_event))

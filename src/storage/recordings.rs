@@ -202,11 +202,11 @@ pub struct StoredAudio<'a> {
 /// must then delete what it stored.
 pub async fn stored(db: &Db, org: OrgId, id: RecordingId, audio: StoredAudio<'_>) -> Result<bool> {
     let key_enc = db.cipher().encrypt(&key_slot(org, id), audio.key);
-    let moved = on_pool!(db, |pool| {
-        sqlx::query(
+    let call: Option<Uuid> = on_pool!(db, |pool| {
+        sqlx::query_scalar(
             "UPDATE recordings SET status = $1, object_key = $2, key_enc = $3, bytes = $4, channels = $5, duration_ms = $6,
                  stored_at = $7, detail = NULL
-             WHERE id = $8 AND org_id = $9 AND status IN ($10, $11)",
+             WHERE id = $8 AND org_id = $9 AND status IN ($10, $11) RETURNING call_id",
         )
         .bind(RecordingStatus::Stored.as_str())
         .bind(audio.object_key)
@@ -219,18 +219,14 @@ pub async fn stored(db: &Db, org: OrgId, id: RecordingId, audio: StoredAudio<'_>
         .bind(org.0)
         .bind(RecordingStatus::Recording.as_str())
         .bind(RecordingStatus::Processing.as_str())
-        .execute(pool)
+        .fetch_optional(pool)
         .await
-        .map(|done| done.rows_affected())
     })?;
-    if moved == 1 {
-        // The recording's minutes join its call's cost.
-        let call: Uuid = on_pool!(db, |pool| {
-            sqlx::query_scalar("SELECT call_id FROM recordings WHERE id = $1 AND org_id = $2").bind(id.0).bind(org.0).fetch_one(pool).await
-        })?;
+    // The recording's minutes join its call's cost.
+    if let Some(call) = call {
         costs::refresh_call(db, org, CallId(call)).await?;
     }
-    Ok(moved == 1)
+    Ok(call.is_some())
 }
 
 /// Where a stored recording's audio is, and its key, opened.
