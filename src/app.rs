@@ -105,11 +105,10 @@ impl Application {
             (config.audit_retention_days > 0).then(|| chrono::Duration::days(config.audit_retention_days.min(36_500) as i64));
         let egress = Egress::new(config.egress_policy()?);
         let rate_limits = Arc::new(http::rate_limit::RateLimits::from_config(&config)?);
-        let automations = Worker::from_config(db.clone(), &config, egress.clone())?;
+        let models = LoadedModels::load(config.models_dir(), config.models_auto_install.then(|| config.models_index_url.clone())).await;
+        let automations = Worker::from_config(db.clone(), &config, egress.clone(), models.clone())?;
         let live = LiveSessions::new(&config.node_id, Duration::from_secs(config.session_lease_secs));
         let shutdown_grace = Duration::from_secs(config.shutdown_grace_secs);
-        let (config_models_dir, config_auto_install) =
-            (config.models_dir(), config.models_auto_install.then(|| config.models_index_url.clone()));
         let recording_store = config.recording_store()?;
         tracing::info!(store = %recording_store.describe(), "where call recordings are kept");
         let recordings = Recordings::new(db.clone(), recording_store);
@@ -124,7 +123,7 @@ impl Application {
             egress,
             rate_limits,
             speech_cache: Default::default(),
-            models: LoadedModels::load(config_models_dir, config_auto_install).await,
+            models,
             recordings: recordings.clone(),
         };
         let metrics = http::metrics_router(state.clone());

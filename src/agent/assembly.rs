@@ -12,6 +12,7 @@ use super::usage::{MeteredModel, UsageMeter};
 use crate::domain::call::Call;
 use crate::domain::cost::Transport;
 use crate::domain::phone_number::ServiceMode;
+use crate::models::LoadedModels;
 use crate::providers::egress::Egress;
 use crate::providers::llm::ChatModel;
 use crate::storage::{Db, StorageError, agents, phone_numbers};
@@ -21,13 +22,14 @@ use crate::storage::{Db, StorageError, agents, phone_numbers};
 pub async fn for_call(
     db: &Db,
     egress: &Egress,
+    models: &LoadedModels,
     call: &Call,
     live: Arc<LiveSessions>,
     transcripts: TranscriptWriter,
 ) -> Result<SessionSetup<StoredCallLog>, StorageError> {
     let (Some(agent_id), Some(number_id)) = (call.agent_id, call.phone_number_id) else { return Err(StorageError::NotFound) };
     let org = call.org_id;
-    let agent = match call.agent_version {
+    let mut agent = match call.agent_version {
         Some(version) => agents::version(db, org, agent_id, version).await?,
         None => agents::get(db, org, agent_id).await?.spec,
     };
@@ -37,8 +39,11 @@ pub async fn for_call(
         ServiceMode::MediaStream => Transport::MediaStreams,
     };
     let meter = UsageMeter::new(transport);
-    let llm = model::for_agent(db, egress, org, &agent).await?.map(|found| {
-        let metered = MeteredModel::new(Arc::new(found.client), found.provider_id, meter.clone());
+    let llm = model::for_agent(db, egress, models, org, &agent).await?.map(|found| {
+        if found.provider_id.is_none() && agent.end_call_phrases.is_empty() {
+            agent.end_call_phrases = model::EMBEDDED_END_CALL_PHRASES.map(str::to_owned).to_vec();
+        }
+        let metered = MeteredModel::new(found.client, found.provider_id, meter.clone());
         (Arc::new(metered) as Arc<dyn ChatModel>, found.model)
     });
     Ok(SessionSetup {

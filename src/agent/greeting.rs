@@ -35,7 +35,7 @@ pub fn refresh_in_background(
     }
     tokio::spawn(async move {
         for number in numbers {
-            if let Err(e) = generate(&db, &egress, org, number).await {
+            if let Err(e) = generate(&db, &egress, &models, org, number).await {
                 tracing::warn!(number = %number, error = ?e, "could not generate a first message");
             }
             match phone_numbers::get(&db, org, number).await {
@@ -47,13 +47,13 @@ pub fn refresh_in_background(
 }
 
 /// Asks the agent's model for a greeting and caches it on the service, unless it has one.
-pub async fn generate(db: &Db, egress: &Egress, org: OrgId, number: PhoneNumberId) -> Result<()> {
+pub async fn generate(db: &Db, egress: &Egress, models: &LoadedModels, org: OrgId, number: PhoneNumberId) -> Result<()> {
     let service = phone_numbers::get(db, org, number).await?;
     if !service.generate_first_message || service.generated_first_message.is_some() {
         return Ok(());
     }
     let agent = agents::get(db, org, service.agent_id).await?;
-    let Some(model::AgentModel { client: llm, model, .. }) = model::for_agent(db, egress, org, &agent.spec).await? else {
+    let Some(model::AgentModel { client: llm, model, .. }) = model::for_agent(db, egress, models, org, &agent.spec).await? else {
         tracing::warn!(number = %number, "no LLM provider to generate a first message with");
         return Ok(());
     };
@@ -70,7 +70,7 @@ pub async fn generate(db: &Db, egress: &Egress, org: OrgId, number: PhoneNumberI
         tools: vec![],
         response_format: None,
     };
-    let greeting = match llm::complete(&llm, request).await {
+    let greeting = match llm::complete(llm.as_ref(), request).await {
         Ok(text) => text,
         Err(error) => {
             tracing::warn!(number = %number, %error, "the model could not write a first message");

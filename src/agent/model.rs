@@ -1,30 +1,54 @@
 //! Which model serves an agent: its own LLM provider (and model override), else the
-//! organisation's newest LLM provider; none when the organisation has no provider at all.
+//! organisation's newest LLM provider, else the embedded model when it is installed; none when
+//! there is none of these.
 
 use crate::domain::agent::AgentSpec;
 use crate::domain::ids::{LlmProviderId, OrgId};
 use crate::domain::provider::LlmProvider;
+use crate::models::LoadedModels;
 use crate::providers::egress::Egress;
-use crate::providers::llm::{self, ChatMessage, ChatRequest, LlmClient};
+use crate::providers::llm::{self, ChatMessage, ChatModel, ChatRequest, LlmClient};
 use crate::storage::{Db, PageRequest, Result, llm_providers};
 
 /// The model that serves an agent.
 pub struct AgentModel {
-    pub client: LlmClient,
+    pub client: std::sync::Arc<dyn ChatModel>,
     /// The model name to ask for.
     pub model: String,
-    pub provider_id: LlmProviderId,
+    /// The provider; none for the embedded model.
+    pub provider_id: Option<LlmProviderId>,
+    /// Where the model runs, to tell one endpoint from another: the provider's URL and model.
+    pub endpoint: String,
 }
 
-/// A client for the agent's endpoint and the model name to ask for.
-pub async fn for_agent(db: &Db, egress: &Egress, org: OrgId, agent: &AgentSpec) -> Result<Option<AgentModel>> {
+/// The name the embedded model goes by, in requests and on the console.
+pub const EMBEDDED_MODEL: &str = "embedded";
+
+/// The end-call phrases of an agent the embedded model serves, when the agent has none: a small
+/// model says goodbye far more reliably than it calls `endConversation`.
+pub const EMBEDDED_END_CALL_PHRASES: [&str; 2] = ["goodbye", "bye"];
+
+/// The model that serves `agent`, and the model name to ask for.
+pub async fn for_agent(db: &Db, egress: &Egress, models: &LoadedModels, org: OrgId, agent: &AgentSpec) -> Result<Option<AgentModel>> {
     let provider = match agent.llm_provider_id {
         Some(id) => Some(llm_providers::get(db, org, id).await?),
         None => llm_providers::list(db, org, PageRequest { before: None, limit: 1 }).await?.items.pop(),
     };
-    let Some(provider) = provider else { return Ok(None) };
+    let Some(provider) = provider else {
+        return Ok(models.language_model().map(|embedded| AgentModel {
+            client: std::sync::Arc::new(embedded),
+            model: EMBEDDED_MODEL.to_owned(),
+            provider_id: None,
+            endpoint: EMBEDDED_MODEL.to_owned(),
+        }));
+    };
     let model = agent.model.clone().unwrap_or(provider.default_model.clone());
-    Ok(Some(AgentModel { client: client(db, egress, &provider).await?, model, provider_id: provider.id }))
+    Ok(Some(AgentModel {
+        client: std::sync::Arc::new(client(db, egress, &provider).await?),
+        endpoint: format!("{} {model}", provider.base_url),
+        model,
+        provider_id: Some(provider.id),
+    }))
 }
 
 /// What asking a provider's default model for one word showed.

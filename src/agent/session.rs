@@ -280,6 +280,14 @@ impl<L: CallLog> Session<L> {
         prompt::system_prompt(&self.setup.agent, &context)
     }
 
+    /// The conversation so far as the model reads it: the system prompt, the remembered turns
+    /// and the tools, asking `model`.
+    fn conversation(&self, model: String) -> ChatRequest {
+        let mut messages = vec![ChatMessage::System { content: self.system_prompt() }];
+        messages.extend(self.memory.window());
+        ChatRequest { model, temperature: self.setup.agent.temperature, messages, tools: self.tools.clone(), response_format: None }
+    }
+
     /// Runs the conversation until it ends, and returns how it ended (already recorded).
     pub async fn run(mut self, mut events: mpsc::Receiver<CallerEvent>) -> Ending {
         if let Some(consent) = &self.setup.recording {
@@ -297,6 +305,9 @@ impl<L: CallLog> Session<L> {
                 self.say(&greeting).await;
             }
             self.quiet_until += speaking_time(&greeting);
+        }
+        if let Some((model, name)) = &self.setup.llm {
+            model.warm(self.conversation(name.clone()));
         }
         loop {
             let (deadline, quiet_until, winding_down) = (self.deadline, self.quiet_until, self.winding_down);
@@ -485,15 +496,7 @@ impl<L: CallLog> Session<L> {
         if let Some((cut, summary)) = self.summary_slot.lock().expect("summary slot lock").take() {
             self.memory.summarized(cut, summary);
         }
-        let mut messages = vec![ChatMessage::System { content: self.system_prompt() }];
-        messages.extend(self.memory.window());
-        let request = ChatRequest {
-            model: name.clone(),
-            temperature: self.setup.agent.temperature,
-            messages,
-            tools: self.tools.clone(),
-            response_format: None,
-        };
+        let request = self.conversation(name.clone());
         let reply = Reply {
             stream: model.stream(request),
             heard_at,

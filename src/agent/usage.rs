@@ -50,14 +50,18 @@ pub struct MeteredModel {
 }
 
 impl MeteredModel {
-    /// `model` of `provider`, counted by `meter`.
-    pub fn new(model: Arc<dyn ChatModel>, provider: LlmProviderId, meter: UsageMeter) -> MeteredModel {
-        meter.count().model_provider_id = Some(provider);
+    /// `model` of `provider` (none: the embedded model), counted by `meter`.
+    pub fn new(model: Arc<dyn ChatModel>, provider: Option<LlmProviderId>, meter: UsageMeter) -> MeteredModel {
+        meter.count().model_provider_id = provider;
         MeteredModel { model, meter }
     }
 }
 
 impl ChatModel for MeteredModel {
+    fn warm(&self, conversation: ChatRequest) {
+        self.model.warm(conversation);
+    }
+
     fn stream(&self, request: ChatRequest) -> mpsc::Receiver<LlmEvent> {
         let (tx, rx) = mpsc::channel(64);
         let input_estimate = request.estimated_input_tokens();
@@ -192,7 +196,7 @@ mod tests {
     }
 
     fn metered(events: Vec<LlmEvent>) -> MeteredModel {
-        MeteredModel::new(Arc::new(Scripted(events)), LlmProviderId::generate(), UsageMeter::new(Transport::ConversationRelay))
+        MeteredModel::new(Arc::new(Scripted(events)), Some(LlmProviderId::generate()), UsageMeter::new(Transport::ConversationRelay))
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@
 //! then the action fails with what was wrong.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex};
 
 use serde_json::{Value, json};
 
@@ -21,6 +21,7 @@ use crate::domain::agent::AgentSpec;
 use crate::domain::automation::Category;
 use crate::domain::event::{Analysis, CallEvent, Resolution, Sentiment};
 use crate::domain::ids::OrgId;
+use crate::models::LoadedModels;
 use crate::providers::egress::Egress;
 use crate::providers::llm::{self, ChatMessage, ChatRequest, LlmError};
 use crate::storage::{Db, StorageError, agents, costs};
@@ -32,6 +33,7 @@ pub const TRIES: usize = 3;
 pub async fn classify(
     db: &Db,
     egress: &Egress,
+    models: &LoadedModels,
     org: OrgId,
     event: &CallEvent,
     categories: &[Category],
@@ -45,13 +47,12 @@ pub async fn classify(
         },
         None => AgentSpec::named("no agent"),
     };
-    let found = model::for_agent(db, egress, org, &spec).await.map_err(|e| ActionError::Retry(e.to_string()))?;
-    let Some(model::AgentModel { client, model, provider_id }) = found else {
+    let found = model::for_agent(db, egress, models, org, &spec).await.map_err(|e| ActionError::Retry(e.to_string()))?;
+    let Some(model::AgentModel { client, model, provider_id, endpoint }) = found else {
         return Err(ActionError::Fail("the organisation has no LLM provider to classify with".into()));
     };
-    let endpoint = format!("{} {model}", client.base_url());
     // What the classification costs joins the call's cost, whatever comes of it.
-    let llm = MeteredModel::new(Arc::new(client), provider_id, UsageMeter::default());
+    let llm = MeteredModel::new(client, provider_id, UsageMeter::default());
     let outcome = ask(&llm, model, event, categories, instructions, &endpoint).await;
     let used = llm.meter.usage();
     let tokens = (used.model_input_tokens, used.model_output_tokens);

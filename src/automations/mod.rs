@@ -23,6 +23,7 @@ use crate::domain::event::{CallEvent, Resolution, Sentiment};
 use crate::domain::template::Template;
 use crate::domain::ticket::{TicketPriority, fit_ticket_text};
 use crate::domain::time;
+use crate::models::LoadedModels;
 use crate::providers::egress::Egress;
 use crate::storage::automations::{self as queue, AttemptOutcome, ClaimedRun};
 use crate::storage::{Db, tickets};
@@ -50,16 +51,19 @@ pub struct Worker {
     pub webhooks: webhook::Deliverer,
     /// Where classification's model requests may go.
     pub egress: Egress,
+    /// The embedded model, when classification has no provider.
+    pub models: std::sync::Arc<LoadedModels>,
     pub mailer: Option<email::Mailer>,
     pub retry_base: Duration,
 }
 
 impl Worker {
-    pub fn from_config(db: Db, config: &Config, egress: Egress) -> anyhow::Result<Self> {
+    pub fn from_config(db: Db, config: &Config, egress: Egress, models: std::sync::Arc<LoadedModels>) -> anyhow::Result<Self> {
         Ok(Self {
             db,
             webhooks: webhook::Deliverer::new(egress.clone()),
             egress,
+            models,
             mailer: config.smtp_url.as_deref().map(|url| email::Mailer::new(url, &config.smtp_from)).transpose()?,
             retry_base: Duration::from_secs(config.automation_retry_base_secs),
         })
@@ -174,7 +178,8 @@ impl Worker {
                 Ok(json!({ "action": "create_record", "ticket": ticket }))
             }
             Action::AiClassify { categories, instructions } => {
-                let analysis = classify::classify(&self.db, &self.egress, run.org_id, event, categories, instructions).await?;
+                let analysis =
+                    classify::classify(&self.db, &self.egress, &self.models, run.org_id, event, categories, instructions).await?;
                 crate::storage::calls::record_analysis(&self.db, run.org_id, event.call.id, &analysis)
                     .await
                     .map_err(|e| ActionError::Retry(e.to_string()))?;

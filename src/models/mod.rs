@@ -2,13 +2,15 @@
 //! are installed from the package registry (`install`, behind `switchboard models install`,
 //! converting Whisper for whisper.cpp in `whisper_ggml`), the ONNX Runtime they run on (`onnx`),
 //! the turn-taking models of Media Streams calls, Silero VAD (`vad`) and Smart Turn (`turn`),
-//! and the embedded speech engines: Whisper (`whisper`), Piper's neural voice (`piper`) and
-//! espeak-ng (`espeak`). Nothing here is needed to run: without the models a call hears by
-//! loudness, ends turns by silence, and needs a speech provider.
+//! the embedded speech engines: Whisper (`whisper`), Piper's neural voice (`piper`) and
+//! espeak-ng (`espeak`), and the embedded language model (`llm`, llama.cpp). Nothing here is
+//! needed to run: without the models a call hears by loudness, ends turns by silence, and needs
+//! a speech provider and an LLM provider.
 
 pub mod catalog;
 pub mod espeak;
 pub mod install;
+pub mod llm;
 pub mod onnx;
 pub mod piper;
 pub mod scoring;
@@ -24,8 +26,8 @@ use std::time::Instant;
 use url::Url;
 
 use self::catalog::{
-    ONNX_RUNTIME, ONNX_RUNTIME_LIBRARY, PIPER_JOE, PIPER_JOE_CONFIG, PIPER_JOE_FILE, SILERO_VAD, SILERO_VAD_FILE, SMART_TURN,
-    SMART_TURN_FILE, WHISPER_BASE, WHISPER_BASE_FILE,
+    ONNX_RUNTIME, ONNX_RUNTIME_LIBRARY, PIPER_JOE, PIPER_JOE_CONFIG, PIPER_JOE_FILE, QWEN, QWEN_FILE, SILERO_VAD, SILERO_VAD_FILE,
+    SMART_TURN, SMART_TURN_FILE, WHISPER_BASE, WHISPER_BASE_FILE,
 };
 use self::install::Manifest;
 pub use self::onnx::ModelError;
@@ -99,6 +101,21 @@ impl SpeechEngines {
     }
 }
 
+/// The embedded language model installed in `models_dir`, or `None` when it is not: one
+/// generation at once per two cores, each on its share of them (one generation on all its
+/// threads reads a prompt faster than two on one thread each).
+async fn load_language_model(models_dir: &Path) -> Result<Option<llm::EmbeddedLlm>, ModelError> {
+    let manifest = Manifest::read(models_dir).map_err(|e| ModelError::Load { path: models_dir.to_owned(), reason: e.to_string() })?;
+    if manifest.get(QWEN).is_none() {
+        return Ok(None);
+    }
+    let file = models_dir.join(QWEN_FILE);
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    tokio::task::spawn_blocking(move || llm::EmbeddedLlm::load(&file, (cores / 2).max(1), cores).map(Some))
+        .await
+        .map_err(|e| ModelError::Inference(e.to_string()))?
+}
+
 /// The models this server runs, as far as they are installed and loaded. When a call needs the
 /// speech engines and they are missing, [`LoadedModels::speech_engines`] installs the catalog
 /// in the background (if the configuration allows it) and loads what it brought.
@@ -108,6 +125,7 @@ pub struct LoadedModels {
     auto_install: Option<Url>,
     turn: OnceLock<Arc<TurnModels>>,
     speech: OnceLock<Arc<SpeechEngines>>,
+    language: OnceLock<Arc<llm::EmbeddedLlm>>,
     installation: Mutex<Installation>,
 }
 
@@ -146,6 +164,7 @@ impl LoadedModels {
             auto_install,
             turn: OnceLock::new(),
             speech: OnceLock::new(),
+            language: OnceLock::new(),
             installation: Mutex::new(Installation::NotStarted),
         });
         models.load_installed().await;
@@ -159,6 +178,7 @@ impl LoadedModels {
             auto_install: None,
             turn: OnceLock::new(),
             speech: OnceLock::new(),
+            language: OnceLock::new(),
             installation: Mutex::new(Installation::NotStarted),
         })
     }
@@ -170,6 +190,11 @@ impl LoadedModels {
     /// The speech engines, if loaded.
     pub fn speech(&self) -> Option<Arc<SpeechEngines>> {
         self.speech.get().cloned()
+    }
+
+    /// The embedded language model, if loaded.
+    pub fn language_model(&self) -> Option<Arc<llm::EmbeddedLlm>> {
+        self.language.get().cloned()
     }
 
     pub fn installation(&self) -> Installation {
@@ -251,6 +276,17 @@ impl LoadedModels {
                     "built-in speech not installed: Media Streams calls need a speech provider, or install it (`switchboard models install`)"
                 ),
                 Err(e) => tracing::warn!(error = %e, "the built-in speech could not be loaded"),
+            }
+        }
+        if self.language.get().is_none() {
+            match load_language_model(&self.dir).await {
+                Ok(Some(engine)) => {
+                    let stats = engine.stats();
+                    tracing::info!(slots = stats.slots, "embedded language model ready: agents without an LLM provider answer with it");
+                    let _ = self.language.set(Arc::new(engine));
+                }
+                Ok(None) => tracing::info!("embedded language model not installed: agents need an LLM provider"),
+                Err(e) => tracing::warn!(error = %e, "the embedded language model could not be loaded"),
             }
         }
     }

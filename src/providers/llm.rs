@@ -163,6 +163,11 @@ impl LlmError {
 /// A model that answers a conversation, streamed. Dropping the receiver stops the answer.
 pub trait ChatModel: Send + Sync {
     fn stream(&self, request: ChatRequest) -> mpsc::Receiver<LlmEvent>;
+
+    /// Reads the start of a conversation ahead (the system prompt and the greeting, while the
+    /// greeting plays), so the answer to what follows starts sooner. A model server needs
+    /// nothing: this does nothing unless a model keeps what it read.
+    fn warm(&self, _conversation: ChatRequest) {}
 }
 
 /// The whole text of a completion, for work that needs no streaming (classification, greetings).

@@ -143,12 +143,12 @@ pub async fn record_classification(
     db: &Db,
     org: OrgId,
     call: CallId,
-    provider: LlmProviderId,
+    provider: Option<LlmProviderId>,
     tokens: (i64, i64),
     estimated: bool,
 ) -> Result<()> {
     change_usage(db, org, call, |stored| CallUsage {
-        classification_provider_id: Some(provider),
+        classification_provider_id: provider,
         classification_input_tokens: stored.classification_input_tokens + tokens.0,
         classification_output_tokens: stored.classification_output_tokens + tokens.1,
         classification_tokens_estimated: stored.classification_tokens_estimated || estimated,

@@ -369,7 +369,10 @@ async fn a_crashed_worker_leaves_its_run_to_another(backend: Backend) {
     let second = automations::claim_due(db, later, later + chrono::Duration::seconds(30)).await.unwrap().expect("the lease ran out");
     assert_eq!(second.run.attempts, 2);
     assert_eq!(second.automation.id, fixture.automation);
-    Worker::from_config(db.clone(), &fixture.config, Egress::unrestricted()).unwrap().execute(second).await;
+    Worker::from_config(db.clone(), &fixture.config, Egress::unrestricted(), switchboard::models::LoadedModels::none())
+        .unwrap()
+        .execute(second)
+        .await;
     assert_eq!(fixture.only_run().await.status.as_str(), "succeeded");
     assert_eq!(fixture.sink.deliveries().len(), 1);
 }
@@ -378,7 +381,8 @@ async fn a_run_out_of_retry_time_is_dead_until_retried(backend: Backend) {
     let fixture = queue_fixture(backend).await;
     let db = &fixture.db;
     fixture.sink.set_down(true);
-    let worker = Worker::from_config(db.clone(), &fixture.config, Egress::unrestricted()).unwrap();
+    let worker =
+        Worker::from_config(db.clone(), &fixture.config, Egress::unrestricted(), switchboard::models::LoadedModels::none()).unwrap();
     let now = time::now();
     let claimed = automations::claim_due(db, now, now + chrono::Duration::seconds(30)).await.unwrap().unwrap();
     worker.execute(claimed).await;

@@ -18,7 +18,7 @@ use crate::support::fake_speech::{self, FakeSpeech};
 use crate::support::relay_client::RelayClient;
 use crate::support::{Backend, LINE_TOKEN, TestApp, on_both_backends, sid, spawn_app};
 
-const PASSWORD: &str = "correct horse battery staple";
+pub const PASSWORD: &str = "correct horse battery staple";
 
 /// A browser as reqwest plays it: its cookies, and the CSRF token of the last page it read.
 struct Visitor {
@@ -91,7 +91,7 @@ fn location(response: &reqwest::Response) -> String {
     response.headers().get(LOCATION).map(|l| l.to_str().unwrap().to_owned()).unwrap_or_default()
 }
 
-async fn add_user(app: &TestApp, email: &str, role: Role) {
+pub async fn add_user(app: &TestApp, email: &str, role: Role) {
     users::create(&app.db, app.org, &Email::parse(email).unwrap(), &users::hash_password(PASSWORD), role, Actor::System).await.unwrap();
 }
 

@@ -14,6 +14,7 @@ mod console;
 mod contract;
 mod conversations;
 mod costs;
+mod embedded_llm;
 mod embedded_speech;
 mod faults;
 mod hardening;

@@ -200,6 +200,8 @@ struct LlmProvidersPage {
     /// The last connection test, by provider.
     tested: Option<(LlmProviderId, ConnectionTest)>,
     errors: FormErrors,
+    /// The embedded model's state, when it is installed.
+    embedded: Option<crate::models::llm::EngineStats>,
 }
 
 async fn llm_providers_page(
@@ -210,6 +212,7 @@ async fn llm_providers_page(
     tested: Option<(LlmProviderId, ConnectionTest)>,
     errors: FormErrors,
 ) -> Result<Response, ConsoleError> {
+    let embedded = state.models.language_model().map(|engine| engine.stats());
     let list = llm_api::list(State(state), viewer.caller(), first_page(cursor)).await?.0;
     let status = if errors.any() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     let page = LlmProvidersPage {
@@ -219,6 +222,7 @@ async fn llm_providers_page(
         form,
         tested,
         errors,
+        embedded,
     };
     Ok((status, viewer.render(&page)).into_response())
 }

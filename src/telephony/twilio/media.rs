@@ -70,10 +70,11 @@ pub async fn media(
         Ok(call) => call,
         Err(refused) => return refused,
     };
-    let setup = match assembly::for_call(&state.db, &state.egress, &call, state.live.clone(), state.transcripts.clone()).await {
-        Ok(setup) => setup,
-        Err(e) => return call_socket::internal(e),
-    };
+    let setup =
+        match assembly::for_call(&state.db, &state.egress, &state.models, &call, state.live.clone(), state.transcripts.clone()).await {
+            Ok(setup) => setup,
+            Err(e) => return call_socket::internal(e),
+        };
     let ears = match speech::for_agent(&state.db, &state.egress, &state.models, call.org_id, &setup.agent).await {
         Ok(Some(ears)) => ears,
         Ok(None) => {

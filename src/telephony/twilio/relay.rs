@@ -47,10 +47,11 @@ pub async fn relay(
         Ok(call) => call,
         Err(refused) => return refused,
     };
-    let setup = match assembly::for_call(&state.db, &state.egress, &call, state.live.clone(), state.transcripts.clone()).await {
-        Ok(setup) => setup,
-        Err(e) => return call_socket::internal(e),
-    };
+    let setup =
+        match assembly::for_call(&state.db, &state.egress, &state.models, &call, state.live.clone(), state.transcripts.clone()).await {
+            Ok(setup) => setup,
+            Err(e) => return call_socket::internal(e),
+        };
     if let Err(refused) = call_socket::claim(&state, &call).await {
         return refused;
     }

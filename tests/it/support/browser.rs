@@ -126,7 +126,12 @@ impl Browser {
 
     /// Waits up to 10 s for the element matching `css` to contain `text`.
     pub async fn wait_for_text(&self, css: &str, text: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        self.wait_for_text_within(css, text, Duration::from_secs(10)).await;
+    }
+
+    /// Waits up to `patience` for the element matching `css` to contain `text`.
+    pub async fn wait_for_text_within(&self, css: &str, text: &str, patience: Duration) {
+        let deadline = Instant::now() + patience;
         loop {
             let shown = self.text(css).await;
             if shown.contains(text) {
