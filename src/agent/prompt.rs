@@ -8,6 +8,8 @@ use crate::domain::agent::{AgentSpec, AgentTool};
 /// Facts about the call the model may use.
 pub struct CallContext<'a> {
     pub caller: &'a str,
+    /// When the call began: fixed for the call, so the prompt's start stays the same from turn
+    /// to turn (what a model server's prompt cache and the embedded model reuse).
     pub now: DateTime<Utc>,
     /// Locales the caller may be served in besides English (expand languages).
     pub other_languages: &'a [String],
@@ -41,7 +43,11 @@ make it a brief, friendly goodbye.",
     }
     sections.push(format!("# Ending the call\n{ending}"));
     sections.push(format!("# Language\n{}", language_policy(spec, call.other_languages)));
-    sections.push(format!("# This call\nCaller's number: {}\nCurrent time (UTC): {}", call.caller, call.now.format("%A %-d %B %Y, %H:%M")));
+    sections.push(format!(
+        "# This call\nCaller's number: {}\nThe call began (UTC): {}",
+        call.caller,
+        call.now.format("%A %-d %B %Y, %H:%M")
+    ));
     sections.join("\n\n")
 }
 

@@ -245,6 +245,8 @@ pub struct Session<L: CallLog> {
     /// The last agent turn stored, and a wait measured for an agent turn not stored yet.
     last_agent_turn: Option<i64>,
     unstored_wait: Option<VoiceLatency>,
+    /// When the session began, as the system prompt says.
+    began: DateTime<Utc>,
 }
 
 impl<L: CallLog> Session<L> {
@@ -271,12 +273,13 @@ impl<L: CallLog> Session<L> {
             keys_done: None,
             last_agent_turn: None,
             unstored_wait: None,
+            began: time::now(),
         }
     }
 
     /// The system prompt this session gives the model.
     fn system_prompt(&self) -> String {
-        let context = CallContext { caller: &self.setup.caller, now: time::now(), other_languages: &self.setup.other_languages };
+        let context = CallContext { caller: &self.setup.caller, now: self.began, other_languages: &self.setup.other_languages };
         prompt::system_prompt(&self.setup.agent, &context)
     }
 

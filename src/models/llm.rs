@@ -10,12 +10,14 @@
 //!   enforced while sampling (lazily: from the moment the model starts a tool call), so a small
 //!   model cannot produce a malformed call. A `response_format` with a JSON schema (the
 //!   classification's) constrains the whole answer to that schema.
-//! - **Slots.** A fixed number of generations run at once ([`EmbeddedLlm::load`]'s `slots`), each
-//!   on its own thread with its own context; the cores are shared between them. A request waits
-//!   for a free slot at most [`QUEUE_DEADLINE`], then fails as a timeout (the voice pipeline
-//!   says "One moment." while it waits). A slot keeps the tokens of its last prompt and answer,
-//!   and a request takes the free slot that shares the longest start with its prompt: a call's
-//!   next turn evaluates only what is new since its last one.
+//! - **Workers and slots.** A fixed number of generations run at once ([`EmbeddedLlm::load`]'s
+//!   `workers`), each on its own thread with its own context, sharing the cores. Each context
+//!   keeps [`CONVERSATIONS_PER_WORKER`] conversations (llama.cpp sequences): a slot is one of
+//!   them. A request takes the free slot whose conversation shares the longest start with its
+//!   prompt, so a call's next turn evaluates only what is new since its last one, even while
+//!   other calls use the same worker; requests for one worker take turns. With every slot taken,
+//!   a request waits at most [`QUEUE_DEADLINE`], then fails as a timeout (the voice pipeline
+//!   says "One moment." while it waits).
 //! - **Cancellation.** Dropping the stream's receiver (the caller interrupted, the call ended)
 //!   stops the generation at its next token.
 
@@ -43,8 +45,10 @@ use crate::providers::llm::{ChatModel, ChatRequest, LlmError, LlmEvent, TokenUsa
 
 /// How long a request waits for a free slot before it fails.
 pub const QUEUE_DEADLINE: Duration = Duration::from_secs(20);
-/// The context each slot holds: the prompt and the answer together.
-const CONTEXT_TOKENS: u32 = 8192;
+/// The context each conversation has: the prompt and the answer together.
+const CONTEXT_TOKENS: u32 = 4096;
+/// Conversations each worker's context keeps.
+pub const CONVERSATIONS_PER_WORKER: usize = 4;
 /// The longest answer.
 const MAX_ANSWER_TOKENS: usize = 1024;
 /// Tokens evaluated in one step of a long prompt.
@@ -76,6 +80,9 @@ fn load_model(path: &Path) -> Result<&'static LlamaModel, ModelError> {
 /// How busy the embedded model is, for `/metrics`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EngineStats {
+    /// Generations at once.
+    pub workers: usize,
+    /// Conversations kept, and those with a request in progress.
     pub slots: usize,
     pub busy: usize,
     /// Requests waiting for a slot now.
@@ -95,9 +102,10 @@ impl EngineStats {
     /// The figures in Prometheus' text exposition format, appended to `out`.
     pub fn render(&self, out: &mut String) {
         use std::fmt::Write;
-        let figures: [(&str, &str, &str, String); 7] = [
-            ("slots", "gauge", "Generations the embedded model runs at once.", self.slots.to_string()),
-            ("busy", "gauge", "Slots of the embedded model generating now.", self.busy.to_string()),
+        let figures: [(&str, &str, &str, String); 8] = [
+            ("workers", "gauge", "Generations the embedded model runs at once.", self.workers.to_string()),
+            ("slots", "gauge", "Conversations the embedded model keeps read.", self.slots.to_string()),
+            ("busy", "gauge", "Slots of the embedded model with a request in progress.", self.busy.to_string()),
             ("waiting", "gauge", "Requests waiting for a slot of the embedded model.", self.waiting.to_string()),
             ("queued_total", "counter", "Requests that found every slot of the embedded model busy.", self.queued.to_string()),
             ("timed_out_total", "counter", "Requests that waited too long for a slot of the embedded model.", self.timed_out.to_string()),
@@ -122,7 +130,7 @@ impl EngineStats {
 pub struct EmbeddedLlm {
     model: &'static LlamaModel,
     template: LlamaChatTemplate,
-    /// One sender per slot's thread.
+    /// One sender per worker's thread.
     workers: Vec<std::sync::mpsc::Sender<Job>>,
     /// The free slots and what their contexts hold.
     free: Arc<Mutex<Vec<FreeSlot>>>,
@@ -142,15 +150,17 @@ struct TokenCounts {
     reused: AtomicU64,
 }
 
-/// A slot nobody uses, and the tokens its context holds.
+/// A slot nobody uses: a worker's conversation, and the tokens its cache holds.
 struct FreeSlot {
-    index: usize,
+    worker: usize,
+    sequence: i32,
     cached: Vec<LlamaToken>,
 }
 
 /// A request for a slot's thread.
 struct Job {
     prepared: Prepared,
+    sequence: i32,
     cached: Vec<LlamaToken>,
     /// Where the answer goes; none to read the prompt only (a warm-up).
     events: Option<mpsc::Sender<LlmEvent>>,
@@ -166,28 +176,30 @@ struct Prepared {
 }
 
 impl EmbeddedLlm {
-    /// Loads the model at `path` with `slots` generations at once, sharing `threads` cores.
-    pub fn load(path: &Path, slots: usize, threads: usize) -> Result<Self, ModelError> {
+    /// Loads the model at `path` with `workers` generations at once, sharing `threads` cores.
+    pub fn load(path: &Path, workers: usize, threads: usize) -> Result<Self, ModelError> {
         let model = load_model(path)?;
         let template =
             model.chat_template(None).map_err(|e| ModelError::Load { path: path.to_owned(), reason: format!("no chat template: {e}") })?;
-        let slots = slots.max(1);
-        let threads_per_slot = i32::try_from((threads / slots).max(1)).unwrap_or(1);
+        let count = workers.max(1);
+        let threads_per_worker = i32::try_from((threads / count).max(1)).unwrap_or(1);
         let free = Arc::new(Mutex::new(Vec::new()));
         let counts = Arc::new(TokenCounts::default());
-        let mut workers = Vec::with_capacity(slots);
-        for index in 0..slots {
+        let mut workers = Vec::with_capacity(count);
+        for index in 0..count {
             let (jobs, receiver) = std::sync::mpsc::channel::<Job>();
             let (ready, started) = std::sync::mpsc::channel();
             let (slot_free, counts) = (Arc::clone(&free), Arc::clone(&counts));
             std::thread::Builder::new()
-                .name(format!("llm-slot-{index}"))
+                .name(format!("llm-worker-{index}"))
                 .spawn(move || {
+                    // Each conversation has CONTEXT_TOKENS of the context's cache.
                     let params = LlamaContextParams::default()
-                        .with_n_ctx(NonZeroU32::new(CONTEXT_TOKENS))
+                        .with_n_ctx(NonZeroU32::new(CONTEXT_TOKENS * CONVERSATIONS_PER_WORKER as u32))
+                        .with_n_seq_max(CONVERSATIONS_PER_WORKER as u32)
                         .with_n_batch(BATCH_TOKENS as u32)
-                        .with_n_threads(threads_per_slot)
-                        .with_n_threads_batch(threads_per_slot);
+                        .with_n_threads(threads_per_worker)
+                        .with_n_threads_batch(threads_per_worker);
                     let mut context = match model.new_context(backend(), params) {
                         Ok(context) => {
                             let _ = ready.send(Ok(()));
@@ -199,12 +211,13 @@ impl EmbeddedLlm {
                         }
                     };
                     for job in receiver {
-                        let Job { prepared, cached, events, permit } = job;
-                        let run = generate(model, &mut context, &prepared, cached, events.as_ref());
+                        let Job { prepared, sequence, cached, events, permit } = job;
+                        let run = generate(model, &mut context, &prepared, sequence, cached, events.as_ref());
                         counts.generated.fetch_add(run.generated, Ordering::Relaxed);
                         counts.evaluated.fetch_add(run.evaluated, Ordering::Relaxed);
                         counts.reused.fetch_add(run.reused, Ordering::Relaxed);
-                        slot_free.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(FreeSlot { index, cached: run.held });
+                        let slot = FreeSlot { worker: index, sequence, cached: run.held };
+                        slot_free.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(slot);
                         drop(permit);
                     }
                 })
@@ -214,7 +227,8 @@ impl EmbeddedLlm {
                 .map_err(|e| e.to_string())
                 .and_then(|created| created)
                 .map_err(|reason| ModelError::Load { path: path.to_owned(), reason: format!("no context: {reason}") })?;
-            free.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(FreeSlot { index, cached: Vec::new() });
+            let mut free = free.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            free.extend((0..CONVERSATIONS_PER_WORKER as i32).map(|sequence| FreeSlot { worker: index, sequence, cached: Vec::new() }));
             workers.push(jobs);
         }
         Ok(Self {
@@ -222,7 +236,7 @@ impl EmbeddedLlm {
             template,
             workers,
             free,
-            slots: Arc::new(Semaphore::new(slots)),
+            slots: Arc::new(Semaphore::new(count * CONVERSATIONS_PER_WORKER)),
             queue_deadline: QUEUE_DEADLINE,
             waiting: AtomicUsize::new(0),
             queued: AtomicU64::new(0),
@@ -233,8 +247,9 @@ impl EmbeddedLlm {
 
     pub fn stats(&self) -> EngineStats {
         EngineStats {
-            slots: self.workers.len(),
-            busy: self.workers.len() - self.slots.available_permits(),
+            workers: self.workers.len(),
+            slots: self.workers.len() * CONVERSATIONS_PER_WORKER,
+            busy: self.workers.len() * CONVERSATIONS_PER_WORKER - self.slots.available_permits(),
             waiting: self.waiting.load(Ordering::Relaxed),
             queued: self.queued.load(Ordering::Relaxed),
             timed_out: self.timed_out.load(Ordering::Relaxed),
@@ -321,16 +336,20 @@ impl EmbeddedLlm {
         self.hand_to_slot(prepared, Some(events), permit).await;
     }
 
-    /// Gives a prepared request to the free slot whose cache shares the longest start with it.
+    /// Gives a prepared request to the free slot whose cache shares the longest start with it
+    /// (of those that share nothing, the one whose conversation was read longest ago).
     async fn hand_to_slot(&self, prepared: Prepared, events: Option<mpsc::Sender<LlmEvent>>, permit: OwnedSemaphorePermit) {
-        let FreeSlot { index, cached } = {
+        let FreeSlot { worker, sequence, cached } = {
             let mut free = self.free.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Slots come back to the end of the list: the first of equals is the oldest.
             let best = (0..free.len())
+                .rev()
                 .max_by_key(|&i| shared_start(&free[i].cached, &prepared.prompt))
                 .expect("a permit is held, so a slot is free");
-            free.swap_remove(best)
+            free.remove(best)
         };
-        if let Err(std::sync::mpsc::SendError(job)) = self.workers[index].send(Job { prepared, cached, events, permit })
+        let job = Job { prepared, sequence, cached, events, permit };
+        if let Err(std::sync::mpsc::SendError(job)) = self.workers[worker].send(job)
             && let Some(events) = job.events
         {
             let _ = events.send(LlmEvent::Failed(LlmError::Broken("the embedded model's slot stopped".into()))).await;
@@ -370,17 +389,22 @@ fn generate<'m>(
     model: &'m LlamaModel,
     context: &mut LlamaContext<'_>,
     prepared: &Prepared,
+    sequence: i32,
     cached: Vec<LlamaToken>,
     events: Option<&mpsc::Sender<LlmEvent>>,
 ) -> Generation<'m> {
-    let mut run = Generation { model, held: Vec::new(), generated: 0, evaluated: 0, reused: 0 };
-    let outcome = run.read_prompt(context, &prepared.prompt, &cached).and_then(|()| match events {
+    let mut run = Generation { model, sequence, held: cached, logits_at: 0, generated: 0, evaluated: 0, reused: 0 };
+    if events.is_some_and(mpsc::Sender::is_closed) {
+        // Nobody waits for this answer any more (the caller spoke again while it waited its turn).
+        return run;
+    }
+    let outcome = run.read_prompt(context, &prepared.prompt).and_then(|()| match events {
         Some(events) => run.answer(context, prepared, events),
         None => Ok(()),
     });
     if let Err(Stop::Failed(reason)) = outcome {
-        // What the cache holds after a failure is unknown: the next request starts afresh.
-        context.clear_kv_cache();
+        // What the conversation's cache holds after a failure is unknown: it starts afresh.
+        let _ = context.clear_kv_cache_seq(Some(sequence as u32), None, None);
         run.held.clear();
         match events {
             Some(events) => drop(events.blocking_send(LlmEvent::Failed(LlmError::Broken(reason)))),
@@ -401,26 +425,32 @@ enum Stop {
 /// prompt's tokens evaluated and reused from the cache.
 struct Generation<'m> {
     model: &'m LlamaModel,
+    /// The conversation's sequence in the context.
+    sequence: i32,
     held: Vec<LlamaToken>,
+    /// Where the last evaluated batch put the logits the next token is chosen from.
+    logits_at: i32,
     generated: u64,
     evaluated: u64,
     reused: u64,
 }
 
 impl Generation<'_> {
-    /// Evaluates what the cache lacks of the prompt (the prompt's last token at least: its
-    /// logits give the first answer token).
-    fn read_prompt(&mut self, context: &mut LlamaContext<'_>, prompt: &[LlamaToken], cached: &[LlamaToken]) -> Result<(), Stop> {
-        let reused = shared_start(cached, prompt).min(prompt.len().saturating_sub(1));
-        context.clear_kv_cache_seq(Some(0), Some(reused as u32), None).map_err(|e| Stop::Failed(e.to_string()))?;
+    /// Evaluates what the conversation's cache lacks of the prompt (the prompt's last token at
+    /// least: its logits give the first answer token).
+    fn read_prompt(&mut self, context: &mut LlamaContext<'_>, prompt: &[LlamaToken]) -> Result<(), Stop> {
+        let reused = shared_start(&self.held, prompt).min(prompt.len().saturating_sub(1));
+        context.clear_kv_cache_seq(Some(self.sequence as u32), Some(reused as u32), None).map_err(|e| Stop::Failed(e.to_string()))?;
         self.held = prompt[..reused].to_vec();
         (self.reused, self.evaluated) = (reused as u64, (prompt.len() - reused) as u64);
         let mut batch = LlamaBatch::new(BATCH_TOKENS, 1);
         for chunk in prompt[reused..].chunks(BATCH_TOKENS) {
+            self.logits_at = chunk.len() as i32 - 1;
             batch.clear();
             for (offset, &token) in chunk.iter().enumerate() {
                 let position = self.held.len() + offset;
-                batch.add(token, position as i32, &[0], position == prompt.len() - 1).map_err(|e| Stop::Failed(e.to_string()))?;
+                let last = position == prompt.len() - 1;
+                batch.add(token, position as i32, &[self.sequence], last).map_err(|e| Stop::Failed(e.to_string()))?;
             }
             context.decode(&mut batch).map_err(|e| Stop::Failed(format!("the prompt could not be evaluated: {e}")))?;
             self.held.extend_from_slice(chunk);
@@ -434,12 +464,14 @@ impl Generation<'_> {
         let mut sampler = sampler(self.model, prepared).map_err(Stop::Failed)?;
         let mut reader = AnswerReader::new(&prepared.template).map_err(Stop::Failed)?;
         let mut undecoded = Vec::new();
-        // The logits of the last token evaluated (llama.cpp counts -1 as the last).
-        let last = -1;
         while (self.generated as usize) < MAX_ANSWER_TOKENS {
-            let token = sampler.sample(context, last);
+            let mut candidates = context.token_data_array_ith(self.logits_at);
+            candidates.apply_sampler(&sampler);
+            let token = candidates.selected_token().ok_or_else(|| Stop::Failed("no token could be chosen".into()))?;
             self.generated += 1;
-            if self.model.is_eog_token(token) {
+            // A grammar that cannot take the token (llama.cpp's grammar throws when a token
+            // runs past a finished tool call) ends the answer, as the end of the text does.
+            if self.model.is_eog_token(token) || sampler.try_accept(token).is_err() {
                 break;
             }
             undecoded.extend(piece(self.model, token));
@@ -451,9 +483,10 @@ impl Generation<'_> {
                 break;
             }
             batch.clear();
-            batch.add(token, self.held.len() as i32, &[0], true).map_err(|e| Stop::Failed(e.to_string()))?;
+            batch.add(token, self.held.len() as i32, &[self.sequence], true).map_err(|e| Stop::Failed(e.to_string()))?;
             context.decode(&mut batch).map_err(|e| Stop::Failed(format!("the answer could not be evaluated: {e}")))?;
             self.held.push(token);
+            self.logits_at = 0;
         }
         let rest = String::from_utf8_lossy(&undecoded).into_owned();
         for words in reader.read(&rest, false).map_err(Stop::Failed)? {

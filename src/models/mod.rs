@@ -282,7 +282,11 @@ impl LoadedModels {
             match load_language_model(&self.dir).await {
                 Ok(Some(engine)) => {
                     let stats = engine.stats();
-                    tracing::info!(slots = stats.slots, "embedded language model ready: agents without an LLM provider answer with it");
+                    tracing::info!(
+                        workers = stats.workers,
+                        conversations = stats.slots,
+                        "embedded language model ready: agents without an LLM provider answer with it"
+                    );
                     let _ = self.language.set(Arc::new(engine));
                 }
                 Ok(None) => tracing::info!("embedded language model not installed: agents need an LLM provider"),

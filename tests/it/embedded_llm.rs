@@ -233,7 +233,7 @@ async fn in_chromium_a_test_call_is_answered_by_the_embedded_model() {
     assert!(detail["usage"]["model_provider_id"].is_null(), "no provider: the embedded model");
 
     let metrics = reqwest::get(format!("http://{}/metrics", app.metrics_addr)).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("switchboard_embedded_llm_slots 1\n"), "{metrics}");
+    assert!(metrics.contains("switchboard_embedded_llm_workers 1\n"), "{metrics}");
     assert!(!metrics.contains("switchboard_embedded_llm_generated_tokens_total 0\n"), "{metrics}");
 
     let runs = format!("/api/v1/automations/{}/runs", automation["id"].as_str().unwrap());
