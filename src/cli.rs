@@ -240,9 +240,9 @@ async fn list_models(config: &Config) -> anyhow::Result<()> {
         match manifest.get(entry.name) {
             Some(model) => {
                 let bytes: u64 = model.files.iter().map(|f| f.bytes).sum();
-                println!("{:<16} {:<8} {:>6.1} MB  {} ({})", model.name, model.version, bytes as f64 / 1e6, entry.purpose, model.licence);
+                println!("{:<22} {:<8} {:>6.1} MB  {} ({})", model.name, model.version, bytes as f64 / 1e6, entry.purpose, model.licence);
             }
-            None => println!("{:<16} not installed: run `switchboard models install` ({})", entry.name, entry.purpose),
+            None => println!("{:<22} not installed: run `switchboard models install` ({})", entry.name, entry.purpose),
         }
     }
     let db = app::open_database(config).await?;

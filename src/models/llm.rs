@@ -36,12 +36,11 @@ use llama_cpp_2::model::{AddBos, ChatTemplateResult, GrammarTriggerType, LlamaCh
 use llama_cpp_2::openai::OpenAIChatTemplateParams;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
-use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::ModelError;
-use crate::providers::llm::{ChatModel, ChatRequest, LlmError, LlmEvent, TokenUsage, ToolCall};
+use crate::providers::llm::{ChatModel, ChatRequest, Delta, LlmError, LlmEvent, TokenUsage, ToolCallAccumulator};
 
 /// How long a request waits for a free slot before it fails.
 pub const QUEUE_DEADLINE: Duration = Duration::from_secs(20);
@@ -492,8 +491,8 @@ impl Generation<'_> {
         for words in reader.read(&rest, false).map_err(Stop::Failed)? {
             events.blocking_send(LlmEvent::Token(words)).map_err(|_| Stop::Cancelled)?;
         }
-        if !reader.calls.is_empty() {
-            let calls = reader.calls.into_iter().map(PartialCall::finish).collect();
+        let calls = reader.calls.finish();
+        if !calls.is_empty() {
             events.blocking_send(LlmEvent::ToolCalls(calls)).map_err(|_| Stop::Cancelled)?;
         }
         let usage = TokenUsage { input: prepared.prompt.len() as i64, output: self.generated as i64 };
@@ -601,49 +600,7 @@ struct AnswerReader {
     stopped: bool,
     /// The parser has read the whole answer.
     read_all: bool,
-    calls: Vec<PartialCall>,
-}
-
-/// A tool call as its pieces arrive.
-#[derive(Default)]
-struct PartialCall {
-    id: String,
-    name: String,
-    arguments: String,
-}
-
-impl PartialCall {
-    fn finish(self) -> ToolCall {
-        let id = if self.id.is_empty() { format!("call_{}", uuid::Uuid::now_v7().simple()) } else { self.id };
-        ToolCall { id, name: self.name, arguments: if self.arguments.is_empty() { "{}".into() } else { self.arguments } }
-    }
-}
-
-/// One delta of the parser, in the OpenAI shape.
-#[derive(Deserialize)]
-struct Delta {
-    #[serde(default)]
-    content: Option<String>,
-    #[serde(default)]
-    tool_calls: Vec<CallDelta>,
-}
-
-#[derive(Deserialize)]
-struct CallDelta {
-    #[serde(default)]
-    index: usize,
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    function: Option<FunctionDelta>,
-}
-
-#[derive(Deserialize)]
-struct FunctionDelta {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    arguments: Option<String>,
+    calls: ToolCallAccumulator,
 }
 
 impl AnswerReader {
@@ -655,7 +612,7 @@ impl AnswerReader {
             text: String::new(),
             stopped: false,
             read_all: false,
-            calls: Vec::new(),
+            calls: ToolCallAccumulator::default(),
         })
     }
 
@@ -680,15 +637,7 @@ impl AnswerReader {
             let delta: Delta = serde_json::from_str(&delta).map_err(|e| format!("the answer's parser wrote {delta}: {e}"))?;
             words.extend(delta.content.filter(|text| !text.is_empty()));
             for call in delta.tool_calls {
-                if self.calls.len() <= call.index {
-                    self.calls.resize_with(call.index + 1, PartialCall::default);
-                }
-                let partial = &mut self.calls[call.index];
-                partial.id.push_str(call.id.as_deref().unwrap_or_default());
-                if let Some(function) = call.function {
-                    partial.name.push_str(function.name.as_deref().unwrap_or_default());
-                    partial.arguments.push_str(function.arguments.as_deref().unwrap_or_default());
-                }
+                self.calls.add(call);
             }
         }
         Ok(words)

@@ -455,16 +455,18 @@ struct StreamChoice {
     delta: Delta,
 }
 
+/// What one chunk adds to the answer, in the OpenAI shape (the embedded model's parser writes
+/// the same).
 #[derive(Default, Deserialize)]
-struct Delta {
+pub(crate) struct Delta {
     #[serde(default)]
-    content: Option<String>,
+    pub(crate) content: Option<String>,
     #[serde(default, deserialize_with = "null_as_default")]
-    tool_calls: Vec<ToolCallDelta>,
+    pub(crate) tool_calls: Vec<ToolCallDelta>,
 }
 
 #[derive(Deserialize)]
-struct ToolCallDelta {
+pub(crate) struct ToolCallDelta {
     #[serde(default)]
     index: Option<usize>,
     #[serde(default)]
@@ -483,12 +485,12 @@ struct FunctionDelta {
 
 /// Assembles tool calls from deltas keyed by `index` (a missing index means the last call).
 #[derive(Default)]
-struct ToolCallAccumulator {
+pub(crate) struct ToolCallAccumulator {
     calls: BTreeMap<usize, ToolCall>,
 }
 
 impl ToolCallAccumulator {
-    fn add(&mut self, delta: ToolCallDelta) {
+    pub(crate) fn add(&mut self, delta: ToolCallDelta) {
         let index = delta.index.unwrap_or_else(|| self.calls.keys().next_back().copied().unwrap_or(0));
         let call = self.calls.entry(index).or_insert_with(|| ToolCall { id: String::new(), name: String::new(), arguments: String::new() });
         if let Some(id) = delta.id.filter(|id| !id.is_empty()) {
@@ -511,7 +513,7 @@ impl ToolCallAccumulator {
         }
     }
 
-    fn finish(self) -> Vec<ToolCall> {
+    pub(crate) fn finish(self) -> Vec<ToolCall> {
         self.calls
             .into_iter()
             .filter(|(_, c)| !c.name.is_empty())
