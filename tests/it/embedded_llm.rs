@@ -232,6 +232,11 @@ async fn in_chromium_a_test_call_is_answered_by_the_embedded_model() {
     assert!(detail["usage"]["model_input_tokens"].as_i64().unwrap() > 0, "{}", detail["usage"]);
     assert!(detail["usage"]["model_provider_id"].is_null(), "no provider: the embedded model");
 
+    let embedded = app.get("/api/v1/embedded-model").await.expect(200);
+    assert_eq!(
+        (embedded["installed"].as_bool(), embedded["in_use"].as_bool(), embedded["workers"].as_u64()),
+        (Some(true), Some(true), Some(1))
+    );
     let metrics = reqwest::get(format!("http://{}/metrics", app.metrics_addr)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("switchboard_embedded_llm_workers 1\n"), "{metrics}");
     assert!(!metrics.contains("switchboard_embedded_llm_generated_tokens_total 0\n"), "{metrics}");

@@ -114,6 +114,9 @@ async fn phone_provider_input_is_validated(app: TestApp) {
 }
 
 async fn llm_provider_keys_are_write_only(app: TestApp) {
+    let embedded = app.get("/api/v1/embedded-model").await.expect(200);
+    assert_eq!((embedded["installed"].as_bool(), embedded["in_use"].as_bool()), (Some(false), Some(false)), "no models here: {embedded}");
+    assert!(embedded["description"].as_str().unwrap().contains("models install"));
     let created = app
         .post(
             "/api/v1/llm-providers",

@@ -1,5 +1,5 @@
 //! `/llm-providers`: OpenAI-compatible endpoints, with a connection test. The API key is
-//! write-only.
+//! write-only. `/embedded-model`: the built-in model, which serves when there is none.
 
 use axum::Json;
 use axum::extract::State;
@@ -132,6 +132,45 @@ pub struct ConnectionTest {
     pub(crate) reply: Option<String>,
     /// Why it did not answer.
     pub(crate) error: Option<String>,
+}
+
+/// The built-in language model: whether it is installed, whether this organisation's agents use
+/// it (they do while it has no LLM provider), and how busy it is.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EmbeddedModel {
+    pub(crate) installed: bool,
+    /// The organisation has no LLM provider, so agents answer with it.
+    pub(crate) in_use: bool,
+    /// What it is, and what it is for.
+    pub(crate) description: String,
+    /// Generations at once, conversations kept, requests in progress and waiting (absent when
+    /// it is not installed).
+    pub(crate) workers: Option<usize>,
+    pub(crate) slots: Option<usize>,
+    pub(crate) busy: Option<usize>,
+    pub(crate) waiting: Option<usize>,
+}
+
+/// The built-in language model (installed by `switchboard models install`).
+#[utoipa::path(get, path = "/embedded-model", tag = "llm-providers", responses((status = 200, body = EmbeddedModel)))]
+pub async fn embedded(State(s): State<AppState>, caller: Caller) -> Result<Json<EmbeddedModel>, ApiError> {
+    let first = crate::storage::PageRequest { before: None, limit: 1 };
+    let has_provider = !store::list(&s.db, caller.org, first).await.map_err(storage_error)?.items.is_empty();
+    let stats = s.models.language_model().map(|engine| engine.stats());
+    Ok(Json(EmbeddedModel {
+        installed: stats.is_some(),
+        in_use: stats.is_some() && !has_provider,
+        description: match stats {
+            Some(_) => "Qwen2.5 0.5B, a small demo model run inside the server: no URL, no key, nothing leaves the machine. \
+                        Connect an LLM provider for real callers."
+                .into(),
+            None => "Not installed: `switchboard models install` adds a small model that answers calls with no model server.".into(),
+        },
+        workers: stats.map(|s| s.workers),
+        slots: stats.map(|s| s.slots),
+        busy: stats.map(|s| s.busy),
+        waiting: stats.map(|s| s.waiting),
+    }))
 }
 
 /// Test the connection: ask the provider's default model for a one-word answer, which checks the
