@@ -23,6 +23,7 @@ on_both_backends!(
     hanging_up_during_the_goodbye_is_clean,
     a_late_interruption_cuts_the_stored_turn,
     speech_while_the_agent_thinks_reaches_the_model,
+    a_slow_answer_gets_the_agents_filler_the_transcript_never_sees,
     a_second_relay_socket_is_refused,
     tool_calls_work_in_llama_cpp_streaming_style,
     end_call_phrases_end_the_call,
@@ -474,6 +475,28 @@ async fn speech_while_the_agent_thinks_reaches_the_model(app: TestApp) {
     );
     let detail = record_when(&app, &call, |d| d["transcript"].as_array().unwrap().len() >= 3).await;
     assert_eq!(roles(&detail), ["caller", "caller", "agent"]);
+    relay.close().await;
+}
+
+/// The model is slow (or the embedded model busy): after the agent's `filler_after_ms` Twilio is
+/// given the filler to say on its own, then the answer; the transcript has only the answer, and
+/// an interruption of the filler alone does not cut anything.
+async fn a_slow_answer_gets_the_agents_filler_the_transcript_never_sees(app: TestApp) {
+    let call = ring_agent(&app, json!({ "name": "Ava", "speech": { "filler": "Just a sec.", "filler_after_ms": 300 } })).await;
+    call.llm.script([Reply::says("Your order ships Monday.").slowly(Duration::from_millis(1_000)), Reply::says("Noted.")]);
+    let mut relay = connect(&app, &call).await;
+    relay.say("Where is my order?").await;
+    let filler = relay.utterance().await;
+    assert_eq!((filler.text.as_str(), filler.tokens), ("Just a sec.", 1), "said whole, on its own");
+    relay.send(json!({ "type": "interrupt", "utteranceUntilInterrupt": "Just a", "durationUntilInterruptMs": "300" })).await;
+    assert_eq!(relay.utterance().await.text, "Your order ships Monday.");
+    // A fast answer needs no filler.
+    relay.say("Thanks.").await;
+    assert_eq!(relay.utterance().await.text, "Noted.");
+    let detail = record_when(&app, &call, |d| d["transcript"].as_array().unwrap().len() >= 4).await;
+    let texts: Vec<&str> = detail["transcript"].as_array().unwrap().iter().map(|t| t["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["Where is my order?", "Your order ships Monday.", "Thanks.", "Noted."]);
+    assert!(detail["transcript"].as_array().unwrap().iter().all(|t| t["interrupted"] != true), "{detail}");
     relay.close().await;
 }
 

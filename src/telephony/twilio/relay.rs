@@ -3,11 +3,17 @@
 //! signature, then translates Twilio's messages into [`CallerEvent`]s for an agent session and
 //! the session's [`AgentCommand`]s into Twilio's messages (shared/specs/twilio.md §6).
 //!
+//! When no answer has begun the agent's `speech.filler_after_ms` after the caller's words (a slow
+//! model, or the embedded model's queue), Twilio is given the agent's filler ("One moment.") to
+//! say as an utterance of its own, as on Media Streams calls; the transcript never sees it, and
+//! an interruption of the filler alone is nobody's business but Twilio's.
+//!
 //! When the session ends the call itself, Twilio closes the socket and asks
 //! `/twilio/connect-action` what next (the handshake and the end of a session are shared with
 //! Media Streams in `call_socket`).
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
@@ -17,12 +23,14 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
 use tracing::Instrument;
 
 use super::{TwilioState, call_socket};
 use crate::agent::assembly;
 use crate::agent::call_log::StoredCallLog;
 use crate::agent::session::{AgentCommand, CallerEvent, Ending, Handoff, Session, SessionSetup};
+use crate::domain::agent::AgentSpeech;
 use crate::domain::call::Call;
 use crate::domain::ids::CallId;
 
@@ -124,6 +132,56 @@ fn caller_event(text: &str, call: &Call) -> Option<CallerEvent> {
     }
 }
 
+/// The agent's filler on a relay call: when it is due, and whether it is what Twilio plays.
+struct Filler {
+    words: String,
+    after: Duration,
+    due: Option<Instant>,
+    playing: bool,
+    /// The session has ended the call: nothing more is said.
+    ended: bool,
+}
+
+impl Filler {
+    fn new(speech: &AgentSpeech) -> Self {
+        Self {
+            words: speech.filler.trim().to_owned(),
+            after: Duration::from_millis(speech.filler_after_ms.max(0) as u64),
+            due: None,
+            playing: false,
+            ended: false,
+        }
+    }
+
+    /// Notes what the caller did; false when the event is the filler's alone (an interruption
+    /// of the filler, which the session never said).
+    fn caller(&mut self, event: &CallerEvent) -> bool {
+        match event {
+            CallerEvent::Said { .. } if !self.words.is_empty() && !self.ended => self.due = Some(Instant::now() + self.after),
+            CallerEvent::Interrupted { .. } if self.playing => {
+                self.playing = false;
+                return false;
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// Notes what the session said: any answer means the filler is not needed.
+    fn agent(&mut self, command: &AgentCommand) {
+        if matches!(command, AgentCommand::Speak { .. } | AgentCommand::Announce { .. } | AgentCommand::End(_)) {
+            (self.due, self.playing) = (None, false);
+        }
+        self.ended |= matches!(command, AgentCommand::End(_));
+    }
+
+    /// The message that says the filler, now that it is due.
+    fn say(&mut self) -> String {
+        (self.due, self.playing) = (None, true);
+        json!({ "type": "text", "token": self.words, "last": true }).to_string()
+    }
+}
+
 /// Twilio's message for a session command (stopping the recording is a REST request instead).
 fn relay_message(command: &AgentCommand) -> Option<String> {
     let message = match command {
@@ -150,6 +208,7 @@ async fn converse(state: TwilioState, call: Call, setup: SessionSetup<StoredCall
     let (event_tx, event_rx) = mpsc::channel(32);
     let (command_tx, mut command_rx) = mpsc::channel(64);
     let log = setup.log.clone();
+    let mut filler = Filler::new(&setup.agent.speech);
     let session = tokio::spawn(Session::new(setup, command_tx).run(event_rx).instrument(tracing::info_span!("session", call = %call.id)));
     tracing::info!(call = %call.id, "relay session started");
     // Caller events wait here while the session is busy, so reading the socket never waits for
@@ -164,15 +223,22 @@ async fn converse(state: TwilioState, call: Call, setup: SessionSetup<StoredCall
                 Err(_) => backlog.clear(), // the session has ended
             },
             message = incoming.next(), if socket_open => match message {
-                Some(Ok(Message::Text(text))) => backlog.extend(caller_event(&text, &call)),
+                Some(Ok(Message::Text(text))) => backlog.extend(caller_event(&text, &call).filter(|event| filler.caller(event))),
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
                     socket_open = false;
                     backlog.push_back(CallerEvent::HungUp);
                 }
                 Some(Ok(_)) => {}
             },
+            () = sleep_until(filler.due.unwrap_or_else(Instant::now)), if filler.due.is_some() => {
+                let words = filler.say();
+                if socket_open && outgoing.send(Message::Text(words.into())).await.is_err() {
+                    socket_open = false;
+                    backlog.push_back(CallerEvent::HungUp);
+                }
+            }
             command = command_rx.recv() => match command {
-                Some(command) => match relay_message(&command) {
+                Some(command) => match relay_message(&command).inspect(|_| filler.agent(&command)) {
                     Some(message) => {
                         if socket_open && outgoing.send(Message::Text(message.into())).await.is_err() {
                             socket_open = false;
