@@ -781,11 +781,7 @@ async fn in_chromium_a_test_call_talks_to_the_agent_through_the_real_call_path()
 #[tokio::test]
 async fn in_chromium_the_test_calls_microphone_talks_to_the_agent() {
     use switchboard::providers::speech::embedded::{EmbeddedSpeech, NEURAL_VOICE};
-    let models = crate::turn_models::installed_models_dir();
-    let app = crate::support::spawn_app_with(Backend::Sqlite, |config| {
-        std::os::unix::fs::symlink(&models, config.data_dir.join("models")).unwrap();
-    })
-    .await;
+    let app = crate::turn_models::app_with_the_models().await;
     add_user(&app, "admin@acme.example", Role::Admin).await;
     let (llm, line) = crate::conversations::line_with_model(&app, json!({ "name": "Ava", "first_message": "Hi, this is Ava." })).await;
     llm.script([Reply::says("Your order ships on Monday.")]);

@@ -187,11 +187,7 @@ async fn in_chromium_a_test_call_is_answered_by_the_embedded_model() {
 
     use crate::console::{PASSWORD, add_user};
     use crate::support::browser::Browser;
-    let models = installed_models_dir();
-    let app = crate::support::spawn_app_with(crate::support::Backend::Sqlite, |config| {
-        std::os::unix::fs::symlink(&models, config.data_dir.join("models")).unwrap();
-    })
-    .await;
+    let app = crate::turn_models::app_with_the_models().await;
     add_user(&app, "admin@acme.example", Role::Admin).await;
     let line = app
         .phone_line(json!({

@@ -119,11 +119,7 @@ async fn every_language_is_spoken_and_the_neural_voice_leaves_other_languages_to
 /// over the agent, keys, a barge-in and endConversation.
 #[tokio::test]
 async fn a_whole_call_heard_and_spoken_by_the_embedded_engines() {
-    let models = installed_models_dir();
-    let app = crate::support::spawn_app_with(crate::support::Backend::Sqlite, |config| {
-        std::os::unix::fs::symlink(&models, config.data_dir.join("models")).unwrap();
-    })
-    .await;
+    let app = crate::turn_models::app_with_the_models().await;
     let llm = FakeLlm::start().await;
     let provider = json!({ "name": "fake", "base_url": llm.base_url, "default_model": "fake-model" });
     let greeting = "Hello, this is Ava. How can I help?";
@@ -277,11 +273,7 @@ async fn a_failed_installation_says_why_and_calls_are_turned_away() {
 /// in the agent's own voice.
 #[tokio::test]
 async fn dial_audio_speaks_and_listens_with_the_built_in_engines() {
-    let models = installed_models_dir();
-    let app = crate::support::spawn_app_with(crate::support::Backend::Sqlite, |config| {
-        std::os::unix::fs::symlink(&models, config.data_dir.join("models")).unwrap();
-    })
-    .await;
+    let app = crate::turn_models::app_with_the_models().await;
     let (llm, line) = crate::conversations::line_with_model(&app, json!({ "name": "Ava", "first_message": "Hi, this is Ava." })).await;
     // Keyed to what the caller says, as a model answers: the server may hear the goodbye as two
     // turns and ask again, and a short "goodbye" alone is easily misheard ("Dubai").

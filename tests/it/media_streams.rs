@@ -382,11 +382,7 @@ async fn a_caller_talking_while_the_agent_thinks_then_hanging_up_mid_sentence(ap
 /// end-of-turn silence; `/metrics` shows the model at work.
 #[tokio::test]
 async fn with_the_models_a_finished_question_ends_the_turn_at_a_short_pause() {
-    let models = crate::turn_models::installed_models_dir();
-    let app = crate::support::spawn_app_with(crate::support::Backend::Sqlite, |config| {
-        std::os::unix::fs::symlink(&models, config.data_dir.join("models")).unwrap();
-    })
-    .await;
+    let app = crate::turn_models::app_with_the_models().await;
     let agent = json!({ "name": "Ava", "first_message": "Hi, Ava here.", "speech": { "end_of_turn_silence_ms": 2000 } });
     let (llm, fake, line) = media_line(&app, agent).await;
     llm.script([Reply::says("We open at nine tomorrow.")]);

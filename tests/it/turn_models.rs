@@ -17,6 +17,15 @@ pub fn installed_models_dir() -> PathBuf {
         .into()
 }
 
+/// A server (on SQLite) whose data folder has the installed models.
+pub async fn app_with_the_models() -> crate::support::TestApp {
+    let models = installed_models_dir();
+    crate::support::spawn_app_with(crate::support::Backend::Sqlite, |config| {
+        std::os::unix::fs::symlink(&models, config.data_dir.join("models")).unwrap();
+    })
+    .await
+}
+
 fn models() -> TurnModels {
     TurnModels::load(&installed_models_dir()).expect("the models load").expect("the models are installed")
 }
