@@ -244,3 +244,32 @@ async fn in_chromium_a_test_call_is_answered_by_the_embedded_model() {
     assert!(["positive", "neutral", "negative"].contains(&analysis["sentiment"].as_str().unwrap()), "{analysis}");
     assert!((1..=5).contains(&analysis["satisfaction"].as_i64().unwrap()), "{analysis}");
 }
+
+/// `switchboard dial --script` against a server with the models and no LLM provider: the
+/// embedded model answers the dev phone, and its goodbye ends the call.
+#[tokio::test]
+async fn the_dev_phone_holds_a_scripted_call_with_the_embedded_model() {
+    let app = crate::turn_models::app_with_the_models().await;
+    app.phone_line(json!({
+        "name": "Ava",
+        "instructions": "You answer the phone for Bella's Bistro. It opens at 11am and closes at 10pm every day.",
+        "first_message": "Hi, this is Ava at Bella's Bistro.",
+        "temperature": 0,
+    }))
+    .await;
+    let script = app.data_dir.path().join("script.txt");
+    // The caller waits for each answer (a cold model first reads the agent's whole prompt).
+    std::fs::write(&script, "What time do you close tonight?\n/wait 40\nPerfect, that's all I needed. Goodbye!\n/wait 20\n").unwrap();
+    let mut dial = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    dial.arg("--data-dir").arg(app.data_dir.path()).arg("--database-url").arg(&app.database_url);
+    dial.args(["dial", crate::support::LINE_NUMBER, "--from", "+14155550123", "--server", &format!("http://{}", app.addr), "--script"])
+        .arg(&script);
+    dial.env_remove("RUST_LOG").env("SWITCHBOARD_LOG", "warn");
+    let output = tokio::task::spawn_blocking(move || dial.output().unwrap()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    // While the model reads, the caller hears the agent's filler, which is not an answer.
+    let said: Vec<&str> = stdout.lines().filter_map(|line| line.strip_prefix("agent: ")).filter(|words| *words != "One moment.").collect();
+    assert!(said.len() >= 3 && said[0].contains("Ava") && said[1].contains("10"), "greeting, the hours, the goodbye:\n{stdout}");
+    assert!(stdout.contains("call ended by the agent (agent_ended)"), "the goodbye ended the call:\n{stdout}");
+}
