@@ -200,6 +200,7 @@ async fn health_metrics_and_languages(app: TestApp) {
         "PATCH /api/v1/speech-providers/{id}",
         "DELETE /api/v1/speech-providers/{id}",
         "GET /api/v1/cost-settings",
+        "GET /api/v1/embedded-model",
         "PUT /api/v1/cost-settings",
         "GET /api/v1/spending",
         "GET /api/v1/phone-providers/{id}/prices",
