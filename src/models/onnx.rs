@@ -54,7 +54,8 @@ impl SessionPool {
             let builder = Session::builder(runtime).map_err(|e| e.to_string())?;
             let builder = builder.with_optimization_level(GraphOptimizationLevel::Level3).map_err(|e| e.to_string())?;
             let builder = builder.with_intra_threads(1).map_err(|e| e.to_string())?;
-            let mut builder = builder.with_inter_threads(1).map_err(|e| e.to_string())?;
+            let builder = builder.with_inter_threads(1).map_err(|e| e.to_string())?;
+            let mut builder = builder.with_config_entry("session.x64quantprecision", "1").map_err(|e| e.to_string())?;
             builder.commit_from_file(path).map_err(|e| e.to_string())
         };
         let sessions = (0..size.max(1)).map(|_| session().map(Mutex::new).map_err(failed)).collect::<Result<_, _>>()?;

@@ -198,8 +198,7 @@ impl TurnDetector {
         self.ends_after_waiting()
     }
 
-    /// Ends the turn at this pause whatever the model would say: speech over the agent is a
-    /// backchannel or an interruption, and neither waits for more.
+    /// Ends the turn at this pause.
     pub fn end_now(&mut self) -> Heard {
         self.turn = Turn::Quiet;
         Heard::Ended { silence: FRAME * self.silent_frames }

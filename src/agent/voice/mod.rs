@@ -16,9 +16,11 @@
 //! - Barge-in: caller speech confirmed while the agent is speaking clears the transport's
 //!   buffer, stops synthesis, and tells the session what the caller heard of the agent's
 //!   utterance: the words of the marks that came back before the clear (`playback`). Unless the
-//!   agent says otherwise, speech over the agent waits to be heard out while it is short: a
+//!   agent says otherwise, speech over the agent waits to be heard out while it is short: at
+//!   its first pause (or once it is no longer short) what it said so far is transcribed; a
 //!   backchannel ("mhm", "okay") lets the agent go on (`backchannel`); anything else, or
-//!   anything longer than a short utterance, interrupts. A hang-up over the agent cuts its turn
+//!   anything longer than a backchannel, interrupts. Either way the caller's turn ends by the
+//!   usual rules, so a pause within an interruption does not cut it in two. A hang-up over the agent cuts its turn
 //!   to what had played the same way.
 //! - No dead air: when the answer has not begun a moment after the caller's turn ended, a
 //!   filler ("One moment.") is said aside.
@@ -424,12 +426,13 @@ impl Voicing {
                     }
                 }
             }
-            Heard::Ask if self.over_agent => {
-                if let Heard::Ended { silence } = self.turn.end_now() {
-                    self.end_turn(silence);
-                }
-            }
             Heard::Ask => {
+                if self.over_agent {
+                    // A pause in speech over the agent: whether it was only "go on" is decided
+                    // now, while the turn itself ends by the usual rules ("Tuesday, … please"
+                    // is one turn, not two).
+                    self.check_words_so_far();
+                }
                 if let (Some(model), Some(slots)) = (self.turn.end_of_turn(), self.end_of_turn_slots.clone()) {
                     let utterance = Audio { rate: TRANSPORT_RATE, samples: self.utterance.clone() };
                     self.verdict = Some(tokio::spawn(async move {
@@ -451,24 +454,45 @@ impl Voicing {
                 if spoken > LONGEST_BACKCHANNEL {
                     self.stop_for_the_caller().await;
                 } else if spoken > SHORT_UTTERANCE && !self.partial_asked {
-                    self.partial_asked = true;
-                    let (stt, language) = (self.stt.clone(), self.settings.language.clone());
-                    let so_far = Audio { rate: TRANSPORT_RATE, samples: self.utterance.clone() };
-                    self.partial = Some(tokio::spawn(async move { stt.transcribe(&so_far, &language).await }));
+                    self.check_words_so_far();
                 }
             }
             Heard::Nothing => {}
         }
     }
 
-    /// What the caller has said over the agent so far: "go on" words let it go on; anything
-    /// else (or nothing understood) stops it.
+    /// Transcribes what the caller has said over the agent so far, to tell "go on" from an
+    /// interruption (unless a transcription of it is already under way).
+    fn check_words_so_far(&mut self) {
+        if self.partial.is_some() {
+            return;
+        }
+        self.partial_asked = true;
+        let (stt, language) = (self.stt.clone(), self.settings.language.clone());
+        let so_far = Audio { rate: TRANSPORT_RATE, samples: self.utterance.clone() };
+        self.partial = Some(tokio::spawn(async move { stt.transcribe(&so_far, &language).await }));
+    }
+
+    /// What the caller has said over the agent so far: "go on" words let it go on, and if the
+    /// caller has paused they were all of it (no turn, and what they say next is a new
+    /// utterance); anything else (or nothing understood) stops the agent.
     async fn heard_partly(&mut self, words: Result<String, SpeechError>) {
         if !self.over_agent {
             return;
         }
         match words {
-            Ok(text) if backchannel::is_backchannel(&text) => tracing::debug!(%text, "a long backchannel: the agent goes on"),
+            Ok(text) if backchannel::is_backchannel(&text) => {
+                tracing::debug!(%text, "a backchannel: the agent goes on");
+                if self.turn.in_turn() && !self.turn.is_speaking() {
+                    self.turn.end_now();
+                    self.utterance.clear();
+                    self.over_agent = false;
+                    self.forget_partial();
+                    if let Some(thinking) = self.verdict.take() {
+                        thinking.abort();
+                    }
+                }
+            }
             _ => self.stop_for_the_caller().await,
         }
     }

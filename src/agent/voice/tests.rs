@@ -388,11 +388,49 @@ async fn a_caller_who_pauses_mid_sentence_gets_the_agents_patience() {
 }
 
 #[tokio::test]
-async fn over_the_agent_a_pause_ends_the_utterance_even_when_the_model_hears_it_unfinished() {
-    // A pause shorter than the patience: the backchannel is heard out at its pause all the same.
-    let speech = AgentSpeech { patience_ms: 2000, ..AgentSpeech::default() };
-    let (call, _) = with_turn_model(&["Mhm.", "No, Tuesday."], false, speech);
-    a_backchannel_then_an_answer(call, 800).await;
+async fn over_the_agent_a_pause_decides_the_interruption_and_the_turn_goes_on_to_its_end() {
+    // "Tuesday, … please." over the agent, the model hearing the pause unfinished.
+    let speech = AgentSpeech { patience_ms: 600, ..AgentSpeech::default() };
+    let (mut call, _) = with_turn_model(&["Tuesday, please."], false, speech);
+    call.agent_says("Your order ships on Monday. Would Tuesday suit you better? We deliver all week long.").await;
+    call.played(2).await;
+    call.caller(LOUD, 300).await;
+    call.caller(0, 240).await;
+    assert!(cleared(&mut call, Duration::from_millis(200)).await, "the words at the pause are no backchannel: the agent stops");
+    assert!(matches!(call.event().await, CallerEvent::Interrupted { .. }));
+    call.caller(LOUD, 300).await;
+    call.caller(0, 800).await;
+    assert_eq!(call.event().await, CallerEvent::Said { text: "Tuesday, please.".into(), language: Some("en-US".into()) });
+    assert!(quiet_for(&mut call, Duration::from_millis(300)).await, "one turn, not two");
+    let lengths = call.ears.lengths.lock().unwrap().clone();
+    assert!(lengths.last().is_some_and(|&whole| whole >= (300 + 240 + 300) * 8), "the turn is transcribed whole: {lengths:?}");
+}
+
+#[tokio::test]
+async fn over_the_agent_a_backchannel_ends_at_its_pause_and_what_follows_is_a_turn_of_its_own() {
+    // The model hears "mhm" unfinished; the patience would join what comes next to it.
+    let speech = AgentSpeech { patience_ms: 1000, ..AgentSpeech::default() };
+    let (mut call, _) = with_turn_model(&["Mhm.", "No, Tuesday."], false, speech);
+    call.agent_says("Your order ships on Monday. Would Tuesday suit you better? We deliver all week long.").await;
+    call.played(2).await;
+    call.caller(LOUD, 240).await;
+    call.caller(0, 400).await;
+    assert!(!cleared(&mut call, Duration::from_millis(200)).await, "\"mhm\" does not stop the agent");
+    assert!(call.session_in.try_recv().is_err(), "nor is it a turn");
+    // "No, … Tuesday."
+    call.caller(LOUD, 300).await;
+    call.caller(0, 240).await;
+    assert!(cleared(&mut call, Duration::from_millis(300)).await);
+    assert!(matches!(call.event().await, CallerEvent::Interrupted { .. }));
+    call.caller(LOUD, 200).await;
+    call.caller(0, 1200).await;
+    assert_eq!(call.event().await, CallerEvent::Said { text: "No, Tuesday.".into(), language: Some("en-US".into()) });
+    let lengths = call.ears.lengths.lock().unwrap().clone();
+    let answer = (300 + 240 + 200) * 8;
+    assert!(
+        lengths.last().is_some_and(|&heard| (answer..answer + 400 * 8).contains(&heard)),
+        "\"mhm\" is not part of the turn: {lengths:?}"
+    );
 }
 
 #[tokio::test]
