@@ -7,8 +7,9 @@
 //! then every caller speaks three times at random moments over a window sized for about 460
 //! turns a second; the model answers each prompt with a fixed first-token delay. Printed: the
 //! latency the server adds (prompt in → first token out, minus the model's delay) at p50 and p99,
-//! the server's CPU time per session opened and per turn, its memory per idle session, and
-//! whether all N sessions were held.
+//! the server's CPU time per session opened, per turn (read before anyone hangs up) and per call
+//! ended (the callers then hang up together and the server finalises each call), its memory per
+//! idle session, and whether all N sessions were held.
 //!
 //! `cargo bench --bench relay_sessions` (`SESSIONS=500,2000,5000` by default; about four file
 //! descriptors per session).
@@ -65,7 +66,8 @@ async fn open_session(http: &reqwest::Client, base: &str, account: &str, call: u
 }
 
 /// One caller: speaks at each of `moments` (from `start`), and times each answer's first token.
-async fn converse(mut socket: Socket, start: Instant, moments: Vec<Duration>) -> Vec<Duration> {
+/// The socket is handed back still open: hanging up is measured on its own.
+async fn converse(mut socket: Socket, start: Instant, moments: Vec<Duration>) -> (Socket, Vec<Duration>) {
     let mut waits = Vec::with_capacity(moments.len());
     for moment in moments {
         tokio::time::sleep_until((start + moment).into()).await;
@@ -88,7 +90,7 @@ async fn converse(mut socket: Socket, start: Instant, moments: Vec<Duration>) ->
         }
         waits.push(first.unwrap());
     }
-    waits
+    (socket, waits)
 }
 
 /// A small deterministic generator for the callers' moments.
@@ -131,29 +133,35 @@ async fn generate_load() {
             .map(|(i, socket)| tokio::spawn(converse(socket, start, moments(call + i as u64, window))))
             .collect();
         let mut added = Vec::with_capacity(sessions * TURNS_PER_CALL);
-        let mut held = 0;
+        let mut open = Vec::with_capacity(sessions);
         for task in tasks {
-            if let Ok(waits) = task.await {
-                held += 1;
+            if let Ok((socket, waits)) = task.await {
+                open.push(socket);
                 added.extend(waits.into_iter().map(|w| w.saturating_sub(MODEL_DELAY)));
             }
         }
+        let held = open.len();
+        // Let the last answers' writes land, then read the turns' CPU before anyone hangs up.
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let (cpu_turns, _) = usage(pid);
+        // The callers hang up; the server finalises each call (record, usage, cost, event).
+        drop(open);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (cpu_ended, _) = usage(pid);
         added.sort();
         let at = |q: f64| added[((added.len() as f64 * q) as usize).min(added.len() - 1)].as_secs_f64() * 1000.0;
         println!(
             "{sessions} sessions ({held} held through {} turns over {:.1} s): server-added latency to first token p50 {:.1} ms, p99 {:.1} ms; \
-             server CPU {:.2} ms per session opened, {:.3} ms per turn; server memory {:.1} KiB per idle session",
+             server CPU {:.2} ms per session opened, {:.3} ms per turn, {:.2} ms per call ended; server memory {:.1} KiB per idle session",
             added.len(),
             window.as_secs_f64(),
             at(0.50),
             at(0.99),
             (cpu_open - cpu_before) * 1000.0 / sessions as f64,
             (cpu_turns - cpu_open) * 1000.0 / added.len() as f64,
+            (cpu_ended - cpu_turns) * 1000.0 / held as f64,
             rss_open.saturating_sub(rss_before) as f64 / sessions as f64,
         );
-        // The callers hang up; let the server settle before the next size.
-        tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let _ = server.kill();
     let _ = model.kill();
