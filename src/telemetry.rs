@@ -9,10 +9,10 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber once; later calls (tests starting many apps) are no-ops.
 pub fn init(filter: &str) {
     let filter = std::env::var(EnvFilter::DEFAULT_ENV).unwrap_or_else(|_| filter.to_owned());
-    // ONNX Runtime (the `ort` target) reports each allocation at info and whisper.cpp each
-    // step of loading a model: only their warnings are news, unless the filter names them.
+    // ONNX Runtime (the `ort` target) reports each allocation at info, whisper.cpp and llama.cpp
+    // each step of loading a model: only their warnings are news, unless the filter names them.
     let mut filter = filter;
-    for chatty in ["ort", "whisper_rs"] {
+    for chatty in ["ort", "whisper_rs", "llama-cpp-2"] {
         if !filter.split(',').any(|directive| directive.trim().starts_with(chatty)) {
             filter = format!("{filter},{chatty}=warn");
         }

@@ -114,9 +114,7 @@ socket.addEventListener("message", (message) => {
       recordLink.innerHTML = "";
       recordLink.append(Object.assign(document.createElement("a"), { href: `/calls/${callId}`, textContent: "Open the call record" }));
       setOpen(true);
-      break;
-    case "greeting":
-      bubble("agent", event.text);
+      if (event.greeting) bubble("agent", event.greeting);
       break;
     case "token":
       speaking ??= bubble("agent", "");

@@ -262,30 +262,28 @@ async fn silence_gets_a_check_in_then_ends_the_call() {
 }
 
 async fn the_dev_phone_holds_a_scripted_call(app: TestApp) {
-    let (llm, _line) = line_with_model(&app, json!({ "name": "Ava", "first_message": "Hi, this is Ava." })).await;
+    let agent = json!({ "name": "Ava", "first_message": "Hi, this is Ava.", "speech": { "filler_after_ms": 300 } });
+    let (llm, _line) = line_with_model(&app, agent).await;
     llm.script([
-        Reply::says("We open at nine."),
+        // Slower than the filler: the script goes on after "One moment." and waits, and the
+        // answer arrives during its wait.
+        Reply::says("We open at nine.").slowly(Duration::from_millis(600)),
         Reply::calls("endConversation", json!({ "summary": "Opening hours.", "closing_message": "Goodbye!" })),
     ]);
     let script = app.data_dir.path().join("script.txt");
-    std::fs::write(&script, "When do you open?\nThanks, bye.\n").unwrap();
-    let mut dial = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    dial.arg("--data-dir").arg(app.data_dir.path()).arg("--database-url").arg(&app.database_url);
-    dial.args(["dial", crate::support::LINE_NUMBER, "--from", "+14155550123", "--server", &format!("http://{}", app.addr), "--script"])
-        .arg(&script);
-    dial.env_remove("RUST_LOG").env("SWITCHBOARD_LOG", "warn");
-    let output = tokio::task::spawn_blocking(move || dial.output().unwrap()).await.unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    for line in [
+    std::fs::write(&script, "When do you open?\n/wait 3\nThanks, bye.\n").unwrap();
+    let stdout = app.dial(["--script", script.to_str().unwrap()]).await;
+    let lines = [
         "agent: Hi, this is Ava.",
         "you: When do you open?",
+        "agent: One moment.",
         "agent: We open at nine.",
+        "you: Thanks, bye.",
         "agent: Goodbye!",
         "call ended by the agent (agent_ended)",
-    ] {
-        assert!(stdout.contains(line), "`{line}` missing from:\n{stdout}");
-    }
+    ];
+    let at: Vec<Option<usize>> = lines.iter().map(|line| stdout.find(line)).collect();
+    assert!(at.iter().all(Option::is_some) && at.is_sorted(), "{lines:#?} in this order, as they happened:\n{stdout}");
     let calls = app.get("/api/v1/calls").await.expect(200);
     let id = calls["data"][0]["id"].as_str().unwrap();
     let detail = app.get(&format!("/api/v1/calls/{id}")).await.expect(200);

@@ -260,14 +260,7 @@ async fn the_dev_phone_holds_a_scripted_call_with_the_embedded_model() {
     let script = app.data_dir.path().join("script.txt");
     // The caller waits for each answer (a cold model first reads the agent's whole prompt).
     std::fs::write(&script, "What time do you close tonight?\n/wait 40\nPerfect, that's all I needed. Goodbye!\n/wait 20\n").unwrap();
-    let mut dial = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    dial.arg("--data-dir").arg(app.data_dir.path()).arg("--database-url").arg(&app.database_url);
-    dial.args(["dial", crate::support::LINE_NUMBER, "--from", "+14155550123", "--server", &format!("http://{}", app.addr), "--script"])
-        .arg(&script);
-    dial.env_remove("RUST_LOG").env("SWITCHBOARD_LOG", "warn");
-    let output = tokio::task::spawn_blocking(move || dial.output().unwrap()).await.unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = app.dial(["--script", script.to_str().unwrap()]).await;
     // While the model reads, the caller hears the agent's filler, which is not an answer.
     let said: Vec<&str> = stdout.lines().filter_map(|line| line.strip_prefix("agent: ")).filter(|words| *words != "One moment.").collect();
     assert!(said.len() >= 3 && said[0].contains("Ava") && said[1].contains("10"), "greeting, the hours, the goodbye:\n{stdout}");

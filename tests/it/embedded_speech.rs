@@ -290,16 +290,11 @@ async fn dial_audio_speaks_and_listens_with_the_built_in_engines() {
     llm.answer("bye", goodbye);
     let number = format!("/api/v1/phone-numbers/{}", line.number_id);
     app.patch(&number, json!({ "mode": "media_stream" })).await.expect(200);
-    let mut dial = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    dial.arg("--data-dir").arg(app.data_dir.path()).arg("--database-url").arg(&app.database_url);
-    dial.args(["dial", LINE_NUMBER, "--from", "+14155550123", "--server", &format!("http://{}", app.addr), "--audio"])
-        .args(["--say", "When do you open tomorrow?", "--say", "Goodbye and thank you for your help."])
-        .arg("--record")
-        .arg(app.data_dir.path().join("heard.wav"));
-    dial.env_remove("RUST_LOG").env("SWITCHBOARD_LOG", "warn");
-    let output = tokio::task::spawn_blocking(move || dial.output().unwrap()).await.unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let record = app.data_dir.path().join("heard.wav");
+    let heard = record.to_str().unwrap();
+    let stdout = app
+        .dial(["--audio", "--say", "When do you open tomorrow?", "--say", "Goodbye and thank you for your help.", "--record", heard])
+        .await;
     let id = app.get("/api/v1/calls").await.expect(200)["data"][0]["id"].as_str().unwrap().to_owned();
     let detail = app.until(&format!("/api/v1/calls/{id}"), |d| d["ended_reason"].is_string()).await;
     assert!(stdout.contains("call ended by the agent"), "{stdout}\nthe server heard: {}", detail["transcript"]);

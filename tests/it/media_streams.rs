@@ -419,16 +419,21 @@ async fn the_dev_phone_speaks_and_records_from_the_terminal(app: TestApp) {
         Reply::calls("endConversation", json!({ "summary": "Opening hours.", "closing_message": "Goodbye!" })),
     ]);
     let record = app.data_dir.path().join("heard.wav");
-    let mut dial = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    dial.arg("--data-dir").arg(app.data_dir.path()).arg("--database-url").arg(&app.database_url);
-    dial.args(["dial", LINE_NUMBER, "--from", "+14155550123", "--server", &format!("http://{}", app.addr), "--audio"])
-        .args(["--say", "When do you open?", "--say", "Thanks, bye."])
-        .args(["--speech-url", &fake.base_url, "--speech-key", fake_speech::API_KEY, "--record"])
-        .arg(&record);
-    dial.env_remove("RUST_LOG").env("SWITCHBOARD_LOG", "warn");
-    let output = tokio::task::spawn_blocking(move || dial.output().unwrap()).await.unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = app
+        .dial([
+            "--audio",
+            "--say",
+            "When do you open?",
+            "--say",
+            "Thanks, bye.",
+            "--speech-url",
+            &fake.base_url,
+            "--speech-key",
+            fake_speech::API_KEY,
+            "--record",
+            record.to_str().unwrap(),
+        ])
+        .await;
     for line in
         ["agent: Hi, this is Ava.", "you: When do you open?", "agent: We open at nine.", "agent: Goodbye!", "call ended by the agent"]
     {

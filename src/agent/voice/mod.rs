@@ -20,8 +20,8 @@
 //!   its first pause (or once it is no longer short) what it said so far is transcribed; a
 //!   backchannel ("mhm", "okay") lets the agent go on (`backchannel`); anything else, or
 //!   anything longer than a backchannel, interrupts. Either way the caller's turn ends by the
-//!   usual rules, so a pause within an interruption does not cut it in two. A hang-up over the agent cuts its turn
-//!   to what had played the same way.
+//!   usual rules, so a pause within an interruption does not cut it in two. A hang-up over the
+//!   agent cuts its turn to what had played the same way.
 //! - No dead air: when the answer has not begun a moment after the caller's turn ended, a
 //!   filler ("One moment.") is said aside.
 //! - Measuring: the caller's wait for each answer, from their last word to the first frame of
@@ -444,9 +444,7 @@ impl Voicing {
                 }
             }
             Heard::Resumed => {
-                if let Some(thinking) = self.verdict.take() {
-                    thinking.abort();
-                }
+                self.forget_verdict();
             }
             Heard::Ended { silence } => self.end_turn(silence),
             Heard::Nothing if self.over_agent && self.turn.is_speaking() => {
@@ -488,9 +486,7 @@ impl Voicing {
                     self.utterance.clear();
                     self.over_agent = false;
                     self.forget_partial();
-                    if let Some(thinking) = self.verdict.take() {
-                        thinking.abort();
-                    }
+                    self.forget_verdict();
                 }
             }
             _ => self.stop_for_the_caller().await,
@@ -506,6 +502,12 @@ impl Voicing {
         }
     }
 
+    fn forget_verdict(&mut self) {
+        if let Some(thinking) = self.verdict.take() {
+            thinking.abort();
+        }
+    }
+
     fn forget_partial(&mut self) {
         if let Some(transcribing) = self.partial.take() {
             transcribing.abort();
@@ -516,9 +518,7 @@ impl Voicing {
     /// The caller's turn is over, their last speech `silence` ago: transcribe the utterance
     /// (with no more than [`KEPT_SILENCE`] of the silence after it).
     fn end_turn(&mut self, silence: Duration) {
-        if let Some(thinking) = self.verdict.take() {
-            thinking.abort();
-        }
+        self.forget_verdict();
         let mut samples = std::mem::take(&mut self.utterance);
         let trailing = (silence.saturating_sub(KEPT_SILENCE).as_millis() as usize) * TRANSPORT_RATE as usize / 1000;
         samples.truncate(samples.len().saturating_sub(trailing));

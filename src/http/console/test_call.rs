@@ -198,9 +198,8 @@ async fn bridge(mut browser: WebSocket, dial: Dial, played: mpsc::Receiver<Vec<i
 
 fn event_json(event: PhoneEvent) -> serde_json::Value {
     match event {
-        PhoneEvent::Connected { call_id } => json!({ "type": "connected", "call_id": call_id }),
+        PhoneEvent::Connected { call_id, greeting } => json!({ "type": "connected", "call_id": call_id, "greeting": greeting }),
         PhoneEvent::Refused(text) => json!({ "type": "refused", "text": text }),
-        PhoneEvent::Greeting(text) => json!({ "type": "greeting", "text": text }),
         PhoneEvent::Token(text) => json!({ "type": "token", "text": text }),
         PhoneEvent::Speaking => json!({ "type": "speaking" }),
         PhoneEvent::UtteranceEnd => json!({ "type": "utterance_end" }),

@@ -332,6 +332,20 @@ impl TestApp {
         ];
         self.twilio_post("/twilio/voice", &params, Some(LINE_TOKEN)).await
     }
+
+    /// Calls the line with `switchboard dial` as a user would (its own process, this app's data
+    /// folder and database), `args` after the number; returns what it printed. The call must go
+    /// through.
+    pub async fn dial<S: AsRef<std::ffi::OsStr>>(&self, args: impl IntoIterator<Item = S>) -> String {
+        let mut dial = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        dial.arg("--data-dir").arg(self.data_dir.path()).arg("--database-url").arg(&self.database_url);
+        dial.args(["dial", LINE_NUMBER, "--from", "+14155550123", "--server", &format!("http://{}", self.addr)]).args(args);
+        dial.env_remove("RUST_LOG").env("SWITCHBOARD_LOG", "warn");
+        let output = tokio::task::spawn_blocking(move || dial.output().unwrap()).await.unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+        stdout
+    }
 }
 
 /// A Twilio-shaped account SID / API key SID for tests.

@@ -162,12 +162,11 @@ impl CallerAction {
 /// What the phone hears and sees during the call.
 #[derive(Clone, Debug, PartialEq)]
 pub enum PhoneEvent {
-    /// The call record exists; its id is the last segment of the relay URL.
-    Connected { call_id: String },
+    /// The call record exists; its id is the last segment of the socket's URL. On a
+    /// ConversationRelay call, `greeting` is what the carrier says first (the TwiML's).
+    Connected { call_id: String, greeting: Option<String> },
     /// The server refused the call with these words.
     Refused(String),
-    /// The agent's greeting, spoken by the carrier.
-    Greeting(String),
     /// Part of what the agent says, as it streams (on media streams: an utterance as heard).
     Token(String),
     /// The agent's voice began an utterance (media streams: its audio started playing; the
@@ -203,7 +202,8 @@ pub async fn call(dial: Dial, actions: mpsc::Receiver<CallerAction>, events: mps
         }
     };
     let call_id = socket_url.rsplit('/').next().unwrap_or_default().to_owned();
-    let _ = events.send(PhoneEvent::Connected { call_id }).await;
+    let greeting = attribute(&twiml, "ConversationRelay", "welcomeGreeting");
+    let _ = events.send(PhoneEvent::Connected { call_id, greeting }).await;
     twilio.status_callback("in-progress", &[]).await;
 
     // Twilio signs the URL written in the TwiML (without parameters); we reach it through `server`.
@@ -216,9 +216,6 @@ pub async fn call(dial: Dial, actions: mpsc::Receiver<CallerAction>, events: mps
     let (socket, _) =
         tokio_tungstenite::connect_async_with_config(request, None, true).await.with_context(|| format!("opening the {mode} WebSocket"))?;
     let ended = if mode == "relay" {
-        if let Some(greeting) = attribute(&twiml, "ConversationRelay", "welcomeGreeting") {
-            let _ = events.send(PhoneEvent::Greeting(greeting)).await;
-        }
         relay::converse(&twilio, socket, actions, &events).await?
     } else {
         let Some(audio) = &dial.audio else {
@@ -304,11 +301,19 @@ pub async fn from_terminal(dial: Dial, script: Option<Vec<String>>) -> anyhow::R
     let mut agent_heard = false;
     let mut hang_up_at: Option<tokio::time::Instant> = None;
     let mut input_done = false;
+    // A script speaks once the call is connected (and the carrier's greeting said).
+    let mut connected = false;
+    // A `/wait`: the next line waits until then, while what the agent says is still printed.
+    let mut paused_until: Option<tokio::time::Instant> = None;
     loop {
+        let pause = paused_until;
         let next_line = async {
+            if let Some(at) = pause {
+                tokio::time::sleep_until(at).await;
+            }
             match script.as_mut() {
                 _ if input_done => std::future::pending().await,
-                Some(lines) if !agent_busy && hang_up_at.is_none() => Ok(lines.next()),
+                Some(lines) if connected && !agent_busy && hang_up_at.is_none() => Ok(lines.next()),
                 Some(_) => std::future::pending().await,
                 None => terminal.next_line().await,
             }
@@ -329,9 +334,14 @@ pub async fn from_terminal(dial: Dial, script: Option<Vec<String>>) -> anyhow::R
             () = no_greeting => agent_busy = false,
             () = give_up => { let _ = act.send(CallerAction::HangUp).await; hang_up_at = None; }
             event = events.recv() => match event {
-                Some(PhoneEvent::Connected { call_id }) => println!("connected (call record {call_id})"),
+                Some(PhoneEvent::Connected { call_id, greeting }) => {
+                    println!("connected (call record {call_id})");
+                    if let Some(words) = greeting {
+                        println!("agent: {words}");
+                    }
+                    connected = true;
+                }
                 Some(PhoneEvent::Refused(words)) => println!("server: {words}"),
-                Some(PhoneEvent::Greeting(words)) => println!("agent: {words}"),
                 Some(PhoneEvent::Speaking) => {
                     agent_heard = true;
                     agent_busy = true;
@@ -366,6 +376,7 @@ pub async fn from_terminal(dial: Dial, script: Option<Vec<String>>) -> anyhow::R
                 None => return call.await.context("the call task failed")?,
             },
             line = next_line => {
+                paused_until = None;
                 let Some(line) = line? else {
                     input_done = true;
                     match script {
@@ -375,7 +386,8 @@ pub async fn from_terminal(dial: Dial, script: Option<Vec<String>>) -> anyhow::R
                     continue;
                 };
                 if let Some(seconds) = line.trim().strip_prefix("/wait") {
-                    tokio::time::sleep(Duration::from_secs_f64(seconds.trim().parse().unwrap_or(1.0))).await;
+                    let seconds = seconds.trim().parse().ok().and_then(|s| Duration::try_from_secs_f64(s).ok()).unwrap_or(Duration::from_secs(1));
+                    paused_until = Some(tokio::time::Instant::now() + seconds);
                     continue;
                 }
                 let Some(action) = CallerAction::parse(&line) else { continue };
