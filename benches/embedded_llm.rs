@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use switchboard::agent::prompt::{CallContext, system_prompt};
 use switchboard::agent::tools;
 use switchboard::domain::agent::AgentSpec;
@@ -113,7 +114,7 @@ async fn ask(engine: &Arc<EmbeddedLlm>, request: ChatRequest) -> Timed {
     let started = Instant::now();
     let mut stream = engine.stream(request);
     let (mut text, mut first_token, mut usage) = (String::new(), None, None);
-    while let Some(event) = stream.recv().await {
+    while let Some(event) = stream.next().await {
         match event {
             LlmEvent::Token(token) => {
                 first_token.get_or_insert(started.elapsed());

@@ -42,6 +42,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
@@ -55,7 +56,7 @@ use crate::domain::agent::AgentSpec;
 use crate::domain::call::{CallEnding, EndReason, EndedBy, Outcome, TurnRole, VoiceLatency};
 use crate::domain::recording::{OPT_OUT_KEY, OPTED_OUT_CONFIRMATION};
 use crate::domain::time;
-use crate::providers::llm::{self, ChatMessage, ChatModel, ChatRequest, LlmEvent, ToolCall, ToolSpec};
+use crate::providers::llm::{self, Answer, ChatMessage, ChatModel, ChatRequest, LlmEvent, ToolCall, ToolSpec};
 use crate::storage::calls::NewTurn;
 
 /// What the caller did (and, from transports that do the speech, how long they waited).
@@ -184,7 +185,7 @@ fn speaking_time(text: &str) -> Duration {
 
 /// A reply on its way from the model to the caller.
 struct Reply {
-    stream: mpsc::Receiver<LlmEvent>,
+    stream: Answer,
     /// When the caller finished the words this answers.
     heard_at: Instant,
     started: DateTime<Utc>,
@@ -245,8 +246,8 @@ pub struct Session<L: CallLog> {
     /// The last agent turn stored, and a wait measured for an agent turn not stored yet.
     last_agent_turn: Option<i64>,
     unstored_wait: Option<VoiceLatency>,
-    /// When the session began, as the system prompt says.
-    began: DateTime<Utc>,
+    /// The system prompt, fixed for the call (it names the moment the session began).
+    system_prompt: String,
 }
 
 impl<L: CallLog> Session<L> {
@@ -255,6 +256,8 @@ impl<L: CallLog> Session<L> {
         let now = Instant::now();
         let wind_down = setup.live.wind_down_signal();
         let winding_down = *wind_down.borrow();
+        let context = CallContext { caller: &setup.caller, now: time::now(), other_languages: &setup.other_languages };
+        let system_prompt = prompt::system_prompt(&setup.agent, &context);
         Self {
             winding_down,
             wind_down,
@@ -273,20 +276,14 @@ impl<L: CallLog> Session<L> {
             keys_done: None,
             last_agent_turn: None,
             unstored_wait: None,
-            began: time::now(),
+            system_prompt,
         }
-    }
-
-    /// The system prompt this session gives the model.
-    fn system_prompt(&self) -> String {
-        let context = CallContext { caller: &self.setup.caller, now: self.began, other_languages: &self.setup.other_languages };
-        prompt::system_prompt(&self.setup.agent, &context)
     }
 
     /// The conversation so far as the model reads it: the system prompt, the remembered turns
     /// and the tools, asking `model`.
     fn conversation(&self, model: String) -> ChatRequest {
-        let mut messages = vec![ChatMessage::System { content: self.system_prompt() }];
+        let mut messages = vec![ChatMessage::System { content: self.system_prompt.clone() }];
         messages.extend(self.memory.window());
         ChatRequest { model, temperature: self.setup.agent.temperature, messages, tools: self.tools.clone(), response_format: None }
     }
@@ -332,7 +329,7 @@ impl<L: CallLog> Session<L> {
                     Ok(()) = wind_down.changed(), if !winding_down => Step::WindDown,
                     () = sleep_until(keys_done), if keys_pending => Step::KeysDone,
                     () = sleep_until(deadline) => Step::TimeUp,
-                    item = reply.stream.recv() => Step::Model(item),
+                    item = reply.stream.next() => Step::Model(item),
                 },
                 State::Ending { until, .. } => tokio::select! {
                     event = events.recv() => Step::Caller(event),

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use crate::audio::Audio;
 use crate::domain::cost::{CallUsage, Transport};
 use crate::domain::ids::{LlmProviderId, SpeechProviderId};
-use crate::providers::llm::{ChatModel, ChatRequest, LlmEvent, TokenUsage, estimate_tokens};
+use crate::providers::llm::{Answer, ChatModel, ChatRequest, LlmEvent, TokenUsage, estimate_tokens};
 use crate::providers::speech::{Pending, SpeakingVoice, SpeechError, SpeechToText, TextToSpeech};
 
 /// What one call has used so far.
@@ -62,49 +62,75 @@ impl ChatModel for MeteredModel {
         self.model.warm(conversation);
     }
 
-    fn stream(&self, request: ChatRequest) -> mpsc::Receiver<LlmEvent> {
-        let (tx, rx) = mpsc::channel(64);
+    fn stream(&self, request: ChatRequest) -> Answer {
         let input_estimate = request.estimated_input_tokens();
-        let mut answer = self.model.stream(request);
-        let meter = self.meter.clone();
-        tokio::spawn(async move {
-            let mut received = 0;
-            let mut reported = None;
-            // Counted before the answer's end is passed on, so whoever reads the meter after the
-            // answer finds it counted.
-            let count = |reported: Option<TokenUsage>, received: usize| match reported {
-                Some(usage) => meter.tokens(usage, false),
-                // A request refused before it produced anything is not charged.
-                None if received > 0 => meter.tokens(TokenUsage { input: input_estimate, output: estimate_tokens(received) }, true),
-                None => {}
-            };
-            loop {
-                let event = tokio::select! {
-                    event = answer.recv() => event,
-                    // The session stopped listening (the caller spoke, the call ended): the
-                    // request stops with `answer` dropped, after what it produced so far.
-                    () = tx.closed() => None,
-                };
-                let Some(event) = event else { return count(reported, received) };
-                match &event {
-                    LlmEvent::Usage(usage) => {
-                        reported = Some(*usage);
-                        continue;
-                    }
-                    LlmEvent::Token(text) => received += text.len(),
-                    LlmEvent::ToolCalls(calls) => received += calls.iter().map(|c| c.name.len() + c.arguments.len()).sum::<usize>(),
-                    LlmEvent::Done | LlmEvent::Failed(_) => {
-                        count(reported, received);
-                        let _ = tx.send(event).await;
-                        return;
-                    }
-                }
-                if tx.send(event).await.is_err() {
-                    return count(reported, received);
-                }
+        Box::pin(MeteredAnswer {
+            answer: self.model.stream(request),
+            meter: self.meter.clone(),
+            input_estimate,
+            received: 0,
+            reported: None,
+            counted: false,
+        })
+    }
+}
+
+/// An answer on its way to the session, counted as it passes (no task of its own). Usage
+/// reports are the meter's and are not passed on. The count is made before the answer's end is
+/// passed on, so whoever reads the meter after the answer finds it counted; an answer dropped
+/// before its end (the caller spoke, the call ended) is counted as far as it came.
+struct MeteredAnswer {
+    answer: Answer,
+    meter: UsageMeter,
+    input_estimate: i64,
+    /// Characters of text and tool calls received.
+    received: usize,
+    reported: Option<TokenUsage>,
+    counted: bool,
+}
+
+impl MeteredAnswer {
+    fn count(&mut self) {
+        if std::mem::replace(&mut self.counted, true) {
+            return;
+        }
+        match self.reported {
+            Some(usage) => self.meter.tokens(usage, false),
+            // A request refused before it produced anything is not charged.
+            None if self.received > 0 => {
+                self.meter.tokens(TokenUsage { input: self.input_estimate, output: estimate_tokens(self.received) }, true)
             }
-        });
-        rx
+            None => {}
+        }
+    }
+}
+
+impl futures_util::Stream for MeteredAnswer {
+    type Item = LlmEvent;
+
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<LlmEvent>> {
+        loop {
+            let Some(event) = std::task::ready!(self.answer.as_mut().poll_next(cx)) else {
+                self.count();
+                return std::task::Poll::Ready(None);
+            };
+            match &event {
+                LlmEvent::Usage(usage) => {
+                    self.reported = Some(*usage);
+                    continue;
+                }
+                LlmEvent::Token(text) => self.received += text.len(),
+                LlmEvent::ToolCalls(calls) => self.received += calls.iter().map(|c| c.name.len() + c.arguments.len()).sum::<usize>(),
+                LlmEvent::Done | LlmEvent::Failed(_) => self.count(),
+            }
+            return std::task::Poll::Ready(Some(event));
+        }
+    }
+}
+
+impl Drop for MeteredAnswer {
+    fn drop(&mut self) {
+        self.count();
     }
 }
 
@@ -155,6 +181,8 @@ impl TextToSpeech for MeteredSpeaking {
 mod tests {
     use std::time::Duration;
 
+    use futures_util::StreamExt;
+
     use super::*;
     use crate::providers::llm::ToolSpec;
 
@@ -162,7 +190,7 @@ mod tests {
     struct Scripted(Vec<LlmEvent>);
 
     impl ChatModel for Scripted {
-        fn stream(&self, _: ChatRequest) -> mpsc::Receiver<LlmEvent> {
+        fn stream(&self, _: ChatRequest) -> Answer {
             let (tx, rx) = mpsc::channel(1);
             let events = self.0.clone();
             tokio::spawn(async move {
@@ -172,7 +200,7 @@ mod tests {
                     }
                 }
             });
-            rx
+            crate::providers::llm::answer_from(rx)
         }
     }
 
@@ -189,7 +217,7 @@ mod tests {
     async fn drain(model: &MeteredModel, take: usize) {
         let mut answer = model.stream(request());
         for _ in 0..take {
-            assert!(answer.recv().await.is_some());
+            assert!(answer.next().await.is_some());
         }
         drop(answer);
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -205,7 +233,7 @@ mod tests {
             metered(vec![LlmEvent::Token("Hello there".into()), LlmEvent::Usage(TokenUsage { input: 120, output: 3 }), LlmEvent::Done]);
         let mut answer = model.stream(request());
         let mut seen = Vec::new();
-        while let Some(event) = answer.recv().await {
+        while let Some(event) = answer.next().await {
             seen.push(event);
         }
         assert_eq!(seen, [LlmEvent::Token("Hello there".into()), LlmEvent::Done]);

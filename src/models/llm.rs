@@ -40,7 +40,7 @@ use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::ModelError;
-use crate::providers::llm::{ChatModel, ChatRequest, Delta, LlmError, LlmEvent, TokenUsage, ToolCallAccumulator};
+use crate::providers::llm::{Answer, ChatModel, ChatRequest, Delta, LlmError, LlmEvent, TokenUsage, ToolCallAccumulator, answer_from};
 
 /// How long a request waits for a free slot before it fails.
 pub const QUEUE_DEADLINE: Duration = Duration::from_secs(20);
@@ -262,8 +262,10 @@ impl EmbeddedLlm {
     fn prepare(&self, request: &ChatRequest) -> Result<Prepared, LlmError> {
         let refused = |reason: String| LlmError::Refused { status: 400, reason };
         let messages = serde_json::to_string(&request.messages).map_err(|e| refused(e.to_string()))?;
-        let tools =
-            (!request.tools.is_empty()).then(|| Value::Array(request.tools.iter().map(|tool| tool.to_json()).collect()).to_string());
+        let tools = match request.tools.is_empty() {
+            true => None,
+            false => Some(serde_json::to_string(&request.tools).map_err(|e| refused(e.to_string()))?),
+        };
         let schema = request.response_format.as_ref().and_then(answer_schema).map(|schema| schema.to_string());
         let params = OpenAIChatTemplateParams {
             messages_json: &messages,
@@ -357,10 +359,10 @@ impl EmbeddedLlm {
 }
 
 impl ChatModel for Arc<EmbeddedLlm> {
-    fn stream(&self, request: ChatRequest) -> mpsc::Receiver<LlmEvent> {
+    fn stream(&self, request: ChatRequest) -> Answer {
         let (events, receiver) = mpsc::channel(64);
         tokio::spawn(Arc::clone(self).run(request, events));
-        receiver
+        answer_from(receiver)
     }
 
     fn warm(&self, conversation: ChatRequest) {

@@ -24,7 +24,7 @@ use std::time::Duration;
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -67,8 +67,24 @@ pub struct ToolCall {
 
 impl Serialize for ToolCall {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        json!({ "id": self.id, "type": "function", "function": { "name": self.name, "arguments": self.arguments } }).serialize(serializer)
+        #[derive(Serialize)]
+        struct Function<'a> {
+            name: &'a str,
+            arguments: &'a str,
+        }
+        let function = Function { name: &self.name, arguments: &self.arguments };
+        Typed { id: Some(&self.id), kind: "function", function }.serialize(serializer)
     }
+}
+
+/// The API's `{"type": "function", "function": …}` wrapper of tool calls and tools.
+#[derive(Serialize)]
+struct Typed<'a, T> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: T,
 }
 
 /// A tool offered to the model: name, description and a JSON Schema of its parameters.
@@ -79,11 +95,39 @@ pub struct ToolSpec {
     pub parameters: Value,
 }
 
-impl ToolSpec {
-    /// The tool as the Chat Completions API takes it.
-    pub fn to_json(&self) -> Value {
-        json!({ "type": "function", "function": { "name": self.name, "description": self.description, "parameters": self.parameters } })
+/// The tool as the Chat Completions API takes it.
+impl Serialize for ToolSpec {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Function<'a> {
+            name: &'a str,
+            description: &'a str,
+            parameters: &'a Value,
+        }
+        let function = Function { name: self.name, description: &self.description, parameters: &self.parameters };
+        Typed { id: None, kind: "function", function }.serialize(serializer)
     }
+}
+
+/// A Chat Completions request's body, written straight from the request.
+#[derive(Serialize)]
+struct RequestBody<'a> {
+    model: &'a str,
+    messages: &'a [ChatMessage],
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "<[ToolSpec]>::is_empty")]
+    tools: &'a [ToolSpec],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<&'a Value>,
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
 }
 
 /// What to ask.
@@ -124,11 +168,28 @@ pub fn estimate_tokens(characters: usize) -> i64 {
 }
 
 impl ChatRequest {
-    /// The tokens the request's prompt (messages and tools) takes, estimated.
+    /// The tokens the request's prompt (messages and tools) takes, estimated from its text
+    /// (what each message says, and the tools' descriptions and parameters).
     pub fn estimated_input_tokens(&self) -> i64 {
-        let messages = serde_json::to_string(&self.messages).map_or(0, |json| json.len());
-        let tools: usize = self.tools.iter().map(|tool| tool.to_json().to_string().len()).sum();
+        let messages: usize = self.messages.iter().map(ChatMessage::characters).sum();
+        let tools: usize = self.tools.iter().map(|tool| tool.name.len() + tool.description.len() + tool.parameters.to_string().len()).sum();
         estimate_tokens(messages + tools)
+    }
+}
+
+impl ChatMessage {
+    /// The characters of what the message says (tool calls included), and its role.
+    fn characters(&self) -> usize {
+        /// The role and the message's framing, roughly, as a model's template writes them.
+        const FRAMING: usize = 16;
+        FRAMING
+            + match self {
+                ChatMessage::System { content } | ChatMessage::User { content } => content.len(),
+                ChatMessage::Assistant { content, tool_calls } => {
+                    content.len() + tool_calls.iter().map(|call| call.id.len() + call.name.len() + call.arguments.len()).sum::<usize>()
+                }
+                ChatMessage::Tool { tool_call_id, content } => tool_call_id.len() + content.len(),
+            }
     }
 }
 
@@ -160,9 +221,18 @@ impl LlmError {
     }
 }
 
-/// A model that answers a conversation, streamed. Dropping the receiver stops the answer.
+/// A model's answer as it streams: tokens, tool calls, usage, then `Done` or `Failed`. Dropping
+/// it stops the answer.
+pub type Answer = std::pin::Pin<Box<dyn futures_util::Stream<Item = LlmEvent> + Send + Sync>>;
+
+/// The answer whose events arrive on `events` (from a task or a thread that produces them).
+pub fn answer_from(mut events: mpsc::Receiver<LlmEvent>) -> Answer {
+    Box::pin(futures_util::stream::poll_fn(move |cx| events.poll_recv(cx)))
+}
+
+/// A model that answers a conversation, streamed.
 pub trait ChatModel: Send + Sync {
-    fn stream(&self, request: ChatRequest) -> mpsc::Receiver<LlmEvent>;
+    fn stream(&self, request: ChatRequest) -> Answer;
 
     /// Reads the start of a conversation ahead (the system prompt and the greeting, while the
     /// greeting plays), so the answer to what follows starts sooner. A model server needs
@@ -174,7 +244,7 @@ pub trait ChatModel: Send + Sync {
 pub async fn complete(model: &dyn ChatModel, request: ChatRequest) -> Result<String, LlmError> {
     let mut stream = model.stream(request);
     let mut text = String::new();
-    while let Some(event) = stream.recv().await {
+    while let Some(event) = stream.next().await {
         match event {
             LlmEvent::Token(token) => text.push_str(&token),
             LlmEvent::ToolCalls(_) | LlmEvent::Usage(_) => {}
@@ -217,21 +287,16 @@ impl LlmClient {
         &self.base_url
     }
 
-    fn body(&self, request: &ChatRequest) -> Value {
-        let mut body = json!({ "model": request.model, "messages": request.messages, "stream": true });
-        if self.asks_usage.load(Ordering::Relaxed) {
-            body["stream_options"] = json!({ "include_usage": true });
+    fn body<'a>(&self, request: &'a ChatRequest) -> RequestBody<'a> {
+        RequestBody {
+            model: &request.model,
+            messages: &request.messages,
+            stream: true,
+            stream_options: self.asks_usage.load(Ordering::Relaxed).then_some(StreamOptions { include_usage: true }),
+            temperature: request.temperature,
+            tools: &request.tools,
+            response_format: request.response_format.as_ref(),
         }
-        if let Some(t) = request.temperature {
-            body["temperature"] = json!(t);
-        }
-        if !request.tools.is_empty() {
-            body["tools"] = request.tools.iter().map(ToolSpec::to_json).collect();
-        }
-        if let Some(format) = &request.response_format {
-            body["response_format"] = format.clone();
-        }
-        body
     }
 
     async fn run(&self, request: &ChatRequest, tx: &mpsc::Sender<LlmEvent>, deadline: Instant) -> Result<(), Failure> {
@@ -320,7 +385,7 @@ impl LlmClient {
 }
 
 impl ChatModel for LlmClient {
-    fn stream(&self, request: ChatRequest) -> mpsc::Receiver<LlmEvent> {
+    fn stream(&self, request: ChatRequest) -> Answer {
         let (tx, rx) = mpsc::channel(64);
         let client = self.clone();
         tokio::spawn(async move {
@@ -345,7 +410,7 @@ impl ChatModel for LlmClient {
                 }
             }
         });
-        rx
+        answer_from(rx)
     }
 }
 
@@ -649,7 +714,7 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_value(&m).unwrap(),
-            json!({ "role": "assistant", "content": "", "tool_calls": [{ "id": "c1", "type": "function", "function": { "name": "endConversation", "arguments": "{}" } }] })
+            serde_json::json!({ "role": "assistant", "content": "", "tool_calls": [{ "id": "c1", "type": "function", "function": { "name": "endConversation", "arguments": "{}" } }] })
         );
         assert_eq!(serde_json::to_value(ChatMessage::Tool { tool_call_id: "c1".into(), content: "ok".into() }).unwrap()["role"], "tool");
     }

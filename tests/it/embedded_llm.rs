@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use switchboard::agent::tools;
 use switchboard::domain::agent::AgentSpec;
@@ -42,7 +43,7 @@ impl Answer {
 async fn ask(request: ChatRequest) -> Answer {
     let mut stream = engine().stream(request);
     let mut answer = Answer { tokens: Vec::new(), calls: Vec::new(), events: Vec::new() };
-    while let Some(event) = tokio::time::timeout(Duration::from_secs(120), stream.recv()).await.expect("the model answers") {
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(120), stream.next()).await.expect("the model answers") {
         match &event {
             LlmEvent::Token(token) => answer.tokens.push(token.clone()),
             LlmEvent::ToolCalls(calls) => answer.calls.extend(calls.iter().cloned()),
@@ -168,7 +169,7 @@ async fn a_dropped_stream_frees_its_slot_at_once() {
         response_format: None,
     };
     let mut stream = engine.stream(long);
-    while !matches!(stream.recv().await, Some(LlmEvent::Token(_))) {}
+    while !matches!(stream.next().await, Some(LlmEvent::Token(_))) {}
     drop(stream);
     // The slot is given back at the next token, not after five hundred numbers.
     let started = Instant::now();

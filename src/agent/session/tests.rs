@@ -20,7 +20,7 @@ struct ScriptedModel {
 }
 
 impl ChatModel for ScriptedModel {
-    fn stream(&self, request: ChatRequest) -> mpsc::Receiver<LlmEvent> {
+    fn stream(&self, request: ChatRequest) -> Answer {
         let summarising = matches!(&request.messages[0], ChatMessage::System { content } if content == SUMMARY_INSTRUCTION);
         let script = if summarising {
             self.summaries.lock().unwrap().push(request.messages);
@@ -38,7 +38,7 @@ impl ChatModel for ScriptedModel {
                 }
             }
         });
-        rx
+        crate::providers::llm::answer_from(rx)
     }
 }
 

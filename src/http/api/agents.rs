@@ -17,7 +17,6 @@ use crate::http::auth::Caller;
 use crate::http::error::{ApiError, Problem};
 use crate::http::input::{ApiJson, ApiPath, ApiQuery};
 use crate::http::pagination::{ListResponse, PageParams};
-use crate::providers::llm::ToolSpec;
 use crate::storage::{agents, phone_numbers};
 
 /// Agent settings in a request. On create, absent fields take the defaults; on update, absent
@@ -228,6 +227,9 @@ pub async fn prompt_preview(
     let context = CallContext { caller: caller_number.as_str(), now: crate::domain::time::now(), other_languages: &other_languages };
     Ok(Json(PromptPreview {
         system_prompt: prompt::system_prompt(&agent.spec, &context),
-        tools: tools::offered(&agent.spec, &other_languages).iter().map(ToolSpec::to_json).collect(),
+        tools: tools::offered(&agent.spec, &other_languages)
+            .iter()
+            .map(|tool| serde_json::to_value(tool).expect("a tool is plain JSON"))
+            .collect(),
     }))
 }
