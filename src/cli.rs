@@ -425,6 +425,8 @@ async fn dial(
         .await?
         .with_context(|| format!("{} is not one of your phone numbers", to.as_str()))?;
     let secrets = phone_providers::secrets(&db, number.org_id, number.provider_id).await?;
+    // A script waits through the agent's filler for its answer.
+    let filler = agents::get(&db, number.org_id, number.agent_id).await?.spec.speech.filler;
     let record = audio.audio.then(|| audio.record.clone());
     let audio = audio.phone(config, &db, &number).await?;
     db.close().await;
@@ -440,7 +442,7 @@ async fn dial(
         test: false,
         audio,
     };
-    let outcome = dev_phone::from_terminal(dial, script).await?;
+    let outcome = dev_phone::from_terminal(dial, script, &filler).await?;
     println!("{}", outcome.summary);
     if let Some(record) = record {
         println!("what you heard is in {}", record.display());

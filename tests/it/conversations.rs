@@ -262,22 +262,28 @@ async fn silence_gets_a_check_in_then_ends_the_call() {
 }
 
 async fn the_dev_phone_holds_a_scripted_call(app: TestApp) {
-    let agent = json!({ "name": "Ava", "first_message": "Hi, this is Ava.", "speech": { "filler_after_ms": 300 } });
+    let agent = json!({
+        "name": "Ava",
+        "first_message": "Hi, this is Ava.",
+        "conversation_timeout_secs": 5,
+        "speech": { "filler_after_ms": 300 },
+    });
     let (llm, _line) = line_with_model(&app, agent).await;
     llm.script([
-        // Slower than the filler: the script goes on after "One moment." and waits, and the
-        // answer arrives during its wait.
+        // Slower than the filler: the script waits through "One moment." for the answer.
         Reply::says("We open at nine.").slowly(Duration::from_millis(600)),
         Reply::calls("endConversation", json!({ "summary": "Opening hours.", "closing_message": "Goodbye!" })),
     ]);
     let script = app.data_dir.path().join("script.txt");
-    std::fs::write(&script, "When do you open?\n/wait 3\nThanks, bye.\n").unwrap();
+    // The agent checks in after 5 s of silence, while the script waits.
+    std::fs::write(&script, "When do you open?\n/wait 8\nThanks, bye.\n").unwrap();
     let stdout = app.dial(["--script", script.to_str().unwrap()]).await;
     let lines = [
         "agent: Hi, this is Ava.",
         "you: When do you open?",
         "agent: One moment.",
         "agent: We open at nine.",
+        "agent: Are you still there?",
         "you: Thanks, bye.",
         "agent: Goodbye!",
         "call ended by the agent (agent_ended)",
@@ -289,7 +295,8 @@ async fn the_dev_phone_holds_a_scripted_call(app: TestApp) {
     let detail = app.get(&format!("/api/v1/calls/{id}")).await.expect(200);
     assert_eq!((detail["status"].as_str(), detail["ended_reason"].as_str()), (Some("completed"), Some("agent_ended")));
     assert!(detail["duration_secs"].is_i64() && detail["answered_at"].is_string(), "{detail}");
-    assert_eq!(roles(&detail), ["agent", "caller", "agent", "caller", "tool", "agent"]);
+    // The filler is not a turn; the check-in is.
+    assert_eq!(roles(&detail), ["agent", "caller", "agent", "agent", "caller", "tool", "agent"]);
 }
 
 async fn the_agent_switches_language(app: TestApp) {

@@ -259,8 +259,9 @@ async fn the_dev_phone_holds_a_scripted_call_with_the_embedded_model() {
     }))
     .await;
     let script = app.data_dir.path().join("script.txt");
-    // The caller waits for each answer (a cold model first reads the agent's whole prompt).
-    std::fs::write(&script, "What time do you close tonight?\n/wait 40\nPerfect, that's all I needed. Goodbye!\n/wait 20\n").unwrap();
+    // The script waits through the filler for each answer (a cold model first reads the agent's
+    // whole prompt).
+    std::fs::write(&script, "What time do you close tonight?\nPerfect, that's all I needed. Goodbye!\n").unwrap();
     let stdout = app.dial(["--script", script.to_str().unwrap()]).await;
     // While the model reads, the caller hears the agent's filler, which is not an answer.
     let said: Vec<&str> = stdout.lines().filter_map(|line| line.strip_prefix("agent: ")).filter(|words| *words != "One moment.").collect();

@@ -282,9 +282,10 @@ const SCRIPT_HANG_UP: Duration = Duration::from_secs(10);
 
 /// Runs a call from the terminal (`switchboard dial`): prints what the agent says as it streams
 /// and sends each typed line, or each line of a script. A script waits for the agent to finish
-/// before its next line (`/wait SECONDS` pauses it) and hangs up once the agent has been quiet
-/// for 10 s after its last line, if the agent has not ended the call by then.
-pub async fn from_terminal(dial: Dial, script: Option<Vec<String>>) -> anyhow::Result<Outcome> {
+/// before its next line (the agent's `filler`, "One moment.", is not an answer: the script
+/// waits on), `/wait SECONDS` pauses it, and it hangs up once the agent has been quiet for 10 s
+/// after its last line, if the agent has not ended the call by then.
+pub async fn from_terminal(dial: Dial, script: Option<Vec<String>>, filler: &str) -> anyhow::Result<Outcome> {
     use std::io::Write;
     println!("calling {} from {}", dial.to, dial.from);
     let (act, actions) = mpsc::channel(16);
@@ -297,6 +298,8 @@ pub async fn from_terminal(dial: Dial, script: Option<Vec<String>>) -> anyhow::R
     let mut terminal = BufReader::new(tokio::io::stdin()).lines();
     let mut agent_busy = greeting_wait.is_some();
     let mut line_open = false;
+    // What the agent has said of the utterance being printed.
+    let mut utterance = String::new();
     // Whether the agent's voice has been heard (its words may take a while to transcribe).
     let mut agent_heard = false;
     let mut hang_up_at: Option<tokio::time::Instant> = None;
@@ -355,15 +358,17 @@ pub async fn from_terminal(dial: Dial, script: Option<Vec<String>>) -> anyhow::R
                     }
                     hang_up_at = hang_up_at.map(|_| tokio::time::Instant::now() + SCRIPT_HANG_UP);
                     agent_busy = true;
+                    utterance.push_str(&token);
                     print!("{token}");
                     let _ = std::io::stdout().flush();
                 }
                 Some(PhoneEvent::UtteranceEnd) => {
                     println!();
                     line_open = false;
-                    agent_busy = false;
+                    agent_busy = same_words(&std::mem::take(&mut utterance), filler);
                 }
                 Some(PhoneEvent::Interrupted { heard }) => {
+                    utterance.clear();
                     if line_open {
                         println!();
                         line_open = false;
@@ -401,6 +406,14 @@ pub async fn from_terminal(dial: Dial, script: Option<Vec<String>>) -> anyhow::R
     }
 }
 
+/// Whether two utterances say the same words (a transcript may differ in case and punctuation).
+fn same_words(a: &str, b: &str) -> bool {
+    let words =
+        |text: &str| text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect::<Vec<_>>();
+    let a = words(a);
+    !a.is_empty() && a == words(b)
+}
+
 fn random_call_sid() -> String {
     let mut bytes = [0u8; 16];
     getrandom::getrandom(&mut bytes).expect("the operating system provides randomness");
@@ -420,6 +433,8 @@ mod tests {
         assert_eq!(element_text("<Response><Say>Sorry &amp; bye</Say><Hangup/></Response>", "Say").as_deref(), Some("Sorry & bye"));
         assert_eq!(element_text("<Response><Dial>+14155550199</Dial></Response>", "Dial").as_deref(), Some("+14155550199"));
         assert_eq!(random_call_sid().len(), 34);
+        assert!(same_words("One moment.", "one moment") && same_words(" One, moment! ", "One moment."));
+        assert!(!same_words("One moment, please.", "One moment.") && !same_words("", ""));
         let stream = r#"<Response><Connect action="a"><Stream url="wss://h/twilio/media/1"><Parameter name="call_id" value="1"/><Parameter name="x" value="a&amp;b"/></Stream></Connect></Response>"#;
         assert_eq!(attribute(stream, "Stream", "url").as_deref(), Some("wss://h/twilio/media/1"));
         assert_eq!(stream_parameters(stream), [("call_id".to_owned(), "1".to_owned()), ("x".to_owned(), "a&b".to_owned())]);
