@@ -233,8 +233,8 @@ impl AgentSpec {
 /// The most end-call phrases an agent may have.
 pub const MAX_END_CALL_PHRASES: usize = 20;
 
-/// Text as lowercase words, for phrase matching.
-fn words(text: &str) -> Vec<String> {
+/// Text as lowercase words, for phrase matching (case and punctuation do not count).
+pub fn words(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric() && c != '\'').filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
 }
 

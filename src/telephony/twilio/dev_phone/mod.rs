@@ -408,10 +408,8 @@ pub async fn from_terminal(dial: Dial, script: Option<Vec<String>>, filler: &str
 
 /// Whether two utterances say the same words (a transcript may differ in case and punctuation).
 fn same_words(a: &str, b: &str) -> bool {
-    let words =
-        |text: &str| text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect::<Vec<_>>();
-    let a = words(a);
-    !a.is_empty() && a == words(b)
+    let a = crate::domain::agent::words(a);
+    !a.is_empty() && a == crate::domain::agent::words(b)
 }
 
 fn random_call_sid() -> String {
