@@ -13,10 +13,10 @@ use switchboard::models::scoring::{word_edits, word_error_rate};
 use switchboard::providers::speech::embedded::{ESPEAK_VOICE, EmbeddedSpeech, NEURAL_VOICE};
 use switchboard::providers::speech::{SpeakingVoice, SpeechToText, TextToSpeech};
 
-use switchboard::telephony::twilio::dev_phone::{self, CallerAction};
+use switchboard::telephony::twilio::dev_phone::{self, CallerAction, PhoneEvent};
 use tokio::sync::mpsc;
 
-use crate::media_streams::{agent_says, dial_speaking_with, interrupted};
+use crate::media_streams::{agent_says, dial_speaking_with, hear, interrupted};
 use crate::support::LINE_NUMBER;
 use crate::support::fake_index::FakeIndex;
 use crate::support::fake_llm::{FakeLlm, Reply};
@@ -137,6 +137,7 @@ async fn a_whole_call_heard_and_spoken_by_the_embedded_engines() {
     let number = format!("/api/v1/phone-numbers/{}", line.number_id);
     assert_eq!(app.patch(&number, json!({ "mode": "media_stream" })).await.expect(200)["mode"], "media_stream");
     let long_answer = "Order forty two found. I can move it to Tuesday, Wednesday or Friday, whichever suits you best. \
+                       If none of those days work, I can hold it at our depot for you to collect. \
                        Our couriers deliver between nine in the morning and five in the afternoon, every day of the week.";
     llm.script([
         Reply::says("Your order ships on Monday."),
@@ -159,9 +160,11 @@ async fn a_whole_call_heard_and_spoken_by_the_embedded_engines() {
     act.send(CallerAction::Say("I need to change my order.".into())).await.unwrap();
     phone.heard("Your order ships on Monday.", &agent_says(&mut events).await);
     act.send(CallerAction::Digits("42#".into())).await.unwrap();
-    // Over the long answer (some twelve seconds) the caller says "yeah, okay", which lets it go
-    // on, then answers, which cuts it off.
-    tokio::time::sleep(Duration::from_millis(3000)).await;
+    // Over the long answer (some seventeen seconds from its first word, however loaded the
+    // machine) the caller says "yeah, okay", which lets it go on, then answers, which cuts it
+    // off (once heard out and transcribed: a short utterance may be a backchannel).
+    hear(&mut events, |event| matches!(event, PhoneEvent::Speaking).then_some(())).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     act.send(CallerAction::Say("Yeah, okay.".into())).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     act.send(CallerAction::Say("Tuesday, please.".into())).await.unwrap();

@@ -21,6 +21,7 @@ on_both_backends!(
     media_stream_numbers_need_someone_to_hear_and_speak,
     a_media_stream_call_holds_a_whole_conversation,
     a_caller_talking_while_the_agent_thinks_then_hanging_up_mid_sentence,
+    a_caller_speaking_while_the_agent_pauses_between_sentences_interrupts_it,
     the_dev_phone_speaks_and_records_from_the_terminal,
     deepgram_hears_and_elevenlabs_speaks,
 );
@@ -375,6 +376,51 @@ async fn a_caller_talking_while_the_agent_thinks_then_hanging_up_mid_sentence(ap
     assert_eq!(role, "agent", "{turns:?}");
     assert_eq!(last, "Tuesday's delivery window is nine to five.", "only what played is kept: {turns:?}");
     assert_eq!(detail["transcript"][5]["interrupted"], true, "{detail}");
+}
+
+/// A loaded synthesiser leaves a pause between two sentences of an answer; the caller speaks
+/// in it. The agent is still speaking (its next sentence is on the way), so that is an
+/// interruption like any other: the phone is told so (with nothing of the pause heard), the
+/// next sentence never plays, and the record keeps the first sentence, marked interrupted.
+async fn a_caller_speaking_while_the_agent_pauses_between_sentences_interrupts_it(app: TestApp) {
+    let agent = json!({ "name": "Ava", "first_message": "Hi, Ava here.", "speech": { "end_of_turn_silence_ms": 300 } });
+    let (llm, fake, line) = media_line(&app, agent).await;
+    llm.script([
+        Reply::says("Tuesday's delivery window is nine to five. The courier texts you an hour before."),
+        Reply::says("Sure, go ahead."),
+    ]);
+    fake.slow_to_speak("The courier", Duration::from_secs(6));
+    let (act, mut events, call) = place_call(&app, &line, &fake);
+    assert_eq!(agent_says(&mut events).await, "Hi, Ava here.");
+    act.send(CallerAction::Say("When?".into())).await.unwrap();
+    // The phone hears the first sentence end: the pause has begun.
+    assert_eq!(agent_says(&mut events).await, "Tuesday's delivery window is nine to five.");
+    act.send(CallerAction::Say("Wait, one question.".into())).await.unwrap();
+    assert_eq!(interrupted(&mut events).await, "", "nothing of the pause was heard");
+    assert_eq!(agent_says(&mut events).await, "Sure, go ahead.");
+    act.send(CallerAction::HangUp).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), call).await.unwrap().unwrap().unwrap();
+
+    let id = app.get("/api/v1/calls").await.expect(200)["data"][0]["id"].as_str().unwrap().to_owned();
+    let detail = app.until(&format!("/api/v1/calls/{id}"), |d| d["ended_reason"].is_string()).await;
+    let turns: Vec<(&str, &str, bool)> = detail["transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["role"].as_str().unwrap(), t["text"].as_str().unwrap(), t["interrupted"] == true))
+        .collect();
+    assert_eq!(
+        &turns[1..],
+        [
+            ("caller", "When?", false),
+            ("agent", "Tuesday's delivery window is nine to five.", true),
+            ("caller", "Wait, one question.", false),
+            ("agent", "Sure, go ahead.", false)
+        ],
+        "{turns:?}"
+    );
+    let asked = llm.requests()[1]["messages"].to_string();
+    assert!(!asked.contains("courier"), "the model knows the caller never heard the second sentence: {asked}");
 }
 
 /// A server with the turn-taking models installed hears real speech with Silero VAD and ends a

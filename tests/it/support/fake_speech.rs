@@ -58,6 +58,8 @@ pub struct FakeSpeech {
     /// What every utterance is heard as, when set: a recogniser's answer to real speech, which
     /// the coded voice's reading cannot give.
     hears_as: Arc<Mutex<Option<String>>>,
+    /// Texts starting with this are synthesised only after the delay (OpenAI-compatible path).
+    slow_to_speak: Arc<Mutex<Option<(String, Duration)>>>,
 }
 
 impl FakeSpeech {
@@ -77,6 +79,12 @@ impl FakeSpeech {
     /// Transcribes every utterance from now on as `text` (for tests that play real speech).
     pub fn hear_every_utterance_as(&self, text: &str) {
         *self.hears_as.lock().unwrap() = Some(text.to_owned());
+    }
+
+    /// Answers a request to speak a text that starts with `start` only after `delay`, as a
+    /// loaded synthesiser does: the agent's voice pauses between two sentences.
+    pub fn slow_to_speak(&self, start: &str, delay: Duration) {
+        *self.slow_to_speak.lock().unwrap() = Some((start.to_owned(), delay));
     }
 
     pub fn answer_like(&self, style: SpeechStyle) {
@@ -209,6 +217,10 @@ async fn synthesize(State(fake): State<FakeSpeech>, headers: HeaderMap, axum::Js
     let (text, voice) =
         (request["input"].as_str().unwrap_or_default().to_owned(), request["voice"].as_str().unwrap_or_default().to_owned());
     fake.spoken.lock().unwrap().push((text.clone(), voice));
+    let delay = fake.slow_to_speak.lock().unwrap().clone().filter(|(start, _)| text.starts_with(start.as_str())).map(|(_, delay)| delay);
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     let style = *fake.style.lock().unwrap();
     let (content_type, bytes) = match style {
         SpeechStyle::RawPcm24k => ("audio/pcm", pcm_bytes(&speak(&text, 24_000))),

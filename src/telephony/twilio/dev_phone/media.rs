@@ -54,7 +54,8 @@ enum Buffered {
 enum Heard {
     /// A whole utterance played.
     Utterance(Vec<i16>),
-    /// The caller cut the agent off after this much.
+    /// The caller cut the agent off after this much of the utterance in progress (none when
+    /// the agent was pausing between sentences: what came before was a whole utterance).
     Cut(Vec<i16>),
 }
 
@@ -172,9 +173,9 @@ pub(super) async fn converse(
                                     outgoing.send(send(stream.mark(&name))).await?;
                                 }
                             }
-                            if !utterance.is_empty() {
-                                let _ = heard_tx.send(Heard::Cut(std::mem::take(&mut utterance)));
-                            }
+                            // The server clears only to stop the agent, even when its next
+                            // sentence has not arrived yet: that is an interruption too.
+                            let _ = heard_tx.send(Heard::Cut(std::mem::take(&mut utterance)));
                         }
                         other => tracing::warn!(event = ?other, "the dev phone got a message Twilio would refuse"),
                     }
@@ -307,7 +308,8 @@ async fn listen(ears: Option<Arc<dyn SpeechToText>>, mut heard: mpsc::UnboundedR
                 let _ = events.send(PhoneEvent::UtteranceEnd).await;
             }
             Heard::Cut(samples) => {
-                let _ = events.send(PhoneEvent::Interrupted { heard: words(samples).await }).await;
+                let heard = if samples.is_empty() { String::new() } else { words(samples).await };
+                let _ = events.send(PhoneEvent::Interrupted { heard }).await;
             }
         }
     }

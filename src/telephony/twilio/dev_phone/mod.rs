@@ -174,7 +174,8 @@ pub enum PhoneEvent {
     Speaking,
     /// The agent finished an utterance.
     UtteranceEnd,
-    /// The caller interrupted; this much of the utterance was heard.
+    /// The caller interrupted; this much of the utterance in progress was heard (nothing when
+    /// the agent was pausing between sentences).
     Interrupted { heard: String },
     /// The agent switched the call's language.
     Language(String),
