@@ -7,9 +7,9 @@
 //! then every caller speaks three times at random moments over a window sized for about 460
 //! turns a second; the model answers each prompt with a fixed first-token delay. Printed: the
 //! latency the server adds (prompt in → first token out, minus the model's delay) at p50 and p99,
-//! the server's CPU time per session opened, per turn (read before anyone hangs up) and per call
-//! ended (the callers then hang up together and the server finalises each call), its memory per
-//! idle session, and whether all N sessions were held.
+//! the server's CPU time per session opened, per second of an idle session, per turn (read
+//! before anyone hangs up) and per call ended (the callers then hang up together and the server
+//! finalises each call), its memory per idle session, and whether all N sessions were held.
 //!
 //! `cargo bench --bench relay_sessions` (`SESSIONS=500,2000,5000` by default; about four file
 //! descriptors per session).
@@ -29,6 +29,8 @@ use support::{Socket, answer_call, runtime, spawn_role, usage};
 const MODEL_DELAY: Duration = Duration::from_millis(200);
 /// How many times each caller speaks.
 const TURNS_PER_CALL: usize = 3;
+/// How long the open sessions are watched while nobody speaks.
+const IDLE: Duration = Duration::from_secs(5);
 /// The turn rate the window is sized for.
 const TURNS_PER_SECOND: f64 = 460.0;
 
@@ -125,6 +127,9 @@ async fn generate_load() {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         let (cpu_open, rss_open) = usage(pid);
+        // What open sessions cost while nobody speaks (timers, heartbeats).
+        tokio::time::sleep(IDLE).await;
+        let (cpu_idle, _) = usage(pid);
         let window = Duration::from_secs_f64((sessions * TURNS_PER_CALL) as f64 / TURNS_PER_SECOND);
         let start = Instant::now() + Duration::from_millis(200);
         let tasks: Vec<_> = sockets
@@ -152,13 +157,15 @@ async fn generate_load() {
         let at = |q: f64| added[((added.len() as f64 * q) as usize).min(added.len() - 1)].as_secs_f64() * 1000.0;
         println!(
             "{sessions} sessions ({held} held through {} turns over {:.1} s): server-added latency to first token p50 {:.1} ms, p99 {:.1} ms; \
-             server CPU {:.2} ms per session opened, {:.3} ms per turn, {:.2} ms per call ended; server memory {:.1} KiB per idle session",
+             server CPU {:.2} ms per session opened, {:.3} ms per idle session-second, {:.3} ms per turn, {:.2} ms per call ended; \
+             server memory {:.1} KiB per idle session",
             added.len(),
             window.as_secs_f64(),
             at(0.50),
             at(0.99),
             (cpu_open - cpu_before) * 1000.0 / sessions as f64,
-            (cpu_turns - cpu_open) * 1000.0 / added.len() as f64,
+            (cpu_idle - cpu_open) * 1000.0 / sessions as f64 / IDLE.as_secs_f64(),
+            (cpu_turns - cpu_idle) * 1000.0 / added.len() as f64,
             (cpu_ended - cpu_turns) * 1000.0 / held as f64,
             rss_open.saturating_sub(rss_before) as f64 / sessions as f64,
         );

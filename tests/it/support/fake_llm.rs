@@ -11,6 +11,9 @@
 //! without choices when asked (`stream_options.include_usage`, with `"usage": null` in every
 //! other chunk), llama.cpp's server's usage in the chunk that finishes the answer whether asked
 //! or not, none at all, and a strict server that refuses the `stream_options` field.
+//!
+//! Every request is checked against OpenAI's published request schema (`openai_schema`) and
+//! refused with a 400 in OpenAI's shape if it forbids it.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -23,6 +26,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
+
+use super::openai_schema;
 
 /// One scripted answer.
 #[derive(Clone, Default)]
@@ -176,6 +181,13 @@ fn tool_call_deltas(style: StreamStyle, i: usize, name: &str, arguments: &str) -
 
 async fn complete(State(fake): State<FakeLlm>, axum::Json(request): axum::Json<Value>) -> Response {
     assert_eq!(request["stream"], true, "the client must stream");
+    let problems = openai_schema::chat_violations(&request);
+    if !problems.is_empty() {
+        eprintln!("the fake model refuses a request OpenAI's schema forbids: {problems:?}");
+        fake.requests.lock().unwrap().push(request);
+        let error = json!({ "error": { "message": problems.join("; "), "type": "invalid_request_error" } });
+        return (StatusCode::BAD_REQUEST, axum::Json(error)).into_response();
+    }
     let usage = *fake.usage.lock().unwrap();
     let asks_usage = request["stream_options"]["include_usage"] == true;
     if usage == UsageReport::RefusesStreamOptions && request.get("stream_options").is_some() {

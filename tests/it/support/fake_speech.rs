@@ -4,7 +4,7 @@
 //!   OpenAI's shape (401 for a wrong key, 404 for an unknown model). Two answer styles seen in
 //!   the wild: raw 24 kHz PCM (OpenAI's `pcm`) and a WAV at its own rate (servers built on Piper
 //!   answer 22.05 kHz WAV even when asked for `pcm`). Every request is checked against OpenAI's
-//!   published request schemas (`openai_audio_schema`) and refused with a 400 if they forbid it.
+//!   published request schemas (`openai_schema`) and refused with a 400 if they forbid it.
 //! - Deepgram's streaming recognition (`/v1/listen` WebSocket, `Authorization: Token`): binary
 //!   16-bit PCM in, an interim `Results` (`is_final: false`) while audio arrives, then on
 //!   `CloseStream` the final results in two parts, `Metadata`, and a close; a wrong key or model
@@ -29,7 +29,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use switchboard::audio::{Audio, wav};
 
-use super::openai_audio_schema;
+use super::openai_schema;
 
 pub const API_KEY: &str = "sk-speech-test";
 pub const TRANSCRIPTION_MODEL: &str = "whisper-1";
@@ -184,7 +184,7 @@ async fn transcribe(State(fake): State<FakeSpeech>, headers: HeaderMap, mut form
         }
         fields.push((name, Some(text)));
     }
-    let problems = openai_audio_schema::transcription_violations(&fields);
+    let problems = openai_schema::transcription_violations(&fields);
     if !problems.is_empty() {
         return openai_error(StatusCode::BAD_REQUEST, &problems.join("; "), "invalid_request_error");
     }
@@ -207,7 +207,7 @@ async fn synthesize(State(fake): State<FakeSpeech>, headers: HeaderMap, axum::Js
     if !authorised(&headers) {
         return unauthorised();
     }
-    let problems = openai_audio_schema::speech_violations(&request);
+    let problems = openai_schema::speech_violations(&request);
     if !problems.is_empty() {
         return openai_error(StatusCode::BAD_REQUEST, &problems.join("; "), "invalid_request_error");
     }

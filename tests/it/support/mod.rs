@@ -7,7 +7,7 @@ pub mod fake_index;
 pub mod fake_llm;
 pub mod fake_speech;
 pub mod fake_twilio;
-pub mod openai_audio_schema;
+pub mod openai_schema;
 pub mod relay_client;
 pub mod s3_server;
 pub mod server_process;
