@@ -214,7 +214,8 @@ async fn converse(socket: Socket, call: u64) -> Measured {
                             let gap = now - last;
                             if gap < Duration::from_millis(100) {
                                 run += 1;
-                                // The first frames of a piece go out together, ahead of time.
+                                // The first frames after a pause go out together, ahead of
+                                // time (the lead); marks between pieces are no pause.
                                 if run > 4 {
                                     measured.pacing.push(gap.abs_diff(FRAME));
                                 }
@@ -241,8 +242,6 @@ async fn converse(socket: Socket, call: u64) -> Measured {
                     }
                     "mark" => {
                         marks.push_back((played_until, message.mark.map(|m| m.name.to_owned()).unwrap_or_default()));
-                        // The next piece starts with its lead at once (a refill, not jitter).
-                        (last_frame, run) = (None, 0);
                     }
                     "clear" => {
                         if let Some(confirmed) = confirmed_at.take() {

@@ -144,15 +144,16 @@ impl Tape {
 /// The outbound side of a stream: audio queued as frames, sent one per frame time.
 struct Pacer {
     queue: VecDeque<Queued>,
-    /// When the next frame is due.
-    next_at: Instant,
+    /// When the next frame is due; `None` when the caller's buffer is empty (the stream has just
+    /// started, or was cleared), so the next frame starts afresh with its lead.
+    next_at: Option<Instant>,
     /// Marks sent and not yet returned.
     marks_out: usize,
 }
 
 impl Pacer {
     fn new() -> Self {
-        Self { queue: VecDeque::new(), next_at: Instant::now(), marks_out: 0 }
+        Self { queue: VecDeque::new(), next_at: None, marks_out: 0 }
     }
 
     /// Queues 8 kHz samples as μ-law frames, then `mark`.
@@ -177,13 +178,12 @@ impl Pacer {
         if self.queue.is_empty() {
             return due;
         }
-        if self.next_at + FRAME * LEAD_FRAMES < now {
-            // Idle (or stalled): start again from now; the lead goes out at once.
-            self.next_at = now;
-        }
-        if self.next_at <= now + FRAME * LEAD_FRAMES {
+        // Idle, stalled or cleared: start again from now; the lead goes out at once.
+        let next_at = self.next_at.filter(|at| *at + FRAME * LEAD_FRAMES >= now).unwrap_or(now);
+        self.next_at = Some(next_at);
+        if next_at <= now + FRAME * LEAD_FRAMES {
             due.push(self.queue.pop_front().expect("not empty"));
-            self.next_at += FRAME;
+            self.next_at = Some(next_at + FRAME);
         }
         due
     }
@@ -193,13 +193,15 @@ impl Pacer {
         match self.queue.front() {
             None => None,
             Some(Queued::Mark(_)) => Some(Instant::now()),
-            Some(Queued::Frame { .. }) => Some(self.next_at - FRAME * LEAD_FRAMES),
+            Some(Queued::Frame { .. }) => Some(self.next_at.map_or_else(Instant::now, |at| at - FRAME * LEAD_FRAMES)),
         }
     }
 
-    /// Drops what is queued; the marks among it were never sent and will not come back.
+    /// Drops what is queued; the marks among it were never sent and will not come back. The
+    /// caller's buffer is cleared too: what plays next starts with its lead.
     fn clear(&mut self) {
         self.queue.clear();
+        self.next_at = None;
     }
 
     fn played(&mut self) {
@@ -453,5 +455,32 @@ mod tests {
             at_once.extend(sent(&pacer.due(Instant::now())));
         }
         assert_eq!(at_once, ["frame:160:speech-3", "frame:160", "frame:160", "frame:160"]);
+    }
+
+    /// What plays soon after the stream opens, or soon after a clear emptied the caller's
+    /// buffer, starts with its lead: not with less (the buffer would run dry), nor with more
+    /// (frames owed to a schedule nobody heard).
+    #[tokio::test(start_paused = true)]
+    async fn speech_soon_after_the_start_or_a_clear_gets_its_lead_and_no_more() {
+        let at_once = |pacer: &mut Pacer| {
+            let mut sent_now = Vec::new();
+            while pacer.wake_at().is_some_and(|at| at <= Instant::now()) {
+                sent_now.extend(sent(&pacer.due(Instant::now())));
+            }
+            sent_now
+        };
+        let mut pacer = Pacer::new();
+        tokio::time::advance(Duration::from_millis(50)).await;
+        pacer.play(&[1000; 1600], "greeting".into());
+        assert_eq!(at_once(&mut pacer).len(), 1 + LEAD_FRAMES as usize);
+        // Steady playback, then the caller speaks over it.
+        for _ in 0..5 {
+            tokio::time::advance(FRAME).await;
+            assert_eq!(at_once(&mut pacer).len(), 1);
+        }
+        pacer.clear();
+        tokio::time::advance(Duration::from_millis(10)).await;
+        pacer.play(&[1000; 1600], "answer".into());
+        assert_eq!(at_once(&mut pacer).len(), 1 + LEAD_FRAMES as usize);
     }
 }
