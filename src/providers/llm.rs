@@ -328,7 +328,7 @@ impl LlmClient {
             }
             Ok(chunk)
         });
-        let mut events = std::pin::pin!(bytes.eventsource());
+        let mut events = std::pin::pin!(server_sent_events(bytes));
         let mut calls = ToolCallAccumulator::default();
         let mut usage = None;
         let mut produced = false;
@@ -412,6 +412,34 @@ impl ChatModel for LlmClient {
         });
         answer_from(rx)
     }
+}
+
+/// Server-sent events read from `bytes`. One byte-order mark at the start is skipped, as the
+/// standard says, however the chunks split it; and the parser (`eventsource-stream` 0.2.3, which
+/// panics on a stream that starts with one: it cuts a single byte of it) is never shown a
+/// stream that starts with one: the bytes are put behind an empty comment line.
+fn server_sent_events<B, E>(
+    bytes: impl futures_util::Stream<Item = Result<B, E>>,
+) -> impl futures_util::Stream<Item = Result<eventsource_stream::Event, eventsource_stream::EventStreamError<E>>>
+where
+    B: Into<bytes::Bytes> + AsRef<[u8]>,
+{
+    const BOM: &[u8] = "\u{feff}".as_bytes();
+    // The start of the stream, until it is known whether it begins with a mark.
+    let mut start = Some(Vec::with_capacity(BOM.len()));
+    bytes
+        .map(move |chunk| {
+            let chunk = chunk?;
+            let Some(mut head) = start.take() else { return Ok(chunk.into()) };
+            head.extend_from_slice(chunk.as_ref());
+            if head.len() < BOM.len() && BOM.starts_with(&head) {
+                start = Some(head);
+                return Ok(bytes::Bytes::new());
+            }
+            let rest = head.strip_prefix(BOM).unwrap_or(&head);
+            Ok([b":\n".as_slice(), rest].concat().into())
+        })
+        .eventsource()
 }
 
 struct Failure {
@@ -614,7 +642,7 @@ mod tests {
             pieces.push(Ok(rest.to_vec()));
             let mut calls = ToolCallAccumulator::default();
             runtime.block_on(async {
-                let mut events = std::pin::pin!(futures_util::stream::iter(pieces).eventsource());
+                let mut events = std::pin::pin!(server_sent_events(futures_util::stream::iter(pieces)));
                 while let Some(Ok(event)) = events.next().await {
                     if let Ok(chunk) = serde_json::from_str::<StreamChunk>(&event.data) {
                         let _ = chunk.error.map(|e| e.summary());
@@ -624,6 +652,24 @@ mod tests {
             });
             assert!(calls.finish().iter().all(|call| !call.name.is_empty() && !call.id.is_empty()));
         });
+    }
+
+    /// A stream may start with a byte-order mark (the standard says to skip one); the parser
+    /// underneath panicked on one (found by the fuzz target above).
+    #[tokio::test]
+    async fn a_byte_order_mark_at_the_start_is_skipped_however_it_is_split() {
+        let read = |pieces: Vec<&'static [u8]>| async move {
+            let stream = futures_util::stream::iter(pieces.into_iter().map(Ok::<_, std::convert::Infallible>));
+            server_sent_events(stream).filter_map(|event| async move { event.ok().map(|e| e.data) }).collect::<Vec<_>>().await
+        };
+        let bom = "\u{feff}".as_bytes();
+        assert_eq!(read(vec![bom, b"data: a\n\n"]).await, ["a"]);
+        assert_eq!(read(vec![&bom[..1], &bom[1..2], b"", &bom[2..], b"data: a\n\ndata: b\n\n"]).await, ["a", "b"]);
+        assert_eq!(read(vec![b"data: a\n\n"]).await, ["a"]);
+        assert_eq!(read(vec![bom, b""]).await, Vec::<String>::new());
+        // A second mark is content, not a reason to panic.
+        assert!(read(vec![bom, bom, b"data: a\n\n"]).await.len() <= 1);
+        assert_eq!(read(vec![&bom[..2], b"data: a\n\n"]).await.len(), 0, "a broken mark is no event");
     }
 
     fn accumulate(deltas: &[&str]) -> Vec<ToolCall> {
