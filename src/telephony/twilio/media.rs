@@ -412,6 +412,15 @@ mod tests {
             .collect()
     }
 
+    /// What the pacer sends without waiting.
+    fn sent_at_once(pacer: &mut Pacer) -> Vec<String> {
+        let mut now = Vec::new();
+        while pacer.wake_at().is_some_and(|at| at <= Instant::now()) {
+            now.extend(sent(&pacer.due(Instant::now())));
+        }
+        now
+    }
+
     #[tokio::test(start_paused = true)]
     async fn audio_goes_out_a_frame_per_frame_time_a_little_ahead_with_marks_after_it() {
         let mut pacer = Pacer::new();
@@ -450,11 +459,7 @@ mod tests {
         // A pause resets the schedule: new speech starts at once, its lead and no more.
         tokio::time::advance(Duration::from_secs(2)).await;
         pacer.play(&[1000; 1600], "speech-3".into());
-        let mut at_once = Vec::new();
-        while pacer.wake_at().is_some_and(|at| at <= Instant::now()) {
-            at_once.extend(sent(&pacer.due(Instant::now())));
-        }
-        assert_eq!(at_once, ["frame:160:speech-3", "frame:160", "frame:160", "frame:160"]);
+        assert_eq!(sent_at_once(&mut pacer), ["frame:160:speech-3", "frame:160", "frame:160", "frame:160"]);
     }
 
     /// What plays soon after the stream opens, or soon after a clear emptied the caller's
@@ -462,25 +467,18 @@ mod tests {
     /// (frames owed to a schedule nobody heard).
     #[tokio::test(start_paused = true)]
     async fn speech_soon_after_the_start_or_a_clear_gets_its_lead_and_no_more() {
-        let at_once = |pacer: &mut Pacer| {
-            let mut sent_now = Vec::new();
-            while pacer.wake_at().is_some_and(|at| at <= Instant::now()) {
-                sent_now.extend(sent(&pacer.due(Instant::now())));
-            }
-            sent_now
-        };
         let mut pacer = Pacer::new();
         tokio::time::advance(Duration::from_millis(50)).await;
         pacer.play(&[1000; 1600], "greeting".into());
-        assert_eq!(at_once(&mut pacer).len(), 1 + LEAD_FRAMES as usize);
+        assert_eq!(sent_at_once(&mut pacer).len(), 1 + LEAD_FRAMES as usize);
         // Steady playback, then the caller speaks over it.
         for _ in 0..5 {
             tokio::time::advance(FRAME).await;
-            assert_eq!(at_once(&mut pacer).len(), 1);
+            assert_eq!(sent_at_once(&mut pacer).len(), 1);
         }
         pacer.clear();
         tokio::time::advance(Duration::from_millis(10)).await;
         pacer.play(&[1000; 1600], "answer".into());
-        assert_eq!(at_once(&mut pacer).len(), 1 + LEAD_FRAMES as usize);
+        assert_eq!(sent_at_once(&mut pacer).len(), 1 + LEAD_FRAMES as usize);
     }
 }
